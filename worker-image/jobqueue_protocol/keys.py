@@ -1,0 +1,157 @@
+"""THE Redis key layout shared by the worker runtime and the operator.
+
+Every key of a queue lives under ``jq:v1:{<queue>}:`` so that one queue maps to
+one Redis Cluster slot (every Lua script touches a single slot) and an
+incompatible layout change becomes a new prefix (``jq:v2:``) instead of a silent
+reinterpretation of old data. Nothing outside this module spells a key; the Lua
+scripts receive every key through KEYS (the job and idempotency keys, whose ids
+are only known inside a script, arrive as a *prefix* built here).
+
+=============================  ======  =====================  ======================
+key                            type    writer                 reader
+=============================  ======  =====================  ======================
+``jq:v1:{q}:ready:<p>``        ZSET    enqueue, step, reap,   step (fetch), stats
+                                       replay                 (depth, oldest age)
+``jq:v1:{q}:delayed``          ZSET    enqueue, step (retry)  step (promotes due),
+                                                              stats
+``jq:v1:{q}:leases``           ZSET    step, renew, reap      reap, renew, stats
+``jq:v1:{q}:dead``             ZSET    step, reap, replay,    dlq CLI, stats
+                                       purge
+``jq:v1:{q}:job:<id>``         HASH    every worker script,   worker, producer
+                                       enqueue                (status/result), CLI
+``jq:v1:{q}:idem:<key>``       STRING  enqueue                enqueue
+``jq:v1:{q}:workers``          HASH    heartbeat              stats (operator)
+``jq:v1:{q}:counters``         HASH    enqueue, step, reap    stats (operator)
+``jq:v1:{q}:wake``             LIST    enqueue, step, reap,   idle workers (BLPOP)
+                                       replay
+``jq:v1:{q}:reaper``           STRING  reap (SET NX PX gate)  reap
+=============================  ======  =====================  ======================
+
+Scores: ``ready:<p>`` = ms since epoch when the job became ready (FIFO within a
+priority; the lowest score is the oldest waiting job); ``delayed`` = due ms;
+``leases`` = lease deadline ms; ``dead`` = dead-lettered-at ms. All times are
+Redis server time (``TIME``), never a client clock.
+
+Priorities are integers 1 (most urgent) to 10 (least); the named levels are
+CRITICAL 1, HIGH 3, NORMAL 5, LOW 7, BACKGROUND 10.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+VERSION: Final = "v1"
+PREFIX: Final = f"jq:{VERSION}:"
+
+PRIORITY_MIN: Final = 1
+PRIORITY_MAX: Final = 10
+PRIORITIES: Final[tuple[int, ...]] = tuple(range(PRIORITY_MIN, PRIORITY_MAX + 1))
+
+CRITICAL: Final = 1
+HIGH: Final = 3
+NORMAL: Final = 5
+LOW: Final = 7
+BACKGROUND: Final = 10
+
+_MAX_QUEUE_NAME = 200
+_FORBIDDEN = frozenset("{}\n\r\t ")
+
+
+class InvalidKeyPartError(ValueError):
+    """A queue name, priority or id that would break the layout (hash tag, slots)."""
+
+
+def validate_queue(queue: str) -> str:
+    """Reject names that would escape the hash tag or produce unreadable keys."""
+    if not queue or len(queue) > _MAX_QUEUE_NAME:
+        raise InvalidKeyPartError(f"queue name must be 1..{_MAX_QUEUE_NAME} characters: {queue!r}")
+    if any(ch in _FORBIDDEN for ch in queue):
+        raise InvalidKeyPartError(f"queue name must not contain braces or whitespace: {queue!r}")
+    return queue
+
+
+def validate_priority(priority: int) -> int:
+    """Out-of-range priorities are an error, never clamped (Celery #8967)."""
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise InvalidKeyPartError(f"priority must be an int: {priority!r}")
+    if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+        raise InvalidKeyPartError(
+            f"priority must be between {PRIORITY_MIN} and {PRIORITY_MAX}: {priority}"
+        )
+    return priority
+
+
+def _id_part(value: str, what: str) -> str:
+    if not value or any(ch in "\n\r" for ch in value) or len(value) > 512:
+        raise InvalidKeyPartError(f"{what} must be 1..512 characters without newlines: {value!r}")
+    return value
+
+
+def queue_prefix(queue: str) -> str:
+    """``jq:v1:{q}:`` - the common start of every key of one queue."""
+    return f"{PREFIX}{{{validate_queue(queue)}}}:"
+
+
+def ready_key(queue: str, priority: int) -> str:
+    return f"{queue_prefix(queue)}ready:{validate_priority(priority)}"
+
+
+def ready_keys(queue: str) -> tuple[str, ...]:
+    """The ready ZSETs of every priority, most urgent first."""
+    return tuple(ready_key(queue, p) for p in PRIORITIES)
+
+
+def delayed_key(queue: str) -> str:
+    return f"{queue_prefix(queue)}delayed"
+
+
+def lease_key(queue: str) -> str:
+    return f"{queue_prefix(queue)}leases"
+
+
+def dead_key(queue: str) -> str:
+    return f"{queue_prefix(queue)}dead"
+
+
+def job_key_prefix(queue: str) -> str:
+    """Passed to Lua as a KEY so scripts can address job hashes by id."""
+    return f"{queue_prefix(queue)}job:"
+
+
+def job_key(queue: str, job_id: str) -> str:
+    return f"{job_key_prefix(queue)}{_id_part(job_id, 'job id')}"
+
+
+def idem_key_prefix(queue: str) -> str:
+    """Passed to Lua as a KEY so the enqueue script can address idempotency keys."""
+    return f"{queue_prefix(queue)}idem:"
+
+
+def idem_key(queue: str, key: str) -> str:
+    return f"{idem_key_prefix(queue)}{_id_part(key, 'idempotency key')}"
+
+
+def workers_key(queue: str) -> str:
+    return f"{queue_prefix(queue)}workers"
+
+
+def counters_key(queue: str) -> str:
+    return f"{queue_prefix(queue)}counters"
+
+
+def wake_key(queue: str) -> str:
+    return f"{queue_prefix(queue)}wake"
+
+
+def reaper_key(queue: str) -> str:
+    return f"{queue_prefix(queue)}reaper"
+
+
+# Field names of the counters HASH; the operator may derive rates from them.
+COUNTER_ENQUEUED: Final = "enqueued"
+COUNTER_COMPLETED: Final = "completed"
+COUNTER_FAILED: Final = "failed"  # failed attempts (retried or not)
+COUNTER_RETRIED: Final = "retried"
+COUNTER_DEAD: Final = "dead"
+COUNTER_BUSY_MS: Final = "busy_ms"  # handler wall time of finished attempts
+COUNTER_REAPED: Final = "reaped"  # leases that expired (their worker died or hung)
