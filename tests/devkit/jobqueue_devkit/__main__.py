@@ -1,0 +1,96 @@
+"""`python -m jobqueue_devkit`: the development commands behind the Makefile.
+
+    build         build (or find cached) kube-apiserver, kube-controller-manager, etcd
+    cluster up    start a local control plane in the background; print its kubeconfig
+    cluster down  stop it and remove every file it wrote
+    redis         run a Redis server in the foreground on a free port (Ctrl-C stops it)
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from jobqueue_devkit import binaries, controlplane
+from jobqueue_devkit.errors import DevkitError
+from jobqueue_devkit.redis_server import RedisServer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+cluster = typer.Typer(add_completion=False, no_args_is_help=True, help="The local control plane.")
+app.add_typer(cluster, name="cluster")
+console = Console(stderr=True)
+
+DEFAULT_DIR = controlplane.REPO_ROOT / ".cluster"
+DirOption = Annotated[Path, typer.Option("--dir", help="Where the plane keeps its files.")]
+
+
+@app.command()
+def build() -> None:
+    """Build the control-plane binaries unless they are cached."""
+    started = time.monotonic()
+    cached = binaries.cached_binaries()
+    if cached is not None:
+        console.print(f"control-plane binaries cached in {cached.directory}")
+        return
+    bins = binaries.build()
+    console.print(f"built into {bins.directory} in {time.monotonic() - started:.0f}s")
+
+
+@cluster.command("up")
+def cluster_up(directory: DirOption = DEFAULT_DIR) -> None:
+    """Start etcd, kube-apiserver and kube-controller-manager on loopback."""
+    directory = directory.resolve()
+    state = controlplane.running_state(directory)
+    if state is not None:
+        console.print(f"a local control plane already runs at {state['server']}")
+        print(state["kubeconfig"])
+        return
+    controlplane.stop_from_state(directory)  # leftovers of a crashed plane
+    started = time.monotonic()
+    plane = controlplane.ControlPlane(binaries.ensure_binaries(), workdir=directory).start()
+    console.print(
+        f"control plane up at {plane.server} in {time.monotonic() - started:.1f}s\n"
+        f"  export KUBECONFIG={plane.kubeconfig}\n"
+        f"  kubectl --kubeconfig {plane.kubeconfig} get namespaces\n"
+        "stop it with `make cluster-down`"
+    )
+    print(plane.kubeconfig)
+
+
+@cluster.command("down")
+def cluster_down(directory: DirOption = DEFAULT_DIR) -> None:
+    """Stop the local control plane and delete its files."""
+    stopped = controlplane.stop_from_state(directory.resolve())
+    console.print(f"stopped {', '.join(stopped)}" if stopped else "no local control plane was running")
+
+
+@app.command()
+def redis(port: Annotated[int, typer.Option(help="0 picks a free port.")] = 0) -> None:
+    """Run a Redis server in the foreground until Ctrl-C."""
+    server = RedisServer(port=port).start()
+    console.print(f"redis-server at {server.url} (Ctrl-C stops it)")
+    print(server.url, flush=True)
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    try:
+        signal.sigwait(stop_signals)
+    finally:
+        server.cleanup()
+
+
+def main() -> None:
+    try:
+        app()
+    except DevkitError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
