@@ -1,9 +1,9 @@
 """`python -m jobqueue_devkit`: the development commands behind the Makefile.
 
-    build         build (or find cached) kube-apiserver, kube-controller-manager, etcd
-    cluster up    start a local control plane in the background; print its kubeconfig
-    cluster down  stop it and remove every file it wrote
-    redis         run a Redis server in the foreground on a free port (Ctrl-C stops it)
+build         build (or find cached) kube-apiserver, kube-controller-manager, etcd
+cluster up    start a local control plane in the background; print its kubeconfig
+cluster down  stop it and remove every file it wrote
+redis         run a Redis server in the foreground on a free port (Ctrl-C stops it)
 """
 
 from __future__ import annotations
@@ -67,7 +67,9 @@ def cluster_up(directory: DirOption = DEFAULT_DIR) -> None:
 def cluster_down(directory: DirOption = DEFAULT_DIR) -> None:
     """Stop the local control plane and delete its files."""
     stopped = controlplane.stop_from_state(directory.resolve())
-    console.print(f"stopped {', '.join(stopped)}" if stopped else "no local control plane was running")
+    console.print(
+        f"stopped {', '.join(stopped)}" if stopped else "no local control plane was running"
+    )
 
 
 @app.command()

@@ -111,7 +111,12 @@ def go_version() -> str:
         )
     try:
         out = subprocess.run(
-            [go, "env", "GOVERSION"], env=go_env(), capture_output=True, text=True, timeout=60
+            [go, "env", "GOVERSION"],
+            check=False,
+            env=go_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     except subprocess.TimeoutExpired as exc:
         raise DevkitError("`go env GOVERSION` hung for 60s; is the Go install broken?") from exc
@@ -161,11 +166,18 @@ def _run_go(args: list[str], cwd: Path, timeout_s: float, what: str, log: Path) 
         out.flush()
         try:
             proc = subprocess.run(
-                [go, *args], cwd=cwd, env=go_env(), stdout=out, stderr=subprocess.STDOUT,
-                timeout=timeout_s, check=False,
+                [go, *args],
+                cwd=cwd,
+                env=go_env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=timeout_s,
+                check=False,
             )
         except subprocess.TimeoutExpired as exc:
-            raise DevkitError(f"{what} took longer than {timeout_s / 60:.0f} min; log {log}") from exc
+            raise DevkitError(
+                f"{what} took longer than {timeout_s / 60:.0f} min; log {log}"
+            ) from exc
     if proc.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
         lowered = tail.lower()
@@ -221,18 +233,42 @@ def build() -> ControlPlaneBinaries:
         )
         # One small download first, so an unreachable proxy fails in seconds, not mid-build.
         _run_go(
-            ["mod", "download", "k8s.io/kubernetes"], KUBE_MODULE, DOWNLOAD_TIMEOUT_S,
-            "reach the Go module proxy", log,
+            ["mod", "download", "k8s.io/kubernetes"],
+            KUBE_MODULE,
+            DOWNLOAD_TIMEOUT_S,
+            "reach the Go module proxy",
+            log,
         )
         _run_go(
-            ["build", "-trimpath", "-ldflags", _version_ldflags(k8s), "-o", f"{staging}/",
-             "k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager"],
-            KUBE_MODULE, BUILD_TIMEOUT_S, "build kube-apiserver and kube-controller-manager", log,
+            [
+                "build",
+                "-trimpath",
+                "-ldflags",
+                _version_ldflags(k8s),
+                "-o",
+                f"{staging}/",
+                "k8s.io/kubernetes/cmd/kube-apiserver",
+                "k8s.io/kubernetes/cmd/kube-controller-manager",
+            ],
+            KUBE_MODULE,
+            BUILD_TIMEOUT_S,
+            "build kube-apiserver and kube-controller-manager",
+            log,
         )
         _run_go(
-            ["build", "-trimpath", "-ldflags", "-s -w", "-o", str(staging / "etcd"),
-             "go.etcd.io/etcd/server/v3"],
-            ETCD_MODULE, BUILD_TIMEOUT_S, "build etcd", log,
+            [
+                "build",
+                "-trimpath",
+                "-ldflags",
+                "-s -w",
+                "-o",
+                str(staging / "etcd"),
+                "go.etcd.io/etcd/server/v3",
+            ],
+            ETCD_MODULE,
+            BUILD_TIMEOUT_S,
+            "build etcd",
+            log,
         )
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)

@@ -47,7 +47,7 @@ CRDS_DIR = REPO_ROOT / "crds"
 
 
 def _get(url: str, context: ssl.SSLContext | None = None, timeout_s: float = 2.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout_s, context=context) as resp:  # noqa: S310
+    with urllib.request.urlopen(url, timeout=timeout_s, context=context) as resp:
         body: bytes = resp.read()
         return body
 
@@ -244,7 +244,10 @@ class ControlPlane:
         try:
             out = subprocess.run(
                 ["kubectl", f"--kubeconfig={self.kubeconfig}", *args],
-                capture_output=True, text=True, timeout=timeout_s, check=False,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                check=False,
             )
         except FileNotFoundError as exc:
             raise DevkitError("kubectl not found on PATH: install kubectl 1.30 or newer") from exc
@@ -262,7 +265,11 @@ class ControlPlane:
         for path in files:
             self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
         self.kubectl(
-            "wait", "--for=condition=Established", f"--timeout={CRD_TIMEOUT_S:.0f}s", "crd", "--all",
+            "wait",
+            "--for=condition=Established",
+            f"--timeout={CRD_TIMEOUT_S:.0f}s",
+            "crd",
+            "--all",
             timeout_s=CRD_TIMEOUT_S + 10,
         )
         names = [n for n in self.kubectl("get", "crd", "-o", "name").split() if n]
@@ -284,7 +291,6 @@ class ControlPlane:
             proc.stop(grace_s=10)
         self.processes.clear()
         shutil.rmtree(self.workdir, ignore_errors=True)
-
 
 
 def stop_from_state(workdir: Path) -> list[str]:

