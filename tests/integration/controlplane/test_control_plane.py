@@ -99,9 +99,21 @@ def test_rbac_is_enforced_for_identities_without_roles(
     control_plane.kubectl("create", "serviceaccount", "nobody", "-n", namespace)
     who = f"system:serviceaccount:{namespace}:nobody"
     result = subprocess.run(
-        ["kubectl", f"--kubeconfig={control_plane.kubeconfig}", "auth", "can-i",
-         "list", "pods", "-n", namespace, f"--as={who}"],
-        capture_output=True, text=True, timeout=30, check=False,
+        [
+            "kubectl",
+            f"--kubeconfig={control_plane.kubeconfig}",
+            "auth",
+            "can-i",
+            "list",
+            "pods",
+            "-n",
+            namespace,
+            f"--as={who}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert result.stdout.strip() == "no"
     admin = control_plane.kubectl("auth", "can-i", "delete", "deployments", "-n", namespace)
