@@ -1,0 +1,342 @@
+"""The JobQueue resource as pydantic models, and the resolution of its defaults.
+
+The CRD in ``crds/jobqueues.yaml`` is the schema the API server enforces; these
+models are the same schema as the operator reads it. ``tests/unit/operator/
+test_crd_agreement.py`` keeps the two in step (fields, required, defaults).
+
+Thresholds, cooldowns and the replica bounds have **no** default in the CRD on
+purpose: an API-server default would always win over the operator-wide
+defaults (``SCALE_UP_QUEUE_DEPTH``, ``MIN_WORKERS``, ...). They are resolved
+here, in this order: the JobQueue's own field, then (for min and max replicas)
+its ``priorityClass`` when one is set, then the operator's settings. :func:`resolve` returns an
+:class:`EffectiveSpec` in which nothing is optional any more, which is what the
+pure policy works on.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.alias_generators import to_camel
+
+#: Annotation that pauses a JobQueue like ``spec.paused: true`` (KEDA's habit).
+PAUSED_ANNOTATION = "jobqueue.dev/paused"
+
+_T = TypeVar("_T")
+
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+#: Queue names become part of Redis keys inside a ``{queue}`` hash tag, so no braces.
+QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9:._-]*$"
+REDIS_URL_PATTERN = r"^rediss?://"
+
+
+class _Model(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields are refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class PriorityClass(enum.StrEnum):
+    """How important a queue is; picks the default replica bounds."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+    BACKGROUND = "background"
+
+
+#: Default (min, max) replicas per priority class. The seeds give the ends
+#: (critical 2..20, background 1..5); normal is the seeds' 1..10.
+PRIORITY_BOUNDS: dict[PriorityClass, tuple[int, int]] = {
+    PriorityClass.CRITICAL: (2, 20),
+    PriorityClass.HIGH: (1, 15),
+    PriorityClass.NORMAL: (1, 10),
+    PriorityClass.LOW: (1, 8),
+    PriorityClass.BACKGROUND: (1, 5),
+}
+
+K8sName = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=DNS_LABEL_PATTERN)]
+QueueName = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, pattern=QUEUE_NAME_PATTERN)
+]
+
+
+class ScaleTargetRef(_Model):
+    """The Deployment to scale; always in the JobQueue's own namespace."""
+
+    kind: Literal["Deployment"] = "Deployment"
+    name: K8sName
+
+
+class SecretKeyRef(_Model):
+    """A key of a Secret in the JobQueue's namespace."""
+
+    name: K8sName
+    key: Annotated[str, StringConstraints(min_length=1, max_length=253)] = "password"
+
+
+class RedisTLS(_Model):
+    """TLS towards Redis."""
+
+    enabled: bool = False
+    insecure_skip_verify: bool = False
+
+
+class RedisConnection(_Model):
+    """Where the queues live. Either ``url`` or ``host``; never a password inline."""
+
+    url: Annotated[str, StringConstraints(max_length=2048, pattern=REDIS_URL_PATTERN)] | None = None
+    host: Annotated[str, StringConstraints(min_length=1, max_length=253)] | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] = 6379
+    db: Annotated[int, Field(ge=0, le=1023)] = 0
+    username: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    password_secret_ref: SecretKeyRef | None = None
+    tls: RedisTLS = Field(default_factory=RedisTLS)
+    timeout_seconds: Annotated[float, Field(ge=0.1, le=30)] = 2.0
+
+    @model_validator(mode="after")
+    def _one_address(self) -> RedisConnection:
+        if (self.url is None) == (self.host is None):
+            raise ValueError("set exactly one of redis.url and redis.host")
+        if self.url is not None and "@" in self.url:
+            raise ValueError("redis.url must not carry credentials; use passwordSecretRef")
+        if self.tls.insecure_skip_verify and not self.tls.enabled:
+            raise ValueError("redis.tls.insecureSkipVerify needs redis.tls.enabled")
+        return self
+
+
+class ScaleUp(_Model):
+    """When and how fast to add workers."""
+
+    queue_depth: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+    queue_latency_seconds: Annotated[float, Field(gt=0, le=86_400)] | None = None
+    cooldown_seconds: Annotated[int, Field(ge=0, le=86_400)] | None = None
+    max_step: Annotated[int, Field(ge=1, le=50)] = 3
+
+
+class ScaleDown(_Model):
+    """When and how fast to remove workers."""
+
+    queue_depth: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+    queue_latency_seconds: Annotated[float, Field(gt=0, le=86_400)] | None = None
+    cooldown_seconds: Annotated[int, Field(ge=0, le=86_400)] | None = None
+    step: Annotated[int, Field(ge=1, le=50)] = 1
+
+
+class Fallback(_Model):
+    """Replicas to hold after the metrics have failed ``failureThreshold`` times in a row."""
+
+    failure_threshold: Annotated[int, Field(ge=1, le=1000)] = 3
+    replicas: Annotated[int, Field(ge=0, le=1000)]
+
+
+class JobQueueSpec(_Model):
+    """``spec`` of a JobQueue."""
+
+    scale_target_ref: ScaleTargetRef
+    redis: RedisConnection
+    queues: Annotated[list[QueueName], Field(min_length=1, max_length=20)]
+    priority_class: PriorityClass | None = None
+    min_replicas: Annotated[int, Field(ge=0, le=1000)] | None = None
+    max_replicas: Annotated[int, Field(ge=1, le=1000)] | None = None
+    polling_interval_seconds: Annotated[int, Field(ge=1, le=300)] = 5
+    scale_up: ScaleUp = Field(default_factory=ScaleUp)
+    scale_down: ScaleDown = Field(default_factory=ScaleDown)
+    fallback: Fallback | None = None
+    paused: bool = False
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> JobQueueSpec:
+        """The CRD's CEL rules, repeated so a model built in Python obeys them too."""
+        if len(set(self.queues)) != len(self.queues):
+            raise ValueError("queues must not repeat")
+        if (
+            self.min_replicas is not None
+            and self.max_replicas is not None
+            and self.min_replicas > self.max_replicas
+        ):
+            raise ValueError("minReplicas must not be greater than maxReplicas")
+        up, down = self.scale_up, self.scale_down
+        if (
+            up.queue_depth is not None
+            and down.queue_depth is not None
+            and down.queue_depth >= up.queue_depth
+        ):
+            raise ValueError("scaleDown.queueDepth must be below scaleUp.queueDepth")
+        if (
+            up.queue_latency_seconds is not None
+            and down.queue_latency_seconds is not None
+            and down.queue_latency_seconds >= up.queue_latency_seconds
+        ):
+            raise ValueError(
+                "scaleDown.queueLatencySeconds must be below scaleUp.queueLatencySeconds"
+            )
+        if (
+            self.fallback is not None
+            and self.max_replicas is not None
+            and self.fallback.replicas > self.max_replicas
+        ):
+            raise ValueError("fallback.replicas must not be greater than maxReplicas")
+        return self
+
+
+class OperatorDefaults(_Model):
+    """The operator-wide defaults a JobQueue's unset fields fall back to."""
+
+    scale_up_queue_depth: int = 100
+    scale_up_queue_latency_s: float = 30.0
+    scale_down_queue_depth: int = 10
+    scale_down_queue_latency_s: float = 5.0
+    min_workers: int = 1
+    max_workers: int = 10
+    scale_up_cooldown_s: int = 60
+    scale_down_cooldown_s: int = 300
+
+
+class InvalidSpecError(ValueError):
+    """The schema let a spec through but its resolved values cannot work."""
+
+
+@dataclass(frozen=True, slots=True)
+class EffectiveSpec:
+    """Everything the policy needs, with every default resolved."""
+
+    min_replicas: int
+    max_replicas: int
+    up_depth: int
+    up_latency_s: float
+    up_cooldown_s: float
+    max_step: int
+    down_depth: int
+    down_latency_s: float
+    down_cooldown_s: float
+    down_step: int
+    fallback_replicas: int | None
+    fallback_threshold: int
+    paused: bool
+
+
+def resolve(spec: JobQueueSpec, defaults: OperatorDefaults, *, paused: bool) -> EffectiveSpec:
+    """Fill every unset field: the JobQueue, then its priority class, then the operator.
+
+    ``paused`` is the spec field OR the annotation, decided by the caller. Raises
+    :class:`InvalidSpecError` when the resolved values contradict each other, for
+    example ``minReplicas: 8`` on a background queue whose default max is 5.
+    """
+    class_min, class_max = (
+        PRIORITY_BOUNDS[spec.priority_class] if spec.priority_class else (None, None)
+    )
+    lo = _first(spec.min_replicas, class_min, defaults.min_workers)
+    hi = _first(spec.max_replicas, class_max, defaults.max_workers)
+    up, down = spec.scale_up, spec.scale_down
+    eff = EffectiveSpec(
+        min_replicas=lo,
+        max_replicas=hi,
+        up_depth=_first(up.queue_depth, defaults.scale_up_queue_depth),
+        up_latency_s=_first(up.queue_latency_seconds, defaults.scale_up_queue_latency_s),
+        up_cooldown_s=_first(up.cooldown_seconds, defaults.scale_up_cooldown_s),
+        max_step=up.max_step,
+        down_depth=_first(down.queue_depth, defaults.scale_down_queue_depth),
+        down_latency_s=_first(down.queue_latency_seconds, defaults.scale_down_queue_latency_s),
+        down_cooldown_s=_first(down.cooldown_seconds, defaults.scale_down_cooldown_s),
+        down_step=down.step,
+        fallback_replicas=spec.fallback.replicas if spec.fallback else None,
+        fallback_threshold=spec.fallback.failure_threshold if spec.fallback else 3,
+        paused=paused,
+    )
+    _check_effective(eff)
+    return eff
+
+
+def _first(*values: _T | None) -> _T:
+    for value in values:
+        if value is not None:
+            return value
+    raise AssertionError("the last candidate is never None")
+
+
+def _check_effective(eff: EffectiveSpec) -> None:
+    problems = []
+    if eff.min_replicas > eff.max_replicas:
+        problems.append(
+            f"minReplicas {eff.min_replicas} is above maxReplicas {eff.max_replicas} "
+            "(after priority-class and operator defaults)"
+        )
+    if eff.down_depth >= eff.up_depth:
+        problems.append(
+            f"scale-down depth {eff.down_depth} must be below scale-up depth {eff.up_depth}"
+        )
+    if eff.down_latency_s >= eff.up_latency_s:
+        problems.append(
+            f"scale-down latency {eff.down_latency_s}s must be below "
+            f"scale-up latency {eff.up_latency_s}s"
+        )
+    if eff.fallback_replicas is not None and eff.fallback_replicas > eff.max_replicas:
+        problems.append(
+            f"fallback replicas {eff.fallback_replicas} exceed maxReplicas {eff.max_replicas}"
+        )
+    if problems:
+        raise InvalidSpecError("; ".join(problems))
+
+
+class Condition(_Model):
+    """A Kubernetes-style condition (KEP-1623)."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: str
+    observed_generation: int | None = None
+
+
+class ObservedMetrics(_Model):
+    """What the last successful poll saw, summed over the JobQueue's queues."""
+
+    depth: int
+    delayed: int
+    in_flight: int
+    dead: int
+    oldest_age_seconds: float
+    workers: int
+    busy_workers: int
+    observed_at: str
+
+
+class DecisionRecord(_Model):
+    """One entry of ``status.decisions`` (the last 20 decisions that changed something)."""
+
+    time: str
+    action: str
+    from_replicas: int
+    to_replicas: int
+    reason: str
+    message: str
+    limited_by: list[str] = Field(default_factory=list)
+
+
+class JobQueueStatus(_Model):
+    """``status`` of a JobQueue; every field is declared in the CRD (no pruning surprises)."""
+
+    observed_generation: int | None = None
+    target: str | None = None
+    current_replicas: int | None = None
+    desired_replicas: int | None = None
+    observed: ObservedMetrics | None = None
+    last_scale_up_time: str | None = None
+    last_scale_down_time: str | None = None
+    last_action: str | None = None
+    last_reason: str | None = None
+    last_message: str | None = None
+    consecutive_failures: int = 0
+    decisions: list[DecisionRecord] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list)

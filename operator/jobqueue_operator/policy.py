@@ -1,0 +1,288 @@
+"""The scaling decision, as a pure function.
+
+``decide`` takes the world as arguments (resolved spec, what Redis showed, the
+current replica count, the last scale times and ``now``) and returns a
+:class:`Decision` that explains itself: the desired count, the action, the
+reason and every limit that held it back. No I/O, no clock, no logging: the
+tests drive it with tables and hypothesis (``tests/unit/operator/test_policy.py``).
+
+The rules, in order:
+
+1. **Paused**: hold whatever runs now.
+2. **Missing data** (Redis unreachable): never scale down because of it. After
+   ``fallback.failureThreshold`` failures in a row, raise to ``fallback.replicas``
+   if that is more than now (KEDA's ``currentReplicasIfHigher``); otherwise hold.
+3. **Scale up** when the depth reaches ``scaleUp.queueDepth`` OR the oldest job's
+   age reaches ``scaleUp.queueLatencySeconds``. Aggressive: the step grows with
+   the severity, i.e. how far past the threshold the worse signal is
+   (≥1× → level 1, ≥2× → level 2, ≥4× → level 3), and is
+   ``ceil(level × maxStep / 3)``, so 1, 2, 3 workers with the default maxStep 3.
+4. **Scale down** only when the depth is below ``scaleDown.queueDepth`` AND the
+   age is below ``scaleDown.queueLatencySeconds``. Conservative: a fixed
+   ``scaleDown.step``, never below the number of busy workers.
+5. Between the two thresholds: the **hysteresis band**, hold.
+6. **Cooldowns**: no scale-up within ``scaleUp.cooldownSeconds`` of the last
+   scale-up; no scale-down within ``scaleDown.cooldownSeconds`` of the last scale
+   in either direction (a fresh scale-up is not undone at once).
+7. **Bounds**: the result is always clamped into [min, max]. Bringing a count
+   that is outside the bounds back in is not subject to cooldowns.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+from jobqueue_operator.models import EffectiveSpec
+
+
+class Action(enum.StrEnum):
+    """What the operator does to the target's replica count."""
+
+    SCALE_UP = "ScaleUp"
+    SCALE_DOWN = "ScaleDown"
+    HOLD = "Hold"
+
+
+class Reason(enum.StrEnum):
+    """Why; CamelCase so it can be a condition or Event reason as is."""
+
+    QUEUE_DEPTH = "QueueDepthHigh"
+    QUEUE_LATENCY = "QueueLatencyHigh"
+    QUEUE_DRAINED = "QueueDrained"
+    WITHIN_BAND = "WithinBand"
+    BELOW_MIN = "BelowMinReplicas"
+    ABOVE_MAX = "AboveMaxReplicas"
+    METRICS_UNAVAILABLE = "MetricsUnavailable"
+    FALLBACK = "Fallback"
+    PAUSED = "Paused"
+
+
+class Limit(enum.StrEnum):
+    """A rule that held the decision back from what the signal alone asked for."""
+
+    MIN = "MinReplicas"
+    MAX = "MaxReplicas"
+    STEP = "MaxStep"
+    COOLDOWN = "Cooldown"
+    BUSY_WORKERS = "BusyWorkers"
+    MISSING_DATA = "MissingData"
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One successful poll, summed over the JobQueue's queues."""
+
+    depth: int
+    oldest_age_s: float
+    in_flight: int = 0
+    busy_workers: int = 0
+    delayed: int = 0
+    dead: int = 0
+    workers: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsMissing:
+    """A failed poll; ``consecutive_failures`` counts this one."""
+
+    consecutive_failures: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one tick; ``message`` is a sentence a person can read."""
+
+    desired: int
+    action: Action
+    reason: Reason
+    limited_by: frozenset[Limit]
+    message: str
+    severity: int = 0
+
+
+def decide(  # noqa: PLR0917 - the signature the issue prescribes
+    spec: EffectiveSpec,
+    observation: Observation | MetricsMissing,
+    current_replicas: int,
+    last_scale_up: float | None,
+    last_scale_down: float | None,
+    now: float,
+) -> Decision:
+    """Decide the replica count for one tick (see the module docstring for the rules)."""
+    if spec.paused:
+        return Decision(current_replicas, Action.HOLD, Reason.PAUSED, frozenset(), "paused")
+    timing = _Cooldowns(spec, last_scale_up, last_scale_down, now)
+    if isinstance(observation, MetricsMissing):
+        proposal = _on_missing(spec, observation, current_replicas, timing)
+    else:
+        proposal = _on_observed(spec, observation, current_replicas, timing)
+    return _clamp(spec, current_replicas, proposal)
+
+
+@dataclass(frozen=True, slots=True)
+class _Cooldowns:
+    spec: EffectiveSpec
+    last_up: float | None
+    last_down: float | None
+    now: float
+
+    def up_blocked_for(self) -> float:
+        """Seconds until a scale-up is allowed (0 when it is)."""
+        return _remaining(self.last_up, self.spec.up_cooldown_s, self.now)
+
+    def down_blocked_for(self) -> float:
+        """Seconds until a scale-down is allowed; counted from the last scale either way."""
+        last = max((t for t in (self.last_up, self.last_down) if t is not None), default=None)
+        return _remaining(last, self.spec.down_cooldown_s, self.now)
+
+
+def _remaining(last: float | None, cooldown_s: float, now: float) -> float:
+    if last is None:
+        return 0.0
+    return max(0.0, last + cooldown_s - now)
+
+
+@dataclass(frozen=True, slots=True)
+class _Proposal:
+    desired: int
+    reason: Reason
+    limits: frozenset[Limit]
+    message: str
+    severity: int = 0
+
+
+def _on_missing(
+    spec: EffectiveSpec, missing: MetricsMissing, current: int, timing: _Cooldowns
+) -> _Proposal:
+    failures = missing.consecutive_failures
+    if spec.fallback_replicas is None or failures < spec.fallback_threshold:
+        return _Proposal(
+            current,
+            Reason.METRICS_UNAVAILABLE,
+            frozenset({Limit.MISSING_DATA}),
+            f"metrics unavailable ({failures} failures in a row): holding {current}, "
+            "never scaling down on missing data",
+        )
+    target = max(current, spec.fallback_replicas)
+    text = f"fallback after {failures} failures: {spec.fallback_replicas} replicas"
+    if target > current and (wait := timing.up_blocked_for()) > 0:
+        return _Proposal(
+            current,
+            Reason.FALLBACK,
+            frozenset({Limit.COOLDOWN}),
+            f"{text}; scale-up cooldown for {wait:.0f}s",
+        )
+    return _Proposal(target, Reason.FALLBACK, frozenset(), text)
+
+
+def _on_observed(
+    spec: EffectiveSpec, obs: Observation, current: int, timing: _Cooldowns
+) -> _Proposal:
+    depth_ratio = obs.depth / spec.up_depth
+    age_ratio = obs.oldest_age_s / spec.up_latency_s
+    signal = (
+        f"depth {obs.depth} (up at {spec.up_depth}), oldest {obs.oldest_age_s:.1f}s "
+        f"(up at {spec.up_latency_s:g}s)"
+    )
+    if max(depth_ratio, age_ratio) >= 1.0:
+        return _scale_up(
+            spec,
+            current,
+            timing=timing,
+            depth_ratio=depth_ratio,
+            age_ratio=age_ratio,
+            signal=signal,
+        )
+    if obs.depth < spec.down_depth and obs.oldest_age_s < spec.down_latency_s:
+        return _scale_down(spec, obs, current, timing)
+    return _Proposal(current, Reason.WITHIN_BAND, frozenset(), f"{signal}: within the band")
+
+
+def severity_level(ratio: float) -> int:
+    """How far past the scale-up threshold: 1 (≥1×), 2 (≥2×) or 3 (≥4×); 0 below it."""
+    if ratio >= 4.0:
+        return 3
+    if ratio >= 2.0:
+        return 2
+    return 1 if ratio >= 1.0 else 0
+
+
+def step_for(level: int, max_step: int) -> int:
+    """Workers to add at a severity level: ``ceil(level × maxStep / 3)``, at least 1."""
+    return max(1, math.ceil(level * max_step / 3))
+
+
+def _scale_up(
+    spec: EffectiveSpec,
+    current: int,
+    *,
+    timing: _Cooldowns,
+    depth_ratio: float,
+    age_ratio: float,
+    signal: str,
+) -> _Proposal:
+    reason = Reason.QUEUE_DEPTH if depth_ratio >= age_ratio else Reason.QUEUE_LATENCY
+    level = severity_level(max(depth_ratio, age_ratio))
+    if (wait := timing.up_blocked_for()) > 0:
+        return _Proposal(
+            current,
+            reason,
+            frozenset({Limit.COOLDOWN}),
+            f"{signal}: scale-up cooldown for {wait:.0f}s",
+            level,
+        )
+    step = step_for(level, spec.max_step)
+    limits = frozenset({Limit.STEP}) if level == 3 else frozenset()
+    return _Proposal(current + step, reason, limits, f"{signal}: severity {level}, +{step}", level)
+
+
+def _scale_down(
+    spec: EffectiveSpec, obs: Observation, current: int, timing: _Cooldowns
+) -> _Proposal:
+    signal = (
+        f"depth {obs.depth} < {spec.down_depth} and oldest {obs.oldest_age_s:.1f}s "
+        f"< {spec.down_latency_s:g}s"
+    )
+    if (wait := timing.down_blocked_for()) > 0:
+        return _Proposal(
+            current,
+            Reason.QUEUE_DRAINED,
+            frozenset({Limit.COOLDOWN}),
+            f"{signal}: scale-down cooldown for {wait:.0f}s",
+        )
+    target = current - spec.down_step
+    if obs.busy_workers > max(target, 0):
+        target = min(current, obs.busy_workers)
+        return _Proposal(
+            target,
+            Reason.QUEUE_DRAINED,
+            frozenset({Limit.BUSY_WORKERS}),
+            f"{signal}: keeping {obs.busy_workers} busy workers",
+        )
+    return _Proposal(target, Reason.QUEUE_DRAINED, frozenset(), f"{signal}: -{spec.down_step}")
+
+
+def _clamp(spec: EffectiveSpec, current: int, proposal: _Proposal) -> Decision:
+    desired = min(max(proposal.desired, spec.min_replicas), spec.max_replicas)
+    limits = set(proposal.limits)
+    reason, message = proposal.reason, proposal.message
+    if desired > proposal.desired:
+        limits.add(Limit.MIN)
+        message += f"; held at minReplicas {spec.min_replicas}"
+        if desired > current and proposal.desired <= current:
+            reason = Reason.BELOW_MIN
+    elif desired < proposal.desired:
+        limits.add(Limit.MAX)
+        message += f"; capped at maxReplicas {spec.max_replicas}"
+        if desired < current and proposal.desired >= current:
+            reason = Reason.ABOVE_MAX
+    if desired > current:
+        action = Action.SCALE_UP
+    elif desired < current:
+        action = Action.SCALE_DOWN
+    else:
+        action = Action.HOLD
+    return Decision(desired, action, reason, frozenset(limits), message, proposal.severity)

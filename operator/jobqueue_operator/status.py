@@ -1,0 +1,226 @@
+"""The status patch of a JobQueue, as a pure function of one tick's outcome.
+
+Everything written here is declared in the CRD's status schema: a structural
+schema prunes undeclared fields silently, so kopf's habit of storing handler
+results in status is not used (``style.md`` §6).
+
+The last scale times live in status, not in memory, so a restarted operator
+keeps its cooldowns. ``decisions`` keeps the last :data:`MAX_DECISIONS` decisions
+that changed something (a scale, or a new reason), not every identical hold, so
+it stays useful when the loop polls every few seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from jobqueue_operator.policy import Action, Decision, Limit, Observation, Reason
+
+MAX_DECISIONS = 20
+
+READY = "Ready"
+ACTIVE = "Active"
+SCALING_LIMITED = "ScalingLimited"
+METRICS_AVAILABLE = "MetricsAvailable"
+FALLBACK = "Fallback"
+PAUSED = "Paused"
+CONDITION_TYPES = (READY, ACTIVE, SCALING_LIMITED, METRICS_AVAILABLE, FALLBACK, PAUSED)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Why the JobQueue cannot work right now (``Ready=False``); the loop goes on."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Everything one pass of the loop learnt; the input of :func:`build`."""
+
+    now: float
+    generation: int | None
+    target: str | None = None
+    current_replicas: int | None = None
+    decision: Decision | None = None
+    observation: Observation | None = None
+    metrics_error: str | None = None
+    consecutive_failures: int = 0
+    last_scale_up: float | None = None
+    last_scale_down: float | None = None
+    problem: Problem | None = None
+    paused: bool = False
+
+
+def to_rfc3339(ts: float) -> str:
+    """Epoch seconds to RFC 3339 in UTC with milliseconds (cooldowns need sub-second)."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def from_rfc3339(value: object) -> float | None:
+    """The inverse of :func:`to_rfc3339`; anything unreadable is ``None``."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def build(previous: Mapping[str, Any], tick: Tick) -> dict[str, Any]:
+    """The full ``status`` to merge-patch, given the previous status and this tick."""
+    status: dict[str, Any] = {
+        "observedGeneration": tick.generation,
+        "target": tick.target,
+        "currentReplicas": tick.current_replicas,
+        "consecutiveFailures": tick.consecutive_failures,
+        "lastScaleUpTime": _time_or_none(tick.last_scale_up),
+        "lastScaleDownTime": _time_or_none(tick.last_scale_down),
+        "conditions": conditions(previous.get("conditions") or [], tick),
+        "decisions": decisions(previous.get("decisions") or [], tick),
+    }
+    if tick.observation is not None:
+        status["observed"] = _observed(tick.observation, tick.now)
+    if tick.decision is not None:
+        status["desiredReplicas"] = tick.decision.desired
+        status["lastAction"] = tick.decision.action.value
+        status["lastReason"] = tick.decision.reason.value
+        status["lastMessage"] = tick.decision.message
+    elif tick.problem is not None:
+        status["lastAction"] = Action.HOLD.value
+        status["lastReason"] = tick.problem.reason
+        status["lastMessage"] = tick.problem.message
+    return {key: value for key, value in status.items() if value is not None}
+
+
+def _time_or_none(ts: float | None) -> str | None:
+    return None if ts is None else to_rfc3339(ts)
+
+
+def _observed(obs: Observation, now: float) -> dict[str, Any]:
+    return {
+        "depth": obs.depth,
+        "delayed": obs.delayed,
+        "inFlight": obs.in_flight,
+        "dead": obs.dead,
+        "oldestAgeSeconds": round(obs.oldest_age_s, 3),
+        "workers": obs.workers,
+        "busyWorkers": obs.busy_workers,
+        "observedAt": to_rfc3339(now),
+    }
+
+
+def decisions(previous: Sequence[Mapping[str, Any]], tick: Tick) -> list[dict[str, Any]]:
+    """Append this tick's decision when it scaled or its reason changed; keep the last 20."""
+    history = [dict(item) for item in previous][-MAX_DECISIONS:]
+    decision = tick.decision
+    if decision is None or tick.current_replicas is None:
+        return history
+    last_reason = history[-1].get("reason") if history else None
+    if decision.action is Action.HOLD and decision.reason.value == last_reason:
+        return history
+    history.append(
+        {
+            "time": to_rfc3339(tick.now),
+            "action": decision.action.value,
+            "fromReplicas": tick.current_replicas,
+            "toReplicas": decision.desired,
+            "reason": decision.reason.value,
+            "message": decision.message,
+            "limitedBy": sorted(limit.value for limit in decision.limited_by),
+        }
+    )
+    return history[-MAX_DECISIONS:]
+
+
+def conditions(previous: Sequence[Mapping[str, Any]], tick: Tick) -> list[dict[str, Any]]:
+    """The six conditions; ``lastTransitionTime`` moves only when a status flips."""
+    before = {str(c.get("type")): c for c in previous}
+    fresh = [
+        _ready(tick),
+        _metrics_available(tick),
+        _active(tick),
+        _scaling_limited(tick),
+        _fallback(tick),
+        _paused(tick),
+    ]
+    out = []
+    for ctype, status, reason, message in fresh:
+        old = before.get(ctype)
+        changed = old is None or old.get("status") != status
+        out.append(
+            {
+                "type": ctype,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": (
+                    to_rfc3339(tick.now) if changed or old is None else old["lastTransitionTime"]
+                ),
+                "observedGeneration": tick.generation,
+            }
+        )
+    return [{k: v for k, v in c.items() if v is not None} for c in out]
+
+
+_Cond = tuple[str, str, str, str]
+
+
+def _ready(tick: Tick) -> _Cond:
+    if tick.problem is not None:
+        return READY, "False", tick.problem.reason, tick.problem.message
+    if tick.metrics_error is not None:
+        return READY, "False", "MetricsUnavailable", tick.metrics_error
+    return READY, "True", "Reconciled", "The queue is observed and the target is scaled."
+
+
+def _metrics_available(tick: Tick) -> _Cond:
+    if tick.observation is not None:
+        return METRICS_AVAILABLE, "True", "RedisReachable", "The last poll of Redis succeeded."
+    if tick.metrics_error is not None:
+        return (
+            METRICS_AVAILABLE,
+            "False",
+            "RedisUnavailable",
+            f"{tick.metrics_error} ({tick.consecutive_failures} failures in a row)",
+        )
+    return METRICS_AVAILABLE, "Unknown", "NotObserved", "Redis was not polled on this tick."
+
+
+def _active(tick: Tick) -> _Cond:
+    obs = tick.observation
+    if obs is None:
+        return ACTIVE, "Unknown", "NotObserved", "No queue metrics on this tick."
+    if obs.depth or obs.in_flight:
+        return (
+            ACTIVE,
+            "True",
+            "QueueHasWork",
+            f"{obs.depth} waiting, {obs.in_flight} in flight.",
+        )
+    return ACTIVE, "False", "QueueIdle", "Nothing is waiting or in flight."
+
+
+def _scaling_limited(tick: Tick) -> _Cond:
+    decision = tick.decision
+    if decision is None or not decision.limited_by:
+        return SCALING_LIMITED, "False", "NotLimited", "No limit held the last decision back."
+    limits = sorted(limit.value for limit in decision.limited_by)
+    first = limits[0] if Limit.COOLDOWN.value not in limits else Limit.COOLDOWN.value
+    return SCALING_LIMITED, "True", first, f"Limited by {', '.join(limits)}: {decision.message}"
+
+
+def _fallback(tick: Tick) -> _Cond:
+    if tick.decision is not None and tick.decision.reason is Reason.FALLBACK:
+        return FALLBACK, "True", "FallbackActive", tick.decision.message
+    return FALLBACK, "False", "NotInFallback", "Replicas follow the queue metrics."
+
+
+def _paused(tick: Tick) -> _Cond:
+    if tick.paused:
+        return PAUSED, "True", "Paused", "Scaling is paused by spec.paused or an annotation."
+    return PAUSED, "False", "NotPaused", "Scaling is not paused."

@@ -1,0 +1,604 @@
+"""The scaling policy: one table row per branch, then hypothesis properties."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jobqueue_operator.models import EffectiveSpec
+from jobqueue_operator.policy import (
+    Action,
+    Decision,
+    Limit,
+    MetricsMissing,
+    Observation,
+    Reason,
+    decide,
+    severity_level,
+    step_for,
+)
+
+NOW = 1_000_000.0
+
+SPEC = EffectiveSpec(
+    min_replicas=1,
+    max_replicas=10,
+    up_depth=100,
+    up_latency_s=30.0,
+    up_cooldown_s=60.0,
+    max_step=3,
+    down_depth=10,
+    down_latency_s=5.0,
+    down_cooldown_s=300.0,
+    down_step=1,
+    fallback_replicas=None,
+    fallback_threshold=3,
+    paused=False,
+)
+
+
+def spec(**changes: object) -> EffectiveSpec:
+    return dataclasses.replace(SPEC, **changes)  # type: ignore[arg-type]
+
+
+def obs(depth: int = 0, age: float = 0.0, busy: int = 0, in_flight: int = 0) -> Observation:
+    return Observation(depth=depth, oldest_age_s=age, busy_workers=busy, in_flight=in_flight)
+
+
+A = Action
+R = Reason
+L = Limit
+ROWS: list[
+    tuple[
+        str,
+        EffectiveSpec,
+        Observation | MetricsMissing,
+        int,
+        float | None,
+        float | None,
+        int,
+        Action,
+        Reason,
+        set[Limit],
+    ]
+] = [
+    # id, spec, observation, current, last_up(ago), last_down(ago), desired, action, reason, limits
+    ("band holds", SPEC, obs(50, 10), 3, None, None, 3, A.HOLD, R.WITHIN_BAND, set()),
+    (
+        "depth at threshold: +1",
+        SPEC,
+        obs(100, 0),
+        3,
+        None,
+        None,
+        4,
+        A.SCALE_UP,
+        R.QUEUE_DEPTH,
+        set(),
+    ),
+    ("depth 2x: +2", SPEC, obs(200, 0), 3, None, None, 5, A.SCALE_UP, R.QUEUE_DEPTH, set()),
+    (
+        "depth 4x: +3, step-limited",
+        SPEC,
+        obs(400, 0),
+        3,
+        None,
+        None,
+        6,
+        A.SCALE_UP,
+        R.QUEUE_DEPTH,
+        {L.STEP},
+    ),
+    (
+        "latency alone scales up",
+        SPEC,
+        obs(5, 31),
+        3,
+        None,
+        None,
+        4,
+        A.SCALE_UP,
+        R.QUEUE_LATENCY,
+        set(),
+    ),
+    (
+        "latency worse than depth picks latency",
+        SPEC,
+        obs(150, 130),
+        3,
+        None,
+        None,
+        6,
+        A.SCALE_UP,
+        R.QUEUE_LATENCY,
+        {L.STEP},
+    ),
+    (
+        "bigger maxStep scales the steps",
+        spec(max_step=9),
+        obs(200, 0),
+        3,
+        None,
+        None,
+        9,
+        A.SCALE_UP,
+        R.QUEUE_DEPTH,
+        set(),
+    ),
+    (
+        "up inside cooldown holds",
+        SPEC,
+        obs(400, 0),
+        3,
+        30.0,
+        None,
+        3,
+        A.HOLD,
+        R.QUEUE_DEPTH,
+        {L.COOLDOWN},
+    ),
+    ("up after cooldown", SPEC, obs(400, 0), 3, 61.0, None, 6, A.SCALE_UP, R.QUEUE_DEPTH, {L.STEP}),
+    (
+        "up not blocked by a scale-down cooldown",
+        SPEC,
+        obs(100, 0),
+        3,
+        None,
+        1.0,
+        4,
+        A.SCALE_UP,
+        R.QUEUE_DEPTH,
+        set(),
+    ),
+    (
+        "up capped at max",
+        SPEC,
+        obs(400, 0),
+        9,
+        None,
+        None,
+        10,
+        A.SCALE_UP,
+        R.QUEUE_DEPTH,
+        {L.STEP, L.MAX},
+    ),
+    ("at max holds", SPEC, obs(400, 0), 10, None, None, 10, A.HOLD, R.QUEUE_DEPTH, {L.STEP, L.MAX}),
+    ("drained: -1", SPEC, obs(0, 0), 3, None, None, 2, A.SCALE_DOWN, R.QUEUE_DRAINED, set()),
+    (
+        "bigger down step",
+        spec(down_step=2),
+        obs(0, 0),
+        5,
+        None,
+        None,
+        3,
+        A.SCALE_DOWN,
+        R.QUEUE_DRAINED,
+        set(),
+    ),
+    (
+        "depth low but latency not: band",
+        SPEC,
+        obs(2, 6),
+        3,
+        None,
+        None,
+        3,
+        A.HOLD,
+        R.WITHIN_BAND,
+        set(),
+    ),
+    (
+        "depth at down threshold: band",
+        SPEC,
+        obs(10, 0),
+        3,
+        None,
+        None,
+        3,
+        A.HOLD,
+        R.WITHIN_BAND,
+        set(),
+    ),
+    (
+        "down inside down cooldown",
+        SPEC,
+        obs(0, 0),
+        3,
+        None,
+        100.0,
+        3,
+        A.HOLD,
+        R.QUEUE_DRAINED,
+        {L.COOLDOWN},
+    ),
+    (
+        "down inside cooldown after a scale-up",
+        SPEC,
+        obs(0, 0),
+        3,
+        100.0,
+        None,
+        3,
+        A.HOLD,
+        R.QUEUE_DRAINED,
+        {L.COOLDOWN},
+    ),
+    (
+        "down after cooldown",
+        SPEC,
+        obs(0, 0),
+        3,
+        400.0,
+        301.0,
+        2,
+        A.SCALE_DOWN,
+        R.QUEUE_DRAINED,
+        set(),
+    ),
+    ("down never below min", SPEC, obs(0, 0), 1, None, None, 1, A.HOLD, R.QUEUE_DRAINED, {L.MIN}),
+    (
+        "down step clamped at min",
+        spec(down_step=5),
+        obs(0, 0),
+        3,
+        None,
+        None,
+        1,
+        A.SCALE_DOWN,
+        R.QUEUE_DRAINED,
+        {L.MIN},
+    ),
+    (
+        "down keeps busy workers",
+        SPEC,
+        obs(0, 0, busy=3),
+        3,
+        None,
+        None,
+        3,
+        A.HOLD,
+        R.QUEUE_DRAINED,
+        {L.BUSY_WORKERS},
+    ),
+    (
+        "down to busy count",
+        spec(down_step=3),
+        obs(0, 0, busy=2),
+        4,
+        None,
+        None,
+        2,
+        A.SCALE_DOWN,
+        R.QUEUE_DRAINED,
+        {L.BUSY_WORKERS},
+    ),
+    (
+        "below min rises to min even in band",
+        spec(min_replicas=2),
+        obs(50, 0),
+        0,
+        None,
+        None,
+        2,
+        A.SCALE_UP,
+        R.BELOW_MIN,
+        {L.MIN},
+    ),
+    (
+        "below min rises in a cooldown",
+        spec(min_replicas=2),
+        obs(0, 0),
+        0,
+        1.0,
+        1.0,
+        2,
+        A.SCALE_UP,
+        R.BELOW_MIN,
+        {L.COOLDOWN, L.MIN},
+    ),
+    (
+        "above max falls to max",
+        SPEC,
+        obs(50, 0),
+        14,
+        None,
+        None,
+        10,
+        A.SCALE_DOWN,
+        R.ABOVE_MAX,
+        {L.MAX},
+    ),
+    (
+        "scale from zero",
+        spec(min_replicas=0),
+        obs(100, 0),
+        0,
+        None,
+        None,
+        1,
+        A.SCALE_UP,
+        R.QUEUE_DEPTH,
+        set(),
+    ),
+    (
+        "down to zero",
+        spec(min_replicas=0),
+        obs(0, 0),
+        1,
+        None,
+        None,
+        0,
+        A.SCALE_DOWN,
+        R.QUEUE_DRAINED,
+        set(),
+    ),
+    (
+        "missing data holds",
+        SPEC,
+        MetricsMissing(1, "down"),
+        5,
+        None,
+        None,
+        5,
+        A.HOLD,
+        R.METRICS_UNAVAILABLE,
+        {L.MISSING_DATA},
+    ),
+    (
+        "missing data never scales down",
+        spec(fallback_replicas=2),
+        MetricsMissing(9, "down"),
+        5,
+        None,
+        None,
+        5,
+        A.HOLD,
+        R.FALLBACK,
+        set(),
+    ),
+    (
+        "fallback below threshold holds",
+        spec(fallback_replicas=8),
+        MetricsMissing(2, "down"),
+        5,
+        None,
+        None,
+        5,
+        A.HOLD,
+        R.METRICS_UNAVAILABLE,
+        {L.MISSING_DATA},
+    ),
+    (
+        "fallback raises",
+        spec(fallback_replicas=8),
+        MetricsMissing(3, "down"),
+        5,
+        None,
+        None,
+        8,
+        A.SCALE_UP,
+        R.FALLBACK,
+        set(),
+    ),
+    (
+        "fallback respects the up cooldown",
+        spec(fallback_replicas=8),
+        MetricsMissing(3, "down"),
+        5,
+        10.0,
+        None,
+        5,
+        A.HOLD,
+        R.FALLBACK,
+        {L.COOLDOWN},
+    ),
+    (
+        "missing data still lifts to min",
+        spec(min_replicas=3),
+        MetricsMissing(1, "down"),
+        1,
+        None,
+        None,
+        3,
+        A.SCALE_UP,
+        R.BELOW_MIN,
+        {L.MISSING_DATA, L.MIN},
+    ),
+    (
+        "paused holds anything",
+        spec(paused=True),
+        obs(10_000, 999),
+        0,
+        None,
+        None,
+        0,
+        A.HOLD,
+        R.PAUSED,
+        set(),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    (
+        "spec_",
+        "observation",
+        "current",
+        "up_ago",
+        "down_ago",
+        "desired",
+        "action",
+        "reason",
+        "limits",
+    ),
+    [pytest.param(*row[1:], id=row[0]) for row in ROWS],
+)
+def test_decide_table(  # noqa: PLR0917
+    spec_: EffectiveSpec,
+    observation: Observation | MetricsMissing,
+    current: int,
+    up_ago: float | None,
+    down_ago: float | None,
+    desired: int,
+    action: Action,
+    reason: Reason,
+    limits: set[Limit],
+) -> None:
+    last_up = None if up_ago is None else NOW - up_ago
+    last_down = None if down_ago is None else NOW - down_ago
+    decision = decide(spec_, observation, current, last_up, last_down, NOW)
+    assert (decision.desired, decision.action, decision.reason) == (desired, action, reason)
+    assert decision.limited_by == frozenset(limits)
+    assert decision.message
+
+
+@pytest.mark.parametrize(
+    ("ratio", "level"),
+    [(0.0, 0), (0.99, 0), (1.0, 1), (1.99, 1), (2.0, 2), (3.99, 2), (4.0, 3), (100.0, 3)],
+)
+def test_severity_levels(ratio: float, level: int) -> None:
+    assert severity_level(ratio) == level
+
+
+@pytest.mark.parametrize(
+    ("level", "max_step", "step"),
+    [(1, 3, 1), (2, 3, 2), (3, 3, 3), (1, 1, 1), (3, 1, 1), (1, 10, 4), (3, 10, 10)],
+)
+def test_step_for(level: int, max_step: int, step: int) -> None:
+    assert step_for(level, max_step) == step
+
+
+# ---------------------------------------------------------------- properties
+
+
+@st.composite
+def specs(draw: st.DrawFn) -> EffectiveSpec:
+    lo = draw(st.integers(0, 20))
+    hi = draw(st.integers(max(lo, 1), 40))
+    up_depth = draw(st.integers(2, 1000))
+    up_lat = draw(st.floats(1.0, 600.0))
+    return EffectiveSpec(
+        min_replicas=lo,
+        max_replicas=hi,
+        up_depth=up_depth,
+        up_latency_s=up_lat,
+        up_cooldown_s=draw(st.integers(0, 600)),
+        max_step=draw(st.integers(1, 10)),
+        down_depth=draw(st.integers(1, up_depth - 1)),
+        down_latency_s=draw(st.floats(0.1, up_lat * 0.99)),
+        down_cooldown_s=draw(st.integers(0, 900)),
+        down_step=draw(st.integers(1, 5)),
+        fallback_replicas=draw(st.none() | st.integers(0, hi)),
+        fallback_threshold=draw(st.integers(1, 5)),
+        paused=False,
+    )
+
+
+observations = st.builds(
+    Observation,
+    depth=st.integers(0, 100_000),
+    oldest_age_s=st.floats(0, 10_000),
+    in_flight=st.integers(0, 100),
+    busy_workers=st.integers(0, 50),
+) | st.builds(MetricsMissing, consecutive_failures=st.integers(1, 10), error=st.just("x"))
+ago = st.none() | st.floats(0, 2000)
+
+
+def run(
+    s: EffectiveSpec,
+    o: Observation | MetricsMissing,
+    cur: int,
+    up: float | None,
+    down: float | None,
+) -> Decision:
+    return decide(
+        s, o, cur, None if up is None else NOW - up, None if down is None else NOW - down, NOW
+    )
+
+
+@settings(max_examples=500)
+@given(specs(), observations, st.integers(0, 60), ago, ago)
+def test_never_outside_bounds(
+    s: EffectiveSpec,
+    o: Observation | MetricsMissing,
+    cur: int,
+    up: float | None,
+    down: float | None,
+) -> None:
+    d = run(s, o, cur, up, down)
+    assert s.min_replicas <= d.desired <= s.max_replicas
+
+
+@settings(max_examples=500)
+@given(specs(), observations, st.integers(0, 60), ago, ago)
+def test_never_scales_inside_a_cooldown(
+    s: EffectiveSpec,
+    o: Observation | MetricsMissing,
+    cur: int,
+    up: float | None,
+    down: float | None,
+) -> None:
+    """Inside the bounds, a cooldown blocks its direction (leaving the bounds is not scaling)."""
+    cur = min(max(cur, s.min_replicas), s.max_replicas)
+    d = run(s, o, cur, up, down)
+    if up is not None and up < s.up_cooldown_s:
+        assert d.desired <= cur
+    last_any = min((a for a in (up, down) if a is not None), default=None)
+    if last_any is not None and last_any < s.down_cooldown_s:
+        assert d.desired >= cur
+
+
+@settings(max_examples=500)
+@given(specs(), observations, st.integers(0, 60), ago, ago)
+def test_never_scales_down_above_an_up_threshold_or_without_data(
+    s: EffectiveSpec,
+    o: Observation | MetricsMissing,
+    cur: int,
+    up: float | None,
+    down: float | None,
+) -> None:
+    cur = min(max(cur, s.min_replicas), s.max_replicas)
+    d = run(s, o, cur, up, down)
+    if isinstance(o, MetricsMissing) or o.depth >= s.up_depth or o.oldest_age_s >= s.up_latency_s:
+        assert d.desired >= cur
+
+
+@settings(max_examples=300)
+@given(specs(), observations, st.integers(0, 60), ago, ago)
+def test_step_never_exceeds_max_step(
+    s: EffectiveSpec, o: Observation, cur: int, up: float | None, down: float | None
+) -> None:
+    cur = min(max(cur, s.min_replicas), s.max_replicas)
+    d = run(s, o, cur, up, down)
+    if d.reason is not Reason.FALLBACK:
+        assert d.desired - cur <= s.max_step
+        assert cur - d.desired <= s.down_step
+
+
+@given(specs(), observations, st.integers(0, 60))
+def test_paused_never_changes(s: EffectiveSpec, o: Observation | MetricsMissing, cur: int) -> None:
+    d = run(dataclasses.replace(s, paused=True), o, cur, None, None)
+    assert (d.desired, d.action) == (cur, Action.HOLD)
+
+
+@given(specs(), observations, st.integers(0, 60), ago, ago)
+def test_action_matches_desired(
+    s: EffectiveSpec,
+    o: Observation | MetricsMissing,
+    cur: int,
+    up: float | None,
+    down: float | None,
+) -> None:
+    d = run(s, o, cur, up, down)
+    expected = (
+        Action.SCALE_UP
+        if d.desired > cur
+        else Action.SCALE_DOWN
+        if d.desired < cur
+        else Action.HOLD
+    )
+    assert d.action is expected
