@@ -1,0 +1,111 @@
+"""The development pod runner makes Pods real processes with real readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client, config
+
+from jobqueue_devkit.podrunner import NODE_NAME, RUN_LABEL, PodRunner
+
+pytestmark = pytest.mark.k8s
+
+# A process that serves readiness on the port the runner hands it, and logs SIGTERM.
+SERVER = (
+    "import http.server,os,signal,sys\n"
+    "def bye(*_):\n"
+    "    print('got SIGTERM', flush=True); sys.exit(0)\n"
+    "signal.signal(signal.SIGTERM, bye)\n"
+    "http.server.HTTPServer(('127.0.0.1', int(os.environ['JQW_HTTP_PORT'])),"
+    " http.server.SimpleHTTPRequestHandler).serve_forever()\n"
+)
+
+
+def deployment(replicas: int) -> dict[str, Any]:
+    labels = {"app": "probe", RUN_LABEL: "true"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "probe"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "terminationGracePeriodSeconds": 5,
+                    "containers": [
+                        {
+                            "name": "worker",
+                            "image": "registry.invalid/worker:1",
+                            "command": ["python", "-c", SERVER],
+                            "readinessProbe": {
+                                "httpGet": {"path": "/", "port": 8080},
+                                "periodSeconds": 1,
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout_s: float = 45.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.25)
+    pytest.fail(f"not met within {timeout_s}s; last value {last!r}")
+
+
+async def test_pods_run_become_ready_and_stop_on_scale_down(
+    kubeconfig: Path, namespace: str, tmp_path: Path
+) -> None:
+    await config.load_kube_config(config_file=str(kubeconfig))
+    stop = asyncio.Event()
+    runner = PodRunner(namespace, tmp_path)
+    task = asyncio.create_task(runner.run(kubeconfig, stop))
+    try:
+        async with client.ApiClient() as api:
+            apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+            await apps.create_namespaced_deployment(namespace, deployment(2))
+
+            async def ready_replicas() -> int:
+                dep = await apps.read_namespaced_deployment("probe", namespace)
+                return int(dep.status.ready_replicas or 0) if dep.status.ready_replicas == 2 else 0
+
+            assert await eventually(ready_replicas) == 2
+            pods = (await core.list_namespaced_pod(namespace, label_selector="app=probe")).items
+            assert {p.spec.node_name for p in pods} == {NODE_NAME}
+            assert {p.status.phase for p in pods} == {"Running"}
+            names = {p.metadata.name for p in pods}
+            assert set(runner.pods) == names
+
+            await apps.patch_namespaced_deployment_scale(
+                "probe", namespace, {"spec": {"replicas": 1}}
+            )
+
+            async def one_left() -> list[str]:
+                items = (
+                    await core.list_namespaced_pod(namespace, label_selector="app=probe")
+                ).items
+                return [p.metadata.name for p in items] if len(items) == 1 else []
+
+            (survivor,) = await eventually(one_left)
+            (gone,) = names - {survivor}
+            assert runner.stopped == [gone]
+            assert "got SIGTERM" in (tmp_path / f"{gone}.log").read_text()
+            assert set(runner.pods) == {survivor}
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert runner.pods == {}
