@@ -1,0 +1,188 @@
+"""The operator's only Kubernetes API module (kubernetes_asyncio).
+
+What it does, and so what RBAC the operator needs (``manifests/rbac``):
+
+* read and merge-patch a Deployment's ``/scale`` (deployments/scale get, patch);
+  the absolute count is written, never an increment, so a repeated write is harmless;
+* ``get`` one Secret key by name for the Redis password (never list or watch);
+* list HorizontalPodAutoscalers and JobQueues of the namespace to refuse a target
+  that something else already scales;
+* merge-patch ``jobqueues/status``;
+* create Events.
+
+Every write carries the field manager ``jobqueue-operator`` so managedFields say
+who changed a replica count.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+GROUP = "jobqueue.dev"
+VERSION = "v1alpha1"
+PLURAL = "jobqueues"
+FIELD_MANAGER = "jobqueue-operator"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class KubeError(Exception):
+    """An API call failed in a way the loop reports as a condition and retries."""
+
+
+class SecretError(Exception):
+    """The Redis password Secret or its key is missing or unreadable."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """The JobQueue an Event is about."""
+
+    namespace: str
+    name: str
+    uid: str | None
+
+
+async def load_configuration() -> client.Configuration:
+    """In a pod: its ServiceAccount. Elsewhere: ``KUBECONFIG`` (or ~/.kube/config)."""
+    cfg = client.Configuration()
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    else:
+        await config.load_kube_config(client_configuration=cfg)
+    return cfg
+
+
+class Kube:
+    """A thin, typed facade over the calls the operator makes."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self._api = api
+        self._apps = client.AppsV1Api(api)
+        self._core = client.CoreV1Api(api)
+        self._hpa = client.AutoscalingV2Api(api)
+        self._custom = client.CustomObjectsApi(api)
+        self._instance = socket.gethostname()
+
+    @classmethod
+    async def connect(cls) -> Kube:
+        """A client with the process's credentials (see :func:`load_configuration`)."""
+        return cls(client.ApiClient(await load_configuration()))
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        await self._api.close()
+
+    async def get_replicas(self, namespace: str, name: str) -> int | None:
+        """``spec.replicas`` of the Deployment via ``/scale``; ``None`` if it does not exist."""
+        try:
+            scale = await self._apps.read_namespaced_deployment_scale(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise KubeError(_describe("read the scale of Deployment", name, exc)) from exc
+        return int(scale.spec.replicas or 0)
+
+    async def set_replicas(self, namespace: str, name: str, replicas: int) -> None:
+        """Write the absolute count through ``/scale`` (idempotent, no resourceVersion)."""
+        try:
+            await self._apps.patch_namespaced_deployment_scale(
+                name,
+                namespace,
+                {"spec": {"replicas": replicas}},
+                field_manager=FIELD_MANAGER,
+                _content_type=MERGE_PATCH,  # type: ignore[call-arg]
+            )
+        except ApiException as exc:
+            raise KubeError(_describe("scale Deployment", name, exc)) from exc
+
+    async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
+        """One key of one Secret in ``namespace`` (``get`` only)."""
+        try:
+            secret = await self._core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            raise SecretError(_describe("read Secret", name, exc)) from exc
+        data = secret.data or {}
+        if key not in data:
+            raise SecretError(f"Secret {name} has no key {key!r}")
+        return base64.b64decode(data[key]).decode()
+
+    async def find_conflict(
+        self, namespace: str, jobqueue: str, target: str, created: str
+    ) -> str | None:
+        """Who else scales ``target``: an HPA, or an older JobQueue (the older one keeps it)."""
+        try:
+            hpas = await self._hpa.list_namespaced_horizontal_pod_autoscaler(namespace)
+            others = await self._custom.list_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL
+            )
+        except ApiException as exc:
+            raise KubeError(_describe("list autoscalers of", target, exc)) from exc
+        for hpa in hpas.items:
+            ref = hpa.spec.scale_target_ref
+            if ref.kind == "Deployment" and ref.name == target:
+                return f"HorizontalPodAutoscaler {hpa.metadata.name} already scales {target}"
+        mine = (created, jobqueue)
+        for other in others.get("items", []):
+            meta = other.get("metadata", {})
+            ref = other.get("spec", {}).get("scaleTargetRef", {})
+            theirs = (meta.get("creationTimestamp", ""), meta.get("name", ""))
+            if ref.get("name") == target and theirs != mine and theirs < mine:
+                return f"JobQueue {theirs[1]} already scales {target}"
+        return None
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Merge-patch ``status`` through the status subresource."""
+        try:
+            await self._custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"status": status},
+                field_manager=FIELD_MANAGER,
+                _content_type=MERGE_PATCH,  # type: ignore[call-arg]
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return  # deleted meanwhile; the daemon is about to stop
+            raise KubeError(_describe("patch the status of JobQueue", name, exc)) from exc
+
+    async def post_event(self, ref: ObjectRef, reason: str, message: str, *, warning: bool) -> None:
+        """A core/v1 Event on the JobQueue; failures are swallowed (Events are best effort)."""
+        now = datetime.now(UTC)
+        body = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{ref.name}.", namespace=ref.namespace),
+            involved_object=client.V1ObjectReference(
+                api_version=f"{GROUP}/{VERSION}",
+                kind="JobQueue",
+                name=ref.name,
+                namespace=ref.namespace,
+                uid=ref.uid,
+            ),
+            reason=reason,
+            message=message[:1024],
+            type="Warning" if warning else "Normal",
+            source=client.V1EventSource(component=FIELD_MANAGER),
+            reporting_component=f"{GROUP}/operator",
+            reporting_instance=self._instance,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )
+        try:
+            await self._core.create_namespaced_event(ref.namespace, body)
+        except ApiException:
+            return
+
+
+def _describe(what: str, name: str, exc: ApiException) -> str:
+    return f"could not {what} {name}: HTTP {exc.status} {exc.reason}"

@@ -1,0 +1,89 @@
+"""Every Prometheus series of the operator, defined once.
+
+Labels are ``namespace`` and ``jobqueue`` (plus a closed set like ``direction``),
+never anything unbounded or secret. KEDA leaves replica counts to
+kube-state-metrics; here current and desired replicas sit next to the signal that
+moved them.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+_LABELS = ("namespace", "jobqueue")
+
+QUEUE_DEPTH = Gauge(
+    "jobqueue_queue_depth",
+    "Waiting jobs summed over the JobQueue's queues.",
+    _LABELS,
+    registry=REGISTRY,
+)
+OLDEST_AGE = Gauge(
+    "jobqueue_oldest_job_age_seconds",
+    "Age of the oldest waiting job (Redis clock).",
+    _LABELS,
+    registry=REGISTRY,
+)
+IN_FLIGHT = Gauge(
+    "jobqueue_in_flight_jobs", "Jobs being processed by workers.", _LABELS, registry=REGISTRY
+)
+CURRENT_REPLICAS = Gauge(
+    "jobqueue_current_replicas",
+    "spec.replicas of the target as read.",
+    _LABELS,
+    registry=REGISTRY,
+)
+DESIRED_REPLICAS = Gauge(
+    "jobqueue_desired_replicas",
+    "Replicas the last decision asked for.",
+    _LABELS,
+    registry=REGISTRY,
+)
+SCALE_ACTIONS = Counter(
+    "jobqueue_scale_actions_total",
+    "Scale writes by direction.",
+    (*_LABELS, "direction"),
+    registry=REGISTRY,
+)
+REDIS_ERRORS = Counter(
+    "jobqueue_redis_errors_total", "Failed polls of Redis.", _LABELS, registry=REGISTRY
+)
+API_ERRORS = Counter(
+    "jobqueue_api_errors_total",
+    "Failed Kubernetes API calls.",
+    (*_LABELS, "call"),
+    registry=REGISTRY,
+)
+LOOP_SECONDS = Histogram(
+    "jobqueue_loop_duration_seconds",
+    "Time of one observe-decide-act-report pass.",
+    _LABELS,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
+)
+
+_PER_JOBQUEUE = (
+    QUEUE_DEPTH,
+    OLDEST_AGE,
+    IN_FLIGHT,
+    CURRENT_REPLICAS,
+    DESIRED_REPLICAS,
+    REDIS_ERRORS,
+    LOOP_SECONDS,
+)
+
+
+def forget(namespace: str, jobqueue: str) -> None:
+    """Drop a deleted JobQueue's gauges so they do not report stale values forever."""
+    for metric in _PER_JOBQUEUE:
+        try:
+            metric.remove(namespace, jobqueue)
+        except KeyError:
+            continue
+
+
+def serve(port: int) -> None:
+    """Serve ``/metrics`` on ``port`` in a background thread (0: do not serve)."""
+    if port:
+        start_http_server(port, registry=REGISTRY)

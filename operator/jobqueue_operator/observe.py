@@ -1,0 +1,176 @@
+"""The operator's only Redis module: pooled clients and one stats read per poll.
+
+KEDA keeps one client per trigger and has leaked connections for it
+(kedacore/keda#6266). Here every JobQueue that points at the same endpoint
+(address, db, user, password, TLS) shares one client and its connection pool;
+the client is closed when the last JobQueue using it lets go. A poll is one call
+of :func:`jobqueue_protocol.stats.queue_stats`, i.e. one pipelined round trip
+for all of a JobQueue's queues, with no Lua (a read-only ACL user is enough).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import redis.asyncio
+from redis.exceptions import RedisError
+
+from jobqueue_operator.models import RedisConnection
+from jobqueue_operator.policy import Observation
+from jobqueue_protocol.stats import QueueStats, queue_stats
+
+
+class MetricsUnavailableError(Exception):
+    """Redis could not be read; the message is safe to show (no credentials)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """What identifies one pool. The password is part of it but never printed."""
+
+    url: str | None
+    host: str | None
+    port: int
+    db: int
+    username: str | None
+    password: str | None = field(repr=False)
+    tls: bool
+    verify: bool
+    timeout_s: float
+
+    def display(self) -> str:
+        """A description for conditions and logs, never with credentials."""
+        if self.url is not None:
+            return self.url
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{self.host}:{self.port}/{self.db}"
+
+
+def endpoint_for(conn: RedisConnection, password: str | None) -> Endpoint:
+    """The endpoint of a JobQueue's ``spec.redis`` plus the password from its Secret."""
+    tls = conn.tls.enabled or (conn.url or "").startswith("rediss://")
+    return Endpoint(
+        url=conn.url,
+        host=conn.host,
+        port=conn.port,
+        db=conn.db,
+        username=conn.username,
+        password=password,
+        tls=tls,
+        verify=not conn.tls.insecure_skip_verify,
+        timeout_s=conn.timeout_seconds,
+    )
+
+
+class RedisPools:
+    """One client per endpoint, shared by the JobQueues that use it (reference-counted)."""
+
+    def __init__(self, max_connections: int = 8) -> None:
+        self._max_connections = max_connections
+        self._clients: dict[Endpoint, redis.asyncio.Redis] = {}
+        self._owners: dict[str, Endpoint] = {}
+
+    def client(self, owner: str, endpoint: Endpoint) -> redis.asyncio.Redis:
+        """The shared client for ``endpoint``; ``owner`` (namespace/name) now uses it."""
+        previous = self._owners.get(owner)
+        self._owners[owner] = endpoint
+        if previous is not None and previous != endpoint:
+            self._close_if_unused(previous)
+        found = self._clients.get(endpoint)
+        if found is None:
+            found = self._clients[endpoint] = self._connect(endpoint)
+        return found
+
+    def release(self, owner: str) -> None:
+        """``owner`` stopped (deleted JobQueue); close its client if nobody else uses it."""
+        endpoint = self._owners.pop(owner, None)
+        if endpoint is not None:
+            self._close_if_unused(endpoint)
+
+    @property
+    def open_clients(self) -> int:
+        """How many clients (pools) are open; the tests check the sharing with it."""
+        return len(self._clients)
+
+    async def close(self) -> None:
+        """Close every pool (operator shutdown)."""
+        clients, self._clients = list(self._clients.values()), {}
+        self._owners.clear()
+        for client in clients:
+            await client.aclose()
+
+    def _close_if_unused(self, endpoint: Endpoint) -> None:
+        if endpoint in self._owners.values():
+            return
+        client = self._clients.pop(endpoint, None)
+        if client is not None:
+            task = asyncio.get_running_loop().create_task(client.aclose())
+            _BACKGROUND.add(task)
+            task.add_done_callback(_BACKGROUND.discard)
+
+    def _connect(self, ep: Endpoint) -> redis.asyncio.Redis:
+        cert_reqs = ssl.CERT_REQUIRED if ep.verify else ssl.CERT_NONE
+        if ep.url is not None:
+            url = ep.url
+            if ep.tls and url.startswith("redis://"):
+                url = "rediss://" + url.removeprefix("redis://")
+            extra = {"ssl_cert_reqs": cert_reqs} if ep.tls else {}
+            return redis.asyncio.Redis.from_url(
+                url,
+                username=ep.username,
+                password=ep.password,
+                socket_timeout=ep.timeout_s,
+                socket_connect_timeout=ep.timeout_s,
+                max_connections=self._max_connections,
+                health_check_interval=30,
+                **extra,  # type: ignore[arg-type]
+            )
+        return redis.asyncio.Redis(
+            host=ep.host or "localhost",
+            port=ep.port,
+            db=ep.db,
+            username=ep.username,
+            password=ep.password,
+            ssl=ep.tls,
+            ssl_cert_reqs=cert_reqs,
+            socket_timeout=ep.timeout_s,
+            socket_connect_timeout=ep.timeout_s,
+            max_connections=self._max_connections,
+            health_check_interval=30,
+        )
+
+
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+async def read(
+    client: redis.asyncio.Redis, queues: list[str], *, display: str, timeout_s: float
+) -> tuple[Observation, dict[str, QueueStats]]:
+    """One poll: one round trip, summed into an :class:`Observation`."""
+    try:
+        async with asyncio.timeout(timeout_s * 2):
+            stats = await queue_stats(client, queues)
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise MetricsUnavailableError(f"Redis at {display}: {type(exc).__name__}: {exc}") from exc
+    return summarise(stats), stats
+
+
+def summarise(stats: Mapping[str, QueueStats]) -> Observation:
+    """Depth and counts add up over the queues; latency is the oldest job anywhere.
+
+    A worker that consumes several of the queues heartbeats into each, so workers
+    are counted once by id.
+    """
+    workers = {hb.worker_id: hb for s in stats.values() for hb in s.workers}
+    return Observation(
+        depth=sum(s.waiting for s in stats.values()),
+        oldest_age_s=max((s.oldest_age_s() for s in stats.values()), default=0.0),
+        in_flight=sum(s.in_flight for s in stats.values()),
+        busy_workers=sum(1 for hb in workers.values() if hb.active_jobs > 0),
+        delayed=sum(s.delayed for s in stats.values()),
+        dead=sum(s.dead for s in stats.values()),
+        workers=len(workers),
+    )

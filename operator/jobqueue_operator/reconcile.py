@@ -1,0 +1,275 @@
+"""One pass of a JobQueue's loop: parse, observe, decide, act, report.
+
+Framework-free so it reads top to bottom; ``handlers.py`` runs it from a kopf
+daemon every ``pollingIntervalSeconds``. Every failure becomes a
+:class:`~jobqueue_operator.status.Problem` (a condition, an Event on change)
+and the loop goes on, so fixing the spec, creating the Deployment or bringing
+Redis back is picked up on the next tick without a restart.
+
+State kept between ticks (the last scale times, the failure count) starts from
+the JobQueue's status, which is where it is also written: a restarted operator
+keeps its cooldowns.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pydantic import ValidationError
+
+from jobqueue_operator import metrics
+from jobqueue_operator import status as status_mod
+from jobqueue_operator.kube import Kube, KubeError, ObjectRef, SecretError
+from jobqueue_operator.models import (
+    PAUSED_ANNOTATION,
+    InvalidSpecError,
+    JobQueueSpec,
+    resolve,
+)
+from jobqueue_operator.observe import MetricsUnavailableError, RedisPools, endpoint_for, read
+from jobqueue_operator.policy import Action, MetricsMissing, Observation, Reason, decide
+from jobqueue_operator.settings import OperatorSettings
+from jobqueue_operator.status import Problem, Tick
+
+log = logging.getLogger("jobqueue_operator")
+
+DEFAULT_INTERVAL_S = 5.0
+
+
+@dataclass
+class Context:
+    """What every loop shares: the API client, the Redis pools, the settings, the clock."""
+
+    kube: Kube
+    pools: RedisPools
+    settings: OperatorSettings
+    clock: Callable[[], float] = time.time
+
+
+@dataclass
+class Loop:
+    """The loop of one JobQueue."""
+
+    ctx: Context
+    namespace: str
+    name: str
+    last_up: float | None = None
+    last_down: float | None = None
+    failures: int = 0
+    previous_status: dict[str, Any] = field(default_factory=dict)
+    _announced: str | None = None
+
+    @classmethod
+    def from_status(
+        cls, ctx: Context, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> Loop:
+        """Resume from what a previous operator (or this one) wrote into status."""
+        return cls(
+            ctx,
+            namespace,
+            name,
+            last_up=status_mod.from_rfc3339(status.get("lastScaleUpTime")),
+            last_down=status_mod.from_rfc3339(status.get("lastScaleDownTime")),
+            failures=int(status.get("consecutiveFailures") or 0),
+            previous_status=dict(status),
+        )
+
+    @property
+    def owner(self) -> str:
+        """The key of this JobQueue in the Redis pools."""
+        return f"{self.namespace}/{self.name}"
+
+    async def tick(self, body: Mapping[str, Any]) -> float:
+        """Run one pass; returns the seconds to sleep before the next one."""
+        started = time.monotonic()
+        tick = await self._run(body)
+        await self._report(body, tick)
+        metrics.LOOP_SECONDS.labels(self.namespace, self.name).observe(time.monotonic() - started)
+        return _interval(body)
+
+    def close(self) -> None:
+        """The JobQueue is gone or the operator stops: release its pool, drop its series."""
+        self.ctx.pools.release(self.owner)
+        metrics.forget(self.namespace, self.name)
+
+    async def _run(self, body: Mapping[str, Any]) -> Tick:
+        now = self.ctx.clock()
+        meta = body.get("metadata", {})
+        base = Tick(
+            now=now,
+            generation=meta.get("generation"),
+            consecutive_failures=self.failures,
+            last_scale_up=self.last_up,
+            last_scale_down=self.last_down,
+        )
+        # 1. parse
+        try:
+            spec = JobQueueSpec.model_validate(body.get("spec") or {})
+            paused = spec.paused or meta.get("annotations", {}).get(PAUSED_ANNOTATION) == "true"
+            effective = resolve(spec, self.ctx.settings.scaling_defaults(), paused=paused)
+        except (ValidationError, InvalidSpecError) as exc:
+            return _with(base, problem=Problem("InvalidSpec", _short(exc)))
+        target = spec.scale_target_ref.name
+        base = _with(base, target=target, paused=paused)
+        # 2. the target, and nobody else scaling it
+        try:
+            current = await self.ctx.kube.get_replicas(self.namespace, target)
+            conflict = await self.ctx.kube.find_conflict(
+                self.namespace, self.name, target, meta.get("creationTimestamp", "")
+            )
+        except KubeError as exc:
+            metrics.API_ERRORS.labels(self.namespace, self.name, "read").inc()
+            return _with(base, problem=Problem("KubernetesAPIError", str(exc)))
+        if current is None:
+            return _with(
+                base,
+                problem=Problem(
+                    "TargetNotFound", f"Deployment {target} does not exist in {self.namespace}"
+                ),
+            )
+        base = _with(base, current_replicas=current)
+        if conflict is not None:
+            return _with(base, problem=Problem("TargetConflict", f"{conflict}; refusing to act"))
+        # 3. observe
+        observation = await self._observe(spec)
+        if isinstance(observation, Problem):
+            return _with(base, problem=observation)
+        # 4. decide
+        decision = decide(effective, observation, current, self.last_up, self.last_down, now)
+        tick = _with(base, decision=decision, consecutive_failures=self.failures)
+        if isinstance(observation, Observation):
+            tick = _with(tick, observation=observation)
+        else:
+            tick = _with(tick, metrics_error=observation.error)
+        # 5. act
+        if decision.desired != current:
+            tick = await self._act(tick, target, current, decision.desired, now)
+        return tick
+
+    async def _observe(self, spec: JobQueueSpec) -> Observation | MetricsMissing | Problem:
+        password = None
+        ref = spec.redis.password_secret_ref
+        if ref is not None:
+            try:
+                password = await self.ctx.kube.read_secret_key(self.namespace, ref.name, ref.key)
+            except SecretError as exc:
+                return Problem("SecretNotFound", str(exc))
+        endpoint = endpoint_for(spec.redis, password)
+        client = self.ctx.pools.client(self.owner, endpoint)
+        try:
+            observation, _ = await read(
+                client,
+                list(spec.queues),
+                display=endpoint.display(),
+                timeout_s=endpoint.timeout_s,
+            )
+        except MetricsUnavailableError as exc:
+            self.failures += 1
+            metrics.REDIS_ERRORS.labels(self.namespace, self.name).inc()
+            return MetricsMissing(self.failures, str(exc))
+        self.failures = 0
+        return observation
+
+    async def _act(self, tick: Tick, target: str, current: int, desired: int, now: float) -> Tick:
+        try:
+            await self.ctx.kube.set_replicas(self.namespace, target, desired)
+        except KubeError as exc:
+            metrics.API_ERRORS.labels(self.namespace, self.name, "scale").inc()
+            return _with(tick, decision=None, problem=Problem("ScaleFailed", str(exc)))
+        up = desired > current
+        if up:
+            self.last_up = now
+        else:
+            self.last_down = now
+        metrics.SCALE_ACTIONS.labels(self.namespace, self.name, "up" if up else "down").inc()
+        assert tick.decision is not None
+        log.info(
+            "Scaled Deployment %s of JobQueue %s from %d to %d (%s)",
+            target,
+            self.owner,
+            current,
+            desired,
+            tick.decision.reason.value,
+        )
+        return _with(tick, last_scale_up=self.last_up, last_scale_down=self.last_down)
+
+    async def _report(self, body: Mapping[str, Any], tick: Tick) -> None:
+        new_status = status_mod.build(self.previous_status, tick)
+        try:
+            await self.ctx.kube.patch_status(self.namespace, self.name, new_status)
+            self.previous_status = new_status
+        except KubeError:
+            metrics.API_ERRORS.labels(self.namespace, self.name, "status").inc()
+        await self._events(body, tick)
+        self._gauges(tick)
+
+    async def _events(self, body: Mapping[str, Any], tick: Tick) -> None:
+        meta = body.get("metadata", {})
+        ref = ObjectRef(self.namespace, self.name, meta.get("uid"))
+        decision = tick.decision
+        if decision is not None and decision.action is not Action.HOLD and tick.problem is None:
+            reason = {
+                Action.SCALE_UP: "ScaledUp",
+                Action.SCALE_DOWN: "ScaledDown",
+            }[decision.action]
+            if decision.reason is Reason.FALLBACK:
+                reason = "ScaledToFallback"
+            text = (
+                f"Scaled Deployment {tick.target} from {tick.current_replicas} to "
+                f"{decision.desired}: {decision.reason.value}: {decision.message}"
+            )
+            await self.ctx.kube.post_event(ref, reason, text, warning=False)
+        # Warnings only when the trouble changes, not on every tick of an outage.
+        trouble = None
+        if tick.problem is not None:
+            trouble = (tick.problem.reason, tick.problem.message)
+        elif tick.metrics_error is not None:
+            trouble = ("MetricsUnavailable", tick.metrics_error)
+        key = trouble[0] if trouble else None
+        if key != self._announced:
+            if trouble is not None:
+                await self.ctx.kube.post_event(ref, trouble[0], trouble[1], warning=True)
+            elif self._announced is not None:
+                await self.ctx.kube.post_event(
+                    ref, "Recovered", f"Recovered from {self._announced}", warning=False
+                )
+            self._announced = key
+
+    def _gauges(self, tick: Tick) -> None:
+        labels = (self.namespace, self.name)
+        if tick.observation is not None:
+            metrics.QUEUE_DEPTH.labels(*labels).set(tick.observation.depth)
+            metrics.OLDEST_AGE.labels(*labels).set(tick.observation.oldest_age_s)
+            metrics.IN_FLIGHT.labels(*labels).set(tick.observation.in_flight)
+        if tick.current_replicas is not None:
+            metrics.CURRENT_REPLICAS.labels(*labels).set(tick.current_replicas)
+        if tick.decision is not None:
+            metrics.DESIRED_REPLICAS.labels(*labels).set(tick.decision.desired)
+
+
+def _with(tick: Tick, **changes: Any) -> Tick:
+    return replace(tick, **changes)
+
+
+def _interval(body: Mapping[str, Any]) -> float:
+    """The spec's interval even when the rest of the spec is invalid; 1..300 s."""
+    raw = (body.get("spec") or {}).get("pollingIntervalSeconds", DEFAULT_INTERVAL_S)
+    try:
+        return min(max(float(raw), 1.0), 300.0)
+    except (TypeError, ValueError):
+        return DEFAULT_INTERVAL_S
+
+
+def _short(exc: Exception) -> str:
+    """A one-paragraph message for a condition; pydantic's errors become one line each."""
+    if isinstance(exc, ValidationError):
+        parts = [
+            f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        ]
+        return "invalid spec: " + "; ".join(parts)
+    return f"invalid spec: {exc}"
