@@ -1,0 +1,439 @@
+"""The ONLY module of the worker runtime that talks to Redis.
+
+Every state change is one Lua script (``scripts/*.lua``; each header lists its
+KEYS and ARGV); every key comes from ``jobqueue_protocol.keys`` and reaches the
+scripts through KEYS. The async ``Broker`` serves the worker and the async
+producer; ``SyncBroker`` serves the lease-renewal thread (its own connection, so
+renewals keep flowing while a handler hogs the event loop) and the sync producer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Literal, cast
+
+import redis
+import redis.asyncio
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from jobqueue_protocol import keys
+from jobqueue_protocol.stats import QueueStats, queue_stats
+
+log = logging.getLogger(__name__)
+
+# Errors after which the right move is "back off and try again"; redis-py
+# reconnects on the next command by itself.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+)
+BusyLoading = ResponseError  # "LOADING" after a restart surfaces as a ResponseError
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return True
+    text = str(exc)
+    return isinstance(exc, ResponseError) and (
+        text.startswith("LOADING") or text.startswith("READONLY") or "UNBLOCKED" in text
+    )
+
+
+def queue_keys(queue: str) -> list[str]:
+    """The 18-key block every script receives per queue (order is the scripts' contract)."""
+    return [
+        *keys.ready_keys(queue),
+        keys.delayed_key(queue),
+        keys.lease_key(queue),
+        keys.dead_key(queue),
+        keys.counters_key(queue),
+        keys.wake_key(queue),
+        keys.job_key_prefix(queue),
+        keys.idem_key_prefix(queue),
+        keys.reaper_key(queue),
+    ]
+
+
+def _load_script(name: str) -> str:
+    return (resources.files("jobqueue_worker") / "scripts" / f"{name}.lua").read_text()
+
+
+SCRIPT_NAMES = ("step", "reap", "renew", "enqueue", "replay", "heartbeat")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Broker-side knobs, in milliseconds as the scripts use them."""
+
+    lease_ms: int = 30_000
+    max_deliveries: int = 3
+    job_ttl_ms: int = 14 * 86_400_000
+    result_ttl_ms: int = 86_400_000
+    idem_ttl_ms: int = 86_400_000
+    dlq_max_age_ms: int = 7 * 86_400_000
+    dlq_max_count: int = 10_000
+    promote_batch: int = 100
+    reap_batch: int = 100
+
+
+@dataclass(frozen=True)
+class NewJob:
+    id: str
+    envelope_json: str
+    priority: int
+    max_attempts: int
+    delay_ms: int = 0
+    run_at_ms: int = 0
+    idempotency_key: str | None = None
+
+
+FinishKind = Literal["complete", "retry", "dead", "failed", "release"]
+
+
+@dataclass(frozen=True)
+class FinishOp:
+    queue: str
+    id: str
+    token: str
+    op: FinishKind
+    duration_ms: int = 0
+    result: str | None = None
+    delay_ms: int = 0
+    error: str | None = None
+    traceback: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Fetched:
+    queue: str
+    id: str
+    envelope_raw: str
+    attempt: int
+    deliveries: int
+    token: str
+
+
+@dataclass(frozen=True)
+class StepResult:
+    acks: list[bool]
+    jobs: list[Fetched]
+    next_due_ms: int | None
+    now_ms: int
+
+
+@dataclass(frozen=True)
+class FetchPlan:
+    """How to choose among the served queues; queue order is strict priority order."""
+
+    queues: tuple[str, ...]
+    mode: Literal["strict", "weighted"] = "strict"
+    weights: tuple[float, ...] = ()
+    aging_ms: int = 0
+    all_keys: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for q in self.queues:
+            keys.validate_queue(q)
+        object.__setattr__(self, "all_keys", [k for q in self.queues for k in queue_keys(q)])
+
+    def index(self, queue: str) -> int:
+        return self.queues.index(queue) + 1
+
+
+def _enqueue_args(limits: Limits, jobs: Sequence[NewJob]) -> list[str | int]:
+    args: list[str | int] = [limits.job_ttl_ms, limits.idem_ttl_ms]
+    for j in jobs:
+        args += [
+            j.id,
+            j.envelope_json,
+            j.priority,
+            j.max_attempts,
+            j.delay_ms,
+            j.run_at_ms,
+            j.idempotency_key or "",
+        ]
+    return args
+
+
+def _enqueue_reply(reply: Sequence[Any]) -> list[tuple[str, bool]]:
+    return [(str(reply[i]), int(reply[i + 1]) == 1) for i in range(0, len(reply), 2)]
+
+
+def _renew_args(
+    plan: FetchPlan, lease_ms: int, held: Sequence[tuple[str, str, str]]
+) -> list[str | int]:
+    args: list[str | int] = [lease_ms]
+    for queue, job_id, token in held:
+        args += [plan.index(queue), job_id, token]
+    return args
+
+
+class Broker:
+    """Async access for the worker loop, producers and the CLI."""
+
+    def __init__(
+        self,
+        url: str,
+        limits: Limits | None = None,
+        *,
+        socket_timeout_s: float = 10.0,
+        max_block_s: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.limits = limits or Limits()
+        self.redis: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=socket_timeout_s,
+            socket_connect_timeout=5.0,
+            health_check_interval=30,
+        )
+        # Blocking wake-ups get their own client: a BLPOP must not starve the pool
+        # and needs a socket timeout longer than its block time.
+        self._blocking: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=max_block_s + 5.0,
+            socket_connect_timeout=5.0,
+        )
+        self._scripts = {n: self.redis.register_script(_load_script(n)) for n in SCRIPT_NAMES}
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self._blocking.aclose()
+
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())
+
+    # -- producer side ---------------------------------------------------------
+    async def enqueue(self, by_queue: Mapping[str, Sequence[NewJob]]) -> list[tuple[str, bool]]:
+        """All queues' jobs in one pipelined round trip (one script call per queue)."""
+        pipe = self.redis.pipeline(transaction=False)
+        order = [q for q, jobs in by_queue.items() if jobs]
+        for q in order:
+            await self._scripts["enqueue"](
+                keys=queue_keys(q), args=_enqueue_args(self.limits, by_queue[q]), client=pipe
+            )
+        replies = await pipe.execute()
+        out: list[tuple[str, bool]] = []
+        for reply in replies:
+            out += _enqueue_reply(reply)
+        return out
+
+    async def job(self, queue: str, job_id: str) -> dict[str, str] | None:
+        raw = await self.redis.hgetall(keys.job_key(queue, job_id))
+        return cast(dict[str, str], raw) or None
+
+    async def find_job(self, queues: Sequence[str], job_id: str) -> tuple[str, dict[str, str]]:
+        pipe = self.redis.pipeline(transaction=False)
+        for q in queues:
+            pipe.hgetall(keys.job_key(q, job_id))
+        for q, raw in zip(queues, await pipe.execute(), strict=True):
+            if raw:
+                return q, cast(dict[str, str], raw)
+        raise KeyError(job_id)
+
+    # -- worker side -----------------------------------------------------------
+    async def step(
+        self,
+        plan: FetchPlan,
+        worker_id: str,
+        finishes: Sequence[FinishOp],
+        n_fetch: int,
+        rnd: float,
+    ) -> StepResult:
+        """Apply finished jobs and lease up to ``n_fetch`` new ones: one round trip."""
+        lim = self.limits
+        ops = [
+            {
+                "q": plan.index(f.queue),
+                "id": f.id,
+                "token": f.token,
+                "op": f.op,
+                "duration_ms": f.duration_ms,
+                "result": f.result,
+                "delay_ms": f.delay_ms,
+                "error": f.error,
+                "traceback": f.traceback,
+                "reason": f.reason,
+            }
+            for f in finishes
+        ]
+        reply = await self._scripts["step"](
+            keys=plan.all_keys,
+            args=[
+                worker_id,
+                lim.lease_ms,
+                lim.max_deliveries,
+                n_fetch,
+                plan.mode,
+                plan.aging_ms,
+                repr(rnd),
+                lim.promote_batch,
+                lim.job_ttl_ms,
+                lim.result_ttl_ms,
+                lim.dlq_max_age_ms,
+                lim.dlq_max_count,
+                json.dumps([{k: v for k, v in o.items() if v is not None} for o in ops])
+                if ops
+                else "[]",
+                json.dumps(list(plan.weights)) if plan.weights else "[]",
+            ],
+        )
+        acks, flat, next_due, now = reply
+        jobs = [
+            Fetched(
+                queue=plan.queues[int(flat[i]) - 1],
+                id=flat[i + 1],
+                envelope_raw=flat[i + 2],
+                attempt=int(flat[i + 3]),
+                deliveries=int(flat[i + 4]),
+                token=flat[i + 5],
+            )
+            for i in range(0, len(flat), 6)
+        ]
+        due = int(next_due)
+        return StepResult(
+            acks=[int(a) == 1 for a in acks],
+            jobs=jobs,
+            next_due_ms=due if due >= 0 else None,
+            now_ms=int(now),
+        )
+
+    async def wait_for_wake(self, plan: FetchPlan, timeout_s: float) -> bool:
+        """Block until a producer (or a retry, reap, replay) leaves a wake token."""
+        wake = [keys.wake_key(q) for q in plan.queues]
+        got = await self._blocking.blpop(wake, timeout=max(0.01, timeout_s))
+        return got is not None
+
+    async def reap(self, queue: str, worker_id: str, gate_ms: int) -> tuple[int, int]:
+        lim = self.limits
+        requeued, dead = await self._scripts["reap"](
+            keys=queue_keys(queue),
+            args=[
+                gate_ms,
+                lim.reap_batch,
+                lim.max_deliveries,
+                lim.dlq_max_age_ms,
+                lim.dlq_max_count,
+                lim.job_ttl_ms,
+                worker_id,
+            ],
+        )
+        return int(requeued), int(dead)
+
+    async def heartbeat(
+        self, queues: Sequence[str], worker_id: str, body_json: str, stale_s: float
+    ) -> None:
+        await self._scripts["heartbeat"](
+            keys=[keys.workers_key(q) for q in queues], args=[worker_id, body_json, stale_s]
+        )
+
+    async def forget_worker(self, queues: Sequence[str], worker_id: str) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for q in queues:
+            pipe.hdel(keys.workers_key(q), worker_id)
+        await pipe.execute()
+
+    async def stats(
+        self, queues: Sequence[str], heartbeat_ttl_s: float = 30.0
+    ) -> dict[str, QueueStats]:
+        return await queue_stats(self.redis, queues, heartbeat_ttl_s=heartbeat_ttl_s)
+
+    async def server_warnings(self) -> list[str]:
+        """Settings under which Redis itself may lose or evict jobs (R10)."""
+        out: list[str] = []
+        try:
+            policy = await self.redis.config_get("maxmemory-policy")
+            aof = await self.redis.config_get("appendonly")
+        except ResponseError as exc:  # CONFIG denied by ACL: nothing to check
+            return [f"could not check Redis durability settings: {exc}"]
+        if policy.get("maxmemory-policy") != "noeviction":
+            out.append(
+                f"maxmemory-policy is {policy.get('maxmemory-policy')!r}, not 'noeviction':"
+                " Redis may evict jobs"
+            )
+        if aof.get("appendonly") != "yes":
+            out.append("appendonly is off: a Redis crash loses jobs since the last snapshot")
+        return out
+
+    # -- dead letters ----------------------------------------------------------
+    async def dead_ids(self, queue: str, offset: int, limit: int) -> list[tuple[str, float]]:
+        """Newest first, a bounded page (never the whole set)."""
+        rows = cast(
+            list[tuple[str, float]],
+            await self.redis.zrevrange(
+                keys.dead_key(queue), offset, offset + limit - 1, withscores=True
+            ),
+        )
+        return [(str(i), float(s) / 1000.0) for i, s in rows]
+
+    async def jobs(self, queue: str, ids: Sequence[str]) -> list[dict[str, str]]:
+        pipe = self.redis.pipeline(transaction=False)
+        for i in ids:
+            pipe.hgetall(keys.job_key(queue, i))
+        return [cast(dict[str, str], r) for r in await pipe.execute()]
+
+    async def replay(self, queue: str, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        return int(
+            await self._scripts["replay"](
+                keys=queue_keys(queue), args=[self.limits.job_ttl_ms, *ids]
+            )
+        )
+
+    async def purge(self, queue: str, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zrem(keys.dead_key(queue), *ids)
+        pipe.delete(*[keys.job_key(queue, i) for i in ids])
+        removed, _ = await pipe.execute()
+        return int(removed)
+
+
+class SyncBroker:
+    """Blocking access for the lease-renewal thread and the sync producer."""
+
+    def __init__(self, url: str, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self.redis: redis.Redis = redis.Redis.from_url(
+            url, decode_responses=True, socket_timeout=5.0, socket_connect_timeout=5.0
+        )
+        self._scripts = {n: self.redis.register_script(_load_script(n)) for n in SCRIPT_NAMES}
+
+    def close(self) -> None:
+        self.redis.close()
+
+    def renew(self, plan: FetchPlan, held: Sequence[tuple[str, str, str]]) -> list[bool]:
+        if not held:
+            return []
+        reply = self._scripts["renew"](
+            keys=plan.all_keys, args=_renew_args(plan, self.limits.lease_ms, held)
+        )
+        return [int(x) == 1 for x in reply]
+
+    def enqueue(self, by_queue: Mapping[str, Sequence[NewJob]]) -> list[tuple[str, bool]]:
+        pipe = self.redis.pipeline(transaction=False)
+        for q, jobs in by_queue.items():
+            if jobs:
+                self._scripts["enqueue"](
+                    keys=queue_keys(q), args=_enqueue_args(self.limits, jobs), client=pipe
+                )
+        out: list[tuple[str, bool]] = []
+        for reply in pipe.execute():
+            out += _enqueue_reply(reply)
+        return out
+
+    def job(self, queue: str, job_id: str) -> dict[str, str] | None:
+        raw = self.redis.hgetall(keys.job_key(queue, job_id))
+        return cast(dict[str, str], raw) or None

@@ -1,0 +1,327 @@
+"""The ``jobqueue`` command: run a worker, enqueue, inspect stats, jobs and the DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from jobqueue_worker import dlq as dlq_ops
+from jobqueue_worker import logs
+from jobqueue_worker.broker import Broker
+from jobqueue_worker.errors import ConfigError, EnqueueError
+from jobqueue_worker.producer import Producer
+from jobqueue_worker.records import JobRecord
+from jobqueue_worker.registry import Registry
+from jobqueue_worker.settings import WorkerSettings, load
+
+app = typer.Typer(help="jobqueue: a reliable Redis job queue.", no_args_is_help=True)
+dlq_app = typer.Typer(help="Inspect and act on the dead-letter queue.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+console = Console()
+err = Console(stderr=True)
+log = logging.getLogger("jobqueue_worker")
+
+RedisUrl = Annotated[str, typer.Option(envvar="JQW_REDIS_URL", help="Redis URL")]
+QueueOpt = Annotated[str, typer.Option("--queue", "-q", help="queue name")]
+
+
+def load_registry(module: str) -> Registry:
+    mod = importlib.import_module(module)
+    registry = getattr(mod, "registry", None)
+    if not isinstance(registry, Registry):
+        raise ConfigError(f"JQW_HANDLERS: module {module!r} has no `registry` (a Registry)")
+    return registry
+
+
+async def _serve(settings: WorkerSettings, registry: Registry) -> int:
+    from jobqueue_worker import http
+    from jobqueue_worker.runtime import Worker
+
+    worker = Worker(settings, registry)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.request_stop)
+    runner = None
+    if settings.http_port:
+        runner = await http.start(worker, settings.http_host, settings.http_port)
+    try:
+        return await worker.run()
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+
+
+def run_worker(settings: WorkerSettings) -> int:
+    logs.setup(settings.json_logs, settings.log_level)
+    registry = load_registry(settings.handlers)
+    code = asyncio.run(_serve(settings, registry))
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate()[1:]):
+        # A sync handler still runs in the pool; its job was handed back, so do
+        # not wait for it (the interpreter would join the thread at exit).
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(code)
+    return code
+
+
+@app.command()
+def worker(
+    queues: Annotated[str | None, typer.Option(help="comma-separated, in priority order")] = None,
+    concurrency: Annotated[int | None, typer.Option()] = None,
+    handlers: Annotated[str | None, typer.Option(help="module with a `registry`")] = None,
+    redis_url: Annotated[str | None, typer.Option()] = None,
+    json_logs: Annotated[bool | None, typer.Option("--json-logs/--text-logs")] = None,
+) -> None:
+    """Run a worker until SIGTERM/SIGINT (a second signal exits fast)."""
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "queues": queues,
+            "concurrency": concurrency,
+            "handlers": handlers,
+            "redis_url": redis_url,
+            "json_logs": json_logs,
+        }.items()
+        if v is not None
+    }
+    try:
+        settings = load(**overrides)
+        registry_code = run_worker(settings)
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    raise typer.Exit(registry_code)
+
+
+@app.command()
+def enqueue(  # noqa: PLR0917 - typer maps parameters to options
+    type: Annotated[str, typer.Argument(help="job type")],
+    payload: Annotated[str, typer.Option(help="JSON payload")] = "null",
+    queue: QueueOpt = "default",
+    priority: Annotated[
+        str, typer.Option(help="1..10 or critical/high/normal/low/background")
+    ] = "normal",
+    delay: Annotated[float | None, typer.Option(help="seconds")] = None,
+    idempotency_key: Annotated[str | None, typer.Option()] = None,
+    count: Annotated[int, typer.Option(help="enqueue this many copies in one round trip")] = 1,
+    redis_url: RedisUrl = "redis://127.0.0.1:6379/0",
+) -> None:
+    """Enqueue a job and print its id."""
+    from jobqueue_worker.producer import JobRequest
+
+    async def go() -> list[str]:
+        async with Producer(redis_url, default_queue=queue) as p:
+            req = JobRequest(
+                type=type,
+                payload=json.loads(payload),
+                priority=priority,
+                delay_s=delay,
+                idempotency_key=idempotency_key,
+            )
+            return await p.enqueue_many([req] * count if not idempotency_key else [req])
+
+    try:
+        for job_id in asyncio.run(go()):
+            console.print(job_id)
+    except (EnqueueError, json.JSONDecodeError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def stats(
+    queue: Annotated[list[str] | None, typer.Option("--queue", "-q")] = None,
+    redis_url: RedisUrl = "redis://127.0.0.1:6379/0",
+) -> None:
+    """Queue depth per priority, delayed, in flight, dead, oldest age and workers."""
+    queues = queue or ["default"]
+
+    async def go() -> Any:
+        b = Broker(redis_url)
+        try:
+            return await b.stats(queues)
+        finally:
+            await b.close()
+
+    result = asyncio.run(go())
+    table = Table(title="jobqueue")
+    for col in (
+        "queue",
+        "waiting",
+        "by priority",
+        "delayed",
+        "in flight",
+        "dead",
+        "oldest age s",
+        "workers",
+    ):
+        table.add_column(col)
+    for q, s in result.items():
+        by_p = " ".join(f"{p}:{n}" for p, n in s.waiting_by_priority.items() if n)
+        table.add_row(
+            q,
+            str(s.waiting),
+            by_p or "-",
+            str(s.delayed),
+            str(s.in_flight),
+            str(s.dead),
+            f"{s.oldest_age_s():.1f}",
+            " ".join(f"{w.worker_id}({w.state})" for w in s.workers) or "-",
+        )
+    console.print(table)
+
+
+def _ts(v: float | None) -> str:
+    return datetime.fromtimestamp(v).isoformat(timespec="milliseconds") if v else "-"
+
+
+def _print_record(rec: JobRecord, verbose: bool = True) -> None:
+    table = Table(show_header=False, title=f"job {rec.id}")
+    rows = [
+        ("queue", rec.queue),
+        ("type", rec.type or "?"),
+        ("status", rec.status.value),
+        ("priority", str(rec.priority)),
+        ("attempt", f"{rec.attempt}/{rec.max_attempts or '-'}"),
+        ("deliveries", str(rec.deliveries)),
+        ("worker", rec.worker or "-"),
+        ("enqueued", _ts(rec.enqueued_at)),
+        ("started", _ts(rec.started_at)),
+        ("finished", _ts(rec.finished_at)),
+        ("duration s", str(rec.duration_s) if rec.duration_s is not None else "-"),
+        ("error", rec.error or "-"),
+        ("dead reason", rec.dead_reason or "-"),
+        ("first failure", _ts(rec.first_failed_at)),
+        ("last failure", _ts(rec.last_failed_at)),
+        ("result", rec.result_json or "-"),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    console.print(table)
+    if verbose and rec.traceback:
+        console.print(rec.traceback)
+
+
+@app.command()
+def job(
+    job_id: Annotated[str, typer.Argument()],
+    queue: Annotated[list[str] | None, typer.Option("--queue", "-q")] = None,
+    redis_url: RedisUrl = "redis://127.0.0.1:6379/0",
+) -> None:
+    """Show a job's status, timestamps, error and result."""
+    queues = queue or ["default"]
+
+    async def go() -> JobRecord | None:
+        b = Broker(redis_url)
+        try:
+            q, raw = await b.find_job(queues, job_id)
+            return JobRecord.from_hash(q, job_id, raw)
+        except KeyError:
+            return None
+        finally:
+            await b.close()
+
+    rec = asyncio.run(go())
+    if rec is None:
+        err.print(f"job {job_id} not found in {', '.join(queues)} (expired or never existed)")
+        raise typer.Exit(1)
+    _print_record(rec)
+
+
+def _dlq_run(redis_url: str, fn: Any) -> Any:
+    async def go() -> Any:
+        b = Broker(redis_url)
+        try:
+            return await fn(b)
+        finally:
+            await b.close()
+
+    return asyncio.run(go())
+
+
+@dlq_app.command("list")
+def dlq_list(
+    queue: QueueOpt = "default",
+    limit: int = 50,
+    offset: int = 0,
+    redis_url: RedisUrl = "redis://127.0.0.1:6379/0",
+) -> None:
+    """Dead-lettered jobs, newest first."""
+    recs = _dlq_run(redis_url, lambda b: dlq_ops.list_dead(b, queue, offset, limit))
+    table = Table(title=f"dead letters of {queue}")
+    for col in ("id", "type", "reason", "attempts", "error", "dead at"):
+        table.add_column(col)
+    for r in recs:
+        table.add_row(
+            r.id,
+            r.type or "?",
+            r.dead_reason or "-",
+            str(r.attempt),
+            (r.error or "")[:80],
+            _ts(r.dead_at),
+        )
+    console.print(table)
+
+
+@dlq_app.command("show")
+def dlq_show(
+    job_id: str, queue: QueueOpt = "default", redis_url: RedisUrl = "redis://127.0.0.1:6379/0"
+) -> None:
+    """One dead-lettered job with its traceback."""
+    rec = _dlq_run(redis_url, lambda b: dlq_ops.show(b, queue, job_id))
+    if rec is None:
+        err.print(f"job {job_id} not found")
+        raise typer.Exit(1)
+    _print_record(rec)
+
+
+@dlq_app.command("replay")
+def dlq_replay(  # noqa: PLR0917
+    job_ids: Annotated[list[str] | None, typer.Argument()] = None,
+    queue: QueueOpt = "default",
+    all_: Annotated[bool, typer.Option("--all")] = False,
+    type_: Annotated[str | None, typer.Option("--type")] = None,
+    reason: Annotated[str | None, typer.Option()] = None,
+    redis_url: RedisUrl = "redis://127.0.0.1:6379/0",
+) -> None:
+    """Replay ids, or --all, or by --type/--reason (attempts reset, original priority)."""
+    if not job_ids and not all_ and not type_ and not reason:
+        err.print("give job ids, --all, --type or --reason")
+        raise typer.Exit(2)
+    flt = dlq_ops.DeadFilter(type=type_, reason=reason)
+    n = _dlq_run(redis_url, lambda b: dlq_ops.replay(b, queue, job_ids, flt))
+    console.print(f"replayed {n}")
+
+
+@dlq_app.command("purge")
+def dlq_purge(  # noqa: PLR0917
+    job_ids: Annotated[list[str] | None, typer.Argument()] = None,
+    queue: QueueOpt = "default",
+    all_: Annotated[bool, typer.Option("--all")] = False,
+    type_: Annotated[str | None, typer.Option("--type")] = None,
+    reason: Annotated[str | None, typer.Option()] = None,
+    redis_url: RedisUrl = "redis://127.0.0.1:6379/0",
+) -> None:
+    """Delete dead-lettered jobs for good."""
+    if not job_ids and not all_ and not type_ and not reason:
+        err.print("give job ids, --all, --type or --reason")
+        raise typer.Exit(2)
+    flt = dlq_ops.DeadFilter(type=type_, reason=reason)
+    n = _dlq_run(redis_url, lambda b: dlq_ops.purge(b, queue, job_ids, flt))
+    console.print(f"purged {n}")
+
+
+def main() -> None:
+    app()

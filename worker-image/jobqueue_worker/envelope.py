@@ -1,0 +1,112 @@
+"""The job envelope: the only format a job has in Redis (JSON, never pickle).
+
+Priorities: 1 is the most urgent and 10 the least. Values outside 1..10 are
+rejected, never clamped (clamping hides producer bugs; Celery #8967).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+
+from jobqueue_protocol import keys
+
+
+class Priority(enum.IntEnum):
+    CRITICAL = keys.CRITICAL
+    HIGH = keys.HIGH
+    NORMAL = keys.NORMAL
+    LOW = keys.LOW
+    BACKGROUND = keys.BACKGROUND
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    RETRY_SCHEDULED = "retry_scheduled"
+    FAILED = "failed"  # terminal failure of a type that opted out of the DLQ
+    DEAD = "dead"
+
+
+class DeadReason(enum.StrEnum):
+    EXCEPTION = "exception"  # retries exhausted
+    PERMANENT = "permanent"  # a PermanentError or a declared permanent exception
+    TIMEOUT = "timeout"  # reserved for the timeout issue
+    LEASE_LOST = "lease_lost"  # reserved: fencing rejected the job's final ack
+    POISON = "poison"  # delivered more than max_deliveries times without finishing
+    MALFORMED = "malformed"  # not JSON or not a valid envelope
+    UNKNOWN_TYPE = "unknown_type"
+    TOO_LARGE = "too_large"  # envelope over max_payload_bytes
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def parse_priority(value: int | str | Priority) -> int:
+    """Accept a level name (``high``) or an int 1..10; anything else is an error."""
+    if isinstance(value, str) and not value.strip().lstrip("-").isdigit():
+        try:
+            return int(Priority[value.strip().upper()])
+        except KeyError:
+            raise ValueError(f"unknown priority name: {value!r}") from None
+    return keys.validate_priority(int(value))
+
+
+class JobEnvelope(BaseModel):
+    """What a producer hands over; ``attempt`` is the Redis-side truth at fetch time."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(default_factory=new_job_id, min_length=1, max_length=200)
+    type: str = Field(min_length=1, max_length=200)
+    queue: str = Field(min_length=1, max_length=200)
+    payload: JsonValue = None
+    priority: int = Field(default=int(Priority.NORMAL), strict=True)
+    attempt: int = Field(default=1, ge=1)
+    # None: the job type's retry policy decides (the usual case).
+    max_attempts: int | None = Field(default=None, ge=1, le=1000)
+    enqueued_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    run_at: datetime | None = None
+    timeout_s: float | None = Field(default=None, gt=0)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=400)
+
+    @field_validator("priority")
+    @classmethod
+    def _priority_in_range(cls, v: int) -> int:
+        return keys.validate_priority(v)
+
+    @field_validator("queue")
+    @classmethod
+    def _queue_name(cls, v: str) -> str:
+        return keys.validate_queue(v)
+
+    @field_validator("id")
+    @classmethod
+    def _id_chars(cls, v: str) -> str:
+        if any(ch in v for ch in "\n\r{} "):
+            raise ValueError("job id must not contain braces, spaces or newlines")
+        return v
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> JobEnvelope:
+        """Raises ``ValueError`` (pydantic's ValidationError is one) on bad input."""
+        return cls.model_validate_json(raw)
+
+
+def payload_size(envelope: JobEnvelope) -> int:
+    return len(json.dumps(envelope.payload, separators=(",", ":")).encode())
+
+
+def jsonable(value: Any) -> str:
+    """Encode a handler's result; a result that is not JSON is a handler bug."""
+    return json.dumps(value, separators=(",", ":"))

@@ -1,0 +1,54 @@
+"""The worker's HTTP face for Kubernetes: /healthz, /readyz, /metrics.
+
+/healthz answers "is this process making progress" (the heartbeat loop ticked
+recently), so the kubelet restarts a wedged worker but not one that merely
+lost Redis. /readyz answers "should traffic/scale decisions count me": Redis
+reachable and not draining.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+if TYPE_CHECKING:
+    from jobqueue_worker.runtime import Worker
+
+
+def make_app(worker: Worker) -> web.Application:
+    async def healthz(_: web.Request) -> web.Response:
+        age = time.monotonic() - worker.last_heartbeat_tick
+        ok = age < 3 * worker.settings.heartbeat_interval_s + 5
+        return web.json_response(
+            {"ok": ok, "heartbeat_tick_age_s": round(age, 3), "state": worker.state},
+            status=200 if ok else 503,
+        )
+
+    async def readyz(_: web.Request) -> web.Response:
+        if worker.draining:
+            return web.json_response({"ok": False, "reason": "draining"}, status=503)
+        try:
+            reachable = await worker.broker.ping()
+        except Exception as exc:
+            return web.json_response({"ok": False, "reason": f"redis: {exc!r}"}, status=503)
+        return web.json_response({"ok": reachable}, status=200 if reachable else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = generate_latest(REGISTRY)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def start(worker: Worker, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(make_app(worker), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

@@ -1,0 +1,44 @@
+"""Every Prometheus collector of the worker, defined once with fixed label sets.
+
+Labels never carry job ids (unbounded cardinality); queue and type names are
+bounded by configuration and the handler registry.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+JOBS = Counter(
+    "jobqueue_jobs_total",
+    "Finished job attempts by outcome (completed, retried, dead, failed, released, rejected).",
+    ["queue", "type", "outcome"],
+)
+DURATION = Histogram(
+    "jobqueue_job_duration_seconds",
+    "Handler wall time per attempt.",
+    ["queue", "type"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
+)
+WAIT = Histogram(
+    "jobqueue_job_wait_seconds",
+    "From enqueue to start of the attempt.",
+    ["queue"],
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3600),
+)
+IN_FLIGHT = Gauge("jobqueue_in_flight", "Jobs this worker is running.")
+RETRIES = Counter("jobqueue_retries_total", "Retries scheduled.", ["queue", "type"])
+DEAD_LETTERS = Counter(
+    "jobqueue_dead_letters_total", "Jobs moved to the dead-letter queue.", ["queue", "reason"]
+)
+LEASES_LOST = Counter(
+    "jobqueue_leases_lost_total", "Leases found gone at renewal (the job may run twice)."
+)
+REAPED = Counter("jobqueue_reaped_total", "Expired leases returned by this worker's reaper.")
+REDIS_ERRORS = Counter("jobqueue_redis_errors_total", "Failed Redis round trips.", ["op"])
+QUEUE_DEPTH = Gauge("jobqueue_queue_depth", "Waiting jobs.", ["queue", "priority"])
+QUEUE_OLDEST_AGE = Gauge(
+    "jobqueue_queue_oldest_age_seconds", "Age of the oldest waiting job.", ["queue"]
+)
+QUEUE_DELAYED = Gauge("jobqueue_queue_delayed", "Delayed jobs (scheduled, retries).", ["queue"])
+QUEUE_LEASED = Gauge("jobqueue_queue_in_flight", "Leased jobs over all workers.", ["queue"])
+QUEUE_DEAD = Gauge("jobqueue_queue_dead", "Dead-letter queue size.", ["queue"])

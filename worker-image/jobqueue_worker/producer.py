@@ -1,0 +1,175 @@
+"""Producer API, async and sync: enqueue (one, or many in one round trip), delays,
+run-at times, idempotency keys, and status/result lookup.
+
+Envelopes are validated here, before Redis: a bad priority or an oversized
+payload is the producer's error, raised at once, never clamped or truncated.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import JsonValue, ValidationError
+
+from jobqueue_worker.broker import Broker, Limits, NewJob, SyncBroker
+from jobqueue_worker.envelope import JobEnvelope, Priority, new_job_id, parse_priority, payload_size
+from jobqueue_worker.errors import EnqueueError
+from jobqueue_worker.records import JobRecord
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    type: str
+    payload: JsonValue = None
+    queue: str | None = None
+    priority: int | str | Priority = Priority.NORMAL
+    delay_s: float | None = None
+    run_at: datetime | None = None
+    idempotency_key: str | None = None
+    max_attempts: int | None = None
+    timeout_s: float | None = None
+    id: str | None = None
+
+
+def build(req: JobRequest, default_queue: str, max_payload_bytes: int) -> NewJob:
+    """Pure: a request becomes a validated envelope ready for the enqueue script."""
+    if req.delay_s is not None and req.run_at is not None:
+        raise EnqueueError("give delay_s or run_at, not both")
+    if req.delay_s is not None and req.delay_s < 0:
+        raise EnqueueError("delay_s must not be negative")
+    run_at = req.run_at
+    if run_at is not None and run_at.tzinfo is None:
+        raise EnqueueError("run_at must be timezone-aware")
+    try:
+        env = JobEnvelope(
+            id=req.id or new_job_id(),
+            type=req.type,
+            queue=req.queue or default_queue,
+            payload=req.payload,
+            priority=parse_priority(req.priority),
+            max_attempts=req.max_attempts,
+            run_at=run_at,
+            timeout_s=req.timeout_s,
+            idempotency_key=req.idempotency_key,
+        )
+    except (ValidationError, ValueError) as exc:
+        raise EnqueueError(f"invalid job: {exc}") from exc
+    size = payload_size(env)
+    if size > max_payload_bytes:
+        raise EnqueueError(f"payload is {size} bytes, over the {max_payload_bytes}-byte limit")
+    return NewJob(
+        id=env.id,
+        envelope_json=env.to_json(),
+        priority=env.priority,
+        max_attempts=env.max_attempts or 0,
+        delay_ms=int((req.delay_s or 0) * 1000),
+        run_at_ms=int(run_at.astimezone(UTC).timestamp() * 1000) if run_at else 0,
+        idempotency_key=env.idempotency_key,
+    )
+
+
+def _group(
+    reqs: Sequence[JobRequest], default_queue: str, max_payload: int
+) -> tuple[dict[str, list[NewJob]], list[tuple[str, int]]]:
+    by_queue: dict[str, list[NewJob]] = defaultdict(list)
+    where: list[tuple[str, int]] = []
+    for r in reqs:
+        job = build(r, default_queue, max_payload)
+        q = r.queue or default_queue
+        where.append((q, len(by_queue[q])))
+        by_queue[q].append(job)
+    return by_queue, where
+
+
+def _ids_in_request_order(
+    by_queue: dict[str, list[NewJob]], where: list[tuple[str, int]], flat: list[tuple[str, bool]]
+) -> list[str]:
+    offsets: dict[str, int] = {}
+    i = 0
+    for q, jobs in by_queue.items():
+        offsets[q] = i
+        i += len(jobs)
+    return [flat[offsets[q] + k][0] for q, k in where]
+
+
+class Producer:
+    """Async producer. ``enqueue_many`` costs one round trip whatever the queues."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        default_queue: str = "default",
+        max_payload_bytes: int = 1_000_000,
+        limits: Limits | None = None,
+    ) -> None:
+        self.broker = Broker(redis_url, limits)
+        self.default_queue = default_queue
+        self.max_payload_bytes = max_payload_bytes
+
+    async def close(self) -> None:
+        await self.broker.close()
+
+    async def __aenter__(self) -> Producer:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def enqueue(self, type: str, payload: JsonValue = None, **opts: Any) -> str:
+        return (await self.enqueue_many([JobRequest(type=type, payload=payload, **opts)]))[0]
+
+    async def enqueue_many(self, reqs: Sequence[JobRequest]) -> list[str]:
+        """Returns job ids in request order; a duplicate idempotency key yields the first id."""
+        by_queue, where = _group(reqs, self.default_queue, self.max_payload_bytes)
+        flat = await self.broker.enqueue(by_queue)
+        return _ids_in_request_order(by_queue, where, flat)
+
+    async def status(self, job_id: str, queue: str | None = None) -> JobRecord | None:
+        q = queue or self.default_queue
+        raw = await self.broker.job(q, job_id)
+        return JobRecord.from_hash(q, job_id, raw) if raw else None
+
+    async def result(self, job_id: str, queue: str | None = None) -> Any:
+        rec = await self.status(job_id, queue)
+        return rec.result if rec is not None else None
+
+
+class SyncProducer:
+    """The same API for code without an event loop (web views, scripts)."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        default_queue: str = "default",
+        max_payload_bytes: int = 1_000_000,
+        limits: Limits | None = None,
+    ) -> None:
+        self.broker = SyncBroker(redis_url, limits)
+        self.default_queue = default_queue
+        self.max_payload_bytes = max_payload_bytes
+
+    def close(self) -> None:
+        self.broker.close()
+
+    def enqueue(self, type: str, payload: JsonValue = None, **opts: Any) -> str:
+        return self.enqueue_many([JobRequest(type=type, payload=payload, **opts)])[0]
+
+    def enqueue_many(self, reqs: Sequence[JobRequest]) -> list[str]:
+        by_queue, where = _group(reqs, self.default_queue, self.max_payload_bytes)
+        flat = self.broker.enqueue(by_queue)
+        return _ids_in_request_order(by_queue, where, flat)
+
+    def status(self, job_id: str, queue: str | None = None) -> JobRecord | None:
+        q = queue or self.default_queue
+        raw = self.broker.job(q, job_id)
+        return JobRecord.from_hash(q, job_id, raw) if raw else None
+
+    def result(self, job_id: str, queue: str | None = None) -> Any:
+        rec = self.status(job_id, queue)
+        return rec.result if rec is not None else None

@@ -1,0 +1,504 @@
+"""The worker process: fetch, run, ack, renew, reap, heartbeat, shut down.
+
+One dispatcher coroutine owns the conversation with Redis for jobs: it batches
+the finished jobs and the free slots into ONE ``step`` script call, so ack plus
+next fetch is one round trip. When nothing is ready it blocks on the queues'
+wake lists (BLPOP) instead of polling, bounded by the next delayed due time.
+Shutdown has three phases: stop fetching; let in-flight jobs finish within the
+grace period; hand the rest back to the front of their queue at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import threading
+import time
+import traceback as tb
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from jobqueue_protocol.stats import ActiveJob, WorkerHeartbeat, heartbeat_json
+from jobqueue_worker import identity, metrics
+from jobqueue_worker.backoff import GiveUp, RetryLater, next_outcome
+from jobqueue_worker.broker import (
+    Broker,
+    Fetched,
+    FetchPlan,
+    FinishOp,
+    StepResult,
+    SyncBroker,
+    is_transient,
+)
+from jobqueue_worker.envelope import DeadReason, JobEnvelope, jsonable
+from jobqueue_worker.registry import Job, JobType, Registry
+from jobqueue_worker.renewer import Held, LeaseRenewer
+from jobqueue_worker.seams import Admission, AdmitAll, ExecutionGuard, NoGuard
+from jobqueue_worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+_MAX_ERROR = 4000
+_MAX_TRACEBACK = 16000
+
+
+@dataclass
+class _Active:
+    queue: str
+    id: str
+    token: str
+    type: str
+    started_at: float  # epoch seconds
+    task: asyncio.Task[None] | None = None
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        registry: Registry,
+        *,
+        rng: random.Random | None = None,
+        admission: Admission | None = None,
+        guard: ExecutionGuard | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.rng = rng or random.Random()
+        self.admission: Admission = admission or AdmitAll()
+        self.guard: ExecutionGuard = guard or NoGuard()
+        self.id = identity.worker_id(settings.pod_name)
+        self.plan = FetchPlan(
+            queues=tuple(settings.queues),
+            mode=settings.mode,
+            weights=tuple(settings.weights),
+            aging_ms=int(settings.aging_s * 1000),
+        )
+        self.broker = Broker(
+            settings.redis_url, settings.limits(), max_block_s=settings.idle_block_s
+        )
+        self._active: dict[str, _Active] = {}
+        self._active_lock = threading.Lock()  # the renewal thread reads _active
+        self._pending: list[FinishOp] = []
+        self._executor = ThreadPoolExecutor(
+            max_workers=settings.concurrency, thread_name_prefix="jq-job"
+        )
+        self.started_at = time.time()
+        self.processed = 0
+        self.failed = 0
+        self._busy_s = 0.0
+        self.last_heartbeat_tick = time.monotonic()
+        self.last_redis_ok = 0.0
+        self.draining = False
+        self.fast = False
+        self._changed: asyncio.Event | None = None
+        self._retry_s = 0.05
+        self._stop_requested: asyncio.Event | None = None
+        self._fast_requested: asyncio.Event | None = None
+
+    # -- control ---------------------------------------------------------------
+    def request_stop(self) -> None:
+        """First call: drain. Second call: exit fast (leases still protect the jobs)."""
+        if self._stop_requested is None or self._fast_requested is None:
+            return
+        if self._stop_requested.is_set():
+            log.warning("Second stop signal: exiting fast", extra={"worker": self.id})
+            self.fast = True
+            self._fast_requested.set()
+        else:
+            log.info("Stop requested: draining", extra={"worker": self.id})
+            self._stop_requested.set()
+        if self._changed is not None:
+            self._changed.set()
+
+    @property
+    def state(self) -> str:
+        if self.draining:
+            return "draining"
+        return "busy" if self._active else "idle"
+
+    def held_leases(self) -> list[Held]:
+        with self._active_lock:
+            return [(a.queue, a.id, a.token) for a in self._active.values()]
+
+    # -- main ------------------------------------------------------------------
+    async def run(self) -> int:
+        self._changed = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._fast_requested = asyncio.Event()
+        log.info(
+            "Started worker",
+            extra={
+                "worker": self.id,
+                "queues": list(self.plan.queues),
+                "concurrency": self.settings.concurrency,
+                "mode": self.plan.mode,
+            },
+        )
+        with contextlib.suppress(Exception):
+            for warning in await self.broker.server_warnings():
+                log.warning("Redis is not configured for durability", extra={"problem": warning})
+        renewer = LeaseRenewer(
+            SyncBroker(self.settings.redis_url, self.settings.limits()),
+            self.plan,
+            self.held_leases,
+            interval_s=self.settings.lease_s / 3,
+        )
+        renewer.start()
+        dispatcher = asyncio.create_task(self._dispatch(), name="jq-dispatch")
+        background = [
+            asyncio.create_task(self._reap_loop(), name="jq-reap"),
+            asyncio.create_task(self._heartbeat_loop(), name="jq-heartbeat"),
+        ]
+        stop_wait = asyncio.create_task(self._stop_requested.wait())
+        await asyncio.wait([dispatcher, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+        if dispatcher.done() and dispatcher.exception() is not None:
+            log.error("Dispatcher crashed", exc_info=dispatcher.exception())
+        await self._shutdown(dispatcher)
+        stop_wait.cancel()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        renewer.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.broker.forget_worker(self.plan.queues, self.id), 2.0)
+        await self.broker.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        log.info("Stopped worker", extra={"worker": self.id, "processed": self.processed})
+        return 0
+
+    async def _shutdown(self, dispatcher: asyncio.Task[None]) -> None:
+        assert self._changed is not None
+        assert self._fast_requested is not None
+        self.draining = True
+        self._changed.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._send_heartbeat(), 1.0)
+        if self._active and not self.fast:
+            log.info(
+                "Draining in-flight jobs",
+                extra={"jobs": len(self._active), "grace_s": self.settings.grace_period_s},
+            )
+            deadline = time.monotonic() + self.settings.grace_period_s
+            while self._active and not self.fast and time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._fast_requested.wait(), min(0.05, deadline - time.monotonic())
+                    )
+        with self._active_lock:
+            leftovers = list(self._active.values())
+            self._active.clear()
+        for a in leftovers:
+            # Back to the front of its band without using a delivery.
+            self._pending.append(FinishOp(queue=a.queue, id=a.id, token=a.token, op="release"))
+            if a.task is not None:
+                a.task.cancel()
+        if leftovers:
+            log.info("Handing back unfinished jobs", extra={"jobs": [a.id for a in leftovers]})
+            metrics.IN_FLIGHT.set(0)
+        self._changed.set()
+        try:
+            await asyncio.wait_for(dispatcher, 2.0 if self.fast else 10.0)
+        except (TimeoutError, asyncio.CancelledError):
+            log.warning("Could not hand back every job; their leases will expire")
+        except Exception:
+            log.exception("Dispatcher failed during shutdown")
+
+    # -- dispatcher ------------------------------------------------------------
+    async def _dispatch(self) -> None:
+        assert self._changed is not None
+        idle = False
+        res: StepResult | None = None
+        wake: asyncio.Task[bool] | None = None
+        try:
+            while True:
+                self._changed.clear()
+                if self.draining and not self._active and not self._pending:
+                    return
+                free = 0 if self.draining else self.settings.concurrency - len(self._active)
+                if self._pending or (free > 0 and not idle):
+                    # Acks always carry a fetch for the free slots: one round trip.
+                    fetch_n = self.admission.admit(free) if free > 0 else 0
+                    got = await self._exchange(fetch_n)
+                    if got is not None:
+                        res = got
+                        if fetch_n > 0:
+                            idle = len(res.jobs) < fetch_n
+                    continue
+                waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._changed.wait())]
+                if free > 0 and idle:
+                    if wake is None:
+                        wake = asyncio.create_task(
+                            self.broker.wait_for_wake(self.plan, self._block_s(res))
+                        )
+                    waiters.append(wake)
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                waiters[0].cancel()
+                if wake is not None and wake.done():
+                    err = wake.exception()
+                    wake = None
+                    idle = False
+                    if err is not None:
+                        metrics.REDIS_ERRORS.labels(op="wait").inc()
+                        log.warning("Blocking wait failed", extra={"error": repr(err)})
+                        await self._back_off()
+        finally:
+            if wake is not None:
+                wake.cancel()
+                with contextlib.suppress(BaseException):
+                    await wake
+
+    def _block_s(self, res: StepResult | None) -> float:
+        """Block until woken, but no longer than until the next delayed job is due."""
+        timeout = self.settings.idle_block_s
+        if res is not None and res.next_due_ms is not None:
+            timeout = min(timeout, max(0.0, (res.next_due_ms - res.now_ms) / 1000))
+        return timeout
+
+    async def _back_off(self) -> None:
+        await asyncio.sleep(self._retry_s)
+        self._retry_s = min(self._retry_s * 2, 5.0)
+
+    async def _exchange(self, fetch_n: int) -> StepResult | None:
+        """Send pending acks and fetch; on a Redis failure keep the acks for the next try."""
+        ops, self._pending = self._pending, []
+        try:
+            res = await self.broker.step(self.plan, self.id, ops, fetch_n, self.rng.random())
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self._pending = ops + self._pending
+            metrics.REDIS_ERRORS.labels(op="step").inc()
+            log.warning(
+                "Redis unavailable, backing off",
+                extra={"error": repr(exc), "retry_in_s": self._retry_s},
+            )
+            await self._back_off()
+            return None
+        self._retry_s = 0.05
+        self.last_redis_ok = time.monotonic()
+        for op, ok in zip(ops, res.acks, strict=True):
+            if not ok and op.op != "release":
+                metrics.JOBS.labels(op.queue, "?", "rejected").inc()
+                log.warning(
+                    "Ack refused: lease lost, another worker may run the job",
+                    extra={"job_id": op.id, "queue": op.queue, "op": op.op},
+                )
+        for fetched in res.jobs:
+            self._start(fetched)
+        return res
+
+    def _start(self, fetched: Fetched) -> None:
+        active = _Active(
+            queue=fetched.queue,
+            id=fetched.id,
+            token=fetched.token,
+            type="?",
+            started_at=time.time(),
+        )
+        with self._active_lock:
+            self._active[fetched.id] = active
+        metrics.IN_FLIGHT.set(len(self._active))
+        active.task = asyncio.create_task(self._run_job(fetched, active), name=f"job-{fetched.id}")
+
+    async def _run_job(self, fetched: Fetched, active: _Active) -> None:
+        op = await self._execute(fetched, active)
+        with self._active_lock:
+            current = self._active.get(fetched.id)
+            if current is not active:
+                return  # handed back at shutdown; the result is dropped
+            del self._active[fetched.id]
+        metrics.IN_FLIGHT.set(len(self._active))
+        self._pending.append(op)
+        if self._changed is not None:
+            self._changed.set()
+
+    # -- one attempt -----------------------------------------------------------
+    def _dead(self, f: Fetched, reason: DeadReason, error: str, dur_ms: int = 0) -> FinishOp:
+        metrics.DEAD_LETTERS.labels(f.queue, reason.value).inc()
+        log.error(
+            "Dead-lettered job",
+            extra={"job_id": f.id, "queue": f.queue, "reason": reason.value, "error": error},
+        )
+        return FinishOp(
+            queue=f.queue,
+            id=f.id,
+            token=f.token,
+            op="dead",
+            reason=reason.value,
+            error=error[:_MAX_ERROR],
+            duration_ms=dur_ms,
+        )
+
+    async def _execute(self, f: Fetched, active: _Active) -> FinishOp:
+        if len(f.envelope_raw.encode()) > self.settings.max_payload_bytes:
+            return self._dead(
+                f, DeadReason.TOO_LARGE, f"envelope over {self.settings.max_payload_bytes} bytes"
+            )
+        try:
+            env = JobEnvelope.from_json(f.envelope_raw)
+        except ValueError as exc:
+            return self._dead(f, DeadReason.MALFORMED, f"invalid envelope: {exc}")
+        jt = self.registry.get(env.type)
+        if jt is None:
+            return self._dead(f, DeadReason.UNKNOWN_TYPE, f"no handler for job type {env.type!r}")
+        active.type = env.type
+        max_attempts = env.max_attempts or jt.backoff.max_attempts
+        job = Job(
+            id=f.id,
+            type=env.type,
+            queue=f.queue,
+            payload=env.payload,
+            priority=env.priority,
+            attempt=f.attempt,
+            max_attempts=max_attempts,
+            deliveries=f.deliveries,
+            idempotency_key=env.idempotency_key,
+        )
+        ctx = {"job_id": f.id, "job_type": env.type, "queue": f.queue, "attempt": f.attempt}
+        if self.settings.log_payloads:
+            ctx["payload"] = env.payload
+        metrics.WAIT.labels(f.queue).observe(max(0.0, time.time() - env.enqueued_at.timestamp()))
+        t0 = time.monotonic()
+        try:
+            result = await self.guard.run(job, jt, lambda: self._call(jt, job))
+            result_json = jsonable(result)
+        except Exception as exc:
+            dur = time.monotonic() - t0
+            return self._failed(f, jt, job, exc, dur=dur, ctx=ctx)
+        dur = time.monotonic() - t0
+        self.processed += 1
+        self._busy_s += dur
+        metrics.DURATION.labels(f.queue, env.type).observe(dur)
+        metrics.JOBS.labels(f.queue, env.type, "completed").inc()
+        log.debug("Completed job", extra={**ctx, "duration_s": round(dur, 6)})
+        return FinishOp(
+            queue=f.queue,
+            id=f.id,
+            token=f.token,
+            op="complete",
+            result=result_json,
+            duration_ms=int(dur * 1000),
+        )
+
+    async def _call(self, jt: JobType, job: Job) -> Any:
+        if jt.is_async:
+            return await jt.handler(job)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, jt.handler, job)
+
+    def _failed(
+        self, f: Fetched, jt: JobType, job: Job, exc: Exception, *, dur: float, ctx: dict[str, Any]
+    ) -> FinishOp:
+        self.processed += 1
+        self.failed += 1
+        self._busy_s += dur
+        metrics.DURATION.labels(f.queue, jt.name).observe(dur)
+        trace = "".join(tb.format_exception(exc))[-_MAX_TRACEBACK:]
+        error = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR]
+        outcome = next_outcome(exc, job.attempt, job.max_attempts, jt.failure_policy, self.rng)
+        common: dict[str, Any] = {
+            "queue": f.queue,
+            "id": f.id,
+            "token": f.token,
+            "duration_ms": int(dur * 1000),
+            "error": error,
+            "traceback": trace,
+        }
+        if isinstance(outcome, RetryLater):
+            metrics.RETRIES.labels(f.queue, jt.name).inc()
+            metrics.JOBS.labels(f.queue, jt.name, "retried").inc()
+            log.warning(
+                "Job failed, retry scheduled",
+                exc_info=exc,
+                extra={**ctx, "retry_in_s": round(outcome.delay_s, 3)},
+            )
+            return FinishOp(op="retry", delay_ms=int(outcome.delay_s * 1000), **common)
+        assert isinstance(outcome, GiveUp)
+        reason = DeadReason.PERMANENT if outcome.permanent else DeadReason.EXCEPTION
+        if not jt.dead_letter:
+            metrics.JOBS.labels(f.queue, jt.name, "failed").inc()
+            log.error("Job failed for good", exc_info=exc, extra=ctx)
+            return FinishOp(op="failed", **common)
+        metrics.JOBS.labels(f.queue, jt.name, "dead").inc()
+        metrics.DEAD_LETTERS.labels(f.queue, reason.value).inc()
+        log.error("Job failed, dead-lettered", exc_info=exc, extra={**ctx, "reason": reason.value})
+        return FinishOp(op="dead", reason=reason.value, **common)
+
+    # -- background ------------------------------------------------------------
+    async def _reap_loop(self) -> None:
+        gate_ms = int(self.settings.reap_interval_s * 1000)
+        while True:
+            for q in self.plan.queues:
+                try:
+                    requeued, dead = await self.broker.reap(q, self.id, gate_ms)
+                except Exception as exc:
+                    metrics.REDIS_ERRORS.labels(op="reap").inc()
+                    log.debug("Reap failed", extra={"error": repr(exc)})
+                    continue
+                if requeued > 0 or dead > 0:
+                    metrics.REAPED.inc(requeued + dead)
+                    log.warning(
+                        "Reaped expired leases",
+                        extra={"queue": q, "requeued": requeued, "dead_lettered": dead},
+                    )
+            await asyncio.sleep(self.settings.reap_interval_s)
+
+    def heartbeat(self) -> WorkerHeartbeat:
+        with self._active_lock:
+            jobs = tuple(
+                ActiveJob(id=a.id, type=a.type, started_at=a.started_at)
+                for a in self._active.values()
+            )
+        return WorkerHeartbeat(
+            worker_id=self.id,
+            state=self.state,
+            seen_at=0.0,
+            active_jobs=len(jobs),
+            jobs=jobs,
+            started_at=self.started_at,
+            rss_bytes=identity.rss_bytes(),
+            processed=self.processed,
+            failed=self.failed,
+            mean_processing_s=self._busy_s / self.processed if self.processed else 0.0,
+            pod_name=self.settings.pod_name,
+        )
+
+    async def _send_heartbeat(self) -> None:
+        await self.broker.heartbeat(
+            self.plan.queues,
+            self.id,
+            heartbeat_json(self.heartbeat()),
+            stale_s=self.settings.heartbeat_ttl_s * 4,
+        )
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            self.last_heartbeat_tick = time.monotonic()
+            try:
+                await self._send_heartbeat()
+                self.last_redis_ok = time.monotonic()
+                if self.settings.http_port:
+                    await self._publish_queue_gauges()
+            except Exception as exc:
+                metrics.REDIS_ERRORS.labels(op="heartbeat").inc()
+                log.warning("Heartbeat failed", extra={"error": repr(exc)})
+            await asyncio.sleep(self.settings.heartbeat_interval_s)
+
+    async def _publish_queue_gauges(self) -> None:
+        stats = await self.broker.stats(self.plan.queues, self.settings.heartbeat_ttl_s)
+        for q, s in stats.items():
+            for p, n in s.waiting_by_priority.items():
+                metrics.QUEUE_DEPTH.labels(q, str(p)).set(n)
+            metrics.QUEUE_OLDEST_AGE.labels(q).set(s.oldest_age_s())
+            metrics.QUEUE_DELAYED.labels(q).set(s.delayed)
+            metrics.QUEUE_LEASED.labels(q).set(s.in_flight)
+            metrics.QUEUE_DEAD.labels(q).set(s.dead)
+
+
+def active_ids(worker: Worker) -> Sequence[str]:
+    return [h[1] for h in worker.held_leases()]

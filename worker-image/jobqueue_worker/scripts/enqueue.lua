@@ -1,0 +1,53 @@
+--[[ enqueue: store jobs of ONE queue and make them ready or delayed, atomically.
+An idempotency key seen within its TTL returns the first job's id and enqueues nothing.
+
+KEYS: the 18-key block of the queue (see step.lua)
+ARGV: [1] job ttl ms  [2] idempotency ttl ms, then 7 per job:
+      id, envelope JSON, priority, max attempts, delay ms, run-at ms (0: none), idem key ("": none)
+Returns: flat list of 2 per job: id (the existing one for a duplicate), 1 if created else 0
+]]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local job_ttl = tonumber(ARGV[1])
+local idem_ttl = tonumber(ARGV[2])
+local out = {}
+local woke = false
+for i = 3, #ARGV, 7 do
+  local id, env, prio = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local delay, at, idem = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5]), ARGV[i + 6]
+  local existing = nil
+  if redis.call('EXISTS', KEYS[16] .. id) == 1 then existing = id end
+  if (not existing) and idem ~= '' then
+    if not redis.call('SET', KEYS[17] .. idem, id, 'NX', 'PX', idem_ttl) then
+      existing = redis.call('GET', KEYS[17] .. idem)
+    end
+  end
+  if existing then
+    out[#out + 1] = existing
+    out[#out + 1] = 0
+  else
+    local due = now
+    if at > 0 then due = at elseif delay > 0 then due = now + delay end
+    local jk = KEYS[16] .. id
+    redis.call('HSET', jk, 'envelope', env, 'priority', prio, 'attempt', 1,
+      'max_attempts', ARGV[i + 3], 'deliveries', 0, 'epoch', 0, 'enqueued_at', now,
+      'ready_at', due, 'idem', idem, 'status', 'queued')
+    redis.call('PEXPIRE', jk, job_ttl + math.max(0, due - now))
+    if due > now then
+      redis.call('ZADD', KEYS[11], due, id)
+      redis.call('HSET', jk, 'due_at', due)
+    else
+      redis.call('ZADD', KEYS[prio], now, id)
+      woke = true
+      redis.call('RPUSH', KEYS[15], '1')
+    end
+    redis.call('HINCRBY', KEYS[14], 'enqueued', 1)
+    out[#out + 1] = id
+    out[#out + 1] = 1
+  end
+end
+if woke then
+  redis.call('LTRIM', KEYS[15], 0, 99)
+  redis.call('PEXPIRE', KEYS[15], 60000)
+end
+return out
