@@ -1,0 +1,50 @@
+"""Summing the protocol's per-queue stats into one observation; endpoint identity."""
+
+from __future__ import annotations
+
+from jobqueue_operator.models import RedisConnection
+from jobqueue_operator.observe import endpoint_for, summarise
+from jobqueue_protocol.stats import QueueStats, WorkerHeartbeat
+
+
+def _hb(worker: str, active: int) -> WorkerHeartbeat:
+    return WorkerHeartbeat(
+        worker, "busy" if active else "idle", 100.0, active, (), 0.0, 0, 0, 0, 0.0, None
+    )
+
+
+def _stats(
+    queue: str, waiting: int, oldest: float | None, workers: tuple[WorkerHeartbeat, ...] = ()
+) -> QueueStats:
+    return QueueStats(queue, {5: waiting}, waiting, 1, 2, 3, oldest, workers, {}, 100.0)
+
+
+def test_summarise_adds_depth_and_takes_the_oldest_age() -> None:
+    shared = _hb("w1", 1)
+    obs = summarise(
+        {
+            "a": _stats("a", 10, 90.0, (shared,)),
+            "b": _stats("b", 5, 40.0, (shared, _hb("w2", 0))),
+            "c": _stats("c", 0, None),
+        }
+    )
+    assert obs.depth == 15
+    assert obs.oldest_age_s == 60.0
+    assert (obs.delayed, obs.in_flight, obs.dead) == (3, 6, 9)
+    assert (obs.workers, obs.busy_workers) == (2, 1)
+
+
+def test_empty_is_zero() -> None:
+    obs = summarise({})
+    assert (obs.depth, obs.oldest_age_s, obs.workers) == (0, 0.0, 0)
+
+
+def test_endpoint_identity_includes_the_password_but_never_shows_it() -> None:
+    conn = RedisConnection.model_validate({"host": "r", "port": 6380})
+    a, b = endpoint_for(conn, "s3cret"), endpoint_for(conn, "other")
+    assert a != b
+    assert a == endpoint_for(conn, "s3cret")
+    assert "s3cret" not in repr(a)
+    assert a.display() == "redis://r:6380/0"
+    tls = endpoint_for(RedisConnection.model_validate({"url": "rediss://r:6379/1"}), None)
+    assert tls.tls
