@@ -155,3 +155,6 @@ COUNTER_RETRIED: Final = "retried"
 COUNTER_DEAD: Final = "dead"
 COUNTER_BUSY_MS: Final = "busy_ms"  # handler wall time of finished attempts
 COUNTER_REAPED: Final = "reaped"  # leases that expired (their worker died or hung)
+# Not a rate: the last ready score handed out, in microseconds (keeps FIFO order
+# for jobs enqueued within the same millisecond).
+COUNTER_LAST_READY_US: Final = "last_ready_us"

@@ -1,90 +1,132 @@
-"""TEMPORARY local Redis fixtures until the shared tests/conftest.py lands.
+"""Worker test helpers on top of the shared real-Redis fixtures (tests/conftest.py).
 
-Delete this file once tests/conftest.py provides ``redis_server`` and ``redis_url``.
+``start_worker`` runs a Worker inside the test's event loop; ``spawn_worker``
+runs ``python -m jobqueue_worker worker`` as a real process, for kill -9 and
+signal tests. Both are torn down after the test.
 """
 
 from __future__ import annotations
 
-import shutil
-import socket
+import asyncio
+import os
+import signal
 import subprocess
-import tempfile
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-import redis
+
+from jobqueue_worker.registry import Registry
+from jobqueue_worker.runtime import Worker
+from jobqueue_worker.settings import WorkerSettings, load
+
+REPO = Path(__file__).resolve().parents[3]
+
+FAST = {
+    "http_port": 0,
+    "lease_s": 1.0,
+    "reap_interval_s": 0.2,
+    "heartbeat_interval_s": 0.5,
+    "idle_block_s": 0.5,
+}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+async def _until(pred: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await pred():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"condition not met within {timeout_s} s")
 
 
-class _RedisServer:
-    def __init__(self) -> None:
-        self.host = "127.0.0.1"
-        self.port = _free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="jq-redis-"))
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                self.host,
-                "--dir",
-                str(self.dir),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-                "--maxmemory-policy",
-                "noeviction",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if redis.Redis(host=self.host, port=self.port).ping():
-                    return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[_RedisServer]:
-    server = _RedisServer()
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(server.dir, ignore_errors=True)
+Until = Callable[..., Awaitable[None]]
 
 
 @pytest.fixture
-def redis_url(redis_server: _RedisServer) -> str:
-    if redis_server.proc is None:
-        redis_server.start()
-    redis.Redis.from_url(redis_server.url).flushall()
-    return redis_server.url
+def until() -> Until:
+    """``await until_(async_predicate, timeout_s)``; a fixture because importlib mode
+    keeps conftest from being imported by test modules."""
+    return _until
+
+
+@pytest.fixture
+def settings_for(redis_url: str) -> Callable[..., WorkerSettings]:
+    def make(**overrides: Any) -> WorkerSettings:
+        return load(**{"redis_url": redis_url, **FAST, **overrides})
+
+    return make
+
+
+StartWorker = Callable[..., Awaitable[Worker]]
+
+
+@pytest.fixture
+async def start_worker(
+    settings_for: Callable[..., WorkerSettings],
+) -> AsyncIterator[StartWorker]:
+    running: list[tuple[Worker, asyncio.Task[int]]] = []
+
+    async def start(registry: Registry, **overrides: Any) -> Worker:
+        w = Worker(settings_for(**overrides), registry, rng=__import__("random").Random(7))
+        task = asyncio.create_task(w.run())
+        running.append((w, task))
+        await asyncio.sleep(0.05)
+        return w
+
+    yield start
+    for w, task in running:
+        w.request_stop()
+        w.request_stop()
+    for _, task in running:
+        await asyncio.wait_for(task, 15)
+
+
+class Spawned:
+    def __init__(self, proc: subprocess.Popen[bytes], log: Path, pod: str) -> None:
+        self.proc = proc
+        self.log = log
+        self.pod = pod
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def spawn_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Spawned]]:
+    procs: list[Spawned] = []
+
+    def spawn(pod: str = "w", **settings: Any) -> Spawned:
+        env = {
+            **os.environ,
+            "JQW_REDIS_URL": redis_url,
+            "JQW_HANDLERS": "jobqueue_worker.examples",
+            "POD_NAME": pod,
+            "PYTHONPATH": str(REPO / "worker-image"),
+        }
+        for k, v in {**FAST, **settings}.items():
+            env[f"JQW_{k.upper()}"] = str(v)
+        log = tmp_path / f"{pod}-{len(procs)}.log"
+        with log.open("wb") as fh:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "jobqueue_worker", "worker"],
+                env=env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
+        s = Spawned(proc, log, pod)
+        procs.append(s)
+        return s
+
+    yield spawn
+    for s in procs:
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.wait(10)

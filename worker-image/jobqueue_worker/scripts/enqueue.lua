@@ -12,6 +12,9 @@ local job_ttl = tonumber(ARGV[1])
 local idem_ttl = tonumber(ARGV[2])
 local out = {}
 local woke = false
+-- FIFO within a priority even for jobs enqueued in the same millisecond: scores
+-- advance by at least 1 microsecond per job (kept as an integer in counters).
+local last_us = tonumber(redis.call('HGET', KEYS[14], 'last_ready_us') or 0)
 for i = 3, #ARGV, 7 do
   local id, env, prio = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local delay, at, idem = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5]), ARGV[i + 6]
@@ -37,7 +40,9 @@ for i = 3, #ARGV, 7 do
       redis.call('ZADD', KEYS[11], due, id)
       redis.call('HSET', jk, 'due_at', due)
     else
-      redis.call('ZADD', KEYS[prio], now, id)
+      last_us = math.max(now * 1000, last_us + 1)
+      redis.call('ZADD', KEYS[prio], last_us / 1000, id)
+      redis.call('HSET', jk, 'ready_at', last_us / 1000)
       woke = true
       redis.call('RPUSH', KEYS[15], '1')
     end
@@ -47,6 +52,7 @@ for i = 3, #ARGV, 7 do
   end
 end
 if woke then
+  redis.call('HSET', KEYS[14], 'last_ready_us', string.format('%d', last_us))
   redis.call('LTRIM', KEYS[15], 0, 99)
   redis.call('PEXPIRE', KEYS[15], 60000)
 end
