@@ -121,7 +121,9 @@ def node_env() -> PeerEnv:
     pkg = BULLMQ_SRC / "package.json"
     want = _digest(pkg.read_bytes())
     stamp = root / ".bench-stamp"
-    if not (stamp.exists() and stamp.read_text().strip() == want and (root / "node_modules").exists()):
+    if not (
+        stamp.exists() and stamp.read_text().strip() == want and (root / "node_modules").exists()
+    ):
         if root.exists():
             shutil.rmtree(root)
         root.mkdir(parents=True)

@@ -19,8 +19,7 @@ import time
 from collections.abc import Callable
 
 RECORD_SIZE = 40
-_fd: int | None = None
-_pid: int | None = None
+_state: dict[str, int] = {}  # pid -> fd, per process (forked children reopen)
 
 
 def redis_url() -> str:
@@ -33,13 +32,12 @@ def queue_name() -> str:
 
 def record(enq_ts: float) -> None:
     """The body of the no-op job: one 40-byte append."""
-    global _fd, _pid
     start = time.time()
-    pid = os.getpid()
-    if _fd is None or _pid != pid:
-        _fd = os.open(os.environ["BENCH_OUT"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        _pid = pid
-    os.write(_fd, f"{start:20.6f}{float(enq_ts):19.6f}\n".encode())
+    fd = _state.get("fd")
+    if fd is None or _state.get("pid") != os.getpid():
+        fd = os.open(os.environ["BENCH_OUT"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        _state.update(fd=fd, pid=os.getpid())
+    os.write(fd, f"{start:20.6f}{float(enq_ts):19.6f}\n".encode())
 
 
 def emit(result: dict[str, object]) -> None:

@@ -28,14 +28,16 @@ def main() -> None:
         batch = 1000
         for i in range(0, args.n, batch):
             now = time.time()
-            datas = [Queue.prepare_data(noop, (now,)) for _ in range(min(batch, args.n - i))]
+            datas = [
+                Queue.prepare_data("rq_app.noop", (now,)) for _ in range(min(batch, args.n - i))
+            ]
             with conn.pipeline() as pipe:
                 q.enqueue_many(datas, pipeline=pipe)
                 pipe.execute()
         seconds = time.perf_counter() - t0
         emit({"seconds": seconds, "method": "Queue.enqueue_many in a pipeline, 1000 at a time"})
     elif args.cmd == "produce":
-        sent = pace(args.n, args.rate, lambda ts: q.enqueue(noop, ts), args.deadline)
+        sent = pace(args.n, args.rate, lambda ts: q.enqueue("rq_app.noop", ts), args.deadline)
         emit({"sent": sent})
     else:
         sys.exit("the RQ worker runs through the rq CLI")

@@ -30,9 +30,7 @@ async def _enqueue(n: int) -> dict[str, object]:
     batch = 100
     for i in range(0, n, batch):
         now = time.time()
-        await asyncio.gather(
-            *(queue.enqueue("noop", enq_ts=now) for _ in range(min(batch, n - i)))
-        )
+        await asyncio.gather(*(queue.enqueue("noop", enq_ts=now) for _ in range(min(batch, n - i))))
     seconds = time.perf_counter() - t0
     await queue.disconnect()
     return {"seconds": seconds, "method": "asyncio.gather of Queue.enqueue, 100 at a time"}

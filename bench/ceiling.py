@@ -1,0 +1,122 @@
+"""The ceiling: what Redis itself does here for the commands a job costs (redis-benchmark).
+
+Runs Debian's ``redis-benchmark`` (redis-tools) against the benchmark Redis for PING, a small
+Lua script through EVALSHA, a four-call "job step" script through EVALSHA (pop a ready id, add
+a lease, write the job hash, like our fetch/complete script), ZADD, ZPOPMIN, HSET, LPUSH and
+RPOP, each three ways: one connection (round-trip bound), 10 connections (server bound) and
+10 connections pipelined 16 deep. The implied upper bound for a worker that needs R round trips
+per job is rps / R (10 connections) and 1 / (R x RTT) for one connection without pipelining.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from bench.redis_server import RedisServer
+
+SMALL_SCRIPT = "return redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])"
+STEP_SCRIPT = (
+    "local id = redis.call('ZPOPMIN', KEYS[1]) "
+    "if id[1] == nil then redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2]) id = {ARGV[2]} end "
+    "redis.call('ZADD', KEYS[2], ARGV[1], id[1]) "
+    "redis.call('HSET', KEYS[3], 'lease', ARGV[1], 'state', 'active') "
+    "return id[1]"
+)
+
+CONFIGS: tuple[tuple[str, int, int], ...] = (
+    ("1 conn", 1, 1),
+    ("10 conns", 10, 1),
+    ("10 conns, pipeline 16", 10, 16),
+)
+
+
+@dataclass
+class CeilingRow:
+    test: str
+    config: str
+    clients: int
+    pipeline: int
+    rps: float
+    avg_ms: float | None
+
+
+def ensure_redis_benchmark() -> str | None:
+    """Path to redis-benchmark; installs redis-tools with apt when root and missing."""
+    path = shutil.which("redis-benchmark")
+    if path:
+        return path
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "redis-tools"],
+            check=False,
+            timeout=600,
+            capture_output=True,
+        )
+    return shutil.which("redis-benchmark")
+
+
+def _tests(server: RedisServer) -> list[tuple[str, list[str]]]:
+    small = str(server.client.script_load(SMALL_SCRIPT))
+    step = str(server.client.script_load(STEP_SCRIPT))
+    return [
+        ("PING", ["-t", "ping_mbulk"]),
+        ("EVALSHA small (1 call)", ["evalsha", small, "1", "bz:s", "1", "m"]),
+        (
+            "EVALSHA step (4 calls)",
+            ["evalsha", step, "3", "bz:ready", "bz:lease", "bz:job", "__rand_int__", "j"],
+        ),
+        ("ZADD", ["zadd", "bz:z", "__rand_int__", "m:__rand_int__"]),
+        ("ZPOPMIN", ["zpopmin", "bz:z"]),
+        ("HSET", ["hset", "bz:h:__rand_int__", "f", "v"]),
+        ("LPUSH", ["lpush", "bz:l", "v"]),
+        ("RPOP", ["rpop", "bz:l"]),
+    ]
+
+
+def run(server: RedisServer, requests: int) -> list[CeilingRow]:
+    binary = ensure_redis_benchmark()
+    if binary is None:
+        raise RuntimeError("redis-benchmark not found and could not be installed (redis-tools)")
+    rows: list[CeilingRow] = []
+    for label, clients, pipeline in CONFIGS:
+        server.flush()
+        n = requests if clients > 1 else max(1000, requests // 5)
+        for test, args in _tests(server):
+            cmd = [
+                binary,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(server.port),
+                "-n",
+                str(n * pipeline if pipeline > 1 else n),
+                "-c",
+                str(clients),
+                "-P",
+                str(pipeline),
+                "-r",
+                "100000",
+                "--csv",
+                *args,
+            ]
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+            for rec in csv.DictReader(io.StringIO(proc.stdout)):
+                rps = float(rec.get("rps", 0) or 0)
+                avg = rec.get("avg_latency_ms")
+                rows.append(
+                    CeilingRow(test, label, clients, pipeline, rps, float(avg) if avg else None)
+                )
+    return rows
+
+
+def bound(rows: list[CeilingRow], test: str, config: str, per_job: float) -> float | None:
+    """Jobs/s upper bound if each job needs ``per_job`` of ``test`` under ``config``."""
+    for r in rows:
+        if r.test == test and r.config == config and r.rps > 0 and per_job > 0:
+            return r.rps / per_job
+    return None

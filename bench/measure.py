@@ -1,0 +1,263 @@
+"""The worker measurements, identical for every system.
+
+Drain (1 and 2 worker processes): FLUSHALL, bulk-enqueue N jobs with the adapter (timed inside
+the adapter: the bulk enqueue figure), start the worker process(es), and measure from the first
+finished job to the N-th. Throughput comes from the jobs' own start times ((N-1) / (last-first));
+worker CPU, Redis commands, Redis reads and Redis CPU are deltas between the moment the harness
+sees the first record and the moment it sees the N-th, divided by the jobs finished in between.
+
+Latency: one worker, idle; a warm-up job; then the adapter enqueues M jobs at a fixed rate
+(default 100/s), each stamped with its enqueue time; latency = job start - enqueue stamp.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import procs
+from bench.envs import ADAPTERS_DIR, PeerEnv, cache_dir
+from bench.peers import Peer
+from bench.redis_server import RedisServer, delta
+
+RECORD_SIZE = 40
+POLL_S = 0.005
+STARTUP_TIMEOUT_S = 60.0
+
+
+class MeasureError(RuntimeError):
+    pass
+
+
+@dataclass
+class DrainResult:
+    workers: int
+    jobs: int
+    jobs_seen: int
+    jobs_per_s: float | None
+    enqueue_jobs_per_s: float | None
+    enqueue_method: str
+    worker_cpu_us_per_job: float | None
+    redis_cmds_per_job: float | None
+    redis_reads_per_job: float | None
+    redis_cpu_us_per_job: float | None
+    commands: dict[str, float] = field(default_factory=dict)
+    timed_out: bool = False
+    duplicates: int = 0
+
+
+@dataclass
+class LatencyResult:
+    rate: float
+    jobs: int
+    jobs_seen: int
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    timed_out: bool = False
+
+
+def _count(out: Path) -> int:
+    try:
+        return out.stat().st_size // RECORD_SIZE
+    except FileNotFoundError:
+        return 0
+
+
+def _records(out: Path) -> list[tuple[float, float]]:
+    rows: list[tuple[float, float]] = []
+    if not out.exists():
+        return rows
+    data = out.read_bytes()
+    for i in range(0, len(data) - RECORD_SIZE + 1, RECORD_SIZE):
+        chunk = data[i : i + RECORD_SIZE]
+        try:
+            rows.append((float(chunk[:20]), float(chunk[20:39])))
+        except ValueError:
+            continue
+    return rows
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[k]
+
+
+class Runner:
+    """Runs one system's adapter and workers against the shared Redis."""
+
+    def __init__(self, peer: Peer, env: PeerEnv, server: RedisServer, run_dir: Path) -> None:
+        self.peer = peer
+        self.env = env
+        self.server = server
+        self.run_dir = run_dir
+        self.out = run_dir / f"{peer.key}.records"
+        self.logs = cache_dir() / "logs" / run_dir.name
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.queue = "benchq"
+
+    # ---------------------------------------------------------------- commands
+    def _env(self) -> dict[str, str]:
+        env = {
+            "PATH": f"{self.env.executable.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "HOME": os.environ.get("HOME", "/root"),
+            "LANG": "C.UTF-8",
+            "PYTHONPATH": str(ADAPTERS_DIR),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "BENCH_REDIS_URL": self.server.url,
+            "BENCH_OUT": str(self.out),
+            "BENCH_QUEUE": self.queue,
+            "BENCH_VARIANT": self.peer.variant,
+            "NODE_PATH": str(cache_dir() / "node" / "node_modules"),
+        }
+        if self.peer.key == "ours":
+            from bench.envs import REPO_ROOT
+
+            env["PYTHONPATH"] = f"{ADAPTERS_DIR}:{REPO_ROOT / 'worker-image'}"
+        env.update(self.peer.extra_env)
+        return env
+
+    def _fmt(self, part: str, name: str) -> str:
+        return part.format(
+            bin=self.env.executable.parent,
+            python=self.env.executable,
+            adapters=ADAPTERS_DIR,
+            node_dir=cache_dir() / "node",
+            url=self.server.url,
+            queue=self.queue,
+            name=name,
+        )
+
+    def worker_cmd(self, name: str) -> list[str]:
+        return [self._fmt(p, name) for p in self.peer.worker]
+
+    def adapter_cmd(self, *args: str) -> list[str]:
+        if self.peer.env == "bullmq":
+            script = cache_dir() / "node" / self.peer.adapter
+        else:
+            script = ADAPTERS_DIR / self.peer.adapter
+        return [str(self.env.executable), str(script), *args]
+
+    def _adapter(self, tag: str, timeout: float, *args: str) -> dict[str, Any]:
+        res = procs.run_json(
+            self.adapter_cmd(*args),
+            env=self._env(),
+            cwd=ADAPTERS_DIR,
+            timeout=timeout,
+            log=self.logs / f"{self.peer.key}-{tag}.log",
+        )
+        if res.returncode != 0 or not res.payload:
+            raise MeasureError(f"{tag} failed (rc={res.returncode}):\n{res.output[-1200:]}")
+        return res.payload
+
+    def _reset(self) -> None:
+        self.server.flush()
+        self.out.unlink(missing_ok=True)
+        self.out.touch()
+
+    # ---------------------------------------------------------------- drain
+    def drain(self, workers: int, jobs: int, timeout: float) -> DrainResult:
+        self._reset()
+        enq = self._adapter(f"enqueue-{workers}", timeout, "enqueue", "--n", str(jobs))
+        enq_s = float(enq["seconds"])
+        cmds = [self.worker_cmd(f"w{i + 1}") for i in range(workers)]
+        logs = [self.logs / f"{self.peer.key}-worker{workers}-{i + 1}.log" for i in range(workers)]
+        timed_out = False
+        with procs.running(cmds, env=self._env(), cwd=ADAPTERS_DIR, logs=logs) as running:
+            pids = [p.pid for p in running]
+
+            def started() -> bool:
+                if any(p.poll() is not None for p in running):
+                    raise MeasureError(f"worker exited early; see {logs[0]}")
+                return _count(self.out) >= 1
+
+            if not procs.wait_until(started, STARTUP_TIMEOUT_S, POLL_S):
+                raise MeasureError(f"no job started within {STARTUP_TIMEOUT_S:.0f}s; see {logs[0]}")
+            s0 = self.server.snapshot()
+            cpu0 = procs.tree_cpu_seconds(pids)
+            c0 = _count(self.out)
+            if not procs.wait_until(lambda: _count(self.out) >= jobs, timeout, POLL_S):
+                timed_out = True
+            c1 = _count(self.out)
+            cpu1 = procs.tree_cpu_seconds(pids)
+            s1 = self.server.snapshot()
+        rows = _records(self.out)
+        starts = sorted(r[0] for r in rows)
+        done = c1 - c0
+        cmd_delta, reads, redis_cpu = delta(s0, s1)
+        rate = (len(starts) - 1) / (starts[-1] - starts[0]) if len(starts) > 1 else None
+        per = (lambda x: x / done) if done > 0 else (lambda x: None)  # type: ignore[return-value]
+        return DrainResult(
+            workers=workers,
+            jobs=jobs,
+            jobs_seen=len(rows),
+            jobs_per_s=rate,
+            enqueue_jobs_per_s=jobs / enq_s if enq_s > 0 else None,
+            enqueue_method=str(enq.get("method", "")),
+            worker_cpu_us_per_job=_scale(per(cpu1 - cpu0), 1e6),
+            redis_cmds_per_job=per(sum(cmd_delta.values())),
+            redis_reads_per_job=per(reads),
+            redis_cpu_us_per_job=_scale(per(redis_cpu), 1e6),
+            commands={k: v / done for k, v in sorted(cmd_delta.items())} if done > 0 else {},
+            timed_out=timed_out,
+            duplicates=max(0, len(rows) - jobs),
+        )
+
+    # ---------------------------------------------------------------- latency
+    def latency(self, jobs: int, rate: float, timeout: float) -> LatencyResult:
+        self._reset()
+        log = self.logs / f"{self.peer.key}-latency-worker.log"
+        with procs.running([self.worker_cmd("w1")], env=self._env(), cwd=ADAPTERS_DIR, logs=[log]):
+            # Warm-up: one job through the idle worker (imports, connections, consumer groups).
+            self._adapter("warmup", 60, "produce", "--n", "1", "--rate", str(rate))
+            if not procs.wait_until(lambda: _count(self.out) >= 1, STARTUP_TIMEOUT_S, POLL_S):
+                raise MeasureError(f"warm-up job never ran; see {log}")
+            time.sleep(0.5)
+            os.truncate(self.out, 0)
+            deadline = jobs / rate * 3 + 30
+            self._adapter(
+                "produce",
+                deadline + 30,
+                "produce",
+                "--n",
+                str(jobs),
+                "--rate",
+                str(rate),
+                "--deadline",
+                str(deadline),
+            )
+            ok = procs.wait_until(lambda: _count(self.out) >= jobs, timeout, POLL_S)
+        rows = _records(self.out)
+        lat = [(start - enq) * 1000 for start, enq in rows]
+        return LatencyResult(
+            rate=rate,
+            jobs=jobs,
+            jobs_seen=len(rows),
+            p50_ms=percentile(lat, 50) if lat else None,
+            p99_ms=percentile(lat, 99) if lat else None,
+            max_ms=max(lat) if lat else None,
+            timed_out=not ok,
+        )
+
+
+def _scale(v: float | None, k: float) -> float | None:
+    return None if v is None else v * k
+
+
+def median_of(values: list[float | None]) -> float | None:
+    got = [v for v in values if v is not None]
+    return statistics.median(got) if got else None
+
+
+def as_dict(obj: object) -> dict[str, Any]:
+    return asdict(obj)  # type: ignore[call-overload,no-any-return]
+
+
+Progress = Callable[[str], None]

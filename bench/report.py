@@ -1,0 +1,184 @@
+"""BENCHMARKS.md from one run's results (only what the run measured)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+# (key in the per-system summary, header, higher is better, format)
+COLUMNS: tuple[tuple[str, str, bool, str], ...] = (
+    ("jobs_per_s_1", "no-op jobs/s, 1 worker proc", True, "{:,.0f}"),
+    ("jobs_per_s_2", "no-op jobs/s, 2 worker procs", True, "{:,.0f}"),
+    ("enqueue_jobs_per_s", "bulk enqueue jobs/s", True, "{:,.0f}"),
+    ("p50_ms", "start latency p50 ms @100/s", False, "{:.2f}"),
+    ("p99_ms", "start latency p99 ms @100/s", False, "{:.2f}"),
+    ("worker_cpu_us_per_job", "worker CPU µs/job", False, "{:,.0f}"),
+    ("redis_cmds_per_job", "Redis cmds/job", False, "{:.2f}"),
+    ("redis_reads_per_job", "round trips/job (Redis reads)", False, "{:.2f}"),
+    ("redis_cpu_us_per_job", "Redis CPU µs/job", False, "{:.1f}"),
+)
+
+
+def fmt(value: Any, spec: str) -> str:
+    if value is None:
+        return "–"
+    return spec.format(value)
+
+
+def ratios(systems: dict[str, dict[str, Any]]) -> dict[str, tuple[float | None, str | None]]:
+    """Per column: ours / best peer, and which peer is best (by that column's direction)."""
+    ours = systems.get("ours", {}).get("summary") or {}
+    out: dict[str, tuple[float | None, str | None]] = {}
+    for key, _, higher, _ in COLUMNS:
+        best_val: float | None = None
+        best_peer: str | None = None
+        for name, data in systems.items():
+            val = (data.get("summary") or {}).get(key)
+            if name == "ours" or val is None:
+                continue
+            if best_val is None or (val > best_val if higher else val < best_val):
+                best_val, best_peer = val, name
+        mine = ours.get(key)
+        ratio = mine / best_val if mine is not None and best_val else None
+        out[key] = (ratio, best_peer)
+    return out
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines
+
+
+def render(res: dict[str, Any], label_of: Callable[[str], str]) -> str:
+    meta = res["meta"]
+    systems: dict[str, dict[str, Any]] = res["systems"]
+    lines: list[str] = ["# Benchmarks", ""]
+    if meta.get("quick"):
+        lines += [
+            "> **Quick run (small samples, one trial).** These numbers come from a `--quick` run "
+            f"({meta['jobs']} jobs per drain, {meta['latency_jobs']} latency jobs, "
+            f"{meta['trials']} trial) on a machine that may have been busy "
+            f"(load average {meta['load_start']} at start). Treat them as a smoke test of the "
+            "harness, not as results; `make bench` on a quiet machine produces the real ones.",
+            "",
+        ]
+    lines += [
+        f"- Date: {meta['date']}",
+        f"- Command: `{meta['command']}`",
+        f"- Machine: {meta['cores']} cores, {meta['cpu_model']}, "
+        f"{meta['memory_gib']:.1f} GiB RAM; load average at start {meta['load_start']}, "
+        f"at end {meta.get('load_end', '?')}",
+        f"- OS: {meta['os']}",
+        f"- Python (harness, ours): {meta['python']}; Node: {meta.get('node', '–')}",
+        f"- Redis: {meta['redis_version']}, one `redis-server` started by the harness on "
+        f"127.0.0.1:{meta['redis_port']} with `{meta['redis_args']}` (no persistence)",
+        f"- Jobs per drain: {meta['jobs']} (scaled down for slow systems, see below); "
+        f"latency: {meta['latency_jobs']} jobs at {meta['rate']:.0f} jobs/s; "
+        f"trials: {meta['trials']} (median reported)",
+        "",
+        "## Worker: no-op jobs, same job, same Redis",
+        "",
+        "Higher is better for the three throughput columns; lower is better for the others.",
+        "",
+    ]
+    header = ["system", *[c[1] for c in COLUMNS]]
+    rows: list[list[str]] = []
+    for name, data in systems.items():
+        summ = data.get("summary")
+        if not summ:
+            rows.append([label_of(name)] + ["–"] * len(COLUMNS))
+            continue
+        rows.append([label_of(name)] + [fmt(summ.get(k), spec) for k, _, _, spec in COLUMNS])
+    rat = ratios(systems)
+    rows.append(
+        ["**ours / best peer**"]
+        + [
+            (f"{r:.2f}× (vs {label_of(p)})" if r is not None and p else "–")
+            for r, p in (rat[k] for k, _, _, _ in COLUMNS)
+        ]
+    )
+    lines += _table(header, rows)
+    lines += ["", "### How each system was run", ""]
+    for name, data in systems.items():
+        status = data.get("status", "?")
+        pk = ", ".join(f"{k} {v}" for k, v in sorted(data.get("packages", {}).items()))
+        jobs = data.get("jobs")
+        lines.append(
+            f"- **{label_of(name)}** — {status}. {data.get('settings', '')}. "
+            + (f"Drained {jobs} jobs. " if jobs else "")
+            + (f"Enqueue: {data['enqueue_method']}. " if data.get("enqueue_method") else "")
+            + (f"Versions: {pk}." if pk else "")
+        )
+        if data.get("error"):
+            lines.append(f"  - Error: `{str(data['error']).strip().splitlines()[-1][:300]}`")
+    lines += ["", "### Redis commands per job (1 worker process, drain)", ""]
+    for name, data in systems.items():
+        mix = (data.get("summary") or {}).get("commands")
+        if mix:
+            top = sorted(mix.items(), key=lambda kv: -kv[1])[:10]
+            lines.append(f"- {label_of(name)}: " + ", ".join(f"{k} {v:.2f}" for k, v in top))
+    lines += _ceiling(res, systems)
+    lines += ["", "## Notes", ""]
+    lines += [f"- {n}" for n in res.get("notes", [])]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _ceiling(res: dict[str, Any], systems: dict[str, dict[str, Any]]) -> list[str]:
+    ceil = res.get("ceiling")
+    lines = ["", "## The ceiling: Redis itself (redis-benchmark)", ""]
+    if not ceil or not ceil.get("rows"):
+        lines.append(f"Not measured in this run: {ceil.get('error') if ceil else 'skipped'}.")
+        return lines
+    lines += [
+        f"`redis-benchmark` ({ceil.get('version', '?')}) against the same Redis, "
+        f"{ceil['requests']} requests per test. "
+        "The step script is four calls (ZPOPMIN a ready id, ZADD a lease, HSET the job): "
+        "the shape of one fetch/complete script.",
+        "",
+    ]
+    configs: list[str] = []
+    tests: list[str] = []
+    table: dict[tuple[str, str], float] = {}
+    for r in ceil["rows"]:
+        if r["config"] not in configs:
+            configs.append(r["config"])
+        if r["test"] not in tests:
+            tests.append(r["test"])
+        table[(r["test"], r["config"])] = r["rps"]
+    rows = [[t] + [fmt(table.get((t, c)), "{:,.0f}") for c in configs] for t in tests]
+    lines += _table(["command (requests/s)", *configs], rows)
+    lines += ["", "Implied upper bound for a worker that costs R round trips per job:", ""]
+    step10 = table.get(("EVALSHA step (4 calls)", "10 conns"))
+    step1 = table.get(("EVALSHA step (4 calls)", "1 conn"))
+    ours = (systems.get("ours", {}).get("summary") or {}) if "ours" in systems else {}
+    r_ours = ours.get("redis_reads_per_job")
+    for rt in (1.0, 2.0, 3.0):
+        if step10 and step1:
+            lines.append(
+                f"- R = {rt:.0f}: ≤ {step10 / rt:,.0f} jobs/s when Redis is the only limit "
+                f"(10 connections); ≤ {step1 / rt:,.0f} jobs/s for one connection without "
+                "pipelining (one round trip at a time)."
+            )
+    if r_ours and step10 and step1:
+        b10, b1 = step10 / r_ours, step1 / r_ours
+        lines.append(
+            f"- Ours measured R = {r_ours:.2f} round trips per job ⇒ ceiling {b10:,.0f} jobs/s "
+            f"(Redis-bound), {b1:,.0f} jobs/s (one connection, sequential)."
+        )
+        j1 = ours.get("jobs_per_s_1")
+        if j1:
+            lines.append(
+                f"- Ours, 1 worker process: {j1:,.0f} jobs/s = {j1 / b10:.0%} of the Redis-bound "
+                f"ceiling and {j1 / b1:.0%} of the one-connection ceiling."
+            )
+    rcpu = ours.get("redis_cpu_us_per_job")
+    if rcpu:
+        lines.append(
+            f"- Redis CPU per job for ours: {rcpu:.1f} µs ⇒ one Redis core saturates at about "
+            f"{1e6 / rcpu:,.0f} jobs/s."
+        )
+    elif "ours" not in systems or not ours:
+        lines.append("- Ours was not measured in this run, so no fraction of the ceiling is given.")
+    return lines
