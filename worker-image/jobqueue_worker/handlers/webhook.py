@@ -47,7 +47,7 @@ from typing import Final
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
-from pydantic import Field, JsonValue, SecretStr
+from pydantic import Field, JsonValue, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from yarl import URL
 
@@ -105,10 +105,13 @@ class WebhookSettings(BaseSettings):
     )
     user_agent: str = "jobqueue-webhook/1"
 
-    def model_post_init(self, context: object, /) -> None:
-        # A short secret is guessable offline from one signed request.
-        if len(self.signing_secret.get_secret_value()) < 32:
-            raise ValueError("signing_secret: must be at least 32 characters")
+    @field_validator("signing_secret")
+    @classmethod
+    def _long_enough(cls, v: SecretStr) -> SecretStr:
+        # A short secret can be brute-forced offline from one signed request.
+        if len(v.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return v
 
 
 # ---------------------------------------------------------------- signatures
