@@ -58,22 +58,30 @@ def cpu_spin(job: Job) -> int:
     return n
 
 
-@registry.job_type("record")
-def record(job: Job) -> str:
-    """Appends one line per run; O_APPEND keeps concurrent writers' lines whole."""
-    p = _payload(job)
-    if p.get("sleep"):
-        time.sleep(float(p["sleep"]))
-    line = f"{job.id} {os.getpid()} {job.attempt} {job.deliveries}\n".encode()
-    fd = os.open(str(p["ledger"]), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+def _append(ledger: str, job: Job, note: str = "") -> None:
+    """One line per run; O_APPEND keeps concurrent writers' lines whole."""
+    line = f"{job.id} {os.getpid()} {job.attempt} {job.deliveries} {note}\n".encode()
+    fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)
     finally:
         os.close(fd)
+
+
+@registry.job_type("record")
+def record(job: Job) -> str:
+    """Sleeps ``payload["sleep"]`` s, then appends to the ``payload["ledger"]`` file."""
+    p = _payload(job)
+    if p.get("sleep"):
+        time.sleep(float(p["sleep"]))
+    _append(str(p["ledger"]), job)
     return job.id
 
 
 @registry.job_type("crash")
 def crash(job: Job) -> None:
-    """A poison job: kills its own worker process every time."""
+    """A poison job: notes the start in the ledger (if any), then kills its worker."""
+    p = _payload(job)
+    if p.get("ledger"):
+        _append(str(p["ledger"]), job, "crash")
     os._exit(17)
