@@ -114,6 +114,86 @@ def run(server: RedisServer, requests: int) -> list[CeilingRow]:
     return rows
 
 
+# Which redis-benchmark test stands for each command seen in a job's commandstats mix.
+# Commands without a close match use the slowest simple-command test (conservative).
+COMMAND_TESTS: dict[str, str] = {
+    "evalsha": "EVALSHA small (1 call)",
+    "eval": "EVALSHA small (1 call)",
+    "fcall": "EVALSHA small (1 call)",
+    "zadd": "ZADD",
+    "zrem": "ZADD",
+    "zincrby": "ZADD",
+    "zpopmin": "ZPOPMIN",
+    "zrangebyscore": "ZPOPMIN",
+    "zrange": "ZPOPMIN",
+    "zcard": "ZPOPMIN",
+    "zscore": "ZPOPMIN",
+    "bzpopmin": "ZPOPMIN",
+    "hset": "HSET",
+    "hmset": "HSET",
+    "hincrby": "HSET",
+    "hget": "HSET",
+    "hmget": "HSET",
+    "hgetall": "HSET",
+    "hdel": "HSET",
+    "lpush": "LPUSH",
+    "rpush": "LPUSH",
+    "lpop": "RPOP",
+    "rpop": "RPOP",
+    "lmove": "RPOP",
+    "blmove": "RPOP",
+    "rpoplpush": "RPOP",
+    "brpop": "RPOP",
+    "lrem": "RPOP",
+    "llen": "RPOP",
+    "ping": "PING",
+    "time": "PING",
+    "watch": "PING",
+    "multi": "PING",
+    "exec": "PING",
+    "exists": "ZPOPMIN",
+    "get": "ZPOPMIN",
+    "set": "HSET",
+    "psetex": "HSET",
+    "pexpire": "HSET",
+    "expire": "HSET",
+    "del": "HSET",
+    "incr": "HSET",
+    "sadd": "ZADD",
+    "srem": "ZADD",
+    "publish": "LPUSH",
+    "xadd": "LPUSH",
+    "xack": "ZADD",
+    "xreadgroup": "RPOP",
+}
+SIMPLE_TESTS = ("ZADD", "ZPOPMIN", "HSET", "LPUSH", "RPOP")
+
+
+def mix_bound(
+    rows: list[dict[str, object]], mix: dict[str, float], config: str
+) -> tuple[float | None, list[str]]:
+    """Jobs/s bound if Redis did nothing but this per-job command mix at ``config`` speed.
+
+    Each command costs 1 / rps of its stand-in test; the bound is 1 / sum(n_c / rps_c).
+    Returns the bound and the commands that had no close stand-in.
+    """
+    rps = {str(r["test"]): float(r["rps"]) for r in rows if r["config"] == config}  # type: ignore[arg-type]
+    if not rps or not mix:
+        return None, []
+    slowest = min((rps[t] for t in SIMPLE_TESTS if t in rps), default=0.0)
+    seconds = 0.0
+    unmapped: list[str] = []
+    for cmd, per_job in mix.items():
+        test = COMMAND_TESTS.get(cmd.split("|")[0])
+        if test is None:
+            unmapped.append(cmd)
+        r = rps.get(test or "", slowest)
+        if r <= 0:
+            return None, unmapped
+        seconds += per_job / r
+    return (1.0 / seconds if seconds > 0 else None), unmapped
+
+
 def bound(rows: list[CeilingRow], test: str, config: str, per_job: float) -> float | None:
     """Jobs/s upper bound if each job needs ``per_job`` of ``test`` under ``config``."""
     for r in rows:

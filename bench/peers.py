@@ -30,8 +30,25 @@ PEERS: tuple[Peer, ...] = (
         label="ours (jobqueue_worker)",
         env="ours",
         adapter="ours_app.py",
-        worker=("{python}", "{adapters}/ours_app.py", "worker", "--name", "{name}"),
-        settings="see the adapter (bench/adapters/ours_app.py) and the notes",
+        worker=(
+            "{python}",
+            "-m",
+            "jobqueue_worker",
+            "worker",
+            "--handlers",
+            "ours_app",
+            "--queues",
+            "{queue}",
+            "--concurrency",
+            "10",
+            "--redis-url",
+            "{url}",
+        ),
+        settings=(
+            "python -m jobqueue_worker worker, concurrency 10, 30 s leases with renewal, "
+            "at-least-once (defaults), results kept 1 day (default), HTTP off, log level WARNING"
+        ),
+        extra_env={"JQW_HTTP_PORT": "0", "JQW_LOG_LEVEL": "WARNING"},
     ),
     Peer(
         key="arq",
