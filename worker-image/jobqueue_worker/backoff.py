@@ -7,6 +7,7 @@ exact and a seeded run is reproducible (dramatiq's module RNG is the anti-patter
 from __future__ import annotations
 
 import enum
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -60,13 +61,12 @@ def retry_delay(retry: int, policy: BackoffPolicy, rng: random.Random) -> float:
     """Seconds to wait before retry number ``retry`` (1 = the first retry)."""
     if retry < 1:
         raise ValueError("retry numbers start at 1")
-    if policy.kind == "fixed":
-        d = min(policy.base_s, policy.cap_s) if policy.cap_s else policy.base_s
+    if policy.kind == "fixed" or policy.base_s == 0:
+        d = min(policy.base_s, policy.cap_s)
+    elif (retry - 1) * math.log(policy.factor) >= math.log(policy.cap_s / policy.base_s + 1e-300):
+        d = policy.cap_s  # decided in log space, so huge retry numbers cannot overflow
     else:
-        # Compare in log space first so a huge retry number cannot overflow.
-        d = policy.cap_s
-        if retry - 1 < 1100:
-            d = min(policy.cap_s, policy.base_s * policy.factor ** (retry - 1))
+        d = min(policy.cap_s, policy.base_s * policy.factor ** (retry - 1))
     if policy.jitter is Jitter.FULL:
         return rng.uniform(0.0, d)
     if policy.jitter is Jitter.EQUAL:

@@ -78,7 +78,7 @@ async def start_worker(
         return w
 
     yield start
-    for w, task in running:
+    for w, _ in running:
         w.request_stop()
         w.request_stop()
     for _, task in running:

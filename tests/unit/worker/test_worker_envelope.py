@@ -1,0 +1,108 @@
+"""Envelope, producer-side validation, settings and eager mode (no Redis)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from jobqueue_worker.backoff import BackoffPolicy
+from jobqueue_worker.eager import EagerProducer
+from jobqueue_worker.envelope import JobEnvelope, JobStatus, Priority, parse_priority
+from jobqueue_worker.errors import ConfigError, EnqueueError, PermanentError
+from jobqueue_worker.producer import JobRequest, build
+from jobqueue_worker.registry import Job, Registry
+from jobqueue_worker.settings import load
+
+
+def test_priorities() -> None:
+    assert [int(p) for p in Priority] == [1, 3, 5, 7, 10]
+    assert parse_priority("high") == 3
+    assert parse_priority("BACKGROUND") == 10
+    assert parse_priority(2) == 2
+    assert parse_priority("4") == 4
+    for bad in (0, 11, -1, "urgent", "12"):
+        with pytest.raises(ValueError):  # noqa: PT011 - both error types are ValueErrors
+            parse_priority(bad)
+
+
+def test_envelope_round_trip_and_rejections() -> None:
+    env = JobEnvelope(type="t", queue="q", payload={"a": [1, 2]}, priority=7)
+    assert JobEnvelope.from_json(env.to_json()) == env
+    with pytest.raises(ValueError):  # noqa: PT011
+        JobEnvelope(type="t", queue="q", priority=11)
+    with pytest.raises(ValueError):  # noqa: PT011
+        JobEnvelope.from_json("{not json")
+    with pytest.raises(ValueError):  # noqa: PT011
+        JobEnvelope.from_json(json.dumps({"type": "t", "queue": "q", "pickle": "x"}))
+    with pytest.raises(ValueError):  # noqa: PT011
+        JobEnvelope.from_json(json.dumps({"type": "t", "queue": "a{b}"}))
+
+
+def test_build_validates_before_redis() -> None:
+    job = build(JobRequest(type="t", payload=[1], priority="low", delay_s=1.5), "q", 100)
+    assert job.priority == 7
+    assert job.delay_ms == 1500
+    assert job.max_attempts == 0  # the job type decides
+    with pytest.raises(EnqueueError, match="over the 10-byte"):
+        build(JobRequest(type="t", payload="x" * 20), "q", 10)
+    with pytest.raises(EnqueueError, match="not both"):
+        build(JobRequest(type="t", delay_s=1, run_at=datetime.now(UTC)), "q", 100)
+    with pytest.raises(EnqueueError, match="timezone"):
+        build(JobRequest(type="t", run_at=datetime(2030, 1, 1)), "q", 100)  # noqa: DTZ001
+    with pytest.raises(EnqueueError):
+        build(JobRequest(type="t", priority=0), "q", 100)
+
+
+def test_invalid_settings_name_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JQW_CONCURRENCY", "0")
+    with pytest.raises(ConfigError, match="JQW_CONCURRENCY"):
+        load()
+    monkeypatch.setenv("JQW_CONCURRENCY", "4")
+    monkeypatch.setenv("JQW_QUEUES", "a,a")
+    with pytest.raises(ConfigError, match="JQW_QUEUES"):
+        load()
+    monkeypatch.setenv("JQW_QUEUES", "high, normal ,low")
+    monkeypatch.setenv("JQW_MODE", "weighted")
+    monkeypatch.setenv("JQW_WEIGHTS", "3,2")
+    with pytest.raises(ConfigError, match="weights"):
+        load()
+    monkeypatch.setenv("JQW_WEIGHTS", "3,2,1")
+    s = load()
+    assert s.queues == ["high", "normal", "low"]
+    assert s.weights == [3.0, 2.0, 1.0]
+
+
+async def test_eager_mode_runs_inline_with_retries() -> None:
+    reg = Registry()
+    calls: list[int] = []
+
+    @reg.job_type("flaky", backoff=BackoffPolicy(retries=2, base_s=100))
+    def flaky(job: Job) -> str:
+        calls.append(job.attempt)
+        if job.attempt < 3:
+            raise RuntimeError("not yet")
+        return "ok"
+
+    @reg.job_type("never")
+    async def never(job: Job) -> None:
+        raise PermanentError("no")
+
+    eager = EagerProducer(reg, seed=1)
+    job_id = await eager.enqueue("flaky")
+    rec = await eager.status(job_id)
+    assert rec is not None
+    assert rec.status is JobStatus.COMPLETED
+    assert await eager.result(job_id) == "ok"
+    assert calls == [1, 2, 3]
+    dead = await eager.status(await eager.enqueue("never"))
+    assert dead is not None
+    assert dead.status is JobStatus.DEAD
+    assert dead.dead_reason == "permanent"
+    unknown = await eager.status(await eager.enqueue("nope"))
+    assert unknown is not None
+    assert unknown.dead_reason == "unknown_type"
+    assert await eager.enqueue("flaky", idempotency_key="k") == await eager.enqueue(
+        "flaky", idempotency_key="k"
+    )
