@@ -327,7 +327,7 @@ async def deliver(
             ) as response,
         ):
             status = response.status
-            if 200 <= status < 400:
+            if 200 <= status < 300:
                 return {"status": status, "elapsed_ms": int((time.monotonic() - started) * 1000)}
             snippet = (await response.content.read(_MAX_ERROR_BODY)).decode(errors="replace")
             message = f"POST {where}: HTTP {status} {snippet!r}"
