@@ -12,17 +12,20 @@ import contextlib
 import hashlib
 import hmac
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import Message
 from email.policy import default as default_policy
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 SECRET = "whsec_" + "k" * 40
 
@@ -163,3 +166,60 @@ def start_sink(**smtp_kwargs: Any) -> SmtpSink:
     controller = Controller(handler, hostname="127.0.0.1", port=port, **smtp_kwargs)
     controller.start()
     return SmtpSink(host="127.0.0.1", port=port, handler=handler, controller=controller)
+
+
+# ---------------------------------------------------------------- TLS for STARTTLS tests
+def self_signed(directory: Path) -> tuple[Path, ssl.SSLContext]:
+    """A certificate for 127.0.0.1 (IP SAN); returns the PEM to trust and the server context."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jobqueue test SMTP")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = directory / "smtp-cert.pem"
+    key_path = directory / "smtp-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    return cert_path, context
+
+
+def password_authenticator(login: str, password: str) -> Any:
+    """An aiosmtpd authenticator accepting exactly one LOGIN/PLAIN pair."""
+
+    def check(
+        server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        ok = isinstance(auth_data, LoginPassword) and (
+            auth_data.login == login.encode() and auth_data.password == password.encode()
+        )
+        return AuthResult(success=ok, handled=False)
+
+    return check

@@ -246,9 +246,11 @@ def send(job: Job, settings: EmailSettings) -> dict[str, JsonValue]:
     message = build_message(request, settings, job)
     recipients = [a.addr_spec for a in request.to]
     where = f"{settings.smtp_host}:{settings.smtp_port}"
-    smtp = smtplib.SMTP(timeout=settings.smtp_timeout_s)
+    smtp: smtplib.SMTP | None = None
     try:
-        smtp.connect(settings.smtp_host, settings.smtp_port)
+        # The host goes to the constructor, not to connect(): only then does
+        # smtplib remember it for STARTTLS's certificate host-name check.
+        smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_s)
         smtp.ehlo()
         if settings.smtp_starttls:
             # No silent downgrade: a server without STARTTLS is a configuration error.
@@ -270,7 +272,8 @@ def send(job: Job, settings: EmailSettings) -> dict[str, JsonValue]:
     except (smtplib.SMTPException, OSError) as exc:  # refused, reset, timeout, disconnected
         raise Retry(None, f"{where}: {type(exc).__name__}: {exc}") from exc
     finally:
-        _close(smtp)
+        if smtp is not None:
+            _close(smtp)
     refused_list: list[JsonValue] = [*sorted(refused)]
     return {
         "message_id": str(message["Message-ID"]),
