@@ -38,7 +38,10 @@ QueueOpt = Annotated[str, typer.Option("--queue", "-q", help="queue name")]
 
 
 def load_registry(module: str) -> Registry:
-    mod = importlib.import_module(module)
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(f"JQW_HANDLERS: cannot import {module!r}: {exc}") from None
     registry = getattr(mod, "registry", None)
     if not isinstance(registry, Registry):
         raise ConfigError(f"JQW_HANDLERS: module {module!r} has no `registry` (a Registry)")

@@ -49,6 +49,14 @@ async def permanent_failure(job: Job) -> None:
     raise PermanentError("this job can never succeed")
 
 
+@registry.job_type("hog_loop")
+async def hog_loop(job: Job) -> float:
+    """A badly written async handler: blocks the event loop (renewal must not care)."""
+    seconds = float(_payload(job).get("seconds", 1.0))
+    time.sleep(seconds)  # noqa: ASYNC251 - blocking on purpose
+    return seconds
+
+
 @registry.job_type("cpu_spin")
 def cpu_spin(job: Job) -> int:
     deadline = time.monotonic() + float(_payload(job).get("seconds", 1.0))

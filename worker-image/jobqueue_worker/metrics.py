@@ -34,6 +34,11 @@ LEASES_LOST = Counter(
     "jobqueue_leases_lost_total", "Leases found gone at renewal (the job may run twice)."
 )
 REAPED = Counter("jobqueue_reaped_total", "Expired leases returned by this worker's reaper.")
+ROUND_TRIPS = Counter(
+    "jobqueue_redis_round_trips_total",
+    "Redis round trips by purpose (step = acks + fetch in one script call).",
+    ["op"],
+)
 REDIS_ERRORS = Counter("jobqueue_redis_errors_total", "Failed Redis round trips.", ["op"])
 QUEUE_DEPTH = Gauge("jobqueue_queue_depth", "Waiting jobs.", ["queue", "priority"])
 QUEUE_OLDEST_AGE = Gauge(

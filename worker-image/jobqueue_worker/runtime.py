@@ -90,6 +90,7 @@ class Worker:
         self.started_at = time.time()
         self.processed = 0
         self.failed = 0
+        self.step_calls = 0  # round trips for acks + fetches (the per-job cost)
         self._busy_s = 0.0
         self.last_heartbeat_tick = time.monotonic()
         self.last_redis_ok = 0.0
@@ -266,6 +267,8 @@ class Worker:
     async def _exchange(self, fetch_n: int) -> StepResult | None:
         """Send pending acks and fetch; on a Redis failure keep the acks for the next try."""
         ops, self._pending = self._pending, []
+        self.step_calls += 1
+        metrics.ROUND_TRIPS.labels(op="step").inc()
         try:
             res = await self.broker.step(self.plan, self.id, ops, fetch_n, self.rng.random())
         except Exception as exc:

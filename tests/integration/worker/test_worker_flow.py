@@ -338,3 +338,25 @@ async def test_heartbeat_reaches_queue_stats(
     assert s.in_flight == 1
     assert abs(hb.seen_at - s.server_time) < 2
     await broker.close()
+
+
+async def test_dlq_retention_by_count(
+    redis_url: str, start_worker: StartWorker, until: Any
+) -> None:
+    async with Producer(redis_url) as p:
+        ids = [await p.enqueue("unknown-type") for _ in range(5)]
+    await start_worker(recording_registry([]), concurrency=1, dlq_max_count=3)
+    broker = Broker(redis_url)
+
+    async def trimmed() -> bool:
+        r = redis.asyncio.Redis.from_url(redis_url)
+        left = await r.zcard(keys.dead_key("default"))
+        waiting = sum([await r.zcard(k) for k in keys.ready_keys("default")])
+        await r.aclose()
+        return waiting == 0 and left == 3
+
+    await until(trimmed)
+    kept = {rec.id for rec in await dlq.list_dead(broker, "default")}
+    assert kept == set(ids[2:])  # the oldest went first
+    assert await broker.job("default", ids[0]) is None  # record deleted with it
+    await broker.close()

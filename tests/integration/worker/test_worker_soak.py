@@ -11,7 +11,7 @@ import random
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -29,12 +29,12 @@ LEASE_S = 2.0
 
 def _held_by(r: redis.Redis, pod_prefix: str) -> int:
     """Jobs leased to the (dead) worker: bounded by its concurrency."""
-    ids = r.zrange(keys.lease_key("default"), 0, -1)
+    ids = [i.decode() for i in cast(list[bytes], r.zrange(keys.lease_key("default"), 0, -1))]
     if not ids:
         return 0
     pipe = r.pipeline(transaction=False)
     for i in ids:
-        pipe.hget(keys.job_key("default", i.decode()), "worker")
+        pipe.hget(keys.job_key("default", i), "worker")
     owners = pipe.execute()
     return sum(1 for o in owners if o is not None and o.decode().startswith(pod_prefix))
 

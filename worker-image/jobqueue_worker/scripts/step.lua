@@ -254,6 +254,18 @@ while got < n_fetch and guard < n_fetch + 100 do
   end
 end
 
+-- Nothing left to fetch: wake tokens of empty queues are stale; drop them so idle
+-- workers do not wake up for nothing (a new enqueue pushes a fresh one).
+if got < n_fetch then
+  for q = 1, nq do
+    local empty = true
+    for p = 1, 10 do
+      if redis.call('ZCARD', ready(q, p)) > 0 then empty = false break end
+    end
+    if empty then redis.call('DEL', K(q, 15)) end
+  end
+end
+
 local next_due = -1
 for q = 1, nq do
   local s = head(K(q, 11))
