@@ -214,3 +214,24 @@ async def test_redis_restart_worker_reconnects_and_loses_nothing(
             assert (await status_of(p, job_id)).status is JobStatus.COMPLETED
     done = ledger_ids(ledger)
     print(f"\nredis restart: {n} jobs, {len(done)} runs, {len(done) - len(set(done))} duplicates")
+
+
+async def test_worker_started_while_redis_is_down_waits_and_then_serves(
+    redis_url: str, redis_server: Any, start_worker: StartWorker, until: Any, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger"
+    redis_server.stop()
+    await start_worker(examples.registry, concurrency=2)
+    await asyncio.sleep(1.0)  # the worker is failing and backing off
+    redis_server.start()
+    t0 = time.monotonic()
+    async with Producer(redis_url) as p:
+        ids = await p.enqueue_many(
+            [JobRequest(type="record", payload={"ledger": str(ledger)}) for _ in range(20)]
+        )
+
+    async def all_done() -> bool:
+        return set(ledger_ids(ledger)) >= set(ids)
+
+    await until(all_done, 15)
+    assert time.monotonic() - t0 < 10
