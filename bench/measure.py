@@ -1,10 +1,12 @@
 """The worker measurements, identical for every system.
 
-Drain (1 and 2 worker processes): FLUSHALL, bulk-enqueue N jobs with the adapter (timed inside
-the adapter: the bulk enqueue figure), start the worker process(es), and measure from the first
-finished job to the N-th. Throughput comes from the jobs' own start times ((N-1) / (last-first));
-worker CPU, Redis commands, Redis reads and Redis CPU are deltas between the moment the harness
-sees the first record and the moment it sees the N-th, divided by the jobs finished in between.
+Drain (1 and 2 worker processes): FLUSHALL, start the worker process(es) and warm each one up
+with a few jobs (imports, connections, consumer groups, JIT), freeze them (SIGSTOP to each
+process group), bulk-enqueue N jobs with the adapter (timed inside the adapter: the bulk enqueue
+figure, with the workers frozen so nothing competes), thaw them (SIGCONT) and wait for the N-th
+job. Throughput comes from the jobs' own start times ((N-1) / (last-first)); worker CPU, Redis
+commands, Redis reads and Redis CPU are deltas from just before the thaw to the N-th record,
+divided by N.
 
 Latency: one worker, idle; a warm-up job; then the adapter enqueues M jobs at a fixed rate
 (default 100/s), each stamped with its enqueue time; latency = job start - enqueue stamp.
@@ -13,6 +15,7 @@ Latency: one worker, idle; a warm-up job; then the adapter enqueues M jobs at a 
 from __future__ import annotations
 
 import os
+import signal
 import statistics
 import time
 from collections.abc import Callable
@@ -25,7 +28,8 @@ from bench.envs import ADAPTERS_DIR, PeerEnv, cache_dir
 from bench.peers import Peer
 from bench.redis_server import RedisServer, delta
 
-RECORD_SIZE = 40
+RECORD_SIZE = 44
+WARMUP_ROUNDS = 8
 POLL_S = 0.005
 STARTUP_TIMEOUT_S = 60.0
 
@@ -49,6 +53,10 @@ class DrainResult:
     commands: dict[str, float] = field(default_factory=dict)
     timed_out: bool = False
     duplicates: int = 0
+    warmed_workers: list[str] = field(default_factory=list)
+    first_start_after_thaw_s: float | None = None
+    span_s: float | None = None
+    jobs_by_worker: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -69,15 +77,16 @@ def _count(out: Path) -> int:
         return 0
 
 
-def _records(out: Path) -> list[tuple[float, float]]:
-    rows: list[tuple[float, float]] = []
+def _records(out: Path) -> list[tuple[float, float, str]]:
+    """(start, enqueue stamp, worker tag) per finished job."""
+    rows: list[tuple[float, float, str]] = []
     if not out.exists():
         return rows
     data = out.read_bytes()
     for i in range(0, len(data) - RECORD_SIZE + 1, RECORD_SIZE):
         chunk = data[i : i + RECORD_SIZE]
         try:
-            rows.append((float(chunk[:20]), float(chunk[20:39])))
+            rows.append((float(chunk[:20]), float(chunk[20:39]), chunk[39:43].decode().strip()))
         except ValueError:
             continue
     return rows
@@ -104,8 +113,9 @@ class Runner:
         self.queue = "benchq"
 
     # ---------------------------------------------------------------- commands
-    def _env(self) -> dict[str, str]:
+    def _env(self, worker: str = "-") -> dict[str, str]:
         env = {
+            "BENCH_WORKER": worker,
             "PATH": f"{self.env.executable.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": os.environ.get("HOME", "/root"),
             "LANG": "C.UTF-8",
@@ -163,37 +173,59 @@ class Runner:
         self.out.touch()
 
     # ---------------------------------------------------------------- drain
+    def _warm(self, running: list[Any], workers: int, log: Path) -> list[str]:
+        """Run rounds of jobs until every worker process has run one (or rounds run out)."""
+        total = 0
+        tags: set[str] = set()
+        for _ in range(WARMUP_ROUNDS):
+            k = 10 * workers
+            self._adapter("warmup", 60, "enqueue", "--n", str(k))
+            total += k
+
+            def done(target: int = total) -> bool:
+                if any(p.poll() is not None for p in running):
+                    raise MeasureError(f"worker exited early; see {log}")
+                return _count(self.out) >= target
+
+            if not procs.wait_until(done, STARTUP_TIMEOUT_S, POLL_S):
+                raise MeasureError(f"warm-up jobs did not finish in {STARTUP_TIMEOUT_S:.0f}s")
+            tags = {r[2] for r in _records(self.out)}
+            if len(tags) >= workers:
+                break
+        time.sleep(0.2)  # let the last acks land before freezing
+        return sorted(tags)
+
     def drain(self, workers: int, jobs: int, timeout: float) -> DrainResult:
         self._reset()
-        enq = self._adapter(f"enqueue-{workers}", timeout, "enqueue", "--n", str(jobs))
-        enq_s = float(enq["seconds"])
-        cmds = [self.worker_cmd(f"w{i + 1}") for i in range(workers)]
-        logs = [self.logs / f"{self.peer.key}-worker{workers}-{i + 1}.log" for i in range(workers)]
+        names = [f"w{i + 1}" for i in range(workers)]
+        cmds = [self.worker_cmd(n) for n in names]
+        envs = [self._env(n) for n in names]
+        logs = [self.logs / f"{self.peer.key}-worker{workers}-{n}.log" for n in names]
         timed_out = False
-        with procs.running(cmds, env=self._env(), cwd=ADAPTERS_DIR, logs=logs) as running:
+        with procs.running(cmds, envs=envs, cwd=ADAPTERS_DIR, logs=logs) as running:
             pids = [p.pid for p in running]
-
-            def started() -> bool:
-                if any(p.poll() is not None for p in running):
-                    raise MeasureError(f"worker exited early; see {logs[0]}")
-                return _count(self.out) >= 1
-
-            if not procs.wait_until(started, STARTUP_TIMEOUT_S, POLL_S):
-                raise MeasureError(f"no job started within {STARTUP_TIMEOUT_S:.0f}s; see {logs[0]}")
-            s0 = self.server.snapshot()
-            cpu0 = procs.tree_cpu_seconds(pids)
-            c0 = _count(self.out)
+            warmed = self._warm(running, workers, logs[0])
+            procs.signal_groups(running, signal.SIGSTOP)
+            try:
+                os.truncate(self.out, 0)
+                enq = self._adapter(f"enqueue-{workers}", timeout, "enqueue", "--n", str(jobs))
+                s0 = self.server.snapshot()
+                cpu0 = procs.tree_cpu_seconds(pids)
+                t_thaw = time.time()
+            finally:
+                procs.signal_groups(running, signal.SIGCONT)
             if not procs.wait_until(lambda: _count(self.out) >= jobs, timeout, POLL_S):
                 timed_out = True
             c1 = _count(self.out)
             cpu1 = procs.tree_cpu_seconds(pids)
             s1 = self.server.snapshot()
+        enq_s = float(enq["seconds"])
         rows = _records(self.out)
         starts = sorted(r[0] for r in rows)
-        done = c1 - c0
         cmd_delta, reads, redis_cpu = delta(s0, s1)
         rate = (len(starts) - 1) / (starts[-1] - starts[0]) if len(starts) > 1 else None
-        per = (lambda x: x / done) if done > 0 else (lambda x: None)  # type: ignore[return-value]
+        per = (lambda x: x / c1) if c1 > 0 else (lambda x: None)  # type: ignore[return-value]
+        by_worker = {t: sum(1 for r in rows if r[2] == t) for t in names}
         return DrainResult(
             workers=workers,
             jobs=jobs,
@@ -205,16 +237,22 @@ class Runner:
             redis_cmds_per_job=per(sum(cmd_delta.values())),
             redis_reads_per_job=per(reads),
             redis_cpu_us_per_job=_scale(per(redis_cpu), 1e6),
-            commands={k: v / done for k, v in sorted(cmd_delta.items())} if done > 0 else {},
+            commands={k: v / c1 for k, v in sorted(cmd_delta.items())} if c1 > 0 else {},
             timed_out=timed_out,
             duplicates=max(0, len(rows) - jobs),
+            warmed_workers=warmed,
+            first_start_after_thaw_s=starts[0] - t_thaw if starts else None,
+            span_s=starts[-1] - starts[0] if starts else None,
+            jobs_by_worker=by_worker,
         )
 
     # ---------------------------------------------------------------- latency
     def latency(self, jobs: int, rate: float, timeout: float) -> LatencyResult:
         self._reset()
         log = self.logs / f"{self.peer.key}-latency-worker.log"
-        with procs.running([self.worker_cmd("w1")], env=self._env(), cwd=ADAPTERS_DIR, logs=[log]):
+        with procs.running(
+            [self.worker_cmd("w1")], envs=[self._env("w1")], cwd=ADAPTERS_DIR, logs=[log]
+        ):
             # Warm-up: one job through the idle worker (imports, connections, consumer groups).
             self._adapter("warmup", 60, "produce", "--n", "1", "--rate", str(rate))
             if not procs.wait_until(lambda: _count(self.out) >= 1, STARTUP_TIMEOUT_S, POLL_S):
@@ -235,7 +273,7 @@ class Runner:
             )
             ok = procs.wait_until(lambda: _count(self.out) >= jobs, timeout, POLL_S)
         rows = _records(self.out)
-        lat = [(start - enq) * 1000 for start, enq in rows]
+        lat = [(start - enq) * 1000 for start, enq, _ in rows]
         return LatencyResult(
             rate=rate,
             jobs=jobs,

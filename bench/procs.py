@@ -96,14 +96,27 @@ def spawn(
 
 @contextlib.contextmanager
 def running(
-    cmds: Sequence[Sequence[str]], *, env: Mapping[str, str], cwd: Path, logs: Sequence[Path]
+    cmds: Sequence[Sequence[str]],
+    *,
+    envs: Sequence[Mapping[str, str]],
+    cwd: Path,
+    logs: Sequence[Path],
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs = [spawn(c, env=env, cwd=cwd, log=lg) for c, lg in zip(cmds, logs, strict=True)]
+    procs = [spawn(c, env=e, cwd=cwd, log=lg) for c, e, lg in zip(cmds, envs, logs, strict=True)]
     try:
         yield procs
     finally:
+        signal_groups(procs, signal.SIGCONT)  # a stopped group could not act on SIGTERM
         for p in procs:
             stop(p)
+
+
+def signal_groups(procs: Sequence[subprocess.Popen[bytes]], sig: int) -> None:
+    """Send ``sig`` to each process group (SIGSTOP/SIGCONT freeze and thaw whole workers)."""
+    for p in procs:
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(p.pid, sig)
 
 
 @dataclass

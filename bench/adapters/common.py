@@ -1,12 +1,14 @@
 """Shared by every Python adapter; stdlib only (it runs inside each peer's own venv).
 
 The benchmark job is the same everywhere: ``noop(enq_ts)`` appends one fixed-width record
-``<start time><enqueue time>\\n`` (40 bytes) to the file named by ``BENCH_OUT`` with a single
-``write`` on an ``O_APPEND`` descriptor (atomic for small writes, safe across threads and forks).
-The harness counts finished jobs from the file size and reads start times from it afterwards.
+``<start time><enqueue time><worker tag>\\n`` (44 bytes) to the file named by
+``BENCH_OUT`` with a single ``write`` on an ``O_APPEND`` descriptor (atomic for small writes,
+safe across threads and forks). The harness counts finished jobs from the file size and reads
+start times from it afterwards.
 
 Adapters are configured through the environment:
-``BENCH_REDIS_URL`` (``redis://127.0.0.1:<port>/0``), ``BENCH_OUT``, ``BENCH_QUEUE``.
+``BENCH_REDIS_URL`` (``redis://127.0.0.1:<port>/0``), ``BENCH_OUT``, ``BENCH_QUEUE``,
+``BENCH_WORKER`` (w1, w2: which worker process ran the job).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 
-RECORD_SIZE = 40
+RECORD_SIZE = 44
 _state: dict[str, int] = {}  # pid -> fd, per process (forked children reopen)
 
 
@@ -31,13 +33,14 @@ def queue_name() -> str:
 
 
 def record(enq_ts: float) -> None:
-    """The body of the no-op job: one 40-byte append."""
+    """The body of the no-op job: one 44-byte append (BENCH_WORKER tags the worker process)."""
     start = time.time()
     fd = _state.get("fd")
     if fd is None or _state.get("pid") != os.getpid():
         fd = os.open(os.environ["BENCH_OUT"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         _state.update(fd=fd, pid=os.getpid())
-    os.write(fd, f"{start:20.6f}{float(enq_ts):19.6f}\n".encode())
+    tag = os.environ.get("BENCH_WORKER", "-")[:4]
+    os.write(fd, f"{start:20.6f}{float(enq_ts):19.6f}{tag:>4}\n".encode())
 
 
 def emit(result: dict[str, object]) -> None:

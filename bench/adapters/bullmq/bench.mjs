@@ -1,6 +1,6 @@
 // BullMQ adapter (Node reference), run by the harness with node from <cache>/node.
 // Same protocol as the Python adapters: `worker`, `enqueue --n N`, `produce --n N --rate R`.
-// The job appends one 40-byte record (start time, enqueue time) to BENCH_OUT.
+// The job appends one 44-byte record (start time, enqueue time, worker tag) to BENCH_OUT.
 // Settings: Worker concurrency 10 (BENCH_CONCURRENCY), jobs added with removeOnComplete: true
 // (BullMQ's production guide), ioredis connection with maxRetriesPerRequest: null (required).
 import fs from "node:fs";
@@ -22,7 +22,8 @@ let fd = null;
 function record(enq) {
   const start = now();
   if (fd === null) fd = fs.openSync(process.env.BENCH_OUT, "a");
-  fs.writeSync(fd, `${start.toFixed(6).padStart(20)}${Number(enq).toFixed(6).padStart(19)}\n`);
+  const tag = (process.env.BENCH_WORKER ?? "-").slice(0, 4).padStart(4);
+  fs.writeSync(fd, `${start.toFixed(6).padStart(20)}${Number(enq).toFixed(6).padStart(19)}${tag}\n`);
 }
 
 const emit = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
