@@ -73,6 +73,16 @@ def cluster_down(directory: DirOption = DEFAULT_DIR) -> None:
 
 
 @app.command()
+def demo(
+    jobs: Annotated[int, typer.Option(help="How many jobs to enqueue in the burst.")] = 3000,
+) -> None:
+    """The whole loop, live: queue fills, workers scale up, queue drains, workers scale down."""
+    from jobqueue_devkit.demo import main as run_demo
+
+    raise typer.Exit(run_demo(jobs))
+
+
+@app.command()
 def redis(port: Annotated[int, typer.Option(help="0 picks a free port.")] = 0) -> None:
     """Run a Redis server in the foreground until Ctrl-C."""
     server = RedisServer(port=port).start()

@@ -1,0 +1,311 @@
+"""The whole loop on one machine: operator, worker Deployment, JobQueue, pod runner.
+
+Shared by `make demo` and the end-to-end test, so what the demo shows is what
+the test proves. The operator runs as a local process under its own
+ServiceAccount token with the RBAC from `manifests/` — not as cluster admin —
+so the demo also exercises the least-privilege install.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+import yaml
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from jobqueue_devkit.controlplane import REPO_ROOT, ControlPlane
+from jobqueue_devkit.errors import DevkitError
+from jobqueue_devkit.podrunner import RUN_LABEL, PodRunner
+from jobqueue_devkit.ports import free_port
+from jobqueue_devkit.procs import ManagedProcess
+from jobqueue_devkit.redis_server import RedisServer
+from jobqueue_protocol.stats import QueueStats, queue_stats
+
+OPERATOR_NAMESPACE = "jobqueue-system"
+OPERATOR_ACCOUNT = "jobqueue-operator"
+RBAC_FILES = (
+    "manifests/namespace.yaml",
+    "manifests/rbac/service_account.yaml",
+    "manifests/rbac/clusterrole_framework.yaml",
+    "manifests/rbac/clusterrole_jobqueues.yaml",
+    "manifests/rbac/clusterrolebinding_framework.yaml",
+)
+
+
+@dataclass(frozen=True)
+class LoopSpec:
+    """What to run: one worker Deployment and the JobQueue that scales it."""
+
+    namespace: str = "demo"
+    name: str = "demo"
+    queue: str = "demo"
+    min_replicas: int = 1
+    max_replicas: int = 8
+    polling_interval_s: int = 2
+    scale_up_depth: int = 100
+    scale_up_latency_s: float = 30.0
+    scale_up_cooldown_s: int = 5
+    scale_up_max_step: int = 3
+    scale_down_depth: int = 10
+    scale_down_latency_s: float = 5.0
+    scale_down_cooldown_s: int = 20
+    scale_down_step: int = 1
+    worker_concurrency: int = 4
+    worker_lease_s: float = 10.0
+    worker_grace_s: float = 10.0
+    handlers: str = "jobqueue_worker.examples"
+    worker_env: dict[str, str] = field(default_factory=dict)
+
+
+def worker_deployment(spec: LoopSpec, redis_url: str) -> dict[str, Any]:
+    """The worker Deployment, shaped like `manifests/examples/workers.yaml`."""
+    labels = {"app.kubernetes.io/name": f"{spec.name}-worker", RUN_LABEL: "true"}
+    env = {
+        "JQW_REDIS_URL": redis_url,
+        "JQW_QUEUES": spec.queue,
+        "JQW_CONCURRENCY": str(spec.worker_concurrency),
+        "JQW_HANDLERS": spec.handlers,
+        "JQW_LEASE_S": str(spec.worker_lease_s),
+        "JQW_GRACE_PERIOD_S": str(spec.worker_grace_s),
+        "JQW_HEARTBEAT_INTERVAL_S": "1",
+        **spec.worker_env,
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": f"{spec.name}-worker", "namespace": spec.namespace},
+        "spec": {
+            "replicas": spec.min_replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "terminationGracePeriodSeconds": int(spec.worker_grace_s) + 5,
+                    "containers": [
+                        {
+                            "name": "worker",
+                            "image": "jobqueue-worker:dev",
+                            "command": ["jobqueue", "worker"],
+                            "env": [{"name": k, "value": v} for k, v in env.items()],
+                            "readinessProbe": {
+                                "httpGet": {"path": "/readyz", "port": 8080},
+                                "periodSeconds": 1,
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def jobqueue_manifest(spec: LoopSpec, redis: RedisServer) -> dict[str, Any]:
+    return {
+        "apiVersion": "jobqueue.dev/v1alpha1",
+        "kind": "JobQueue",
+        "metadata": {"name": spec.name, "namespace": spec.namespace},
+        "spec": {
+            "scaleTargetRef": {"name": f"{spec.name}-worker"},
+            "redis": {"host": redis.host, "port": redis.port},
+            "queues": [spec.queue],
+            "minReplicas": spec.min_replicas,
+            "maxReplicas": spec.max_replicas,
+            "pollingIntervalSeconds": spec.polling_interval_s,
+            "scaleUp": {
+                "queueDepth": spec.scale_up_depth,
+                "queueLatencySeconds": spec.scale_up_latency_s,
+                "cooldownSeconds": spec.scale_up_cooldown_s,
+                "maxStep": spec.scale_up_max_step,
+            },
+            "scaleDown": {
+                "queueDepth": spec.scale_down_depth,
+                "queueLatencySeconds": spec.scale_down_latency_s,
+                "cooldownSeconds": spec.scale_down_cooldown_s,
+                "step": spec.scale_down_step,
+            },
+        },
+    }
+
+
+def _apply(
+    plane: ControlPlane, manifest: dict[str, Any] | list[dict[str, Any]], workdir: Path
+) -> None:
+    docs = manifest if isinstance(manifest, list) else [manifest]
+    path = workdir / f"apply-{abs(hash(json.dumps(docs, sort_keys=True)))}.yaml"
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+
+
+def install_operator_identity(plane: ControlPlane, watched: list[str], workdir: Path) -> Path:
+    """Apply the operator's RBAC, bind it in each watched namespace, return a token kubeconfig."""
+    for rel in RBAC_FILES:
+        plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / rel))
+    bindings = [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": OPERATOR_ACCOUNT, "namespace": ns},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": OPERATOR_ACCOUNT,
+            },
+            "subjects": [
+                {
+                    "kind": "ServiceAccount",
+                    "name": OPERATOR_ACCOUNT,
+                    "namespace": OPERATOR_NAMESPACE,
+                }
+            ],
+        }
+        for ns in watched
+    ]
+    _apply(plane, bindings, workdir)
+    token = plane.kubectl(
+        "create", "token", OPERATOR_ACCOUNT, "-n", OPERATOR_NAMESPACE, "--duration=24h"
+    ).strip()
+    admin = yaml.safe_load(plane.kubeconfig.read_text())
+    cluster = admin["clusters"][0]
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": OPERATOR_ACCOUNT, "user": {"token": token}}],
+        "contexts": [
+            {"name": "operator", "context": {"cluster": cluster["name"], "user": OPERATOR_ACCOUNT}}
+        ],
+        "current-context": "operator",
+    }
+    path = workdir / "operator.kubeconfig"
+    path.write_text(yaml.safe_dump(kubeconfig))
+    path.chmod(0o600)
+    return path
+
+
+def start_operator(
+    kubeconfig: Path, namespaces: list[str], workdir: Path
+) -> tuple[ManagedProcess, int]:
+    """The real `jobqueue-operator` console script, standalone, with its own identity."""
+    exe = Path(sys.executable).parent / "jobqueue-operator"
+    metrics_port, probe_port = free_port(), free_port()
+    argv = [str(exe), "--standalone", f"--liveness=http://127.0.0.1:{probe_port}/healthz"]
+    for ns in namespaces:
+        argv += ["--namespace", ns]
+    env = {
+        "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+        "KUBECONFIG": str(kubeconfig),
+        "JQO_METRICS_PORT": str(metrics_port),
+        "JQO_PROBE_PORT": str(probe_port),
+        "HOME": str(workdir),
+    }
+    proc = ManagedProcess("jobqueue-operator", argv, workdir / "operator.log", env=env)
+    proc.start()
+    return proc, metrics_port
+
+
+@dataclass
+class Snapshot:
+    """One look at the loop, for the demo's live table and the e2e assertions."""
+
+    stats: QueueStats
+    spec_replicas: int
+    ready_replicas: int
+    pods: int
+    jobqueue_status: dict[str, Any]
+
+    @property
+    def desired(self) -> int | None:
+        value = self.jobqueue_status.get("desiredReplicas")
+        return int(value) if value is not None else None
+
+
+class LocalLoop:
+    """Start everything for one LoopSpec on an existing plane and Redis; stop it all."""
+
+    def __init__(
+        self, plane: ControlPlane, redis_server: RedisServer, spec: LoopSpec, workdir: Path
+    ):
+        self.plane, self.redis_server, self.spec, self.workdir = plane, redis_server, spec, workdir
+        self.operator: ManagedProcess | None = None
+        self.runner: PodRunner | None = None
+        self._runner_task: asyncio.Task[None] | None = None
+        self._runner_stop = asyncio.Event()
+        self._api: client.ApiClient | None = None
+        self._redis: aioredis.Redis | None = None
+
+    async def __aenter__(self) -> LocalLoop:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        spec = self.spec
+        with contextlib.suppress(DevkitError):
+            self.plane.kubectl("create", "namespace", spec.namespace)
+        operator_kubeconfig = install_operator_identity(self.plane, [spec.namespace], self.workdir)
+        self.operator, _ = start_operator(operator_kubeconfig, [spec.namespace], self.workdir)
+        self.runner = PodRunner(spec.namespace, self.workdir / "pods")
+        self._runner_task = asyncio.create_task(
+            self.runner.run(self.plane.kubeconfig, self._runner_stop)
+        )
+        _apply(self.plane, worker_deployment(spec, self.redis_server.url), self.workdir)
+        _apply(self.plane, jobqueue_manifest(spec, self.redis_server), self.workdir)
+        await config.load_kube_config(config_file=str(self.plane.kubeconfig))
+        self._api = client.ApiClient()
+        self._redis = aioredis.Redis.from_url(self.redis_server.url)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        with contextlib.suppress(DevkitError):
+            self.plane.kubectl(
+                "delete",
+                "jobqueue",
+                self.spec.name,
+                "-n",
+                self.spec.namespace,
+                "--ignore-not-found",
+                "--wait=false",
+            )
+        if self.operator is not None:
+            self.operator.stop(grace_s=10)
+        self._runner_stop.set()
+        if self._runner_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._runner_task, self.spec.worker_grace_s + 15)
+        if self._api is not None:
+            await self._api.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    def check_alive(self) -> None:
+        if self.operator is not None and not self.operator.alive():
+            raise DevkitError(
+                f"the operator exited; log {self.operator.log_path}:\n{self.operator.log_tail()}"
+            )
+
+    async def snapshot(self) -> Snapshot:
+        assert self._api is not None
+        assert self._redis is not None
+        self.check_alive()
+        spec = self.spec
+        stats = (await queue_stats(self._redis, [spec.queue]))[spec.queue]
+        apps = client.AppsV1Api(self._api)
+        dep = await apps.read_namespaced_deployment(f"{spec.name}-worker", spec.namespace)
+        custom = client.CustomObjectsApi(self._api)
+        try:
+            jq = await custom.get_namespaced_custom_object(
+                "jobqueue.dev", "v1alpha1", spec.namespace, "jobqueues", spec.name
+            )
+        except ApiException:
+            jq = {}
+        return Snapshot(
+            stats=stats,
+            spec_replicas=int(dep.spec.replicas or 0),
+            ready_replicas=int(dep.status.ready_replicas or 0),
+            pods=len(self.runner.pods) if self.runner else 0,
+            jobqueue_status=dict(jq.get("status") or {}),
+        )
