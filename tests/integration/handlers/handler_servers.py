@@ -97,10 +97,7 @@ async def start_receiver() -> AsyncIterator[Receiver]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    server = site._server
-    assert server is not None
-    assert server.sockets
-    state.port = int(server.sockets[0].getsockname()[1])
+    state.port = int(runner.addresses[0][1])
     state.base = f"http://127.0.0.1:{state.port}"
     try:
         yield state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
@@ -178,11 +179,13 @@ def test_parse_address_accepts_names_and_refuses_junk() -> None:
 
 # ---------------------------------------------------------------- STARTTLS and AUTH
 @pytest.fixture
-def tls(tmp_path: Path) -> tuple[Path, Any]:
+def tls(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
     return self_signed(tmp_path)
 
 
-def test_starttls_and_auth(smtp_factory: Callable[..., SmtpSink], tls: tuple[Path, Any]) -> None:
+def test_starttls_and_auth(
+    smtp_factory: Callable[..., SmtpSink], tls: tuple[Path, ssl.SSLContext]
+) -> None:
     cert, context = tls
     sink = smtp_factory(
         tls_context=context,

@@ -51,7 +51,7 @@ def job(payload: JsonValue, *, id: str = "job-1", attempt: int = 1) -> Job:
 
 # ---------------------------------------------------------------- success
 async def test_delivers_signed_exact_body_with_idempotency_key(receiver: Receiver) -> None:
-    body = {"order": 42, "status": "paid", "note": "café"}
+    body: dict[str, JsonValue] = {"order": 42, "status": "paid", "note": "café"}
     payload: JsonValue = {
         "url": receiver.url("/orders?tenant=acme"),
         "body": body,
