@@ -48,6 +48,14 @@ def load_registry(module: str) -> Registry:
     return registry
 
 
+_early_stop: list[int] = []
+
+
+def _note_early_signal(signum: int, _frame: object) -> None:
+    """A signal before the loop runs: nothing was fetched yet, so just leave cleanly."""
+    _early_stop.append(signum)
+
+
 async def _serve(settings: WorkerSettings, registry: Registry) -> int:
     from jobqueue_worker import http
     from jobqueue_worker.runtime import Worker
@@ -56,6 +64,10 @@ async def _serve(settings: WorkerSettings, registry: Registry) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.request_stop)
+    if _early_stop:
+        log.info("Stop signal before start: exiting")
+        await worker.broker.close()
+        return 0
     runner = None
     if settings.http_port:
         runner = await http.start(worker, settings.http_host, settings.http_port)
@@ -67,6 +79,8 @@ async def _serve(settings: WorkerSettings, registry: Registry) -> int:
 
 
 def run_worker(settings: WorkerSettings) -> int:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _note_early_signal)
     logs.setup(settings.json_logs, settings.log_level)
     registry = load_registry(settings.handlers)
     code = asyncio.run(_serve(settings, registry))

@@ -94,6 +94,14 @@ async def test_soak_10k_jobs_with_random_kills(
         f"{in_flight_at_kills} in flight at the kills, {duplicates} duplicates, "
         f"{len(lost)} lost, {elapsed:.1f} s"
     )
+    # A worker SIGTERMed while Python is still importing dies by the default
+    # action; wait until the latest generation has heartbeated before stopping it.
+    ready_by = time.monotonic() + 20
+    while time.monotonic() < ready_by:
+        beats = [k.decode() for k in cast(list[bytes], r.hkeys(keys.workers_key("default")))]
+        if all(any(b.startswith(f"{w.pod}:") for b in beats) for w in workers):
+            break
+        await asyncio.sleep(0.1)
     for w in workers:
         w.proc.send_signal(signal.SIGTERM)
     for w in workers:
