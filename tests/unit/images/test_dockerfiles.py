@@ -48,7 +48,7 @@ class Image:
     dockerfile: str
     script: str  # the console script the ENTRYPOINT must run
     extra: str  # the one extra the image must install
-    entry_args: tuple[str, ...]  # what the ENTRYPOINT passes after the script
+    command: tuple[str, ...]  # the default CMD after the script (a Pod's args replace it)
 
 
 IMAGES = [
@@ -108,7 +108,10 @@ def test_entrypoint_is_the_console_script_with_its_extra(image: Image) -> None:
     df = load(image)
     assert check_entrypoint(df, SCRIPTS) == []
     (entrypoint,) = df.final.all("ENTRYPOINT")
-    assert entrypoint.args == [image.script, *image.entry_args]
+    assert entrypoint.args == [image.script]
+    commands = df.final.all("CMD")
+    assert [c.args for c in commands] == ([list(image.command)] if image.command else [])
+    assert all(c.exec_form for c in commands)
     assert image.extra in EXTRAS, f"pyproject.toml has no [{image.extra}] extra"
     # Exactly the one extra: the worker image must not carry kopf, nor the reverse.
     assert installed_extras(df) == {image.extra}
@@ -146,15 +149,15 @@ def test_entrypoint_script_runs_help(image: Image) -> None:
     if not script.exists():
         pytest.skip(f"{script} is not installed (run `make install`)")
     proc = subprocess.run(
-        [str(script), *image.entry_args, "--help"],
+        [str(script), *image.command, "--help"],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert proc.returncode == 0, (
-        f"`{image.script} {' '.join(image.entry_args)} --help` exited {proc.returncode}: "
-        f"the image's ENTRYPOINT would fail the same way.\n{proc.stderr[-2000:]}"
+        f"`{image.script} {' '.join(image.command)} --help` exited {proc.returncode}: "
+        f"the image's ENTRYPOINT/CMD would fail the same way.\n{proc.stderr[-2000:]}"
     )
     assert "usage" in proc.stdout.lower()
 
