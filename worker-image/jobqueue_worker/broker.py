@@ -192,6 +192,9 @@ class Broker:
         self.redis: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
             url,
             decode_responses=True,
+            # A hostile or buggy producer may store bytes that are not UTF-8 (a
+            # pickle): they must become a malformed job, not a crashed worker.
+            encoding_errors="replace",
             socket_timeout=socket_timeout_s,
             socket_connect_timeout=5.0,
             health_check_interval=30,
@@ -201,6 +204,7 @@ class Broker:
         self._blocking: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
             url,
             decode_responses=True,
+            encoding_errors="replace",
             socket_timeout=max_block_s + 5.0,
             socket_connect_timeout=5.0,
         )
@@ -407,7 +411,11 @@ class SyncBroker:
     def __init__(self, url: str, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
         self.redis: redis.Redis = redis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=5.0, socket_connect_timeout=5.0
+            url,
+            decode_responses=True,
+            encoding_errors="replace",
+            socket_timeout=5.0,
+            socket_connect_timeout=5.0,
         )
         self._scripts = {n: self.redis.register_script(_load_script(n)) for n in SCRIPT_NAMES}
 

@@ -163,7 +163,7 @@ def stats(
     redis_url: RedisUrl = "redis://127.0.0.1:6379/0",
 ) -> None:
     """Queue depth per priority, delayed, in flight, dead, oldest age and workers."""
-    queues = queue or ["default"]
+    queues = queue or _env_queues()
 
     async def go() -> Any:
         b = Broker(redis_url)
@@ -198,6 +198,10 @@ def stats(
             " ".join(f"{w.worker_id}({w.state})" for w in s.workers) or "-",
         )
     console.print(table)
+
+
+def _env_queues() -> list[str]:
+    return [q.strip() for q in os.environ.get("JQW_QUEUES", "default").split(",") if q.strip()]
 
 
 def _ts(v: float | None) -> str:
@@ -238,7 +242,7 @@ def job(
     redis_url: RedisUrl = "redis://127.0.0.1:6379/0",
 ) -> None:
     """Show a job's status, timestamps, error and result."""
-    queues = queue or ["default"]
+    queues = queue or _env_queues()
 
     async def go() -> JobRecord | None:
         b = Broker(redis_url)

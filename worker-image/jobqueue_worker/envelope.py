@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
 from jobqueue_protocol import keys
 
@@ -101,6 +101,16 @@ class JobEnvelope(BaseModel):
     def from_json(cls, raw: str | bytes) -> JobEnvelope:
         """Raises ``ValueError`` (pydantic's ValidationError is one) on bad input."""
         return cls.model_validate_json(raw)
+
+
+def describe(exc: ValueError) -> str:
+    """A decode error without the offending input: payloads may hold personal data."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(x) for x in e['loc']) or 'envelope'}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False)
+        )
+    return type(exc).__name__
 
 
 def payload_size(envelope: JobEnvelope) -> int:

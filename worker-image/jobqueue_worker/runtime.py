@@ -34,7 +34,7 @@ from jobqueue_worker.broker import (
     SyncBroker,
     is_transient,
 )
-from jobqueue_worker.envelope import DeadReason, JobEnvelope, jsonable
+from jobqueue_worker.envelope import DeadReason, JobEnvelope, describe, jsonable
 from jobqueue_worker.registry import Job, JobType, Registry
 from jobqueue_worker.renewer import Held, LeaseRenewer
 from jobqueue_worker.seams import Admission, AdmitAll, ExecutionGuard, NoGuard
@@ -157,8 +157,12 @@ class Worker:
         ]
         stop_wait = asyncio.create_task(self._stop_requested.wait())
         await asyncio.wait([dispatcher, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+        code = 0
         if dispatcher.done() and dispatcher.exception() is not None:
+            # Not a Redis outage (those are retried): a bug or a corrupt queue.
+            # Exit non-zero so the pod restarts and the failure is visible.
             log.error("Dispatcher crashed", exc_info=dispatcher.exception())
+            code = 1
         await self._shutdown(dispatcher)
         stop_wait.cancel()
         for task in background:
@@ -170,7 +174,7 @@ class Worker:
         await self.broker.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         log.info("Stopped worker", extra={"worker": self.id, "processed": self.processed})
-        return 0
+        return code
 
     async def _shutdown(self, dispatcher: asyncio.Task[None]) -> None:
         assert self._changed is not None
@@ -345,7 +349,7 @@ class Worker:
         try:
             env = JobEnvelope.from_json(f.envelope_raw)
         except ValueError as exc:
-            return self._dead(f, DeadReason.MALFORMED, f"invalid envelope: {exc}")
+            return self._dead(f, DeadReason.MALFORMED, f"invalid envelope: {describe(exc)}")
         jt = self.registry.get(env.type)
         if jt is None:
             return self._dead(f, DeadReason.UNKNOWN_TYPE, f"no handler for job type {env.type!r}")

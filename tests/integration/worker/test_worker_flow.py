@@ -277,18 +277,25 @@ async def test_malformed_jobs_go_to_the_dlq_and_the_worker_keeps_going(
     r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
     good = {"id": "x", "type": "rec", "queue": "default", "payload": 1}
     await _inject(r, "notjson", "{not json")
-    await _inject(r, "pickle", "\x80\x04\x95.")
+    raw = redis.asyncio.Redis.from_url(redis_url)  # bytes as a pickle producer would store them
+    await raw.hset(
+        keys.job_key("default", "pickle"), mapping={"envelope": b"\x80\x04\x95.\xff", "priority": 5}
+    )
+    await raw.zadd(keys.ready_key("default", 5), {"pickle": 1})
+    await raw.aclose()
     await _inject(r, "badenv", json.dumps({**good, "id": "badenv", "priority": 99}))
     await _inject(r, "extra", json.dumps({**good, "id": "extra", "surprise": True}))
     await _inject(r, "unknown", json.dumps({**good, "id": "unknown", "type": "nope"}))
     await _inject(r, "big", json.dumps({**good, "id": "big", "payload": "x" * 5000}))
+    secret = json.dumps({**good, "id": "secret", "priority": 0, "payload": "card-4111"})
+    await _inject(r, "secret", secret)
     await start_worker(recording_registry(seen), max_payload_bytes=2000)
     async with Producer(redis_url) as p:
         await p.enqueue("rec", "after")
     await until(lambda: _done(seen, 1))
     assert seen == ["after"]
     broker = Broker(redis_url)
-    await until(lambda: _dead_count(broker, 6))
+    await until(lambda: _dead_count(broker, 7))
     reasons = {rec.id: rec.dead_reason for rec in await dlq.list_dead(broker, "default")}
     assert reasons == {
         "notjson": "malformed",
@@ -297,8 +304,14 @@ async def test_malformed_jobs_go_to_the_dlq_and_the_worker_keeps_going(
         "extra": "malformed",
         "unknown": "unknown_type",
         "big": "too_large",
+        "secret": "malformed",
     }
-    assert await dlq.purge(broker, "default", flt=dlq.DeadFilter(reason="malformed")) == 4
+    shown = await dlq.show(broker, "default", "secret")
+    assert shown is not None
+    assert shown.error is not None
+    assert "priority" in shown.error
+    assert "card-4111" not in shown.error  # the payload never reaches errors or logs
+    assert await dlq.purge(broker, "default", flt=dlq.DeadFilter(reason="malformed")) == 5
     assert len(await dlq.list_dead(broker, "default")) == 2
     await broker.close()
     await r.aclose()

@@ -6,10 +6,12 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from jobqueue_worker.backoff import BackoffPolicy
 from jobqueue_worker.eager import EagerProducer
-from jobqueue_worker.envelope import JobEnvelope, JobStatus, Priority, parse_priority
+from jobqueue_worker.envelope import JobEnvelope, JobStatus, Priority, describe, parse_priority
 from jobqueue_worker.errors import ConfigError, EnqueueError, PermanentError
 from jobqueue_worker.producer import JobRequest, build
 from jobqueue_worker.registry import Job, Registry
@@ -50,7 +52,7 @@ def test_build_validates_before_redis() -> None:
     with pytest.raises(EnqueueError, match="not both"):
         build(JobRequest(type="t", delay_s=1, run_at=datetime.now(UTC)), "q", 100)
     with pytest.raises(EnqueueError, match="timezone"):
-        build(JobRequest(type="t", run_at=datetime(2030, 1, 1)), "q", 100)  # noqa: DTZ001
+        build(JobRequest(type="t", run_at=datetime(2030, 1, 1)), "q", 100)
     with pytest.raises(EnqueueError):
         build(JobRequest(type="t", priority=0), "q", 100)
 
@@ -106,3 +108,27 @@ async def test_eager_mode_runs_inline_with_retries() -> None:
     assert await eager.enqueue("flaky", idempotency_key="k") == await eager.enqueue(
         "flaky", idempotency_key="k"
     )
+
+
+@given(st.one_of(st.text(max_size=300), st.binary(max_size=300).map(lambda b: b.decode("latin-1"))))
+def test_decoding_any_text_only_ever_raises_value_error(raw: str) -> None:
+    message = "decoded"
+    try:
+        JobEnvelope.from_json(raw)
+    except ValueError as exc:
+        message = describe(exc)
+    assert message
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["id", "type", "queue", "payload", "priority", "attempt", "x"]),
+        st.one_of(st.none(), st.integers(), st.text(max_size=20), st.lists(st.integers())),
+    )
+)
+def test_decoding_any_json_object_validates_or_raises_value_error(data: dict[str, object]) -> None:
+    try:
+        env = JobEnvelope.from_json(json.dumps(data))
+    except ValueError:
+        return
+    assert 1 <= env.priority <= 10
