@@ -1,0 +1,133 @@
+"""Run the real operator, with its own ServiceAccount's credentials, against the real plane.
+
+The operator is the ``jobqueue-operator`` console script in a subprocess (so a
+test can SIGKILL it and start another), with a kubeconfig holding a token of the
+``jobqueue-operator`` ServiceAccount, bound by manifests/rbac to the test's
+namespace only. Nothing here mocks Kubernetes or Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jobqueue_devkit.controlplane import ControlPlane
+from jobqueue_devkit.ports import free_port
+
+# pytest runs with --import-mode=importlib, which puts no test folder on sys.path;
+# the tests here share operator_harness.py, so this folder goes on it.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from operator_harness import Kubectl, OperatorProcess
+
+ROOT = Path(__file__).resolve().parents[3]
+RBAC = ROOT / "manifests" / "rbac"
+SA_NAMESPACE = "jobqueue-system"
+SA_NAME = "jobqueue-operator"
+SA_USER = f"system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}"
+OPERATOR_BIN = Path(sys.executable).with_name("jobqueue-operator")
+
+
+@pytest.fixture
+def kubectl(control_plane: ControlPlane) -> Kubectl:
+    return Kubectl(control_plane)
+
+
+@pytest.fixture(scope="session")
+def operator_rbac(control_plane: ControlPlane) -> None:
+    """manifests/rbac as shipped: the ServiceAccount and both ClusterRoles."""
+    k = Kubectl(control_plane)
+    k("apply", "-f", str(ROOT / "manifests" / "namespace.yaml"))
+    k("apply", "-f", str(RBAC))
+
+
+@pytest.fixture
+def operator_kubeconfig(
+    control_plane: ControlPlane, operator_rbac: None, namespace: str, tmp_path: Path
+) -> Path:
+    """A kubeconfig with the ServiceAccount's token; its Role bound in ``namespace`` only."""
+    k = Kubectl(control_plane)
+    binding = yaml.safe_load((ROOT / "manifests" / "examples" / "rolebinding.yaml").read_text())
+    binding["metadata"]["namespace"] = namespace
+    k.apply(binding)
+    # RBAC is eventually consistent: start the operator only once its rights are visible.
+    for _ in range(100):
+        if (
+            k(
+                "auth",
+                "can-i",
+                "watch",
+                "jobqueues.jobqueue.dev",
+                "-n",
+                namespace,
+                f"--as={SA_USER}",
+                check=False,
+            ).strip()
+            == "yes"
+        ):
+            break
+        time.sleep(0.1)
+    token = k("create", "token", SA_NAME, "-n", SA_NAMESPACE, "--duration=2h").strip()
+    admin = yaml.safe_load(control_plane.kubeconfig.read_text())
+    cluster = admin["clusters"][0]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": SA_NAME, "user": {"token": token}}],
+        "contexts": [
+            {"name": "operator", "context": {"cluster": cluster["name"], "user": SA_NAME}}
+        ],
+        "current-context": "operator",
+    }
+    path = tmp_path / "operator.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def start_operator(
+    operator_kubeconfig: Path, namespace: str, tmp_path: Path
+) -> Iterator[Callable[..., OperatorProcess]]:
+    """Start the operator (as the ServiceAccount, watching ``namespace``); stopped at teardown."""
+    started: list[OperatorProcess] = []
+
+    def start(**env: str) -> OperatorProcess:
+        metrics_port, health_port = free_port(), free_port()
+        log = tmp_path / f"operator-{len(started)}.log"
+        environ = {
+            **os.environ,
+            "KUBECONFIG": str(operator_kubeconfig),
+            "JQO_METRICS_PORT": str(metrics_port),
+            **env,
+        }
+        environ.pop("KUBERNETES_SERVICE_HOST", None)
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [
+                    str(OPERATOR_BIN),
+                    "--standalone",
+                    f"--namespace={namespace}",
+                    f"--liveness=http://127.0.0.1:{health_port}/healthz",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=environ,
+                start_new_session=True,
+            )
+        op = OperatorProcess(proc, log, metrics_port, health_port)
+        started.append(op)
+        return op
+
+    yield start
+    for op in started:
+        op.stop()
+        print(f"--- operator log {op.log.name} (last 40 lines)")
+        print("\n".join(op.output().splitlines()[-40:]))

@@ -1,0 +1,164 @@
+"""Scaling on a real control plane and a real Redis, by the operator as its ServiceAccount."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from operator_harness import (
+    Kubectl,
+    OperatorProcess,
+    deployment,
+    drain,
+    fill,
+    jobqueue,
+    wait_for,
+)
+
+from jobqueue_operator.status import from_rfc3339
+
+pytestmark = [pytest.mark.k8s, pytest.mark.redis, pytest.mark.slow]
+
+INTERVAL_S = 2
+
+
+def _ready(kubectl: Kubectl, name: str, namespace: str) -> bool:
+    return kubectl.condition(name, namespace, "Ready").get("status") == "True"
+
+
+def test_scale_up_within_one_interval_by_the_step_then_cooldown_holds(
+    kubectl: Kubectl,
+    namespace: str,
+    redis_url: str,
+    start_operator: Callable[..., OperatorProcess],
+) -> None:
+    kubectl.apply(
+        deployment("worker", namespace, replicas=1),
+        jobqueue(
+            "emails",
+            namespace,
+            "worker",
+            redis_url,
+            pollingIntervalSeconds=INTERVAL_S,
+            minReplicas=1,
+            maxReplicas=20,
+            scaleUp={"queueDepth": 10, "cooldownSeconds": 6, "maxStep": 3},
+            scaleDown={"queueDepth": 2, "cooldownSeconds": 600},
+        ),
+    )
+    start_operator()
+    wait_for(lambda: _ready(kubectl, "emails", namespace), 30, "JobQueue Ready")
+
+    filled_wall = time.time()
+    fill(redis_url, "emails:jobs", 25)  # 2.5x the threshold: severity 2, +2
+    filled = time.monotonic()
+    wait_for(lambda: kubectl.replicas("worker", namespace) != 1, INTERVAL_S + 3, "a scale-up")
+    seen_s = time.monotonic() - filled
+    assert kubectl.replicas("worker", namespace) == 3, "one step of severity 2 is +2"
+    first_up = from_rfc3339(kubectl.status("emails", namespace)["lastScaleUpTime"])
+    assert first_up is not None
+    decided_s = first_up - filled_wall
+    print(
+        f"\nreaction: /scale written {decided_s:.2f}s after the fill, seen by kubectl after "
+        f"{seen_s:.2f}s (pollingIntervalSeconds={INTERVAL_S})"
+    )
+    assert decided_s <= INTERVAL_S + 0.5, "the operator must react within one interval"
+    assert seen_s <= INTERVAL_S + 1.5  # plus kubectl's own ~0.2 s per poll
+    # The queue stays above the threshold; inside the 6 s cooldown nothing moves.
+    while time.time() < first_up + 5.5:
+        assert kubectl.replicas("worker", namespace) == 3, "scaled inside the cooldown"
+        time.sleep(0.2)
+    wait_for(lambda: kubectl.replicas("worker", namespace) == 5, 6 + INTERVAL_S + 3, "next step")
+    second_up = from_rfc3339(kubectl.status("emails", namespace)["lastScaleUpTime"])
+    assert second_up is not None
+    assert second_up - first_up >= 6.0
+
+    events = kubectl("get", "events", "-n", namespace, "--field-selector", "reason=ScaledUp")
+    assert "Scaled Deployment worker from 1 to 3" in events
+
+
+def test_drained_queue_scales_down_after_cooldown_never_below_min(
+    kubectl: Kubectl,
+    namespace: str,
+    redis_url: str,
+    start_operator: Callable[..., OperatorProcess],
+) -> None:
+    kubectl.apply(
+        deployment("worker", namespace, replicas=4),
+        jobqueue(
+            "reports",
+            namespace,
+            "worker",
+            redis_url,
+            pollingIntervalSeconds=1,
+            minReplicas=2,
+            maxReplicas=10,
+            scaleUp={"queueDepth": 50, "cooldownSeconds": 5},
+            scaleDown={"queueDepth": 5, "cooldownSeconds": 4, "step": 1},
+        ),
+    )
+    fill(redis_url, "reports:jobs", 20)  # in the band: hold at 4
+    start_operator()
+    wait_for(lambda: _ready(kubectl, "reports", namespace), 30, "JobQueue Ready")
+    time.sleep(2.5)
+    assert kubectl.replicas("worker", namespace) == 4, "the hysteresis band must hold"
+
+    drain(redis_url, "reports:jobs")
+    wait_for(lambda: kubectl.replicas("worker", namespace) == 3, 4, "first scale-down")
+    first_down = from_rfc3339(kubectl.status("reports", namespace)["lastScaleDownTime"])
+    assert first_down is not None
+    while time.time() < first_down + 3.5:
+        assert kubectl.replicas("worker", namespace) == 3, "scaled down inside the cooldown"
+        time.sleep(0.2)
+    wait_for(lambda: kubectl.replicas("worker", namespace) == 2, 4 + 3, "second scale-down")
+    second_down = from_rfc3339(kubectl.status("reports", namespace)["lastScaleDownTime"])
+    assert second_down is not None
+    assert second_down - first_down >= 4.0
+    # At min: stays there, with the limit explained.
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        assert kubectl.replicas("worker", namespace) == 2, "went below minReplicas"
+        time.sleep(0.3)
+    limited = kubectl.condition("reports", namespace, "ScalingLimited")
+    assert limited["status"] == "True"
+    assert "MinReplicas" in limited["message"]
+
+
+def test_operator_killed_mid_cooldown_keeps_the_cooldown(
+    kubectl: Kubectl,
+    namespace: str,
+    redis_url: str,
+    start_operator: Callable[..., OperatorProcess],
+) -> None:
+    cooldown_s = 12
+    kubectl.apply(
+        deployment("worker", namespace, replicas=1),
+        jobqueue(
+            "hooks",
+            namespace,
+            "worker",
+            redis_url,
+            pollingIntervalSeconds=1,
+            maxReplicas=10,
+            scaleUp={"queueDepth": 10, "cooldownSeconds": cooldown_s},
+            scaleDown={"queueDepth": 2},
+        ),
+    )
+    fill(redis_url, "hooks:jobs", 12)  # severity 1: +1
+    first = start_operator()
+    wait_for(lambda: kubectl.replicas("worker", namespace) == 2, 15, "first scale-up")
+    scaled_at = from_rfc3339(kubectl.status("hooks", namespace)["lastScaleUpTime"])
+    assert scaled_at is not None
+
+    first.kill()  # SIGKILL mid-cooldown: nothing in memory survives
+    time.sleep(1)
+    start_operator()
+    # The new process must read the last scale-up time from status and wait.
+    while time.time() < scaled_at + cooldown_s - 1.0:
+        assert kubectl.replicas("worker", namespace) == 2, "restart forgot the cooldown"
+        time.sleep(0.2)
+    wait_for(lambda: kubectl.replicas("worker", namespace) == 3, 6, "scale-up after the cooldown")
+    later = from_rfc3339(kubectl.status("hooks", namespace)["lastScaleUpTime"])
+    assert later is not None
+    assert later - scaled_at >= cooldown_s
