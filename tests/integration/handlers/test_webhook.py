@@ -18,6 +18,7 @@ from jobqueue_worker.handlers.webhook import (
     BlockedAddressError,
     WebhookSettings,
     deliver,
+    is_public,
     parse_payload,
     retry_after_s,
     sign,
@@ -245,3 +246,30 @@ async def test_registered_from_env_retries_until_the_receiver_recovers(
     assert [h.headers["X-Jobqueue-Attempt"] for h in hits] == ["1", "2", "3"]
     assert {h.headers["Idempotency-Key"] for h in hits} == {job_id}
     assert all(h.signature_ok for h in hits)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",  # cloud metadata
+        "100.64.0.1",  # CGNAT
+        "0.0.0.0",
+        "224.0.0.1",
+        "::1",
+        "fc00::1",
+        "fe80::1",
+        "::ffff:127.0.0.1",  # IPv4-mapped loopback
+        "::ffff:10.0.0.1",
+    ],
+)
+def test_non_public_addresses(address: str) -> None:
+    assert not is_public(address)
+
+
+@pytest.mark.parametrize("address", ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"])
+def test_public_addresses(address: str) -> None:
+    assert is_public(address)
