@@ -29,7 +29,7 @@ help: ## Show this help.
 
 .PHONY: demo
 demo: install redis controlplane ## Run the whole loop live: control plane, Redis, operator, workers scaling.
-	$(DEVKIT) demo
+	$(DEVKIT) demo $(DEMO_ARGS)
 
 .PHONY: test
 test: ## Install everything, then lint, type-check and run every test tier.
