@@ -61,12 +61,16 @@ def retry_delay(retry: int, policy: BackoffPolicy, rng: random.Random) -> float:
     """Seconds to wait before retry number ``retry`` (1 = the first retry)."""
     if retry < 1:
         raise ValueError("retry numbers start at 1")
-    if policy.kind == "fixed" or policy.base_s == 0:
+    if policy.kind == "fixed" or policy.base_s <= 0 or policy.cap_s <= 0:
         d = min(policy.base_s, policy.cap_s)
-    elif (retry - 1) * math.log(policy.factor) >= math.log(policy.cap_s / policy.base_s + 1e-300):
+    elif (retry - 1) * math.log(policy.factor) >= math.log(policy.cap_s) - math.log(policy.base_s):
         d = policy.cap_s  # decided in log space, so huge retry numbers cannot overflow
     else:
-        d = min(policy.cap_s, policy.base_s * policy.factor ** (retry - 1))
+        try:
+            d = min(policy.cap_s, policy.base_s * policy.factor ** (retry - 1))
+        except OverflowError:  # a sub-normal base: the product is below the cap
+            log_d = math.log(policy.base_s) + (retry - 1) * math.log(policy.factor)
+            d = min(policy.cap_s, math.exp(log_d))
     if policy.jitter is Jitter.FULL:
         return rng.uniform(0.0, d)
     if policy.jitter is Jitter.EQUAL:

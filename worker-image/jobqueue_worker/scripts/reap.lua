@@ -17,6 +17,12 @@ local dlq_age = tonumber(ARGV[4])
 local dlq_count = tonumber(ARGV[5])
 local job_ttl = tonumber(ARGV[6])
 local jp = KEYS[16]
+-- A corrupt priority field must not index another key: fall back to NORMAL (5).
+local function band(p)
+  p = tonumber(p)
+  if p == nil or p < 1 or p > 10 or p ~= math.floor(p) then return 5 end
+  return p
+end
 
 local expired = redis.call('ZRANGEBYSCORE', KEYS[12], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local requeued, dead = 0, 0
@@ -36,7 +42,7 @@ for _, id in ipairs(expired) do
       redis.call('HINCRBY', KEYS[14], 'dead', 1)
       dead = dead + 1
     else
-      redis.call('ZADD', KEYS[tonumber(f[1])], tonumber(f[2] or now), id)
+      redis.call('ZADD', KEYS[band(f[1])], tonumber(f[2]) or now, id)
       redis.call('HSET', jk, 'status', 'queued')
       redis.call('PEXPIRE', jk, job_ttl)
       redis.call('RPUSH', KEYS[15], '1')

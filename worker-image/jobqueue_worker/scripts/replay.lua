@@ -8,6 +8,12 @@ Returns: the number of jobs replayed
 ]]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- A corrupt priority field must not index another key: fall back to NORMAL (5).
+local function band(p)
+  p = tonumber(p)
+  if p == nil or p < 1 or p > 10 or p ~= math.floor(p) then return 5 end
+  return p
+end
 local n = 0
 for i = 2, #ARGV do
   local id = ARGV[i]
@@ -18,7 +24,7 @@ for i = 2, #ARGV do
       redis.call('HSET', jk, 'status', 'queued', 'attempt', 1, 'deliveries', 0,
         'ready_at', now, 'replayed_at', now)
       redis.call('HINCRBY', jk, 'replays', 1)
-      redis.call('ZADD', KEYS[tonumber(p)], now, id)
+      redis.call('ZADD', KEYS[band(p)], now, id)
       redis.call('PEXPIRE', jk, tonumber(ARGV[1]))
       redis.call('RPUSH', KEYS[15], '1')
       n = n + 1

@@ -40,7 +40,13 @@ local ops = cjson.decode(ARGV[13])
 local weights = cjson.decode(ARGV[14])
 
 local function K(q, i) return KEYS[(q - 1) * QK + i] end
-local function ready(q, p) return K(q, tonumber(p)) end
+-- A corrupt priority field must not index another key: fall back to NORMAL (5).
+local function band(p)
+  p = tonumber(p)
+  if p == nil or p < 1 or p > 10 or p ~= math.floor(p) then return 5 end
+  return p
+end
+local function ready(q, p) return K(q, band(p)) end
 
 local function wake(q)
   redis.call('RPUSH', K(q, 15), '1')
@@ -131,7 +137,7 @@ for i, op in ipairs(ops) do
       elseif op.op == 'release' then
         -- Handed back at shutdown: front of its band, and the delivery does not count.
         redis.call('ZREM', K(q, 12), id)
-        redis.call('ZADD', ready(q, f[2]), tonumber(f[3] or now), id)
+        redis.call('ZADD', ready(q, f[2]), tonumber(f[3]) or now, id)
         redis.call('HINCRBY', jk, 'deliveries', -1)
         redis.call('HSET', jk, 'status', 'queued')
         wake(q)
