@@ -151,6 +151,7 @@ def test_connection_refused_is_retry() -> None:
     [
         ("not an object", "object"),
         (order_shipped(to="not-an-address"), "to"),
+        (order_shipped(to=["a@one.example", "bad"]), r"to\[1\]"),
         (order_shipped(to="a@one.example, b@two.example"), "exactly one"),
         (order_shipped(to="a@one.example\r\nBcc: x@evil.example"), "control"),
         (order_shipped(to="root@localhost"), "domain"),
@@ -230,6 +231,7 @@ def test_starttls_required_but_not_offered_is_permanent(smtp_sink: SmtpSink) -> 
         ({"SMTP_HOST": "mail"}, "EMAIL_FROM: Field required"),
         ({"SMTP_HOST": "mail", "EMAIL_FROM": "nobody"}, "EMAIL_FROM: "),
         ({"SMTP_HOST": "mail", "EMAIL_FROM": "a@b.example", "SMTP_PORT": "0"}, "SMTP_PORT"),
+        ({"SMTP_HOST": "mail", "EMAIL_FROM": "a@b.example", "SMTP_PORT": "465"}, "SMTPS"),
         (
             {"SMTP_HOST": "mail", "EMAIL_FROM": "a@b.example", "SMTP_USERNAME": "u"},
             "set both or neither",
@@ -278,3 +280,10 @@ async def test_registered_from_env_runs_through_the_eager_runtime(
     assert record.status is JobStatus.COMPLETED, record.error
     assert record.result["message_id"] == f"<{job_id}@shop.example>"
     assert only_message(smtp_sink)["Subject"] == "Order 42 has shipped, Ana"
+
+
+def test_address_errors_do_not_echo_the_address(smtp_sink: SmtpSink) -> None:
+    # Errors land in logs and in Redis; payload contents stay out of both.
+    with pytest.raises(PermanentError) as info:
+        send(job(order_shipped(to="ana.secret@@customer.example")), settings(smtp_sink))
+    assert "ana.secret" not in str(info.value)

@@ -70,6 +70,8 @@ def parse_address(value: object, what: str) -> Address:
     not understand (``"a@b.example\\r\\nBcc: x@y"`` parses as ``a@b.example``).
     Domains must be ASCII (punycode) with at least one dot; ``user@localhost``
     and address literals are refused as almost always a mistake in production.
+    Messages name the field (``what``) but never echo the address: errors end up
+    in logs and in Redis, and the runtime keeps payload contents out of both.
     """
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{what}: must be a non-empty string")
@@ -77,18 +79,18 @@ def parse_address(value: object, what: str) -> Address:
         raise ValueError(f"{what}: too long or contains control characters")
     parsed = getaddresses([value])
     if len(parsed) != 1 or not parsed[0][1]:
-        raise ValueError(f"{what}: must be exactly one address, got {value!r}")
+        raise ValueError(f"{what}: must be exactly one address")
     name, spec = parsed[0]
     if spec not in value:
-        raise ValueError(f"{what}: could not parse {value!r} cleanly")
+        raise ValueError(f"{what}: could not be parsed cleanly")
     try:
         address = Address(display_name=name, addr_spec=spec)
     except Exception as exc:  # the parser raises IndexError, HeaderParseError, defects...
-        raise ValueError(f"{what}: invalid address {value!r}: {exc}") from None
+        raise ValueError(f"{what}: invalid address: {exc}") from None
     if not address.username or not address.username.isascii():
-        raise ValueError(f"{what}: the local part must be non-empty ASCII in {value!r}")
+        raise ValueError(f"{what}: the local part must be non-empty ASCII")
     if not _DOMAIN.match(address.domain):
-        raise ValueError(f"{what}: the domain of {value!r} is not a valid ASCII host name")
+        raise ValueError(f"{what}: the domain is not an ASCII host name with a dot")
     return address
 
 
@@ -113,6 +115,14 @@ class EmailSettings(BaseSettings):
     @classmethod
     def _sender(cls, v: str) -> str:
         parse_address(v, "address")
+        return v
+
+    @field_validator("smtp_port")
+    @classmethod
+    def _not_implicit_tls(cls, v: int) -> int:
+        # On 465 the server waits for a TLS handshake: every job would time out.
+        if v == 465:
+            raise ValueError("465 is implicit TLS (SMTPS), not supported; use 587 with STARTTLS")
         return v
 
     @model_validator(mode="after")
@@ -179,7 +189,7 @@ def parse_payload(payload: JsonValue, settings: EmailSettings) -> EmailRequest:
     if not to_list or len(to_list) > settings.email_max_recipients:
         raise PermanentError(f"'to' needs 1 to {settings.email_max_recipients} recipients")
     try:
-        to = tuple(parse_address(v, "to") for v in to_list)
+        to = tuple(parse_address(v, f"to[{i}]") for i, v in enumerate(to_list))
         reply_to = (
             parse_address(payload["reply_to"], "reply_to") if payload.get("reply_to") else None
         )
