@@ -188,6 +188,7 @@ async def test_private_addresses_are_refused_by_default(receiver: Receiver) -> N
         ({"url": "https://h.example/x", "body": {}, "headers": {"Idempotency-Key": "x"}}, "set by"),
         ({"url": "https://h.example/x", "body": {}, "headers": {"X": "a\r\nB: c"}}, "one-line"),
         ({"url": "https://h.example/x", "body": {}, "content_type": "text/plain"}, "string body"),
+        ({"url": "https://h.example/x", "body": "x", "content_type": "a\rB: c"}, "one-line"),
     ],
 )
 def test_bad_payloads_are_permanent(payload: JsonValue, match: str) -> None:

@@ -207,7 +207,11 @@ def parse_payload(payload: JsonValue) -> WebhookRequest:
             raise PermanentError("'content_type' is only for a string body; JSON is sent as JSON")
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         content_type = "application/json"
-    if not isinstance(content_type, str) or not content_type or "\n" in content_type:
+    if (
+        not isinstance(content_type, str)
+        or not content_type
+        or any(c in content_type for c in "\r\n\0")
+    ):
         raise PermanentError("'content_type' must be a one-line string")
     extra = payload.get("headers") or {}
     if not isinstance(extra, dict):
