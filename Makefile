@@ -12,7 +12,7 @@ PHASE        := tests/devkit/phase
 DEVKIT       := PYTHONPATH=tests/devkit $(PY) -m jobqueue_devkit
 PACKAGES     := worker-image/jobqueue_protocol worker-image/jobqueue_worker operator/jobqueue_operator tests/devkit/jobqueue_devkit
 PYTEST_ARGS  ?=
-IMAGE_TAG    ?= dev
+IMAGE_TAG    ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 OPERATOR_IMAGE ?= jobqueue-operator:$(IMAGE_TAG)
 WORKER_IMAGE   ?= jobqueue-worker:$(IMAGE_TAG)
 KIND_CLUSTER ?= jobqueue
