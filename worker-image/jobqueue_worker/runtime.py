@@ -123,8 +123,12 @@ class Worker:
         return "busy" if self._active else "idle"
 
     def held_leases(self) -> list[Held]:
+        """Running jobs and finished ones whose ack has not landed yet (Redis slow or down)."""
         with self._active_lock:
-            return [(a.queue, a.id, a.token) for a in self._active.values()]
+            held = [(a.queue, a.id, a.token) for a in self._active.values()]
+        # A list copy is atomic under the GIL; the loop thread only appends/swaps.
+        held += [(op.queue, op.id, op.token) for op in list(self._pending) if op.op != "release"]
+        return held
 
     # -- main ------------------------------------------------------------------
     async def run(self) -> int:
@@ -506,6 +510,3 @@ class Worker:
             metrics.QUEUE_LEASED.labels(q).set(s.in_flight)
             metrics.QUEUE_DEAD.labels(q).set(s.dead)
 
-
-def active_ids(worker: Worker) -> Sequence[str]:
-    return [h[1] for h in worker.held_leases()]
