@@ -1,0 +1,456 @@
+"""The discrete-event core: a queue, a Deployment's pods, and one scaling policy.
+
+Pure on purpose: the clock is the simulation clock, randomness comes only from
+the ``random.Random`` passed in, and nothing here does I/O. That is what makes a
+run reproducible for a seed and lets tests drive it with hypothesis.
+
+What is modelled, and why this way:
+
+* **Arrivals** come from a trace (sorted arrival times). Jobs are served FIFO by
+  enqueue time, like the broker's ready ZSET scored by ready time.
+* **Service times** are drawn for every job *before* the run, in arrival order.
+  Every policy compared with the same seed therefore sees exactly the same jobs;
+  only the decisions differ.
+* **Pods** have ``concurrency`` slots each (the worker's ``JQW_CONCURRENCY``) and
+  can take work only ``startup_delay_s`` after they were created (scheduling,
+  image pull, readiness). Starting pods cost replica-seconds like ready ones.
+* **Which slot gets the next job**: idle worker slots block on Redis, and Redis
+  serves the client that has blocked longest; so free slots form a FIFO by the
+  time they became free.
+* **Scale-down** removes pods the way the ReplicaSet controller ranks them
+  (``ActivePodsWithRanks``, anchors §1.3): not-Ready pods first, then Ready for
+  a shorter time (log₂ buckets), ties broken at random. It is blind to running
+  jobs; a removed pod's jobs count as *interrupted* and go back to the head of
+  the queue, keeping their place (the work done is lost). The operator does not
+  set ``pod-deletion-cost`` yet (issue 8 item 1), so all costs are equal.
+* **Decisions** happen only on the policy's own timers (its polling interval);
+  arrivals, completions and pods becoming ready are exact events in between.
+
+Events at the same instant run in a fixed order: arrivals, completions, pods
+becoming ready, then timers (in the policy's declared order), then the sample
+for the plot, so a controller always sees the state *after* what happened at
+that instant.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import itertools
+import math
+import random
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Distribution(enum.StrEnum):
+    """Service-time distributions."""
+
+    EXPONENTIAL = "exponential"
+    LOGNORMAL = "lognormal"
+    CONSTANT = "constant"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceModel:
+    """How long one job takes on one worker slot.
+
+    ``cv`` (coefficient of variation, std/mean) only shapes the lognormal; the
+    exponential's is 1 by definition and the constant's 0.
+    """
+
+    distribution: Distribution
+    mean_s: float
+    cv: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.mean_s > 0 and math.isfinite(self.mean_s)):
+            raise ValueError(f"mean service time must be positive, got {self.mean_s}")
+        if not (self.cv >= 0 and math.isfinite(self.cv)):
+            raise ValueError(f"cv must be >= 0, got {self.cv}")
+
+    def draw(self, rng: random.Random) -> float:
+        """One service time; always > 0."""
+        if self.distribution is Distribution.CONSTANT:
+            return self.mean_s
+        if self.distribution is Distribution.EXPONENTIAL:
+            return rng.expovariate(1.0 / self.mean_s)
+        # lognormal with the requested mean and cv: σ² = ln(1 + cv²), μ = ln(mean) − σ²/2
+        sigma2 = math.log1p(self.cv * self.cv)
+        mu = math.log(self.mean_s) - sigma2 / 2.0
+        return rng.lognormvariate(mu, math.sqrt(sigma2))
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """Everything about the world that is not the policy or the trace."""
+
+    service: ServiceModel
+    concurrency: int
+    startup_delay_s: float
+    initial_replicas: int
+    horizon_s: float
+    sample_every_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.startup_delay_s < 0:
+            raise ValueError("startup delay must be >= 0")
+        if self.initial_replicas < 0:
+            raise ValueError("initial replicas must be >= 0")
+        if not (self.horizon_s >= 0 and math.isfinite(self.horizon_s)):
+            raise ValueError("horizon must be a finite number of seconds >= 0")
+        if self.sample_every_s <= 0:
+            raise ValueError("sample interval must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A periodic decision timer of a policy: first at ``first_at_s``, then every ``period_s``.
+
+    ``order`` decides which of a policy's timers runs first when two are due at
+    the same instant (the KEDA model needs the HPA sync before KEDA's poll).
+    """
+
+    name: str
+    period_s: float
+    first_at_s: float
+    order: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    """What a policy may see on a tick: what Redis and the Deployment would show."""
+
+    now: float
+    replicas: int
+    ready_pods: int
+    busy_pods: int
+    depth: int
+    oldest_age_s: float
+    in_flight: int
+    arrived_total: int
+    completed_total: int
+    completed_service_s: float
+
+
+class Policy(Protocol):
+    """A scaling policy under test. Stateful: build a fresh one for every run."""
+
+    @property
+    def label(self) -> str:
+        """A short name for tables and plot legends."""
+        ...
+
+    def timers(self) -> Sequence[Timer]:
+        """The policy's decision timers."""
+        ...
+
+    def on_tick(self, timer: str, view: ClusterView) -> int | None:
+        """The replica count to set now, or None to leave it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """The state at one sampling instant, for the plot."""
+
+    t: float
+    depth: int
+    replicas: int
+    ready: int
+    busy: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleEvent:
+    """One write of the replica count (a ``/scale`` patch)."""
+
+    t: float
+    from_replicas: int
+    to_replicas: int
+    timer: str
+    interrupted: int
+
+
+@dataclass(frozen=True, slots=True)
+class SimResult:
+    """Everything one run produced; ``report.summarize`` turns it into the table row."""
+
+    policy: str
+    horizon_s: float
+    arrived: int
+    completed: int
+    waiting_end: int
+    in_service_end: int
+    interrupted: int
+    replica_seconds: float
+    max_depth: int
+    waits: tuple[float, ...]
+    """Enqueue → start of the attempt that ran (or runs) to the end, per started job."""
+    scale_events: tuple[ScaleEvent, ...]
+    samples: tuple[Sample, ...]
+
+
+# Event kinds; the heap orders by (time, order, sequence).
+_ARRIVE, _DONE, _READY, _TIMER, _SAMPLE = range(5)
+_ORDER = {_ARRIVE: 0, _DONE: 1, _READY: 2, _TIMER: 10, _SAMPLE: 1000}
+
+
+class _Pod:
+    __slots__ = ("created_at", "pid", "ready_at", "running")
+
+    def __init__(self, pid: int, created_at: float, ready_at: float) -> None:
+        self.pid = pid
+        self.created_at = created_at
+        self.ready_at = ready_at
+        self.running: dict[int, int] = {}  # slot -> job
+
+
+def simulate(
+    arrivals: Sequence[float],
+    policy: Policy,
+    config: SimConfig,
+    rng: random.Random,
+) -> SimResult:
+    """Run one policy over one trace until ``config.horizon_s``.
+
+    ``arrivals`` must be sorted. Arrivals after the horizon are ignored.
+    """
+    return _Run(arrivals, policy, config, rng).run()
+
+
+class _Run:
+    """One simulation; the state lives here only for the duration of :func:`simulate`."""
+
+    def __init__(
+        self,
+        arrivals: Sequence[float],
+        policy: Policy,
+        config: SimConfig,
+        rng: random.Random,
+    ) -> None:
+        if any(b < a for a, b in itertools.pairwise(arrivals)):
+            raise ValueError("arrival times must be sorted")
+        if arrivals and arrivals[0] < 0:
+            raise ValueError("arrival times must be >= 0")
+        self.arrivals = [t for t in arrivals if t <= config.horizon_s]
+        self.policy = policy
+        self.config = config
+        self.rng = rng
+        # Drawn up front, in arrival order, so every policy gets the same jobs.
+        self.service = [config.service.draw(rng) for _ in self.arrivals]
+        self.now = 0.0
+        self.heap: list[tuple[float, int, int, int, int, int]] = []
+        self.seq = 0
+        self.queue: deque[int] = deque()  # job ids; ids follow enqueue time
+        self.pods: dict[int, _Pod] = {}
+        self.next_pid = 0
+        self.free: deque[tuple[int, int]] = deque()  # (pod, slot), longest-idle first
+        self.attempt = [0] * len(self.arrivals)
+        self.started_at = [-1.0] * len(self.arrivals)
+        self.finished = [False] * len(self.arrivals)
+        self.location: dict[int, tuple[int, int]] = {}  # running job -> (pod, slot)
+        self.next_arrival = 0
+        self.completed = 0
+        self.completed_service = 0.0
+        self.in_flight = 0
+        self.interrupted = 0
+        self.max_depth = 0
+        self.replica_seconds = 0.0
+        self.last_t = 0.0
+        self.events: list[ScaleEvent] = []
+        self.samples: list[Sample] = []
+        self.timers = list(policy.timers())
+
+    # ------------------------------------------------------------ the loop
+    def run(self) -> SimResult:
+        cfg = self.config
+        for _ in range(cfg.initial_replicas):
+            self._add_pod(ready_at=0.0)
+        if self.arrivals:
+            self._push(self.arrivals[0], _ARRIVE)
+        for index, timer in enumerate(self.timers):
+            if timer.period_s <= 0:
+                raise ValueError(f"timer {timer.name}: period must be positive")
+            self._push(timer.first_at_s, _TIMER, index, order=_ORDER[_TIMER] + timer.order)
+        self._push(0.0, _SAMPLE)
+        while self.heap and self.heap[0][0] <= cfg.horizon_s:
+            t, _, _, kind, a, b = heapq.heappop(self.heap)
+            self._advance(t)
+            if kind == _ARRIVE:
+                self._on_arrivals()
+            elif kind == _DONE:
+                self._on_done(a, b)
+            elif kind == _READY:
+                self._on_ready(a)
+            elif kind == _TIMER:
+                self._on_timer(a)
+            else:
+                self._on_sample()
+        self._advance(cfg.horizon_s)
+        return self._result()
+
+    def _push(
+        self, t: float, kind: int, a: int = 0, b: int = 0, *, order: int | None = None
+    ) -> None:
+        self.seq += 1
+        heapq.heappush(
+            self.heap, (t, _ORDER[kind] if order is None else order, self.seq, kind, a, b)
+        )
+
+    def _advance(self, t: float) -> None:
+        self.replica_seconds += len(self.pods) * (t - self.last_t)
+        self.last_t = t
+        self.now = t
+
+    # ------------------------------------------------------------ events
+    def _on_arrivals(self) -> None:
+        t = self.now
+        while self.next_arrival < len(self.arrivals) and self.arrivals[self.next_arrival] == t:
+            self.queue.append(self.next_arrival)
+            self.next_arrival += 1
+        self.max_depth = max(self.max_depth, len(self.queue))
+        if self.next_arrival < len(self.arrivals):
+            self._push(self.arrivals[self.next_arrival], _ARRIVE)
+        self._dispatch()
+
+    def _on_done(self, job: int, attempt: int) -> None:
+        if self.attempt[job] != attempt or job not in self.location:
+            return  # this attempt was interrupted by a scale-down
+        pod_id, slot = self.location[job]
+        pod = self.pods[pod_id]
+        del pod.running[slot]
+        del self.location[job]
+        self.finished[job] = True
+        self.in_flight -= 1
+        self.completed += 1
+        self.completed_service += self.service[job]
+        self.free.append((pod_id, slot))
+        self._dispatch()
+
+    def _on_ready(self, pod_id: int) -> None:
+        if pod_id not in self.pods:
+            return  # removed before it became ready
+        self.free.extend((pod_id, slot) for slot in range(self.config.concurrency))
+        self._dispatch()
+
+    def _on_timer(self, index: int) -> None:
+        timer = self.timers[index]
+        desired = self.policy.on_tick(timer.name, self._view())
+        if desired is not None and desired != len(self.pods):
+            self._scale(max(0, desired), timer.name)
+        self._push(self.now + timer.period_s, _TIMER, index, order=_ORDER[_TIMER] + timer.order)
+
+    def _on_sample(self) -> None:
+        ready = sum(1 for p in self.pods.values() if p.ready_at <= self.now)
+        busy = sum(1 for p in self.pods.values() if p.running)
+        self.samples.append(Sample(self.now, len(self.queue), len(self.pods), ready, busy))
+        self._push(self.now + self.config.sample_every_s, _SAMPLE)
+
+    # ------------------------------------------------------------ mechanics
+    def _dispatch(self) -> None:
+        while self.queue and self.free:
+            pod_id, slot = self.free.popleft()
+            pod = self.pods.get(pod_id)
+            if pod is None:
+                continue  # the slot's pod was removed
+            job = self.queue.popleft()
+            self.attempt[job] += 1
+            self.started_at[job] = self.now
+            pod.running[slot] = job
+            self.location[job] = (pod_id, slot)
+            self.in_flight += 1
+            self._push(self.now + self.service[job], _DONE, job, self.attempt[job])
+
+    def _add_pod(self, ready_at: float) -> None:
+        pod = _Pod(self.next_pid, self.now, ready_at)
+        self.pods[pod.pid] = pod
+        self.next_pid += 1
+        if ready_at <= self.now:
+            self.free.extend((pod.pid, slot) for slot in range(self.config.concurrency))
+        else:
+            self._push(ready_at, _READY, pod.pid)
+
+    def _scale(self, desired: int, timer: str) -> None:
+        current = len(self.pods)
+        interrupted = 0
+        if desired > current:
+            for _ in range(desired - current):
+                self._add_pod(ready_at=self.now + self.config.startup_delay_s)
+        else:
+            interrupted = self._remove(current - desired)
+        self.events.append(ScaleEvent(self.now, current, desired, timer, interrupted))
+        self._dispatch()
+
+    def _remove(self, count: int) -> int:
+        """Remove ``count`` pods in the ReplicaSet's order; return the jobs interrupted."""
+        ranked = sorted(self.pods.values(), key=self._deletion_rank)
+        back: list[int] = []
+        for pod in ranked[:count]:
+            for job in pod.running.values():
+                del self.location[job]
+                back.append(job)
+            del self.pods[pod.pid]
+        if back:
+            self.in_flight -= len(back)
+            self.interrupted += len(back)
+            self._requeue(back)
+        return len(back)
+
+    def _deletion_rank(self, pod: _Pod) -> tuple[int, int, float]:
+        """Lower goes first: not Ready, then Ready for less time (log₂ buckets), then random."""
+        tie = self.rng.random()
+        if pod.ready_at > self.now:
+            return (0, 0, tie)
+        ready_for = self.now - pod.ready_at
+        return (1, int(math.log2(ready_for)) if ready_for >= 1.0 else 0, tie)
+
+    def _requeue(self, jobs: list[int]) -> None:
+        """Put interrupted jobs back at the head, keeping the queue sorted by enqueue order."""
+        merged = sorted(jobs)
+        while self.queue and self.queue[0] < merged[-1]:
+            merged.append(self.queue.popleft())
+        merged.sort()
+        self.queue.extendleft(reversed(merged))
+        self.max_depth = max(self.max_depth, len(self.queue))
+
+    def _view(self) -> ClusterView:
+        now = self.now
+        oldest = now - self.arrivals[self.queue[0]] if self.queue else 0.0
+        return ClusterView(
+            now=now,
+            replicas=len(self.pods),
+            ready_pods=sum(1 for p in self.pods.values() if p.ready_at <= now),
+            busy_pods=sum(1 for p in self.pods.values() if p.running),
+            depth=len(self.queue),
+            oldest_age_s=oldest,
+            in_flight=self.in_flight,
+            arrived_total=self.next_arrival,
+            completed_total=self.completed,
+            completed_service_s=self.completed_service,
+        )
+
+    def _result(self) -> SimResult:
+        waits = tuple(
+            self.started_at[j] - self.arrivals[j]
+            for j in range(self.next_arrival)
+            if self.finished[j] or j in self.location
+        )
+        return SimResult(
+            policy=self.policy.label,
+            horizon_s=self.config.horizon_s,
+            arrived=self.next_arrival,
+            completed=self.completed,
+            waiting_end=len(self.queue),
+            in_service_end=self.in_flight,
+            interrupted=self.interrupted,
+            replica_seconds=self.replica_seconds,
+            max_depth=self.max_depth,
+            waits=waits,
+            scale_events=tuple(self.events),
+            samples=tuple(self.samples),
+        )

@@ -1,0 +1,280 @@
+"""The policies the simulator compares, as adapters to :class:`engine.Policy`.
+
+* :class:`OperatorPolicy` runs **the operator's own** ``jobqueue_operator.policy.decide``
+  (looked up on the module at every tick, never copied, so what is simulated is
+  what is deployed; ``tests/unit/simulator`` checks it by patching the module).
+* :class:`KedaHpaModel` is a *model* of KEDA + the HPA with their defaults.
+* :class:`ReferenceSloPolicy` is a *reference* latency-SLO / rate sizing that
+  the operator does not have yet (issue 8 item 2); it exists so the comparison
+  shows what that mode could buy, and is labelled as such everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from jobqueue_operator import policy as operator_policy
+from jobqueue_operator.models import EffectiveSpec
+from jobqueue_operator.simulator.engine import ClusterView, Timer
+
+#: Ceil that forgives float noise, so 10.000000000000002 jobs per pod is 10 pods, not 11.
+_EPS = 1e-9
+
+
+def _ceil(x: float) -> int:
+    return math.ceil(x - _EPS)
+
+
+class OperatorPolicy:
+    """The seeds' threshold policy: the operator's ``decide`` with the JobQueue's resolved spec.
+
+    State kept between ticks mirrors ``reconcile.Loop``: the last scale-up and
+    scale-down times, set only when the replica count actually changes.
+    """
+
+    label = "threshold (operator)"
+
+    def __init__(self, spec: EffectiveSpec, interval_s: float) -> None:
+        self.spec = spec
+        self.interval_s = interval_s
+        self.last_up: float | None = None
+        self.last_down: float | None = None
+        self.decisions: list[operator_policy.Decision] = []
+
+    def timers(self) -> Sequence[Timer]:
+        return (Timer("operator", self.interval_s, self.interval_s),)
+
+    def on_tick(self, timer: str, view: ClusterView) -> int | None:
+        observation = operator_policy.Observation(
+            depth=view.depth,
+            oldest_age_s=view.oldest_age_s,
+            in_flight=view.in_flight,
+            busy_workers=view.busy_pods,
+            workers=view.ready_pods,
+        )
+        # Attribute lookup at call time on purpose: the operator's function, whatever it is now.
+        decision = operator_policy.decide(
+            self.spec, observation, view.replicas, self.last_up, self.last_down, view.now
+        )
+        self.decisions.append(decision)
+        if decision.desired == view.replicas:
+            return None
+        if decision.desired > view.replicas:
+            self.last_up = view.now
+        else:
+            self.last_down = view.now
+        return decision.desired
+
+
+@dataclass(frozen=True, slots=True)
+class KedaSettings:
+    """KEDA ScaledObject + HPA parameters; the defaults are KEDA's and Kubernetes'."""
+
+    list_length: int = 5
+    activation_list_length: int = 0
+    polling_interval_s: float = 30.0
+    cooldown_period_s: float = 300.0
+    hpa_sync_s: float = 15.0
+    tolerance: float = 0.1
+    up_pods: int = 4
+    up_percent: int = 100
+    up_period_s: float = 15.0
+    down_stabilization_s: float = 300.0
+    down_percent: int = 100
+    down_period_s: float = 15.0
+
+
+class KedaHpaModel:
+    """A model of KEDA's Redis list scaler driving the HPA, with default behaviour.
+
+    Source: ``/work/shared/docs/anchors.md`` §1.1 (KEDA's two loops), §1.2 (the
+    HPA's external-metric maths and ``behavior`` defaults) and §2 (defaults and
+    the case-A timing this model reproduces). Summarised:
+
+    * **KEDA's poll**, every ``pollingInterval`` (30 s): activation only. If the
+      list is longer than ``activationListLength`` and the target is at 0, set
+      ``max(1, min)``. If it is not active, ``min`` is 0 and ``lastActiveTime +
+      cooldownPeriod`` (300 s) has passed, set 0.
+    * **The HPA**, every 15 s while replicas ≥ 1: the metric is the list length
+      (waiting jobs only; KEDA's list scaler cannot see in-flight work), target
+      ``listLength`` (5) per pod as ``AverageValue``; if ``|1 − length /
+      (target × replicas)| > 0.1`` the recommendation is ``ceil(length /
+      target)``, else the current count. Scale-up has no stabilisation and may
+      grow by the larger of +4 pods and +100 % per 15 s, counted from the
+      replicas at the start of the period. Scale-down takes the *highest*
+      recommendation of the last 300 s, then may drop 100 % per 15 s. The HPA's
+      minimum is ``max(1, min)``; the result is clamped to [that, max].
+
+    Equal-time order: the HPA sync runs before KEDA's poll, so a sync in the
+    same instant as an activation still sees 0 replicas and waits for its next
+    sync, which is the sequence anchors §2 case A describes. Both timers fire
+    first one full period after the trace starts (they last fired just before
+    the first job arrived): the worst case the anchors quote.
+    """
+
+    def __init__(
+        self, min_replicas: int, max_replicas: int, settings: KedaSettings | None = None
+    ) -> None:
+        self.min = min_replicas
+        self.max = max_replicas
+        self.s = settings or KedaSettings()
+        self.label = "KEDA+HPA model"
+        self.last_active: float | None = None
+        self.recommendations: deque[tuple[float, int]] = deque()
+        self.changes: deque[tuple[float, int]] = deque()  # (time, signed change) by the HPA
+
+    def timers(self) -> Sequence[Timer]:
+        return (
+            Timer("hpa", self.s.hpa_sync_s, self.s.hpa_sync_s, order=0),
+            Timer("keda", self.s.polling_interval_s, self.s.polling_interval_s, order=1),
+        )
+
+    def on_tick(self, timer: str, view: ClusterView) -> int | None:
+        if timer == "keda":
+            return self._keda_poll(view)
+        return self._hpa_sync(view)
+
+    def _keda_poll(self, view: ClusterView) -> int | None:
+        active = view.depth > self.s.activation_list_length
+        if active:
+            self.last_active = view.now
+            if view.replicas == 0:
+                return min(max(1, self.min), self.max)
+            return None
+        idle_long_enough = (
+            self.last_active is None or view.now >= self.last_active + self.s.cooldown_period_s
+        )
+        if self.min == 0 and view.replicas > 0 and idle_long_enough:
+            return 0
+        return None
+
+    def _hpa_sync(self, view: ClusterView) -> int | None:
+        current = view.replicas
+        if current == 0:
+            return None  # the HPA is inactive at 0; only KEDA's poll leaves 0
+        now = view.now
+        usage = view.depth
+        ratio = usage / (self.s.list_length * current)
+        # Inside the tolerance the HPA keeps the count (anchors §1.2).
+        within = abs(1.0 - ratio) <= self.s.tolerance
+        raw = current if within else _ceil(usage / self.s.list_length)
+        recommendation = self._stabilize(now, current, raw)
+        desired = self._rate_limit(now, current, recommendation)
+        desired = min(max(desired, 1, self.min), self.max)
+        if desired == current:
+            return None
+        self.changes.append((now, desired - current))
+        return desired
+
+    def _stabilize(self, now: float, current: int, raw: int) -> int:
+        """Scale-up window 0 (take ``raw``); scale-down: the highest of the last 300 s."""
+        while (
+            self.recommendations and self.recommendations[0][0] <= now - self.s.down_stabilization_s
+        ):
+            self.recommendations.popleft()
+        self.recommendations.append((now, raw))
+        down_floor = max(r for _, r in self.recommendations)
+        if raw > current:
+            return raw
+        return min(current, down_floor)
+
+    def _rate_limit(self, now: float, current: int, recommendation: int) -> int:
+        """``behavior`` policies: the replicas at the start of the period bound the change."""
+        if recommendation > current:
+            ups = sum(d for t, d in self.changes if t > now - self.s.up_period_s and d > 0)
+            start = current - ups
+            limit = max(
+                start + self.s.up_pods,
+                _ceil(start * (1 + self.s.up_percent / 100)),
+            )
+            return min(recommendation, limit)
+        if recommendation < current:
+            downs = sum(-d for t, d in self.changes if t > now - self.s.down_period_s and d < 0)
+            start = current + downs
+            limit = _ceil(start * (1 - self.s.down_percent / 100))
+            return max(recommendation, limit)
+        return current
+
+
+class ReferenceSloPolicy:
+    """REFERENCE ONLY: latency-SLO / rate sizing as issue 8 item 2 and anchors §5.1 describe it.
+
+    The operator does not have this mode yet; this class exists in the
+    simulator so the comparison can show what it would do. Every tick:
+
+    * arrival rate λ over the last ``rate_window_s`` (from the enqueued counter),
+      mean service time s from the completed jobs in that window (the workers'
+      ``busy_ms`` / ``completed`` counters), the configured prior before any job
+      completed;
+    * demand in busy slots = λ·s (Little's law: jobs in service at steady state)
+      + depth·s / ``max_wait_s`` (slots that drain the backlog within the SLO);
+    * desired = ceil(demand / concurrency): scale up straight to it (also from
+      zero, not to 1); scale down only to the highest recommendation of the
+      last ``down_window_s`` (stabilisation), never while the oldest job is
+      older than half the SLO, and never below the busy pods; clamped to
+      [min, max]. Scale to zero happens only when nothing waits, nothing runs
+      and nothing arrived during the window.
+    """
+
+    label = "reference SLO*"
+
+    def __init__(
+        self,
+        *,
+        min_replicas: int,
+        max_replicas: int,
+        interval_s: float,
+        concurrency: int,
+        max_wait_s: float,
+        prior_service_s: float,
+        down_window_s: float,
+        rate_window_s: float = 60.0,
+    ) -> None:
+        if max_wait_s <= 0:
+            raise ValueError("max_wait_s must be positive")
+        self.min = min_replicas
+        self.max = max_replicas
+        self.interval_s = interval_s
+        self.concurrency = concurrency
+        self.max_wait_s = max_wait_s
+        self.prior_service_s = prior_service_s
+        self.down_window_s = down_window_s
+        self.rate_window_s = rate_window_s
+        self.history: deque[tuple[float, int, int, float]] = deque()
+        self.recommendations: deque[tuple[float, int]] = deque()
+
+    def timers(self) -> Sequence[Timer]:
+        return (Timer("slo", self.interval_s, self.interval_s),)
+
+    def on_tick(self, timer: str, view: ClusterView) -> int | None:
+        now = view.now
+        self.history.append(
+            (now, view.arrived_total, view.completed_total, view.completed_service_s)
+        )
+        while len(self.history) > 2 and self.history[1][0] <= now - self.rate_window_s:
+            self.history.popleft()
+        t0, arrived0, completed0, service0 = self.history[0]
+        span = now - t0
+        arrivals = view.arrived_total - arrived0
+        rate = arrivals / span if span > 0 else 0.0
+        done = view.completed_total - completed0
+        mean_s = (view.completed_service_s - service0) / done if done else self.prior_service_s
+        demand = rate * mean_s + view.depth * mean_s / self.max_wait_s
+        raw = _ceil(demand / self.concurrency)
+        if view.depth or view.in_flight or arrivals:
+            raw = max(raw, 1)
+        while self.recommendations and self.recommendations[0][0] <= now - self.down_window_s:
+            self.recommendations.popleft()
+        self.recommendations.append((now, raw))
+        current = view.replicas
+        desired = raw
+        if raw < current:
+            desired = max(r for _, r in self.recommendations)
+            if view.oldest_age_s > self.max_wait_s / 2:
+                desired = current
+            desired = min(current, max(desired, view.busy_pods))
+        desired = min(max(desired, self.min), self.max)
+        return None if desired == current else desired
