@@ -72,9 +72,7 @@ async def _read(
             await asyncio.sleep(sample_s)
             later = await broker.stats(queues)
             recent = {
-                q: {
-                    c: later[q].counters.get(c, 0) - stats[q].counters.get(c, 0) for c in COUNTERS
-                }
+                q: {c: later[q].counters.get(c, 0) - stats[q].counters.get(c, 0) for c in COUNTERS}
                 for q in queues
             }
             stats = later
@@ -123,6 +121,7 @@ def report(
     error: str | None,
     stats: dict[str, QueueStats],
     recent: dict[str, dict[str, int]] | None,
+    *,
     thresholds: Thresholds,
     sample_s: float = 0.0,
 ) -> dict[str, Any]:
@@ -171,13 +170,20 @@ def _print(console: Console, data: dict[str, Any]) -> None:
         memory += "" if limit else " (no maxmemory)"
         rdb = facts["rdb_save"]
         rows = [
-            ("ping", f"{'PONG' if facts['ping_ok'] else 'no PONG'} in {facts['round_trip_s'] * 1000:.1f} ms"),
+            (
+                "ping",
+                ("PONG" if facts["ping_ok"] else "no PONG")
+                + f" in {facts['round_trip_s'] * 1000:.1f} ms",
+            ),
             ("version", f"{facts['version']} ({facts['mode']})"),
             ("memory", memory),
             ("eviction policy", f"{facts['maxmemory_policy']} (from {facts['policy_source']})"),
             ("AOF", "on" if facts["aof_enabled"] else "off"),
             ("RDB save", "unknown (CONFIG unavailable)" if rdb is None else (rdb or "off")),
-            ("clients", f"{facts['connected_clients']} connected, {facts['blocked_clients']} blocked"),
+            (
+                "clients",
+                f"{facts['connected_clients']} connected, {facts['blocked_clients']} blocked",
+            ),
         ]
         for k, v in rows:
             table.add_row(k, v)
@@ -226,7 +232,9 @@ def _print(console: Console, data: dict[str, Any]) -> None:
 def health(  # noqa: PLR0917 - typer maps parameters to options
     queue: Annotated[
         list[str] | None,
-        typer.Option("--queue", "-q", help="queue (repeat, or comma-separated); default JQW_QUEUES"),
+        typer.Option(
+            "--queue", "-q", help="queue (repeat, or comma-separated); default JQW_QUEUES"
+        ),
     ] = None,
     redis_url: Annotated[
         str, typer.Option(envvar="JQW_REDIS_URL", help="Redis URL")
@@ -255,12 +263,11 @@ def health(  # noqa: PLR0917 - typer maps parameters to options
         raise typer.BadParameter(str(exc)) from None
     queues = _queue_names(queue)
     facts, error, stats, recent = asyncio.run(_read(redis_url, queues, sample))
-    data = report(redis_url, facts, error, stats, recent, thresholds, sample)
-    console = Console()
+    data = report(redis_url, facts, error, stats, recent, thresholds=thresholds, sample_s=sample)
     if as_json:
-        console.print_json(json.dumps(data))
+        typer.echo(json.dumps(data, indent=2))
     else:
-        _print(console, data)
+        _print(Console(), data)
     raise typer.Exit(EXIT_CODES[Level(data["level"])])
 
 
