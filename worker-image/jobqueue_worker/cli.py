@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jobqueue_worker import dlq as dlq_ops
-from jobqueue_worker import logs
+from jobqueue_worker import health_cli, logs
 from jobqueue_worker.broker import Broker
 from jobqueue_worker.errors import ConfigError, EnqueueError
 from jobqueue_worker.producer import Producer
@@ -342,6 +342,10 @@ def dlq_purge(  # noqa: PLR0917
     flt = dlq_ops.DeadFilter(type=type_, reason=reason)
     n = _dlq_run(redis_url, lambda b: dlq_ops.purge(b, queue, job_ids, flt))
     console.print(f"purged {n}")
+
+
+# ``jobqueue health`` lives in its own module (queue and Redis health verdicts).
+health_cli.register(app)
 
 
 def main() -> None:

@@ -17,7 +17,6 @@ import random
 import threading
 import time
 import traceback as tb
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -509,4 +508,3 @@ class Worker:
             metrics.QUEUE_DELAYED.labels(q).set(s.delayed)
             metrics.QUEUE_LEASED.labels(q).set(s.in_flight)
             metrics.QUEUE_DEAD.labels(q).set(s.dead)
-

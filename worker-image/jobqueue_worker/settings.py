@@ -43,6 +43,9 @@ class WorkerSettings(BaseSettings):
     max_deliveries: int = Field(default=3, ge=1, le=100)
     # Kubernetes sends SIGKILL 30 s after SIGTERM by default: keep this below it.
     grace_period_s: float = Field(default=30.0, ge=0, le=3600)
+    # The pod's terminationGracePeriodSeconds, when the manifest passes it in: the
+    # drain plus ~5 s of hand-back must fit, or SIGKILL lands mid-drain.
+    termination_grace_period_s: float | None = Field(default=None, gt=0)
     reap_interval_s: float = Field(default=5.0, gt=0)
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     heartbeat_ttl_s: float = Field(default=30.0, gt=0)
@@ -82,6 +85,14 @@ class WorkerSettings(BaseSettings):
             raise ValueError("weights: one weight per queue is needed in weighted mode")
         if any(w < 0 for w in self.weights):
             raise ValueError("weights: must not be negative")
+        tgp = self.termination_grace_period_s
+        if tgp is not None and self.grace_period_s + 5 > tgp:
+            raise ValueError(
+                f"grace_period_s: {self.grace_period_s} s + 5 s to hand jobs back must fit in"
+                f" termination_grace_period_s ({tgp} s)"
+            )
+        if self.lease_s < 3 * 0.1:
+            raise ValueError("lease_s: too short to be renewed every lease_s/3")
         return self
 
     def limits(self) -> Limits:

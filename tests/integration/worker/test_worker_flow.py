@@ -373,3 +373,24 @@ async def test_dlq_retention_by_count(
     assert kept == set(ids[2:])  # the oldest went first
     assert await broker.job("default", ids[0]) is None  # record deleted with it
     await broker.close()
+
+
+async def test_dlq_retention_by_age(redis_url: str, start_worker: StartWorker, until: Any) -> None:
+    async with Producer(redis_url) as p:
+        old = await p.enqueue("unknown-type")
+        await start_worker(recording_registry([]), concurrency=1, dlq_max_age_s=0.5)
+        broker = Broker(redis_url)
+
+        async def dead(n: int) -> bool:
+            return len(await broker.dead_ids("default", 0, 10)) == n
+
+        await until(lambda: dead(1))
+        await asyncio.sleep(0.7)
+        new = await p.enqueue("unknown-type")  # the next dead-letter move trims by age
+        await until(lambda: _only(broker, new))
+        assert await broker.job("default", old) is None
+        await broker.close()
+
+
+async def _only(broker: Broker, job_id: str) -> bool:
+    return [i for i, _ in await broker.dead_ids("default", 0, 10)] == [job_id]

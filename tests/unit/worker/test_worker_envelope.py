@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -71,6 +72,10 @@ def test_invalid_settings_name_the_setting(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(ConfigError, match="weights"):
         load()
     monkeypatch.setenv("JQW_WEIGHTS", "3,2,1")
+    monkeypatch.setenv("JQW_TERMINATION_GRACE_PERIOD_S", "30")
+    with pytest.raises(ConfigError, match="grace_period_s"):
+        load()
+    monkeypatch.setenv("JQW_GRACE_PERIOD_S", "25")
     s = load()
     assert s.queues == ["high", "normal", "low"]
     assert s.weights == [3.0, 2.0, 1.0]
@@ -132,3 +137,32 @@ def test_decoding_any_json_object_validates_or_raises_value_error(data: dict[str
     except ValueError:
         return
     assert 1 <= env.priority <= 10
+
+
+def test_json_logs_carry_job_context_and_the_stack_trace() -> None:
+    import logging
+
+    from jobqueue_worker.logs import JsonFormatter
+
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        record = logging.getLogger("t").makeRecord(
+            "t",
+            logging.ERROR,
+            __file__,
+            1,
+            "Job failed",
+            (),
+            sys.exc_info(),
+            extra={"job_id": "j1", "job_type": "send", "queue": "q", "attempt": 2},
+        )
+    data = json.loads(JsonFormatter().format(record))
+    assert data["msg"] == "Job failed"
+    assert (data["job_id"], data["job_type"], data["queue"], data["attempt"]) == (
+        "j1",
+        "send",
+        "q",
+        2,
+    )
+    assert "RuntimeError: boom" in data["exc"]
