@@ -26,9 +26,11 @@ from typing import Any
 from bench import procs
 from bench.envs import ADAPTERS_DIR, PeerEnv, cache_dir
 from bench.peers import Peer
-from bench.redis_server import RedisServer, delta
+from bench.redis_server import RedisServer, RedisSnapshot, delta
 
 RECORD_SIZE = 44
+STALL_S = 10.0
+SAMPLE_S = 0.25
 WARMUP_ROUNDS = 8
 POLL_S = 0.005
 STARTUP_TIMEOUT_S = 60.0
@@ -52,6 +54,7 @@ class DrainResult:
     redis_cpu_us_per_job: float | None
     commands: dict[str, float] = field(default_factory=dict)
     timed_out: bool = False
+    ended: str = "done"  # done | stalled (no new job for STALL_S) | timeout
     duplicates: int = 0
     warmed_workers: list[str] = field(default_factory=list)
     first_start_after_thaw_s: float | None = None
@@ -195,13 +198,51 @@ class Runner:
         time.sleep(0.2)  # let the last acks land before freezing
         return sorted(tags)
 
+    def _follow(
+        self, jobs: int, timeout: float, pids: list[int]
+    ) -> tuple[int, float, RedisSnapshot, int, str]:
+        """Wait for the N-th record; end early if no job finishes for STALL_S.
+
+        Samples (count, worker CPU, Redis) every SAMPLE_S so that, when the run ends on a
+        stall or a timeout, the window can close at the first sample after the last job
+        instead of including the idle wait. Returns count, CPU, snapshot, the number of INFO
+        reads the harness made inside the window, and how the wait ended.
+        """
+        end = time.monotonic() + timeout
+        last_count, last_change, last_sample = -1, time.monotonic(), 0.0
+        samples: list[tuple[int, float, RedisSnapshot, int]] = []
+        ended = "done"
+        while True:
+            count = _count(self.out)
+            now = time.monotonic()
+            if count != last_count:
+                last_count, last_change = count, now
+            if count >= jobs:
+                break
+            if now - last_change > STALL_S:
+                ended = "stalled"
+                break
+            if now > end:
+                ended = "timeout"
+                break
+            if now - last_sample >= SAMPLE_S:
+                last_sample = now
+                samples.append(
+                    (count, procs.tree_cpu_seconds(pids), self.server.snapshot(), len(samples) + 1)
+                )
+            time.sleep(POLL_S)
+        c1 = _count(self.out)
+        final = (c1, procs.tree_cpu_seconds(pids), self.server.snapshot(), len(samples) + 1)
+        if ended != "done":
+            final = next((smp for smp in samples if smp[0] >= c1), final)
+        return final[0], final[1], final[2], final[3] - 1, ended
+
     def drain(self, workers: int, jobs: int, timeout: float) -> DrainResult:
         self._reset()
         names = [f"w{i + 1}" for i in range(workers)]
         cmds = [self.worker_cmd(n) for n in names]
         envs = [self._env(n) for n in names]
         logs = [self.logs / f"{self.peer.key}-worker{workers}-{n}.log" for n in names]
-        timed_out = False
         with procs.running(cmds, envs=envs, cwd=ADAPTERS_DIR, logs=logs) as running:
             pids = [p.pid for p in running]
             warmed = self._warm(running, workers, logs[0])
@@ -214,15 +255,11 @@ class Runner:
                 t_thaw = time.time()
             finally:
                 procs.signal_groups(running, signal.SIGCONT)
-            if not procs.wait_until(lambda: _count(self.out) >= jobs, timeout, POLL_S):
-                timed_out = True
-            c1 = _count(self.out)
-            cpu1 = procs.tree_cpu_seconds(pids)
-            s1 = self.server.snapshot()
+            c1, cpu1, s1, harness_reads, ended = self._follow(jobs, timeout, pids)
         enq_s = float(enq["seconds"])
         rows = _records(self.out)
         starts = sorted(r[0] for r in rows)
-        cmd_delta, reads, redis_cpu = delta(s0, s1)
+        cmd_delta, reads, redis_cpu = delta(s0, s1, harness_reads)
         rate = (len(starts) - 1) / (starts[-1] - starts[0]) if len(starts) > 1 else None
         per = (lambda x: x / c1) if c1 > 0 else (lambda x: None)  # type: ignore[return-value]
         by_worker = {t: sum(1 for r in rows if r[2] == t) for t in names}
@@ -238,7 +275,8 @@ class Runner:
             redis_reads_per_job=per(reads),
             redis_cpu_us_per_job=_scale(per(redis_cpu), 1e6),
             commands={k: v / c1 for k, v in sorted(cmd_delta.items())} if c1 > 0 else {},
-            timed_out=timed_out,
+            timed_out=ended != "done",
+            ended=ended,
             duplicates=max(0, len(rows) - jobs),
             warmed_workers=warmed,
             first_start_after_thaw_s=starts[0] - t_thaw if starts else None,

@@ -125,12 +125,17 @@ class RedisServer:
 HARNESS_COMMANDS = frozenset({"info", "config|resetstat", "flushall", "ping"})
 
 
-def delta(a: RedisSnapshot, b: RedisSnapshot) -> tuple[dict[str, int], int, float]:
-    """Per-command call deltas (harness commands removed), reads delta, server CPU delta."""
+def delta(
+    a: RedisSnapshot, b: RedisSnapshot, harness_reads: int = 0
+) -> tuple[dict[str, int], int, float]:
+    """Per-command call deltas (harness commands removed), reads delta, server CPU delta.
+
+    ``harness_reads``: INFO calls the harness made strictly between ``a`` and ``b``.
+    """
     cmds = {
         k: b.commands.get(k, 0) - a.commands.get(k, 0)
         for k in b.commands
         if k not in HARNESS_COMMANDS and b.commands.get(k, 0) - a.commands.get(k, 0) > 0
     }
     # The closing INFO's own read is counted in b.
-    return cmds, max(0, b.reads - a.reads - 1), b.cpu_s - a.cpu_s
+    return cmds, max(0, b.reads - a.reads - 1 - harness_reads), b.cpu_s - a.cpu_s

@@ -201,7 +201,10 @@ def run_system(
                 d = runner.drain(workers, jobs, timeout)
                 rec[f"drain{workers}"] = as_dict(d)
                 if d.timed_out:
-                    problems.append(f"drain with {workers} timed out at {d.jobs_seen}/{jobs}")
+                    problems.append(
+                        f"drain with {workers} worker(s) {d.ended} at {d.jobs_seen}/{jobs} jobs "
+                        "(per-job figures use the jobs seen)"
+                    )
                 if d.duplicates:
                     problems.append(f"{d.duplicates} extra job runs (duplicates) in a drain")
             except MeasureError as exc:

@@ -1,0 +1,61 @@
+"""Cost per poll over a quiet window: Redis round trips and commands, API requests.
+
+"Quiet": the JobQueues hold (their queues sit in the hysteresis band), no worker
+runs and the benchmark sends nothing but its own counter reads, which are
+excluded. Polls are counted by the operator itself
+(``jobqueue_loop_duration_seconds_count``), so the ratio does not depend on
+guessing how many ticks fit in the window; the counters are read at slightly
+different moments, so over W seconds at interval I the ratio is good to about
+±1 poll in W/I per JobQueue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from bench.operator import probes
+from bench.operator.env import BenchEnv
+
+
+async def measure(env: BenchEnv, window_s: float, jobqueues: int) -> dict[str, Any]:
+    """Counter deltas over ``window_s`` and their per-poll ratios."""
+    env.check_operator()
+    await env.rclient.ping()  # the connection (and its CLIENT SETINFO) before the first snapshot
+    op0 = await probes.operator_counters(env.metrics_port)
+    r0 = await probes.redis_counters(env.rclient)
+    a0 = await probes.api_counters(env.plane)
+    started = time.monotonic()
+    await asyncio.sleep(window_s)
+    a1 = await probes.api_counters(env.plane)
+    r1 = await probes.redis_counters(env.rclient)
+    op1 = await probes.operator_counters(env.metrics_port)
+    elapsed = time.monotonic() - started
+    env.check_operator()
+    polls = op1.polls - op0.polls
+    reads, commands, by_command = probes.redis_delta(r0, r1)
+    sa_requests, per_resource = probes.api_delta(a0, a1)
+    own_trips = (
+        None
+        if op0.round_trips is None or op1.round_trips is None
+        else op1.round_trips - op0.round_trips
+    )
+    per_poll = (lambda x: x / polls) if polls else (lambda _: float("nan"))
+    return {
+        "window_s": round(elapsed, 2),
+        "jobqueues": jobqueues,
+        "polls": polls,
+        "polls_per_jobqueue_per_s": polls / jobqueues / elapsed,
+        "operator_loop_seconds_per_poll": per_poll(op1.loop_seconds - op0.loop_seconds),
+        "operator_round_trips_metric": own_trips,
+        "redis_round_trips": reads,
+        "redis_round_trips_per_poll": per_poll(reads),
+        "redis_commands": commands,
+        "redis_commands_per_poll": per_poll(commands),
+        "redis_commands_by_name": by_command,
+        "api_requests_operator_identity": sa_requests,
+        "api_requests_per_poll": per_poll(sa_requests),
+        "api_requests_by_verb_resource": per_resource,
+        "api_requests_by_verb_resource_per_poll": {k: per_poll(v) for k, v in per_resource.items()},
+    }

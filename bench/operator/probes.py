@@ -1,0 +1,199 @@
+"""Counters read before and after a window: the operator's, Redis's and the apiserver's.
+
+Each source is read the way an operator's user could read it, so the numbers can
+be reproduced without this harness:
+
+* the operator's own ``/metrics`` (``jobqueue_loop_duration_seconds_count`` counts
+  polls, one per JobQueue per tick);
+* Redis ``INFO stats`` / ``INFO commandstats`` (``total_reads_processed`` counts
+  read events, i.e. request round trips, since Redis 6; commandstats count commands);
+* kube-apiserver's ``/metrics``: ``apiserver_flowcontrol_dispatched_requests_total``
+  per flow schema singles out the operator by identity (it is the only
+  ServiceAccount client; the benchmark and the controller manager are admins and
+  fall into the ``exempt`` schema), and ``apiserver_request_total`` gives the
+  per-verb/resource breakdown for the resources only the operator touches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import redis.asyncio as aioredis
+from prometheus_client.parser import text_string_to_metric_families
+
+from jobqueue_devkit.controlplane import ControlPlane
+
+POLL_COUNT = "jobqueue_loop_duration_seconds_count"
+POLL_SUM = "jobqueue_loop_duration_seconds_sum"
+ROUND_TRIPS = "jobqueue_redis_round_trips_total"
+# Only the operator reads or writes these (the controller manager runs no HPA
+# controller and knows no JobQueues; Events are posted only by the operator here).
+OPERATOR_RESOURCES = frozenset(
+    {
+        ("deployments", "scale"),
+        ("horizontalpodautoscalers", ""),
+        ("jobqueues", ""),
+        ("jobqueues", "status"),
+        ("events", ""),
+        ("secrets", ""),
+    }
+)
+SA_FLOW_SCHEMA = "service-accounts"
+
+
+@dataclass(frozen=True)
+class OperatorCounters:
+    """Sums over every JobQueue of the operator's own series."""
+
+    polls: float
+    loop_seconds: float
+    round_trips: float | None  # None: the operator has no such metric
+
+
+async def operator_counters(port: int) -> OperatorCounters:
+    """Scrape the operator's ``/metrics`` once."""
+
+    def fetch() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as resp:
+            return str(resp.read().decode())
+
+    text = await asyncio.to_thread(fetch)
+    polls = seconds = 0.0
+    trips: float | None = None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == POLL_COUNT:
+                polls += sample.value
+            elif sample.name == POLL_SUM:
+                seconds += sample.value
+            elif sample.name == ROUND_TRIPS:
+                trips = (trips or 0.0) + sample.value
+    return OperatorCounters(polls, seconds, trips)
+
+
+@dataclass(frozen=True)
+class RedisCounters:
+    """Server-wide Redis counters, with the commands of our own INFO calls excluded."""
+
+    reads: int
+    commands: int
+    by_command: dict[str, int]
+
+
+# Each snapshot is two INFO calls on one connection; see :func:`redis_delta`.
+OWN_READS_PER_SNAPSHOT = 2
+
+
+async def redis_counters(rclient: aioredis.Redis) -> RedisCounters:
+    """``INFO stats`` then ``INFO commandstats`` on the benchmark's own connection."""
+    stats = await rclient.info("stats")
+    cmdstats = await rclient.info("commandstats")
+    by_command = {
+        name.removeprefix("cmdstat_"): int(value["calls"])
+        for name, value in cmdstats.items()
+        if isinstance(value, dict) and name != "cmdstat_info"
+    }
+    return RedisCounters(
+        reads=int(stats["total_reads_processed"]),
+        commands=sum(by_command.values()),
+        by_command=by_command,
+    )
+
+
+def redis_delta(before: RedisCounters, after: RedisCounters) -> tuple[int, int, dict[str, int]]:
+    """(round trips, commands, commands by name) of everyone but us between two snapshots.
+
+    ``total_reads_processed`` in ``before`` already includes ``before``'s first INFO;
+    the reads in between that are ours are ``before``'s second INFO and ``after``'s
+    first, so two are subtracted. INFO itself is left out of the command counts.
+    """
+    reads = after.reads - before.reads - OWN_READS_PER_SNAPSHOT
+    by_command = {
+        k: v - before.by_command.get(k, 0)
+        for k, v in after.by_command.items()
+        if v - before.by_command.get(k, 0)
+    }
+    return reads, after.commands - before.commands, by_command
+
+
+@dataclass(frozen=True)
+class ApiCounters:
+    """kube-apiserver request counters."""
+
+    by_flow_schema: dict[str, float]
+    operator_resources: dict[str, float]  # "VERB resource[/subresource]" -> count
+    total: float
+
+
+async def api_counters(plane: ControlPlane) -> ApiCounters:
+    """Scrape kube-apiserver ``/metrics`` as admin (an exempt, non-resource request)."""
+    text = await asyncio.to_thread(plane.kubectl, "get", "--raw", "/metrics", timeout_s=60.0)
+    flows: Counter[str] = Counter()
+    ours: Counter[str] = Counter()
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "apiserver_flowcontrol_dispatched_requests_total":
+                flows[s.labels.get("flow_schema", "")] += s.value
+            elif s.name == "apiserver_request_total":
+                total += s.value
+                res, sub = s.labels.get("resource", ""), s.labels.get("subresource", "")
+                if (res, sub) in OPERATOR_RESOURCES:
+                    key = f"{s.labels.get('verb', '')} {res}{'/' + sub if sub else ''}"
+                    ours[key] += s.value
+    return ApiCounters(dict(flows), dict(ours), total)
+
+
+def api_delta(before: ApiCounters, after: ApiCounters) -> tuple[float, dict[str, float]]:
+    """(requests by the operator's identity, per-verb/resource requests) between snapshots."""
+    sa = after.by_flow_schema.get(SA_FLOW_SCHEMA, 0.0) - before.by_flow_schema.get(
+        SA_FLOW_SCHEMA, 0.0
+    )
+    per = {
+        k: v - before.operator_resources.get(k, 0.0)
+        for k, v in sorted(after.operator_resources.items())
+        if v - before.operator_resources.get(k, 0.0)
+    }
+    return sa, per
+
+
+@dataclass
+class ProcessSampler:
+    """CPU time and RSS of one process, sampled every ``period_s`` while running.
+
+    CPU comes from the kernel's cumulative user+system time (exact, not sampled);
+    RSS is sampled for the window's peak, and ``VmHWM`` gives the lifetime peak.
+    """
+
+    pid: int
+    period_s: float = 0.5
+    rss_peak: int = 0
+    samples: list[int] = field(default_factory=list)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the process so far."""
+        t = psutil.Process(self.pid).cpu_times()
+        return float(t.user + t.system)
+
+    def lifetime_peak_rss(self) -> int:
+        """``VmHWM`` from ``/proc``: the highest RSS since the process started."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    async def sample_for(self, seconds: float) -> None:
+        """Sample RSS until ``seconds`` have passed (the window's wall-clock length)."""
+        proc = psutil.Process(self.pid)
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            rss = int(proc.memory_info().rss)
+            self.samples.append(rss)
+            self.rss_peak = max(self.rss_peak, rss)
+            await asyncio.sleep(min(self.period_s, left))

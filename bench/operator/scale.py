@@ -1,0 +1,101 @@
+"""Operator CPU and memory with N JobQueues, each with a real Deployment and real queue keys.
+
+Per scale point: a fresh control plane, Redis and operator (see ``env.bench_env``);
+N Deployments (min 1 replica, Pods stay Pending) and N JobQueues created with
+bounded concurrency; ``JOBS_PER_QUEUE`` no-op jobs enqueued on each JobQueue's own
+queue (inside the hysteresis band, so nothing scales and the steady-state cost is
+what is measured); then wait until every JobQueue has reported status at least
+once, and measure over a fixed window:
+
+* operator CPU time (user + system, from the kernel) / window = fraction of a core;
+* RSS sampled every 0.5 s (window peak) and ``VmHWM`` (lifetime peak, includes start-up);
+* polls, Redis round trips and API requests over the same window (``cost.measure``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from bench.operator import cost
+from bench.operator.env import BenchEnv
+from bench.operator.probes import ProcessSampler
+from jobqueue_devkit.stack import LoopSpec
+
+JOBS_PER_QUEUE = 3
+STATUS_TIMEOUT_S = 900.0
+
+
+def scale_spec(namespace: str, index: int, interval_s: int) -> LoopSpec:
+    """JobQueue number ``index``: its own queue and Deployment; holds with a few jobs waiting."""
+    return LoopSpec(
+        namespace=namespace,
+        name=f"jq-{index:04d}",
+        queue=f"bench-{index:04d}",
+        min_replicas=1,
+        max_replicas=2,
+        polling_interval_s=interval_s,
+        scale_up_depth=100,
+        scale_up_latency_s=3600.0,
+        scale_up_cooldown_s=0,
+        scale_up_max_step=1,
+        scale_down_depth=1,  # JOBS_PER_QUEUE waiting jobs sit in the band: hold
+        scale_down_latency_s=1800.0,
+        scale_down_cooldown_s=0,
+        scale_down_step=1,
+    )
+
+
+async def wait_all_reported(env: BenchEnv, count: int, timeout_s: float) -> float:
+    """Wait until ``count`` JobQueues carry ``status.observed``; returns the seconds it took."""
+    started = time.monotonic()
+    async with asyncio.timeout(timeout_s):
+        while True:
+            env.check_operator()
+            items = await env.list_jobqueues()
+            done = sum(1 for jq in items if (jq.get("status") or {}).get("observed"))
+            if done >= count:
+                return time.monotonic() - started
+            print(f"  {done}/{count} JobQueues have reported status", flush=True)
+            await asyncio.sleep(5)
+
+
+async def run_point(env: BenchEnv, count: int, interval_s: int, window_s: float) -> dict[str, Any]:
+    """Set up ``count`` JobQueues on a fresh environment and measure one window."""
+    specs = [scale_spec(env.namespace, i, interval_s) for i in range(count)]
+    t = time.monotonic()
+    await env.create_loops(specs)
+    create_s = time.monotonic() - t
+    await env.enqueue({s.queue: JOBS_PER_QUEUE for s in specs})
+    print(f"  created {count} Deployments + JobQueues in {create_s:.1f}s", flush=True)
+    report_s = await wait_all_reported(env, count, STATUS_TIMEOUT_S)
+    # Let the first burst of daemon starts and finalizer patches settle into steady state.
+    await asyncio.sleep(2 * interval_s)
+    sampler = ProcessSampler(env.operator.pid)
+    cpu0 = sampler.cpu_seconds()
+    t0 = time.monotonic()
+    costs, _ = await asyncio.gather(
+        cost.measure(env, window_s, count), sampler.sample_for(window_s)
+    )
+    wall = time.monotonic() - t0
+    cpu = sampler.cpu_seconds() - cpu0
+    polls = costs["polls"]
+    return {
+        "jobqueues": count,
+        "interval_s": interval_s,
+        "create_s": round(create_s, 1),
+        "all_reported_after_s": round(report_s, 1),
+        "window_s": round(wall, 2),
+        "cpu_seconds": round(cpu, 3),
+        "cpu_cores": cpu / wall,
+        "cpu_ms_per_poll": 1000 * cpu / polls if polls else None,
+        "rss_peak_window_mib": sampler.rss_peak / 2**20,
+        "rss_peak_lifetime_mib": sampler.lifetime_peak_rss() / 2**20,
+        "rss_median_window_mib": sorted(sampler.samples)[len(sampler.samples) // 2] / 2**20
+        if sampler.samples
+        else None,
+        "achieved_interval_s": count * wall / polls if polls else None,
+        "redis_round_trips_per_jobqueue_per_poll": costs["redis_round_trips_per_poll"],
+        "cost": costs,
+    }
