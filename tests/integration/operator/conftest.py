@@ -56,23 +56,20 @@ def operator_kubeconfig(
     binding = yaml.safe_load((ROOT / "manifests" / "examples" / "rolebinding.yaml").read_text())
     binding["metadata"]["namespace"] = namespace
     k.apply(binding)
-    # RBAC is eventually consistent: start the operator only once its rights are visible.
-    for _ in range(100):
-        if (
-            k(
-                "auth",
-                "can-i",
-                "watch",
-                "jobqueues.jobqueue.dev",
-                "-n",
-                namespace,
-                f"--as={SA_USER}",
-                check=False,
-            ).strip()
-            == "yes"
-        ):
-            break
-        time.sleep(0.1)
+    # RBAC is eventually consistent: start the operator only once its rights are
+    # visible, or kopf meets 403s at start and backs off for minutes.
+    needed = [
+        ("watch", "jobqueues.jobqueue.dev", "-n", namespace),
+        ("watch", "namespaces"),
+        ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
+    ]
+    for check in needed:
+        for _ in range(100):
+            if k("auth", "can-i", *check, f"--as={SA_USER}", check=False).strip() == "yes":
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"the operator's RBAC never allowed {check}")
     token = k("create", "token", SA_NAME, "-n", SA_NAMESPACE, "--duration=2h").strip()
     admin = yaml.safe_load(control_plane.kubeconfig.read_text())
     cluster = admin["clusters"][0]
@@ -99,7 +96,10 @@ def start_operator(
     """Start the operator (as the ServiceAccount, watching ``namespace``); stopped at teardown."""
     started: list[OperatorProcess] = []
 
-    def start(**env: str) -> OperatorProcess:
+    def start(
+        *, peering: str | None = None, priority: int = 0, verbose: bool = False, **env: str
+    ) -> OperatorProcess:
+        """``peering=None``: --standalone; else kopf peering under that name."""
         metrics_port, health_port = free_port(), free_port()
         log = tmp_path / f"operator-{len(started)}.log"
         environ = {
@@ -113,9 +113,14 @@ def start_operator(
             proc = subprocess.Popen(
                 [
                     str(OPERATOR_BIN),
-                    "--standalone",
+                    *(
+                        ["--standalone"]
+                        if peering is None
+                        else [f"--peering={peering}", f"--priority={priority}"]
+                    ),
                     f"--namespace={namespace}",
                     f"--liveness=http://127.0.0.1:{health_port}/healthz",
+                    *(["--verbose"] if verbose else []),
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,

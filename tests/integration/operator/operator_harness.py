@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,16 @@ class OperatorProcess:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+    def loops(self) -> int | None:
+        """How many JobQueue loops this process runs (its probe), None if not answering."""
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.health_port}/healthz", timeout=1
+            ) as resp:
+                return int(json.loads(resp.read()).get("jobqueues", 0))
+        except (OSError, ValueError):
+            return None
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Callable
 
 import pytest
@@ -47,7 +48,7 @@ def test_scale_up_within_one_interval_by_the_step_then_cooldown_holds(
             scaleDown={"queueDepth": 2, "cooldownSeconds": 600},
         ),
     )
-    start_operator()
+    op = start_operator()
     wait_for(lambda: _ready(kubectl, "emails", namespace), 30, "JobQueue Ready")
 
     filled_wall = time.time()
@@ -76,6 +77,39 @@ def test_scale_up_within_one_interval_by_the_step_then_cooldown_holds(
 
     events = kubectl("get", "events", "-n", namespace, "--field-selector", "reason=ScaledUp")
     assert "Scaled Deployment worker from 1 to 3" in events
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{op.metrics_port}/metrics", timeout=5) as r:
+        exposition = r.read().decode()
+    labels = f'jobqueue="emails",namespace="{namespace}"'
+    assert f'jobqueue_scale_actions_total{{direction="up",{labels}}} 2.0' in exposition
+    assert f"jobqueue_queue_depth{{{labels}}} 25.0" in exposition
+    assert f"jobqueue_current_replicas{{{labels}}}" in exposition
+    assert f"jobqueue_loop_duration_seconds_count{{{labels}}}" in exposition
+
+
+def test_pause_annotation_freezes_the_target(
+    kubectl: Kubectl,
+    namespace: str,
+    redis_url: str,
+    start_operator: Callable[..., OperatorProcess],
+) -> None:
+    job = jobqueue("paused", namespace, "worker", redis_url, pollingIntervalSeconds=1,
+                   scaleUp={"queueDepth": 10, "cooldownSeconds": 0},
+                   scaleDown={"queueDepth": 2})  # fmt: skip
+    job["metadata"]["annotations"] = {"jobqueue.dev/paused": "true"}
+    kubectl.apply(deployment("worker", namespace, replicas=1), job)
+    fill(redis_url, "paused:jobs", 100)
+    start_operator()
+    wait_for(
+        lambda: kubectl.condition("paused", namespace, "Paused").get("status") == "True",
+        30,
+        "Paused=True",
+    )
+    time.sleep(2.5)
+    assert kubectl.replicas("worker", namespace) == 1, "scaled while paused"
+    kubectl("annotate", "jobqueue", "paused", "-n", namespace, "jobqueue.dev/paused-")
+    wait_for(lambda: kubectl.replicas("worker", namespace) > 1, 10, "scaling after unpause")
+    assert kubectl.condition("paused", namespace, "Paused")["status"] == "False"
 
 
 def test_drained_queue_scales_down_after_cooldown_never_below_min(
