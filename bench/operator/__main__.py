@@ -77,9 +77,13 @@ def versions() -> str:
     """Versions of everything that shapes the numbers."""
     redis_bin = shutil.which("redis-server") or "redis-server"
     try:
-        redis_v = subprocess.run(
-            [redis_bin, "--version"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout.split()[2]
+        redis_v = (
+            subprocess.run(
+                [redis_bin, "--version"], capture_output=True, text=True, timeout=10, check=False
+            )
+            .stdout.split()[2]
+            .removeprefix("v=")
+        )
     except (OSError, IndexError, subprocess.TimeoutExpired):
         redis_v = "unknown"
     libs = ", ".join(
