@@ -184,6 +184,8 @@ class SimResult:
     horizon_s: float
     arrived: int
     completed: int
+    completed_service_s: float
+    """Total service time of the completed jobs (equal across policies that complete all)."""
     waiting_end: int
     in_service_end: int
     interrupted: int
@@ -445,6 +447,7 @@ class _Run:
             horizon_s=self.config.horizon_s,
             arrived=self.next_arrival,
             completed=self.completed,
+            completed_service_s=self.completed_service,
             waiting_end=len(self.queue),
             in_service_end=self.in_flight,
             interrupted=self.interrupted,

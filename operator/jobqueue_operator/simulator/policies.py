@@ -124,6 +124,7 @@ class KedaHpaModel:
         self.label = "KEDA+HPA model"
         self.last_active: float | None = None
         self.recommendations: deque[tuple[float, int]] = deque()
+        self.seeded = False
         self.changes: deque[tuple[float, int]] = deque()  # (time, signed change) by the HPA
 
     def timers(self) -> Sequence[Timer]:
@@ -158,8 +159,10 @@ class KedaHpaModel:
         now = view.now
         usage = view.depth
         ratio = usage / (self.s.list_length * current)
-        # Inside the tolerance the HPA keeps the count (anchors §1.2).
-        within = abs(1.0 - ratio) <= self.s.tolerance
+        # Inside the tolerance the HPA keeps the count (anchors §1.2). Written as the
+        # per-direction check of Kubernetes ≥ 1.33 (KEP-4951), 1 − t ≤ ratio ≤ 1 + t,
+        # so a ratio of exactly 1.1 stays inside in floating point too.
+        within = 1.0 - self.s.tolerance <= ratio <= 1.0 + self.s.tolerance
         raw = current if within else _ceil(usage / self.s.list_length)
         recommendation = self._stabilize(now, current, raw)
         desired = self._rate_limit(now, current, recommendation)
@@ -170,7 +173,16 @@ class KedaHpaModel:
         return desired
 
     def _stabilize(self, now: float, current: int, raw: int) -> int:
-        """Scale-up window 0 (take ``raw``); scale-down: the highest of the last 300 s."""
+        """Scale-up window 0 (take ``raw``); scale-down: the highest of the last 300 s.
+
+        The trace starts with the cluster already running, so on its first sync
+        the HPA behaves as if its previous sync, one period ago, had recommended
+        the current count (anchors §2 case C: a drained backlog at N pods is
+        first reduced 300–315 s later, not at once).
+        """
+        if not self.seeded:
+            self.seeded = True
+            self.recommendations.append((now - self.s.hpa_sync_s, current))
         while (
             self.recommendations and self.recommendations[0][0] <= now - self.s.down_stabilization_s
         ):
