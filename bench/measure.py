@@ -261,7 +261,10 @@ class Runner:
         starts = sorted(r[0] for r in rows)
         cmd_delta, reads, redis_cpu = delta(s0, s1, harness_reads)
         rate = (len(starts) - 1) / (starts[-1] - starts[0]) if len(starts) > 1 else None
-        per = (lambda x: x / c1) if c1 > 0 else (lambda x: None)  # type: ignore[return-value]
+
+        def per(x: float) -> float | None:
+            return x / c1 if c1 > 0 else None
+
         by_worker = {t: sum(1 for r in rows if r[2] == t) for t in names}
         return DrainResult(
             workers=workers,
@@ -337,3 +340,116 @@ def as_dict(obj: object) -> dict[str, Any]:
 
 
 Progress = Callable[[str], None]
+
+
+@dataclass
+class ProfileResult:
+    samples: int
+    jobs: int
+    self_top: list[tuple[str, float]]
+    inclusive_top: list[tuple[str, float]]
+    categories: list[tuple[str, float]]
+    raw_file: str
+
+
+# Own-time categories, first match wins (matched against "function (file:line)").
+CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("waiting in epoll (idle or waiting for Redis)", ("selectors.py",)),
+    ("the benchmark job itself (one write)", ("common.py",)),
+    ("redis-py / hiredis client", ("redis/", "hiredis")),
+    ("pydantic (validation, JSON)", ("pydantic",)),
+    ("json module", ("json/",)),
+    ("jobqueue_worker / jobqueue_protocol code", ("jobqueue_worker/", "jobqueue_protocol/")),
+    ("asyncio event loop and transports", ("asyncio/",)),
+    ("threads (renewal, pools)", ("threading.py", "concurrent/")),
+)
+
+
+def _category(frame: str) -> str:
+    for name, needles in CATEGORIES:
+        if any(n in frame for n in needles):
+            return name
+    return "other"
+
+
+def summarize_raw(
+    path: Path, top: int = 15
+) -> tuple[int, list[tuple[str, float]], list[tuple[str, float]], list[tuple[str, float]]]:
+    """py-spy raw (collapsed) stacks -> samples, top own-time frames, top inclusive frames of
+    our code (jobqueue_worker, below the CLI), own time by category; as shares of samples."""
+    self_counts: dict[str, int] = {}
+    incl_counts: dict[str, int] = {}
+    cat_counts: dict[str, int] = {}
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        count = int(n)
+        frames = [f for f in stack.split(";") if f and not f.startswith("process ")]
+        if not frames:
+            continue
+        total += count
+        self_counts[frames[-1]] = self_counts.get(frames[-1], 0) + count
+        cat = _category(frames[-1])
+        cat_counts[cat] = cat_counts.get(cat, 0) + count
+        for f in set(frames):
+            if "jobqueue_worker/" in f and "cli.py" not in f and "__main__" not in f:
+                incl_counts[f] = incl_counts.get(f, 0) + count
+    if total == 0:
+        return 0, [], [], []
+
+    def share(d: dict[str, int]) -> list[tuple[str, float]]:
+        return [(k, v / total) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
+
+    return total, share(self_counts), share(incl_counts), share(cat_counts)
+
+
+def profile_drain(
+    runner: Runner, jobs: int, timeout: float, pyspy: Path, out: Path
+) -> ProfileResult:
+    """An extra one-process drain with py-spy attached (--nonblocking); not used for numbers."""
+    runner._reset()
+    env = runner._env("w1")
+    log = runner.logs / f"{runner.peer.key}-profile-worker.log"
+    with procs.running(
+        [runner.worker_cmd("w1")], envs=[env], cwd=ADAPTERS_DIR, logs=[log]
+    ) as running:
+        runner._warm(running, 1, log)
+        procs.signal_groups(running, signal.SIGSTOP)
+        try:
+            os.truncate(runner.out, 0)
+            runner._adapter("profile-enqueue", timeout, "enqueue", "--n", str(jobs))
+            spy = procs.spawn(
+                [
+                    str(pyspy),
+                    "record",
+                    "--pid",
+                    str(running[0].pid),
+                    "--nonblocking",
+                    "--subprocesses",
+                    "--function",
+                    "--rate",
+                    "200",
+                    "--format",
+                    "raw",
+                    "-o",
+                    str(out),
+                ],
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                cwd=ADAPTERS_DIR,
+                log=runner.logs / "py-spy.log",
+            )
+            time.sleep(1.0)  # let py-spy attach before the work starts
+        finally:
+            procs.signal_groups(running, signal.SIGCONT)
+        procs.wait_until(lambda: _count(runner.out) >= jobs, timeout, POLL_S)
+        spy.send_signal(signal.SIGINT)
+        try:
+            spy.wait(timeout=30)
+        finally:
+            procs.stop(spy)
+    if not out.exists():
+        raise MeasureError(f"py-spy wrote no profile; see {runner.logs / 'py-spy.log'}")
+    total, self_top, incl_top, cats = summarize_raw(out)
+    return ProfileResult(total, jobs, self_top, incl_top, cats, str(out))

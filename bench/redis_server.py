@@ -93,7 +93,9 @@ class RedisServer:
         self.client.config_resetstat()
 
     def snapshot(self) -> RedisSnapshot:
-        info: dict[str, Any] = self.client.execute_command("INFO", "commandstats", "stats", "cpu")
+        info: dict[str, Any] = self.client.execute_command(  # type: ignore[no-untyped-call]
+            "INFO", "commandstats", "stats", "cpu"
+        )
         commands: dict[str, int] = {}
         for key, val in info.items():
             if key.startswith("cmdstat_") and isinstance(val, dict):

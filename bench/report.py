@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bench import ceiling as ceiling_mod
@@ -121,6 +122,7 @@ def render(res: dict[str, Any], label_of: Callable[[str], str]) -> str:
             top = sorted(mix.items(), key=lambda kv: -kv[1])[:10]
             lines.append(f"- {label_of(name)}: " + ", ".join(f"{k} {v:.2f}" for k, v in top))
     lines += _ceiling(res, systems)
+    lines += _profile(res)
     lines += ["", "## Notes", ""]
     lines += [f"- {n}" for n in res.get("notes", [])]
     lines.append("")
@@ -195,4 +197,31 @@ def _ceiling(res: dict[str, Any], systems: dict[str, dict[str, Any]]) -> list[st
             f"- Redis CPU per job for ours: {rcpu:.1f} µs ⇒ one Redis core saturates at about "
             f"{1e6 / rcpu:,.0f} jobs/s."
         )
+    return lines
+
+
+def _profile(res: dict[str, Any]) -> list[str]:
+    prof = res.get("profile")
+    if not prof:
+        return []
+    lines = ["", "## Where our worker spends its time (py-spy)", ""]
+    if prof.get("error"):
+        return [*lines, f"Not profiled: {str(prof['error']).splitlines()[0][:300]}"]
+    lines += [
+        f"py-spy {prof.get('py_spy', '')} "
+        "`record --nonblocking --subprocesses --function --rate 200` on an extra one-process "
+        f"drain of {prof['jobs']} jobs (not used for the numbers above; "
+        f"{prof['samples']} samples, idle threads excluded). Raw stacks: "
+        f"`{Path(prof['raw_file']).name}` under bench/results/.",
+        "",
+        "Own time by category (share of samples):",
+        "",
+    ]
+    lines += _table(["category", "share"], [[c, f"{v:.1%}"] for c, v in prof.get("categories", [])])
+    lines += ["", "Top frames by own time:", ""]
+    lines += _table(["frame", "share"], [[f"`{f}`", f"{v:.1%}"] for f, v in prof["self_top"][:12]])
+    lines += ["", "Our functions including callees (below the CLI):", ""]
+    lines += _table(
+        ["frame", "share"], [[f"`{f}`", f"{v:.1%}"] for f, v in prof["inclusive_top"][:12]]
+    )
     return lines

@@ -32,7 +32,7 @@ from rich.table import Table
 
 from bench import ceiling, procs, report
 from bench.envs import REPO_ROOT, EnvError, PeerEnv, cache_dir, node_env, project_env, python_env
-from bench.measure import MeasureError, Runner, as_dict, median_of
+from bench.measure import MeasureError, Runner, as_dict, median_of, profile_drain
 from bench.peers import BY_KEY, PEERS, Peer
 from bench.redis_server import REDIS_ARGS, RedisServer
 
@@ -41,17 +41,21 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 STATIC_NOTES = [
     "Every number above was measured by this run; nothing is extrapolated. Systems without "
     "numbers failed or were skipped (reason listed under 'How each system was run').",
-    "The job is identical everywhere: append one 40-byte record (start time, enqueue time) to a "
-    "file with one O_APPEND write (~2 µs). No system stores a result for it unless that is its "
-    "default (arq keeps results 1 h, RQ 500 s, saq keeps job status; BullMQ removes on "
-    "complete; Celery, Dramatiq and taskiq have no result backend configured).",
-    "Throughput is (N-1) / (last job start - first job start) from the jobs' own clocks, so "
-    "worker start-up and imports are excluded. With two worker processes the second may start "
-    "a few ms after the first.",
+    "The job is identical everywhere: append one 44-byte record (start time, enqueue time, "
+    "worker tag) to a file with one O_APPEND write (a few µs). No system stores a result for "
+    "it unless that is its default (arq keeps results 1 h, RQ 500 s, saq keeps job status, "
+    "ours keeps results 1 day; BullMQ removes on complete; Celery, Dramatiq and taskiq have "
+    "no result backend configured).",
+    "Drain method: the worker process(es) start on an empty queue and are warmed up with a few "
+    "jobs until each has run one (imports, connections, consumer groups, JIT); then each "
+    "worker's process group is frozen (SIGSTOP), the N jobs are bulk-enqueued (this is the "
+    "bulk enqueue figure, with nothing competing), and the workers are thawed (SIGCONT). "
+    "Throughput is (N-1) / (last job start - first job start) from the jobs' own clocks.",
     "Worker CPU is user+system time of the worker process tree (reaped children included: RQ's "
-    "forked work-horses) between the first and the N-th finished job, divided by the jobs "
-    "finished in between; it is taken from the one-process drain. Redis CPU is the "
-    "redis-server process's CPU over the same window.",
+    "forked work-horses; 10 ms tick resolution) from just before the thaw to the N-th finished "
+    "job, divided by N; it is taken from the one-process drain. Redis CPU is Redis's own "
+    "used_cpu_user+used_cpu_sys over the same window. A drain ends early if no job finishes for "
+    "10 s (then the window closes at the last job).",
     "Redis cmds/job counts every command Redis executed (INFO commandstats), including the "
     "commands run inside Lua scripts. 'Round trips/job' is the delta of Redis's "
     "total_reads_processed (one read event per client request or pipeline), which counts a "
@@ -113,6 +117,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip", default="", help="comma list of systems to leave out")
     p.add_argument("--quick", action="store_true", help="300 jobs, 100 latency jobs, 1 trial")
     p.add_argument("--no-ceiling", action="store_true", help="skip redis-benchmark")
+    p.add_argument(
+        "--no-profile", action="store_true", help="skip the py-spy profile of our worker"
+    )
     p.add_argument("--ceiling-requests", type=int, default=200000)
     p.add_argument("--drain-timeout", type=float, default=0.0, help="seconds (default auto)")
     p.add_argument("--output", default=str(REPO_ROOT / "BENCHMARKS.md"))
@@ -258,6 +265,24 @@ def console_table(systems: dict[str, dict[str, Any]]) -> Table:
     return table
 
 
+def profile_ours(
+    peer: Peer, env: PeerEnv, server: RedisServer, run_dir: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """One extra drain of our worker under py-spy (not counted in the numbers)."""
+    console.log("  ours: extra drain under py-spy (profile only)")
+    try:
+        tools = python_env("tools", "tools")
+        pyspy = tools.executable.parent / "py-spy"
+        out = REPO_ROOT / "bench" / "results" / f"{run_dir.name}-ours-pyspy.txt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        jobs = max(20000, args.jobs)
+        prof = profile_drain(Runner(peer, env, server, run_dir), jobs, 60 + jobs / 20, pyspy, out)
+        return {**as_dict(prof), "py_spy": tools.packages.get("py-spy")}
+    except (EnvError, MeasureError, subprocess.SubprocessError, OSError) as exc:
+        console.log(f"  [yellow]profile skipped: {str(exc).splitlines()[0]}")
+        return {"error": str(exc)}
+
+
 def run_systems(
     peers: list[Peer],
     server: RedisServer,
@@ -278,6 +303,8 @@ def run_systems(
             if env.name == "bullmq":
                 meta["node"] = env.packages.get("node")
             entry.update(run_system(peer, env, server, run_dir, args))
+            if peer.key == "ours" and not args.no_profile and entry.get("summary"):
+                results["profile"] = profile_ours(peer, env, server, run_dir, args)
         except (EnvError, MeasureError, subprocess.SubprocessError, OSError) as exc:
             entry.update(status="fails", error=str(exc), summary=None)
             console.log(f"[red]{peer.key} failed: {exc}")

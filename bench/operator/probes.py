@@ -54,6 +54,8 @@ class OperatorCounters:
     polls: float
     loop_seconds: float
     round_trips: float | None  # None: the operator has no such metric
+    api_errors: dict[str, float] = field(default_factory=dict)  # by ``call``
+    redis_errors: float = 0.0
 
 
 async def operator_counters(port: int) -> OperatorCounters:
@@ -64,8 +66,9 @@ async def operator_counters(port: int) -> OperatorCounters:
             return str(resp.read().decode())
 
     text = await asyncio.to_thread(fetch)
-    polls = seconds = 0.0
+    polls = seconds = redis_errors = 0.0
     trips: float | None = None
+    api_errors: Counter[str] = Counter()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == POLL_COUNT:
@@ -74,7 +77,11 @@ async def operator_counters(port: int) -> OperatorCounters:
                 seconds += sample.value
             elif sample.name == ROUND_TRIPS:
                 trips = (trips or 0.0) + sample.value
-    return OperatorCounters(polls, seconds, trips)
+            elif sample.name == "jobqueue_api_errors_total":
+                api_errors[sample.labels.get("call", "")] += sample.value
+            elif sample.name == "jobqueue_redis_errors_total":
+                redis_errors += sample.value
+    return OperatorCounters(polls, seconds, trips, dict(api_errors), redis_errors)
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,9 @@ class ApiCounters:
     by_flow_schema: dict[str, float]
     operator_resources: dict[str, float]  # "VERB resource[/subresource]" -> count
     total: float
+    # "VERB resource[/subresource]" -> seconds the apiserver spent on those requests
+    operator_seconds: dict[str, float] = field(default_factory=dict)
+    rejected_sa: float = 0.0  # APF rejections (429) of ServiceAccount requests
 
 
 async def api_counters(plane: ControlPlane) -> ApiCounters:
@@ -136,18 +146,31 @@ async def api_counters(plane: ControlPlane) -> ApiCounters:
     text = await asyncio.to_thread(plane.kubectl, "get", "--raw", "/metrics", timeout_s=60.0)
     flows: Counter[str] = Counter()
     ours: Counter[str] = Counter()
-    total = 0.0
+    seconds: Counter[str] = Counter()
+    total = rejected = 0.0
     for family in text_string_to_metric_families(text):
         for s in family.samples:
+            res, sub = s.labels.get("resource", ""), s.labels.get("subresource", "")
+            key = f"{s.labels.get('verb', '')} {res}{'/' + sub if sub else ''}"
             if s.name == "apiserver_flowcontrol_dispatched_requests_total":
                 flows[s.labels.get("flow_schema", "")] += s.value
+            elif s.name == "apiserver_flowcontrol_rejected_requests_total":
+                if s.labels.get("flow_schema") == SA_FLOW_SCHEMA:
+                    rejected += s.value
             elif s.name == "apiserver_request_total":
                 total += s.value
-                res, sub = s.labels.get("resource", ""), s.labels.get("subresource", "")
                 if (res, sub) in OPERATOR_RESOURCES:
-                    key = f"{s.labels.get('verb', '')} {res}{'/' + sub if sub else ''}"
                     ours[key] += s.value
-    return ApiCounters(dict(flows), dict(ours), total)
+            elif (
+                s.name == "apiserver_request_duration_seconds_sum"
+                and (res, sub) in OPERATOR_RESOURCES
+            ):
+                seconds[key] += s.value
+    return ApiCounters(dict(flows), dict(ours), total, dict(seconds), rejected)
+
+
+def _diff(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: v - before.get(k, 0.0) for k, v in sorted(after.items()) if v - before.get(k, 0.0)}
 
 
 def api_delta(before: ApiCounters, after: ApiCounters) -> tuple[float, dict[str, float]]:
@@ -155,12 +178,14 @@ def api_delta(before: ApiCounters, after: ApiCounters) -> tuple[float, dict[str,
     sa = after.by_flow_schema.get(SA_FLOW_SCHEMA, 0.0) - before.by_flow_schema.get(
         SA_FLOW_SCHEMA, 0.0
     )
-    per = {
-        k: v - before.operator_resources.get(k, 0.0)
-        for k, v in sorted(after.operator_resources.items())
-        if v - before.operator_resources.get(k, 0.0)
-    }
-    return sa, per
+    return sa, _diff(after.operator_resources, before.operator_resources)
+
+
+def api_latency(before: ApiCounters, after: ApiCounters) -> dict[str, float]:
+    """Mean apiserver-side seconds per request, per verb/resource, between snapshots."""
+    counts = _diff(after.operator_resources, before.operator_resources)
+    secs = _diff(after.operator_seconds, before.operator_seconds)
+    return {k: secs.get(k, 0.0) / n for k, n in counts.items() if n}
 
 
 @dataclass
