@@ -1,0 +1,208 @@
+"""Trace and spec files, the shipped references, the report maths and the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from jobqueue_operator.simulator import gen_traces, report
+from jobqueue_operator.simulator.cli import app
+from jobqueue_operator.simulator.spec_file import SpecError, load_spec, parse_spec
+from jobqueue_operator.simulator.traces import TraceError, load_trace, parse_trace
+
+PACKAGE = Path(gen_traces.__file__).resolve().parent
+REPO = Path(__file__).resolve().parents[3]
+
+# ---------------------------------------------------------------- traces
+
+
+@pytest.mark.parametrize(
+    ("text", "arrivals"),
+    [
+        ("t_seconds,count\n0,2\n1.5,1\n", (0.0, 0.0, 1.5)),
+        ("3\n1\n2\n", (1.0, 2.0, 3.0)),  # one arrival per line, unsorted
+        ("# a comment\n\nt_seconds\n4,0\n5\n", (5.0,)),  # count 0 rows add nothing
+        ("0, 1\n 2 ,2\n", (0.0, 2.0, 2.0)),  # spaces are fine
+        ("", ()),
+    ],
+)
+def test_trace_formats(text: str, arrivals: tuple[float, ...]) -> None:
+    assert parse_trace(text).arrivals == arrivals
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1,2,3\n", "expected"),
+        ("abc\n", "not a number"),
+        ("1,1.5\n", "not a number"),
+        ("-1\n", ">= 0"),
+        ("nan\n", ">= 0"),
+        ("1,-2\n", "count"),
+    ],
+)
+def test_bad_trace_rows_name_the_line(text: str, message: str) -> None:
+    with pytest.raises(TraceError, match=rf"t:1: .*{message}"):
+        parse_trace(text, name="t")
+
+
+def test_trace_metadata_gives_the_mean_service_time() -> None:
+    assert parse_trace("# mean_service_seconds=2.5\n1\n").mean_service_s == 2.5
+    assert parse_trace("1\n").mean_service_s is None
+    with pytest.raises(TraceError, match="positive"):
+        _ = parse_trace("# mean_service_seconds=0\n1\n").mean_service_s
+
+
+@pytest.mark.parametrize("reference", gen_traces.REFERENCES, ids=lambda r: r.name)
+def test_shipped_traces_are_what_the_seeded_generator_writes(
+    reference: gen_traces.Reference,
+) -> None:
+    path = PACKAGE / "traces" / f"{reference.name}.csv"
+    assert path.read_text(encoding="utf-8") == gen_traces.render(reference)
+    trace = load_trace(path)
+    assert trace.mean_service_s == 2.0
+    assert 5_000 < len(trace.arrivals) < 100_000
+    assert path.stat().st_size < 40_000  # small enough to read in a diff
+
+
+def test_the_generator_writes_every_reference(tmp_path: Path) -> None:
+    gen_traces.main([str(tmp_path)])
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == sorted(f"{r.name}.csv" for r in gen_traces.REFERENCES)
+
+
+# ---------------------------------------------------------------- specs
+
+
+def test_shipped_specs_resolve_like_the_operator() -> None:
+    seeds = load_spec(PACKAGE / "specs" / "email-processing.yaml")
+    assert (seeds.effective.min_replicas, seeds.effective.max_replicas) == (1, 10)
+    assert (seeds.effective.up_depth, seeds.effective.up_latency_s) == (100, 30.0)
+    assert seeds.polling_interval_s == 5.0
+    tuned = load_spec(PACKAGE / "specs" / "burst-tuned.yaml")
+    assert (tuned.effective.min_replicas, tuned.effective.max_replicas) == (0, 20)
+    assert tuned.name == "burst-tuned"
+
+
+def test_the_repositorys_example_manifests_load() -> None:
+    for path in sorted((REPO / "manifests" / "examples").glob("jobqueue-*.yaml")):
+        assert load_spec(path).effective.max_replicas >= 1, path.name
+
+
+def test_a_bare_spec_and_the_paused_annotation() -> None:
+    bare = "scaleTargetRef: {name: w}\nredis: {host: r}\nqueues: [q]\nmaxReplicas: 3\n"
+    assert parse_spec(bare).effective.max_replicas == 3
+    manifest = (
+        "kind: JobQueue\nmetadata: {name: x, annotations: {jobqueue.dev/paused: 'true'}}\n"
+        "spec: {scaleTargetRef: {name: w}, redis: {host: r}, queues: [q]}\n"
+    )
+    assert parse_spec(manifest).effective.paused
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "kind: JobQueue\nspec: {scaleTargetRef: {name: w}, redis: {host: r}, queues: []}\n",
+        "scaleTargetRef: {name: w}\nredis: {host: r}\nqueues: [q]\nminReplicas: 5\n"
+        "maxReplicas: 2\n",
+        "kind: Deployment\n",
+        "[unclosed",
+    ],
+)
+def test_a_spec_the_operator_would_refuse_is_refused(text: str) -> None:
+    with pytest.raises(SpecError):
+        parse_spec(text)
+
+
+# ---------------------------------------------------------------- report
+
+
+@pytest.mark.parametrize(
+    ("values", "q", "expected"),
+    [
+        ([], 50, 0.0),
+        ([1.0], 99, 1.0),
+        ([1.0, 2.0, 3.0, 4.0], 50, 2.0),
+        ([1.0, 2.0, 3.0, 4.0], 95, 4.0),
+        ([float(i) for i in range(1, 101)], 95, 95.0),
+        ([float(i) for i in range(1, 101)], 99, 99.0),
+        ([float(i) for i in range(1, 101)], 0, 1.0),
+    ],
+)
+def test_nearest_rank_percentile(values: list[float], q: float, expected: float) -> None:
+    assert report.percentile(values, q) == expected
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def tiny(
+    tmp_path: Path, text: str = "# mean_service_seconds=1.0\nt_seconds,count\n0,30\n60,5\n"
+) -> Path:
+    path = tmp_path / "tiny.csv"
+    path.write_text(text)
+    return path
+
+
+SEEDS_SPEC = str(PACKAGE / "specs" / "email-processing.yaml")
+
+
+def test_cli_compares_the_three_policies(tmp_path: Path) -> None:
+    out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"
+    args = ["simulate", "--spec", SEEDS_SPEC, "--trace", str(tiny(tmp_path))]
+    args += ["--json", str(out_json), "--plot", str(out_png), "--tail", "120", "--markdown"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for label in ("threshold (operator)", "KEDA+HPA model", "reference SLO*"):
+        assert f"| {label} |" in result.output
+    assert "does not have this mode yet" in result.output
+    payload = json.loads(out_json.read_text())
+    assert [s["arrived"] for s in payload["summaries"]] == [35, 35, 35]
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_runs_one_policy_and_the_cli_mean_wins(tmp_path: Path) -> None:
+    out_json = tmp_path / "r.json"
+    args = ["simulate", "--spec", SEEDS_SPEC, "--trace", str(tiny(tmp_path)), "--policy", "keda"]
+    args += ["--mean-service", "3", "--service", "constant", "--no-plot", "--json", str(out_json)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(out_json.read_text())
+    assert [s["policy"] for s in payload["summaries"]] == ["KEDA+HPA model"]
+    assert "constant service mean 3s" in payload["title"]
+    assert "reference SLO" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("trace_text", "extra", "message"),
+    [
+        ("t_seconds,count\n0,1\n", [], "mean-service"),
+        ("1,2,3\n", [], "expected"),
+        ("0\n", ["--mean-service", "1", "--concurrency", "0"], "concurrency"),
+    ],
+)
+def test_cli_usage_errors(tmp_path: Path, trace_text: str, extra: list[str], message: str) -> None:
+    args = ["simulate", "--spec", SEEDS_SPEC, "--trace", str(tiny(tmp_path, trace_text))]
+    result = CliRunner().invoke(app, [*args, "--no-plot", *extra])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_python_dash_m_runs_the_simulator(tmp_path: Path) -> None:
+    args = ["simulate", "--spec", SEEDS_SPEC, "--trace", str(tiny(tmp_path)), "--no-plot"]
+    done = subprocess.run(
+        [sys.executable, "-m", "jobqueue_operator.simulator", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "threshold (operator)" in done.stdout
+    assert not list(tmp_path.glob("*.png"))
