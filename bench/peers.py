@@ -22,6 +22,8 @@ class Peer:
     # Slow systems drain fewer jobs (fraction of --jobs) so one run stays bounded in time.
     job_scale: float = 1.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Redelivers a job whose worker died mid-job, as run here (docs/anchors §4.2).
+    at_least_once: bool = False
 
 
 PEERS: tuple[Peer, ...] = (
@@ -49,6 +51,7 @@ PEERS: tuple[Peer, ...] = (
             "at-least-once (defaults), results kept 1 day (default), HTTP off, log level WARNING"
         ),
         extra_env={"JQW_HTTP_PORT": "0", "JQW_LOG_LEVEL": "WARNING"},
+        at_least_once=True,
     ),
     Peer(
         key="arq",
@@ -59,6 +62,7 @@ PEERS: tuple[Peer, ...] = (
         settings="run_worker, max_jobs=10, poll_delay=0.5 s (defaults), results kept 1 h (default)",
         variant="defaults",
         job_scale=0.2,
+        at_least_once=True,
     ),
     Peer(
         key="arq-tuned",
@@ -68,6 +72,7 @@ PEERS: tuple[Peer, ...] = (
         worker=("{python}", "{adapters}/arq_app.py", "worker"),
         settings="run_worker, max_jobs=100, poll_delay=0.01 s, results kept 1 h (default)",
         variant="tuned",
+        at_least_once=True,
     ),
     Peer(
         key="rq",
@@ -116,6 +121,7 @@ PEERS: tuple[Peer, ...] = (
         adapter="dramatiq_app.py",
         worker=("{bin}/dramatiq", "dramatiq_app", "--processes", "1", "--threads", "8"),
         settings="dramatiq CLI, 1 process x 8 threads, prefetch 16 (defaults), max_retries=0",
+        at_least_once=True,
     ),
     Peer(
         key="celery",
@@ -149,6 +155,7 @@ PEERS: tuple[Peer, ...] = (
         adapter="saq_app.py",
         worker=("{bin}/saq", "saq_app.settings", "--workers", "1"),
         settings="saq CLI, 1 process, concurrency 10 (default)",
+        at_least_once=True,
     ),
     Peer(
         key="taskiq",
@@ -167,6 +174,7 @@ PEERS: tuple[Peer, ...] = (
         settings="taskiq worker, 1 process, max-async-tasks 100, ack when saved (defaults), "
         "stream broker (XREADGROUP + XACK)",
         variant="stream",
+        at_least_once=True,
     ),
     Peer(
         key="taskiq-list",
@@ -192,6 +200,7 @@ PEERS: tuple[Peer, ...] = (
         adapter="bench.mjs",
         worker=("{python}", "{node_dir}/bench.mjs", "worker"),
         settings="Worker concurrency 10, removeOnComplete: true, ioredis",
+        at_least_once=True,
     ),
 )
 

@@ -73,6 +73,14 @@ def install_handlers() -> None:
     signal.signal(signal.SIGINT, _on_signal)
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the child gets SIGKILL if the harness dies without cleaning up (kill -9)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def spawn(
     cmd: Sequence[str], *, env: Mapping[str, str], cwd: Path, log: Path
 ) -> subprocess.Popen[bytes]:
@@ -89,6 +97,7 @@ def spawn(
             stdout=fh,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - the harness runs no threads
         )
     _live.append(proc)
     return proc

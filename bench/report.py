@@ -28,7 +28,9 @@ def fmt(value: Any, spec: str) -> str:
     return spec.format(value)
 
 
-def ratios(systems: dict[str, dict[str, Any]]) -> dict[str, tuple[float | None, str | None]]:
+def ratios(
+    systems: dict[str, dict[str, Any]], only: set[str] | None = None
+) -> dict[str, tuple[float | None, str | None]]:
     """Per column: ours / best peer, and which peer is best (by that column's direction)."""
     ours = systems.get("ours", {}).get("summary") or {}
     out: dict[str, tuple[float | None, str | None]] = {}
@@ -37,7 +39,7 @@ def ratios(systems: dict[str, dict[str, Any]]) -> dict[str, tuple[float | None, 
         best_peer: str | None = None
         for name, data in systems.items():
             val = (data.get("summary") or {}).get(key)
-            if name == "ours" or val is None:
+            if name == "ours" or val is None or (only is not None and name not in only):
                 continue
             if best_val is None or (val > best_val if higher else val < best_val):
                 best_val, best_peer = val, name
@@ -53,7 +55,9 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def render(res: dict[str, Any], label_of: Callable[[str], str]) -> str:
+def render(
+    res: dict[str, Any], label_of: Callable[[str], str], at_least_once: set[str] | None = None
+) -> str:
     meta = res["meta"]
     systems: dict[str, dict[str, Any]] = res["systems"]
     lines: list[str] = ["# Benchmarks", ""]
@@ -93,15 +97,27 @@ def render(res: dict[str, Any], label_of: Callable[[str], str]) -> str:
             rows.append([label_of(name)] + ["–"] * len(COLUMNS))
             continue
         rows.append([label_of(name)] + [fmt(summ.get(k), spec) for k, _, _, spec in COLUMNS])
-    rat = ratios(systems)
-    rows.append(
-        ["**ours / best peer**"]
-        + [
-            (f"{r:.2f}× (vs {label_of(p)})" if r is not None and p else "–")
-            for r, p in (rat[k] for k, _, _, _ in COLUMNS)
-        ]
-    )
+    for title, only in (
+        ("**ours / best peer**", None),
+        ("**ours / best at-least-once peer**", at_least_once),
+    ):
+        rat = ratios(systems, only)
+        rows.append(
+            [title]
+            + [
+                (f"{r:.2f}× (vs {label_of(p)})" if r is not None and p else "–")
+                for r, p in (rat[k] for k, _, _, _ in COLUMNS)
+            ]
+        )
     lines += _table(header, rows)
+    lines += [
+        "",
+        "Ratios: above 1 is better for the three throughput columns, below 1 is better for the "
+        "others. At-least-once peers (they redeliver a job whose worker died, as run here): "
+        + ", ".join(label_of(k) for k in sorted(at_least_once or set()) if k != "ours")
+        + ".",
+    ]
+    lines += _targets(systems, label_of)
     lines += ["", "### How each system was run", ""]
     for name, data in systems.items():
         status = data.get("status", "?")
@@ -225,3 +241,57 @@ def _profile(res: dict[str, Any]) -> list[str]:
         ["frame", "share"], [[f"`{f}`", f"{v:.1%}"] for f, v in prof["inclusive_top"][:12]]
     )
     return lines
+
+
+def _targets(systems: dict[str, dict[str, Any]], label_of: Callable[[str], str]) -> list[str]:
+    """The issue's targets for ours, measured against this run."""
+    ours = (systems.get("ours") or {}).get("summary") or {}
+    lines = ["", "### Our targets (issue 7) against this run", ""]
+    if not ours:
+        return [*lines, "Ours was not measured in this run."]
+    bull = (systems.get("bullmq") or {}).get("summary") or {}
+    py_best = max(
+        (
+            (d.get("summary") or {}).get("jobs_per_s_1") or 0.0
+            for k, d in systems.items()
+            if k not in {"ours", "bullmq"}
+        ),
+        default=0.0,
+    )
+
+    def verdict(ok: bool | None) -> str:
+        return "–" if ok is None else ("met" if ok else "**not met**")
+
+    j1 = ours.get("jobs_per_s_1")
+    cpu = ours.get("worker_cpu_us_per_job")
+    p99 = ours.get("p99_ms")
+    rt = ours.get("redis_reads_per_job")
+    bj = bull.get("jobs_per_s_1")
+    rows = [
+        [
+            "1 worker process at least as fast as BullMQ (same run)",
+            f"{fmt(j1, '{:,.0f}')} vs {fmt(bj, '{:,.0f}')} jobs/s",
+            verdict(j1 >= bj if j1 and bj else None),
+        ],
+        [
+            "about 5× the best Python peer (1 process)",
+            f"{j1 / py_best:.1f}×" if j1 and py_best else "–",
+            verdict(j1 >= 5 * py_best if j1 and py_best else None),
+        ],
+        [
+            "worker CPU under 100 µs per job",
+            f"{fmt(cpu, '{:,.0f}')} µs",
+            verdict(cpu < 100 if cpu is not None else None),
+        ],
+        [
+            "p99 start latency ≤ 1 ms at 100 jobs/s",
+            f"{fmt(p99, '{:.2f}')} ms",
+            verdict(p99 <= 1.0 if p99 is not None else None),
+        ],
+        [
+            "≤ 3 Redis round trips per job (steady state)",
+            f"{fmt(rt, '{:.2f}')} reads/job",
+            verdict(rt <= 3 if rt is not None else None),
+        ],
+    ]
+    return lines + _table(["target", "measured", "verdict"], rows)

@@ -363,7 +363,11 @@ def main(argv: list[str] | None = None) -> int:
     out_json.write_text(json.dumps(results, indent=2, default=str))
     console.print(console_table(results["systems"]))
     if not args.no_write:
-        text = report.render(results, lambda k: BY_KEY[k].label if k in BY_KEY else k)
+        text = report.render(
+            results,
+            lambda k: BY_KEY[k].label if k in BY_KEY else k,
+            {p.key for p in PEERS if p.at_least_once},
+        )
         Path(args.output).write_text(text)
         console.log(f"wrote {args.output} and {out_json}")
     return 0

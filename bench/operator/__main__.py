@@ -44,6 +44,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scale", default="1,100,1000", help="JobQueue counts for the scale runs")
     p.add_argument("--scale-interval", type=int, default=5, help="polling interval of scale runs")
     p.add_argument("--window-s", type=float, default=60.0, help="measurement window (s)")
+    p.add_argument(
+        "--profile-s",
+        type=float,
+        default=0.0,
+        help="after the largest scale point's window, py-spy the operator this long (0: off)",
+    )
     p.add_argument("--seed", type=int, default=7, help="seed of the trials' random phases")
     p.add_argument("--quick", action="store_true", help="tiny run: 3 trials at 1 s; scale 1,10")
     p.add_argument("--skip-reaction", action="store_true", help="no reaction/cost phase")
@@ -171,10 +177,12 @@ async def run(args: argparse.Namespace, results: dict[str, Any], workdir: Path) 
                 results["cost"][str(interval)] = await cost.measure(env, args.window_s, 1)
                 save(results)
                 await env.drain(reaction.QUEUE)
-    for count in _ints(args.scale):
+    counts = _ints(args.scale)
+    for count in counts:
         print(f"== scale: {count} JobQueues at {args.scale_interval}s", flush=True)
+        profile_s = args.profile_s if count == max(counts) else 0.0
         async with bench_env(workdir / f"scale-{count}", "bench-scale") as env:
-            point = await scale.run_point(env, count, args.scale_interval, args.window_s)
+            point = await scale.run_point(env, count, args.scale_interval, args.window_s, profile_s)
         results["scale"].append(point)
         print(
             f"  {count}: {point['cpu_cores']:.3f} cores, RSS peak "

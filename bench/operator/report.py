@@ -147,9 +147,10 @@ def render(results: dict[str, Any]) -> str:
             "measured over the window after every JobQueue had reported status once.",
             "",
             "| JobQueues | interval | window | CPU (cores) | CPU ms / poll | RSS peak in window "
-            "| RSS lifetime peak | achieved interval per JobQueue | Redis round trips / "
-            "JobQueue / poll | API requests / poll | set-up: create / all reported |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| RSS lifetime peak | achieved interval per JobQueue | mean tick duration "
+            "| Redis round trips / JobQueue / poll | API requests / poll "
+            "| set-up: create / all reported |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in scale:
             c = s["cost"]
@@ -159,11 +160,13 @@ def render(results: dict[str, Any]) -> str:
                 f"| {_f(s['rss_peak_window_mib'], 1)} MiB "
                 f"| {_f(s['rss_peak_lifetime_mib'], 1)} MiB "
                 f"| {_f(s['achieved_interval_s'])} s "
+                f"| {_f(c['operator_loop_seconds_per_poll'], 3)} s "
                 f"| {_f(s['redis_round_trips_per_jobqueue_per_poll'])} "
                 f"| {_f(c['api_requests_per_poll'])} "
                 f"| {_f(s['create_s'], 0)} s / {_f(s['all_reported_after_s'], 0)} s |"
             )
         out.append("")
+        out += _scale_details(scale)
     skipped = results.get("skipped") or []
     if skipped:
         out += ["Not measured in this run: " + "; ".join(skipped) + ".", ""]
@@ -171,3 +174,45 @@ def render(results: dict[str, Any]) -> str:
     if notes:
         out += ["### Notes", "", *[f"- {n}" for n in notes], ""]
     return "\n".join(out)
+
+
+def _scale_details(scale: list[dict[str, Any]]) -> list[str]:
+    """Per-kind API counts and apiserver latency per row, then the profile if one ran."""
+    out = [
+        "Per scale point, API requests per poll by kind, and the apiserver's own mean "
+        "time per request of that kind (`apiserver_request_duration_seconds`):",
+        "",
+    ]
+    for s in scale:
+        c = s["cost"]
+        lat = c.get("apiserver_mean_seconds_by_verb_resource") or {}
+        kinds = ", ".join(
+            f"{k} {_f(v)} ({_f(1000 * lat.get(k, 0.0), 1)} ms)"
+            for k, v in c["api_requests_by_verb_resource_per_poll"].items()
+        )
+        extra = []
+        if c.get("operator_api_errors"):
+            extra.append(f"operator API errors {c['operator_api_errors']}")
+        if c.get("api_rejected_operator_identity"):
+            extra.append(f"APF rejections {_f(c['api_rejected_operator_identity'], 0)}")
+        if c.get("event_reasons"):
+            extra.append(f"Events in the namespace by reason {c['event_reasons']}")
+        tail = f"; {'; '.join(extra)}" if extra else ""
+        out.append(f"- {s['jobqueues']} JobQueues: {kinds}{tail}.")
+    out.append("")
+    for s in scale:
+        prof = s.get("profile")
+        if not prof:
+            continue
+        out += [
+            f"#### Profile: {s['jobqueues']} JobQueues (py-spy, {prof['samples']} on-CPU samples "
+            f"at {prof['rate_hz']} Hz, after the measured window)",
+            "",
+            "| function (self time) | share | function (inclusive) | share |",
+            "|---|---|---|---|",
+        ]
+        for (fs, vs), (fi, vi) in zip(prof["self"][:12], prof["inclusive"][:12], strict=False):
+            out.append(f"| `{fs}` | {100 * vs:.1f} % | `{fi}` | {100 * vi:.1f} % |")
+        pk = ", ".join(f"{k} {100 * v:.0f} %" for k, v in prof["by_package_self"][:10])
+        out += ["", f"Self time by package: {pk}.", ""]
+    return out

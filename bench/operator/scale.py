@@ -18,7 +18,7 @@ import asyncio
 import time
 from typing import Any
 
-from bench.operator import cost
+from bench.operator import cost, profile
 from bench.operator.env import BenchEnv
 from bench.operator.probes import ProcessSampler
 from jobqueue_devkit.stack import LoopSpec
@@ -61,8 +61,14 @@ async def wait_all_reported(env: BenchEnv, count: int, timeout_s: float) -> floa
             await asyncio.sleep(5)
 
 
-async def run_point(env: BenchEnv, count: int, interval_s: int, window_s: float) -> dict[str, Any]:
-    """Set up ``count`` JobQueues on a fresh environment and measure one window."""
+async def run_point(
+    env: BenchEnv, count: int, interval_s: int, window_s: float, profile_s: float = 0.0
+) -> dict[str, Any]:
+    """Set up ``count`` JobQueues on a fresh environment and measure one window.
+
+    With ``profile_s`` > 0, py-spy then samples the operator for that long, in a
+    second window, so the profiler's own cost stays out of the measured one.
+    """
     specs = [scale_spec(env.namespace, i, interval_s) for i in range(count)]
     t = time.monotonic()
     await env.create_loops(specs)
@@ -81,7 +87,15 @@ async def run_point(env: BenchEnv, count: int, interval_s: int, window_s: float)
     wall = time.monotonic() - t0
     cpu = sampler.cpu_seconds() - cpu0
     polls = costs["polls"]
+    hot_spots = None
+    if profile_s > 0:
+        print(f"  profiling the operator for {profile_s:g}s (py-spy)", flush=True)
+        raw = await profile.record(
+            env.operator.pid, profile_s, env.workdir / f"operator-{count}.collapsed"
+        )
+        hot_spots = profile.summarise(raw)
     return {
+        "profile": hot_spots,
         "jobqueues": count,
         "interval_s": interval_s,
         "create_s": round(create_s, 1),
