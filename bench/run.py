@@ -192,50 +192,56 @@ def summarize(trials: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run_system(
-    peer: Peer, env: PeerEnv, server: RedisServer, run_dir: Path, args: argparse.Namespace
-) -> dict[str, Any]:
-    runner = Runner(peer, env, server, run_dir)
-    jobs = max(50, int(args.jobs * peer.job_scale))
+def jobs_for(peer: Peer, args: argparse.Namespace) -> int:
+    return max(50, int(args.jobs * peer.job_scale))
+
+
+def run_trial(
+    runner: Runner, trial: int, args: argparse.Namespace
+) -> tuple[dict[str, Any], list[str]]:
+    """One trial of one system: drain with 1 and 2 worker processes, then latency."""
+    key = runner.peer.key
+    jobs = jobs_for(runner.peer, args)
     timeout = args.drain_timeout or (60.0 + jobs / 20.0)
-    trials: list[dict[str, Any]] = []
+    rec: dict[str, Any] = {"trial": trial}
     problems: list[str] = []
-    for trial in range(args.trials):
-        rec: dict[str, Any] = {"trial": trial + 1}
-        for workers in (1, 2):
-            console.log(f"  {peer.key}: drain {jobs} jobs, {workers} worker proc(s)")
-            try:
-                d = runner.drain(workers, jobs, timeout)
-                rec[f"drain{workers}"] = as_dict(d)
-                if d.timed_out:
-                    problems.append(
-                        f"drain with {workers} worker(s) {d.ended} at {d.jobs_seen}/{jobs} jobs "
-                        "(per-job figures use the jobs seen)"
-                    )
-                if d.duplicates:
-                    problems.append(f"{d.duplicates} extra job runs (duplicates) in a drain")
-            except MeasureError as exc:
-                problems.append(f"drain {workers}: {exc}")
-                console.log(f"  [red]{peer.key}: {str(exc).splitlines()[0]}")
-        console.log(f"  {peer.key}: latency, {args.latency_jobs} jobs at {args.rate:.0f}/s")
+    for workers in (1, 2):
+        console.log(f"  {key}: drain {jobs} jobs, {workers} worker proc(s)")
         try:
-            lat = runner.latency(args.latency_jobs, args.rate, 60 + args.latency_jobs / args.rate)
-            rec["latency"] = as_dict(lat)
-            if lat.timed_out:
-                problems.append(f"latency run saw {lat.jobs_seen}/{lat.jobs} jobs")
+            d = runner.drain(workers, jobs, timeout)
+            rec[f"drain{workers}"] = as_dict(d)
+            if d.timed_out:
+                problems.append(
+                    f"trial {trial}: drain with {workers} worker(s) {d.ended} at "
+                    f"{d.jobs_seen}/{jobs} jobs (per-job figures use the jobs seen)"
+                )
+            if d.duplicates:
+                problems.append(f"trial {trial}: {d.duplicates} extra job runs in a drain")
         except MeasureError as exc:
-            problems.append(f"latency: {exc}")
-            console.log(f"  [red]{peer.key}: {str(exc).splitlines()[0]}")
-        trials.append(rec)
+            problems.append(f"trial {trial}: drain {workers}: {exc}")
+            console.log(f"  [red]{key}: {str(exc).splitlines()[0]}")
+    console.log(f"  {key}: latency, {args.latency_jobs} jobs at {args.rate:.0f}/s")
+    try:
+        lat = runner.latency(args.latency_jobs, args.rate, 60 + args.latency_jobs / args.rate)
+        rec["latency"] = as_dict(lat)
+        if lat.timed_out:
+            problems.append(f"trial {trial}: latency run saw {lat.jobs_seen}/{lat.jobs} jobs")
+    except MeasureError as exc:
+        problems.append(f"trial {trial}: latency: {exc}")
+        console.log(f"  [red]{key}: {str(exc).splitlines()[0]}")
+    return rec, problems
+
+
+def finish_entry(entry: dict[str, Any]) -> None:
+    trials: list[dict[str, Any]] = entry.get("trials", [])
+    problems: list[str] = entry.get("problems", [])
     d1 = next((t["drain1"] for t in trials if t.get("drain1")), None)
-    return {
-        "status": "works" if not problems else ("partial" if d1 else "fails"),
-        "problems": problems,
-        "jobs": jobs,
-        "enqueue_method": d1["enqueue_method"] if d1 else "",
-        "trials": trials,
-        "summary": summarize(trials) if any(len(t) > 1 for t in trials) else None,
-    }
+    entry["enqueue_method"] = d1["enqueue_method"] if d1 else ""
+    entry["summary"] = summarize(trials) if any(len(t) > 1 for t in trials) else None
+    if entry.get("status") != "fails":
+        entry["status"] = "works" if not problems else ("partial" if d1 else "fails")
+    if problems:
+        entry["error"] = "; ".join(problems)
 
 
 SHORT_HEADERS = (
@@ -290,32 +296,53 @@ def run_systems(
     args: argparse.Namespace,
     results: dict[str, Any],
 ) -> None:
-    """Measure each system in turn; a failing system is recorded, never fatal."""
+    """Prepare every environment, then run trial 1 of every system, trial 2, ...
+
+    Interleaving spreads each system's trials over the run, so a noisy minute on a shared
+    machine does not land on one system only. A failing system is recorded, never fatal.
+    """
     meta = results["meta"]
     envs: dict[str, PeerEnv] = {}
+    runners: dict[str, Runner] = {}
     for peer in peers:
-        console.rule(f"{peer.label}")
-        entry: dict[str, Any] = {"label": peer.label, "settings": peer.settings}
+        entry: dict[str, Any] = {
+            "label": peer.label,
+            "settings": peer.settings,
+            "jobs": jobs_for(peer, args),
+            "trials": [],
+            "problems": [],
+        }
+        results["systems"][peer.key] = entry
         try:
             with console.status(f"preparing environment for {peer.key}"):
                 env = get_env(peer, envs)
             entry["packages"] = {k: v for k, v in env.packages.items() if k in RELEVANT}
             if env.name == "bullmq":
                 meta["node"] = env.packages.get("node")
-            entry.update(run_system(peer, env, server, run_dir, args))
-            if peer.key == "ours" and not args.no_profile and entry.get("summary"):
-                results["profile"] = profile_ours(peer, env, server, run_dir, args)
-        except (EnvError, MeasureError, subprocess.SubprocessError, OSError) as exc:
-            entry.update(status="fails", error=str(exc), summary=None)
-            console.log(f"[red]{peer.key} failed: {exc}")
-        except Exception as exc:
-            entry.update(status="fails", error=traceback.format_exc(), summary=None)
-            console.log(f"[red]{peer.key} crashed: {exc!r}")
-        finally:
+            runners[peer.key] = Runner(peer, env, server, run_dir)
+        except (EnvError, subprocess.SubprocessError, OSError) as exc:
+            entry.update(status="fails", problems=[f"environment: {exc}"])
+            console.log(f"[red]{peer.key}: no environment: {str(exc).splitlines()[0]}")
+    for trial in range(1, args.trials + 1):
+        for key, runner in runners.items():
+            entry = results["systems"][key]
+            console.rule(f"{runner.peer.label} — trial {trial}/{args.trials}")
+            try:
+                rec, problems = run_trial(runner, trial, args)
+                entry["trials"].append(rec)
+                entry["problems"].extend(problems)
+            except Exception as exc:
+                entry["problems"].append(f"trial {trial} crashed: {traceback.format_exc()}")
+                console.log(f"[red]{key} crashed: {exc!r}")
+            finally:
+                procs.cleanup_all_except(server.proc)
+    for key, entry in results["systems"].items():
+        finish_entry(entry)
+        if key == "ours" and key in runners and not args.no_profile and entry.get("summary"):
+            results["profile"] = profile_ours(
+                runners[key].peer, runners[key].env, server, run_dir, args
+            )
             procs.cleanup_all_except(server.proc)
-        if entry.get("problems"):
-            entry["error"] = "; ".join(entry["problems"])
-        results["systems"][peer.key] = entry
 
 
 def main(argv: list[str] | None = None) -> int:
