@@ -17,7 +17,7 @@ COLUMNS: tuple[tuple[str, str, bool, str], ...] = (
     ("p99_ms", "start latency p99 ms @100/s", False, "{:.2f}"),
     ("worker_cpu_us_per_job", "worker CPU µs/job", False, "{:,.0f}"),
     ("redis_cmds_per_job", "Redis cmds/job", False, "{:.2f}"),
-    ("redis_reads_per_job", "round trips/job (Redis reads)", False, "{:.2f}"),
+    ("redis_reads_per_job", "Redis reads/job (≈ round trips)", False, "{:.2f}"),
     ("redis_cpu_us_per_job", "Redis CPU µs/job", False, "{:.1f}"),
 )
 
@@ -61,18 +61,19 @@ def render(
     meta = res["meta"]
     systems: dict[str, dict[str, Any]] = res["systems"]
     lines: list[str] = ["# Benchmarks", ""]
-    if meta.get("quick"):
+    if meta.get("quick") or meta["jobs"] < 5000 or meta["trials"] < 3:
+        kind = "`--quick` run" if meta.get("quick") else "small run"
         lines += [
-            "> **Quick run (small samples, one trial).** These numbers come from a `--quick` run "
-            f"({meta['jobs']} jobs per drain, {meta['latency_jobs']} latency jobs, "
-            f"{meta['trials']} trial) on a machine that may have been busy "
-            f"(load average {meta['load_start']} at start). Treat them as a smoke test of the "
-            "harness, not as results; `make bench` on a quiet machine produces the real ones.",
+            f"> **Small-sample {kind}.** {meta['jobs']} jobs per drain, "
+            f"{meta['latency_jobs']} latency jobs, {meta['trials']} trial(s), on a machine with "
+            f"load average {meta['load_start']} at the start. Treat these numbers as a smoke "
+            "test of the harness, not as results: a full `make bench` on a quiet machine "
+            "(20,000 jobs, 1,000 latency jobs, 3 trials) produces the real ones.",
             "",
         ]
     lines += [
         f"- Date: {meta['date']}",
-        f"- Command: `{meta['command']}`",
+        f"- Command: `{meta['command']}` (repo at {meta.get('git', '?')})",
         f"- Machine: {meta['cores']} cores, {meta['cpu_model']}, "
         f"{meta['memory_gib']:.1f} GiB RAM; load average at start {meta['load_start']}, "
         f"at end {meta.get('load_end', '?')}",

@@ -94,7 +94,18 @@ def machine_meta(argv: list[str]) -> dict[str, Any]:
                 os_name = f"{line.split('=', 1)[1].strip(chr(34))}, kernel {platform.release()}"
     except OSError:
         pass
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        rev = "?"
     return {
+        "git": rev or "?",
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "command": " ".join(shlex.quote(a) for a in argv),
         "cores": os.cpu_count(),
