@@ -63,6 +63,11 @@ STATIC_NOTES = [
     "Latency: one idle worker, one warm-up job, then jobs enqueued at a fixed rate from a "
     "separate producer process; latency = job start - the enqueue time stamped in the payload "
     "just before the enqueue call (same host clock).",
+    "A system whose one-process throughput is below the latency run's rate (RQ's forking "
+    "worker, sometimes arq with defaults) cannot keep up at 100 jobs/s: its latency then "
+    "measures a growing backlog, not its idle wake-up time. Polling systems (arq: 0.5 s "
+    "poll by default; Dramatiq: exponential back-off when its queue is empty) show their "
+    "polling interval in p50/p99.",
     "Bulk enqueue: each system's own bulk API where it has one (RQ enqueue_many, BullMQ "
     "addBulk), otherwise its ordinary enqueue in a loop (Dramatiq, Celery) or 100 concurrent "
     "enqueues at a time for the asyncio libraries (arq, saq, taskiq). Timed inside the producer "
