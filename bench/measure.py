@@ -14,6 +14,7 @@ Latency: one worker, idle; a warm-up job; then the adapter enqueues M jobs at a 
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import statistics
@@ -98,7 +99,7 @@ def _records(out: Path) -> list[tuple[float, float, str]]:
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of a non-empty list."""
     ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    k = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
     return ordered[k]
 
 
