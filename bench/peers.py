@@ -59,7 +59,8 @@ PEERS: tuple[Peer, ...] = (
         env="arq",
         adapter="arq_app.py",
         worker=("{python}", "{adapters}/arq_app.py", "worker"),
-        settings="run_worker, max_jobs=10, poll_delay=0.5 s (defaults), results kept 1 h (default)",
+        settings="run_worker with logging at WARNING, max_jobs=10, poll_delay=0.5 s (defaults), "
+        "results kept 1 h (default)",
         variant="defaults",
         job_scale=0.2,
         at_least_once=True,
@@ -70,7 +71,8 @@ PEERS: tuple[Peer, ...] = (
         env="arq",
         adapter="arq_app.py",
         worker=("{python}", "{adapters}/arq_app.py", "worker"),
-        settings="run_worker, max_jobs=100, poll_delay=0.01 s, results kept 1 h (default)",
+        settings="run_worker with logging at WARNING, max_jobs=100, poll_delay=0.01 s, "
+        "results kept 1 h (default)",
         variant="tuned",
         at_least_once=True,
     ),
@@ -190,7 +192,8 @@ PEERS: tuple[Peer, ...] = (
             "--log-level",
             "WARNING",
         ),
-        settings="as above with the list broker (BRPOP, no ack: at-most-once)",
+        settings="taskiq worker, 1 process, max-async-tasks 100 (default), list broker "
+        "(BRPOP, no ack: at-most-once)",
         variant="list",
     ),
     Peer(

@@ -140,7 +140,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--drain-timeout", type=float, default=0.0, help="seconds (default auto)")
     p.add_argument("--output", default=str(REPO_ROOT / "BENCHMARKS.md"))
     p.add_argument("--no-write", action="store_true", help="don't write BENCHMARKS.md")
+    p.add_argument("--list", action="store_true", help="list the systems and their settings")
     args = p.parse_args(argv)
+    if args.list:
+        for peer in PEERS:
+            print(f"{peer.key:12} {peer.label:28} {peer.settings}")
+        raise SystemExit(0)
     if args.quick:
         args.jobs = min(args.jobs, 300)
         args.latency_jobs = min(args.latency_jobs, 100)
