@@ -5,8 +5,9 @@ runs unchanged (pyinstrument would have to relaunch it inside its own profiler,
 i.e. a different command line and a profiler hook in every call). Profiling
 happens in its own window *after* the measured one, so the sampling never
 perturbs the CPU figures. Only on-CPU samples are kept (py-spy drops idle
-threads by default), and stacks are summarised by function (self and inclusive
-share) and by package.
+threads by default), and stacks are summarised by function (self share), by
+package (self share) and, for the operator's own functions, inclusive share
+("which of our calls leads to the time").
 """
 
 from __future__ import annotations
@@ -70,15 +71,19 @@ def _function(frame: str) -> str:
 
 
 def _short_path(file: str) -> str:
-    for marker in ("site-packages/", "lib/python3.11/", "operator/", "worker-image/"):
+    """py-spy already prints ``package/module.py``; shorten absolute paths the same way."""
+    for marker in ("site-packages/", "lib/python3.11/"):
         if marker in file:
             return file.split(marker, 1)[1]
-    return Path(file).name
+    return file
 
 
 def _package(frame: str) -> str:
     path = _short_path(frame.partition(" (")[2].rstrip(")").rsplit(":", 1)[0])
-    return path.split("/", 1)[0].removesuffix(".py") if "/" in path else path.removesuffix(".py")
+    return path.split("/", 1)[0].removesuffix(".py")
+
+
+OURS = ("jobqueue_operator/", "jobqueue_protocol/")
 
 
 def summarise(collapsed: Path) -> dict[str, Any]:
@@ -98,7 +103,7 @@ def summarise(collapsed: Path) -> dict[str, Any]:
         total += count
         self_t[_function(frames[-1])] += count
         pkg[_package(frames[-1])] += count
-        for fn in {_function(f) for f in frames}:
+        for fn in {_function(f) for f in frames if f.partition(" (")[2].startswith(OURS)}:
             incl[fn] += count
 
     def share(c: Counter[str]) -> list[tuple[str, float]]:
@@ -108,6 +113,6 @@ def summarise(collapsed: Path) -> dict[str, Any]:
         "samples": total,
         "rate_hz": RATE_HZ,
         "self": share(self_t),
-        "inclusive": share(incl),
+        "inclusive_ours": share(incl),
         "by_package_self": share(pkg),
     }

@@ -208,10 +208,10 @@ def _scale_details(scale: list[dict[str, Any]]) -> list[str]:
             f"#### Profile: {s['jobqueues']} JobQueues (py-spy, {prof['samples']} on-CPU samples "
             f"at {prof['rate_hz']} Hz, after the measured window)",
             "",
-            "| function (self time) | share | function (inclusive) | share |",
+            "| function (self time) | share | our function (inclusive) | share |",
             "|---|---|---|---|",
         ]
-        for (fs, vs), (fi, vi) in zip(prof["self"][:12], prof["inclusive"][:12], strict=False):
+        for (fs, vs), (fi, vi) in zip(prof["self"][:12], prof["inclusive_ours"][:12], strict=False):
             out.append(f"| `{fs}` | {100 * vs:.1f} % | `{fi}` | {100 * vi:.1f} % |")
         pk = ", ".join(f"{k} {100 * v:.0f} %" for k, v in prof["by_package_self"][:10])
         out += ["", f"Self time by package: {pk}.", ""]

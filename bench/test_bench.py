@@ -1,0 +1,132 @@
+"""Unit tests for the harness's pure parts (no Redis, no peers).
+
+Run: ``.venv/bin/pytest bench/test_bench.py -q -p no:cacheprovider``
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import ceiling, report
+from bench.measure import RECORD_SIZE, _records, percentile, summarize_raw
+from bench.redis_server import RedisSnapshot, delta
+
+
+def test_percentile_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile(values, 100) == 100
+    assert percentile([7.0], 99) == 7.0
+
+
+def test_records_round_trip(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    line = f"{1700000000.123456:20.6f}{1699999999.5:19.6f}{'w2':>4}\n".encode()
+    assert len(line) == RECORD_SIZE
+    out.write_bytes(line * 3)
+    rows = _records(out)
+    assert len(rows) == 3
+    start, enq, tag = rows[0]
+    assert start == pytest.approx(1700000000.123456)
+    assert enq == pytest.approx(1699999999.5)
+    assert tag == "w2"
+
+
+def test_delta_drops_harness_commands_and_reads() -> None:
+    a = RedisSnapshot(commands={"info": 1, "evalsha": 10}, reads=100, cpu_s=1.0)
+    b = RedisSnapshot(commands={"info": 5, "evalsha": 30, "zadd": 4}, reads=130, cpu_s=1.5)
+    cmds, reads, cpu = delta(a, b, harness_reads=3)
+    assert cmds == {"evalsha": 20, "zadd": 4}
+    assert reads == 130 - 100 - 1 - 3
+    assert cpu == pytest.approx(0.5)
+
+
+def test_summarize_raw(tmp_path: Path) -> None:
+    raw = tmp_path / "spy.txt"
+    raw.write_text(
+        "main (x.py:1);run (jobqueue_worker/runtime.py:10);send (redis/conn.py:5) 6\n"
+        "main (x.py:1);select (selectors.py:468) 4\n"
+    )
+    total, self_top, incl, cats = summarize_raw(raw)
+    assert total == 10
+    assert self_top[0] == ("send (redis/conn.py:5)", 0.6)
+    assert incl == [("run (jobqueue_worker/runtime.py:10)", 0.6)]
+    assert dict(cats)["redis-py / hiredis client"] == 0.6
+
+
+def test_mix_bound() -> None:
+    rows: list[dict[str, object]] = [
+        {"test": "EVALSHA small (1 call)", "config": "10 conns", "rps": 50000.0},
+        {"test": "ZADD", "config": "10 conns", "rps": 100000.0},
+        {"test": "HSET", "config": "10 conns", "rps": 100000.0},
+        {"test": "ZPOPMIN", "config": "10 conns", "rps": 100000.0},
+        {"test": "LPUSH", "config": "10 conns", "rps": 100000.0},
+        {"test": "RPOP", "config": "10 conns", "rps": 100000.0},
+    ]
+    bound, unmapped = ceiling.mix_bound(rows, {"evalsha": 1.0, "zadd": 2.0}, "10 conns")
+    assert bound == pytest.approx(1 / (1 / 50000 + 2 / 100000))
+    assert unmapped == []
+    _, unmapped = ceiling.mix_bound(rows, {"weird": 1.0}, "10 conns")
+    assert unmapped == ["weird"]
+
+
+def _system(j1: float, p99: float, cpu: float) -> dict[str, Any]:
+    return {
+        "status": "works",
+        "settings": "s",
+        "summary": {
+            "jobs_per_s_1": j1,
+            "jobs_per_s_2": j1 * 1.5,
+            "enqueue_jobs_per_s": 1000.0,
+            "p50_ms": p99 / 2,
+            "p99_ms": p99,
+            "worker_cpu_us_per_job": cpu,
+            "redis_cmds_per_job": 3.0,
+            "redis_reads_per_job": 1.0,
+            "redis_cpu_us_per_job": 20.0,
+            "commands": {"evalsha": 1.0},
+        },
+    }
+
+
+def test_ratios_and_render() -> None:
+    systems = {
+        "ours": _system(4000, 2.0, 80),
+        "taskiq-list": _system(2000, 1.0, 400),
+        "bullmq": _system(3000, 4.0, 200),
+    }
+    rat = report.ratios(systems)
+    assert rat["jobs_per_s_1"] == (pytest.approx(4000 / 3000), "bullmq")
+    assert rat["p99_ms"] == (2.0, "taskiq-list")
+    assert rat["worker_cpu_us_per_job"] == (0.4, "bullmq")
+    assert report.ratios(systems, {"bullmq"})["p99_ms"] == (0.5, "bullmq")
+    res = {
+        "meta": {
+            "date": "d",
+            "command": "c",
+            "cores": 2,
+            "cpu_model": "cpu",
+            "memory_gib": 1.0,
+            "os": "os",
+            "python": "3.11",
+            "load_start": "0",
+            "redis_version": "7",
+            "redis_port": 1,
+            "redis_args": "--save ''",
+            "jobs": 300,
+            "latency_jobs": 100,
+            "rate": 100.0,
+            "trials": 1,
+            "quick": True,
+        },
+        "systems": systems,
+        "notes": ["n"],
+    }
+    text = report.render(res, lambda k: k, {"bullmq"})
+    assert "Small-sample `--quick` run" in text
+    assert "**ours / best peer**" in text
+    assert "| 1 worker process at least as fast as BullMQ (same run) | 4,000 vs 3,000" in text
