@@ -45,19 +45,26 @@ class CeilingRow:
     avg_ms: float | None
 
 
-def ensure_redis_benchmark() -> str | None:
-    """Path to redis-benchmark; installs redis-tools with apt when root and missing."""
-    path = shutil.which("redis-benchmark")
-    if path:
+def apt_install(binary: str, package: str) -> str | None:
+    """Path to ``binary``; ``apt-get install -y package`` first when root and it is missing
+    (with one ``apt-get update`` if the first install fails)."""
+    path = shutil.which(binary)
+    if path or os.geteuid() != 0 or not shutil.which("apt-get"):
         return path
-    if os.geteuid() == 0 and shutil.which("apt-get"):
+    install = ["apt-get", "install", "-y", "-q", package]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    done = subprocess.run(install, check=False, timeout=600, capture_output=True, env=env)
+    if done.returncode != 0:
         subprocess.run(
-            ["apt-get", "install", "-y", "-q", "redis-tools"],
-            check=False,
-            timeout=600,
-            capture_output=True,
+            ["apt-get", "update", "-q"], check=False, timeout=600, capture_output=True, env=env
         )
-    return shutil.which("redis-benchmark")
+        subprocess.run(install, check=False, timeout=600, capture_output=True, env=env)
+    return shutil.which(binary)
+
+
+def ensure_redis_benchmark() -> str | None:
+    """Path to redis-benchmark (Debian's redis-tools)."""
+    return apt_install("redis-benchmark", "redis-tools")
 
 
 def _tests(server: RedisServer) -> list[tuple[str, list[str]]]:

@@ -64,7 +64,9 @@ class RedisServer:
         ]
 
     def start(self, log: Path) -> None:
-        path = shutil.which(self.binary)
+        from bench.ceiling import apt_install
+
+        path = shutil.which(self.binary) or apt_install(self.binary, "redis-server")
         if not path:
             raise RuntimeError(f"{self.binary} not found (apt-get install redis-server)")
         self.port = free_port()
