@@ -2,8 +2,8 @@
 
 Worker: ``taskiq worker taskiq_app:broker --workers 1`` (the documented CLI; defaults kept:
 max-async-tasks 100, ack when saved). ``BENCH_VARIANT=stream`` uses ``RedisStreamBroker``
-(acknowledged, at-least-once; ``consumer_id="0"`` so the consumer group created at worker start
-sees jobs enqueued before it); ``list`` uses ``ListQueueBroker`` (BRPOP, no ack). No result
+(acknowledged, at-least-once; defaults: the consumer group is created at worker start, before
+the harness enqueues anything); ``list`` uses ``ListQueueBroker`` (BRPOP, no ack). No result
 backend.
 """
 
@@ -20,7 +20,7 @@ from taskiq_redis import ListQueueBroker, RedisStreamBroker
 if os.environ.get("BENCH_VARIANT", "stream") == "list":
     broker = ListQueueBroker(redis_url(), queue_name=queue_name())
 else:
-    broker = RedisStreamBroker(redis_url(), queue_name=queue_name(), consumer_id="0")
+    broker = RedisStreamBroker(redis_url(), queue_name=queue_name())
 
 
 @broker.task(task_name="noop")

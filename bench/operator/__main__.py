@@ -50,6 +50,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="after the largest scale point's window, py-spy the operator this long (0: off)",
     )
+    p.add_argument(
+        "--status-timeout-s",
+        type=float,
+        default=scale.STATUS_TIMEOUT_S,
+        help="scale runs: wait at most this long for every JobQueue's first status, then "
+        "measure anyway and report how many had reported",
+    )
     p.add_argument("--seed", type=int, default=7, help="seed of the trials' random phases")
     p.add_argument("--quick", action="store_true", help="tiny run: 3 trials at 1 s; scale 1,10")
     p.add_argument("--skip-reaction", action="store_true", help="no reaction/cost phase")

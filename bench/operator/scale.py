@@ -24,7 +24,7 @@ from bench.operator.probes import ProcessSampler
 from jobqueue_devkit.stack import LoopSpec
 
 JOBS_PER_QUEUE = 3
-STATUS_TIMEOUT_S = 900.0
+STATUS_TIMEOUT_S = 600.0
 
 
 def scale_spec(namespace: str, index: int, interval_s: int) -> LoopSpec:
@@ -68,7 +68,13 @@ async def wait_all_reported(env: BenchEnv, count: int, timeout_s: float) -> tupl
 
 
 async def run_point(
-    env: BenchEnv, count: int, interval_s: int, window_s: float, profile_s: float = 0.0
+    env: BenchEnv,
+    count: int,
+    interval_s: int,
+    window_s: float,
+    *,
+    profile_s: float = 0.0,
+    status_timeout_s: float = STATUS_TIMEOUT_S,
 ) -> dict[str, Any]:
     """Set up ``count`` JobQueues on a fresh environment and measure one window.
 
@@ -81,7 +87,7 @@ async def run_point(
     create_s = time.monotonic() - t
     await env.enqueue({s.queue: JOBS_PER_QUEUE for s in specs})
     print(f"  created {count} Deployments + JobQueues in {create_s:.1f}s", flush=True)
-    report_s, reported = await wait_all_reported(env, count, STATUS_TIMEOUT_S)
+    report_s, reported = await wait_all_reported(env, count, status_timeout_s)
     # Let the first burst of daemon starts and finalizer patches settle into steady state.
     await asyncio.sleep(2 * interval_s)
     sampler = ProcessSampler(env.operator.pid)
