@@ -169,3 +169,29 @@ def rule_groups(path: Path) -> dict[str, object]:
     doc = yaml.safe_load(path.read_text())
     assert doc["kind"] == "PrometheusRule", doc.get("kind")
     return {"groups": doc["spec"]["groups"]}
+
+
+_PROMQL_WORDS = {
+    "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
+    "unless", "bool", "offset", "inf", "nan",
+}  # fmt: skip
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Metric names an expression reads (a conservative lexer, enough for our rules).
+
+    Drops strings, label matchers ``{...}``, ranges ``[...]``, grouping clauses
+    ``by (...)``/``on (...)``, function calls and numbers; what is left are names.
+    """
+    s = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)
+    s = re.sub(r"\{[^}]*\}", "", s)
+    s = re.sub(r"\[[^\]]*\]", "", s)
+    s = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", s)
+    names = set()
+    for m in re.finditer(r"(?<![0-9A-Za-z_.:])[a-zA-Z_:][a-zA-Z0-9_:]*", s):
+        word = m.group(0)
+        rest = s[m.end() :].lstrip()
+        if rest.startswith("(") or word.lower() in _PROMQL_WORDS:
+            continue
+        names.add(word)
+    return names

@@ -13,8 +13,14 @@ from typing import Any
 
 import pytest
 import yaml
-from observability_helpers import MONITORING, ROOT, base_name, catalogued_names, run_promtool
-from test_rules import promql_metric_names
+from observability_helpers import (
+    MONITORING,
+    ROOT,
+    base_name,
+    catalogued_names,
+    promql_metric_names,
+    run_promtool,
+)
 
 DASHBOARD = MONITORING / "dashboard.json"
 

@@ -23,6 +23,7 @@ from observability_helpers import (
     base_name,
     catalogue,
     catalogued_names,
+    promql_metric_names,
     rule_groups,
     run_promtool,
 )
@@ -30,31 +31,6 @@ from observability_helpers import (
 RULE_FILE = MONITORING / "prometheusrule.yaml"
 CASES = Path(__file__).resolve().parent / "rules"
 RUNBOOK = ROOT / "docs" / "runbook.md"
-
-_PROMQL_WORDS = {
-    "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
-    "unless", "bool", "offset", "inf", "nan",
-}  # fmt: skip
-
-
-def promql_metric_names(expr: str) -> set[str]:
-    """Metric names an expression reads (a conservative lexer, enough for our rules).
-
-    Drops strings, label matchers ``{...}``, ranges ``[...]``, grouping clauses
-    ``by (...)``/``on (...)``, function calls and numbers; what is left are names.
-    """
-    s = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)
-    s = re.sub(r"\{[^}]*\}", "", s)
-    s = re.sub(r"\[[^\]]*\]", "", s)
-    s = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", s)
-    names = set()
-    for m in re.finditer(r"(?<![0-9A-Za-z_.:])[a-zA-Z_:][a-zA-Z0-9_:]*", s):
-        word = m.group(0)
-        rest = s[m.end() :].lstrip()
-        if rest.startswith("(") or word.lower() in _PROMQL_WORDS:
-            continue
-        names.add(word)
-    return names
 
 
 def _rules() -> list[dict[str, Any]]:
