@@ -38,6 +38,10 @@ from jobqueue_operator.status import Problem, Tick
 log = logging.getLogger("jobqueue_operator")
 
 DEFAULT_INTERVAL_S = 5.0
+#: How long a conflict check (HPA/JobQueue lists) and a Secret read stay fresh. Both
+#: change rarely; re-reading them every tick would cost two lists and a get per
+#: JobQueue per poll. A change of target or Secret reference re-reads at once.
+REFRESH_S = 30.0
 
 
 @dataclass
@@ -62,6 +66,8 @@ class Loop:
     failures: int = 0
     previous_status: dict[str, Any] = field(default_factory=dict)
     _announced: str | None = None
+    _conflict: tuple[str, float, str | None] | None = None  # (target, read at, result)
+    _secret: tuple[tuple[str, str], float, str] | None = None  # ((name, key), read at, value)
 
     @classmethod
     def from_status(
@@ -118,9 +124,7 @@ class Loop:
         # 2. the target, and nobody else scaling it
         try:
             current = await self.ctx.kube.get_replicas(self.namespace, target)
-            conflict = await self.ctx.kube.find_conflict(
-                self.namespace, self.name, target, meta.get("creationTimestamp", "")
-            )
+            conflict = await self._find_conflict(target, meta.get("creationTimestamp", ""), now)
         except KubeError as exc:
             metrics.API_ERRORS.labels(self.namespace, self.name, "read").inc()
             return _with(base, problem=Problem("KubernetesAPIError", str(exc)))
@@ -155,7 +159,7 @@ class Loop:
         ref = spec.redis.password_secret_ref
         if ref is not None:
             try:
-                password = await self.ctx.kube.read_secret_key(self.namespace, ref.name, ref.key)
+                password = await self._password(ref.name, ref.key)
             except SecretError as exc:
                 return Problem("SecretNotFound", str(exc))
         endpoint = endpoint_for(spec.redis, password)
@@ -173,6 +177,23 @@ class Loop:
             return MetricsMissing(self.failures, str(exc))
         self.failures = 0
         return observation
+
+    async def _find_conflict(self, target: str, created: str, now: float) -> str | None:
+        cached = self._conflict
+        if cached is not None and cached[0] == target and now - cached[1] < REFRESH_S:
+            return cached[2]
+        found = await self.ctx.kube.find_conflict(self.namespace, self.name, target, created)
+        self._conflict = (target, now, found)
+        return found
+
+    async def _password(self, name: str, key: str) -> str:
+        now = self.ctx.clock()
+        cached = self._secret
+        if cached is not None and cached[0] == (name, key) and now - cached[1] < REFRESH_S:
+            return cached[2]
+        value = await self.ctx.kube.read_secret_key(self.namespace, name, key)
+        self._secret = ((name, key), now, value)
+        return value
 
     async def _act(self, tick: Tick, target: str, current: int, desired: int, now: float) -> Tick:
         try:

@@ -29,6 +29,7 @@ class FakeKube:
         self.events: list[tuple[str, bool]] = []
         self.fail_scale = False
         self.fail_status = False
+        self.lookups = {"conflict": 0, "secret": 0}
 
     async def get_replicas(self, namespace: str, name: str) -> int | None:
         return self.replicas
@@ -40,9 +41,10 @@ class FakeKube:
         self.replicas = replicas
 
     async def find_conflict(self, namespace: str, jobqueue: str, target: str, created: str) -> None:
-        return None
+        self.lookups["conflict"] += 1
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
+        self.lookups["secret"] += 1
         return "pw"
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
@@ -184,3 +186,22 @@ async def test_missing_target(world: dict[str, Any]) -> None:
     kube, clock = FakeKube(replicas=None), Clock()
     await make_loop(kube, clock).tick(BODY)
     assert kube.statuses[-1]["conditions"][0]["reason"] == "TargetNotFound"
+
+
+async def test_conflict_and_secret_are_reread_every_30s_not_every_tick(
+    world: dict[str, Any],
+) -> None:
+    kube, clock = FakeKube(replicas=1), Clock()
+    loop = make_loop(kube, clock)
+    spec = {**BODY["spec"], "redis": {"host": "r", "passwordSecretRef": {"name": "s"}}}
+    body = {**BODY, "spec": spec}
+    for _ in range(10):  # 20 s of ticks
+        await loop.tick(body)
+        clock.now += 2
+    assert kube.lookups == {"conflict": 1, "secret": 1}
+    clock.now += 15
+    await loop.tick(body)
+    assert kube.lookups == {"conflict": 2, "secret": 2}
+    other = {**body, "spec": {**spec, "scaleTargetRef": {"name": "w2"}}}
+    await loop.tick(other)
+    assert kube.lookups["conflict"] == 3, "a new target is checked at once"
