@@ -174,7 +174,8 @@ class Worker:
         renewer.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.broker.forget_worker(self.plan.queues, self.id), 2.0)
-        await self.broker.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.broker.close(), 5.0)
         self._executor.shutdown(wait=False, cancel_futures=True)
         log.info("Stopped worker", extra={"worker": self.id, "processed": self.processed})
         return code
@@ -257,8 +258,9 @@ class Worker:
         finally:
             if wake is not None:
                 wake.cancel()
+                # A cancelled BLPOP closes its connection; never let that stall shutdown.
                 with contextlib.suppress(BaseException):
-                    await wake
+                    await asyncio.wait_for(wake, 2.0)
 
     def _block_s(self, res: StepResult | None) -> float:
         """Block until woken, but no longer than until the next delayed job is due."""

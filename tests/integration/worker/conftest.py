@@ -82,7 +82,11 @@ async def start_worker(
         w.request_stop()
         w.request_stop()
     for _, task in running:
-        await asyncio.wait_for(task, 15)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), 15)
+        except TimeoutError:
+            task.print_stack()  # where shutdown hangs, for the log
+            raise
 
 
 class Spawned:

@@ -234,6 +234,7 @@ while got < n_fetch and guard < n_fetch + 100 do
   if not q then break end
   local popped = redis.call('ZPOPMIN', ready(q, p))
   local id, score = popped[1], popped[2]
+  if not id then break end
   local jk = K(q, 16) .. id
   if redis.call('EXISTS', jk) == 1 then
     local deliveries = redis.call('HINCRBY', jk, 'deliveries', 1)
