@@ -206,3 +206,22 @@ def test_python_dash_m_runs_the_simulator(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "threshold (operator)" in done.stdout
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_the_command_mounts_on_another_typer_app(tmp_path: Path) -> None:
+    """The wiring the lead plans for ``jobqueue simulate``: one ``app.command`` line."""
+    import typer
+
+    from jobqueue_operator.simulator.cli import simulate
+
+    host = typer.Typer()
+
+    @host.command()
+    def other() -> None:
+        """Stands in for the worker's own commands."""
+
+    host.command("simulate")(simulate)
+    args = ["simulate", "--spec", SEEDS_SPEC, "--trace", str(tiny(tmp_path)), "--no-plot"]
+    result = CliRunner().invoke(host, [*args, "--policy", "threshold"])
+    assert result.exit_code == 0, result.output
+    assert "threshold (operator)" in result.output
