@@ -198,3 +198,33 @@ def test_refuses_a_target_that_an_hpa_or_another_jobqueue_scales(
     time.sleep(2)
     assert kubectl.replicas("hpa-target", namespace) == 1, "must not fight the HPA"
     assert kubectl.replicas("shared", namespace) == 2, "the younger JobQueue must not act"
+
+
+def test_a_broken_jobqueue_does_not_slow_a_healthy_one(
+    kubectl: Kubectl,
+    namespace: str,
+    redis_url: str,
+    start_operator: Callable[..., OperatorProcess],
+) -> None:
+    """KEDA's broken-object test: a Redis that never answers (a black-holed address)."""
+    broken = jobqueue("broken", namespace, "broken-worker", redis_url, pollingIntervalSeconds=1)
+    broken["spec"]["redis"] = {"host": "10.255.255.1", "port": 6379, "timeoutSeconds": 3}
+    kubectl.apply(
+        deployment("broken-worker", namespace, replicas=2),
+        deployment("healthy-worker", namespace, replicas=1),
+        broken,
+        jobqueue("healthy", namespace, "healthy-worker", redis_url, pollingIntervalSeconds=1,
+                 scaleUp={"queueDepth": 10, "cooldownSeconds": 0}, scaleDown={"queueDepth": 2}),
+    )  # fmt: skip
+    start_operator()
+    wait_for(lambda: _status_of(kubectl, "healthy", namespace, "Ready") == "True", 30, "Ready")
+    wait_for(
+        lambda: _status_of(kubectl, "broken", namespace, "MetricsAvailable") == "False",
+        30,
+        "the broken one reports its Redis",
+    )
+    fill(redis_url, "healthy:jobs", 15)
+    filled = time.monotonic()
+    wait_for(lambda: kubectl.replicas("healthy-worker", namespace) == 2, 5, "healthy scale-up")
+    assert time.monotonic() - filled < 2.5, "the healthy JobQueue kept its 1 s cadence"
+    assert kubectl.replicas("broken-worker", namespace) == 2
