@@ -31,7 +31,11 @@ RBAC = ROOT / "manifests" / "rbac"
 SA_NAMESPACE = "jobqueue-system"
 SA_NAME = "jobqueue-operator"
 SA_USER = f"system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}"
-OPERATOR_BIN = Path(sys.executable).with_name("jobqueue-operator")
+# The console script when the project is installed; the module otherwise (same code).
+_SCRIPT = Path(sys.executable).with_name("jobqueue-operator")
+OPERATOR_CMD = (
+    [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "jobqueue_operator.cli"]
+)
 
 
 @pytest.fixture
@@ -104,6 +108,13 @@ def start_operator(
         log = tmp_path / f"operator-{len(started)}.log"
         environ = {
             **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                [
+                    str(ROOT / "operator"),
+                    str(ROOT / "worker-image"),
+                    os.environ.get("PYTHONPATH", ""),
+                ]
+            ),
             "KUBECONFIG": str(operator_kubeconfig),
             "JQO_METRICS_PORT": str(metrics_port),
             **env,
@@ -112,7 +123,7 @@ def start_operator(
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [
-                    str(OPERATOR_BIN),
+                    *OPERATOR_CMD,
                     *(
                         ["--standalone"]
                         if peering is None
