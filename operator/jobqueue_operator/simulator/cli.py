@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
+from jobqueue_operator.settings import OperatorSettings
 from jobqueue_operator.simulator import report
 from jobqueue_operator.simulator.compare import ALL_POLICIES, PolicyName, Scenario, compare
 from jobqueue_operator.simulator.engine import Distribution, ServiceModel
@@ -81,11 +83,21 @@ def simulate(
         Path | None, typer.Option("--json", help="also write the summaries as JSON")
     ] = None,
     markdown: Annotated[bool, typer.Option(help="print the table as Markdown")] = False,
+    operator_env: Annotated[
+        bool,
+        typer.Option(
+            "--operator-env",
+            help="fill unset spec fields from the operator's environment variables "
+            "(SCALE_UP_QUEUE_DEPTH, MIN_WORKERS, ...) instead of its built-in defaults",
+        ),
+    ] = False,
 ) -> None:
     """Run the policies over the trace and print replica-seconds, waits, scale actions."""
     out = Console(width=None if sys.stdout.isatty() else 160)
     try:
-        loaded = load_spec(spec)
+        # The same resolution the operator does at boot, when asked to mirror a deployment.
+        defaults = OperatorSettings().scaling_defaults() if operator_env else None
+        loaded = load_spec(spec, defaults)
         arrivals = load_trace(trace)
         mean = mean_service if mean_service is not None else arrivals.mean_service_s
         if mean is None:
@@ -102,7 +114,7 @@ def simulate(
             max_wait_s=max_wait,
         )
         results = compare(loaded, arrivals, scenario, policy or ALL_POLICIES)
-    except (SpecError, TraceError, ValueError) as exc:
+    except (SpecError, TraceError, ValidationError, ValueError) as exc:
         if isinstance(exc, typer.BadParameter):
             raise
         raise typer.BadParameter(str(exc)) from None

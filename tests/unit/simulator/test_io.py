@@ -225,3 +225,26 @@ def test_the_command_mounts_on_another_typer_app(tmp_path: Path) -> None:
     result = CliRunner().invoke(host, [*args, "--policy", "threshold"])
     assert result.exit_code == 0, result.output
     assert "threshold (operator)" in result.output
+
+
+def test_operator_env_fills_unset_fields_like_the_operator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("scaleTargetRef: {name: w}\nredis: {host: r}\nqueues: [q]\n")
+    trace = tiny(tmp_path, "# mean_service_seconds=5\n" + "0,400\n")
+    args = ["simulate", "--spec", str(bare), "--trace", str(trace), "--no-plot"]
+    args += ["--policy", "threshold", "--concurrency", "1"]
+
+    def peak(*extra: str) -> int:
+        out = tmp_path / "r.json"
+        result = CliRunner().invoke(app, [*args, *extra, "--json", str(out)])
+        assert result.exit_code == 0, result.output
+        return int(json.loads(out.read_text())["summaries"][0]["peak_replicas"])
+
+    monkeypatch.setenv("MAX_WORKERS", "2")
+    assert peak() == 10  # the built-in default max, environment ignored
+    assert peak("--operator-env") == 2
+    monkeypatch.setenv("MAX_WORKERS", "zero")
+    result = CliRunner().invoke(app, [*args, "--operator-env"])
+    assert result.exit_code == 2
