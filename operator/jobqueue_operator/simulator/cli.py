@@ -135,5 +135,14 @@ def simulate(
         json_out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     if not no_plot:
         target = plot if plot is not None else Path(f"simulate-{trace.stem}.png")
-        report.plot(results, target, title)
+        try:
+            report.plot(results, target, title)
+        except ModuleNotFoundError as exc:  # the operator image does not ship the sim extra
+            err = Console(stderr=True)
+            err.print(
+                f"no plot: {exc.name} is missing; install jobqueue-operator[sim] or pass --no-plot",
+                markup=False,
+                highlight=False,
+            )
+            raise typer.Exit(1) from None
         out.print(f"plot: {target}", markup=False, highlight=False)

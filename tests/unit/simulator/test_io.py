@@ -248,3 +248,17 @@ def test_operator_env_fills_unset_fields_like_the_operator(
     monkeypatch.setenv("MAX_WORKERS", "zero")
     result = CliRunner().invoke(app, [*args, "--operator-env"])
     assert result.exit_code == 2
+
+
+def test_without_matplotlib_the_table_prints_and_the_plot_fails_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import now fails
+    args = ["simulate", "--spec", SEEDS_SPEC, "--trace", str(tiny(tmp_path)), "--policy", "slo"]
+    result = CliRunner().invoke(app, [*args, "--plot", str(tmp_path / "x.png")])
+    assert result.exit_code == 1
+    assert "reference SLO*" in result.output
+    assert "jobqueue-operator[sim]" in result.output
+    assert not (tmp_path / "x.png").exists()
