@@ -95,7 +95,7 @@ def operator_kubeconfig(
 
 @pytest.fixture
 def start_operator(
-    operator_kubeconfig: Path, namespace: str, tmp_path: Path
+    control_plane: ControlPlane, operator_kubeconfig: Path, namespace: str, tmp_path: Path
 ) -> Iterator[Callable[..., OperatorProcess]]:
     """Start the operator (as the ServiceAccount, watching ``namespace``); stopped at teardown."""
     started: list[OperatorProcess] = []
@@ -147,3 +147,10 @@ def start_operator(
         op.stop()
         print(f"--- operator log {op.log.name} (last 40 lines)")
         print("\n".join(op.output().splitlines()[-40:]))
+    # With the operator gone, kopf's finalizer would keep the namespace Terminating
+    # forever; drop it the way docs/operator.md tells users to.
+    k = Kubectl(control_plane)
+    for name in k("get", "jobqueues", "-n", namespace, "-o", "name", check=False).split():
+        if name.startswith("jobqueue"):
+            k("patch", name, "-n", namespace, "--type=merge",
+              "-p", '{"metadata": {"finalizers": null}}', check=False)  # fmt: skip

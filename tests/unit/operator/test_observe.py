@@ -48,3 +48,26 @@ def test_endpoint_identity_includes_the_password_but_never_shows_it() -> None:
     assert a.display() == "redis://r:6380/0"
     tls = endpoint_for(RedisConnection.model_validate({"url": "rediss://r:6379/1"}), None)
     assert tls.tls
+
+
+async def test_one_pool_per_endpoint_shared_and_released() -> None:
+    from jobqueue_operator.observe import RedisPools
+
+    pools = RedisPools()
+    conn = RedisConnection.model_validate({"host": "r"})
+    a = pools.client("ns/a", endpoint_for(conn, "pw"))
+    b = pools.client("ns/b", endpoint_for(conn, "pw"))
+    assert a is b
+    assert pools.open_clients == 1
+    other = pools.client("ns/c", endpoint_for(conn, "rotated"))
+    assert other is not a
+    assert pools.open_clients == 2
+    # ns/c's Secret is fixed: it moves to the shared pool and its old one closes.
+    assert pools.client("ns/c", endpoint_for(conn, "pw")) is a
+    assert pools.open_clients == 1
+    pools.release("ns/a")
+    assert pools.open_clients == 1
+    pools.release("ns/b")
+    pools.release("ns/c")
+    assert pools.open_clients == 0
+    await pools.close()
