@@ -54,6 +54,10 @@ class LeaseRenewer(threading.Thread):
             self.renewals += 1
             lost = [h for h, good in zip(held, ok, strict=True) if not good]
             if lost:
+                # A job acked between the snapshot and the renewal is not lost.
+                still_held = set(self._snapshot())
+                lost = [h for h in lost if h in still_held]
+            if lost:
                 metrics.LEASES_LOST.inc(len(lost))
                 log.warning("Lost leases", extra={"jobs": [h[1] for h in lost]})
                 if self._on_lost is not None:

@@ -144,6 +144,9 @@ for i, op in ipairs(ops) do
       else
         ok = 0
       end
+      -- This delivery is over: a repeated or stale ack of it must never count
+      -- again (e.g. a retried reply-lost ack after the retry was promoted).
+      if ok == 1 then redis.call('HDEL', jk, 'token') end
     end
   end
   acks[i] = ok
