@@ -9,6 +9,7 @@ namespace) are errors too, not silently pruned.
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +65,29 @@ def test_api_server_rejects(kubectl: Kubectl, namespace: str, case: dict[str, An
     print(f"\n{case['name']}: {message.strip()}")
     assert "created" not in message, f"{case['name']} was accepted"
     assert case["expect"] in message
+
+
+def test_kubectl_explain_teaches_the_fields(kubectl: Kubectl) -> None:
+    # The API server publishes a new CRD's OpenAPI a few seconds after it is served.
+    out = ""
+    for _ in range(60):
+        out = kubectl("explain", "jobqueue.spec.scaleUp", check=False)
+        if "DESCRIPTION" in out:
+            break
+        time.sleep(0.5)
+    assert "Scale up when the depth reaches queueDepth OR" in out
+    for field in ("queueDepth", "queueLatencySeconds", "cooldownSeconds", "maxStep"):
+        assert field in out
+    assert "password never goes here" in kubectl("explain", "jobqueue.spec.redis")
+
+
+def test_printer_columns(kubectl: Kubectl, namespace: str) -> None:
+    kubectl("create", "-f", "-", stdin=_manifest("cols", TABLE["base"], namespace))
+    header = kubectl("get", "jq", "-n", namespace, "-o", "wide").splitlines()[0].split()
+    assert header == [
+        "NAME", "TARGET", "CURRENT", "DESIRED", "DEPTH", "OLDEST", "READY", "LAST", "ACTION",
+        "REASON", "MIN", "MAX", "AGE",
+    ]  # fmt: skip
+    defaults = kubectl("get", "jq", "cols", "-n", namespace, "-o", "jsonpath={.spec}")
+    assert '"pollingIntervalSeconds":5' in defaults
+    assert '"maxStep":3' in defaults
