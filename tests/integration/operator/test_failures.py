@@ -226,5 +226,5 @@ def test_a_broken_jobqueue_does_not_slow_a_healthy_one(
     fill(redis_url, "healthy:jobs", 15)
     filled = time.monotonic()
     wait_for(lambda: kubectl.replicas("healthy-worker", namespace) == 2, 5, "healthy scale-up")
-    assert time.monotonic() - filled < 2.5, "the healthy JobQueue kept its 1 s cadence"
+    assert time.monotonic() - filled < 3.0, "the healthy JobQueue kept its 1 s cadence"
     assert kubectl.replicas("broken-worker", namespace) == 2

@@ -64,7 +64,8 @@ def test_scale_up_within_one_interval_by_the_step_then_cooldown_holds(
         f"\nreaction: /scale written {decided_s:.2f}s after the fill, seen by kubectl after "
         f"{seen_s:.2f}s (pollingIntervalSeconds={INTERVAL_S})"
     )
-    assert decided_s <= INTERVAL_S + 0.5, "the operator must react within one interval"
+    # One interval of sleep plus one tick's own work (tens of ms; slack for a busy CI box).
+    assert decided_s <= INTERVAL_S + 0.75, "the operator must react within one interval"
     assert seen_s <= INTERVAL_S + 1.5  # plus kubectl's own ~0.2 s per poll
     # The queue stays above the threshold; inside the 6 s cooldown nothing moves.
     while time.time() < first_up + 5.5:
