@@ -10,7 +10,7 @@ VENV         ?= .venv
 PY           := $(VENV)/bin/python
 PHASE        := tests/devkit/phase
 DEVKIT       := PYTHONPATH=tests/devkit $(PY) -m jobqueue_devkit
-PACKAGES     := worker-image/jobqueue_protocol worker-image/jobqueue_worker operator/jobqueue_operator tests/devkit/jobqueue_devkit
+PACKAGES     := worker-image/jobqueue_cli worker-image/jobqueue_protocol worker-image/jobqueue_worker operator/jobqueue_operator tests/devkit/jobqueue_devkit
 PYTEST_ARGS  ?=
 IMAGE_TAG    ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 OPERATOR_IMAGE ?= jobqueue-operator:$(IMAGE_TAG)

@@ -46,4 +46,4 @@ def test_console_scripts_point_at_shipped_packages() -> None:
         Path(p).name for p in config["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
     }
     for target in config["project"]["scripts"].values():
-        assert target.split(".", 1)[0] in shipped, target
+        assert target.split(":", 1)[0].split(".", 1)[0] in shipped, target

@@ -1,0 +1,29 @@
+"""The `jobqueue` console script composes the worker's commands with health and simulate."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from jobqueue_cli import app
+
+
+def test_jobqueue_lists_worker_health_and_simulate() -> None:
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0, result.output
+    for command in ("worker", "enqueue", "stats", "dlq", "health", "simulate"):
+        assert command in result.output, command
+
+
+def test_installed_console_script_is_the_composed_one() -> None:
+    script = shutil.which("jobqueue", path=str(Path(sys.executable).parent))
+    assert script is not None, "run `make install`: the jobqueue console script is missing"
+    out = subprocess.run(
+        [script, "simulate", "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert "--trace" in out.stdout
