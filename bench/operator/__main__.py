@@ -108,6 +108,19 @@ def versions() -> str:
     )
 
 
+def git_state() -> str:
+    """HEAD and whether the operator/protocol sources differ from it (others edit them live)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30, check=False
+        ).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD")
+    dirty = git("status", "--porcelain", "--", "operator", "worker-image/jobqueue_protocol")
+    return f"commit {head}" + (" with uncommitted operator changes" if dirty else "")
+
+
 def save(results: dict[str, Any]) -> None:
     """Write the raw results now (called after every phase)."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -154,12 +167,14 @@ def notes(results: dict[str, Any]) -> list[str]:
             f"poll (one-per-poll target {one}); {pace}."
         )
     out.append(
-        "Per tick the operator makes, besides the one Redis round trip: GET deployments/scale, "
-        "LIST horizontalpodautoscalers and LIST jobqueues of the namespace (the conflict check "
-        "in `kube.find_conflict`), and PATCH jobqueues/status (code reading, confirmed by the "
-        "per-kind counts above). The JobQueue LIST returns every JobQueue of the namespace, so "
-        "with N JobQueues in one namespace each poll decodes N objects: O(N²) work per "
-        "interval, which is what dominates at 1,000."
+        "What a tick costs besides the one Redis round trip (code reading of the tree that "
+        f"ran, {results['meta'].get('git')}, confirmed by the per-kind counts above): GET "
+        "deployments/scale and PATCH jobqueues/status every tick; the conflict check "
+        "(`kube.find_conflict`: LIST horizontalpodautoscalers and LIST jobqueues of the "
+        "namespace) only when its cached answer is older than 30 s (since commit cced704). "
+        "The JobQueue LIST returns every JobQueue of the namespace, so with N JobQueues in "
+        "one namespace the operator decodes N² objects per 30 s: quadratic, and the first "
+        "thing to look at in the profile of the largest point."
     )
     return out
 
@@ -189,7 +204,14 @@ async def run(args: argparse.Namespace, results: dict[str, Any], workdir: Path) 
         print(f"== scale: {count} JobQueues at {args.scale_interval}s", flush=True)
         profile_s = args.profile_s if count == max(counts) else 0.0
         async with bench_env(workdir / f"scale-{count}", "bench-scale") as env:
-            point = await scale.run_point(env, count, args.scale_interval, args.window_s, profile_s)
+            point = await scale.run_point(
+                env,
+                count,
+                args.scale_interval,
+                args.window_s,
+                profile_s=profile_s,
+                status_timeout_s=args.status_timeout_s,
+            )
         results["scale"].append(point)
         print(
             f"  {count}: {point['cpu_cores']:.3f} cores, RSS peak "
@@ -209,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": machine(),
             "versions": versions(),
+            "git": git_state(),
             "command": command.strip(),
             "loadavg_start": tuple(round(x, 2) for x in os.getloadavg()),
             "args": vars(args),

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from typing import Any
+
+from kubernetes_asyncio import client
 
 from bench.operator import probes
 from bench.operator.env import BenchEnv
@@ -58,4 +61,23 @@ async def measure(env: BenchEnv, window_s: float, jobqueues: int) -> dict[str, A
         "api_requests_per_poll": per_poll(sa_requests),
         "api_requests_by_verb_resource": per_resource,
         "api_requests_by_verb_resource_per_poll": {k: per_poll(v) for k, v in per_resource.items()},
+        "apiserver_mean_seconds_by_verb_resource": probes.api_latency(a0, a1),
+        "api_rejected_operator_identity": a1.rejected_sa - a0.rejected_sa,
+        "operator_api_errors": {
+            k: v - op0.api_errors.get(k, 0.0)
+            for k, v in op1.api_errors.items()
+            if v - op0.api_errors.get(k, 0.0)
+        },
+        "operator_redis_errors": op1.redis_errors - op0.redis_errors,
+        "event_reasons": await event_reasons(env),
     }
+
+
+async def event_reasons(env: BenchEnv) -> dict[str, int]:
+    """How many Events of each reason the namespace holds.
+
+    The operator posts one per scale and one per change of trouble, so a reason
+    other than a scale explains a poll that did not reach Redis.
+    """
+    events = await client.CoreV1Api(env.api).list_namespaced_event(env.namespace)
+    return dict(Counter(str(e.reason) for e in events.items))

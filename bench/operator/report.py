@@ -71,6 +71,7 @@ def render(results: dict[str, Any]) -> str:
         f"- date: {meta['date']}",
         f"- machine: {meta['machine']}",
         f"- versions: {meta['versions']}",
+        f"- source: {meta.get('git')}",
         f"- command: `{meta['command']}`",
         f"- load average at start / end: {meta.get('loadavg_start')} / {meta.get('loadavg_end')} "
         "(the 2 cores were shared with other engineers' test runs)",
