@@ -82,7 +82,8 @@ class BenchEnv:
         async def one(spec: LoopSpec) -> None:
             async with gate:
                 await self.apps.create_namespaced_deployment(
-                    self.namespace, worker_deployment(spec, self.redis.url)
+                    self.namespace,
+                    worker_deployment(spec, self.redis.url),  # type: ignore[arg-type]
                 )
                 await self.custom.create_namespaced_custom_object(
                     GROUP, VERSION, self.namespace, PLURAL, jobqueue_manifest(spec, self.redis)
@@ -100,7 +101,7 @@ class BenchEnv:
             PLURAL,
             name,
             {"spec": spec_patch},
-            _content_type="application/merge-patch+json",
+            _content_type="application/merge-patch+json",  # type: ignore[call-arg]
         )
 
     async def list_jobqueues(self) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 import urllib.request
-from collections import Counter
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,7 +68,7 @@ async def operator_counters(port: int) -> OperatorCounters:
     text = await asyncio.to_thread(fetch)
     polls = seconds = redis_errors = 0.0
     trips: float | None = None
-    api_errors: Counter[str] = Counter()
+    api_errors: defaultdict[str, float] = defaultdict(float)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == POLL_COUNT:
@@ -144,9 +144,9 @@ class ApiCounters:
 async def api_counters(plane: ControlPlane) -> ApiCounters:
     """Scrape kube-apiserver ``/metrics`` as admin (an exempt, non-resource request)."""
     text = await asyncio.to_thread(plane.kubectl, "get", "--raw", "/metrics", timeout_s=60.0)
-    flows: Counter[str] = Counter()
-    ours: Counter[str] = Counter()
-    seconds: Counter[str] = Counter()
+    flows: defaultdict[str, float] = defaultdict(float)
+    ours: defaultdict[str, float] = defaultdict(float)
+    seconds: defaultdict[str, float] = defaultdict(float)
     total = rejected = 0.0
     for family in text_string_to_metric_families(text):
         for s in family.samples:
