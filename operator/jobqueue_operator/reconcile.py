@@ -26,6 +26,7 @@ from jobqueue_operator import status as status_mod
 from jobqueue_operator.kube import Kube, KubeError, ObjectRef, SecretError
 from jobqueue_operator.models import (
     PAUSED_ANNOTATION,
+    EffectiveSpec,
     InvalidSpecError,
     JobQueueSpec,
     resolve,
@@ -113,31 +114,15 @@ class Loop:
             last_scale_down=self.last_down,
         )
         # 1. parse
-        try:
-            spec = JobQueueSpec.model_validate(body.get("spec") or {})
-            paused = spec.paused or meta.get("annotations", {}).get(PAUSED_ANNOTATION) == "true"
-            effective = resolve(spec, self.ctx.settings.scaling_defaults(), paused=paused)
-        except (ValidationError, InvalidSpecError) as exc:
-            return _with(base, problem=Problem("InvalidSpec", _short(exc)))
-        target = spec.scale_target_ref.name
-        base = _with(base, target=target, paused=paused)
-        # 2. the target, and nobody else scaling it
-        try:
-            current = await self.ctx.kube.get_replicas(self.namespace, target)
-            conflict = await self._find_conflict(target, meta.get("creationTimestamp", ""), now)
-        except KubeError as exc:
-            metrics.API_ERRORS.labels(self.namespace, self.name, "read").inc()
-            return _with(base, problem=Problem("KubernetesAPIError", str(exc)))
-        if current is None:
-            return _with(
-                base,
-                problem=Problem(
-                    "TargetNotFound", f"Deployment {target} does not exist in {self.namespace}"
-                ),
-            )
-        base = _with(base, current_replicas=current)
-        if conflict is not None:
-            return _with(base, problem=Problem("TargetConflict", f"{conflict}; refusing to act"))
+        parsed = self._parse(body, base)
+        if isinstance(parsed, Tick):
+            return parsed
+        spec, effective, base = parsed
+        # 2. the target exists and nobody else scales it
+        base = await self._check_target(base, meta.get("creationTimestamp", ""))
+        if base.problem is not None or base.current_replicas is None:
+            return base
+        current = base.current_replicas
         # 3. observe
         observation = await self._observe(spec)
         if isinstance(observation, Problem):
@@ -149,10 +134,40 @@ class Loop:
             tick = _with(tick, observation=observation)
         else:
             tick = _with(tick, metrics_error=observation.error)
-        # 5. act
+        # 5. act, only on a change
         if decision.desired != current:
-            tick = await self._act(tick, target, current, decision.desired, now)
+            tick = await self._act(tick, spec.scale_target_ref.name, current, decision.desired, now)
         return tick
+
+    def _parse(
+        self, body: Mapping[str, Any], base: Tick
+    ) -> tuple[JobQueueSpec, EffectiveSpec, Tick] | Tick:
+        """The live spec with every default resolved, or a tick carrying InvalidSpec."""
+        meta = body.get("metadata", {})
+        try:
+            spec = JobQueueSpec.model_validate(body.get("spec") or {})
+            paused = spec.paused or meta.get("annotations", {}).get(PAUSED_ANNOTATION) == "true"
+            effective = resolve(spec, self.ctx.settings.scaling_defaults(), paused=paused)
+        except (ValidationError, InvalidSpecError) as exc:
+            return _with(base, problem=Problem("InvalidSpec", _short(exc)))
+        return spec, effective, _with(base, target=spec.scale_target_ref.name, paused=paused)
+
+    async def _check_target(self, base: Tick, created: str) -> Tick:
+        """The target's replicas, or the reason it cannot be scaled (missing, conflict)."""
+        assert base.target is not None
+        try:
+            current = await self.ctx.kube.get_replicas(self.namespace, base.target)
+            conflict = await self._find_conflict(base.target, created, base.now)
+        except KubeError as exc:
+            metrics.API_ERRORS.labels(self.namespace, self.name, "read").inc()
+            return _with(base, problem=Problem("KubernetesAPIError", str(exc)))
+        if current is None:
+            text = f"Deployment {base.target} does not exist in {self.namespace}"
+            return _with(base, problem=Problem("TargetNotFound", text))
+        base = _with(base, current_replicas=current)
+        if conflict is not None:
+            return _with(base, problem=Problem("TargetConflict", f"{conflict}; refusing to act"))
+        return base
 
     async def _observe(self, spec: JobQueueSpec) -> Observation | MetricsMissing | Problem:
         password = None
