@@ -19,7 +19,8 @@ The rules, in order:
    ``ceil(level × maxStep / 3)``, so 1, 2, 3 workers with the default maxStep 3.
 4. **Scale down** only when the depth is below ``scaleDown.queueDepth`` AND the
    age is below ``scaleDown.queueLatencySeconds``. Conservative: a fixed
-   ``scaleDown.step``, never below the number of busy workers.
+   ``scaleDown.step``, never below the number of busy workers, never to zero
+   while a job is in flight.
 5. Between the two thresholds: the **hysteresis band**, hold.
 6. **Cooldowns**: no scale-up within ``scaleUp.cooldownSeconds`` of the last
    scale-up; no scale-down within ``scaleDown.cooldownSeconds`` of the last scale
@@ -254,13 +255,16 @@ def _scale_down(
             f"{signal}: scale-down cooldown for {wait:.0f}s",
         )
     target = current - spec.down_step
-    if obs.busy_workers > max(target, 0):
-        target = min(current, obs.busy_workers)
+    # Keep the busy workers, and never go to zero while a job is in flight (its
+    # worker may not heartbeat busy yet): KEDA's scale-to-zero-mid-job bug.
+    floor = max(obs.busy_workers, 1 if obs.in_flight else 0)
+    if floor > max(target, 0):
         return _Proposal(
-            target,
+            min(current, floor),
             Reason.QUEUE_DRAINED,
             frozenset({Limit.BUSY_WORKERS}),
-            f"{signal}: keeping {obs.busy_workers} busy workers",
+            f"{signal}: keeping {floor} workers for {obs.in_flight} jobs in flight "
+            f"({obs.busy_workers} busy)",
         )
     return _Proposal(target, Reason.QUEUE_DRAINED, frozenset(), f"{signal}: -{spec.down_step}")
 

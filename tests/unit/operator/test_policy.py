@@ -325,6 +325,30 @@ ROWS: list[
         set(),
     ),
     (
+        "never to zero with a job in flight",
+        spec(min_replicas=0),
+        obs(0, 0, in_flight=1),
+        1,
+        None,
+        None,
+        1,
+        A.HOLD,
+        R.QUEUE_DRAINED,
+        {L.BUSY_WORKERS},
+    ),
+    (
+        "in-flight jobs do not stop a scale-down to one",
+        spec(min_replicas=0),
+        obs(0, 0, in_flight=3),
+        3,
+        None,
+        None,
+        2,
+        A.SCALE_DOWN,
+        R.QUEUE_DRAINED,
+        set(),
+    ),
+    (
         "down to zero",
         spec(min_replicas=0),
         obs(0, 0),
@@ -602,3 +626,17 @@ def test_action_matches_desired(
         else Action.HOLD
     )
     assert d.action is expected
+
+
+@settings(max_examples=300)
+@given(specs(), observations, st.integers(0, 60), ago, ago)
+def test_never_to_zero_with_work_in_flight(
+    s: EffectiveSpec,
+    o: Observation | MetricsMissing,
+    cur: int,
+    up: float | None,
+    down: float | None,
+) -> None:
+    d = run(s, o, cur, up, down)
+    if isinstance(o, Observation) and o.in_flight and cur > 0:
+        assert d.desired >= 1
