@@ -130,6 +130,7 @@ class ScaleDown(_Model):
     queue_latency_seconds: Annotated[float, Field(gt=0, le=86_400)] | None = None
     cooldown_seconds: Annotated[int, Field(ge=0, le=86_400)] | None = None
     step: Annotated[int, Field(ge=1, le=50)] = 1
+    allow_disruption: bool = False
 
 
 class Fallback(_Model):
@@ -223,6 +224,9 @@ class EffectiveSpec:
     fallback_replicas: int | None
     fallback_threshold: int
     paused: bool
+    #: Scale down below the busy workers (and to zero with jobs in flight); the
+    #: workers' graceful shutdown hands their jobs back.
+    allow_disruption: bool = False
 
 
 def resolve(spec: JobQueueSpec, defaults: OperatorDefaults, *, paused: bool) -> EffectiveSpec:
@@ -252,6 +256,7 @@ def resolve(spec: JobQueueSpec, defaults: OperatorDefaults, *, paused: bool) -> 
         fallback_replicas=spec.fallback.replicas if spec.fallback else None,
         fallback_threshold=spec.fallback.failure_threshold if spec.fallback else 3,
         paused=paused,
+        allow_disruption=down.allow_disruption,
     )
     _check_effective(eff)
     return eff

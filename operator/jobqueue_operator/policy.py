@@ -20,7 +20,7 @@ The rules, in order:
 4. **Scale down** only when the depth is below ``scaleDown.queueDepth`` AND the
    age is below ``scaleDown.queueLatencySeconds``. Conservative: a fixed
    ``scaleDown.step``, never below the number of busy workers, never to zero
-   while a job is in flight.
+   while a job is in flight (unless ``scaleDown.allowDisruption``).
 5. Between the two thresholds: the **hysteresis band**, hold.
 6. **Cooldowns**: no scale-up within ``scaleUp.cooldownSeconds`` of the last
    scale-up; no scale-down within ``scaleDown.cooldownSeconds`` of the last scale
@@ -258,7 +258,7 @@ def _scale_down(
     # Keep the busy workers, and never go to zero while a job is in flight (its
     # worker may not heartbeat busy yet): KEDA's scale-to-zero-mid-job bug.
     floor = max(obs.busy_workers, 1 if obs.in_flight else 0)
-    if floor > max(target, 0):
+    if floor > max(target, 0) and not spec.allow_disruption:
         return _Proposal(
             min(current, floor),
             Reason.QUEUE_DRAINED,
