@@ -4,8 +4,8 @@ Runs Debian's ``redis-benchmark`` (redis-tools) against the benchmark Redis for 
 Lua script through EVALSHA, a four-call "job step" script through EVALSHA (pop a ready id, add
 a lease, write the job hash, like our fetch/complete script), ZADD, ZPOPMIN, HSET, LPUSH and
 RPOP, each three ways: one connection (round-trip bound), 10 connections (server bound) and
-10 connections pipelined 16 deep. The implied upper bound for a worker that needs R round trips
-per job is rps / R (10 connections) and 1 / (R x RTT) for one connection without pipelining.
+10 connections pipelined 16 deep. ``job_bound`` turns a job's measured round trips and command
+mix into the jobs/s upper bound Redis allows.
 """
 
 from __future__ import annotations
@@ -151,6 +151,7 @@ COMMAND_TESTS: dict[str, str] = {
     "blmove": "RPOP",
     "rpoplpush": "RPOP",
     "brpop": "RPOP",
+    "blpop": "RPOP",
     "lrem": "RPOP",
     "llen": "RPOP",
     "ping": "PING",
@@ -176,25 +177,38 @@ COMMAND_TESTS: dict[str, str] = {
 SIMPLE_TESTS = ("ZADD", "ZPOPMIN", "HSET", "LPUSH", "RPOP")
 
 
-def mix_bound(
-    rows: list[dict[str, object]], mix: dict[str, float], config: str
+def job_bound(
+    rows: list[dict[str, object]],
+    mix: dict[str, float],
+    round_trips: float,
+    request_config: str,
+    exec_config: str = "10 conns, pipeline 16",
 ) -> tuple[float | None, list[str]]:
-    """Jobs/s bound if Redis did nothing but this per-job command mix at ``config`` speed.
+    """Jobs/s bound for a job costing ``round_trips`` requests and the command ``mix``.
 
-    Each command costs 1 / rps of its stand-in test; the bound is 1 / sum(n_c / rps_c).
-    Returns the bound and the commands that had no close stand-in.
+    Per job, Redis pays ``round_trips`` requests at the PING cost of ``request_config``
+    (network, parsing, event loop: "1 conn" is a sequential client, "10 conns" a busy server)
+    plus each command's execution at its pipelined cost (``exec_config``, where per-request
+    overhead is amortised), script-internal calls included. The bound is 1 / that time.
+    Returns the bound and the commands that had no close stand-in (costed as the slowest
+    simple command).
     """
-    rps = {str(r["test"]): float(r["rps"]) for r in rows if r["config"] == config}  # type: ignore[arg-type]
-    if not rps or not mix:
+    rps: dict[tuple[str, str], float] = {
+        (str(r["test"]), str(r["config"])): float(r["rps"])  # type: ignore[arg-type]
+        for r in rows
+    }
+    ping = rps.get(("PING", request_config), 0.0)
+    exec_rps = {t: v for (t, c), v in rps.items() if c == exec_config}
+    if ping <= 0 or not exec_rps:
         return None, []
-    slowest = min((rps[t] for t in SIMPLE_TESTS if t in rps), default=0.0)
-    seconds = 0.0
+    slowest = min((exec_rps[t] for t in SIMPLE_TESTS if t in exec_rps), default=0.0)
+    seconds = round_trips / ping
     unmapped: list[str] = []
     for cmd, per_job in mix.items():
         test = COMMAND_TESTS.get(cmd.split("|")[0])
         if test is None:
             unmapped.append(cmd)
-        r = rps.get(test or "", slowest)
+        r = exec_rps.get(test or "", slowest)
         if r <= 0:
             return None, unmapped
         seconds += per_job / r

@@ -57,9 +57,12 @@ STATIC_NOTES = [
     "used_cpu_user+used_cpu_sys over the same window. A drain ends early if no job finishes for "
     "10 s (then the window closes at the last job).",
     "Redis cmds/job counts every command Redis executed (INFO commandstats), including the "
-    "commands run inside Lua scripts. 'Round trips/job' is the delta of Redis's "
-    "total_reads_processed (one read event per client request or pipeline), which counts a "
-    "pipeline or script as one; idle polling and heartbeats in the window are included.",
+    "commands run inside Lua scripts. 'Redis reads/job' is the delta of Redis's "
+    "total_reads_processed: one read event per client request, pipeline or script call, so "
+    "it approximates round trips (a client that writes several requests before Redis reads "
+    "them is counted once); idle polling and heartbeats in the window are included.",
+    "Our worker warns at start that Redis runs without AOF: expected, the benchmark Redis has "
+    "no persistence for every system alike.",
     "Latency: one idle worker, one warm-up job, then jobs enqueued at a fixed rate from a "
     "separate producer process; latency = job start - the enqueue time stamped in the payload "
     "just before the enqueue call (same host clock).",
@@ -141,6 +144,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output", default=str(REPO_ROOT / "BENCHMARKS.md"))
     p.add_argument("--no-write", action="store_true", help="don't write BENCHMARKS.md")
     p.add_argument("--list", action="store_true", help="list the systems and their settings")
+    p.add_argument(
+        "--render",
+        metavar="JSON",
+        help="only re-render BENCHMARKS.md from a results JSON written by an earlier run",
+    )
     args = p.parse_args(argv)
     if args.list:
         for peer in PEERS:
@@ -366,9 +374,22 @@ def run_systems(
             procs.cleanup_all_except(server.proc)
 
 
+def render(results: dict[str, Any], output: str) -> None:
+    text = report.render(
+        results,
+        lambda k: BY_KEY[k].label if k in BY_KEY else k,
+        {p.key for p in PEERS if p.at_least_once},
+    )
+    Path(output).write_text(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     raw = sys.argv if argv is None else ["python -m bench.run", *argv]
     args = parse_args(raw[1:])
+    if args.render:
+        render(json.loads(Path(args.render).read_text()), args.output)
+        console.log(f"re-rendered {args.output} from {args.render}")
+        return 0
     procs.install_handlers()
     peers = select(args)
     meta = machine_meta(["python", "-m", "bench.run", *raw[1:]])
@@ -411,12 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     out_json.write_text(json.dumps(results, indent=2, default=str))
     console.print(console_table(results["systems"]))
     if not args.no_write:
-        text = report.render(
-            results,
-            lambda k: BY_KEY[k].label if k in BY_KEY else k,
-            {p.key for p in PEERS if p.at_least_once},
-        )
-        Path(args.output).write_text(text)
+        render(results, args.output)
         console.log(f"wrote {args.output} and {out_json}")
     return 0
 

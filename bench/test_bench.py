@@ -58,19 +58,23 @@ def test_summarize_raw(tmp_path: Path) -> None:
     assert dict(cats)["redis-py / hiredis client"] == 0.6
 
 
-def test_mix_bound() -> None:
+def test_job_bound() -> None:
     rows: list[dict[str, object]] = [
-        {"test": "EVALSHA small (1 call)", "config": "10 conns", "rps": 50000.0},
-        {"test": "ZADD", "config": "10 conns", "rps": 100000.0},
-        {"test": "HSET", "config": "10 conns", "rps": 100000.0},
-        {"test": "ZPOPMIN", "config": "10 conns", "rps": 100000.0},
-        {"test": "LPUSH", "config": "10 conns", "rps": 100000.0},
-        {"test": "RPOP", "config": "10 conns", "rps": 100000.0},
+        {"test": "PING", "config": "10 conns", "rps": 100000.0},
+        {"test": "PING", "config": "1 conn", "rps": 10000.0},
     ]
-    bound, unmapped = ceiling.mix_bound(rows, {"evalsha": 1.0, "zadd": 2.0}, "10 conns")
-    assert bound == pytest.approx(1 / (1 / 50000 + 2 / 100000))
+    p16 = "10 conns, pipeline 16"
+    for test in ("EVALSHA small (1 call)", "ZADD", "HSET", "ZPOPMIN", "LPUSH", "RPOP"):
+        rows.append({"test": test, "config": p16, "rps": 500000.0})
+    mix = {"evalsha": 1.0, "zadd": 2.0}
+    bound, unmapped = ceiling.job_bound(rows, mix, 0.5, "10 conns")
+    assert bound == pytest.approx(1 / (0.5 / 100000 + 3 / 500000))
     assert unmapped == []
-    _, unmapped = ceiling.mix_bound(rows, {"weird": 1.0}, "10 conns")
+    slow, _ = ceiling.job_bound(rows, mix, 0.5, "1 conn")
+    assert slow is not None
+    assert bound is not None
+    assert slow < bound
+    _, unmapped = ceiling.job_bound(rows, {"weird": 1.0}, 1.0, "10 conns")
     assert unmapped == ["weird"]
 
 

@@ -133,11 +133,17 @@ def notes(results: dict[str, Any]) -> list[str]:
     for key, r in (results.get("reaction") or {}).items():
         interval = float(key)
         verdict = "within" if r["max_s"] <= interval + 1 else "NOT within"
+        tick = (results.get("cost") or {}).get(key, {}).get("operator_loop_seconds_per_poll")
+        tick_text = f"{1000 * tick:.0f} ms" if tick else "a few tens of ms"
+        sd = interval / 12**0.5 / r["trials"] ** 0.5
         out.append(
             f"Reaction at {interval:g} s: max {r['max_s']:.2f} s over {r['trials']} trials is "
             f"{verdict} the target of one interval + 1 s ({interval + 1:g} s). The time is "
-            "almost all the wait for the next poll (uniform over the interval); the rest is one "
-            "tick's Redis read, API calls and the watch delivery."
+            "almost all the wait for the next poll, uniform over the interval (mean "
+            f"{interval / 2:g} s, standard error of a {r['trials']}-trial mean ±{sd:.2f} s; "
+            f"measured mean {r['mean_s']:.2f} s); one tick (Redis read, /scale read, status "
+            f"patch) took {tick_text} on average in the quiet window, and the /scale write "
+            "plus the watch delivery the rest."
         )
     for key, c in (results.get("cost") or {}).items():
         kinds = c["api_requests_by_verb_resource_per_poll"]

@@ -106,6 +106,15 @@ def render(results: dict[str, Any]) -> str:
                 f"| {_f(r['min_s'])} s | {_f(r['mean_s'])} s | {interval + 1:g} s: {ok} "
                 f"| ≈ {HPA_SYNC_S / 2:g} s / {HPA_SYNC_S:g} s |"
             )
+        out.append("")
+        for key, r in reaction.items():
+            times = sorted(t["reaction_s"] for t in r["raw"])
+            resets = sorted(t["reset_s"] for t in r["raw"])
+            out.append(
+                f"- {float(key):g} s, every trial sorted (s): "
+                + ", ".join(f"{t:.2f}" for t in times)
+                + f"; reset (drain → back to 1 replica) median {resets[len(resets) // 2]:.2f} s."
+            )
         out += ["", *keda_lines(), ""]
     costs = results.get("cost") or {}
     if costs:
