@@ -355,8 +355,13 @@ class ProfileResult:
 
 # Own-time categories, first match wins (matched against "function (file:line)").
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("waiting in epoll (idle or waiting for Redis)", ("selectors.py",)),
-    ("the benchmark job itself (one write)", ("common.py",)),
+    ("waiting in epoll (idle or waiting for Redis)", ("EpollSelector", "selectors.py")),
+    (
+        "socket writes (asyncio transport write: the send syscall)",
+        ("_SelectorSocketTransport.write",),
+    ),
+    ("the benchmark job itself (one write)", ("common.py", "ours_app.py")),
+    ("metrics (prometheus_client)", ("prometheus_client",)),
     ("redis-py / hiredis client", ("redis/", "hiredis")),
     ("pydantic (validation, JSON)", ("pydantic",)),
     ("json module", ("json/",)),
