@@ -42,10 +42,10 @@ STATIC_NOTES = [
     "Every number above was measured by this run; nothing is extrapolated. Systems without "
     "numbers failed or were skipped (reason listed under 'How each system was run').",
     "The job is identical everywhere: append one 44-byte record (start time, enqueue time, "
-    "worker tag) to a file with one O_APPEND write (a few µs; for ours the profile below shows its share). No system stores a result for "
-    "it unless that is its default (arq keeps results 1 h, RQ 500 s, saq keeps job status, "
-    "ours keeps results 1 day; BullMQ removes on complete; Celery, Dramatiq and taskiq have "
-    "no result backend configured).",
+    "worker tag) to a file with one O_APPEND write (a few µs; for ours the profile below "
+    "shows its share). No system stores a result for it unless that is its default (arq "
+    "keeps results 1 h, RQ 500 s, saq keeps job status, ours keeps results 1 day; BullMQ "
+    "removes on complete; Celery, Dramatiq and taskiq have no result backend configured).",
     "Drain method: the worker process(es) start on an empty queue and are warmed up with a few "
     "jobs until each has run one (imports, connections, consumer groups, JIT); then each "
     "worker's process group is frozen (SIGSTOP), the N jobs are bulk-enqueued (this is the "
