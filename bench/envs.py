@@ -119,7 +119,8 @@ def node_env() -> PeerEnv:
         raise EnvError("node/npm not found on PATH")
     root = cache_dir() / "node"
     pkg = BULLMQ_SRC / "package.json"
-    want = _digest(pkg.read_bytes())
+    lock = BULLMQ_SRC / "package-lock.json"
+    want = _digest(pkg.read_bytes(), lock.read_bytes() if lock.exists() else b"")
     stamp = root / ".bench-stamp"
     if not (
         stamp.exists() and stamp.read_text().strip() == want and (root / "node_modules").exists()
@@ -130,11 +131,10 @@ def node_env() -> PeerEnv:
         shutil.copy2(pkg, root / "package.json")
         log = cache_dir() / "install-bullmq.log"
         log.write_text("")
-        _run(
-            [npm, "install", "--no-audit", "--no-fund", "--loglevel=error", "--save-exact"],
-            cwd=root,
-            log=log,
-        )
+        quiet = ["--no-audit", "--no-fund", "--loglevel=error"]
+        if lock.exists():  # the committed lock pins the transitive packages npm resolves here
+            shutil.copy2(lock, root / "package-lock.json")
+        _run([npm, "install", *quiet, "--save-exact"], cwd=root, log=log)
         stamp.write_text(want + "\n")
     # The adapter script is copied next to node_modules so `import "bullmq"` resolves.
     shutil.copy2(BULLMQ_SRC / "bench.mjs", root / "bench.mjs")
@@ -143,8 +143,11 @@ def node_env() -> PeerEnv:
             [node, "--version"], capture_output=True, text=True, timeout=30, check=True
         ).stdout.strip()
     }
-    for dep in ("bullmq", "ioredis"):
-        meta = root / "node_modules" / dep / "package.json"
-        if meta.exists():
-            versions[dep] = json.loads(meta.read_text())["version"]
+    modules = root / "node_modules"
+    for meta in sorted([*modules.glob("*/package.json"), *modules.glob("@*/*/package.json")]):
+        try:
+            data = json.loads(meta.read_text())
+            versions[str(data["name"])] = str(data["version"])
+        except (OSError, ValueError, KeyError):
+            continue
     return PeerEnv(name="bullmq", executable=Path(node), packages=versions)

@@ -140,6 +140,22 @@ def render(
             lines.append(f"- {label_of(name)}: " + ", ".join(f"{k} {v:.2f}" for k, v in top))
     lines += _ceiling(res, systems)
     lines += _profile(res)
+    envs: dict[str, dict[str, str]] = dict(res.get("environments") or {})
+    envs.update((res.get("profile") or {}).get("env") or {})
+    if envs:
+        lines += [
+            "",
+            "## Package versions per environment",
+            "",
+            "Each peer runs from its own virtualenv (pins: bench/requirements/<env>.txt; "
+            "BullMQ: bench/adapters/bullmq/package.json); ours runs from the project venv.",
+            "",
+            "<details><summary>Full lists</summary>",
+            "",
+        ]
+        for name, pkgs in sorted(envs.items()):
+            lines.append(f"- **{name}**: " + ", ".join(f"{k} {v}" for k, v in pkgs.items()))
+        lines += ["", "</details>"]
     lines += ["", "## Notes", ""]
     lines += [f"- {n}" for n in res.get("notes", [])]
     lines.append("")

@@ -307,12 +307,13 @@ def profile_ours(
     console.log("  ours: extra drain under py-spy (profile only)")
     try:
         tools = python_env("tools", "tools")
+        results_envs = {"tools": dict(sorted(tools.packages.items()))}
         pyspy = tools.executable.parent / "py-spy"
         out = REPO_ROOT / "bench" / "results" / f"{run_dir.name}-ours-pyspy.txt"
         out.parent.mkdir(parents=True, exist_ok=True)
         jobs = max(20000, args.jobs)
         prof = profile_drain(Runner(peer, env, server, run_dir), jobs, 60 + jobs / 20, pyspy, out)
-        return {**as_dict(prof), "py_spy": tools.packages.get("py-spy")}
+        return {**as_dict(prof), "py_spy": tools.packages.get("py-spy"), "env": results_envs}
     except (EnvError, MeasureError, subprocess.SubprocessError, OSError) as exc:
         console.log(f"  [yellow]profile skipped: {str(exc).splitlines()[0]}")
         return {"error": str(exc)}
@@ -346,6 +347,7 @@ def run_systems(
             with console.status(f"preparing environment for {peer.key}"):
                 env = get_env(peer, envs)
             entry["packages"] = {k: v for k, v in env.packages.items() if k in RELEVANT}
+            results.setdefault("environments", {})[peer.env] = dict(sorted(env.packages.items()))
             if env.name == "bullmq":
                 meta["node"] = env.packages.get("node")
             runners[peer.key] = Runner(peer, env, server, run_dir)
