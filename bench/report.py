@@ -8,6 +8,40 @@ from typing import Any
 
 from bench import ceiling as ceiling_mod
 
+# BENCHMARKS.md is shared: this harness owns the text between its markers (the worker part and
+# the title); the operator harness (bench/operator) owns the text between its own markers.
+BEGIN = "<!-- worker-bench:begin -->"
+END = "<!-- worker-bench:end -->"
+OPERATOR_BEGIN = "<!-- operator-bench:begin -->"
+OPERATOR_END = "<!-- operator-bench:end -->"
+
+
+def _between(text: str, begin: str, end: str) -> tuple[str, str, str] | None:
+    if begin in text and end in text and text.index(begin) < text.index(end):
+        head, rest = text.split(begin, 1)
+        mid, tail = rest.split(end, 1)
+        return head, mid, tail
+    return None
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace our marked block in ``path``; keep the operator harness's block untouched.
+
+    Without our markers (a new file, or one written before the markers existed) the file
+    becomes our block followed by the operator block, if there is one.
+    """
+    old = path.read_text() if path.exists() else ""
+    block = f"{BEGIN}\n{section.rstrip()}\n{END}"
+    ours = _between(old, BEGIN, END)
+    if ours is not None:
+        head, _, tail = ours
+        path.write_text(head + block + tail)
+        return
+    op = _between(old, OPERATOR_BEGIN, OPERATOR_END)
+    op_block = f"\n\n{OPERATOR_BEGIN}{op[1]}{OPERATOR_END}" if op is not None else ""
+    path.write_text(block + op_block + "\n")
+
+
 # (key in the per-system summary, header, higher is better, format)
 COLUMNS: tuple[tuple[str, str, bool, str], ...] = (
     ("jobs_per_s_1", "no-op jobs/s, 1 worker proc", True, "{:,.0f}"),

@@ -382,7 +382,7 @@ def render(results: dict[str, Any], output: str) -> None:
         lambda k: BY_KEY[k].label if k in BY_KEY else k,
         {p.key for p in PEERS if p.at_least_once},
     )
-    Path(output).write_text(text)
+    report.write_section(Path(output), text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -136,3 +136,22 @@ def test_ratios_and_render() -> None:
     assert "Small-sample `--quick` run" in text
     assert "**ours / best peer**" in text
     assert "| 1 worker process at least as fast as BullMQ (same run) | 4,000 vs 3,000" in text
+
+
+def test_write_section_keeps_the_operator_block(tmp_path: Path) -> None:
+    path = tmp_path / "BENCHMARKS.md"
+    op = f"{report.OPERATOR_BEGIN}\n## Operator\nnumbers\n{report.OPERATOR_END}"
+    path.write_text("# old unmarked worker text\n\n" + op + "\n")
+    report.write_section(path, "# Benchmarks\nfirst")
+    text = path.read_text()
+    assert text.startswith(report.BEGIN + "\n# Benchmarks\nfirst\n" + report.END)
+    assert op in text
+    assert "old unmarked" not in text
+    report.write_section(path, "# Benchmarks\nsecond")
+    text = path.read_text()
+    assert "second" in text
+    assert "first" not in text
+    assert op in text
+    new = tmp_path / "new.md"
+    report.write_section(new, "x")
+    assert new.read_text() == f"{report.BEGIN}\nx\n{report.END}\n"
