@@ -158,8 +158,25 @@ def run_json(
     return CommandResult(proc.returncode or 0, payload, text[-2000:])
 
 
+def _threads_cpu_ns(pid: int) -> int | None:
+    """On-CPU time of a process's live threads from /proc/<pid>/task/*/schedstat (ns)."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
+                total += int(fh.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 def tree_cpu_seconds(pids: Sequence[int]) -> float:
-    """User+system CPU of each process, its reaped children and its live descendants."""
+    """CPU time of each process tree: its live threads (schedstat, ns resolution; falls back
+    to user+system ticks), plus reaped children's user+system (RQ's forked work-horses)."""
     total = 0.0
     seen: set[int] = set()
     for pid in pids:
@@ -174,7 +191,9 @@ def tree_cpu_seconds(pids: Sequence[int]) -> float:
             seen.add(p.pid)
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                 t = p.cpu_times()
-                total += t.user + t.system + t.children_user + t.children_system
+                ns = _threads_cpu_ns(p.pid)
+                own = ns / 1e9 if ns is not None else t.user + t.system
+                total += own + t.children_user + t.children_system
     return total
 
 

@@ -51,11 +51,12 @@ STATIC_NOTES = [
     "worker's process group is frozen (SIGSTOP), the N jobs are bulk-enqueued (this is the "
     "bulk enqueue figure, with nothing competing), and the workers are thawed (SIGCONT). "
     "Throughput is (N-1) / (last job start - first job start) from the jobs' own clocks.",
-    "Worker CPU is user+system time of the worker process tree (reaped children included: RQ's "
-    "forked work-horses; 10 ms tick resolution) from just before the thaw to the N-th finished "
-    "job, divided by N; it is taken from the one-process drain. Redis CPU is Redis's own "
-    "used_cpu_user+used_cpu_sys over the same window. A drain ends early if no job finishes for "
-    "10 s (then the window closes at the last job).",
+    "Worker CPU is the on-CPU time of the worker process tree's threads (/proc schedstat, ns "
+    "resolution) plus reaped children's user+system time (RQ's forked work-horses, 10 ms "
+    "ticks), from just before the thaw to the N-th finished job, divided by N; it is taken "
+    "from the one-process drain. Redis CPU is Redis's own used_cpu_user+used_cpu_sys over the "
+    "same window. A drain ends early if no job finishes for 10 s (then the window closes at "
+    "the last job).",
     "Redis cmds/job counts every command Redis executed (INFO commandstats), including the "
     "commands run inside Lua scripts. 'Redis reads/job' is the delta of Redis's "
     "total_reads_processed: one read event per client request, pipeline or script call, so "
