@@ -58,6 +58,9 @@ class LoopSpec:
     scale_down_latency_s: float = 5.0
     scale_down_cooldown_s: int = 20
     scale_down_step: int = 1
+    # False (the default) keeps busy workers; True lets scale-down remove them
+    # and trusts the workers' graceful shutdown (finish or hand back).
+    scale_down_allow_disruption: bool = False
     worker_concurrency: int = 4
     worker_lease_s: float = 10.0
     worker_grace_s: float = 10.0
@@ -130,6 +133,7 @@ def jobqueue_manifest(spec: LoopSpec, redis: RedisServer) -> dict[str, Any]:
                 "queueLatencySeconds": spec.scale_down_latency_s,
                 "cooldownSeconds": spec.scale_down_cooldown_s,
                 "step": spec.scale_down_step,
+                "allowDisruption": spec.scale_down_allow_disruption,
             },
         },
     }
