@@ -69,15 +69,22 @@ async def measure(env: BenchEnv, window_s: float, jobqueues: int) -> dict[str, A
             if v - op0.api_errors.get(k, 0.0)
         },
         "operator_redis_errors": op1.redis_errors - op0.redis_errors,
-        "event_reasons": await event_reasons(env),
+        "events": await event_reasons(env),
     }
 
 
-async def event_reasons(env: BenchEnv) -> dict[str, int]:
-    """How many Events of each reason the namespace holds.
+async def event_reasons(env: BenchEnv) -> dict[str, Any]:
+    """Events of the namespace by reason, and the commonest Warning messages.
 
-    The operator posts one per scale and one per change of trouble, so a reason
-    other than a scale explains a poll that did not reach Redis.
+    The operator posts one Event per scale and one per change of trouble, so a
+    reason other than a scale explains a poll that did not reach Redis, and its
+    message says why.
     """
     events = await client.CoreV1Api(env.api).list_namespaced_event(env.namespace)
-    return dict(Counter(str(e.reason) for e in events.items))
+    warnings = Counter(
+        f"{e.reason}: {e.message}"[:200] for e in events.items if e.type == "Warning"
+    )
+    return {
+        "by_reason": dict(Counter(str(e.reason) for e in events.items)),
+        "warnings": dict(warnings.most_common(5)),
+    }

@@ -205,8 +205,13 @@ def _scale_details(scale: list[dict[str, Any]]) -> list[str]:
             extra.append(f"operator API errors {c['operator_api_errors']}")
         if c.get("api_rejected_operator_identity"):
             extra.append(f"APF rejections {_f(c['api_rejected_operator_identity'], 0)}")
-        if c.get("event_reasons"):
-            extra.append(f"Events in the namespace by reason {c['event_reasons']}")
+        if c.get("operator_redis_errors"):
+            extra.append(f"failed Redis polls {_f(c['operator_redis_errors'], 0)}")
+        events = c.get("events") or {"by_reason": c.get("event_reasons")}
+        if events.get("by_reason"):
+            extra.append(f"Events in the namespace so far, by reason {events['by_reason']}")
+        if events.get("warnings"):
+            extra.append(f"commonest warnings {events['warnings']}")
         tail = f"; {'; '.join(extra)}" if extra else ""
         out.append(f"- {s['jobqueues']} JobQueues: {kinds}{tail}.")
     out.append("")
