@@ -14,49 +14,64 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 _LABELS = ("namespace", "jobqueue")
 
 QUEUE_DEPTH = Gauge(
-    "jobqueue_queue_depth",
+    "jobqueue_operator_queue_depth",
     "Waiting jobs summed over the JobQueue's queues.",
     _LABELS,
     registry=REGISTRY,
 )
 OLDEST_AGE = Gauge(
-    "jobqueue_oldest_job_age_seconds",
+    "jobqueue_operator_oldest_job_age_seconds",
     "Age of the oldest waiting job (Redis clock).",
     _LABELS,
     registry=REGISTRY,
 )
 IN_FLIGHT = Gauge(
-    "jobqueue_in_flight_jobs", "Jobs being processed by workers.", _LABELS, registry=REGISTRY
+    "jobqueue_operator_in_flight_jobs",
+    "Jobs being processed by workers.",
+    _LABELS,
+    registry=REGISTRY,
 )
 CURRENT_REPLICAS = Gauge(
-    "jobqueue_current_replicas",
+    "jobqueue_operator_current_replicas",
     "spec.replicas of the target as read.",
     _LABELS,
     registry=REGISTRY,
 )
 DESIRED_REPLICAS = Gauge(
-    "jobqueue_desired_replicas",
+    "jobqueue_operator_desired_replicas",
     "Replicas the last decision asked for.",
     _LABELS,
     registry=REGISTRY,
 )
+MIN_REPLICAS = Gauge(
+    "jobqueue_operator_min_replicas",
+    "Effective minReplicas (spec, priority class or operator default).",
+    _LABELS,
+    registry=REGISTRY,
+)
+MAX_REPLICAS = Gauge(
+    "jobqueue_operator_max_replicas",
+    "Effective maxReplicas; alerts compare current replicas with it.",
+    _LABELS,
+    registry=REGISTRY,
+)
 SCALE_ACTIONS = Counter(
-    "jobqueue_scale_actions_total",
+    "jobqueue_operator_scale_actions_total",
     "Scale writes by direction.",
     (*_LABELS, "direction"),
     registry=REGISTRY,
 )
 REDIS_ERRORS = Counter(
-    "jobqueue_redis_errors_total", "Failed polls of Redis.", _LABELS, registry=REGISTRY
+    "jobqueue_operator_redis_errors_total", "Failed polls of Redis.", _LABELS, registry=REGISTRY
 )
 API_ERRORS = Counter(
-    "jobqueue_api_errors_total",
+    "jobqueue_operator_api_errors_total",
     "Failed Kubernetes API calls.",
     (*_LABELS, "call"),
     registry=REGISTRY,
 )
 LOOP_SECONDS = Histogram(
-    "jobqueue_loop_duration_seconds",
+    "jobqueue_operator_loop_duration_seconds",
     "Time of one observe-decide-act-report pass.",
     _LABELS,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
@@ -69,6 +84,8 @@ _PER_JOBQUEUE = (
     IN_FLIGHT,
     CURRENT_REPLICAS,
     DESIRED_REPLICAS,
+    MIN_REPLICAS,
+    MAX_REPLICAS,
     REDIS_ERRORS,
     LOOP_SECONDS,
 )

@@ -150,7 +150,17 @@ class Loop:
             effective = resolve(spec, self.ctx.settings.scaling_defaults(), paused=paused)
         except (ValidationError, InvalidSpecError) as exc:
             return _with(base, problem=Problem("InvalidSpec", _short(exc)))
-        return spec, effective, _with(base, target=spec.scale_target_ref.name, paused=paused)
+        return (
+            spec,
+            effective,
+            _with(
+                base,
+                target=spec.scale_target_ref.name,
+                paused=paused,
+                min_replicas=effective.min_replicas,
+                max_replicas=effective.max_replicas,
+            ),
+        )
 
     async def _check_target(self, base: Tick, created: str) -> Tick:
         """The target's replicas, or the reason it cannot be scaled (missing, conflict)."""
@@ -285,6 +295,9 @@ class Loop:
             metrics.CURRENT_REPLICAS.labels(*labels).set(tick.current_replicas)
         if tick.decision is not None:
             metrics.DESIRED_REPLICAS.labels(*labels).set(tick.decision.desired)
+        if tick.min_replicas is not None and tick.max_replicas is not None:
+            metrics.MIN_REPLICAS.labels(*labels).set(tick.min_replicas)
+            metrics.MAX_REPLICAS.labels(*labels).set(tick.max_replicas)
 
 
 def _with(tick: Tick, **changes: Any) -> Tick:

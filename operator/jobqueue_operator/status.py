@@ -46,6 +46,8 @@ class Tick:
     generation: int | None
     target: str | None = None
     current_replicas: int | None = None
+    min_replicas: int | None = None
+    max_replicas: int | None = None
     decision: Decision | None = None
     observation: Observation | None = None
     metrics_error: str | None = None

@@ -93,15 +93,15 @@ def test_the_dashboard_covers_what_the_issue_asks_for() -> None:
         "jobqueue_queue_oldest_age_seconds",
         "jobqueue_jobs_total",  # throughput and errors
         "jobqueue_retries_total",
-        "jobqueue_current_replicas",
-        "jobqueue_desired_replicas",
+        "jobqueue_operator_current_replicas",
+        "jobqueue_operator_desired_replicas",
         "jobqueue_in_flight",  # workers
         "process_resident_memory_bytes",  # their memory
     ):
         assert metric in text, metric
     scale = [a for a in _dashboard()["annotations"]["list"] if "expr" in a]
     assert {a["name"] for a in scale} == {"Scale up", "Scale down"}
-    assert all("jobqueue_scale_actions_total" in a["expr"] for a in scale)
+    assert all("jobqueue_operator_scale_actions_total" in a["expr"] for a in scale)
 
 
 def test_panels_are_well_formed() -> None:

@@ -226,10 +226,11 @@ def operator_metrics(
     def ready() -> bool:
         body = scrape(url)
         return (
-            f'jobqueue_scale_actions_total{{direction="up",jobqueue="obs",namespace="{namespace}"}}'
+            f'jobqueue_operator_scale_actions_total{{direction="up",jobqueue="obs",namespace="{namespace}"}}'
             in body
-            and f'jobqueue_redis_errors_total{{jobqueue="broken",namespace="{namespace}"}}' in body
-            and "jobqueue_desired_replicas{" in body
+            and f'jobqueue_operator_redis_errors_total{{jobqueue="broken",namespace="{namespace}"}}'
+            in body
+            and "jobqueue_operator_desired_replicas{" in body
         )
 
     try:

@@ -82,10 +82,10 @@ def test_scale_up_within_one_interval_by_the_step_then_cooldown_holds(
     with urllib.request.urlopen(f"http://127.0.0.1:{op.metrics_port}/metrics", timeout=5) as r:
         exposition = r.read().decode()
     labels = f'jobqueue="emails",namespace="{namespace}"'
-    assert f'jobqueue_scale_actions_total{{direction="up",{labels}}} 2.0' in exposition
-    assert f"jobqueue_queue_depth{{{labels}}} 25.0" in exposition
-    assert f"jobqueue_current_replicas{{{labels}}}" in exposition
-    assert f"jobqueue_loop_duration_seconds_count{{{labels}}}" in exposition
+    assert f'jobqueue_operator_scale_actions_total{{direction="up",{labels}}} 2.0' in exposition
+    assert f"jobqueue_operator_queue_depth{{{labels}}} 25.0" in exposition
+    assert f"jobqueue_operator_current_replicas{{{labels}}}" in exposition
+    assert f"jobqueue_operator_loop_duration_seconds_count{{{labels}}}" in exposition
 
 
 def test_pause_annotation_freezes_the_target(
