@@ -23,6 +23,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobqueue_protocol import keys
+from jobqueue_protocol.redis_health import startup_warnings_async
 from jobqueue_protocol.stats import QueueStats, queue_stats
 
 log = logging.getLogger(__name__)
@@ -353,21 +354,12 @@ class Broker:
         return await queue_stats(self.redis, queues, heartbeat_ttl_s=heartbeat_ttl_s)
 
     async def server_warnings(self) -> list[str]:
-        """Settings under which Redis itself may lose or evict jobs (R10)."""
-        out: list[str] = []
-        try:
-            policy = await self.redis.config_get("maxmemory-policy")
-            aof = await self.redis.config_get("appendonly")
-        except ResponseError as exc:  # CONFIG denied by ACL: nothing to check
-            return [f"could not check Redis durability settings: {exc}"]
-        if policy.get("maxmemory-policy") != "noeviction":
-            out.append(
-                f"maxmemory-policy is {policy.get('maxmemory-policy')!r}, not 'noeviction':"
-                " Redis may evict jobs"
-            )
-        if aof.get("appendonly") != "yes":
-            out.append("appendonly is off: a Redis crash loses jobs since the last snapshot")
-        return out
+        """Settings under which Redis itself may lose or evict jobs (R10).
+
+        The shared check (``jobqueue_protocol.redis_health``) so the worker, the
+        operator and ``jobqueue health`` agree; it never raises.
+        """
+        return await startup_warnings_async(self.redis)
 
     # -- dead letters ----------------------------------------------------------
     async def dead_ids(self, queue: str, offset: int, limit: int) -> list[tuple[str, float]]:
