@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -235,3 +236,28 @@ async def test_worker_started_while_redis_is_down_waits_and_then_serves(
 
     await until(all_done, 15)
     assert time.monotonic() - t0 < 10
+
+
+async def test_json_logs_name_the_failed_job_with_its_stack_trace(
+    redis_url: str, spawn_worker: Any, until: Any
+) -> None:
+    async with Producer(redis_url) as p:
+        job_id = await p.enqueue("permanent_failure", {"secret": "card-4111"})
+        w = spawn_worker("logs", json_logs="true")
+
+        async def dead() -> bool:
+            return (await status_of(p, job_id)).status is JobStatus.DEAD
+
+        await until(dead, 15)
+    w.proc.send_signal(signal.SIGTERM)
+    assert w.proc.wait(15) == 0
+    records = [json.loads(line) for line in w.output().splitlines() if line.startswith("{")]
+    assert records, w.output()
+    failure = next(r for r in records if r.get("job_id") == job_id)
+    assert failure["level"] == "ERROR"
+    assert failure["job_type"] == "permanent_failure"
+    assert failure["queue"] == "default"
+    assert failure["attempt"] == 1
+    assert "PermanentError: this job can never succeed" in failure["exc"]
+    assert "card-4111" not in w.output()  # payloads stay out of logs by default
+    assert any(r["msg"] == "Stopped worker" for r in records)
