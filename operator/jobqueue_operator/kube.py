@@ -7,6 +7,9 @@ What it does, and so what RBAC the operator needs (``manifests/rbac``):
 * ``get`` one Secret key by name for the Redis password (never list or watch);
 * list HorizontalPodAutoscalers and JobQueues of the namespace to refuse a target
   that something else already scales;
+* list the target's Pods (by the selector ``/scale`` reports) and merge-patch
+  their ``controller.kubernetes.io/pod-deletion-cost`` annotation, once, right
+  before a scale-down and to remove it afterwards (pods get, list, patch);
 * merge-patch ``jobqueues/status``;
 * create Events.
 
@@ -26,11 +29,14 @@ from typing import Any
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from jobqueue_operator.policy import PodView
+
 GROUP = "jobqueue.dev"
 VERSION = "v1alpha1"
 PLURAL = "jobqueues"
 FIELD_MANAGER = "jobqueue-operator"
 MERGE_PATCH = "application/merge-patch+json"
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 
 
 class KubeError(Exception):
@@ -102,6 +108,38 @@ class Kube:
             )
         except ApiException as exc:
             raise KubeError(_describe("scale Deployment", name, exc)) from exc
+
+    async def list_target_pods(self, namespace: str, name: str) -> list[PodView]:
+        """The Pods the Deployment's selector matches (``/scale`` carries the selector).
+
+        Readiness, a deletion timestamp and the owning ReplicaSet are what the victim
+        choice needs; nothing else of the Pod is kept.
+        """
+        try:
+            scale = await self._apps.read_namespaced_deployment_scale(name, namespace)
+            selector = scale.status.selector if scale.status else None
+            if not selector:
+                return []
+            pods = await self._core.list_namespaced_pod(namespace, label_selector=selector)
+        except ApiException as exc:
+            raise KubeError(_describe("list the Pods of Deployment", name, exc)) from exc
+        return [_pod_view(pod) for pod in pods.items]
+
+    async def set_deletion_cost(self, namespace: str, pod: str, cost: int | None) -> None:
+        """Write (or with ``None`` remove) a Pod's deletion cost; a vanished Pod is fine."""
+        value = None if cost is None else str(cost)
+        try:
+            await self._core.patch_namespaced_pod(
+                pod,
+                namespace,
+                {"metadata": {"annotations": {DELETION_COST: value}}},
+                field_manager=FIELD_MANAGER,
+                _content_type=MERGE_PATCH,  # type: ignore[call-arg]
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise KubeError(_describe("annotate Pod", pod, exc)) from exc
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
         """One key of one Secret in ``namespace`` (``get`` only)."""
@@ -182,6 +220,19 @@ class Kube:
             await self._core.create_namespaced_event(ref.namespace, body)
         except ApiException:
             return
+
+
+def _pod_view(pod: Any) -> PodView:
+    meta, status = pod.metadata, pod.status
+    conditions = (status.conditions if status else None) or []
+    ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
+    owners = [ref.name for ref in (meta.owner_references or []) if ref.kind == "ReplicaSet"]
+    return PodView(
+        name=meta.name,
+        ready=ready,
+        terminating=meta.deletion_timestamp is not None,
+        owner=owners[0] if owners else None,
+    )
 
 
 def _describe(what: str, name: str, exc: ApiException) -> str:

@@ -329,6 +329,19 @@ class DecisionRecord(_Model):
     limited_by: list[str] = Field(default_factory=list)
 
 
+class PodSelectionRecord(_Model):
+    """``status.podSelection``: the last scale-down's choice of Pods and what went."""
+
+    time: str
+    from_replicas: int
+    to_replicas: int
+    chosen_pods: list[str] = Field(default_factory=list)
+    protected_pods: list[str] = Field(default_factory=list)
+    removed_pods: list[str] | None = None
+    settled: bool = False
+    message: str = ""
+
+
 class JobQueueStatus(_Model):
     """``status`` of a JobQueue; every field is declared in the CRD (no pruning surprises)."""
 
@@ -343,5 +356,6 @@ class JobQueueStatus(_Model):
     last_reason: str | None = None
     last_message: str | None = None
     consecutive_failures: int = 0
+    pod_selection: PodSelectionRecord | None = None
     decisions: list[DecisionRecord] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)

@@ -19,8 +19,8 @@ import redis.asyncio
 from redis.exceptions import RedisError
 
 from jobqueue_operator.models import RedisConnection
-from jobqueue_operator.policy import Observation
-from jobqueue_protocol.stats import QueueStats, queue_stats
+from jobqueue_operator.policy import Observation, WorkerLoad
+from jobqueue_protocol.stats import QueueStats, WorkerHeartbeat, queue_stats
 
 
 class MetricsUnavailableError(Exception):
@@ -165,6 +165,7 @@ def summarise(stats: Mapping[str, QueueStats]) -> Observation:
     are counted once by id.
     """
     workers = {hb.worker_id: hb for s in stats.values() for hb in s.workers}
+    server_time = max((s.server_time for s in stats.values()), default=0.0)
     return Observation(
         depth=sum(s.waiting for s in stats.values()),
         oldest_age_s=max((s.oldest_age_s() for s in stats.values()), default=0.0),
@@ -173,4 +174,25 @@ def summarise(stats: Mapping[str, QueueStats]) -> Observation:
         delayed=sum(s.delayed for s in stats.values()),
         dead=sum(s.dead for s in stats.values()),
         workers=len(workers),
+        worker_loads=tuple(
+            _load(hb, server_time) for hb in workers.values() if hb.pod_name is not None
+        ),
+    )
+
+
+def _load(hb: WorkerHeartbeat, server_time: float) -> WorkerLoad:
+    """The heartbeat fields the victim choice and the resource triggers use.
+
+    ``cpu_cores`` is read with ``getattr`` because the shared heartbeat format does
+    not carry CPU yet; once ``WorkerHeartbeat`` gains the field it is used as is.
+    """
+    cpu = getattr(hb, "cpu_cores", None)
+    return WorkerLoad(
+        pod_name=hb.pod_name or "",
+        state=hb.state,
+        active_jobs=hb.active_jobs,
+        busy_s=sum(max(0.0, server_time - job.started_at) for job in hb.jobs),
+        processed=hb.processed,
+        rss_bytes=hb.rss_bytes,
+        cpu_cores=float(cpu) if isinstance(cpu, int | float) else None,
     )

@@ -9,13 +9,22 @@ Redis back is picked up on the next tick without a restart.
 State kept between ticks (the last scale times, the failure count) starts from
 the JobQueue's status, which is where it is also written: a restarted operator
 keeps its cooldowns.
+
+**Busy-aware scale-down.** Right before ``/scale`` is lowered the loop lists
+the target's Pods, lets :func:`~jobqueue_operator.policy.choose_victims` pick the
+ones to go from the worker heartbeats, and writes a low
+``pod-deletion-cost`` on those and a high one on the busy survivors, once. On a
+later tick, when the ReplicaSet has acted (or after :data:`SETTLE_S`), it records
+which Pods actually went and removes the annotations again: deletion cost is
+meant to be set right before a scale-down, not kept up to date (anchors §1.3, §6).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,7 +41,14 @@ from jobqueue_operator.models import (
     resolve,
 )
 from jobqueue_operator.observe import MetricsUnavailableError, RedisPools, endpoint_for, read
-from jobqueue_operator.policy import Action, MetricsMissing, Observation, Reason, decide
+from jobqueue_operator.policy import (
+    Action,
+    MetricsMissing,
+    Observation,
+    Reason,
+    choose_victims,
+    decide,
+)
 from jobqueue_operator.settings import OperatorSettings
 from jobqueue_operator.status import Problem, Tick
 
@@ -43,6 +59,70 @@ DEFAULT_INTERVAL_S = 5.0
 #: change rarely; re-reading them every tick would cost two lists and a get per
 #: JobQueue per poll. A change of target or Secret reference re-reads at once.
 REFRESH_S = 30.0
+#: How long after a scale-down the loop waits for the ReplicaSet to remove the
+#: Pods before it records what went and removes the deletion costs anyway.
+SETTLE_S = 60.0
+#: The most Pod names listed in ``status.podSelection`` per list.
+MAX_LISTED_PODS = 50
+
+
+@dataclass
+class PodSelection:
+    """A scale-down whose Pods were chosen and annotated, until it has settled."""
+
+    at: float
+    from_replicas: int
+    to_replicas: int
+    chosen: tuple[str, ...]
+    protected: tuple[str, ...]
+    annotated: tuple[str, ...]
+    before: tuple[str, ...]
+    note: str = ""
+
+    def record(self, *, removed: Sequence[str] | None = None) -> dict[str, Any]:
+        """``status.podSelection``; ``removed`` is known only once it settled."""
+        out: dict[str, Any] = {
+            "time": status_mod.to_rfc3339(self.at),
+            "fromReplicas": self.from_replicas,
+            "toReplicas": self.to_replicas,
+            "chosenPods": list(self.chosen[:MAX_LISTED_PODS]),
+            "protectedPods": list(self.protected[:MAX_LISTED_PODS]),
+            "settled": removed is not None,
+            "message": self.note,
+            # null removes the previous selection's list (the status is merge-patched)
+            "removedPods": None,
+        }
+        if removed is not None:
+            out["removedPods"] = list(removed[:MAX_LISTED_PODS])
+            unexpected = sorted(set(removed) - set(self.chosen))
+            spared = sorted(set(self.chosen) - set(removed))
+            if unexpected:
+                text = f"the ReplicaSet removed {', '.join(unexpected)}, which were not chosen"
+            elif spared:
+                text = f"chosen but still running: {', '.join(spared)}"
+            else:
+                text = "the ReplicaSet removed exactly the chosen Pods"
+            out["message"] = "; ".join(filter(None, [text, self.note]))
+        return out
+
+    @classmethod
+    def from_status(cls, raw: object) -> PodSelection | None:
+        """An unsettled selection a previous operator left, so its annotations get removed."""
+        if not isinstance(raw, Mapping) or raw.get("settled", True):
+            return None
+        at = status_mod.from_rfc3339(raw.get("time"))
+        chosen = tuple(str(n) for n in raw.get("chosenPods") or [])
+        protected = tuple(str(n) for n in raw.get("protectedPods") or [])
+        return cls(
+            at=at or 0.0,
+            from_replicas=int(raw.get("fromReplicas") or 0),
+            to_replicas=int(raw.get("toReplicas") or 0),
+            chosen=chosen,
+            protected=protected,
+            annotated=chosen + protected,
+            before=chosen + protected,
+            note=str(raw.get("message") or ""),
+        )
 
 
 @dataclass
@@ -66,6 +146,7 @@ class Loop:
     last_down: float | None = None
     failures: int = 0
     previous_status: dict[str, Any] = field(default_factory=dict)
+    selection: PodSelection | None = None
     _announced: str | None = None
     _conflict: tuple[str, float, str | None] | None = None  # (target, read at, result)
     _secret: tuple[tuple[str, str], float, str] | None = None  # ((name, key), read at, value)
@@ -83,6 +164,7 @@ class Loop:
             last_down=status_mod.from_rfc3339(status.get("lastScaleDownTime")),
             failures=int(status.get("consecutiveFailures") or 0),
             previous_status=dict(status),
+            selection=PodSelection.from_status(status.get("podSelection")),
         )
 
     @property
@@ -123,6 +205,8 @@ class Loop:
         if base.problem is not None or base.current_replicas is None:
             return base
         current = base.current_replicas
+        if self.selection is not None:
+            base = await self._settle(base, spec.scale_target_ref.name)
         # 3. observe
         observation = await self._observe(spec)
         if isinstance(observation, Problem):
@@ -136,8 +220,92 @@ class Loop:
             tick = _with(tick, metrics_error=observation.error)
         # 5. act, only on a change
         if decision.desired != current:
+            if decision.desired < current and isinstance(observation, Observation):
+                tick = await self._select_pods(
+                    tick, spec.scale_target_ref.name, observation, current, decision.desired
+                )
             tick = await self._act(tick, spec.scale_target_ref.name, current, decision.desired, now)
         return tick
+
+    async def _select_pods(
+        self, tick: Tick, target: str, obs: Observation, current: int, desired: int
+    ) -> Tick:
+        """Choose the Pods to go and annotate them, right before ``/scale`` is lowered.
+
+        Best effort: if the Pods cannot be listed or annotated, the scale-down still
+        happens (the policy has already kept the busy workers' count), and the
+        reason is in ``status.podSelection.message``.
+        """
+        kube = self.ctx.kube
+        try:
+            pods = await kube.list_target_pods(self.namespace, target)
+        except KubeError as exc:
+            metrics.API_ERRORS.labels(self.namespace, self.name, "pods").inc()
+            log.warning("JobQueue %s: cannot choose the Pods to remove: %s", self.owner, exc)
+            selection = PodSelection(tick.now, current, desired, (), (), (), (), str(exc))
+            return _with(tick, pod_selection=selection.record(removed=[]))
+        plan = choose_victims(pods, obs.worker_loads, current - desired)
+        annotated, problems = [], []
+        if self.selection is not None:  # an earlier choice that has not settled yet
+            for pod in set(self.selection.annotated) - set(plan.costs):
+                with contextlib.suppress(KubeError):
+                    await kube.set_deletion_cost(self.namespace, pod, None)
+        for pod, cost in plan.costs.items():
+            try:
+                await kube.set_deletion_cost(self.namespace, pod, cost)
+                annotated.append(pod)
+            except KubeError as exc:
+                problems.append(str(exc))
+        if problems:
+            metrics.API_ERRORS.labels(self.namespace, self.name, "pods").inc()
+        note = "; ".join(filter(None, [plan.note, *problems[:3]]))
+        self.selection = PodSelection(
+            at=tick.now,
+            from_replicas=current,
+            to_replicas=desired,
+            chosen=plan.victims,
+            protected=plan.protected,
+            annotated=tuple(annotated),
+            before=tuple(p.name for p in pods if not p.terminating),
+            note=note,
+        )
+        log.info(
+            "JobQueue %s: scaling %s down to %d; chosen to go: %s; kept busy: %s",
+            self.owner,
+            target,
+            desired,
+            ", ".join(plan.victims) or "-",
+            ", ".join(plan.protected) or "-",
+        )
+        return _with(tick, pod_selection=self.selection.record())
+
+    async def _settle(self, base: Tick, target: str) -> Tick:
+        """After a scale-down: which Pods went, and remove the deletion costs again.
+
+        Settled once no more Pods run than the scale-down asked for, or after
+        :data:`SETTLE_S` (a Pod stuck in termination, a later scale-up).
+        """
+        selection = self.selection
+        assert selection is not None
+        try:
+            pods = await self.ctx.kube.list_target_pods(self.namespace, target)
+        except KubeError:
+            metrics.API_ERRORS.labels(self.namespace, self.name, "pods").inc()
+            return base
+        live = {p.name for p in pods if not p.terminating}
+        if len(live) > selection.to_replicas and base.now - selection.at < SETTLE_S:
+            return base
+        for pod in selection.annotated:
+            if pod in live:
+                try:
+                    await self.ctx.kube.set_deletion_cost(self.namespace, pod, None)
+                except KubeError:
+                    metrics.API_ERRORS.labels(self.namespace, self.name, "pods").inc()
+                    return base  # try again next tick; the annotation must not stay
+        removed = [name for name in selection.before if name not in live]
+        self.selection = None
+        log.info("JobQueue %s: scale-down settled; removed: %s", self.owner, removed)
+        return _with(base, pod_selection=selection.record(removed=removed))
 
     def _parse(
         self, body: Mapping[str, Any], base: Tick

@@ -56,6 +56,9 @@ class Tick:
     last_scale_down: float | None = None
     problem: Problem | None = None
     paused: bool = False
+    #: ``status.podSelection`` when this tick chose Pods or saw a choice settle;
+    #: otherwise the previous one stays (the status is merge-patched).
+    pod_selection: Mapping[str, Any] | None = None
 
 
 def to_rfc3339(ts: float) -> str:
@@ -87,6 +90,8 @@ def build(previous: Mapping[str, Any], tick: Tick) -> dict[str, Any]:
     }
     if tick.observation is not None:
         status["observed"] = _observed(tick.observation, tick.now)
+    if tick.pod_selection is not None:
+        status["podSelection"] = dict(tick.pod_selection)
     if tick.decision is not None:
         status["desiredReplicas"] = tick.decision.desired
         status["lastAction"] = tick.decision.action.value

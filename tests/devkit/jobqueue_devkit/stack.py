@@ -66,6 +66,8 @@ class LoopSpec:
     worker_grace_s: float = 10.0
     handlers: str = "jobqueue_worker.examples"
     worker_env: dict[str, str] = field(default_factory=dict)
+    # Extra top-level JobQueue spec fields (e.g. paused, slo), merged over the above.
+    jobqueue_extra: dict[str, Any] = field(default_factory=dict)
 
 
 def worker_deployment(spec: LoopSpec, redis_url: str) -> dict[str, Any]:
@@ -135,6 +137,7 @@ def jobqueue_manifest(spec: LoopSpec, redis: RedisServer) -> dict[str, Any]:
                 "step": spec.scale_down_step,
                 "allowDisruption": spec.scale_down_allow_disruption,
             },
+            **spec.jobqueue_extra,
         },
     }
 

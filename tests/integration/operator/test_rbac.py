@@ -33,6 +33,10 @@ ALLOWED = [
     ("create", "events", ""),
     ("get", "horizontalpodautoscalers.autoscaling", ""),
     ("list", "horizontalpodautoscalers.autoscaling", ""),
+    # busy-aware scale-down: list the target's Pods, write their deletion cost
+    ("get", "pods", ""),
+    ("list", "pods", ""),
+    ("patch", "pods", ""),
 ]
 DENIED = [
     ("delete", "deployments.apps", ""),
@@ -48,6 +52,11 @@ DENIED = [
     ("create", "pods", ""),
     ("delete", "pods", ""),
     ("create", "pods", "exec"),
+    ("update", "pods", ""),
+    ("watch", "pods", ""),
+    ("deletecollection", "pods", ""),
+    ("create", "pods", "eviction"),
+    ("patch", "pods", "status"),
     ("patch", "horizontalpodautoscalers.autoscaling", ""),
     ("delete", "events", ""),
     ("create", "rolebindings.rbac.authorization.k8s.io", ""),

@@ -71,3 +71,17 @@ async def test_one_pool_per_endpoint_shared_and_released() -> None:
     pools.release("ns/c")
     assert pools.open_clients == 0
     await pools.close()
+
+
+def test_worker_loads_by_pod_with_the_run_time_of_their_jobs() -> None:
+    from jobqueue_protocol.stats import ActiveJob
+
+    jobs = (ActiveJob("j1", "sleep", 70.0), ActiveJob("j2", "sleep", 95.0))
+    hb = WorkerHeartbeat("w1", "busy", 100.0, 2, jobs, 0.0, 123, 7, 0, 0.0, "pod-1")
+    podless = _hb("w2", 0)  # a worker outside Kubernetes has no pod to choose
+    obs = summarise({"a": _stats("a", 0, None, (hb, podless))})
+    assert len(obs.worker_loads) == 1
+    load = obs.worker_loads[0]
+    assert (load.pod_name, load.active_jobs, load.processed, load.rss_bytes) == ("pod-1", 2, 7, 123)
+    assert load.busy_s == 35.0  # (100 - 70) + (100 - 95) on Redis's clock
+    assert load.cpu_cores is None  # the heartbeat does not carry CPU yet

@@ -8,6 +8,7 @@ resumes the cooldowns from status, and Warning Events are posted on change only.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from jobqueue_operator import reconcile
 from jobqueue_operator.kube import KubeError, ObjectRef
 from jobqueue_operator.observe import MetricsUnavailableError, RedisPools
-from jobqueue_operator.policy import Observation
+from jobqueue_operator.policy import Observation, PodView, WorkerLoad
 from jobqueue_operator.reconcile import Context, Loop
 from jobqueue_operator.settings import OperatorSettings
 from jobqueue_operator.status import to_rfc3339
@@ -30,6 +31,22 @@ class FakeKube:
         self.fail_scale = False
         self.fail_status = False
         self.lookups = {"conflict": 0, "secret": 0}
+        self.pods: list[PodView] = []
+        self.costs: dict[str, int] = {}
+        self.cost_writes: list[tuple[str, int | None]] = []
+        self.fail_pods = False
+
+    async def list_target_pods(self, namespace: str, name: str) -> list[PodView]:
+        if self.fail_pods:
+            raise KubeError("could not list the Pods of Deployment w: HTTP 403 Forbidden")
+        return list(self.pods)
+
+    async def set_deletion_cost(self, namespace: str, pod: str, cost: int | None) -> None:
+        self.cost_writes.append((pod, cost))
+        if cost is None:
+            self.costs.pop(pod, None)
+        else:
+            self.costs[pod] = cost
 
     async def get_replicas(self, namespace: str, name: str) -> int | None:
         return self.replicas
@@ -39,6 +56,7 @@ class FakeKube:
             raise KubeError("could not scale Deployment w: HTTP 500")
         self.writes.append(replicas)
         self.replicas = replicas
+        self.scaled_with_costs = dict(self.costs)
 
     async def find_conflict(self, namespace: str, jobqueue: str, target: str, created: str) -> None:
         self.lookups["conflict"] += 1
@@ -205,3 +223,114 @@ async def test_conflict_and_secret_are_reread_every_30s_not_every_tick(
     other = {**body, "spec": {**spec, "scaleTargetRef": {"name": "w2"}}}
     await loop.tick(other)
     assert kube.lookups["conflict"] == 3, "a new target is checked at once"
+
+
+DOWN = Observation(
+    depth=0,
+    oldest_age_s=0.0,
+    in_flight=1,
+    busy_workers=1,
+    workers=3,
+    worker_loads=(
+        WorkerLoad("w-a", "idle", 0),
+        WorkerLoad("w-b", "busy", 1, busy_s=12.0),
+        WorkerLoad("w-c", "idle", 0),
+    ),
+)
+DOWN_BODY: dict[str, Any] = {
+    **BODY,
+    "spec": {**BODY["spec"], "scaleDown": {"queueDepth": 2, "cooldownSeconds": 0, "step": 2}},
+}
+
+
+async def test_scale_down_annotates_before_scaling_then_settles_and_cleans_up(
+    world: dict[str, Any],
+) -> None:
+    kube, clock = FakeKube(replicas=3), Clock()
+    kube.pods = [PodView("w-a", True), PodView("w-b", True), PodView("w-c", True)]
+    loop = make_loop(kube, clock)
+    world["obs"] = DOWN
+    await loop.tick(DOWN_BODY)
+    assert kube.writes == [1]
+    # the costs were on the Pods when /scale was written
+    assert kube.scaled_with_costs == {"w-a": -1000, "w-c": -1000, "w-b": 1012}
+    chosen = kube.statuses[-1]["podSelection"]
+    assert chosen["chosenPods"] == ["w-a", "w-c"]
+    assert chosen["protectedPods"] == ["w-b"]
+    assert chosen["settled"] is False
+    # the ReplicaSet has not acted yet: nothing settles, annotations stay
+    clock.now += 2
+    world["obs"] = dataclasses.replace(DOWN, worker_loads=DOWN.worker_loads[1:2])
+    await loop.tick(DOWN_BODY)
+    assert "podSelection" not in kube.statuses[-1]
+    assert kube.costs
+    # it acted: the removed pods are recorded and the survivor's annotation is removed
+    kube.pods = [PodView("w-a", True, terminating=True), PodView("w-b", True)]
+    clock.now += 2
+    await loop.tick(DOWN_BODY)
+    settled = kube.statuses[-1]["podSelection"]
+    assert settled["settled"] is True
+    assert settled["removedPods"] == ["w-a", "w-c"]
+    assert "exactly the chosen" in settled["message"]
+    assert kube.costs == {"w-a": -1000, "w-c": -1000}, "only live pods are cleaned"
+    assert ("w-b", None) in kube.cost_writes
+    assert loop.selection is None
+
+
+async def test_unexpected_removal_is_reported(world: dict[str, Any]) -> None:
+    kube, clock = FakeKube(replicas=3), Clock()
+    kube.pods = [PodView("w-a", True), PodView("w-b", True), PodView("w-c", True)]
+    loop = make_loop(kube, clock)
+    world["obs"] = DOWN
+    await loop.tick(DOWN_BODY)
+    kube.pods = [PodView("w-a", True)]
+    clock.now += 2
+    await loop.tick(DOWN_BODY)
+    message = kube.statuses[-1]["podSelection"]["message"]
+    assert "w-b" in message
+    assert "not chosen" in message
+
+
+async def test_unsettled_selection_times_out_and_still_cleans_up(world: dict[str, Any]) -> None:
+    kube, clock = FakeKube(replicas=3), Clock()
+    kube.pods = [PodView("w-a", True), PodView("w-b", True), PodView("w-c", True)]
+    loop = make_loop(kube, clock)
+    world["obs"] = DOWN
+    await loop.tick(DOWN_BODY)
+    world["obs"] = Observation(depth=5, oldest_age_s=0.0)  # band: hold
+    clock.now += reconcile.SETTLE_S + 1
+    await loop.tick(DOWN_BODY)
+    assert kube.costs == {}
+    assert kube.statuses[-1]["podSelection"]["removedPods"] == []
+
+
+async def test_restart_cleans_up_a_selection_left_in_status(world: dict[str, Any]) -> None:
+    kube, clock = FakeKube(replicas=1), Clock()
+    kube.pods = [PodView("w-b", True)]
+    kube.costs = {"w-b": 1012}
+    status = {
+        "podSelection": {
+            "time": to_rfc3339(clock.now - 5),
+            "fromReplicas": 3,
+            "toReplicas": 1,
+            "chosenPods": ["w-a", "w-c"],
+            "protectedPods": ["w-b"],
+            "settled": False,
+        }
+    }
+    loop = make_loop(kube, clock, status)
+    world["obs"] = Observation(depth=5, oldest_age_s=0.0)
+    await loop.tick(DOWN_BODY)
+    assert kube.costs == {}
+    assert kube.statuses[-1]["podSelection"]["removedPods"] == ["w-a", "w-c"]
+
+
+async def test_pods_unreadable_still_scales_down_and_says_why(world: dict[str, Any]) -> None:
+    kube, clock = FakeKube(replicas=3), Clock()
+    kube.fail_pods = True
+    loop = make_loop(kube, clock)
+    world["obs"] = DOWN
+    await loop.tick(DOWN_BODY)
+    assert kube.writes == [1]
+    assert "403" in kube.statuses[-1]["podSelection"]["message"]
+    assert loop.selection is None
