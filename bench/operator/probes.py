@@ -206,6 +206,21 @@ class ProcessSampler:
         t = psutil.Process(self.pid).cpu_times()
         return float(t.user + t.system)
 
+    def run_delay_seconds(self) -> float | None:
+        """Seconds the process's threads spent runnable but waiting for a CPU, so far.
+
+        The second field of ``/proc/<pid>/task/*/schedstat``: on a shared 2-core
+        machine it tells "needed more CPU than it got" apart from "was waiting on
+        the apiserver or Redis", which the CPU time alone cannot.
+        """
+        total = 0
+        try:
+            for task in Path(f"/proc/{self.pid}/task").iterdir():
+                total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            return None
+        return total / 1e9
+
     def lifetime_peak_rss(self) -> int:
         """``VmHWM`` from ``/proc``: the highest RSS since the process started."""
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():

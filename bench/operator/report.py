@@ -164,17 +164,19 @@ def render(results: dict[str, Any]) -> str:
             "measured over the window after every JobQueue had reported status once (or, where "
             "the last column says so, after the wait for that ran out).",
             "",
-            "| JobQueues | interval | window | CPU (cores) | CPU ms / poll | RSS peak in window "
+            "| JobQueues | interval | window | CPU (cores) | waiting for a CPU (cores) "
+            "| CPU ms / poll | RSS peak in window "
             "| RSS lifetime peak | achieved interval per JobQueue | mean tick duration "
             "| Redis round trips / JobQueue / poll | API requests / poll "
             "| set-up: create / all reported |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in scale:
             c = s["cost"]
             out.append(
                 f"| {s['jobqueues']} | {s['interval_s']} s | {_f(s['window_s'], 0)} s "
-                f"| {_f(s['cpu_cores'], 3)} | {_f(s['cpu_ms_per_poll'])} "
+                f"| {_f(s['cpu_cores'], 3)} | {_f(s.get('runnable_waiting_cores'), 3)} "
+                f"| {_f(s['cpu_ms_per_poll'])} "
                 f"| {_f(s['rss_peak_window_mib'], 1)} MiB "
                 f"| {_f(s['rss_peak_lifetime_mib'], 1)} MiB "
                 f"| {_f(s['achieved_interval_s'])} s "

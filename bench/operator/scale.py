@@ -7,7 +7,9 @@ queue (inside the hysteresis band, so nothing scales and the steady-state cost i
 what is measured); then wait until every JobQueue has reported status at least
 once, and measure over a fixed window:
 
-* operator CPU time (user + system, from the kernel) / window = fraction of a core;
+* operator CPU time (user + system, from the kernel) / window = fraction of a core,
+  and the time its threads were runnable but waiting for a CPU (schedstat), since
+  the 2 cores are shared and "used 0.4 cores" can mean "wanted more";
 * RSS sampled every 0.5 s (window peak) and ``VmHWM`` (lifetime peak, includes start-up);
 * polls, Redis round trips and API requests over the same window (``cost.measure``).
 """
@@ -15,6 +17,7 @@ once, and measure over a fixed window:
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -92,12 +95,16 @@ async def run_point(
     await asyncio.sleep(2 * interval_s)
     sampler = ProcessSampler(env.operator.pid)
     cpu0 = sampler.cpu_seconds()
+    wait0 = sampler.run_delay_seconds()
+    load0 = os.getloadavg()[0]
     t0 = time.monotonic()
     costs, _ = await asyncio.gather(
         cost.measure(env, window_s, count), sampler.sample_for(window_s)
     )
     wall = time.monotonic() - t0
     cpu = sampler.cpu_seconds() - cpu0
+    wait1 = sampler.run_delay_seconds()
+    run_delay = None if wait0 is None or wait1 is None else wait1 - wait0
     polls = costs["polls"]
     hot_spots = None
     if profile_s > 0:
@@ -116,6 +123,8 @@ async def run_point(
         "window_s": round(wall, 2),
         "cpu_seconds": round(cpu, 3),
         "cpu_cores": cpu / wall,
+        "runnable_waiting_cores": None if run_delay is None else run_delay / wall,
+        "loadavg_1m_start_end": (round(load0, 2), round(os.getloadavg()[0], 2)),
         "cpu_ms_per_poll": 1000 * cpu / polls if polls else None,
         "rss_peak_window_mib": sampler.rss_peak / 2**20,
         "rss_peak_lifetime_mib": sampler.lifetime_peak_rss() / 2**20,
