@@ -35,7 +35,6 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     RedisTimeoutError,
     OSError,
 )
-BusyLoading = ResponseError  # "LOADING" after a restart surfaces as a ResponseError
 
 
 def is_transient(exc: BaseException) -> bool:
