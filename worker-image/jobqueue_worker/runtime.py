@@ -34,6 +34,7 @@ from jobqueue_worker.broker import (
     is_transient,
 )
 from jobqueue_worker.envelope import DeadReason, JobEnvelope, describe, jsonable
+from jobqueue_worker.errors import PermanentError
 from jobqueue_worker.registry import Job, JobType, Registry
 from jobqueue_worker.renewer import Held, LeaseRenewer
 from jobqueue_worker.seams import Admission, AdmitAll, ExecutionGuard, NoGuard
@@ -379,6 +380,13 @@ class Worker:
         try:
             result = await self.guard.run(job, jt, lambda: self._call(jt, job))
             result_json = jsonable(result)
+            if len(result_json) > self.settings.max_payload_bytes:
+                # Results live in Redis next to the queue; an unbounded one could
+                # exhaust its memory. Running the job again would not shrink it.
+                raise PermanentError(
+                    f"result is {len(result_json)} bytes, over the"
+                    f" {self.settings.max_payload_bytes}-byte limit"
+                )
         except Exception as exc:
             dur = time.monotonic() - t0
             return self._failed(f, jt, job, exc, dur=dur, ctx=ctx)

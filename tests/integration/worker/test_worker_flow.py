@@ -394,3 +394,29 @@ async def test_dlq_retention_by_age(redis_url: str, start_worker: StartWorker, u
 
 async def _only(broker: Broker, job_id: str) -> bool:
     return [i for i, _ in await broker.dead_ids("default", 0, 10)] == [job_id]
+
+
+async def test_oversized_result_is_dead_lettered_not_stored(
+    redis_url: str, start_worker: StartWorker, until: Any
+) -> None:
+    reg = Registry()
+
+    @reg.job_type("big_result")
+    async def big_result(job: Job) -> str:
+        return "x" * 5000
+
+    async with Producer(redis_url) as p:
+        job_id = await p.enqueue("big_result")
+        await start_worker(reg, max_payload_bytes=1000)
+
+        async def dead() -> bool:
+            rec = await p.status(job_id)
+            return rec is not None and rec.status is JobStatus.DEAD
+
+        await until(dead)
+        rec = await p.status(job_id)
+        assert rec is not None
+        assert rec.dead_reason == "permanent"
+        assert rec.error is not None
+        assert "over the 1000-byte limit" in rec.error
+        assert rec.result_json is None
