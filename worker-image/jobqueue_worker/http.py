@@ -1,8 +1,8 @@
 """The worker's HTTP face for Kubernetes: /healthz, /readyz, /metrics.
 
-/healthz answers "is this process making progress" (the heartbeat loop ticked
-recently), so the kubelet restarts a wedged worker but not one that merely
-lost Redis. /readyz answers "should traffic/scale decisions count me": Redis
+/healthz answers "is this process making progress": the event loop ticks and
+the heartbeat reached Redis within ``heartbeat_ttl_s`` (after that the operator
+no longer sees the worker, anchors R9). /readyz answers "count me": Redis
 reachable and not draining.
 """
 
@@ -20,10 +20,22 @@ if TYPE_CHECKING:
 
 def make_app(worker: Worker) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
-        age = time.monotonic() - worker.last_heartbeat_tick
-        ok = age < 3 * worker.settings.heartbeat_interval_s + 5
+        now = time.monotonic()
+        tick_age = now - worker.last_heartbeat_tick
+        beat_age = now - worker.last_heartbeat_ok
+        loop_alive = tick_age < 3 * worker.settings.heartbeat_interval_s + 5
+        # The operator stops counting a worker whose heartbeat is older than the
+        # TTL; a worker that cannot publish one for that long is restarted.
+        heartbeat_fresh = beat_age < worker.settings.heartbeat_ttl_s
+        ok = loop_alive and heartbeat_fresh
         return web.json_response(
-            {"ok": ok, "heartbeat_tick_age_s": round(age, 3), "state": worker.state},
+            {
+                "ok": ok,
+                "loop_alive": loop_alive,
+                "heartbeat_fresh": heartbeat_fresh,
+                "heartbeat_age_s": round(beat_age, 3),
+                "state": worker.state,
+            },
             status=200 if ok else 503,
         )
 

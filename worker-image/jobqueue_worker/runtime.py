@@ -93,6 +93,7 @@ class Worker:
         self.step_calls = 0  # round trips for acks + fetches (the per-job cost)
         self._busy_s = 0.0
         self.last_heartbeat_tick = time.monotonic()
+        self.last_heartbeat_ok = time.monotonic()  # start-up counts as fresh
         self.last_redis_ok = 0.0
         self.draining = False
         self.fast = False
@@ -501,7 +502,7 @@ class Worker:
             self.last_heartbeat_tick = time.monotonic()
             try:
                 await self._send_heartbeat()
-                self.last_redis_ok = time.monotonic()
+                self.last_redis_ok = self.last_heartbeat_ok = time.monotonic()
                 if self.settings.http_port:
                     await self._publish_queue_gauges()
             except Exception as exc:
