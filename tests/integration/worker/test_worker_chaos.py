@@ -105,7 +105,7 @@ async def test_sigterm_after_grace_hands_the_job_back_at_once(
         t0 = time.monotonic()
         w.proc.send_signal(signal.SIGTERM)
         assert w.proc.wait(15) == 0, w.output()
-        assert time.monotonic() - t0 < 2.5
+        assert time.monotonic() - t0 < 5  # at once: the lease is 30 s
         # Back in its band at once (not after the 30 s lease), delivery not counted.
         rec = await status_of(p, job_id)
         assert rec.status is JobStatus.QUEUED
@@ -141,7 +141,7 @@ async def test_second_signal_exits_fast_and_the_lease_protects_the_job(
         assert w.proc.poll() is None  # draining, waiting for the job
         w.proc.send_signal(signal.SIGINT)
         assert w.proc.wait(10) == 0, w.output()
-        assert time.monotonic() - t0 < 5
+        assert time.monotonic() - t0 < 8  # the job needs 30 s, the grace is 60 s
         rec = await status_of(p, job_id)
         assert rec.status in (JobStatus.QUEUED, JobStatus.ACTIVE)
 
