@@ -303,16 +303,17 @@ class Worker:
                     extra={"job_id": op.id, "queue": op.queue, "op": op.op},
                 )
         for fetched in res.jobs:
-            self._start(fetched)
+            self._start(fetched, res.now_ms / 1000)
         return res
 
-    def _start(self, fetched: Fetched) -> None:
+    def _start(self, fetched: Fetched, started_at: float) -> None:
+        """``started_at`` is Redis time, like every timestamp the operator compares."""
         active = _Active(
             queue=fetched.queue,
             id=fetched.id,
             token=fetched.token,
             type="?",
-            started_at=time.time(),
+            started_at=started_at,
         )
         with self._active_lock:
             self._active[fetched.id] = active

@@ -348,6 +348,7 @@ async def test_heartbeat_reaches_queue_stats(
     assert hb.worker_id == w.id
     assert hb.pod_name == "pod-7"
     assert hb.jobs[0].type == "block"
+    assert 0 <= s.server_time - hb.jobs[0].started_at < 5  # on Redis's clock
     assert s.in_flight == 1
     assert abs(hb.seen_at - s.server_time) < 2
     await broker.close()
