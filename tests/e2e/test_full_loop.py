@@ -19,12 +19,13 @@ import pytest
 from jobqueue_devkit.controlplane import ControlPlane
 from jobqueue_devkit.redis_server import RedisServer
 from jobqueue_devkit.stack import LocalLoop, LoopSpec, Snapshot
+from jobqueue_protocol.keys import BACKGROUND
 from jobqueue_worker.producer import JobRequest, Producer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.k8s, pytest.mark.redis, pytest.mark.slow]
 
 BURST = 2000
-LONG_JOB_S = 15.0
+LONG_JOB_S = 10.0  # up to 22.5 s: all finish within the worker's 25 s drain grace
 
 SPEC = LoopSpec(
     namespace="e2e",
@@ -117,28 +118,34 @@ async def test_burst_scales_up_by_steps_drains_and_scales_back_without_loss(
             burst = await producer.enqueue_many(
                 [JobRequest(type="record", payload={"ledger": str(ledger)}) for _ in range(BURST)]
             )
-            await poll_until(
-                loop,
-                recorder,
-                lambda s: s.stats.waiting == 0 and s.stats.in_flight == 0,
-                300,
-                "the burst drained",
-            )
-            peak = max(r for _, r in recorder.replicas)
-            assert peak > SPEC.min_replicas, recorder.replicas
-            ups = [c for c in recorder.changes() if c > 0]
-            assert ups, recorder.replicas
-            assert all(c <= SPEC.scale_up_max_step for c in ups), recorder.replicas
-            print(f"\nreplicas during the burst: {[r for _, r in recorder.replicas]}")
-
-            # One long job per live pod, so every pod is busy when scale-down starts.
-            snap = await loop.snapshot()
+            # One long job per possible replica, behind the burst (BACKGROUND priority),
+            # each a different length. Each worker's last job is a long one; scale-down
+            # cannot start while one still waits (its age exceeds the scale-down
+            # latency); and when the last waiting one starts, every other worker is
+            # still inside a longer one. So every pod is busy at the first scale-down.
             long_jobs = await producer.enqueue_many(
                 [
-                    JobRequest(type="record", payload={"ledger": str(ledger), "sleep": LONG_JOB_S})
-                    for _ in range(snap.spec_replicas)
+                    JobRequest(
+                        type="record",
+                        payload={"ledger": str(ledger), "sleep": LONG_JOB_S + 2.5 * i},
+                        priority=BACKGROUND,
+                    )
+                    for i in range(SPEC.max_replicas)
                 ]
             )
+        await poll_until(
+            loop,
+            recorder,
+            lambda s: s.stats.waiting == 0 and s.stats.delayed == 0,
+            300,
+            "the burst and the long jobs started",
+        )
+        peak = max(r for _, r in recorder.replicas)
+        assert peak > SPEC.min_replicas, recorder.replicas
+        ups = [c for c in recorder.changes() if c > 0]
+        assert ups, recorder.replicas
+        assert all(c <= SPEC.scale_up_max_step for c in ups), recorder.replicas
+        print(f"\nreplicas until every job started: {[r for _, r in recorder.replicas]}")
         await poll_until(
             loop,
             recorder,

@@ -104,6 +104,7 @@ class PodRunner:
         self.session: aiohttp.ClientSession | None = None
         self.stopped: list[str] = []  # names of Pods whose processes ended on deletion
         self._background: set[asyncio.Task[None]] = set()
+        self._supervisors: set[asyncio.Task[None]] = set()
 
     # ---------------------------------------------------------------- lifecycle
     async def run(self, kubeconfig: Path, stop: asyncio.Event) -> None:
@@ -120,6 +121,10 @@ class PodRunner:
             await asyncio.gather(
                 *(self._terminate(p, delete=False) for p in list(self.pods.values()))
             )
+            # Let cancelled supervisors and pending deletions finish while the HTTP
+            # session and the API client are still open.
+            pending = [t for t in self._background if not t.done()]
+            await asyncio.gather(*self._supervisors, *pending, return_exceptions=True)
 
     async def _register_node(self) -> None:
         assert self.core is not None
@@ -236,6 +241,8 @@ class PodRunner:
         )
         self.pods[running.name] = running
         running.task = asyncio.create_task(self._supervise(running))
+        self._supervisors.add(running.task)
+        running.task.add_done_callback(self._supervisors.discard)
 
     async def _spawn(self, pod: RunningPod) -> None:
         out = pod.log_path.open("ab")
