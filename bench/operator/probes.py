@@ -47,6 +47,14 @@ OPERATOR_RESOURCES = frozenset(
 SA_FLOW_SCHEMA = "service-accounts"
 
 
+def _unprefixed(name: str) -> str:
+    """``jobqueue_operator_x`` → ``jobqueue_x``: the series were renamed in commit 9ddf289
+    (``jobqueue_operator_*``); both spellings are read so older builds still measure."""
+    if name.startswith("jobqueue_operator_"):
+        return "jobqueue_" + name.removeprefix("jobqueue_operator_")
+    return name
+
+
 @dataclass(frozen=True)
 class OperatorCounters:
     """Sums over every JobQueue of the operator's own series."""
@@ -71,15 +79,16 @@ async def operator_counters(port: int) -> OperatorCounters:
     api_errors: defaultdict[str, float] = defaultdict(float)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == POLL_COUNT:
+            name = _unprefixed(sample.name)
+            if name == POLL_COUNT:
                 polls += sample.value
-            elif sample.name == POLL_SUM:
+            elif name == POLL_SUM:
                 seconds += sample.value
-            elif sample.name == ROUND_TRIPS:
+            elif name == ROUND_TRIPS:
                 trips = (trips or 0.0) + sample.value
-            elif sample.name == "jobqueue_api_errors_total":
+            elif name == "jobqueue_api_errors_total":
                 api_errors[sample.labels.get("call", "")] += sample.value
-            elif sample.name == "jobqueue_redis_errors_total":
+            elif name == "jobqueue_redis_errors_total":
                 redis_errors += sample.value
     return OperatorCounters(polls, seconds, trips, dict(api_errors), redis_errors)
 

@@ -45,8 +45,12 @@ def _reported(s: dict[str, Any]) -> str:
     """ "12 s", or "291 of 1000 only, after 600 s" when the wait for first statuses ran out."""
     n, done = s["jobqueues"], s.get("reported_before_window", s["jobqueues"])
     took = _f(s["all_reported_after_s"], 0)
-    text = f"{took} s" if done >= n else f"**{done} of {n} only**, after {took} s"
     observed = s.get("observed_redis_before_window")
+    if observed is None:  # runs before 86fbeb5 waited for a status with a Redis observation
+        return (
+            f"{took} s" if done >= n else f"**{done} of {n} only** had read Redis, after {took} s"
+        )
+    text = f"{took} s" if done >= n else f"**{done} of {n} only**, after {took} s"
     if observed is not None and observed < done:
         text += f" ({done - observed} without a successful Redis read yet)"
     return text
