@@ -110,7 +110,7 @@ def render(results: dict[str, Any]) -> str:
             "queue's keys are deleted and the operator scales back to 1 (cooldowns 0).",
             "",
             "| polling interval | trials | median | max | min | mean | target (interval + 1 s) "
-            "| KEDA defaults, same event (median / worst) |",
+            "| KEDA defaults, same event (computed median / worst) |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for key, r in reaction.items():
@@ -136,7 +136,8 @@ def render(results: dict[str, Any]) -> str:
         out += [
             "### Cost per poll (one JobQueue, one queue, quiet)",
             "",
-            "Polls counted by the operator (`jobqueue_loop_duration_seconds_count`). Redis round "
+            "Polls counted by the operator (`jobqueue_operator_loop_duration_seconds_count`, "
+            "`jobqueue_loop_duration_seconds_count` before 9ddf289). Redis round "
             "trips = `INFO stats` `total_reads_processed` delta (our INFO calls excluded); "
             "commands = `INFO commandstats` delta. API requests = kube-apiserver "
             '`apiserver_flowcontrol_dispatched_requests_total{flow_schema="service-accounts"}` '
