@@ -163,8 +163,8 @@ def notes(results: dict[str, Any]) -> list[str]:
             f"and {c['redis_commands_per_poll']:.1f} commands per poll; "
             f"{c['api_requests_per_poll']:.2f} API requests per poll "
             f"({', '.join(f'{k}: {v:.2f}' for k, v in kinds.items())}). "
-            "The operator has no Redis round-trip counter (`jobqueue_operator_redis_round_trips_total` or "
-            "`jobqueue_redis_round_trips_total`), so round trips are "
+            "The operator has no Redis round-trip counter "
+            "(`jobqueue_operator_redis_round_trips_total`), so round trips are "
             "counted on the Redis side only."
         )
     for s in results.get("scale") or []:
@@ -214,8 +214,8 @@ def notes(results: dict[str, Any]) -> list[str]:
         if failed:
             out.append(
                 f"{s['jobqueues']} JobQueues: {failed:.0f} of {c['polls']:.0f} polls in the window "
-                "failed before reaching Redis (`jobqueue_operator_redis_errors_total`; the JobQueues "
-                "report MetricsUnavailable and hold). Code reading: every JobQueue on one Redis "
+                "failed before reaching Redis (`jobqueue_operator_redis_errors_total`; "
+                "the JobQueues report MetricsUnavailable and hold). Code reading: every JobQueue on one Redis "
                 "endpoint shares one `redis.asyncio` client whose pool has "
                 "`JQO_REDIS_MAX_CONNECTIONS` (default 8) connections and raises "
                 "`MaxConnectionsError` instead of waiting when more polls than that are in "
