@@ -215,8 +215,8 @@ def notes(results: dict[str, Any]) -> list[str]:
             out.append(
                 f"{s['jobqueues']} JobQueues: {failed:.0f} of {c['polls']:.0f} polls in the window "
                 "failed before reaching Redis (`jobqueue_operator_redis_errors_total`; "
-                "the JobQueues report MetricsUnavailable and hold). Code reading: every JobQueue on one Redis "
-                "endpoint shares one `redis.asyncio` client whose pool has "
+                "the JobQueues report MetricsUnavailable and hold). Code reading: every "
+                "JobQueue on one Redis endpoint shares one `redis.asyncio` client whose pool has "
                 "`JQO_REDIS_MAX_CONNECTIONS` (default 8) connections and raises "
                 "`MaxConnectionsError` instead of waiting when more polls than that are in "
                 "flight at once. This also lowers the round trips per poll below 1."
