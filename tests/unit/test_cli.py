@@ -27,3 +27,8 @@ def test_installed_console_script_is_the_composed_one() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "--trace" in out.stdout
+
+
+def test_no_command_is_registered_twice() -> None:
+    names = [c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands]
+    assert len(names) == len(set(names)), sorted(names)
