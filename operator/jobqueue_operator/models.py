@@ -131,6 +131,14 @@ class ScaleDown(_Model):
     cooldown_seconds: Annotated[int, Field(ge=0, le=86_400)] | None = None
     step: Annotated[int, Field(ge=1, le=50)] = 1
     allow_disruption: bool = False
+    scale_to_zero_after_seconds: Annotated[int, Field(ge=0, le=86_400)] = 30
+
+
+class Slo(_Model):
+    """Latency-SLO and rate sizing beside the thresholds (docs/operator.md, SLO)."""
+
+    max_wait_seconds: Annotated[float, Field(gt=0, le=86_400)]
+    concurrency_per_pod: Annotated[int, Field(ge=1, le=1000)] = 1
 
 
 class Fallback(_Model):
@@ -153,6 +161,7 @@ class JobQueueSpec(_Model):
     scale_up: ScaleUp = Field(default_factory=ScaleUp)
     scale_down: ScaleDown = Field(default_factory=ScaleDown)
     fallback: Fallback | None = None
+    slo: Slo | None = None
     paused: bool = False
 
     @model_validator(mode="after")
@@ -160,6 +169,8 @@ class JobQueueSpec(_Model):
         """The CRD's CEL rules, repeated so a model built in Python obeys them too."""
         if len(set(self.queues)) != len(self.queues):
             raise ValueError("queues must not repeat")
+        if self.slo is not None and self.slo.max_wait_seconds < self.polling_interval_seconds:
+            raise ValueError("slo.maxWaitSeconds must not be below pollingIntervalSeconds")
         if (
             self.min_replicas is not None
             and self.max_replicas is not None
@@ -227,6 +238,12 @@ class EffectiveSpec:
     #: Scale down below the busy workers (and to zero with jobs in flight); the
     #: workers' graceful shutdown hands their jobs back.
     allow_disruption: bool = False
+    #: Idle time (nothing waiting, in flight or busy) before the last worker goes.
+    scale_to_zero_after_s: float = 0.0
+    #: ``spec.slo.maxWaitSeconds``; ``None`` turns the SLO/rate sizing off.
+    slo_max_wait_s: float | None = None
+    #: Jobs one Pod runs at once (the workers' JQW_CONCURRENCY), for the SLO sizing.
+    concurrency_per_pod: int = 1
 
 
 def resolve(spec: JobQueueSpec, defaults: OperatorDefaults, *, paused: bool) -> EffectiveSpec:
@@ -257,6 +274,9 @@ def resolve(spec: JobQueueSpec, defaults: OperatorDefaults, *, paused: bool) -> 
         fallback_threshold=spec.fallback.failure_threshold if spec.fallback else 3,
         paused=paused,
         allow_disruption=down.allow_disruption,
+        scale_to_zero_after_s=down.scale_to_zero_after_seconds,
+        slo_max_wait_s=spec.slo.max_wait_seconds if spec.slo else None,
+        concurrency_per_pod=spec.slo.concurrency_per_pod if spec.slo else 1,
     )
     _check_effective(eff)
     return eff
@@ -315,6 +335,8 @@ class ObservedMetrics(_Model):
     workers: int
     busy_workers: int
     observed_at: str
+    arrival_per_second: float | None = None
+    mean_service_seconds: float | None = None
 
 
 class DecisionRecord(_Model):

@@ -19,7 +19,8 @@ import redis.asyncio
 from redis.exceptions import RedisError
 
 from jobqueue_operator.models import RedisConnection
-from jobqueue_operator.policy import Observation, WorkerLoad
+from jobqueue_operator.policy import Counters, Observation, WorkerLoad
+from jobqueue_protocol import keys
 from jobqueue_protocol.stats import QueueStats, WorkerHeartbeat, queue_stats
 
 
@@ -177,6 +178,20 @@ def summarise(stats: Mapping[str, QueueStats]) -> Observation:
         worker_loads=tuple(
             _load(hb, server_time) for hb in workers.values() if hb.pod_name is not None
         ),
+        counters=_counters(stats) if stats else None,
+    )
+
+
+def _counters(stats: Mapping[str, QueueStats]) -> Counters:
+    """The workers' cumulative counters summed over the queues, for the SLO/rate sizing."""
+
+    def total(name: str) -> int:
+        return sum(s.counters.get(name, 0) for s in stats.values())
+
+    return Counters(
+        enqueued=total(keys.COUNTER_ENQUEUED),
+        finished=total(keys.COUNTER_COMPLETED) + total(keys.COUNTER_FAILED),
+        busy_ms=total(keys.COUNTER_BUSY_MS),
     )
 
 

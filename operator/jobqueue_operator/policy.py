@@ -27,6 +27,20 @@ The rules, in order:
    in either direction (a fresh scale-up is not undone at once).
 7. **Bounds**: the result is always clamped into [min, max]. Bringing a count
    that is outside the bounds back in is not subject to cooldowns.
+
+Beside the thresholds (all optional, see :func:`slo_need`):
+
+* **Scale from zero** (rule 3a): at zero replicas with anything waiting or in
+  flight, go straight to the needed count (the SLO/rate count, or one worker
+  per ``scaleUp.queueDepth`` waiting jobs, at least 1), with no step and no
+  cooldown: nothing runs, so every second is pure wait.
+* **SLO / rate sizing** (``spec.slo``): Little's law from the workers' counters,
+  ``ceil(λ·S/c + depth·S/(c·maxWait))``; scales up when it needs more than run
+  now or when the oldest job is older than ``maxWaitSeconds``, and holds the
+  scale-down floor at that count while the oldest job is older than half the SLO.
+* **Scale to zero** only when nothing waits, nothing is in flight, no worker is
+  busy, and none has been for ``scaleDown.scaleToZeroAfterSeconds``; this holds
+  even with ``allowDisruption``.
 """
 
 from __future__ import annotations
@@ -59,6 +73,8 @@ class Reason(enum.StrEnum):
     METRICS_UNAVAILABLE = "MetricsUnavailable"
     FALLBACK = "Fallback"
     PAUSED = "Paused"
+    SCALE_FROM_ZERO = "ScaleFromZero"
+    SLO_DEMAND = "SloDemand"
 
 
 class Limit(enum.StrEnum):
@@ -70,6 +86,8 @@ class Limit(enum.StrEnum):
     COOLDOWN = "Cooldown"
     BUSY_WORKERS = "BusyWorkers"
     MISSING_DATA = "MissingData"
+    SLO = "LatencySlo"
+    SCALE_TO_ZERO_DELAY = "ScaleToZeroDelay"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +121,62 @@ class Observation:
     dead: int = 0
     workers: int = 0
     worker_loads: tuple[WorkerLoad, ...] = ()
+    #: Jobs enqueued per second since the previous poll (``None`` until two polls).
+    arrival_rate: float | None = None
+    #: Mean handler time of a finished attempt in seconds (``None`` with no data).
+    mean_service_s: float | None = None
+    #: When anything last waited, ran or kept a worker busy (the loop's clock);
+    #: ``None`` means never seen, so scale-to-zero need not wait.
+    last_busy_at: float | None = None
+    #: The workers' cumulative counters, summed over the queues (for the rates).
+    counters: Counters | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """The counters the workers publish (``jobqueue_protocol.keys``), summed over queues."""
+
+    enqueued: int
+    finished: int  # completed + failed attempts: what busy_ms is the handler time of
+    busy_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """What two successive polls' counters say about the queue."""
+
+    arrival_rate: float | None
+    mean_service_s: float | None
+
+
+def rates_between(
+    previous: tuple[float, Counters] | None, now: float, current: Counters | None
+) -> Rates:
+    """Arrival rate and mean service time from two polls' counters (pure).
+
+    The arrival rate needs two polls: a restarted operator waits one tick. The
+    service time prefers the last interval's finished attempts and falls back to
+    the lifetime mean, so it is known at once, even at zero replicas. A counter
+    that went down (a reset, a flushed Redis) gives no rate rather than a
+    negative one.
+    """
+    if current is None:
+        return Rates(None, None)
+    service = None
+    if current.finished > 0:
+        service = current.busy_ms / 1000.0 / current.finished
+    arrival = None
+    if previous is not None:
+        then, before = previous
+        dt = now - then
+        d_enq = current.enqueued - before.enqueued
+        d_fin = current.finished - before.finished
+        d_busy = current.busy_ms - before.busy_ms
+        if dt > 0 and d_enq >= 0:
+            arrival = d_enq / dt
+        if d_fin > 0 and d_busy >= 0:
+            service = d_busy / 1000.0 / d_fin
+    return Rates(arrival, service)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +216,52 @@ def decide(  # noqa: PLR0917 - the signature the issue prescribes
     else:
         proposal = _on_observed(spec, observation, current_replicas, timing)
     return _clamp(spec, current_replicas, proposal)
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """The replicas the SLO/rate sizing asks for, and the sum that gave it."""
+
+    count: int
+    message: str
+
+
+def slo_need(spec: EffectiveSpec, obs: Observation) -> Need | None:
+    """Little's law plus the backlog, or ``None`` without an SLO or a service time.
+
+    With per-pod concurrency ``c`` and mean service time ``S`` one pod finishes
+    ``c/S`` jobs a second. Keeping up with arrivals ``λ`` takes ``λ·S/c`` pods
+    (Little's law: ``λ·S`` jobs are in service on average); draining the
+    ``depth`` already waiting within ``maxWait`` takes ``depth·S/(c·maxWait)``
+    more. The sum is rounded up. Without a measured ``λ`` (first poll) only the
+    backlog term counts.
+    """
+    if spec.slo_max_wait_s is None or not obs.mean_service_s or obs.mean_service_s <= 0:
+        return None
+    per_pod = spec.concurrency_per_pod / obs.mean_service_s
+    rate = obs.arrival_rate or 0.0
+    steady = rate / per_pod
+    drain = obs.depth / (per_pod * spec.slo_max_wait_s)
+    count = max(0, math.ceil(steady + drain - 1e-9))
+    return Need(
+        count,
+        f"SLO {spec.slo_max_wait_s:g}s: arrivals {rate:.2f}/s × {obs.mean_service_s:.2f}s "
+        f"/ {spec.concurrency_per_pod} = {steady:.2f} + backlog {obs.depth} → {drain:.2f}: "
+        f"{count} pods",
+    )
+
+
+def _wake(spec: EffectiveSpec, obs: Observation, need: Need | None) -> _Proposal:
+    """From zero straight to the needed count: no step, no cooldown (KEDA #4403)."""
+    by_depth = math.ceil(obs.depth / spec.up_depth)
+    target = max(1, by_depth, need.count if need else 0)
+    text = (
+        f"scale from zero: {obs.depth} waiting, {obs.in_flight} in flight; "
+        f"{by_depth} by depth (up at {spec.up_depth})"
+    )
+    if need is not None:
+        text += f"; {need.message}"
+    return _Proposal(target, Reason.SCALE_FROM_ZERO, frozenset(), f"{text}: {target}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,13 +323,18 @@ def _on_missing(
 def _on_observed(
     spec: EffectiveSpec, obs: Observation, current: int, timing: _Cooldowns
 ) -> _Proposal:
+    need = slo_need(spec, obs)
+    if current == 0 and (obs.depth > 0 or obs.in_flight > 0):
+        return _wake(spec, obs, need)
     depth_ratio = obs.depth / spec.up_depth
     age_ratio = obs.oldest_age_s / spec.up_latency_s
     signal = (
         f"depth {obs.depth} (up at {spec.up_depth}), oldest {obs.oldest_age_s:.1f}s "
         f"(up at {spec.up_latency_s:g}s)"
     )
-    if max(depth_ratio, age_ratio) >= 1.0:
+    slo_breached = spec.slo_max_wait_s is not None and obs.oldest_age_s >= spec.slo_max_wait_s
+    slo_up = need is not None and need.count > current
+    if max(depth_ratio, age_ratio) >= 1.0 or slo_up or slo_breached:
         return _scale_up(
             spec,
             current,
@@ -217,9 +342,21 @@ def _on_observed(
             depth_ratio=depth_ratio,
             age_ratio=age_ratio,
             signal=signal,
+            need=need,
+            slo_breached=slo_breached,
         )
     if obs.depth < spec.down_depth and obs.oldest_age_s < spec.down_latency_s:
-        return _scale_down(spec, obs, current, timing)
+        if need is not None and need.count >= current:
+            return _Proposal(current, Reason.WITHIN_BAND, frozenset(), need.message)
+        if spec.slo_max_wait_s is not None and obs.oldest_age_s >= spec.slo_max_wait_s / 2:
+            return _Proposal(
+                current,
+                Reason.WITHIN_BAND,
+                frozenset({Limit.SLO}),
+                f"oldest {obs.oldest_age_s:.1f}s is past half the SLO "
+                f"{spec.slo_max_wait_s:g}s: no scale-down",
+            )
+        return _scale_down(spec, obs, current, timing, need)
     return _Proposal(current, Reason.WITHIN_BAND, frozenset(), f"{signal}: within the band")
 
 
@@ -245,24 +382,54 @@ def _scale_up(
     depth_ratio: float,
     age_ratio: float,
     signal: str,
+    need: Need | None = None,
+    slo_breached: bool = False,
 ) -> _Proposal:
-    reason = Reason.QUEUE_DEPTH if depth_ratio >= age_ratio else Reason.QUEUE_LATENCY
+    """The threshold step, or the SLO count when that asks for more; one cooldown for both.
+
+    The threshold step is bounded by ``maxStep``; the SLO count is a computed
+    size, not a step, so it is bounded by ``maxReplicas`` only. A breached SLO
+    whose count does not ask for more (the estimate was wrong) adds one worker.
+    """
     level = severity_level(max(depth_ratio, age_ratio))
+    by_threshold = current + step_for(level, spec.max_step) if level else current
+    by_slo = current
+    if need is not None:
+        by_slo = max(by_slo, need.count)
+    if slo_breached and by_slo <= current:
+        by_slo = current + 1
+    slo_wins = by_slo > by_threshold
+    if slo_wins:
+        reason = Reason.SLO_DEMAND
+    else:
+        reason = Reason.QUEUE_DEPTH if depth_ratio >= age_ratio else Reason.QUEUE_LATENCY
+    text = signal
+    if slo_wins:
+        why = [need.message] if need is not None else []
+        if slo_breached:
+            why.insert(0, f"oldest job past the SLO {spec.slo_max_wait_s:g}s")
+        text = f"{signal}; {'; '.join(why)}"
     if (wait := timing.up_blocked_for()) > 0:
         return _Proposal(
             current,
             reason,
             frozenset({Limit.COOLDOWN}),
-            f"{signal}: scale-up cooldown for {wait:.0f}s",
+            f"{text}: scale-up cooldown for {wait:.0f}s",
             level,
         )
-    step = step_for(level, spec.max_step)
+    if slo_wins:
+        return _Proposal(by_slo, reason, frozenset(), f"{text}: {by_slo}", level)
+    step = by_threshold - current
     limits = frozenset({Limit.STEP}) if level == 3 else frozenset()
-    return _Proposal(current + step, reason, limits, f"{signal}: severity {level}, +{step}", level)
+    return _Proposal(by_threshold, reason, limits, f"{signal}: severity {level}, +{step}", level)
 
 
 def _scale_down(
-    spec: EffectiveSpec, obs: Observation, current: int, timing: _Cooldowns
+    spec: EffectiveSpec,
+    obs: Observation,
+    current: int,
+    timing: _Cooldowns,
+    need: Need | None = None,
 ) -> _Proposal:
     signal = (
         f"depth {obs.depth} < {spec.down_depth} and oldest {obs.oldest_age_s:.1f}s "
@@ -275,7 +442,7 @@ def _scale_down(
             frozenset({Limit.COOLDOWN}),
             f"{signal}: scale-down cooldown for {wait:.0f}s",
         )
-    target = current - spec.down_step
+    target = max(current - spec.down_step, need.count if need else 0)
     # Keep the busy workers, and never go to zero while a job is in flight (its
     # worker may not heartbeat busy yet): KEDA's scale-to-zero-mid-job bug.
     floor = max(obs.busy_workers, 1 if obs.in_flight else 0)
@@ -287,7 +454,35 @@ def _scale_down(
             f"{signal}: keeping {floor} workers for {obs.in_flight} jobs in flight "
             f"({obs.busy_workers} busy)",
         )
-    return _Proposal(target, Reason.QUEUE_DRAINED, frozenset(), f"{signal}: -{spec.down_step}")
+    if target <= 0 and (held := _zero_held(spec, obs, timing.now)):
+        return _Proposal(
+            min(current, 1), Reason.QUEUE_DRAINED, frozenset({held[0]}), f"{signal}: {held[1]}"
+        )
+    step = current - max(target, 0)
+    return _Proposal(target, Reason.QUEUE_DRAINED, frozenset(), f"{signal}: -{step}")
+
+
+def _zero_held(spec: EffectiveSpec, obs: Observation, now: float) -> tuple[Limit, str] | None:
+    """Why the last worker must stay, if it must: anything waiting, running or busy lately.
+
+    Not lifted by ``allowDisruption``: removing the last worker with work left
+    only hands the work back to an empty pool, which wakes again at once.
+    """
+    if obs.depth or obs.in_flight or obs.busy_workers:
+        return (
+            Limit.BUSY_WORKERS,
+            f"keeping 1 worker: {obs.depth} waiting, {obs.in_flight} in flight, "
+            f"{obs.busy_workers} busy",
+        )
+    if obs.last_busy_at is not None:
+        idle_s = now - obs.last_busy_at
+        if idle_s < spec.scale_to_zero_after_s:
+            return (
+                Limit.SCALE_TO_ZERO_DELAY,
+                f"idle for {idle_s:.0f}s of the {spec.scale_to_zero_after_s:g}s "
+                "before scaling to zero",
+            )
+    return None
 
 
 def _clamp(spec: EffectiveSpec, current: int, proposal: _Proposal) -> Decision:

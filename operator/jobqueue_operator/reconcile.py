@@ -43,11 +43,13 @@ from jobqueue_operator.models import (
 from jobqueue_operator.observe import MetricsUnavailableError, RedisPools, endpoint_for, read
 from jobqueue_operator.policy import (
     Action,
+    Counters,
     MetricsMissing,
     Observation,
     Reason,
     choose_victims,
     decide,
+    rates_between,
 )
 from jobqueue_operator.settings import OperatorSettings
 from jobqueue_operator.status import Problem, Tick
@@ -147,6 +149,10 @@ class Loop:
     failures: int = 0
     previous_status: dict[str, Any] = field(default_factory=dict)
     selection: PodSelection | None = None
+    #: The previous poll's counters, for the arrival rate (memory only: a restart
+    #: waits one tick) and when anything was last waiting, running or busy.
+    _counters: tuple[float, Counters] | None = None
+    _last_busy: float | None = None
     _announced: str | None = None
     _conflict: tuple[str, float, str | None] | None = None  # (target, read at, result)
     _secret: tuple[tuple[str, str], float, str] | None = None  # ((name, key), read at, value)
@@ -211,6 +217,8 @@ class Loop:
         observation = await self._observe(spec)
         if isinstance(observation, Problem):
             return _with(base, problem=observation)
+        if isinstance(observation, Observation):
+            observation = self._with_rates(observation, now)
         # 4. decide
         decision = decide(effective, observation, current, self.last_up, self.last_down, now)
         tick = _with(base, decision=decision, consecutive_failures=self.failures)
@@ -306,6 +314,24 @@ class Loop:
         self.selection = None
         log.info("JobQueue %s: scale-down settled; removed: %s", self.owner, removed)
         return _with(base, pod_selection=selection.record(removed=removed))
+
+    def _with_rates(self, obs: Observation, now: float) -> Observation:
+        """Add the rates from the previous poll's counters and the last busy time.
+
+        A restarted operator has neither: it waits one tick for the arrival rate,
+        and counts its first poll as busy, so it never scales to zero sooner than
+        ``scaleToZeroAfterSeconds`` after it started.
+        """
+        rates = rates_between(self._counters, now, obs.counters)
+        self._counters = None if obs.counters is None else (now, obs.counters)
+        if obs.depth or obs.in_flight or obs.busy_workers or self._last_busy is None:
+            self._last_busy = now
+        return replace(
+            obs,
+            arrival_rate=rates.arrival_rate,
+            mean_service_s=rates.mean_service_s,
+            last_busy_at=self._last_busy,
+        )
 
     def _parse(
         self, body: Mapping[str, Any], base: Tick

@@ -109,7 +109,7 @@ def _time_or_none(ts: float | None) -> str | None:
 
 
 def _observed(obs: Observation, now: float) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "depth": obs.depth,
         "delayed": obs.delayed,
         "inFlight": obs.in_flight,
@@ -119,6 +119,11 @@ def _observed(obs: Observation, now: float) -> dict[str, Any]:
         "busyWorkers": obs.busy_workers,
         "observedAt": to_rfc3339(now),
     }
+    if obs.arrival_rate is not None:
+        out["arrivalPerSecond"] = round(obs.arrival_rate, 3)
+    if obs.mean_service_s is not None:
+        out["meanServiceSeconds"] = round(obs.mean_service_s, 3)
+    return out
 
 
 def decisions(previous: Sequence[Mapping[str, Any]], tick: Tick) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ the development pod runner. Nothing about Kubernetes or Redis is mocked.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ import pytest
 from jobqueue_devkit.controlplane import ControlPlane
 from jobqueue_devkit.redis_server import RedisServer
 from jobqueue_devkit.stack import LocalLoop, LoopSpec, Snapshot
-from jobqueue_worker.producer import Producer
+from jobqueue_worker.producer import JobRequest, Producer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.k8s, pytest.mark.redis, pytest.mark.slow]
 
@@ -49,13 +50,19 @@ def pods_of(plane: ControlPlane, namespace: str) -> dict[str, dict[str, object]]
     }
 
 
-def interrupted(loop: LocalLoop) -> list[str]:
-    """Pods removed while their worker had a job in flight (the worker logs it at SIGTERM)."""
+#: The worker logs this at SIGTERM when it still has jobs (it then finishes them)...
+HAD_JOBS = "Draining in-flight jobs"
+#: ... and this when the grace period ran out and it handed jobs back unfinished.
+HANDED_BACK = "Handing back unfinished jobs"
+
+
+def removed_with(loop: LocalLoop, marker: str) -> list[str]:
+    """Pods removed whose worker logged ``marker`` on the way out."""
     assert loop.runner is not None
     out = []
     for name in loop.runner.stopped:
         log = loop.runner.log_dir / f"{name}.log"
-        if log.exists() and "Draining in-flight jobs" in log.read_text():
+        if log.exists() and marker in log.read_text():
             out.append(name)
     return out
 
@@ -133,8 +140,102 @@ async def test_scale_down_removes_the_idle_pods_and_keeps_the_busy_one(
         assert DELETION_COST not in pods_of(control_plane, ns)[busy_pod]
 
         await wait_for(loop, lambda s: s.stats.in_flight == 0, 30, "the long job done")
-        removed_mid_job = interrupted(loop)
+        removed_mid_job = removed_with(loop, HAD_JOBS)
     ran = ledger.read_text().split() if ledger.exists() else []
     print(f"\nbusy pod {busy_pod} kept; removed {sorted(idle_pods)}; mid-job: {removed_mid_job}")
     assert removed_mid_job == []
     assert ran.count(job) == 1, "the long job ran once, to the end, on the pod that was kept"
+
+
+ZERO = LoopSpec(
+    namespace="zero",
+    name="zero",
+    queue="zero",
+    min_replicas=0,
+    max_replicas=6,
+    polling_interval_s=1,
+    scale_up_depth=5,
+    scale_up_cooldown_s=3,
+    scale_up_max_step=1,
+    scale_down_depth=2,
+    scale_down_cooldown_s=1,
+    scale_down_step=2,
+    worker_concurrency=1,
+    worker_grace_s=5.0,
+)
+IDLE_BEFORE_ZERO_S = 4
+LONG_JOB_S = 10.0
+
+
+async def test_from_zero_straight_to_the_needed_count_and_never_to_zero_mid_job(
+    control_plane: ControlPlane, redis_server: RedisServer, redis_url: str, tmp_path: Path
+) -> None:
+    """20 jobs at zero replicas wake 4 workers at once (20 / scaleUp.queueDepth 5), not 1.
+
+    19 of them are short; then a long job runs alone: the count never reaches zero while it is in
+    flight, and reaches zero only scaleToZeroAfterSeconds after it finished.
+    """
+    ledger = tmp_path / "ledger.txt"
+    spec = dataclasses.replace(
+        ZERO,
+        jobqueue_extra={
+            "scaleDown": {
+                "queueDepth": ZERO.scale_down_depth,
+                "queueLatencySeconds": ZERO.scale_down_latency_s,
+                "cooldownSeconds": ZERO.scale_down_cooldown_s,
+                "step": ZERO.scale_down_step,
+                "scaleToZeroAfterSeconds": IDLE_BEFORE_ZERO_S,
+            }
+        },
+    )
+    async with LocalLoop(control_plane, redis_server, spec, tmp_path / "loop") as loop:
+        await wait_for(
+            loop,
+            lambda s: s.desired == 0 and s.spec_replicas == 0,
+            60,
+            "the operator reporting at zero replicas",
+        )
+        async with Producer(redis_url, default_queue=spec.queue) as producer:
+            short = await producer.enqueue_many(
+                [
+                    JobRequest(type="record", payload={"ledger": str(ledger), "sleep": 1.0})
+                    for _ in range(19)
+                ]
+            )
+            long_job = await producer.enqueue(
+                "record", {"ledger": str(ledger), "sleep": LONG_JOB_S}
+            )
+        woke = await wait_for(loop, lambda s: s.spec_replicas > 0, 20, "the wake from zero")
+        assert woke.spec_replicas == 4, f"woke to {woke.spec_replicas}, not straight to 4"
+
+        # From here on, sample until the queue is back at zero replicas.
+        in_flight_at_zero = []
+        last_busy = time.monotonic()
+        deadline = time.monotonic() + 120
+        while True:
+            snap = await loop.snapshot()
+            busy = snap.stats.in_flight or snap.stats.waiting
+            if busy:
+                last_busy = time.monotonic()
+                if snap.spec_replicas == 0:
+                    in_flight_at_zero.append(snap)
+            elif snap.spec_replicas == 0:
+                break
+            assert time.monotonic() < deadline, f"never back at zero; last: {snap}"
+            await asyncio.sleep(0.25)
+        idle_before_zero = time.monotonic() - last_busy
+        decisions = snap.jobqueue_status.get("decisions", [])
+        # Jobs were still waiting during the scale-downs, so a worker chosen as idle
+        # may fetch one in the second before its SIGTERM; it must finish it, never
+        # hand it back (grace 5 s, jobs 1 s).
+        handed_back = removed_with(loop, HANDED_BACK)
+
+    wake = next(d for d in decisions if d["fromReplicas"] == 0 and d["action"] == "ScaleUp")
+    assert (wake["toReplicas"], wake["reason"]) == (4, "ScaleFromZero"), wake
+    assert in_flight_at_zero == [], "scaled to zero with a job in flight"
+    # the operator saw the last job finish up to a poll and a heartbeat later than we did
+    assert idle_before_zero >= IDLE_BEFORE_ZERO_S - 2, idle_before_zero
+    ran = ledger.read_text().split("\n")
+    ids = [line.split()[0] for line in ran if line.strip()]
+    assert sorted(ids) == sorted([*short, long_job]), "every job ran exactly once"
+    assert handed_back == []

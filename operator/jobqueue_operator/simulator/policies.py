@@ -3,14 +3,18 @@
 * :class:`OperatorPolicy` runs **the operator's own** ``jobqueue_operator.policy.decide``
   (looked up on the module at every tick, never copied, so what is simulated is
   what is deployed; ``tests/unit/simulator`` checks it by patching the module).
+* :class:`OperatorSloPolicy` runs the same ``decide`` with the operator's
+  latency-SLO / rate mode switched on (``spec.slo``), fed the same counters the
+  real loop derives its rates from.
 * :class:`KedaHpaModel` is a *model* of KEDA + the HPA with their defaults.
-* :class:`ReferenceSloPolicy` is a *reference* latency-SLO / rate sizing that
-  the operator does not have yet (issue 8 item 2); it exists so the comparison
-  shows what that mode could buy, and is labelled as such everywhere.
+* :class:`ReferenceSloPolicy` is a *reference* latency-SLO / rate sizing written
+  before the operator had that mode (issue 8 item 2); it stays so earlier
+  comparisons can be reproduced, and is labelled as such everywhere.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -43,18 +47,43 @@ class OperatorPolicy:
         self.last_up: float | None = None
         self.last_down: float | None = None
         self.decisions: list[operator_policy.Decision] = []
+        self._counters: tuple[float, operator_policy.Counters] | None = None
+        self._last_busy: float | None = None
 
     def timers(self) -> Sequence[Timer]:
         return (Timer("operator", self.interval_s, self.interval_s),)
 
-    def on_tick(self, timer: str, view: ClusterView) -> int | None:
-        observation = operator_policy.Observation(
+    def _observe(self, view: ClusterView) -> operator_policy.Observation:
+        """What ``reconcile.Loop`` would hand ``decide``: the poll plus rates and last busy.
+
+        The simulated workers' totals stand in for the Redis counters
+        (``enqueued``, ``completed``, ``busy_ms``); the rates come from the
+        operator's own ``rates_between``, so the simulated SLO mode does the
+        same arithmetic as the deployed one.
+        """
+        counters = operator_policy.Counters(
+            enqueued=view.arrived_total,
+            finished=view.completed_total,
+            busy_ms=round(view.completed_service_s * 1000),
+        )
+        rates = operator_policy.rates_between(self._counters, view.now, counters)
+        self._counters = (view.now, counters)
+        if view.depth or view.in_flight or view.busy_pods or self._last_busy is None:
+            self._last_busy = view.now
+        return operator_policy.Observation(
             depth=view.depth,
             oldest_age_s=view.oldest_age_s,
             in_flight=view.in_flight,
             busy_workers=view.busy_pods,
             workers=view.ready_pods,
+            arrival_rate=rates.arrival_rate,
+            mean_service_s=rates.mean_service_s,
+            last_busy_at=self._last_busy,
+            counters=counters,
         )
+
+    def on_tick(self, timer: str, view: ClusterView) -> int | None:
+        observation = self._observe(view)
         # Attribute lookup at call time on purpose: the operator's function, whatever it is now.
         decision = operator_policy.decide(
             self.spec, observation, view.replicas, self.last_up, self.last_down, view.now
@@ -67,6 +96,26 @@ class OperatorPolicy:
         else:
             self.last_down = view.now
         return decision.desired
+
+
+class OperatorSloPolicy(OperatorPolicy):
+    """The operator's latency-SLO / rate mode: ``decide`` with ``spec.slo`` set.
+
+    The adapter the comparison can use instead of :class:`ReferenceSloPolicy`:
+    the same function the operator runs, with ``maxWaitSeconds`` and
+    ``concurrencyPerPod`` filled in when the loaded spec has no ``slo``.
+    """
+
+    label = "SLO (operator)"
+
+    def __init__(
+        self, spec: EffectiveSpec, interval_s: float, *, max_wait_s: float, concurrency: int
+    ) -> None:
+        if spec.slo_max_wait_s is None:
+            spec = dataclasses.replace(
+                spec, slo_max_wait_s=max_wait_s, concurrency_per_pod=concurrency
+            )
+        super().__init__(spec, interval_s)
 
 
 @dataclass(frozen=True, slots=True)

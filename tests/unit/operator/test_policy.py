@@ -11,13 +11,17 @@ from hypothesis import strategies as st
 from jobqueue_operator.models import EffectiveSpec
 from jobqueue_operator.policy import (
     Action,
+    Counters,
     Decision,
     Limit,
     MetricsMissing,
     Observation,
+    Rates,
     Reason,
     decide,
+    rates_between,
     severity_level,
+    slo_need,
     step_for,
 )
 
@@ -280,7 +284,7 @@ ROWS: list[
         "below min rises to min even in band",
         spec(min_replicas=2),
         obs(50, 0),
-        0,
+        1,
         None,
         None,
         2,
@@ -321,7 +325,7 @@ ROWS: list[
         None,
         1,
         A.SCALE_UP,
-        R.QUEUE_DEPTH,
+        R.SCALE_FROM_ZERO,
         set(),
     ),
     (
@@ -361,16 +365,16 @@ ROWS: list[
         set(),
     ),
     (
-        "allowDisruption goes to zero mid-job",
+        "allowDisruption still never goes to zero mid-job",
         spec(min_replicas=0, allow_disruption=True),
         obs(0, 0, busy=1, in_flight=1),
         1,
         None,
         None,
-        0,
-        A.SCALE_DOWN,
+        1,
+        A.HOLD,
         R.QUEUE_DRAINED,
-        set(),
+        {L.BUSY_WORKERS},
     ),
     (
         "down to zero",
@@ -544,6 +548,9 @@ def specs(draw: st.DrawFn) -> EffectiveSpec:
         fallback_threshold=draw(st.integers(1, 5)),
         paused=False,
         allow_disruption=draw(st.booleans()),
+        scale_to_zero_after_s=draw(st.integers(0, 600)),
+        slo_max_wait_s=draw(st.none() | st.floats(1.0, 3600.0)),
+        concurrency_per_pod=draw(st.integers(1, 64)),
     )
 
 
@@ -553,6 +560,9 @@ observations = st.builds(
     oldest_age_s=st.floats(0, 10_000),
     in_flight=st.integers(0, 100),
     busy_workers=st.integers(0, 50),
+    arrival_rate=st.none() | st.floats(0, 10_000),
+    mean_service_s=st.none() | st.floats(0.001, 3600),
+    last_busy_at=st.none() | st.floats(NOW - 5000, NOW),
 ) | st.builds(MetricsMissing, consecutive_failures=st.integers(1, 10), error=st.just("x"))
 ago = st.none() | st.floats(0, 2000)
 
@@ -591,10 +601,13 @@ def test_never_scales_inside_a_cooldown(
     up: float | None,
     down: float | None,
 ) -> None:
-    """Inside the bounds, a cooldown blocks its direction (leaving the bounds is not scaling)."""
+    """Inside the bounds, a cooldown blocks its direction (leaving the bounds is not scaling).
+
+    The wake from zero is the exception: nothing runs, so it waits for no cooldown.
+    """
     cur = min(max(cur, s.min_replicas), s.max_replicas)
     d = run(s, o, cur, up, down)
-    if up is not None and up < s.up_cooldown_s:
+    if up is not None and up < s.up_cooldown_s and cur > 0:
         assert d.desired <= cur
     last_any = min((a for a in (up, down) if a is not None), default=None)
     if last_any is not None and last_any < s.down_cooldown_s:
@@ -621,10 +634,12 @@ def test_never_scales_down_above_an_up_threshold_or_without_data(
 def test_step_never_exceeds_max_step(
     s: EffectiveSpec, o: Observation, cur: int, up: float | None, down: float | None
 ) -> None:
+    """maxStep bounds the threshold rule; the wake from zero and the SLO count are sizes."""
     cur = min(max(cur, s.min_replicas), s.max_replicas)
     d = run(s, o, cur, up, down)
-    if d.reason is not Reason.FALLBACK:
+    if d.reason not in {Reason.FALLBACK, Reason.SCALE_FROM_ZERO, Reason.SLO_DEMAND}:
         assert d.desired - cur <= s.max_step
+    if d.reason is not Reason.FALLBACK:
         assert cur - d.desired <= s.down_step
 
 
@@ -665,3 +680,229 @@ def test_never_to_zero_with_work_in_flight(
     d = run(s, o, cur, up, down)
     if isinstance(o, Observation) and o.in_flight and cur > 0 and not s.allow_disruption:
         assert d.desired >= 1
+
+
+# ----------------------------------------------------------------- SLO, rates, zero
+SLO = spec(min_replicas=0, slo_max_wait_s=10.0, concurrency_per_pod=2, scale_to_zero_after_s=30.0)
+
+
+def sobs(**kw: object) -> Observation:
+    base: dict[str, object] = {"depth": 0, "oldest_age_s": 0.0}
+    base.update(kw)
+    return Observation(**base)  # type: ignore[arg-type]
+
+
+SLO_ROWS = [
+    # id, spec, obs, current, desired, reason, limits
+    (
+        # λ=4/s, S=2s, c=2: 4 pods steady; 40 waiting drain in 10s: 40*2/(2*10) = 4 more
+        "Little's law plus backlog",
+        SLO,
+        sobs(depth=40, oldest_age_s=3.0, arrival_rate=4.0, mean_service_s=2.0),
+        2,
+        8,
+        R.SLO_DEMAND,
+        set(),
+    ),
+    (
+        "from zero straight to the SLO count",
+        SLO,
+        sobs(depth=40, oldest_age_s=3.0, arrival_rate=4.0, mean_service_s=2.0),
+        0,
+        8,
+        R.SCALE_FROM_ZERO,
+        set(),
+    ),
+    (
+        "from zero by depth without rates: one per scaleUp.queueDepth",
+        spec(min_replicas=0),
+        sobs(depth=350),
+        0,
+        4,
+        R.SCALE_FROM_ZERO,
+        set(),
+    ),
+    (
+        "from zero on a single waiting job",
+        spec(min_replicas=0),
+        sobs(depth=1),
+        0,
+        1,
+        R.SCALE_FROM_ZERO,
+        set(),
+    ),
+    (
+        "from zero for orphaned in-flight jobs (a worker must reap them)",
+        spec(min_replicas=0),
+        sobs(in_flight=2),
+        0,
+        1,
+        R.SCALE_FROM_ZERO,
+        set(),
+    ),
+    (
+        "SLO breached but the estimate says enough: one more",
+        SLO,
+        sobs(depth=1, oldest_age_s=12.0, arrival_rate=0.1, mean_service_s=1.0),
+        3,
+        4,
+        R.SLO_DEMAND,
+        set(),
+    ),
+    (
+        "SLO count at current holds in the down band",
+        SLO,
+        sobs(depth=0, arrival_rate=4.0, mean_service_s=2.0),
+        4,
+        4,
+        R.WITHIN_BAND,
+        set(),
+    ),
+    (
+        "SLO count is the scale-down floor",
+        spec(slo_max_wait_s=10.0, down_step=5),
+        sobs(depth=0, arrival_rate=2.0, mean_service_s=1.0),
+        6,
+        2,
+        R.QUEUE_DRAINED,
+        set(),
+    ),
+    (
+        "no scale-down past half the SLO",
+        spec(slo_max_wait_s=8.0),
+        sobs(depth=1, oldest_age_s=4.5, arrival_rate=0.0, mean_service_s=1.0),
+        3,
+        3,
+        R.WITHIN_BAND,
+        {L.SLO},
+    ),
+    (
+        "scale to zero waits for the idle delay",
+        SLO,
+        sobs(last_busy_at=NOW - 10),
+        1,
+        1,
+        R.QUEUE_DRAINED,
+        {L.SCALE_TO_ZERO_DELAY},
+    ),
+    (
+        "scale to zero after the idle delay",
+        SLO,
+        sobs(last_busy_at=NOW - 31),
+        1,
+        0,
+        R.QUEUE_DRAINED,
+        set(),
+    ),
+    (
+        "never to zero with jobs waiting below the down threshold",
+        spec(min_replicas=0),
+        sobs(depth=3),
+        1,
+        1,
+        R.QUEUE_DRAINED,
+        {L.BUSY_WORKERS},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("s", "o", "cur", "desired", "reason", "limits"),
+    [row[1:] for row in SLO_ROWS],
+    ids=[row[0] for row in SLO_ROWS],
+)
+def test_slo_and_zero_table(  # noqa: PLR0917
+    s: EffectiveSpec,
+    o: Observation,
+    cur: int,
+    desired: int,
+    reason: Reason,
+    limits: set[Limit],
+) -> None:
+    d = decide(s, o, cur, None, None, NOW)
+    assert (d.desired, d.reason, set(d.limited_by)) == (desired, reason, limits), d.message
+
+
+def test_slo_need_message_shows_the_sum() -> None:
+    need = slo_need(SLO, sobs(depth=40, arrival_rate=4.0, mean_service_s=2.0))
+    assert need is not None
+    assert need.count == 8
+    assert "4.00/s" in need.message
+    assert slo_need(SPEC, sobs(depth=40, arrival_rate=4.0, mean_service_s=2.0)) is None
+    assert slo_need(SLO, sobs(depth=40)) is None, "no service time yet: thresholds only"
+
+
+def test_rates_between() -> None:
+    c1 = Counters(enqueued=100, finished=50, busy_ms=100_000)
+    c2 = Counters(enqueued=120, finished=60, busy_ms=130_000)
+    first = rates_between(None, NOW, c1)
+    assert first.arrival_rate is None, "a restart waits one tick for the arrival rate"
+    assert first.mean_service_s == 2.0, "the lifetime mean at once"
+    r = rates_between((NOW - 5, c1), NOW, c2)
+    assert r.arrival_rate == 4.0
+    assert r.mean_service_s == 3.0, "the last interval's mean when it has finishes"
+    reset = rates_between((NOW - 5, c2), NOW, c1)
+    assert reset.arrival_rate is None, "a counter reset gives no rate, not a negative one"
+    assert rates_between((NOW - 5, c1), NOW, None) == Rates(None, None)
+
+
+@settings(max_examples=500)
+@given(specs(), observations, st.integers(0, 60), ago, ago)
+def test_never_below_busy_workers_without_allow_disruption(
+    s: EffectiveSpec,
+    o: Observation | MetricsMissing,
+    cur: int,
+    up: float | None,
+    down: float | None,
+) -> None:
+    cur = min(max(cur, s.min_replicas), s.max_replicas)
+    d = run(s, o, cur, up, down)
+    if isinstance(o, Observation) and not s.allow_disruption and d.desired < cur:
+        assert d.desired >= min(o.busy_workers, s.max_replicas)
+
+
+@settings(max_examples=500)
+@given(specs(), observations, st.integers(1, 60), ago, ago)
+def test_never_to_zero_with_anything_waiting_running_or_lately_busy(
+    s: EffectiveSpec,
+    o: Observation | MetricsMissing,
+    cur: int,
+    up: float | None,
+    down: float | None,
+) -> None:
+    """Strict, allowDisruption or not: zero only after scaleToZeroAfterSeconds of nothing."""
+    d = run(s, o, cur, up, down)
+    if not isinstance(o, Observation) or d.desired > 0:
+        return
+    assert o.depth == 0
+    assert o.in_flight == 0
+    assert o.busy_workers == 0
+    assert o.last_busy_at is None or NOW - o.last_busy_at >= s.scale_to_zero_after_s
+
+
+@settings(max_examples=500)
+@given(specs(), observations, ago, ago)
+def test_from_zero_straight_to_the_needed_count(
+    s: EffectiveSpec, o: Observation | MetricsMissing, up: float | None, down: float | None
+) -> None:
+    if not isinstance(o, Observation) or not (o.depth or o.in_flight) or s.min_replicas > 0:
+        return
+    d = run(s, o, 0, up, down)
+    need = slo_need(s, o)
+    wanted = max(1, -(-o.depth // s.up_depth), need.count if need else 0)
+    assert d.desired == min(wanted, s.max_replicas)
+
+
+@settings(max_examples=500)
+@given(specs(), observations, st.integers(1, 60), ago)
+def test_slo_reacts_to_age(
+    s: EffectiveSpec, o: Observation | MetricsMissing, cur: int, down: float | None
+) -> None:
+    """An oldest job past maxWaitSeconds always adds workers (outside a scale-up cooldown)."""
+    if not isinstance(o, Observation) or s.slo_max_wait_s is None:
+        return
+    cur = min(max(cur, s.min_replicas, 1), s.max_replicas)
+    if cur >= s.max_replicas:
+        return
+    aged = dataclasses.replace(o, oldest_age_s=s.slo_max_wait_s + 0.1)
+    assert run(s, aged, cur, None, down).desired > cur

@@ -334,3 +334,23 @@ async def test_pods_unreadable_still_scales_down_and_says_why(world: dict[str, A
     assert kube.writes == [1]
     assert "403" in kube.statuses[-1]["podSelection"]["message"]
     assert loop.selection is None
+
+
+async def test_rates_from_counter_deltas_and_a_restart_waits_one_tick(
+    world: dict[str, Any],
+) -> None:
+    from jobqueue_operator.policy import Counters
+
+    kube, clock = FakeKube(replicas=2), Clock()
+    loop = make_loop(kube, clock)
+    world["obs"] = Observation(depth=5, oldest_age_s=0.0, counters=Counters(100, 50, 100_000))
+    await loop.tick(BODY)
+    observed = kube.statuses[-1]["observed"]
+    assert "arrivalPerSecond" not in observed
+    assert observed["meanServiceSeconds"] == 2.0
+    clock.now += 2
+    world["obs"] = Observation(depth=5, oldest_age_s=0.0, counters=Counters(110, 52, 106_000))
+    await loop.tick(BODY)
+    observed = kube.statuses[-1]["observed"]
+    assert observed["arrivalPerSecond"] == 5.0
+    assert observed["meanServiceSeconds"] == 3.0
