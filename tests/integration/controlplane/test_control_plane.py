@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +10,7 @@ import pytest
 from kubernetes_asyncio import client, config
 
 from jobqueue_devkit.controlplane import ControlPlane
+from jobqueue_devkit.waiting import eventually
 
 pytestmark = pytest.mark.k8s
 
@@ -29,18 +27,6 @@ DEPLOYMENT = {
         },
     },
 }
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout_s: float = 30.0) -> Any:
-    """Poll until `check` returns a truthy value; fail with the last value otherwise."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.2)
-    pytest.fail(f"condition not met within {timeout_s}s; last value: {last!r}")
 
 
 async def test_deployment_gets_replicaset_and_pods_and_follows_scale(

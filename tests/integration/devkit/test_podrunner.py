@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +10,7 @@ import pytest
 from kubernetes_asyncio import client, config
 
 from jobqueue_devkit.podrunner import NODE_NAME, RUN_LABEL, PodRunner
+from jobqueue_devkit.waiting import eventually
 
 pytestmark = pytest.mark.k8s
 
@@ -56,17 +55,6 @@ def deployment(replicas: int) -> dict[str, Any]:
     }
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout_s: float = 45.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.25)
-    pytest.fail(f"not met within {timeout_s}s; last value {last!r}")
-
-
 async def test_pods_run_become_ready_and_stop_on_scale_down(
     kubeconfig: Path, namespace: str, tmp_path: Path
 ) -> None:
@@ -83,7 +71,7 @@ async def test_pods_run_become_ready_and_stop_on_scale_down(
                 dep = await apps.read_namespaced_deployment("probe", namespace)
                 return int(dep.status.ready_replicas or 0) if dep.status.ready_replicas == 2 else 0
 
-            assert await eventually(ready_replicas) == 2
+            assert await eventually(ready_replicas, timeout_s=60) == 2
             pods = (await core.list_namespaced_pod(namespace, label_selector="app=probe")).items
             assert {p.spec.node_name for p in pods} == {NODE_NAME}
             assert {p.status.phase for p in pods} == {"Running"}
@@ -100,7 +88,7 @@ async def test_pods_run_become_ready_and_stop_on_scale_down(
                 ).items
                 return [p.metadata.name for p in items] if len(items) == 1 else []
 
-            (survivor,) = await eventually(one_left)
+            (survivor,) = await eventually(one_left, timeout_s=60)
             (gone,) = names - {survivor}
             assert runner.stopped == [gone]
             assert "got SIGTERM" in (tmp_path / f"{gone}.log").read_text()
