@@ -221,6 +221,20 @@ def notes(results: dict[str, Any]) -> list[str]:
                 "`MaxConnectionsError` instead of waiting when more polls than that are in "
                 "flight at once. This also lowers the round trips per poll below 1."
             )
+    for s in results.get("scale") or []:
+        prof = s.get("profile")
+        if prof and prof["self"] and prof["inclusive_ours"]:
+            top_self = prof["self"][0]
+            # Our function that still covers (nearly) all of the hottest self time,
+            # i.e. the deepest of our frames above it.
+            covering = [kv for kv in prof["inclusive_ours"] if kv[1] >= 0.9 * top_self[1]]
+            deepest = min(covering, key=lambda kv: kv[1]) if covering else prof["inclusive_ours"][0]
+            out.append(
+                f"Profile at {s['jobqueues']} JobQueues: {100 * top_self[1]:.0f} % of the "
+                f"operator's samples are in `{top_self[0]}` (self time); the deepest of our "
+                f"functions on those stacks is `{deepest[0]}` ({100 * deepest[1]:.0f} % "
+                "inclusive)."
+            )
     out.append(
         "What a tick costs besides the one Redis round trip (code reading of the tree that "
         f"ran, {results['meta'].get('git')}, confirmed by the per-kind counts above): GET "
