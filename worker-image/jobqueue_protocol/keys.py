@@ -25,7 +25,25 @@ key                            type    writer                 reader
 ``jq:v1:{q}:wake``             LIST    enqueue, step, reap,   idle workers (BLPOP)
                                        replay
 ``jq:v1:{q}:reaper``           STRING  reap (SET NX PX gate)  reap
+``jq:v1:{q}:exec``             HASH    worker (heartbeat)     stats CLI
+                                       worker id → JSON of
+                                       per-type durations
+``jq:v1:{limits}:rl:<type>:     ZSET /  step (fetch admission)  step, stats CLI,
+<limit>``                      STRING                         /metrics
+``jq:v1:{limits}:rl-named:      ZSET /  RateLimiter (handler)   RateLimiter
+<name>:<limit>``               STRING
+``jq:v1:{limits}:rl-stats``    HASH    step                   stats CLI, /metrics
 =============================  ======  =====================  ======================
+
+Rate-limit keys are GLOBAL, not per queue: an external API's quota does not care
+which queue a job came from, so every worker of every queue shares one limiter per
+job type and limit. They live under their own ``{limits}`` hash tag (one slot for
+all limiters). ``<limit>`` is ``Limit.label`` (e.g. ``300/60000ms:sliding``), so
+changing a limit's number, period or algorithm starts a fresh key instead of
+reinterpreting old state. ``rl-stats`` fields: ``<type>:admitted`` and
+``<type>:throttled`` (jobs deferred by the fetch). Like a worker serving several
+queues, a step call that checks limits touches several slots: single node or
+Sentinel only (see docs/worker.md, Redis Cluster).
 
 Scores: ``ready:<p>`` = ms since epoch when the job became ready (FIFO within a
 priority; the lowest score is the oldest waiting job); ``delayed`` = due ms;
@@ -85,6 +103,15 @@ def _id_part(value: str, what: str) -> str:
     if not value or any(ch in "\n\r" for ch in value) or len(value) > 512:
         raise InvalidKeyPartError(f"{what} must be 1..512 characters without newlines: {value!r}")
     return value
+
+
+def validate_name(name: str, what: str = "job type") -> str:
+    """Job types and limiter names inside limiter keys: no braces, no whitespace."""
+    if not name or len(name) > _MAX_QUEUE_NAME or any(ch in _FORBIDDEN for ch in name):
+        raise InvalidKeyPartError(
+            f"{what} must be 1..{_MAX_QUEUE_NAME} characters without braces or whitespace: {name!r}"
+        )
+    return name
 
 
 def queue_prefix(queue: str) -> str:
@@ -147,6 +174,31 @@ def reaper_key(queue: str) -> str:
     return f"{queue_prefix(queue)}reaper"
 
 
+def exec_stats_key(queue: str) -> str:
+    """Per-worker execution statistics by job type (min/mean/p50/p95/p99/max, timeout)."""
+    return f"{queue_prefix(queue)}exec"
+
+
+LIMITS_PREFIX: Final = f"{PREFIX}{{limits}}:"
+
+
+def limiter_key(job_type: str, limit_label: str) -> str:
+    """The fetch's limiter state for one job type and one of its limits (global)."""
+    return f"{LIMITS_PREFIX}rl:{validate_name(job_type)}:{_id_part(limit_label, 'limit')}"
+
+
+def named_limiter_key(name: str, limit_label: str) -> str:
+    """A handler-side limiter's state (``RateLimiter(name, ...)``), global."""
+    return (
+        f"{LIMITS_PREFIX}rl-named:{validate_name(name, 'limiter name')}:"
+        f"{_id_part(limit_label, 'limit')}"
+    )
+
+
+def limiter_stats_key() -> str:
+    return f"{LIMITS_PREFIX}rl-stats"
+
+
 # Field names of the counters HASH; the operator may derive rates from them.
 COUNTER_ENQUEUED: Final = "enqueued"
 COUNTER_COMPLETED: Final = "completed"
@@ -154,6 +206,7 @@ COUNTER_FAILED: Final = "failed"  # failed attempts (retried or not)
 COUNTER_RETRIED: Final = "retried"
 COUNTER_DEAD: Final = "dead"
 COUNTER_BUSY_MS: Final = "busy_ms"  # handler wall time of finished attempts
+COUNTER_THROTTLED: Final = "throttled"  # jobs the fetch deferred for a rate limit
 COUNTER_REAPED: Final = "reaped"  # leases that expired (their worker died or hung)
 # Not a rate: the last ready score handed out, in microseconds (keeps FIFO order
 # for jobs enqueued within the same millisecond).

@@ -25,6 +25,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from jobqueue_protocol import keys
 from jobqueue_protocol.redis_health import startup_warnings_async
 from jobqueue_protocol.stats import QueueStats, queue_stats
+from jobqueue_worker.ratelimit import Limit
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,20 @@ def queue_keys(queue: str) -> list[str]:
 
 
 def _load_script(name: str) -> str:
-    return (resources.files("jobqueue_worker") / "scripts" / f"{name}.lua").read_text()
+    text = (resources.files("jobqueue_worker") / "scripts" / f"{name}.lua").read_text()
+    if name in _WITH_RATELIMIT_LIB:
+        lib = (resources.files("jobqueue_worker") / "scripts" / "ratelimit_lib.lua").read_text()
+        text = lib + "\n" + text
+    return text
 
 
-SCRIPT_NAMES = ("step", "reap", "renew", "enqueue", "replay", "heartbeat")
+SCRIPT_NAMES = ("step", "reap", "renew", "enqueue", "replay", "heartbeat", "ratelimit")
+_WITH_RATELIMIT_LIB = frozenset({"step", "ratelimit"})
+TypeLimits = tuple[tuple[str, tuple[Limit, ...]], ...]
+
+
+def _limit_spec(lim: Limit) -> list[str | int]:
+    return [lim.kind, lim.limit, lim.period_ms, lim.burst]
 
 
 @dataclass(frozen=True)
@@ -119,6 +130,7 @@ class Fetched:
     attempt: int
     deliveries: int
     token: str
+    type: str = ""  # known when the fetch checked limits or caps, else ""
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,8 @@ class StepResult:
     jobs: list[Fetched]
     next_due_ms: int | None
     now_ms: int
+    # (queue, job type, jobs deferred) for rate limits in this call
+    throttled: list[tuple[str, str, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -137,12 +151,26 @@ class FetchPlan:
     mode: Literal["strict", "weighted"] = "strict"
     weights: tuple[float, ...] = ()
     aging_ms: int = 0
+    # Rate limits per job type, checked by the fetch (global keys, see keys.py).
+    rate_limits: TypeLimits = ()
     all_keys: list[str] = field(default_factory=list)
+    step_keys: list[str] = field(default_factory=list)
+    limits_json: str = "{}"
 
     def __post_init__(self) -> None:
         for q in self.queues:
             keys.validate_queue(q)
         object.__setattr__(self, "all_keys", [k for q in self.queues for k in queue_keys(q)])
+        step_keys = list(self.all_keys)
+        spec: dict[str, list[list[str | int]]] = {}
+        for job_type, lims in self.rate_limits:
+            for lim in lims:
+                step_keys.append(keys.limiter_key(job_type, lim.label))
+                spec.setdefault(job_type, []).append([*_limit_spec(lim), len(step_keys)])
+        if spec:
+            step_keys.append(keys.limiter_stats_key())
+        object.__setattr__(self, "step_keys", step_keys)
+        object.__setattr__(self, "limits_json", json.dumps(spec) if spec else "{}")
 
     def index(self, queue: str) -> int:
         return self.queues.index(queue) + 1
@@ -253,6 +281,8 @@ class Broker:
         finishes: Sequence[FinishOp],
         n_fetch: int,
         rnd: float,
+        *,
+        caps: Mapping[str, int] | None = None,
     ) -> StepResult:
         """Apply finished jobs and lease up to ``n_fetch`` new ones: one round trip."""
         lim = self.limits
@@ -272,7 +302,7 @@ class Broker:
             for f in finishes
         ]
         reply = await self._scripts["step"](
-            keys=plan.all_keys,
+            keys=plan.step_keys,
             args=[
                 worker_id,
                 lim.lease_ms,
@@ -290,9 +320,12 @@ class Broker:
                 if ops
                 else "[]",
                 json.dumps(list(plan.weights)) if plan.weights else "[]",
+                plan.limits_json,
+                len(plan.queues),
+                json.dumps(dict(caps)) if caps else "{}",
             ],
         )
-        acks, flat, next_due, now = reply
+        acks, flat, next_due, now, thr = reply
         jobs = [
             Fetched(
                 queue=plan.queues[int(flat[i]) - 1],
@@ -301,8 +334,9 @@ class Broker:
                 attempt=int(flat[i + 3]),
                 deliveries=int(flat[i + 4]),
                 token=flat[i + 5],
+                type=flat[i + 6],
             )
-            for i in range(0, len(flat), 6)
+            for i in range(0, len(flat), 7)
         ]
         due = int(next_due)
         return StepResult(
@@ -310,7 +344,44 @@ class Broker:
             jobs=jobs,
             next_due_ms=due if due >= 0 else None,
             now_ms=int(now),
+            throttled=[
+                (plan.queues[int(thr[i]) - 1], str(thr[i + 1]), int(thr[i + 2]))
+                for i in range(0, len(thr), 3)
+            ],
         )
+
+    # -- rate limits -----------------------------------------------------------
+    async def acquire_limit(
+        self, limiter_keys: Sequence[str], limits: Sequence[Limit], member: str
+    ) -> int:
+        """One admission for a handler-side limiter: 0 if admitted, else ms to wait."""
+        ok, retry = await self._scripts["ratelimit"](
+            keys=list(limiter_keys),
+            args=["acquire", member, json.dumps([_limit_spec(lim) for lim in limits])],
+        )
+        return 0 if int(ok) == 1 else max(1, int(retry))
+
+    async def limit_usage(self, rate_limits: TypeLimits) -> dict[tuple[str, str], tuple[int, int]]:
+        """(type, limit label) → (used, capacity) now, for every configured limit."""
+        out: dict[tuple[str, str], tuple[int, int]] = {}
+        if not rate_limits:
+            return out
+        pipe = self.redis.pipeline(transaction=False)
+        for job_type, lims in rate_limits:
+            await self._scripts["ratelimit"](
+                keys=[keys.limiter_key(job_type, lim.label) for lim in lims],
+                args=["usage", "", json.dumps([_limit_spec(lim) for lim in lims])],
+                client=pipe,
+            )
+        for (job_type, lims), flat in zip(rate_limits, await pipe.execute(), strict=True):
+            for j, lim in enumerate(lims):
+                out[(job_type, lim.label)] = (int(flat[2 * j]), int(flat[2 * j + 1]))
+        return out
+
+    async def limiter_counts(self) -> dict[str, int]:
+        """``<type>:admitted`` / ``<type>:throttled`` totals over all workers."""
+        raw = await self.redis.hgetall(keys.limiter_stats_key())
+        return {str(k): int(v) for k, v in cast(dict[str, str], raw).items()}
 
     async def wait_for_wake(self, plan: FetchPlan, timeout_s: float) -> bool:
         """Block until a producer (or a retry, reap, replay) leaves a wake token."""
@@ -345,7 +416,36 @@ class Broker:
         pipe = self.redis.pipeline(transaction=False)
         for q in queues:
             pipe.hdel(keys.workers_key(q), worker_id)
+            pipe.hdel(keys.exec_stats_key(q), worker_id)
         await pipe.execute()
+
+    async def publish_exec_stats(
+        self, queues: Sequence[str], worker_id: str, body_json: str, ttl_s: float
+    ) -> None:
+        """This worker's per-type execution statistics (one pipelined write)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for q in queues:
+            pipe.hset(keys.exec_stats_key(q), worker_id, body_json)
+            pipe.pexpire(keys.exec_stats_key(q), int(ttl_s * 1000))
+        await pipe.execute()
+
+    async def exec_stats(
+        self, queues: Sequence[str]
+    ) -> list[tuple[str, str, str, dict[str, float]]]:
+        """(queue, worker, type, stats) rows published by live workers."""
+        pipe = self.redis.pipeline(transaction=False)
+        for q in queues:
+            pipe.hgetall(keys.exec_stats_key(q))
+        rows: list[tuple[str, str, str, dict[str, float]]] = []
+        for q, raw in zip(queues, await pipe.execute(), strict=True):
+            for worker_id, body in sorted(cast(dict[str, str], raw).items()):
+                try:
+                    by_type = json.loads(body)
+                except ValueError:
+                    continue
+                if isinstance(by_type, dict):
+                    rows += [(q, worker_id, t, st) for t, st in sorted(by_type.items())]
+        return rows
 
     async def stats(
         self, queues: Sequence[str], heartbeat_ttl_s: float = 30.0

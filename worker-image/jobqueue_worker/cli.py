@@ -165,14 +165,21 @@ def stats(
     """Queue depth per priority, delayed, in flight, dead, oldest age and workers."""
     queues = queue or _env_queues()
 
+    limits = _configured_limits()
+
     async def go() -> Any:
         b = Broker(redis_url)
         try:
-            return await b.stats(queues)
+            return (
+                await b.stats(queues),
+                await b.limit_usage(limits),
+                await b.limiter_counts(),
+                await b.exec_stats(queues),
+            )
         finally:
             await b.close()
 
-    result = asyncio.run(go())
+    result, usage, counts, exec_rows = asyncio.run(go())
     table = Table(title="jobqueue")
     for col in (
         "queue",
@@ -198,6 +205,63 @@ def stats(
             " ".join(f"{w.worker_id}({w.state})" for w in s.workers) or "-",
         )
     console.print(table)
+    typed = sorted({k.rsplit(":", 1)[0] for k in counts} | {t for t, _ in usage})
+    if typed:
+        rl = Table(title="rate limits (all workers)")
+        for col in ("type", "limit", "used / capacity", "admitted", "throttled"):
+            rl.add_column(col)
+        for t in typed:
+            rows = [(lbl, u) for (tt, lbl), u in usage.items() if tt == t] or [("-", None)]
+            for lbl, u in rows:
+                rl.add_row(
+                    t,
+                    lbl,
+                    f"{u[0]} / {u[1]}" if u else "-",
+                    str(counts.get(f"{t}:admitted", 0)),
+                    str(counts.get(f"{t}:throttled", 0)),
+                )
+        console.print(rl)
+    if exec_rows:
+        ex = Table(title="execution time per type, s (per worker, last window)")
+        for col in (
+            "queue",
+            "worker",
+            "type",
+            "n",
+            "min",
+            "mean",
+            "p50",
+            "p95",
+            "p99",
+            "max",
+            "timeout",
+        ):
+            ex.add_column(col)
+        for q, worker_id, t, st in exec_rows:
+            ex.add_row(
+                q,
+                worker_id,
+                t,
+                str(int(st.get("count", 0))),
+                *(
+                    f"{float(st.get(k, 0.0)):.3f}"
+                    for k in ("min", "mean", "p50", "p95", "p99", "max")
+                ),
+                f"{st['timeout_s']:.1f}" if st.get("timeout_s") else "-",
+            )
+        console.print(ex)
+
+
+def _configured_limits() -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """The RATE_LIMIT_<TYPE> of this environment for the types JQW_HANDLERS registers."""
+    try:
+        settings = load()
+        registry = load_registry(settings.handlers)
+    except (ConfigError, Exception):  # stats must work without a worker's config
+        return ()
+    return tuple(
+        (name, settings.limits_for(name)) for name in registry.names() if settings.limits_for(name)
+    )
 
 
 def _env_queues() -> list[str]:

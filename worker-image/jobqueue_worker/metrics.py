@@ -47,3 +47,22 @@ QUEUE_OLDEST_AGE = Gauge(
 QUEUE_DELAYED = Gauge("jobqueue_queue_delayed", "Delayed jobs (scheduled, retries).", ["queue"])
 QUEUE_LEASED = Gauge("jobqueue_queue_in_flight", "Leased jobs over all workers.", ["queue"])
 QUEUE_DEAD = Gauge("jobqueue_queue_dead", "Dead-letter queue size.", ["queue"])
+
+# -- runtime limits (issue 4) ---------------------------------------------------
+RATE_LIMITED = Counter(
+    "jobqueue_rate_limited_total",
+    "Jobs this worker's fetch deferred because their type was over a rate limit"
+    " (no attempt, no delivery spent).",
+    ["queue", "type"],
+)
+RATE_LIMIT_USED = Gauge(
+    "jobqueue_rate_limit_used",
+    "Current use of a rate limit over all workers (admissions in the window, tokens"
+    " spent, window count); read every heartbeat.",
+    ["type", "limit"],
+)
+RATE_LIMIT_CAPACITY = Gauge(
+    "jobqueue_rate_limit_capacity",
+    "What a rate limit allows per window (bucket: the burst).",
+    ["type", "limit"],
+)

@@ -34,7 +34,7 @@ from jobqueue_worker.broker import (
     is_transient,
 )
 from jobqueue_worker.envelope import DeadReason, JobEnvelope, describe, jsonable
-from jobqueue_worker.errors import PermanentError
+from jobqueue_worker.errors import ConfigError, PermanentError
 from jobqueue_worker.registry import Job, JobType, Registry
 from jobqueue_worker.renewer import Held, LeaseRenewer
 from jobqueue_worker.seams import Admission, AdmitAll, ExecutionGuard, NoGuard
@@ -72,11 +72,30 @@ class Worker:
         self.admission: Admission = admission or AdmitAll()
         self.guard: ExecutionGuard = guard or NoGuard()
         self.id = identity.worker_id(settings.pod_name)
+        unknown = settings.unknown_type_keys(registry.names())
+        if unknown:
+            raise ConfigError(
+                f"{', '.join(unknown)}: no registered job type has this name"
+                f" (known: {', '.join(registry.names()) or 'none'}; <TYPE> is the name"
+                " upper-cased, other characters as _)"
+            )
+        rate_limits = tuple(
+            (name, settings.limits_for(name))
+            for name in registry.names()
+            if settings.limits_for(name)
+        )
+        # Per-type caps of this worker (WORKER_CONCURRENCY_<TYPE>).
+        self.type_caps: dict[str, int] = {
+            name: cap
+            for name in registry.names()
+            if (cap := settings.concurrency_for(name)) is not None
+        }
         self.plan = FetchPlan(
             queues=tuple(settings.queues),
             mode=settings.mode,
             weights=tuple(settings.weights),
             aging_ms=int(settings.aging_s * 1000),
+            rate_limits=rate_limits,
         )
         self.broker = Broker(
             settings.redis_url, settings.limits(), max_block_s=settings.idle_block_s
@@ -281,7 +300,9 @@ class Worker:
         self.step_calls += 1
         metrics.ROUND_TRIPS.labels(op="step").inc()
         try:
-            res = await self.broker.step(self.plan, self.id, ops, fetch_n, self.rng.random())
+            res = await self.broker.step(
+                self.plan, self.id, ops, fetch_n, self.rng.random(), caps=self._free_caps()
+            )
         except Exception as exc:
             if not is_transient(exc):
                 raise
@@ -302,9 +323,32 @@ class Worker:
                     "Ack refused: lease lost, another worker may run the job",
                     extra={"job_id": op.id, "queue": op.queue, "op": op.op},
                 )
+        for queue, job_type, n in res.throttled:
+            metrics.RATE_LIMITED.labels(queue, job_type).inc(n)
+            log.debug(
+                "Rate limit: jobs deferred",
+                extra={"queue": queue, "job_type": job_type, "jobs": n},
+            )
         for fetched in res.jobs:
             self._start(fetched, res.now_ms / 1000)
         return res
+
+    def _free_caps(self) -> dict[str, int] | None:
+        """Free slots per capped job type in this worker, for the fetch script."""
+        if not self.type_caps:
+            return None
+        with self._active_lock:
+            running: dict[str, int] = {}
+            for a in self._active.values():
+                running[a.type] = running.get(a.type, 0) + 1
+        return {t: max(0, cap - running.get(t, 0)) for t, cap in self.type_caps.items()}
+
+    def running_by_type(self) -> dict[str, int]:
+        with self._active_lock:
+            out: dict[str, int] = {}
+            for a in self._active.values():
+                out[a.type] = out.get(a.type, 0) + 1
+        return out
 
     def _start(self, fetched: Fetched, started_at: float) -> None:
         """``started_at`` is Redis time, like every timestamp the operator compares."""
@@ -312,7 +356,7 @@ class Worker:
             queue=fetched.queue,
             id=fetched.id,
             token=fetched.token,
-            type="?",
+            type=fetched.type or "?",
             started_at=started_at,
         )
         with self._active_lock:
@@ -520,3 +564,8 @@ class Worker:
             metrics.QUEUE_DELAYED.labels(q).set(s.delayed)
             metrics.QUEUE_LEASED.labels(q).set(s.in_flight)
             metrics.QUEUE_DEAD.labels(q).set(s.dead)
+        if self.plan.rate_limits:
+            usage = await self.broker.limit_usage(self.plan.rate_limits)
+            for (job_type, label), (used, cap) in usage.items():
+                metrics.RATE_LIMIT_USED.labels(job_type, label).set(used)
+                metrics.RATE_LIMIT_CAPACITY.labels(job_type, label).set(cap)

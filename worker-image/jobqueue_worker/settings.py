@@ -2,18 +2,69 @@
 
 A bad value stops the process before it touches Redis, with a message naming the
 setting (``settings.load`` turns pydantic's error into a ``ConfigError``).
+
+Runtime limits also take the seeds' names without a prefix: per job type
+``RATE_LIMIT_<TYPE>``, ``WORKER_CONCURRENCY_<TYPE>``, ``TIMEOUT_<TYPE>`` (hard,
+seconds), ``SOFT_TIMEOUT_<TYPE>``, ``JOB_MEMORY_<TYPE>`` (expected bytes), and
+``WORKER_MEMORY_SOFT_LIMIT``, ``WORKER_MEMORY_HARD_LIMIT``,
+``WORKER_RECYCLE_AFTER_JOBS``, ``WORKER_RECYCLE_AFTER_HOURS``. ``<TYPE>`` is the
+job type name upper-cased with every character other than A-Z and 0-9 as ``_``
+(``send-email`` → ``SEND_EMAIL``). ``JQW_CONFIG_FILE`` names a file of the same
+``NAME=value`` lines (dotenv syntax); the environment wins over it.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import os
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from jobqueue_protocol import keys
 from jobqueue_worker.broker import Limits
 from jobqueue_worker.errors import ConfigError
+from jobqueue_worker.memlimit import EXPECTED_BYTES, parse_bytes
+from jobqueue_worker.ratelimit import Limit, parse_limits
+
+# Per-type settings: environment prefix → field (a dict keyed by the type key).
+PER_TYPE = {
+    "RATE_LIMIT_": "rate_limits",
+    "WORKER_CONCURRENCY_": "type_concurrency",
+    "SOFT_TIMEOUT_": "soft_timeouts",
+    "TIMEOUT_": "timeouts",
+    "JOB_MEMORY_": "type_memory",
+}
+_FIELD_ENV = {v: k for k, v in PER_TYPE.items()}
+_TYPE_KEY = re.compile(r"^[A-Z0-9_]+$")
+
+
+def type_key(job_type: str) -> str:
+    """The ``<TYPE>`` part of a per-type variable for a job type name."""
+    return re.sub(r"[^A-Z0-9]", "_", job_type.upper())
+
+
+def _size(v: object) -> object:
+    if v is None or v == "":
+        return None
+    if isinstance(v, (str, int)) and not isinstance(v, bool):
+        return parse_bytes(v)
+    raise ValueError(f"expected {EXPECTED_BYTES}")
+
+
+def _named(prefix: str, key: str, parse: Any, value: object) -> object:
+    """Run ``parse``; a failure names the variable (``RATE_LIMIT_EMAIL: ...``)."""
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise ValueError(f"{prefix}{key}: {exc}") from None
+
+
+_NAMED_MSG = re.compile(r"^[A-Z][A-Z0-9_]+: ")
+
+PositiveSeconds = Annotated[float, Field(gt=0, le=7 * 86_400)]
 
 
 def _csv(value: object) -> object:
@@ -62,6 +113,75 @@ class WorkerSettings(BaseSettings):
     log_level: str = "INFO"
     log_payloads: bool = False
     pod_name: str | None = Field(default=None, validation_alias="POD_NAME")
+    config_file: str | None = None
+
+    # -- runtime limits (issue 4); per-type dicts are keyed by ``type_key`` ------
+    rate_limits: dict[str, tuple[Limit, ...]] = Field(default_factory=dict)
+    type_concurrency: dict[str, Annotated[int, Field(ge=1, le=1000)]] = Field(default_factory=dict)
+    timeouts: dict[str, PositiveSeconds] = Field(default_factory=dict)
+    soft_timeouts: dict[str, PositiveSeconds] = Field(default_factory=dict)
+    type_memory: dict[str, int] = Field(default_factory=dict)
+    default_timeout_s: float | None = Field(default=None, gt=0, le=7 * 86_400)
+    soft_timeout_ratio: float = Field(default=0.8, gt=0, lt=1)
+    timeout_backoff_multiplier: float = Field(default=4.0, ge=1, le=1000)
+    # Hard timeout of a sync handler: the thread cannot be stopped, so
+    # ``isolated=True`` types run in a child process that is killed instead.
+    adaptive_timeouts: bool = False
+    adaptive_factor: float = Field(default=3.0, ge=1, le=100)
+    adaptive_min_s: float = Field(default=1.0, gt=0)
+    adaptive_max_s: float = Field(default=3600.0, gt=0)
+    adaptive_min_samples: int = Field(default=20, ge=1, le=100_000)
+    memory_soft_limit: int | None = Field(
+        default=None,
+        validation_alias=AliasChoices("WORKER_MEMORY_SOFT_LIMIT", "memory_soft_limit"),
+    )
+    memory_hard_limit: int | None = Field(
+        default=None,
+        validation_alias=AliasChoices("WORKER_MEMORY_HARD_LIMIT", "memory_hard_limit"),
+    )
+    memory_check_interval_s: float = Field(default=1.0, gt=0, le=60)
+    use_cgroup_limit: bool = True
+    recycle_after_jobs: int | None = Field(
+        default=None,
+        ge=1,
+        validation_alias=AliasChoices("WORKER_RECYCLE_AFTER_JOBS", "recycle_after_jobs"),
+    )
+    recycle_after_hours: float | None = Field(
+        default=None,
+        gt=0,
+        le=24 * 365,
+        validation_alias=AliasChoices("WORKER_RECYCLE_AFTER_HOURS", "recycle_after_hours"),
+    )
+
+    @field_validator("memory_soft_limit", "memory_hard_limit", mode="before")
+    @classmethod
+    def _bytes(cls, v: object) -> object:
+        return _size(v)
+
+    @field_validator("type_memory", mode="before")
+    @classmethod
+    def _type_bytes(cls, v: object) -> object:
+        if isinstance(v, Mapping):
+            return {k: _named("JOB_MEMORY_", k, _size, x) for k, x in v.items()}
+        return v
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _limits(cls, v: object) -> object:
+        if isinstance(v, Mapping):
+            return {
+                k: _named("RATE_LIMIT_", k, parse_limits, x) if isinstance(x, str) else x
+                for k, x in v.items()
+            }
+        return v
+
+    @field_validator("rate_limits", "type_concurrency", "timeouts", "soft_timeouts", "type_memory")
+    @classmethod
+    def _type_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for k in v:
+            if not _TYPE_KEY.match(k):
+                raise ValueError(f"{k!r}: a job type key is A-Z, 0-9 and _ only")
+        return v
 
     @field_validator("queues", "weights", mode="before")
     @classmethod
@@ -93,7 +213,52 @@ class WorkerSettings(BaseSettings):
             )
         if self.lease_s < 3 * 0.1:
             raise ValueError("lease_s: too short to be renewed every lease_s/3")
+        soft, hard = self.memory_soft_limit, self.memory_hard_limit
+        if soft is not None and hard is not None and soft >= hard:
+            raise ValueError(
+                f"WORKER_MEMORY_SOFT_LIMIT: {soft} bytes must be below"
+                f" WORKER_MEMORY_HARD_LIMIT ({hard} bytes)"
+            )
+        if self.adaptive_min_s > self.adaptive_max_s:
+            raise ValueError("adaptive_min_s: must not exceed JQW_ADAPTIVE_MAX_S")
+        for k, n in self.type_concurrency.items():
+            if n > self.concurrency:
+                raise ValueError(
+                    f"WORKER_CONCURRENCY_{k}: {n} is above the worker's total"
+                    f" JQW_CONCURRENCY ({self.concurrency})"
+                )
+        for k, st in self.soft_timeouts.items():
+            hard_s = self.timeouts.get(k, self.default_timeout_s)
+            if hard_s is not None and st >= hard_s:
+                raise ValueError(
+                    f"SOFT_TIMEOUT_{k}: {st} s must be below the hard timeout ({hard_s} s)"
+                )
         return self
+
+    # -- per-type lookups --------------------------------------------------------
+    def limits_for(self, job_type: str) -> tuple[Limit, ...]:
+        return self.rate_limits.get(type_key(job_type), ())
+
+    def concurrency_for(self, job_type: str) -> int | None:
+        return self.type_concurrency.get(type_key(job_type))
+
+    def timeout_for(self, job_type: str) -> float | None:
+        return self.timeouts.get(type_key(job_type), self.default_timeout_s)
+
+    def soft_timeout_for(self, job_type: str) -> float | None:
+        return self.soft_timeouts.get(type_key(job_type))
+
+    def memory_for(self, job_type: str) -> int:
+        return self.type_memory.get(type_key(job_type), 0)
+
+    def unknown_type_keys(self, type_names: list[str]) -> list[str]:
+        """Per-type variables that name no registered job type (typos)."""
+        known = {type_key(t) for t in type_names}
+        out = []
+        for field_name, env in _FIELD_ENV.items():
+            mapping: dict[str, Any] = getattr(self, field_name)
+            out += [f"{env}{k}" for k in mapping if k not in known]
+        return sorted(out)
 
     def limits(self) -> Limits:
         return Limits(
@@ -107,14 +272,72 @@ class WorkerSettings(BaseSettings):
         )
 
 
+def _per_type(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """Collect ``RATE_LIMIT_EMAIL=...`` style variables by field."""
+    out: dict[str, dict[str, str]] = {}
+    for name, value in environ.items():
+        # Longest prefix first: SOFT_TIMEOUT_X is not TIMEOUT_ of type "SOFT_..."
+        for prefix in sorted(PER_TYPE, key=len, reverse=True):
+            if name.startswith(prefix) and len(name) > len(prefix):
+                if prefix == "TIMEOUT_" and name.startswith("SOFT_TIMEOUT_"):
+                    continue
+                out.setdefault(PER_TYPE[prefix], {})[name[len(prefix) :]] = value
+                break
+    return out
+
+
+_SEED_NAMES = (
+    "WORKER_MEMORY_SOFT_LIMIT",
+    "WORKER_MEMORY_HARD_LIMIT",
+    "WORKER_RECYCLE_AFTER_JOBS",
+    "WORKER_RECYCLE_AFTER_HOURS",
+)
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    if not loc:
+        return "settings"
+    head = str(loc[0])
+    if head in _FIELD_ENV and len(loc) > 1:
+        return f"{_FIELD_ENV[head]}{loc[1]}"
+    if head.isupper():
+        return head  # an alias: already the variable's name
+    if head == "pod_name":
+        return "POD_NAME"
+    return f"JQW_{head.upper()}"
+
+
 def load(**overrides: object) -> WorkerSettings:
-    """Read the environment; on error raise ``ConfigError`` naming each bad setting."""
+    """Read the environment (and ``JQW_CONFIG_FILE``); on error raise ``ConfigError``
+    naming each bad variable and what it expects."""
+    environ: dict[str, str] = {}
+    config_file = overrides.get("config_file") or os.environ.get("JQW_CONFIG_FILE")
+    if config_file:
+        from dotenv import dotenv_values
+
+        if not os.path.isfile(str(config_file)):
+            raise ConfigError(f"JQW_CONFIG_FILE: no such file: {config_file}")
+        environ.update({k: v for k, v in dotenv_values(str(config_file)).items() if v is not None})
+    environ.update(os.environ)
+    values: dict[str, Any] = {}
+    for field_name, mapping in _per_type(environ).items():
+        values[field_name] = mapping
+    for name in _SEED_NAMES:
+        if name in environ and name not in os.environ:
+            values[name] = environ[name]  # from the config file
+    for name, value in environ.items():
+        if name.startswith("JQW_") and name not in os.environ:
+            values[name[4:].lower()] = value
+    values.update(overrides)
     try:
-        return WorkerSettings(**overrides)  # type: ignore[arg-type]
+        return WorkerSettings(**values)
     except ValidationError as exc:
         parts = []
         for err in exc.errors():
-            name = ".".join(str(x) for x in err["loc"]) or "settings"
-            env = f"JQW_{name.upper()}" if name != "pod_name" else "POD_NAME"
-            parts.append(f"{env}: {err['msg']}")
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            loc = err["loc"]
+            if _NAMED_MSG.match(msg) or (loc == () and ":" in msg):
+                parts.append(msg)  # a cross-field check already names its variable
+                continue
+            parts.append(f"{_env_name(loc)}: {msg}")
         raise ConfigError("invalid configuration: " + "; ".join(parts)) from None

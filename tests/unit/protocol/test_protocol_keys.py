@@ -64,3 +64,16 @@ def test_bad_ids_are_rejected() -> None:
         keys.job_key("q", "")
     with pytest.raises(keys.InvalidKeyPartError):
         keys.idem_key("q", "a\nb")
+
+
+def test_golden_limiter_keys_are_global_under_one_tag() -> None:
+    assert keys.limiter_key("send_email", "300/60000ms:sliding") == (
+        "jq:v1:{limits}:rl:send_email:300/60000ms:sliding"
+    )
+    assert keys.named_limiter_key("smtp", "5/1000ms:bucket:20") == (
+        "jq:v1:{limits}:rl-named:smtp:5/1000ms:bucket:20"
+    )
+    assert keys.limiter_stats_key() == "jq:v1:{limits}:rl-stats"
+    assert keys.exec_stats_key("email:processing") == "jq:v1:{email:processing}:exec"
+    with pytest.raises(keys.InvalidKeyPartError):
+        keys.limiter_key("bad}type", "1/1000ms:sliding")

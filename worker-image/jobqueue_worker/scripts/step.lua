@@ -12,15 +12,27 @@ ARGV:
   [8] promote batch      [9] job ttl ms         [10] result ttl ms
   [11] dlq max age ms    [12] dlq max count     [13] finish ops JSON array
   [14] queue weights JSON array ("[]" in strict mode)
+  [15] rate limits JSON object: job type -> array of {kind, limit, period_ms, burst,
+       key index}; the limiter keys follow the queue blocks in KEYS ("{}": none)
+  [16] number of served queues (KEYS = their blocks, then limiter keys, then the
+       limiter stats HASH last when [15] is not empty)
+Rate limits (ratelimit_lib.lua, prepended by the broker) are admission control
+inside the fetch: a popped job whose type is over a limit goes to `delayed` for
+its retry-after (spread by the limit's spacing) WITHOUT counting a delivery or an
+attempt, and the fetch goes on with the next job, so other types are not blocked.
+At most 100 jobs are deferred per call.
+  [17] this worker's free slots per capped job type, JSON object ("{}": no caps)
 Finish op: {q, id, token, op: complete|retry|dead|failed|release,
             result?, duration_ms?, delay_ms?, error?, traceback?, reason?}
-Returns: {acks, fetched, next_due_ms, now_ms}
+Returns: {acks, fetched, next_due_ms, now_ms, throttled}
   acks: 1/0 per finish op (0: the fencing token no longer matches; ignored)
-  fetched: flat list of 6 per job: queue index, id, envelope, attempt, deliveries, token
+  fetched: flat list of 7 per job: queue index, id, envelope, attempt, deliveries, token,
+           job type ('' unless limits or caps are in use)
   next_due_ms: earliest delayed due time over the queues, or -1
+  throttled: flat list of 3 per deferred job type: queue index, type, count
 ]]
 local QK = 18
-local nq = #KEYS / QK
+local nq = tonumber(ARGV[16]) or (#KEYS / QK)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
@@ -38,6 +50,14 @@ local dlq_age = tonumber(ARGV[11])
 local dlq_count = tonumber(ARGV[12])
 local ops = cjson.decode(ARGV[13])
 local weights = cjson.decode(ARGV[14])
+local rate_limits = cjson.decode(ARGV[15] or '{}')
+local has_limits = next(rate_limits) ~= nil
+local rl_stats = KEYS[#KEYS]
+if has_limits then
+  for _, lims in pairs(rate_limits) do
+    for _, l in ipairs(lims) do l[5] = KEYS[tonumber(l[5])] end
+  end
+end
 
 local function K(q, i) return KEYS[(q - 1) * QK + i] end
 -- A corrupt priority field must not index another key: fall back to NORMAL (5).
@@ -167,6 +187,44 @@ for q = 1, nq do
 end
 
 -- 3. pick and lease up to n_fetch jobs
+-- The job's type from the hash (cached there from the envelope the first time).
+local function job_type(jk)
+  local jt = redis.call('HGET', jk, 'type')
+  if jt then return jt end
+  local ok, dec = pcall(cjson.decode, redis.call('HGET', jk, 'envelope') or '')
+  if ok and type(dec) == 'table' and type(dec.type) == 'string' then
+    redis.call('HSET', jk, 'type', dec.type)
+    return dec.type
+  end
+  return nil
+end
+
+-- Per-type concurrency of THIS worker: a job whose type has no free slot here
+-- stays where it is (another worker may take it); the fetch looks past it at
+-- most 50 deep in its band, and a band with nothing eligible counts as empty
+-- for the rest of this call.
+local caps = cjson.decode(ARGV[17] or '{}')
+local has_caps = next(caps) ~= nil
+local blocked = {}
+local function take(q, p)
+  local key = ready(q, p)
+  if not has_caps then
+    local popped = redis.call('ZPOPMIN', key)
+    return popped[1], popped[2], nil
+  end
+  local cand = redis.call('ZRANGE', key, 0, 49, 'WITHSCORES')
+  for j = 1, #cand, 2 do
+    local id = cand[j]
+    local jt = job_type(K(q, 16) .. id)
+    local c = jt and caps[jt]
+    if c == nil or c > 0 then
+      redis.call('ZREM', key, id)
+      return id, cand[j + 1], jt
+    end
+  end
+  blocked[key] = true
+  return nil, nil, nil
+end
 local function head(key)
   local h = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
   if h[1] then return tonumber(h[2]) end
@@ -178,7 +236,7 @@ local function pick_in(q)
   local best, best_score = nil, nil
   if aging_ms > 0 then
     for p = 1, 10 do
-      local s = head(ready(q, p))
+      local s = (not blocked[ready(q, p)]) and head(ready(q, p))
       if s and s <= now - aging_ms and (not best_score or s < best_score) then
         best, best_score = p, s
       end
@@ -186,7 +244,9 @@ local function pick_in(q)
     if best then return best, best_score end
   end
   for p = 1, 10 do
-    if redis.call('ZCARD', ready(q, p)) > 0 then return p, nil end
+    if (not blocked[ready(q, p)]) and redis.call('ZCARD', ready(q, p)) > 0 then
+      return p, nil
+    end
   end
   return nil, nil
 end
@@ -228,6 +288,35 @@ local function pick()
   return nil, nil
 end
 
+local denied, nthrottled, throttled = {}, {}, {}
+
+local function throttle(q, id, jk)
+  local jt = job_type(jk)
+  local lims = jt and rate_limits[jt]
+  if not lims then return false end
+  local d = denied[jt]
+  if not d then
+    local retry, spacing = rl_check(lims, now)
+    if retry == 0 then
+      rl_record(lims, now, now .. ':' .. id)
+      redis.call('HINCRBY', rl_stats, jt .. ':admitted', 1)
+      return false
+    end
+    d = {retry, spacing}
+    denied[jt] = d
+  end
+  local k = nthrottled[jt] or 0
+  nthrottled[jt] = k + 1
+  local due = now + d[1] + math.floor(k * d[2])
+  redis.call('ZADD', K(q, 11), due, id)
+  redis.call('HSET', jk, 'status', 'throttled', 'due_at', due)
+  redis.call('HINCRBY', K(q, 14), 'throttled', 1)
+  redis.call('HINCRBY', rl_stats, jt .. ':throttled', 1)
+  local tk = q .. '|' .. jt
+  throttled[tk] = (throttled[tk] or 0) + 1
+  return true
+end
+
 local fetched = {}
 local got = 0
 local guard = 0
@@ -235,17 +324,25 @@ while got < n_fetch and guard < n_fetch + 100 do
   guard = guard + 1
   local q, p = pick()
   if not q then break end
-  local popped = redis.call('ZPOPMIN', ready(q, p))
-  local id, score = popped[1], popped[2]
-  if not id then break end
-  local jk = K(q, 16) .. id
-  if redis.call('EXISTS', jk) == 1 then
+  local id, score, taken_type = take(q, p)
+  if not id and not has_caps then break end
+  local jk = id and (K(q, 16) .. id)
+  local deferred = false
+  if id and has_limits and redis.call('EXISTS', jk) == 1 then
+    deferred = throttle(q, id, jk)
+  end
+  if not id then
+    -- band blocked by this worker's per-type caps: pick again
+  elseif deferred then
+    -- moved to delayed; no delivery, no attempt
+  elseif redis.call('EXISTS', jk) == 1 then
     local deliveries = redis.call('HINCRBY', jk, 'deliveries', 1)
     if deliveries > max_deliveries then
       to_dead(q, id, jk, 'poison',
         'delivered ' .. (deliveries - 1) .. ' times without finishing', '')
     else
       local token = redis.call('HINCRBY', jk, 'epoch', 1)
+      if taken_type and caps[taken_type] then caps[taken_type] = caps[taken_type] - 1 end
       redis.call('ZADD', K(q, 12), now + lease_ms, id)
       redis.call('HSET', jk, 'status', 'active', 'worker', worker, 'started_at', now,
         'ready_at', score, 'token', token)
@@ -257,6 +354,7 @@ while got < n_fetch and guard < n_fetch + 100 do
       fetched[#fetched + 1] = f[2] or '1'
       fetched[#fetched + 1] = tostring(deliveries)
       fetched[#fetched + 1] = tostring(token)
+      fetched[#fetched + 1] = taken_type or ((has_limits or has_caps) and job_type(jk)) or ''
       got = got + 1
     end
   else
@@ -270,7 +368,10 @@ if got < n_fetch then
   for q = 1, nq do
     local empty = true
     for p = 1, 10 do
-      if redis.call('ZCARD', ready(q, p)) > 0 then empty = false break end
+      if (not blocked[ready(q, p)]) and redis.call('ZCARD', ready(q, p)) > 0 then
+        empty = false
+        break
+      end
     end
     if empty then redis.call('DEL', K(q, 15)) end
   end
@@ -281,4 +382,11 @@ for q = 1, nq do
   local s = head(K(q, 11))
   if s and (next_due < 0 or s < next_due) then next_due = s end
 end
-return {acks, fetched, tostring(next_due), tostring(now)}
+local thr = {}
+for tk, n in pairs(throttled) do
+  local sep = string.find(tk, '|', 1, true)
+  thr[#thr + 1] = string.sub(tk, 1, sep - 1)
+  thr[#thr + 1] = string.sub(tk, sep + 1)
+  thr[#thr + 1] = n
+end
+return {acks, fetched, tostring(next_due), tostring(now), thr}
