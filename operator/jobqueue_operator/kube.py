@@ -29,6 +29,7 @@ from typing import Any
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from jobqueue_operator.models import parse_quantity
 from jobqueue_operator.policy import PodView
 
 GROUP = "jobqueue.dev"
@@ -124,6 +125,26 @@ class Kube:
         except ApiException as exc:
             raise KubeError(_describe("list the Pods of Deployment", name, exc)) from exc
         return [_pod_view(pod) for pod in pods.items]
+
+    async def get_worker_requests(
+        self, namespace: str, name: str
+    ) -> tuple[float | None, float | None]:
+        """The CPU (cores) and memory (bytes) request of the Deployment's first container.
+
+        What the CPU and memory triggers count utilisation against, as the HPA
+        does; a limit stands in for a missing request. ``None`` where neither is set.
+        """
+        try:
+            dep = await self._apps.read_namespaced_deployment(name, namespace)
+        except ApiException as exc:
+            raise KubeError(_describe("read Deployment", name, exc)) from exc
+        containers = dep.spec.template.spec.containers or []
+        resources = containers[0].resources if containers else None
+        requests = (resources.requests if resources else None) or {}
+        limits = (resources.limits if resources else None) or {}
+        cpu = parse_quantity(requests.get("cpu", limits.get("cpu")))
+        memory = parse_quantity(requests.get("memory", limits.get("memory")))
+        return cpu, memory
 
     async def set_deletion_cost(self, namespace: str, pod: str, cost: int | None) -> None:
         """Write (or with ``None`` remove) a Pod's deletion cost; a vanished Pod is fine."""

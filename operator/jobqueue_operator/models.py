@@ -121,6 +121,8 @@ class ScaleUp(_Model):
     queue_latency_seconds: Annotated[float, Field(gt=0, le=86_400)] | None = None
     cooldown_seconds: Annotated[int, Field(ge=0, le=86_400)] | None = None
     max_step: Annotated[int, Field(ge=1, le=50)] = 3
+    cpu_percent: Annotated[int, Field(ge=1, le=1000)] | None = None
+    memory_percent: Annotated[int, Field(ge=1, le=1000)] | None = None
 
 
 class ScaleDown(_Model):
@@ -131,6 +133,8 @@ class ScaleDown(_Model):
     cooldown_seconds: Annotated[int, Field(ge=0, le=86_400)] | None = None
     step: Annotated[int, Field(ge=1, le=50)] = 1
     allow_disruption: bool = False
+    cpu_percent: Annotated[int, Field(ge=1, le=1000)] | None = None
+    memory_percent: Annotated[int, Field(ge=1, le=1000)] | None = None
     scale_to_zero_after_seconds: Annotated[int, Field(ge=0, le=86_400)] = 30
 
 
@@ -192,6 +196,11 @@ class JobQueueSpec(_Model):
             raise ValueError(
                 "scaleDown.queueLatencySeconds must be below scaleUp.queueLatencySeconds"
             )
+        for what in ("cpuPercent", "memoryPercent"):
+            field = "cpu_percent" if what == "cpuPercent" else "memory_percent"
+            hi, lo = getattr(up, field), getattr(down, field)
+            if hi is not None and lo is not None and lo >= hi:
+                raise ValueError(f"scaleDown.{what} must be below scaleUp.{what}")
         if (
             self.fallback is not None
             and self.max_replicas is not None
@@ -212,6 +221,10 @@ class OperatorDefaults(_Model):
     max_workers: int = 10
     scale_up_cooldown_s: int = 60
     scale_down_cooldown_s: int = 300
+    scale_up_cpu_percent: int | None = None
+    scale_up_memory_percent: int | None = None
+    scale_down_cpu_percent: int | None = None
+    scale_down_memory_percent: int | None = None
 
 
 class InvalidSpecError(ValueError):
@@ -244,6 +257,12 @@ class EffectiveSpec:
     slo_max_wait_s: float | None = None
     #: Jobs one Pod runs at once (the workers' JQW_CONCURRENCY), for the SLO sizing.
     concurrency_per_pod: int = 1
+    #: Resource triggers, in percent of the worker container's request (as the HPA
+    #: counts utilisation); ``None`` turns that trigger off.
+    up_cpu_pct: float | None = None
+    up_memory_pct: float | None = None
+    down_cpu_pct: float | None = None
+    down_memory_pct: float | None = None
 
 
 def resolve(spec: JobQueueSpec, defaults: OperatorDefaults, *, paused: bool) -> EffectiveSpec:
@@ -277,6 +296,10 @@ def resolve(spec: JobQueueSpec, defaults: OperatorDefaults, *, paused: bool) -> 
         scale_to_zero_after_s=down.scale_to_zero_after_seconds,
         slo_max_wait_s=spec.slo.max_wait_seconds if spec.slo else None,
         concurrency_per_pod=spec.slo.concurrency_per_pod if spec.slo else 1,
+        up_cpu_pct=_maybe(up.cpu_percent, defaults.scale_up_cpu_percent),
+        up_memory_pct=_maybe(up.memory_percent, defaults.scale_up_memory_percent),
+        down_cpu_pct=_maybe(down.cpu_percent, defaults.scale_down_cpu_percent),
+        down_memory_pct=_maybe(down.memory_percent, defaults.scale_down_memory_percent),
     )
     _check_effective(eff)
     return eff
@@ -287,6 +310,44 @@ def _first(*values: _T | None) -> _T:
         if value is not None:
             return value
     raise AssertionError("the last candidate is never None")
+
+
+def _maybe(*values: int | None) -> float | None:
+    """The first value set, as a float; ``None`` when none is (the trigger is off)."""
+    for value in values:
+        if value is not None:
+            return float(value)
+    return None
+
+
+_SUFFIX = {
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+    "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+    "E": 1e18,
+}  # fmt: skip
+
+
+def parse_quantity(value: object) -> float | None:
+    """A Kubernetes resource quantity ("500m", "1.5", "512Mi", "1e9") as a number.
+
+    ``None`` for anything unreadable: a resource trigger without a readable
+    request is off, not a crash.
+    """
+    if isinstance(value, int | float):
+        return float(value)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    for suffix in sorted(_SUFFIX, key=len, reverse=True):
+        if text.endswith(suffix) and not (suffix == "E" and "e" in text.lower()[:-1]):
+            try:
+                return float(text[: -len(suffix)]) * _SUFFIX[suffix]
+            except ValueError:
+                return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _check_effective(eff: EffectiveSpec) -> None:
@@ -305,6 +366,12 @@ def _check_effective(eff: EffectiveSpec) -> None:
             f"scale-down latency {eff.down_latency_s}s must be below "
             f"scale-up latency {eff.up_latency_s}s"
         )
+    for what, hi, lo in (
+        ("CPU", eff.up_cpu_pct, eff.down_cpu_pct),
+        ("memory", eff.up_memory_pct, eff.down_memory_pct),
+    ):
+        if hi is not None and lo is not None and lo >= hi:
+            problems.append(f"scale-down {what} {lo:g}% must be below scale-up {what} {hi:g}%")
     if eff.fallback_replicas is not None and eff.fallback_replicas > eff.max_replicas:
         problems.append(
             f"fallback replicas {eff.fallback_replicas} exceed maxReplicas {eff.max_replicas}"

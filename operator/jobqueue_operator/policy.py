@@ -48,7 +48,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from jobqueue_operator.models import EffectiveSpec
 
@@ -75,6 +75,8 @@ class Reason(enum.StrEnum):
     PAUSED = "Paused"
     SCALE_FROM_ZERO = "ScaleFromZero"
     SLO_DEMAND = "SloDemand"
+    CPU_HIGH = "CpuHigh"
+    MEMORY_HIGH = "MemoryHigh"
 
 
 class Limit(enum.StrEnum):
@@ -87,6 +89,7 @@ class Limit(enum.StrEnum):
     BUSY_WORKERS = "BusyWorkers"
     MISSING_DATA = "MissingData"
     SLO = "LatencySlo"
+    RESOURCES = "ResourceUse"
     SCALE_TO_ZERO_DELAY = "ScaleToZeroDelay"
 
 
@@ -130,6 +133,10 @@ class Observation:
     last_busy_at: float | None = None
     #: The workers' cumulative counters, summed over the queues (for the rates).
     counters: Counters | None = None
+    #: The worker container's CPU (cores) and memory (bytes) request, from the
+    #: target's Pod template; the resource triggers count utilisation against them.
+    cpu_request_cores: float | None = None
+    memory_request_bytes: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +258,59 @@ def slo_need(spec: EffectiveSpec, obs: Observation) -> Need | None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ResourceSignal:
+    """What the CPU and memory triggers say: the count they ask for, or a veto on scale-down."""
+
+    up_to: int | None  # replicas the hotter resource asks for, when past its up threshold
+    reason: Reason | None
+    veto: str | None  # why a scale-down must wait, when a resource is above its down threshold
+    message: str
+
+
+def resource_use(obs: Observation) -> tuple[float | None, float | None]:
+    """Average CPU and memory of the workers in % of the container's request (pure).
+
+    Only workers whose heartbeat carries the value count. CPU is ``None`` until
+    the heartbeat carries ``cpu_cores``; memory comes from ``rss_bytes``.
+    """
+    cpu = [w.cpu_cores for w in obs.worker_loads if w.cpu_cores is not None]
+    mem = [w.rss_bytes for w in obs.worker_loads if w.rss_bytes > 0]
+    cpu_pct = mem_pct = None
+    if cpu and obs.cpu_request_cores:
+        cpu_pct = 100.0 * sum(cpu) / len(cpu) / obs.cpu_request_cores
+    if mem and obs.memory_request_bytes:
+        mem_pct = 100.0 * sum(mem) / len(mem) / obs.memory_request_bytes
+    return cpu_pct, mem_pct
+
+
+def resource_signal(spec: EffectiveSpec, obs: Observation, current: int) -> ResourceSignal:
+    """The CPU and memory triggers, like the HPA's utilisation: ``ceil(current × use / target)``.
+
+    A trigger whose data is missing (no request in the Pod template, or no
+    heartbeat that reports it) neither scales up nor blocks a scale-down; the
+    message says so.
+    """
+    cpu_pct, mem_pct = resource_use(obs)
+    parts, asks, vetoes = [], [], []
+    for name, use, up, down, reason in (
+        ("CPU", cpu_pct, spec.up_cpu_pct, spec.down_cpu_pct, Reason.CPU_HIGH),
+        ("memory", mem_pct, spec.up_memory_pct, spec.down_memory_pct, Reason.MEMORY_HIGH),
+    ):
+        if up is None and down is None:
+            continue
+        if use is None:
+            parts.append(f"no {name} data")
+            continue
+        parts.append(f"{name} {use:.0f}%")
+        if up is not None and use >= up and current > 0:
+            asks.append((max(current + 1, math.ceil(current * use / up - 1e-9)), reason))
+        if down is not None and use >= down:
+            vetoes.append(f"{name} {use:.0f}% is not below {down:g}%")
+    up_to, why = max(asks, default=(None, None))
+    return ResourceSignal(up_to, why, "; ".join(vetoes) or None, ", ".join(parts))
+
+
 def _wake(spec: EffectiveSpec, obs: Observation, need: Need | None) -> _Proposal:
     """From zero straight to the needed count: no step, no cooldown (KEDA #4403)."""
     by_depth = math.ceil(obs.depth / spec.up_depth)
@@ -334,7 +394,10 @@ def _on_observed(
     )
     slo_breached = spec.slo_max_wait_s is not None and obs.oldest_age_s >= spec.slo_max_wait_s
     slo_up = need is not None and need.count > current
-    if max(depth_ratio, age_ratio) >= 1.0 or slo_up or slo_breached:
+    res = resource_signal(spec, obs, current)
+    if res.message:
+        signal += f", {res.message}"
+    if max(depth_ratio, age_ratio) >= 1.0 or slo_up or slo_breached or res.up_to is not None:
         return _scale_up(
             spec,
             current,
@@ -344,8 +407,16 @@ def _on_observed(
             signal=signal,
             need=need,
             slo_breached=slo_breached,
+            resources=res,
         )
     if obs.depth < spec.down_depth and obs.oldest_age_s < spec.down_latency_s:
+        if res.veto is not None:
+            return _Proposal(
+                current,
+                Reason.WITHIN_BAND,
+                frozenset({Limit.RESOURCES}),
+                f"{signal}: no scale-down, {res.veto}",
+            )
         if need is not None and need.count >= current:
             return _Proposal(current, Reason.WITHIN_BAND, frozenset(), need.message)
         if spec.slo_max_wait_s is not None and obs.oldest_age_s >= spec.slo_max_wait_s / 2:
@@ -356,7 +427,10 @@ def _on_observed(
                 f"oldest {obs.oldest_age_s:.1f}s is past half the SLO "
                 f"{spec.slo_max_wait_s:g}s: no scale-down",
             )
-        return _scale_down(spec, obs, current, timing, need)
+        down = _scale_down(spec, obs, current, timing, need)
+        if res.message:
+            down = replace(down, message=f"{down.message} ({res.message})")
+        return down
     return _Proposal(current, Reason.WITHIN_BAND, frozenset(), f"{signal}: within the band")
 
 
@@ -384,8 +458,12 @@ def _scale_up(
     signal: str,
     need: Need | None = None,
     slo_breached: bool = False,
+    resources: ResourceSignal | None = None,
 ) -> _Proposal:
-    """The threshold step, or the SLO count when that asks for more; one cooldown for both.
+    """The threshold step, the SLO count or the resource count, whichever asks for most.
+
+    One cooldown for all. The resource count (CPU or memory past its threshold) is
+    bounded by ``maxStep`` like the threshold step: both are noisy signals.
 
     The threshold step is bounded by ``maxStep``; the SLO count is a computed
     size, not a step, so it is bounded by ``maxReplicas`` only. A breached SLO
@@ -398,9 +476,18 @@ def _scale_up(
         by_slo = max(by_slo, need.count)
     if slo_breached and by_slo <= current:
         by_slo = current + 1
+    by_resource, resource_reason = current, None
+    if resources is not None and resources.up_to is not None:
+        by_resource = min(resources.up_to, current + spec.max_step)
+        resource_reason = resources.reason
+    resource_wins = by_resource > max(by_threshold, by_slo)
+    if resource_wins:
+        by_threshold, level = by_resource, max(level, 1)
     slo_wins = by_slo > by_threshold
     if slo_wins:
         reason = Reason.SLO_DEMAND
+    elif resource_wins and resource_reason is not None:
+        reason = resource_reason
     else:
         reason = Reason.QUEUE_DEPTH if depth_ratio >= age_ratio else Reason.QUEUE_LATENCY
     text = signal
@@ -420,6 +507,8 @@ def _scale_up(
     if slo_wins:
         return _Proposal(by_slo, reason, frozenset(), f"{text}: {by_slo}", level)
     step = by_threshold - current
+    if resource_wins:
+        return _Proposal(by_threshold, reason, frozenset(), f"{signal}: +{step}", level)
     limits = frozenset({Limit.STEP}) if level == 3 else frozenset()
     return _Proposal(by_threshold, reason, limits, f"{signal}: severity {level}, +{step}", level)
 

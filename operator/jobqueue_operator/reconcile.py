@@ -153,6 +153,7 @@ class Loop:
     #: waits one tick) and when anything was last waiting, running or busy.
     _counters: tuple[float, Counters] | None = None
     _last_busy: float | None = None
+    _requests: tuple[str, float, tuple[float | None, float | None]] | None = None
     _announced: str | None = None
     _conflict: tuple[str, float, str | None] | None = None  # (target, read at, result)
     _secret: tuple[tuple[str, str], float, str] | None = None  # ((name, key), read at, value)
@@ -219,6 +220,8 @@ class Loop:
             return _with(base, problem=observation)
         if isinstance(observation, Observation):
             observation = self._with_rates(observation, now)
+            if _resource_triggers(effective):
+                observation = await self._with_requests(observation, base.target, now)
         # 4. decide
         decision = decide(effective, observation, current, self.last_up, self.last_down, now)
         tick = _with(base, decision=decision, consecutive_failures=self.failures)
@@ -332,6 +335,24 @@ class Loop:
             mean_service_s=rates.mean_service_s,
             last_busy_at=self._last_busy,
         )
+
+    async def _with_requests(self, obs: Observation, target: str | None, now: float) -> Observation:
+        """The worker container's requests, re-read every :data:`REFRESH_S` (rarely changes).
+
+        A failed read leaves the triggers without a reference, so they neither
+        scale up nor block a scale-down on this tick (the message says "no data").
+        """
+        assert target is not None
+        cached = self._requests
+        if cached is None or cached[0] != target or now - cached[1] >= REFRESH_S:
+            try:
+                found = await self.ctx.kube.get_worker_requests(self.namespace, target)
+            except KubeError:
+                metrics.API_ERRORS.labels(self.namespace, self.name, "read").inc()
+                return obs
+            cached = self._requests = (target, now, found)
+        cpu, memory = cached[2]
+        return replace(obs, cpu_request_cores=cpu, memory_request_bytes=memory)
 
     def _parse(
         self, body: Mapping[str, Any], base: Tick
@@ -492,6 +513,14 @@ class Loop:
         if tick.min_replicas is not None and tick.max_replicas is not None:
             metrics.MIN_REPLICAS.labels(*labels).set(tick.min_replicas)
             metrics.MAX_REPLICAS.labels(*labels).set(tick.max_replicas)
+
+
+def _resource_triggers(spec: EffectiveSpec) -> bool:
+    """Whether any CPU or memory trigger is on (only then is the Pod template read)."""
+    return any(
+        v is not None
+        for v in (spec.up_cpu_pct, spec.up_memory_pct, spec.down_cpu_pct, spec.down_memory_pct)
+    )
 
 
 def _with(tick: Tick, **changes: Any) -> Tick:

@@ -55,6 +55,22 @@ class OperatorSettings(BaseSettings):
         int, Field(ge=0, validation_alias=_env("SCALE_DOWN_COOLDOWN"))
     ] = 300
     """Seconds after any scale before a scale-down (seeds: 300, like the HPA's window)."""
+    scale_up_cpu_threshold: Annotated[
+        int | None, Field(ge=1, le=1000, validation_alias=_env("SCALE_UP_CPU_THRESHOLD"))
+    ] = None
+    """Average worker CPU, in % of the container's request, that adds workers (off if unset)."""
+    scale_up_memory_threshold: Annotated[
+        int | None, Field(ge=1, le=1000, validation_alias=_env("SCALE_UP_MEMORY_THRESHOLD"))
+    ] = None
+    """Average worker RSS, in % of the container's memory request, that adds workers."""
+    scale_down_cpu_threshold: Annotated[
+        int | None, Field(ge=1, le=1000, validation_alias=_env("SCALE_DOWN_CPU_THRESHOLD"))
+    ] = None
+    """A scale-down needs the average worker CPU below this % (no limit if unset)."""
+    scale_down_memory_threshold: Annotated[
+        int | None, Field(ge=1, le=1000, validation_alias=_env("SCALE_DOWN_MEMORY_THRESHOLD"))
+    ] = None
+    """A scale-down needs the average worker RSS below this % (no limit if unset)."""
 
     # The process.
     metrics_port: Annotated[int, Field(ge=0, le=65535, validation_alias="JQO_METRICS_PORT")] = 8080
@@ -79,4 +95,8 @@ class OperatorSettings(BaseSettings):
             max_workers=self.max_workers,
             scale_up_cooldown_s=self.scale_up_cooldown_s,
             scale_down_cooldown_s=self.scale_down_cooldown_s,
+            scale_up_cpu_percent=self.scale_up_cpu_threshold,
+            scale_up_memory_percent=self.scale_up_memory_threshold,
+            scale_down_cpu_percent=self.scale_down_cpu_threshold,
+            scale_down_memory_percent=self.scale_down_memory_threshold,
         )

@@ -92,3 +92,42 @@ def test_bad_setting_fails_naming_the_variable(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("MIN_WORKERS", "-3")
     with pytest.raises(ValueError, match="MIN_WORKERS"):
         OperatorSettings()
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("500m", 0.5),
+        ("2", 2.0),
+        ("1.5", 1.5),
+        ("512Mi", 512 * 2**20),
+        ("1Gi", 2**30),
+        ("1G", 1e9),
+        ("128k", 128e3),
+        ("1e3", 1000.0),
+        (3, 3.0),
+        ("", None),
+        ("lots", None),
+        (None, None),
+    ],
+)
+def test_parse_quantity(text: object, value: float | None) -> None:
+    from jobqueue_operator.models import parse_quantity
+
+    assert parse_quantity(text) == value
+
+
+def test_resource_thresholds_from_the_operator_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jobqueue_operator.settings import OperatorSettings
+
+    monkeypatch.setenv("SCALE_UP_MEMORY_THRESHOLD", "80")
+    monkeypatch.setenv("JQO_SCALE_DOWN_MEMORY_THRESHOLD", "40")
+    defaults = OperatorSettings().scaling_defaults()
+    base = {"scaleTargetRef": {"name": "w"}, "redis": {"host": "r"}, "queues": ["q"]}
+    eff = resolve(JobQueueSpec.model_validate(base), defaults, paused=False)
+    assert (eff.up_memory_pct, eff.down_memory_pct, eff.up_cpu_pct) == (80.0, 40.0, None)
+    own = {**base, "scaleUp": {"memoryPercent": 90}}
+    assert resolve(JobQueueSpec.model_validate(own), defaults, paused=False).up_memory_pct == 90
+    clash = {**base, "scaleUp": {"memoryPercent": 30}}
+    with pytest.raises(InvalidSpecError, match="scale-down memory 40% must be below"):
+        resolve(JobQueueSpec.model_validate(clash), defaults, paused=False)

@@ -18,8 +18,10 @@ from jobqueue_operator.policy import (
     Observation,
     Rates,
     Reason,
+    WorkerLoad,
     decide,
     rates_between,
+    resource_use,
     severity_level,
     slo_need,
     step_for,
@@ -906,3 +908,121 @@ def test_slo_reacts_to_age(
         return
     aged = dataclasses.replace(o, oldest_age_s=s.slo_max_wait_s + 0.1)
     assert run(s, aged, cur, None, down).desired > cur
+
+
+# ----------------------------------------------------------------- CPU and memory
+MIB = 2**20
+
+
+def loads(*rss_mib: float, cpu: float | None = None) -> tuple[WorkerLoad, ...]:
+    return tuple(
+        WorkerLoad(f"p{i}", "idle", 0, rss_bytes=int(r * MIB), cpu_cores=cpu)
+        for i, r in enumerate(rss_mib)
+    )
+
+
+def robs(*rss_mib: float, cpu: float | None = None, depth: int = 0) -> Observation:
+    return Observation(
+        depth=depth,
+        oldest_age_s=0.0,
+        worker_loads=loads(*rss_mib, cpu=cpu),
+        cpu_request_cores=0.5,
+        memory_request_bytes=100 * MIB,
+    )
+
+
+MEM = spec(up_memory_pct=80.0, down_memory_pct=50.0, max_step=5)
+CPU = spec(up_cpu_pct=70.0, down_cpu_pct=30.0, max_step=5)
+
+RESOURCE_ROWS = [
+    # id, spec, obs, current, desired, reason, limits
+    # 3 pods at 120% of an 80% target: ceil(3 × 120 / 80) = 5
+    ("memory past its target", MEM, robs(120, 120, 120), 3, 5, R.MEMORY_HIGH, set()),
+    ("memory, at most maxStep", spec(up_memory_pct=10.0), robs(99, 99), 2, 5, R.MEMORY_HIGH, set()),
+    ("memory between the thresholds holds", MEM, robs(60, 70), 2, 2, R.WITHIN_BAND, {L.RESOURCES}),
+    ("memory low lets the queue scale down", MEM, robs(20, 30), 2, 1, R.QUEUE_DRAINED, set()),
+    # 0.42 cores of a 0.5 request is 84% ≥ 70%: ceil(2 × 84 / 70) = 3
+    ("CPU past its target", CPU, robs(10, 10, cpu=0.42), 2, 3, R.CPU_HIGH, set()),
+    ("no CPU in heartbeats: off", CPU, robs(10, 10), 2, 1, R.QUEUE_DRAINED, set()),
+    ("CPU blocks a scale-down", CPU, robs(10, 10, cpu=0.2), 2, 2, R.WITHIN_BAND, {L.RESOURCES}),
+    ("depth beats memory", MEM, robs(90, 90, depth=400), 2, 7, R.QUEUE_DEPTH, {L.STEP}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("s", "o", "cur", "desired", "reason", "limits"),
+    [row[1:] for row in RESOURCE_ROWS],
+    ids=[row[0] for row in RESOURCE_ROWS],
+)
+def test_resource_table(  # noqa: PLR0917
+    s: EffectiveSpec,
+    o: Observation,
+    cur: int,
+    desired: int,
+    reason: Reason,
+    limits: set[Limit],
+) -> None:
+    d = decide(s, o, cur, None, None, NOW)
+    assert (d.desired, d.reason, set(d.limited_by)) == (desired, reason, limits), d.message
+
+
+def test_resource_use_averages_only_workers_that_report() -> None:
+    o = dataclasses.replace(
+        robs(50, 150),
+        worker_loads=(*loads(50, 150), WorkerLoad("p9", "idle", 0)),  # rss 0: not reported
+    )
+    assert resource_use(o) == (None, 100.0)
+    no_request = dataclasses.replace(o, memory_request_bytes=None)
+    assert resource_use(no_request) == (None, None)
+    assert "no memory data" in decide(MEM, no_request, 2, None, None, NOW).message
+
+
+resource_observations = st.builds(
+    Observation,
+    depth=st.integers(0, 1000),
+    oldest_age_s=st.floats(0, 100),
+    in_flight=st.integers(0, 20),
+    busy_workers=st.integers(0, 20),
+    worker_loads=st.lists(
+        st.builds(
+            WorkerLoad,
+            pod_name=st.text("abc", min_size=1, max_size=3),
+            state=st.just("idle"),
+            active_jobs=st.integers(0, 3),
+            rss_bytes=st.integers(0, 10**10),
+            cpu_cores=st.none() | st.floats(0, 64),
+        ),
+        max_size=8,
+    ).map(tuple),
+    cpu_request_cores=st.none() | st.floats(0.01, 8),
+    memory_request_bytes=st.none() | st.floats(MIB, 2**34),
+)
+
+
+@settings(max_examples=500)
+@given(
+    specs(),
+    resource_observations,
+    st.integers(0, 60),
+    st.none() | st.integers(1, 100),
+    st.none() | st.integers(101, 400),
+)
+def test_resource_triggers_keep_every_invariant(
+    s: EffectiveSpec, o: Observation, cur: int, down: int | None, up: int | None
+) -> None:
+    """Bounds, busy workers, no zero with work left, and a down veto above the threshold."""
+    s = dataclasses.replace(
+        s, up_memory_pct=up, down_memory_pct=down, up_cpu_pct=up, down_cpu_pct=down
+    )
+    d = decide(s, o, cur, None, None, NOW)
+    assert s.min_replicas <= d.desired <= s.max_replicas or d.desired == cur
+    if d.desired < cur and not s.allow_disruption:
+        assert d.desired >= min(o.busy_workers, s.max_replicas)
+    if d.desired == 0 and cur > 0:
+        assert o.depth == 0
+        assert o.in_flight == 0
+        assert o.busy_workers == 0
+    cpu, mem = resource_use(o)
+    hot = down is not None and any(u is not None and u >= down for u in (cpu, mem))
+    if hot and s.min_replicas <= cur <= s.max_replicas:
+        assert d.desired >= cur

@@ -41,6 +41,10 @@ class FakeKube:
             raise KubeError("could not list the Pods of Deployment w: HTTP 403 Forbidden")
         return list(self.pods)
 
+    async def get_worker_requests(self, namespace: str, name: str) -> tuple[float, float]:
+        self.lookups["requests"] = self.lookups.get("requests", 0) + 1
+        return 0.5, 100 * 2**20
+
     async def set_deletion_cost(self, namespace: str, pod: str, cost: int | None) -> None:
         self.cost_writes.append((pod, cost))
         if cost is None:
@@ -354,3 +358,27 @@ async def test_rates_from_counter_deltas_and_a_restart_waits_one_tick(
     observed = kube.statuses[-1]["observed"]
     assert observed["arrivalPerSecond"] == 5.0
     assert observed["meanServiceSeconds"] == 3.0
+
+
+async def test_memory_trigger_reads_the_requests_every_30s_and_scales_up(
+    world: dict[str, Any],
+) -> None:
+    kube, clock = FakeKube(replicas=2), Clock()
+    loop = make_loop(kube, clock)
+    body = {
+        **BODY,
+        "spec": {**BODY["spec"], "scaleUp": {**BODY["spec"]["scaleUp"], "memoryPercent": 80}},
+    }
+    hot = tuple(WorkerLoad(f"w-{i}", "idle", 0, rss_bytes=120 * 2**20) for i in range(2))
+    world["obs"] = Observation(depth=5, oldest_age_s=0.0, worker_loads=hot)
+    await loop.tick(body)
+    assert kube.writes == [3], "2 pods at 120% of an 80% target: ceil(2 x 1.5) = 3"
+    assert kube.statuses[-1]["lastReason"] == "MemoryHigh"
+    for _ in range(5):
+        clock.now += 2
+        await loop.tick(body)
+    assert kube.lookups["requests"] == 1
+    await loop.tick(BODY)  # no resource trigger: the template is not read
+    clock.now += 31
+    await loop.tick(BODY)
+    assert kube.lookups["requests"] == 1
