@@ -138,6 +138,13 @@ def save(results: dict[str, Any]) -> None:
     RESULTS.write_text(json.dumps(results, indent=2, default=str))
 
 
+PIPELINE_COMMANDS = 27  # TIME + 26 per queue in jobqueue_protocol.stats.queue_stats (1 queue)
+
+
+def _jq(n: int) -> str:
+    return f"{n} JobQueue" + ("" if n == 1 else "s")
+
+
 def notes(results: dict[str, Any]) -> list[str]:
     """Observations computed from this run's numbers, against the issue's targets."""
     out: list[str] = []
@@ -169,12 +176,24 @@ def notes(results: dict[str, Any]) -> list[str]:
         )
     for s in results.get("scale") or []:
         n, cores, c = s["jobqueues"], s["cpu_cores"], s["cost"]
-        trips = s["redis_round_trips_per_jobqueue_per_poll"]
-        reached = c["polls"] - (c.get("operator_redis_errors") or 0)
-        per_reached = c["redis_round_trips"] / reached if reached else None
+        reads, commands = c["redis_round_trips"], c["redis_commands"]
+        per_read = commands / reads if reads else None
         achieved = s["achieved_interval_s"]
         half = "under" if cores < 0.5 else "NOT under"
-        one = "met" if per_reached is not None and per_reached <= 1.05 else "NOT met"
+        if per_read is None:
+            redis_text = "no Redis reads in the window"
+        elif abs(per_read - PIPELINE_COMMANDS) < 0.5:
+            redis_text = (
+                f"every Redis read carried {per_read:.1f} commands, i.e. exactly one poll's "
+                f"pipeline ({PIPELINE_COMMANDS}): one round trip per poll that reached Redis "
+                "(target met for those)"
+            )
+        else:
+            redis_text = (
+                f"Redis reads carried {per_read:.1f} commands on average, not one poll's "
+                f"{PIPELINE_COMMANDS}: under this load pipelines were split across reads or cut "
+                "off by timeouts, so reads do not count round trips cleanly in this row"
+            )
         pace = (
             f"each JobQueue was polled every {achieved:.2f} s on average "
             f"(asked: {s['interval_s']} s)"
@@ -189,37 +208,45 @@ def notes(results: dict[str, Any]) -> list[str]:
             if cpu_ms
             else ""
         )
-        if not c["polls"]:
-            out.append(
-                f"{n} JobQueues: the operator's poll counter did not move in the window although "
-                f"the apiserver saw {c['api_requests_operator_identity']:.0f} of its requests: "
-                "the per-poll figures of this row are missing, not zero."
-            )
+        waiting = s.get("runnable_waiting_cores")
+        wait_text = (
+            f" It was also runnable but waiting for a CPU for {waiting:.2f} cores' worth "
+            f"(load average {s.get('loadavg_1m_start_end')}): on this shared machine its CPU "
+            "figure is what it got, not all it wanted."
+            if waiting and waiting > 0.05
+            else ""
+        )
         reported = s.get("reported_before_window", n)
         partial = (
             ""
             if reported >= n
-            else f" Only {reported} of {n} JobQueues had reported status when the "
+            else f" Only {reported} of {n} JobQueues had reported when the "
             f"{s['all_reported_after_s']:.0f} s wait ended; the window was measured anyway."
         )
         out.append(
-            f"{n} JobQueues: {cores:.3f} cores ({half} half a core); Redis round trips "
-            f"{trips if trips is None else round(trips, 2)} per poll counted, "
-            f"{per_reached if per_reached is None else round(per_reached, 2)} per poll that "
-            f"reached Redis (one-per-poll target {one}); {pace}{cpu_text}.{partial}"
+            f"{_jq(n)}: {cores:.3f} cores ({half} half a core); {pace}{cpu_text}; "
+            f"{redis_text}.{wait_text}{partial}"
         )
+        if not c["polls"]:
+            out.append(
+                f"{_jq(n)}: the operator's poll counter did not move in the window although "
+                f"the apiserver saw {c['api_requests_operator_identity']:.0f} of its requests: "
+                "the per-poll figures of this row are missing, not zero."
+            )
     for s in results.get("scale") or []:
         c = s["cost"]
         failed = c.get("operator_redis_errors") or 0
         if failed:
             out.append(
-                f"{s['jobqueues']} JobQueues: {failed:.0f} of {c['polls']:.0f} polls in the window "
-                "failed before reaching Redis (`jobqueue_operator_redis_errors_total`; "
-                "the JobQueues report MetricsUnavailable and hold). Code reading: every "
+                f"{_jq(s['jobqueues'])}: {failed:.0f} polls failed to read Redis in the window "
+                f"(`jobqueue_operator_redis_errors_total`; {c['polls']:.0f} polls completed), "
+                "and those JobQueues report MetricsUnavailable and hold; the Warning Events "
+                "above give the errors. Code reading: every "
                 "JobQueue on one Redis endpoint shares one `redis.asyncio` client whose pool has "
                 "`JQO_REDIS_MAX_CONNECTIONS` (default 8) connections and raises "
                 "`MaxConnectionsError` instead of waiting when more polls than that are in "
-                "flight at once. This also lowers the round trips per poll below 1."
+                "flight at once; TimeoutError is the poll's own deadline passing while the "
+                "event loop was busy elsewhere. Failed polls lower the reads per poll below 1."
             )
     for s in results.get("scale") or []:
         prof = s.get("profile")

@@ -41,6 +41,15 @@ def _f(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+def _run_line(meta: dict[str, Any]) -> str:
+    """One run of a merged result: when, what it measured, on which tree."""
+    args = meta.get("args") or {}
+    what = [] if args.get("skip_reaction") else ["reaction and cost"]
+    what.append(f"scale {args.get('scale', '?')}")
+    date = str(meta.get("date", "")).rsplit(" and ", 1)[-1]
+    return f"{date} ({', '.join(what)}): {meta.get('git')}"
+
+
 def _reported(s: dict[str, Any]) -> str:
     """ "12 s", or "291 of 1000 only, after 600 s" when the wait for first statuses ran out."""
     n, done = s["jobqueues"], s.get("reported_before_window", s["jobqueues"])
@@ -86,7 +95,13 @@ def render(results: dict[str, Any]) -> str:
         f"- date: {meta['date']}",
         f"- machine: {meta['machine']}",
         f"- versions: {meta['versions']}",
-        f"- source: {meta.get('git')}",
+        "- source (operator tree each run measured; other engineers were changing it): "
+        + "; ".join(_run_line(m) for m in [*meta.get("earlier_runs", []), meta])
+        + (
+            " (a later run's scale point replaces an earlier one of the same size)"
+            if meta.get("earlier_runs")
+            else ""
+        ),
         f"- command: `{meta['command']}`",
         f"- load average at start / end: {meta.get('loadavg_start')} / {meta.get('loadavg_end')} "
         "(the 2 cores were shared with other engineers' test runs)",
@@ -232,7 +247,8 @@ def _scale_details(scale: list[dict[str, Any]]) -> list[str]:
         if events.get("warnings"):
             extra.append(f"commonest warnings {events['warnings']}")
         tail = f"; {'; '.join(extra)}" if extra else ""
-        out.append(f"- {s['jobqueues']} JobQueues: {kinds}{tail}.")
+        label = f"{s['jobqueues']} JobQueue" + ("" if s["jobqueues"] == 1 else "s")
+        out.append(f"- {label}: {kinds}{tail}.")
     out.append("")
     for s in scale:
         prof = s.get("profile")
