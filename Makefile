@@ -125,8 +125,14 @@ test-unit: install ## Only the fast tests that need no service.
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: bench
-bench: install redis ## Benchmarks side by side with the peers; writes BENCHMARKS.md.
+bench: install redis controlplane ## Benchmarks side by side with the peers and the operator's cost; writes BENCHMARKS.md.
 	$(PY) -m bench.run $(BENCH_ARGS)
+	PYTHONPATH=tests/devkit:worker-image:operator $(PY) -m bench.operator $(BENCH_OPERATOR_ARGS)
+
+.PHONY: bench-quick
+bench-quick: install redis controlplane ## A small-sample smoke run of both benchmarks (minutes, not an hour).
+	$(PY) -m bench.run --quick
+	PYTHONPATH=tests/devkit:worker-image:operator $(PY) -m bench.operator --quick
 
 ##@ Real clusters (need Docker and kind; not available on the CI machines)
 
