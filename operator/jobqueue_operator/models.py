@@ -31,6 +31,9 @@ DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-
 #: Queue names become part of Redis keys inside a ``{queue}`` hash tag, so no braces.
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9:._-]*$"
 REDIS_URL_PATTERN = r"^rediss?://"
+#: A glob over queue names for SCAN MATCH: the queue-name characters plus * and ?
+#: (no [ ] classes, no backslash, no braces: the name sits inside a hash tag).
+QUEUE_GLOB_PATTERN = r"^[A-Za-z0-9:._*?-]*[*?][A-Za-z0-9:._*?-]*$"
 
 
 class _Model(BaseModel):
@@ -145,6 +148,32 @@ class Slo(_Model):
     concurrency_per_pod: Annotated[int, Field(ge=1, le=1000)] = 1
 
 
+class WeightedQueue(_Model):
+    """One more queue, or a pattern of queues, with its weight, priority and reserved floor."""
+
+    name: QueueName | None = None
+    pattern: (
+        Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=QUEUE_GLOB_PATTERN)]
+        | None
+    ) = None
+    weight: Annotated[float, Field(gt=0, le=100)] = 1.0
+    priority: Annotated[int, Field(ge=0, le=1000)] = 0
+    reserved_replicas: Annotated[int, Field(ge=0, le=1000)] = 0
+
+    @model_validator(mode="after")
+    def _one_of(self) -> WeightedQueue:
+        if (self.name is None) == (self.pattern is None):
+            raise ValueError("set exactly one of name and pattern")
+        return self
+
+
+class QueueDiscovery(_Model):
+    """How patterns are expanded: a bounded SCAN, cached for some polls, capped."""
+
+    max_queues: Annotated[int, Field(ge=1, le=500)] = 100
+    refresh_every_polls: Annotated[int, Field(ge=1, le=1000)] = 12
+
+
 class Fallback(_Model):
     """Replicas to hold after the metrics have failed ``failureThreshold`` times in a row."""
 
@@ -166,6 +195,10 @@ class JobQueueSpec(_Model):
     scale_down: ScaleDown = Field(default_factory=ScaleDown)
     fallback: Fallback | None = None
     slo: Slo | None = None
+    weighted_queues: Annotated[list[WeightedQueue], Field(min_length=1, max_length=20)] | None = (
+        None
+    )
+    queue_discovery: QueueDiscovery = Field(default_factory=QueueDiscovery)
     paused: bool = False
 
     @model_validator(mode="after")
@@ -173,6 +206,10 @@ class JobQueueSpec(_Model):
         """The CRD's CEL rules, repeated so a model built in Python obeys them too."""
         if len(set(self.queues)) != len(self.queues):
             raise ValueError("queues must not repeat")
+        named = [w.name for w in self.weighted_queues or [] if w.name is not None]
+        patterns = [w.pattern for w in self.weighted_queues or [] if w.pattern is not None]
+        if len(set(named)) != len(named) or len(set(patterns)) != len(patterns):
+            raise ValueError("weightedQueues must not repeat a name or a pattern")
         if self.slo is not None and self.slo.max_wait_seconds < self.polling_interval_seconds:
             raise ValueError("slo.maxWaitSeconds must not be below pollingIntervalSeconds")
         if (
@@ -431,6 +468,16 @@ class PodSelectionRecord(_Model):
     message: str = ""
 
 
+class QueueDiscoveryRecord(_Model):
+    """``status.queueDiscovery``: what the patterns matched and what the cap left out."""
+
+    watched_queues: int
+    matched_queues: int
+    truncated: bool
+    scan_complete: bool
+    queues: list[str] = Field(default_factory=list)
+
+
 class JobQueueStatus(_Model):
     """``status`` of a JobQueue; every field is declared in the CRD (no pruning surprises)."""
 
@@ -446,5 +493,6 @@ class JobQueueStatus(_Model):
     last_message: str | None = None
     consecutive_failures: int = 0
     pod_selection: PodSelectionRecord | None = None
+    queue_discovery: QueueDiscoveryRecord | None = None
     decisions: list[DecisionRecord] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)

@@ -1,4 +1,4 @@
-"""The operator's only Redis module: pooled clients and one stats read per poll.
+"""The operator's only Redis module: pooled clients, one stats read per poll, pattern SCANs.
 
 KEDA keeps one client per trigger and has leaked connections for it
 (kedacore/keda#6266). Here every JobQueue that points at the same endpoint
@@ -6,6 +6,13 @@ KEDA keeps one client per trigger and has leaked connections for it
 the client is closed when the last JobQueue using it lets go. A poll is one call
 of :func:`jobqueue_protocol.stats.queue_stats`, i.e. one pipelined round trip
 for all of a JobQueue's queues, with no Lua (a read-only ACL user is enough).
+
+Queue *patterns* (``spec.weightedQueues[].pattern``) are expanded by
+:class:`PatternCache` with a bounded ``SCAN`` over the queues' counters hashes
+(every queue that was ever enqueued to has one), cached for
+``queueDiscovery.refreshEveryPolls`` polls and capped at ``maxQueues``, so a
+pattern that matches 100,000 keys costs neither a blocking ``KEYS`` nor an
+unbounded poll. The ACL user then also needs ``+scan``.
 """
 
 from __future__ import annotations
@@ -22,6 +29,45 @@ from jobqueue_operator.models import RedisConnection
 from jobqueue_operator.policy import Counters, Observation, WorkerLoad
 from jobqueue_protocol import keys
 from jobqueue_protocol.stats import QueueStats, WorkerHeartbeat, queue_stats
+
+
+#: SCAN's COUNT hint and the most SCAN calls per pattern per expansion: at most about
+#: 20 × 500 = 10,000 keys examined, a few ms of Redis time, every refreshEveryPolls polls.
+SCAN_COUNT = 500
+SCAN_MAX_CALLS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSource:
+    """One entry of the spec's queue list: a name or a pattern, with its weights."""
+
+    name: str | None = None
+    pattern: str | None = None
+    weight: float = 1.0
+    priority: int = 0
+    reserved: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WatchedQueue:
+    """A concrete queue the loop reads, and the source that brought it in."""
+
+    name: str
+    weight: float = 1.0
+    priority: int = 0
+    reserved: int = 0
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Expansion:
+    """The queues to read, and what the pattern expansion found and left out."""
+
+    queues: tuple[WatchedQueue, ...]
+    matched: int = 0  # queues the patterns matched, before the cap
+    truncated: bool = False  # more queues than queueDiscovery.maxQueues: the rest is not read
+    complete: bool = True  # every SCAN finished within SCAN_MAX_CALLS
+    refreshed_at_poll: int = 0
 
 
 class MetricsUnavailableError(Exception):
@@ -148,7 +194,12 @@ _BACKGROUND: set[asyncio.Task[None]] = set()
 
 
 async def read(
-    client: redis.asyncio.Redis, queues: list[str], *, display: str, timeout_s: float
+    client: redis.asyncio.Redis,
+    queues: list[str],
+    *,
+    display: str,
+    timeout_s: float,
+    weights: Mapping[str, WatchedQueue] | None = None,
 ) -> tuple[Observation, dict[str, QueueStats]]:
     """One poll: one round trip, summed into an :class:`Observation`."""
     try:
@@ -156,20 +207,40 @@ async def read(
             stats = await queue_stats(client, queues)
     except (RedisError, OSError, TimeoutError) as exc:
         raise MetricsUnavailableError(f"Redis at {display}: {type(exc).__name__}: {exc}") from exc
-    return summarise(stats), stats
+    return summarise(stats, weights), stats
 
 
-def summarise(stats: Mapping[str, QueueStats]) -> Observation:
+def summarise(
+    stats: Mapping[str, QueueStats], weights: Mapping[str, WatchedQueue] | None = None
+) -> Observation:
     """Depth and counts add up over the queues; latency is the oldest job anywhere.
+
+    With weights (``spec.weightedQueues``) the depth is the weighted sum (a job of
+    a weight-2 queue counts as two: the pool's work in worker-seconds) and the
+    age is the largest weighted age (a weight-2 queue's job at 10 s presses like
+    one at 20 s). In flight, delayed, dead and the workers are plain counts. The
+    reserved floor is the largest ``reservedReplicas`` of a queue that has work.
 
     A worker that consumes several of the queues heartbeats into each, so workers
     are counted once by id.
     """
+    weights = weights or {}
+
+    def weight(queue: str) -> float:
+        found = weights.get(queue)
+        return found.weight if found is not None else 1.0
+
     workers = {hb.worker_id: hb for s in stats.values() for hb in s.workers}
     server_time = max((s.server_time for s in stats.values()), default=0.0)
+    reserved = [
+        w.reserved
+        for q, w in weights.items()
+        if q in stats and (stats[q].waiting or stats[q].in_flight)
+    ]
     return Observation(
-        depth=sum(s.waiting for s in stats.values()),
-        oldest_age_s=max((s.oldest_age_s() for s in stats.values()), default=0.0),
+        depth=round(sum(s.waiting * weight(q) for q, s in stats.items())),
+        oldest_age_s=max((s.oldest_age_s() * weight(q) for q, s in stats.items()), default=0.0),
+        reserved_floor=max(reserved, default=0),
         in_flight=sum(s.in_flight for s in stats.values()),
         busy_workers=sum(1 for hb in workers.values() if hb.active_jobs > 0),
         delayed=sum(s.delayed for s in stats.values()),
@@ -211,3 +282,112 @@ def _load(hb: WorkerHeartbeat, server_time: float) -> WorkerLoad:
         rss_bytes=hb.rss_bytes,
         cpu_cores=float(cpu) if isinstance(cpu, int | float) else None,
     )
+
+
+def _queue_of(key: str | bytes) -> str | None:
+    """The queue name inside a counters key's hash tag; ``None`` if it is not a valid one."""
+    text = key.decode() if isinstance(key, bytes) else key
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        return None
+    try:
+        return keys.validate_queue(text[start + 1 : end])
+    except keys.InvalidKeyPartError:
+        return None
+
+
+async def scan_queues(client: redis.asyncio.Redis, pattern: str) -> tuple[list[str], bool]:
+    """Queues whose name matches the glob ``pattern``; ``(names, complete)``.
+
+    Bounded: at most :data:`SCAN_MAX_CALLS` SCAN calls; ``complete`` is False
+    when the cursor had not come back to 0 by then.
+    """
+    match = keys.counters_key(pattern)
+    found: set[str] = set()
+    cursor: int = 0
+    for _ in range(SCAN_MAX_CALLS):
+        cursor, batch = await client.scan(cursor, match=match, count=SCAN_COUNT, _type="hash")
+        for key in batch:
+            name = _queue_of(key)
+            if name is not None:
+                found.add(name)
+        if int(cursor) == 0:
+            return sorted(found), True
+    return sorted(found), False
+
+
+class PatternCache:
+    """The expansion of one JobQueue's queue list, re-done every ``refresh_every`` polls.
+
+    Named queues are always read. Pattern matches come after them, by priority
+    (highest first), then name, up to ``max_queues`` in all; ``matched`` and
+    ``truncated`` say how many were left out (``status.queueDiscovery``). A
+    failed SCAN keeps the previous expansion, so a Redis blip does not drop queues.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple[tuple[QueueSource, ...], int] | None = None
+        self._polls = 0
+        self._last: Expansion | None = None
+
+    async def expand(
+        self,
+        client: redis.asyncio.Redis,
+        sources: tuple[QueueSource, ...],
+        *,
+        max_queues: int,
+        refresh_every: int,
+        timeout_s: float,
+    ) -> Expansion:
+        """The queues to read on this poll (a SCAN only when the cache is due)."""
+        self._polls += 1
+        key = (sources, max_queues)
+        last = self._last
+        fresh = (
+            last is not None
+            and self._key == key
+            and self._polls - last.refreshed_at_poll < refresh_every
+        )
+        if fresh and last is not None:
+            return last
+        named = [
+            WatchedQueue(s.name, s.weight, s.priority, s.reserved, s.name)
+            for s in sources
+            if s.name is not None
+        ]
+        seen = {q.name for q in named}
+        matches: list[WatchedQueue] = []
+        complete = True
+        patterns = [s for s in sources if s.pattern is not None]
+        if patterns:
+            try:
+                async with asyncio.timeout(timeout_s * 2):
+                    for src in patterns:
+                        assert src.pattern is not None
+                        names, done = await scan_queues(client, src.pattern)
+                        complete = complete and done
+                        for name in names:
+                            if name not in seen:
+                                seen.add(name)
+                                matches.append(
+                                    WatchedQueue(
+                                        name, src.weight, src.priority, src.reserved, src.pattern
+                                    )
+                                )
+            except (RedisError, OSError, TimeoutError) as exc:
+                if last is not None and self._key == key:
+                    return last
+                raise MetricsUnavailableError(
+                    f"SCAN for queue patterns: {type(exc).__name__}: {exc}"
+                ) from exc
+        matches.sort(key=lambda q: (-q.priority, q.name))
+        room = max(0, max_queues - len(named))
+        expansion = Expansion(
+            queues=tuple(named + matches[:room]),
+            matched=len(matches),
+            truncated=len(matches) > room,
+            complete=complete,
+            refreshed_at_poll=self._polls,
+        )
+        self._key, self._last = key, expansion
+        return expansion

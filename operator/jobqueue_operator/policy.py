@@ -77,6 +77,7 @@ class Reason(enum.StrEnum):
     SLO_DEMAND = "SloDemand"
     CPU_HIGH = "CpuHigh"
     MEMORY_HIGH = "MemoryHigh"
+    RESERVED = "ReservedReplicas"
 
 
 class Limit(enum.StrEnum):
@@ -137,6 +138,9 @@ class Observation:
     #: target's Pod template; the resource triggers count utilisation against them.
     cpu_request_cores: float | None = None
     memory_request_bytes: float | None = None
+    #: The largest ``reservedReplicas`` among the queues that have work now: a
+    #: floor a high-priority queue claims for itself (``spec.weightedQueues``).
+    reserved_floor: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +226,16 @@ def decide(  # noqa: PLR0917 - the signature the issue prescribes
         proposal = _on_missing(spec, observation, current_replicas, timing)
     else:
         proposal = _on_observed(spec, observation, current_replicas, timing)
+        if observation.reserved_floor > proposal.desired:
+            # Like minReplicas, a floor is not subject to cooldowns or steps.
+            proposal = _Proposal(
+                observation.reserved_floor,
+                Reason.RESERVED,
+                proposal.limits,
+                f"{proposal.message}; a queue with work reserves "
+                f"{observation.reserved_floor} replicas",
+                proposal.severity,
+            )
     return _clamp(spec, current_replicas, proposal)
 
 

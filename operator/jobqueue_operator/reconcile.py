@@ -40,7 +40,15 @@ from jobqueue_operator.models import (
     JobQueueSpec,
     resolve,
 )
-from jobqueue_operator.observe import MetricsUnavailableError, RedisPools, endpoint_for, read
+from jobqueue_operator.observe import (
+    Expansion,
+    MetricsUnavailableError,
+    PatternCache,
+    QueueSource,
+    RedisPools,
+    endpoint_for,
+    read,
+)
 from jobqueue_operator.policy import (
     Action,
     Counters,
@@ -154,6 +162,9 @@ class Loop:
     _counters: tuple[float, Counters] | None = None
     _last_busy: float | None = None
     _requests: tuple[str, float, tuple[float | None, float | None]] | None = None
+    _patterns: PatternCache = field(default_factory=PatternCache)
+    #: The last expansion of spec.weightedQueues (for status.queueDiscovery).
+    discovery: Expansion | None = None
     _announced: str | None = None
     _conflict: tuple[str, float, str | None] | None = None  # (target, read at, result)
     _secret: tuple[tuple[str, str], float, str] | None = None  # ((name, key), read at, value)
@@ -218,6 +229,8 @@ class Loop:
         observation = await self._observe(spec)
         if isinstance(observation, Problem):
             return _with(base, problem=observation)
+        if self.discovery is not None:
+            base = _with(base, queue_discovery=_discovery_record(self.discovery))
         if isinstance(observation, Observation):
             observation = self._with_rates(observation, now)
             if _resource_triggers(effective):
@@ -405,11 +418,20 @@ class Loop:
         endpoint = endpoint_for(spec.redis, password)
         client = self.ctx.pools.client(self.owner, endpoint)
         try:
+            expansion = await self._patterns.expand(
+                client,
+                _sources(spec),
+                max_queues=spec.queue_discovery.max_queues,
+                refresh_every=spec.queue_discovery.refresh_every_polls,
+                timeout_s=endpoint.timeout_s,
+            )
+            self.discovery = expansion if spec.weighted_queues else None
             observation, _ = await read(
                 client,
-                list(spec.queues),
+                [q.name for q in expansion.queues],
                 display=endpoint.display(),
                 timeout_s=endpoint.timeout_s,
+                weights={q.name: q for q in expansion.queues},
             )
         except MetricsUnavailableError as exc:
             self.failures += 1
@@ -513,6 +535,38 @@ class Loop:
         if tick.min_replicas is not None and tick.max_replicas is not None:
             metrics.MIN_REPLICAS.labels(*labels).set(tick.min_replicas)
             metrics.MAX_REPLICAS.labels(*labels).set(tick.max_replicas)
+
+
+def _discovery_record(found: Expansion) -> dict[str, Any]:
+    """``status.queueDiscovery``: what the patterns matched and what the cap left out."""
+    return {
+        "watchedQueues": len(found.queues),
+        "matchedQueues": found.matched,
+        "truncated": found.truncated,
+        "scanComplete": found.complete,
+        "queues": [q.name for q in found.queues[:MAX_LISTED_PODS]],
+    }
+
+
+def _sources(spec: JobQueueSpec) -> tuple[QueueSource, ...]:
+    """``queues`` (weight 1) and ``weightedQueues``; a weighted entry overrides a plain name."""
+    weighted = {w.name: w for w in spec.weighted_queues or [] if w.name is not None}
+    out = [
+        QueueSource(name=q)
+        if q not in weighted
+        else QueueSource(
+            name=q,
+            weight=weighted[q].weight,
+            priority=weighted[q].priority,
+            reserved=weighted[q].reserved_replicas,
+        )
+        for q in spec.queues
+    ]
+    for w in spec.weighted_queues or []:
+        if w.name is not None and w.name in spec.queues:
+            continue
+        out.append(QueueSource(w.name, w.pattern, w.weight, w.priority, w.reserved_replicas))
+    return tuple(out)
 
 
 def _resource_triggers(spec: EffectiveSpec) -> bool:

@@ -59,6 +59,8 @@ class Tick:
     #: ``status.podSelection`` when this tick chose Pods or saw a choice settle;
     #: otherwise the previous one stays (the status is merge-patched).
     pod_selection: Mapping[str, Any] | None = None
+    #: ``status.queueDiscovery`` when the spec has weightedQueues.
+    queue_discovery: Mapping[str, Any] | None = None
 
 
 def to_rfc3339(ts: float) -> str:
@@ -92,6 +94,8 @@ def build(previous: Mapping[str, Any], tick: Tick) -> dict[str, Any]:
         status["observed"] = _observed(tick.observation, tick.now)
     if tick.pod_selection is not None:
         status["podSelection"] = dict(tick.pod_selection)
+    if tick.queue_discovery is not None:
+        status["queueDiscovery"] = dict(tick.queue_discovery)
     if tick.decision is not None:
         status["desiredReplicas"] = tick.decision.desired
         status["lastAction"] = tick.decision.action.value

@@ -85,3 +85,51 @@ def test_worker_loads_by_pod_with_the_run_time_of_their_jobs() -> None:
     assert (load.pod_name, load.active_jobs, load.processed, load.rss_bytes) == ("pod-1", 2, 7, 123)
     assert load.busy_s == 35.0  # (100 - 70) + (100 - 95) on Redis's clock
     assert load.cpu_cores is None  # the heartbeat does not carry CPU yet
+
+
+def test_weights_scale_depth_and_age_and_a_queue_with_work_claims_its_floor() -> None:
+    from jobqueue_operator.observe import WatchedQueue
+
+    weights = {
+        "a": WatchedQueue("a", weight=2.0, reserved=3),
+        "b": WatchedQueue("b", weight=0.5, reserved=5),
+        "c": WatchedQueue("c", reserved=9),
+    }
+    obs = summarise(
+        {
+            "a": _stats("a", 10, 90.0),  # age 10 s, weight 2: presses like 20 s
+            "b": _stats("b", 4, 70.0),  # age 30 s, weight 0.5: 15 s
+            "c": QueueStats("c", {5: 0}, 0, 0, 0, 0, None, (), {}, 100.0),  # idle: no floor
+        },
+        weights,
+    )
+    assert obs.depth == 22  # 2 x 10 + 0.5 x 4
+    assert obs.oldest_age_s == 20.0
+    # a and b have work (b: 4 waiting; both also have 2 in flight in _stats); c has none
+    assert obs.reserved_floor == 5
+    assert summarise({"a": _stats("a", 10, 90.0)}).depth == 10, "no weights: plain sums"
+
+
+def test_sources_merge_named_queues_with_their_weighted_entries() -> None:
+    from jobqueue_operator.models import JobQueueSpec
+    from jobqueue_operator.observe import QueueSource
+    from jobqueue_operator.reconcile import _sources
+
+    spec = JobQueueSpec.model_validate(
+        {
+            "scaleTargetRef": {"name": "w"},
+            "redis": {"host": "r"},
+            "queues": ["a", "b"],
+            "weightedQueues": [
+                {"name": "b", "weight": 3, "reservedReplicas": 2},
+                {"name": "c", "priority": 5},
+                {"pattern": "tenant:*", "weight": 0.5},
+            ],
+        }
+    )
+    assert _sources(spec) == (
+        QueueSource("a"),
+        QueueSource("b", weight=3.0, reserved=2),
+        QueueSource("c", priority=5),
+        QueueSource(pattern="tenant:*", weight=0.5),
+    )

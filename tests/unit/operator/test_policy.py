@@ -565,6 +565,7 @@ observations = st.builds(
     arrival_rate=st.none() | st.floats(0, 10_000),
     mean_service_s=st.none() | st.floats(0.001, 3600),
     last_busy_at=st.none() | st.floats(NOW - 5000, NOW),
+    reserved_floor=st.integers(0, 3),
 ) | st.builds(MetricsMissing, consecutive_failures=st.integers(1, 10), error=st.just("x"))
 ago = st.none() | st.floats(0, 2000)
 
@@ -605,11 +606,12 @@ def test_never_scales_inside_a_cooldown(
 ) -> None:
     """Inside the bounds, a cooldown blocks its direction (leaving the bounds is not scaling).
 
-    The wake from zero is the exception: nothing runs, so it waits for no cooldown.
+    The wake from zero is the exception: nothing runs, so it waits for no cooldown;
+    so is a queue's reserved floor, which is a bound like minReplicas.
     """
     cur = min(max(cur, s.min_replicas), s.max_replicas)
     d = run(s, o, cur, up, down)
-    if up is not None and up < s.up_cooldown_s and cur > 0:
+    if up is not None and up < s.up_cooldown_s and cur > 0 and d.reason is not Reason.RESERVED:
         assert d.desired <= cur
     last_any = min((a for a in (up, down) if a is not None), default=None)
     if last_any is not None and last_any < s.down_cooldown_s:
@@ -639,7 +641,8 @@ def test_step_never_exceeds_max_step(
     """maxStep bounds the threshold rule; the wake from zero and the SLO count are sizes."""
     cur = min(max(cur, s.min_replicas), s.max_replicas)
     d = run(s, o, cur, up, down)
-    if d.reason not in {Reason.FALLBACK, Reason.SCALE_FROM_ZERO, Reason.SLO_DEMAND}:
+    sizes = {Reason.FALLBACK, Reason.SCALE_FROM_ZERO, Reason.SLO_DEMAND, Reason.RESERVED}
+    if d.reason not in sizes:
         assert d.desired - cur <= s.max_step
     if d.reason is not Reason.FALLBACK:
         assert cur - d.desired <= s.down_step
@@ -891,7 +894,7 @@ def test_from_zero_straight_to_the_needed_count(
         return
     d = run(s, o, 0, up, down)
     need = slo_need(s, o)
-    wanted = max(1, -(-o.depth // s.up_depth), need.count if need else 0)
+    wanted = max(1, -(-o.depth // s.up_depth), need.count if need else 0, o.reserved_floor)
     assert d.desired == min(wanted, s.max_replicas)
 
 
@@ -1026,3 +1029,12 @@ def test_resource_triggers_keep_every_invariant(
     hot = down is not None and any(u is not None and u >= down for u in (cpu, mem))
     if hot and s.min_replicas <= cur <= s.max_replicas:
         assert d.desired >= cur
+
+
+def test_a_queue_with_work_claims_its_reserved_floor_without_a_cooldown() -> None:
+    o = Observation(depth=1, oldest_age_s=0.0, reserved_floor=4)
+    d = decide(SPEC, o, 2, NOW - 1, None, NOW)  # inside the scale-up cooldown
+    assert (d.desired, d.reason) == (4, Reason.RESERVED)
+    capped = decide(spec(max_replicas=3), o, 2, None, None, NOW)
+    assert capped.desired == 3
+    assert decide(SPEC, Observation(depth=1, oldest_age_s=0.0), 2, None, None, NOW).desired == 1

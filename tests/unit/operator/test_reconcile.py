@@ -104,7 +104,12 @@ def world(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     state: dict[str, Any] = {"obs": Observation(depth=0, oldest_age_s=0.0), "error": None}
 
     async def fake_read(
-        client: object, queues: list[str], *, display: str, timeout_s: float
+        client: object,
+        queues: list[str],
+        *,
+        display: str,
+        timeout_s: float,
+        weights: object = None,
     ) -> tuple[Observation, dict[str, Any]]:
         if state["error"]:
             raise MetricsUnavailableError(state["error"])
