@@ -30,7 +30,6 @@ from jobqueue_operator.policy import Counters, Observation, WorkerLoad
 from jobqueue_protocol import keys
 from jobqueue_protocol.stats import QueueStats, WorkerHeartbeat, queue_stats
 
-
 #: SCAN's COUNT hint and the most SCAN calls per pattern per expansion: at most about
 #: 20 × 500 = 10,000 keys examined, a few ms of Redis time, every refreshEveryPolls polls.
 SCAN_COUNT = 500
