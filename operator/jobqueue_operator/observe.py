@@ -242,10 +242,12 @@ def summarise(
     reserved = [
         w.reserved
         for q, w in weights.items()
-        if q in stats and (stats[q].waiting or stats[q].in_flight)
+        if q in stats and (stats[q].waiting or stats[q].delayed_due or stats[q].in_flight)
     ]
     return Observation(
-        depth=round(sum(s.waiting * weight(q) for q, s in stats.items())),
+        # A delayed job that is already due waits like a ready one; only a worker's
+        # fetch promotes it, so at zero replicas it would otherwise never wake a pool.
+        depth=round(sum((s.waiting + s.delayed_due) * weight(q) for q, s in stats.items())),
         oldest_age_s=max((s.oldest_age_s() * weight(q) for q, s in stats.items()), default=0.0),
         reserved_floor=max(reserved, default=0),
         in_flight=sum(s.in_flight for s in stats.values()),

@@ -34,6 +34,14 @@ def test_summarise_adds_depth_and_takes_the_oldest_age() -> None:
     assert (obs.workers, obs.busy_workers) == (2, 1)
 
 
+def test_due_delayed_jobs_count_as_waiting() -> None:
+    """At zero replicas nobody promotes due retries; they must still wake the pool."""
+    due = QueueStats("a", {5: 0}, 0, 4, 0, 0, None, (), {}, 100.0, delayed_due=3)
+    obs = summarise({"a": due})
+    assert obs.depth == 3
+    assert obs.delayed == 4
+
+
 def test_empty_is_zero() -> None:
     obs = summarise({})
     assert (obs.depth, obs.oldest_age_s, obs.workers) == (0, 0.0, 0)
