@@ -18,6 +18,7 @@ unbounded poll. The ACL user then also needs ``+scan``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,7 +30,10 @@ from redis.exceptions import RedisError
 from jobqueue_operator.models import RedisConnection
 from jobqueue_operator.policy import Counters, Observation, WorkerLoad
 from jobqueue_protocol import keys
+from jobqueue_protocol.redis_health import startup_warnings_async
 from jobqueue_protocol.stats import QueueStats, WorkerHeartbeat, queue_stats
+
+log = logging.getLogger("jobqueue_operator")
 
 #: SCAN's COUNT hint and the most SCAN calls per pattern per expansion: at most about
 #: 20 × 500 = 10,000 keys examined, a few ms of Redis time, every refreshEveryPolls polls.
@@ -129,7 +133,24 @@ class RedisPools:
         found = self._clients.get(endpoint)
         if found is None:
             found = self._clients[endpoint] = self._connect(endpoint)
+            self._check_settings(endpoint, found)
         return found
+
+    def _check_settings(self, endpoint: Endpoint, client: redis.asyncio.Redis) -> None:
+        """Warn once per endpoint when Redis may evict or lose the queues' keys.
+
+        A Redis that evicts keys (any policy but noeviction) or persists nothing
+        can silently drop waiting jobs; the scaling signal would then lie. Run in
+        the background so a slow or absent Redis never delays the first poll.
+        """
+
+        async def check() -> None:
+            for message in await startup_warnings_async(client):
+                log.warning("%s (Redis at %s)", message, endpoint.display())
+
+        task = asyncio.get_running_loop().create_task(check())
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
 
     def release(self, owner: str) -> None:
         """``owner`` stopped (deleted JobQueue); close its client if nobody else uses it."""

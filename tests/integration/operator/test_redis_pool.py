@@ -32,3 +32,31 @@ async def test_more_concurrent_polls_than_connections_all_succeed(redis_url: str
         await pools.close()
     failures = [r for r in results if isinstance(r, BaseException)]
     assert failures == []
+
+
+async def test_an_evicting_redis_is_reported_once_per_endpoint(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An eviction policy other than noeviction can drop waiting jobs: say so at first use."""
+    import redis.asyncio as aioredis
+
+    admin = aioredis.Redis.from_url(redis_url)
+    await admin.config_set("maxmemory-policy", "allkeys-lru")
+    port = int(redis_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
+    endpoint = endpoint_for(RedisConnection(host="127.0.0.1", port=port), None)
+    pools = RedisPools()
+    try:
+        with caplog.at_level("WARNING", logger="jobqueue_operator"):
+            pools.client("ns/a", endpoint)
+            pools.client("ns/b", endpoint)  # same endpoint: no second check
+            for _ in range(50):
+                if any("allkeys-lru" in r.getMessage() for r in caplog.records):
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        await admin.config_set("maxmemory-policy", "noeviction")
+        await admin.aclose()
+        await pools.close()
+    warnings = [r.getMessage() for r in caplog.records if "allkeys-lru" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert f"127.0.0.1:{port}" in warnings[0]
