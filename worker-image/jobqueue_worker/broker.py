@@ -105,7 +105,7 @@ class NewJob:
     idempotency_key: str | None = None
 
 
-FinishKind = Literal["complete", "retry", "dead", "failed", "release"]
+FinishKind = Literal["complete", "retry", "dead", "failed", "release", "defer"]
 
 
 @dataclass(frozen=True)

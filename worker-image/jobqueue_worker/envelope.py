@@ -37,7 +37,8 @@ class JobStatus(enum.StrEnum):
 class DeadReason(enum.StrEnum):
     EXCEPTION = "exception"  # retries exhausted
     PERMANENT = "permanent"  # a PermanentError or a declared permanent exception
-    TIMEOUT = "timeout"  # reserved for the timeout issue
+    TIMEOUT = "timeout"  # the last attempt passed its hard timeout
+    MEMORY_LIMIT = "memory_limit"  # the last attempt's child passed the hard memory limit
     LEASE_LOST = "lease_lost"  # reserved: fencing rejected the job's final ack
     POISON = "poison"  # delivered more than max_deliveries times without finishing
     MALFORMED = "malformed"  # not JSON or not a valid envelope

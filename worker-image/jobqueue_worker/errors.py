@@ -25,3 +25,20 @@ class ConfigError(Exception):
 
 class EnqueueError(Exception):
     """A job was refused before it reached Redis (bad envelope, too large)."""
+
+
+class JobTimeout(Exception):  # noqa: N818 - named after what happened
+    """The attempt passed its hard timeout and was stopped (cancelled or killed).
+
+    Retried like a failure, with ``JQW_TIMEOUT_BACKOFF_MULTIPLIER`` times the
+    type's backoff; dead-lettered with reason ``timeout`` when attempts run out.
+    """
+
+    def __init__(self, seconds: float, how: str) -> None:
+        super().__init__(f"hard timeout after {seconds:.3f} s ({how})")
+        self.seconds = seconds
+        self.how = how
+
+
+class MemoryLimitExceeded(Exception):  # noqa: N818
+    """An isolated job's child process passed the worker's hard memory limit and was killed."""

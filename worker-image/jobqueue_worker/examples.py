@@ -93,3 +93,40 @@ def crash(job: Job) -> None:
     if p.get("ledger"):
         _append(str(p["ledger"]), job, "crash")
     os._exit(17)
+
+
+@registry.job_type("spin_forever", isolated=True)
+def spin_forever(job: Job) -> None:
+    """A runaway CPU-bound job: only a hard timeout (killing its process) stops it."""
+    while True:
+        pass
+
+
+@registry.job_type("spin_isolated", isolated=True)
+def spin_isolated(job: Job) -> int:
+    """``cpu_spin`` in its own process (``isolated=True``)."""
+    deadline = time.monotonic() + float(_payload(job).get("seconds", 1.0))
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+    return n
+
+
+_LEAK: list[bytes] = []
+
+
+@registry.job_type("leak_memory")
+async def leak_memory(job: Job) -> int:
+    """Keeps ``payload["mb"]`` MB alive in the worker: a leaking handler."""
+    mb = int(_payload(job).get("mb", 10))
+    _LEAK.append(os.urandom(mb * 1024 * 1024))
+    p = _payload(job)
+    if p.get("ledger"):
+        _append(str(p["ledger"]), job)
+    return mb
+
+
+@registry.job_type("crash_free_permanent", isolated=True)
+def crash_free_permanent(job: Job) -> None:
+    """An isolated handler that raises: the exception crosses the process boundary."""
+    raise PermanentError("refused in the child process")

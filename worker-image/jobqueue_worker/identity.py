@@ -14,10 +14,11 @@ def worker_id(pod_name: str | None) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-def rss_bytes() -> int:
+def rss_bytes(pid: int | None = None) -> int:
+    """Resident memory of this process (or ``pid``); 0 if it cannot be read."""
     try:
         import psutil
 
-        return int(psutil.Process().memory_info().rss)
+        return int(psutil.Process(pid).memory_info().rss)
     except Exception:
         return 0

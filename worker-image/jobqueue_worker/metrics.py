@@ -66,3 +66,43 @@ RATE_LIMIT_CAPACITY = Gauge(
     "What a rate limit allows per window (bucket: the burst).",
     ["type", "limit"],
 )
+TIMEOUTS = Counter(
+    "jobqueue_job_timeouts_total",
+    "Attempts that passed their soft (warning) or hard (stopped) timeout.",
+    ["queue", "type", "kind"],
+)
+TIMEOUT_SECONDS = Gauge(
+    "jobqueue_job_timeout_seconds",
+    "The timeout the last attempt of a type ran under (adaptive or configured; 0: none).",
+    ["type", "kind"],
+)
+EXECUTION_SECONDS = Gauge(
+    "jobqueue_job_execution_seconds",
+    "Execution time statistics per type over this worker's recent window of successful"
+    " attempts (stat: min, max, mean, p50, p95, p99).",
+    ["type", "stat"],
+)
+MEMORY_LIMIT = Gauge(
+    "jobqueue_worker_memory_limit_bytes",
+    "The hard memory limit this worker enforces (WORKER_MEMORY_HARD_LIMIT, else 90% of the"
+    " cgroup limit); 0 without one.",
+)
+MEMORY_SOFT_LIMIT = Gauge(
+    "jobqueue_worker_memory_soft_limit_bytes",
+    "The soft memory limit (warning, then recycle); 0 without one.",
+)
+MEMORY_RSS = Gauge(
+    "jobqueue_worker_memory_rss_bytes",
+    "Resident memory of the worker and its isolated job processes, as last sampled.",
+)
+MEMORY_EVENTS = Counter(
+    "jobqueue_worker_memory_events_total",
+    "Memory checks that found the worker over a limit (kind: soft, hard), isolated children"
+    " killed (child_killed) and jobs deferred by the expected-memory pre-check (deferred).",
+    ["kind"],
+)
+RECYCLES = Counter(
+    "jobqueue_worker_recycles_total",
+    "Graceful exits asked for by a limit (reason: jobs, age, memory_hard, memory_soft).",
+    ["reason"],
+)

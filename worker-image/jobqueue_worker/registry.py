@@ -33,6 +33,7 @@ class Job:
     max_attempts: int
     deliveries: int
     idempotency_key: str | None = None
+    timeout_s: float | None = None  # the envelope's own hard timeout, if the producer set one
 
 
 Handler = Callable[[Job], Any] | Callable[[Job], Awaitable[Any]]
@@ -46,6 +47,15 @@ class JobType:
     permanent: tuple[type[BaseException], ...] = ()
     dead_letter: bool = True  # False: exhausted jobs end as "failed", not in the DLQ
     is_async: bool = field(default=False)
+    # Run each job in its own child process (forkserver), which the hard timeout
+    # or the memory limit can kill: for sync/CPU-bound handlers that must not
+    # wedge the worker. The handler must be a module-level function and the
+    # result picklable.
+    isolated: bool = False
+    # Timeout and expected memory set in code; the environment (TIMEOUT_<TYPE>,
+    # JOB_MEMORY_<TYPE>) wins.
+    timeout_s: float | None = None
+    memory_bytes: int = 0
 
     @property
     def failure_policy(self) -> FailurePolicy:
@@ -64,16 +74,25 @@ class Registry:
         backoff: BackoffPolicy = DEFAULT,
         permanent: tuple[type[BaseException], ...] = (),
         dead_letter: bool = True,
+        isolated: bool = False,
+        timeout_s: float | None = None,
+        memory_bytes: int = 0,
     ) -> JobType:
         if name in self._types:
             raise ValueError(f"job type {name!r} is already registered")
+        is_async = inspect.iscoroutinefunction(handler)
+        if isolated and is_async:
+            raise ValueError(f"job type {name!r}: isolated=True is for sync handlers")
         jt = JobType(
             name=name,
             handler=handler,
             backoff=backoff,
             permanent=permanent,
             dead_letter=dead_letter,
-            is_async=inspect.iscoroutinefunction(handler),
+            is_async=is_async,
+            isolated=isolated,
+            timeout_s=timeout_s,
+            memory_bytes=memory_bytes,
         )
         self._types[name] = jt
         return jt
@@ -85,6 +104,9 @@ class Registry:
         backoff: BackoffPolicy = DEFAULT,
         permanent: tuple[type[BaseException], ...] = (),
         dead_letter: bool = True,
+        isolated: bool = False,
+        timeout_s: float | None = None,
+        memory_bytes: int = 0,
     ) -> Callable[[Handler], Handler]:
         """Decorator form of ``register``; the name defaults to the function's name."""
 
@@ -95,6 +117,9 @@ class Registry:
                 backoff=backoff,
                 permanent=permanent,
                 dead_letter=dead_letter,
+                isolated=isolated,
+                timeout_s=timeout_s,
+                memory_bytes=memory_bytes,
             )
             return fn
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import threading
@@ -34,11 +35,14 @@ from jobqueue_worker.broker import (
     is_transient,
 )
 from jobqueue_worker.envelope import DeadReason, JobEnvelope, describe, jsonable
-from jobqueue_worker.errors import ConfigError, PermanentError
+from jobqueue_worker.errors import ConfigError, JobTimeout, MemoryLimitExceeded, PermanentError
+from jobqueue_worker.execution import Supervisor
+from jobqueue_worker.memlimit import MemoryPolicy, cgroup_limit, default_policy
 from jobqueue_worker.registry import Job, JobType, Registry
 from jobqueue_worker.renewer import Held, LeaseRenewer
-from jobqueue_worker.seams import Admission, AdmitAll, ExecutionGuard, NoGuard
+from jobqueue_worker.seams import Admission, AdmitAll, ExecutionGuard
 from jobqueue_worker.settings import WorkerSettings
+from jobqueue_worker.timeouts import History, timeout_retry_delay
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +74,16 @@ class Worker:
         self.registry = registry
         self.rng = rng or random.Random()
         self.admission: Admission = admission or AdmitAll()
-        self.guard: ExecutionGuard = guard or NoGuard()
+        self.history = History()
+        self.supervisor = Supervisor(settings, self.history)
+        self.guard: ExecutionGuard = guard or self.supervisor
+        self.memory: MemoryPolicy = default_policy(
+            settings.memory_soft_limit,
+            settings.memory_hard_limit,
+            cgroup_limit() if settings.use_cgroup_limit else None,
+        )
+        self.recycle_reason: str | None = None
+        self._memory_state = "ok"
         self.id = identity.worker_id(settings.pod_name)
         unknown = settings.unknown_type_keys(registry.names())
         if unknown:
@@ -178,6 +191,7 @@ class Worker:
         background = [
             asyncio.create_task(self._reap_loop(), name="jq-reap"),
             asyncio.create_task(self._heartbeat_loop(), name="jq-heartbeat"),
+            asyncio.create_task(self._limits_loop(), name="jq-limits"),
         ]
         stop_wait = asyncio.create_task(self._stop_requested.wait())
         await asyncio.wait([dispatcher, stop_wait], return_when=asyncio.FIRST_COMPLETED)
@@ -373,6 +387,9 @@ class Worker:
             del self._active[fetched.id]
         metrics.IN_FLIGHT.set(len(self._active))
         self._pending.append(op)
+        n = self.settings.recycle_after_jobs
+        if n is not None and self.processed >= n:
+            self.recycle("jobs", f"processed {self.processed} jobs (WORKER_RECYCLE_AFTER_JOBS={n})")
         if self._changed is not None:
             self._changed.set()
 
@@ -417,7 +434,11 @@ class Worker:
             max_attempts=max_attempts,
             deliveries=f.deliveries,
             idempotency_key=env.idempotency_key,
+            timeout_s=env.timeout_s,
         )
+        deferred = self._memory_precheck(f, jt, active)
+        if deferred is not None:
+            return deferred
         ctx = {"job_id": f.id, "job_type": env.type, "queue": f.queue, "attempt": f.attempt}
         if self.settings.log_payloads:
             ctx["payload"] = env.payload
@@ -439,6 +460,7 @@ class Worker:
         dur = time.monotonic() - t0
         self.processed += 1
         self._busy_s += dur
+        self.history.add(env.type, dur)
         metrics.DURATION.labels(f.queue, env.type).observe(dur)
         metrics.JOBS.labels(f.queue, env.type, "completed").inc()
         log.debug("Completed job", extra={**ctx, "duration_s": round(dur, 6)})
@@ -475,6 +497,10 @@ class Worker:
             "error": error,
             "traceback": trace,
         }
+        if isinstance(outcome, RetryLater) and isinstance(exc, JobTimeout):
+            outcome = RetryLater(
+                timeout_retry_delay(outcome.delay_s, self.settings.timeout_backoff_multiplier)
+            )
         if isinstance(outcome, RetryLater):
             metrics.RETRIES.labels(f.queue, jt.name).inc()
             metrics.JOBS.labels(f.queue, jt.name, "retried").inc()
@@ -485,7 +511,15 @@ class Worker:
             )
             return FinishOp(op="retry", delay_ms=int(outcome.delay_s * 1000), **common)
         assert isinstance(outcome, GiveUp)
-        reason = DeadReason.PERMANENT if outcome.permanent else DeadReason.EXCEPTION
+        reason = (
+            DeadReason.PERMANENT
+            if outcome.permanent
+            else DeadReason.TIMEOUT
+            if isinstance(exc, JobTimeout)
+            else DeadReason.MEMORY_LIMIT
+            if isinstance(exc, MemoryLimitExceeded)
+            else DeadReason.EXCEPTION
+        )
         if not jt.dead_letter:
             metrics.JOBS.labels(f.queue, jt.name, "failed").inc()
             log.error("Job failed for good", exc_info=exc, extra=ctx)
@@ -494,6 +528,83 @@ class Worker:
         metrics.DEAD_LETTERS.labels(f.queue, reason.value).inc()
         log.error("Job failed, dead-lettered", exc_info=exc, extra={**ctx, "reason": reason.value})
         return FinishOp(op="dead", reason=reason.value, **common)
+
+    # -- runtime limits: memory, recycling -------------------------------------
+    def recycle(self, reason: str, why: str) -> None:
+        """Stop fetching, finish in-flight jobs (grace period), exit 0 so the pod restarts."""
+        if self.recycle_reason is not None:
+            return
+        self.recycle_reason = reason
+        metrics.RECYCLES.labels(reason).inc()
+        log.warning("Recycling the worker", extra={"reason": reason, "why": why})
+        self.request_stop()
+
+    def _expected_memory(self, jt: JobType) -> int:
+        return self.settings.memory_for(jt.name) or jt.memory_bytes
+
+    def _memory_precheck(self, f: Fetched, jt: JobType, active: _Active) -> FinishOp | None:
+        """Defer (no attempt, no delivery) a job whose expected memory would pass the hard limit."""
+        expected = self._expected_memory(jt)
+        if expected <= 0 or self.memory.hard is None:
+            return None
+        with self._active_lock:
+            others = [a for a in self._active.values() if a is not active]
+        if not others:
+            return None  # alone it always runs: a too-big type cannot wedge the queue
+        reserved = sum(
+            self._expected_memory(j) for a in others if (j := self.registry.get(a.type)) is not None
+        )
+        if self.memory.fits(self._rss(), reserved, expected):
+            return None
+        metrics.MEMORY_EVENTS.labels("deferred").inc()
+        log.info(
+            "Deferred a job: its expected memory would pass the hard limit",
+            extra={"job_id": f.id, "job_type": jt.name, "expected_bytes": expected},
+        )
+        return FinishOp(queue=f.queue, id=f.id, token=f.token, op="defer", delay_ms=1000)
+
+    def _rss(self) -> int:
+        """The worker's RSS plus its isolated job processes'."""
+        total = identity.rss_bytes()
+        for proc in list(self.supervisor.children.values()):
+            if proc.pid is not None:
+                total += identity.rss_bytes(proc.pid)
+        return total
+
+    async def _limits_loop(self) -> None:
+        metrics.MEMORY_LIMIT.set(self.memory.hard or 0)
+        metrics.MEMORY_SOFT_LIMIT.set(self.memory.soft or 0)
+        hours = self.settings.recycle_after_hours
+        while True:
+            await asyncio.sleep(self.settings.memory_check_interval_s)
+            if hours is not None and time.time() - self.started_at >= hours * 3600:
+                self.recycle("age", f"running {hours} h (WORKER_RECYCLE_AFTER_HOURS)")
+            rss = self._rss()
+            metrics.MEMORY_RSS.set(rss)
+            state = self.memory.state(rss)
+            if state != self._memory_state:
+                extra = {"rss_bytes": rss, "soft": self.memory.soft, "hard": self.memory.hard}
+                if state == "soft":
+                    metrics.MEMORY_EVENTS.labels("soft").inc()
+                    log.warning("Worker memory over its soft limit", extra=extra)
+                elif state == "hard":
+                    metrics.MEMORY_EVENTS.labels("hard").inc()
+                    log.error("Worker memory over its hard limit", extra=extra)
+                self._memory_state = state
+            if state == "hard":
+                # An isolated job is the likely culprit: kill the biggest child first.
+                children = [
+                    (identity.rss_bytes(p.pid), jid)
+                    for jid, p in list(self.supervisor.children.items())
+                    if p.pid is not None
+                ]
+                if children and max(children)[0] > 0:
+                    _, jid = max(children)
+                    if self.supervisor.kill_child(jid):
+                        metrics.MEMORY_EVENTS.labels("child_killed").inc()
+                        log.error("Killed an isolated job over the memory limit: %s", jid)
+                        continue
+                self.recycle("memory_hard", f"RSS {rss} bytes ≥ hard limit {self.memory.hard}")
 
     # -- background ------------------------------------------------------------
     async def _reap_loop(self) -> None:
@@ -548,12 +659,32 @@ class Worker:
             try:
                 await self._send_heartbeat()
                 self.last_redis_ok = self.last_heartbeat_ok = time.monotonic()
+                await self._publish_exec_stats()
                 if self.settings.http_port:
                     await self._publish_queue_gauges()
             except Exception as exc:
                 metrics.REDIS_ERRORS.labels(op="heartbeat").inc()
                 log.warning("Heartbeat failed", extra={"error": repr(exc)})
             await asyncio.sleep(self.settings.heartbeat_interval_s)
+
+    async def _publish_exec_stats(self) -> None:
+        """Per-type execution statistics and timeouts: gauges and the ``exec`` hash."""
+        summary = self.history.summary()
+        if not summary:
+            return
+        body: dict[str, dict[str, float]] = {}
+        for job_type, st in summary.items():
+            row = st.as_dict()
+            for stat in ("min", "max", "mean", "p50", "p95", "p99"):
+                metrics.EXECUTION_SECONDS.labels(job_type, stat).set(row[stat])
+            jt = self.registry.get(job_type)
+            if jt is not None:
+                probe = Job(job_type, job_type, "", None, 5, 1, 1, 1)
+                row["timeout_s"] = self.supervisor.timeouts(probe, jt).hard_s or 0.0
+            body[job_type] = row
+        await self.broker.publish_exec_stats(
+            self.plan.queues, self.id, json.dumps(body), ttl_s=self.settings.heartbeat_ttl_s * 4
+        )
 
     async def _publish_queue_gauges(self) -> None:
         stats = await self.broker.stats(self.plan.queues, self.settings.heartbeat_ttl_s)

@@ -32,9 +32,17 @@ async def _evalsha_calls(r: redis.asyncio.Redis) -> dict[str, int]:
     return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
 
 
-@pytest.mark.parametrize(("concurrency", "max_per_job"), [(1, 1.0), (8, 0.5)])
-async def test_round_trips_per_job_at_steady_state(
-    redis_url: str, start_worker: StartWorker, until: Any, concurrency: int, max_per_job: float
+@pytest.mark.parametrize(
+    ("concurrency", "max_per_job", "limited"),
+    [(1, 1.0, False), (8, 0.5, False), (1, 1.0, True), (8, 0.5, True)],
+)
+async def test_round_trips_per_job_at_steady_state(  # noqa: PLR0917 - fixtures + params
+    redis_url: str,
+    start_worker: StartWorker,
+    until: Any,
+    concurrency: int,
+    max_per_job: float,
+    limited: bool,
 ) -> None:
     n = 2000
     done: list[str] = []
@@ -49,8 +57,18 @@ async def test_round_trips_per_job_at_steady_state(
     r = redis.asyncio.Redis.from_url(redis_url)
     before = await _evalsha_calls(r)
     # Long background intervals so what we count is the per-job traffic.
+    # limited: three rate limits (never reached) and a per-type cap are checked in the
+    # same step call, so the count must not change.
+    extra: dict[str, Any] = (
+        {
+            "rate_limits": {"NOOP": "100000/second,1000000/minute:bucket,1000000/hour:fixed"},
+            "type_concurrency": {"NOOP": concurrency},
+        }
+        if limited
+        else {}
+    )
     w = await start_worker(
-        reg, concurrency=concurrency, heartbeat_interval_s=60, reap_interval_s=60
+        reg, concurrency=concurrency, heartbeat_interval_s=60, reap_interval_s=60, **extra
     )
 
     async def all_done() -> bool:
@@ -63,7 +81,8 @@ async def test_round_trips_per_job_at_steady_state(
     delta = {k: v for k, v in delta.items() if v and k != "info"}
     per_job = w.step_calls / n
     print(
-        f"\nconcurrency {concurrency}: {w.step_calls} step calls for {n} jobs "
+        f"\nconcurrency {concurrency}{' with limits + cap' if limited else ''}:"
+        f" {w.step_calls} step calls for {n} jobs "
         f"= {per_job:.3f} round trips per job; Redis commands: {delta}"
     )
     assert per_job <= max_per_job + 0.01

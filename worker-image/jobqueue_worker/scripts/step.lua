@@ -22,7 +22,7 @@ its retry-after (spread by the limit's spacing) WITHOUT counting a delivery or a
 attempt, and the fetch goes on with the next job, so other types are not blocked.
 At most 100 jobs are deferred per call.
   [17] this worker's free slots per capped job type, JSON object ("{}": no caps)
-Finish op: {q, id, token, op: complete|retry|dead|failed|release,
+Finish op: {q, id, token, op: complete|retry|dead|failed|release|defer,
             result?, duration_ms?, delay_ms?, error?, traceback?, reason?}
 Returns: {acks, fetched, next_due_ms, now_ms, throttled}
   acks: 1/0 per finish op (0: the fencing token no longer matches; ignored)
@@ -154,6 +154,16 @@ for i, op in ipairs(ops) do
         redis.call('PEXPIRE', jk, result_ttl)
         redis.call('HINCRBY', K(q, 14), 'failed', 1)
         redis.call('HINCRBY', K(q, 14), 'busy_ms', dur)
+      elseif op.op == 'defer' then
+        -- Not run (the expected-memory pre-check): back to delayed, no delivery,
+        -- no attempt.
+        local due = now + tonumber(op.delay_ms or 0)
+        redis.call('ZREM', K(q, 12), id)
+        redis.call('ZADD', K(q, 11), due, id)
+        redis.call('HINCRBY', jk, 'deliveries', -1)
+        redis.call('HSET', jk, 'status', 'deferred', 'due_at', due)
+        redis.call('HINCRBY', K(q, 14), 'deferred', 1)
+        wake(q)
       elseif op.op == 'release' then
         -- Handed back at shutdown: front of its band, and the delivery does not count.
         redis.call('ZREM', K(q, 12), id)
