@@ -137,3 +137,40 @@ async def test_handler_side_token_bucket_allows_its_burst_then_its_rate(redis_ur
         await once.acquire()  # would wait ~60 s, more than max_wait_s: refused at once
     assert info.value.retry_after_s > 50
     await b.close()
+
+
+async def test_fetch_token_bucket_admits_its_burst_at_once_then_its_rate(
+    redis_url: str, start_worker: StartWorker, until: Any
+) -> None:
+    reg = Registry()
+
+    @reg.job_type("burst")
+    async def burst(job: Job) -> None:
+        return None
+
+    n, rate, burst_n = 11, 4, 5  # 5 at once, then one per 250 ms
+    async with Producer(redis_url) as p:
+        ids = await p.enqueue_many([JobRequest(type="burst") for _ in range(n)])
+    await start_worker(
+        reg, concurrency=10, rate_limits={"BURST": f"{rate}/second:bucket:{burst_n}"}
+    )
+    r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+
+    async def done() -> bool:
+        return int(await r.hget(keys.counters_key("default"), "completed") or 0) >= n
+
+    await until(done, 20)
+    starts = sorted(await _started_at_ms(r, "default", ids))
+    print(
+        f"\nbucket {rate}/s burst {burst_n}: lease times (ms after the first)"
+        f" {[s - starts[0] for s in starts]}"
+    )
+    # The burst: the first step call leased 5 jobs at the same Redis instant.
+    assert starts[:burst_n] == [starts[0]] * burst_n
+    assert starts[burst_n] > starts[0]
+    # Then the rate: in any [a, b], at most burst + (b - a) / (1000 / rate) jobs.
+    t_ms = 1000 / rate
+    for i in range(n):
+        for j in range(i, n):
+            assert j - i + 1 <= burst_n + (starts[j] - starts[i]) / t_ms + 1e-9
+    await r.aclose()
