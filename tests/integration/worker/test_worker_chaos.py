@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -67,7 +68,10 @@ async def test_kill_9_mid_job_then_another_worker_completes_it_after_the_lease(
         # the lease (1 s) bounds recovery; the rest is the handler's 2 s and start-up
         assert recovered_after < 1.0 + 2.0 + 6.0, recovered_after
         b.proc.send_signal(signal.SIGTERM)
-        assert b.proc.wait(15) == 0
+        try:
+            assert b.proc.wait(15) == 0
+        except subprocess.TimeoutExpired:
+            raise AssertionError("worker b did not exit:\n" + b.output()[-4000:]) from None
 
 
 async def test_sigterm_mid_job_lets_it_finish_within_the_grace_period(

@@ -174,3 +174,36 @@ async def test_fetch_token_bucket_admits_its_burst_at_once_then_its_rate(
         for j in range(i, n):
             assert j - i + 1 <= burst_n + (starts[j] - starts[i]) / t_ms + 1e-9
     await r.aclose()
+
+
+async def test_jobqueue_stats_shows_rate_limits_and_execution_times(
+    redis_url: str, until: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from jobqueue_worker import cli, examples
+
+    monkeypatch.setenv("RATE_LIMIT_NOOP", "3/minute")
+    async with Producer(redis_url) as p:
+        await p.enqueue_many([JobRequest(type="noop") for _ in range(5)])
+    from jobqueue_worker.settings import load
+
+    w = Worker(load(redis_url=redis_url, http_port=0, heartbeat_interval_s=0.2), examples.registry)
+    task = asyncio.create_task(w.run())
+
+    async def published() -> bool:
+        return bool(await w.broker.exec_stats(["default"]))
+
+    await until(published, 10)
+    env = {"JQW_REDIS_URL": redis_url, "COLUMNS": "200"}
+    res = await asyncio.to_thread(CliRunner().invoke, cli.app, ["stats"], env=env)
+    w.request_stop()
+    w.request_stop()
+    await asyncio.wait_for(task, 15)
+    out = res.output
+    assert res.exit_code == 0, out
+    assert "rate limits" in out
+    assert "3/60000ms:sliding" in out
+    assert "3 / 3" in out  # used / capacity
+    assert "execution time per type" in out
+    assert "noop" in out
