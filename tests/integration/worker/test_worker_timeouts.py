@@ -175,3 +175,46 @@ async def test_soft_timeout_logs_a_warning_and_the_job_completes(
     assert warnings[0].__dict__["job_id"] == job_id
     assert metrics.TIMEOUTS.labels("default", "sluggish", "soft")._value.get() - before == 1
     assert metrics.TIMEOUTS.labels("default", "sluggish", "hard")._value.get() == 0
+
+
+async def test_adaptive_timeout_stops_a_job_far_slower_than_its_history(
+    redis_url: str, start_worker: StartWorker, until: Any
+) -> None:
+    reg = Registry()
+
+    @reg.job_type("usual", backoff=NO_RETRY)
+    async def usual(job: Job) -> None:
+        seconds = job.payload.get("s", 0.01) if isinstance(job.payload, dict) else 0.01
+        await asyncio.sleep(float(seconds))  # type: ignore[arg-type]
+
+    async with Producer(redis_url) as p:
+        for _ in range(6):
+            await p.enqueue("usual", {"s": 0.01})
+    w = await start_worker(
+        reg,
+        concurrency=1,
+        timeouts={"USUAL": 30.0},  # the configured ceiling
+        adaptive_timeouts=True,
+        adaptive_min_samples=5,
+        adaptive_factor=3,
+        adaptive_min_s=0.3,
+    )
+
+    async def history() -> bool:
+        return len(w.history.durations("usual")) >= 6
+
+    await until(history, 10)
+    probe = Job("x", "usual", "default", None, 5, 1, 1, 1)
+    jt = reg.get("usual")
+    assert jt is not None
+    assert w.supervisor.timeouts(probe, jt).hard_s == pytest.approx(0.3)  # 3 × ~0.01 s → min
+    async with Producer(redis_url) as p:
+        slow_id = await p.enqueue("usual", {"s": 20})
+
+    async def dead() -> bool:
+        return (await _job(redis_url, slow_id)).get("status") == "dead"
+
+    await until(dead, 10)
+    h = await _job(redis_url, slow_id)
+    assert h["dead_reason"] == "timeout"
+    assert "hard timeout after 0.300 s" in h["error"]
