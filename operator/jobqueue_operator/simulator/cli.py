@@ -33,8 +33,8 @@ app = typer.Typer(
 )
 
 SLO_NOTE = (
-    "* reference SLO: a latency-SLO / Little's-law sizing implemented in the simulator only; "
-    "the operator does not have this mode yet (issue 8 item 2)."
+    "SLO (operator): the operator's own latency-SLO / rate sizing (spec.slo); a spec "
+    "without slo gets maxWaitSeconds from --max-wait and concurrencyPerPod from --concurrency."
 )
 
 
@@ -70,7 +70,10 @@ def simulate(
     tail: Annotated[float, typer.Option(help="seconds simulated after the last arrival")] = 600.0,
     max_wait: Annotated[
         float | None,
-        typer.Option(help="SLO of the reference SLO policy (default: spec's scale-up latency)"),
+        typer.Option(
+            help="maxWaitSeconds for the SLO policy when the spec has no slo "
+            "(default: the spec's scale-up latency)"
+        ),
     ] = None,
     keda_list_length: Annotated[
         int, typer.Option(help="KEDA model's listLength (jobs per pod)")

@@ -16,7 +16,7 @@ from jobqueue_operator.simulator.policies import (
     KedaHpaModel,
     KedaSettings,
     OperatorPolicy,
-    ReferenceSloPolicy,
+    OperatorSloPolicy,
 )
 from jobqueue_operator.simulator.spec_file import LoadedSpec
 from jobqueue_operator.simulator.traces import Trace
@@ -44,7 +44,7 @@ class Scenario:
     seed: int = 0
     keda: KedaSettings = field(default_factory=KedaSettings)
     max_wait_s: float | None = None
-    """The SLO for the reference SLO policy; None: the spec's scale-up latency threshold."""
+    """maxWaitSeconds for the SLO policy when the spec has none; None: the scale-up latency."""
     sample_every_s: float = 5.0
 
 
@@ -55,14 +55,11 @@ def build_policy(name: PolicyName, spec: LoadedSpec, scenario: Scenario) -> Poli
         return OperatorPolicy(eff, spec.polling_interval_s)
     if name is PolicyName.KEDA:
         return KedaHpaModel(eff.min_replicas, eff.max_replicas, scenario.keda)
-    return ReferenceSloPolicy(
-        min_replicas=eff.min_replicas,
-        max_replicas=eff.max_replicas,
-        interval_s=spec.polling_interval_s,
-        concurrency=scenario.concurrency,
+    return OperatorSloPolicy(
+        eff,
+        spec.polling_interval_s,
         max_wait_s=scenario.max_wait_s if scenario.max_wait_s is not None else eff.up_latency_s,
-        prior_service_s=scenario.service.mean_s,
-        down_window_s=eff.down_cooldown_s,
+        concurrency=scenario.concurrency,
     )
 
 

@@ -7,9 +7,6 @@
   latency-SLO / rate mode switched on (``spec.slo``), fed the same counters the
   real loop derives its rates from.
 * :class:`KedaHpaModel` is a *model* of KEDA + the HPA with their defaults.
-* :class:`ReferenceSloPolicy` is a *reference* latency-SLO / rate sizing written
-  before the operator had that mode (issue 8 item 2); it stays so earlier
-  comparisons can be reproduced, and is labelled as such everywhere.
 """
 
 from __future__ import annotations
@@ -101,7 +98,7 @@ class OperatorPolicy:
 class OperatorSloPolicy(OperatorPolicy):
     """The operator's latency-SLO / rate mode: ``decide`` with ``spec.slo`` set.
 
-    The adapter the comparison can use instead of :class:`ReferenceSloPolicy`:
+    The adapter the comparison uses for its SLO policy:
     the same function the operator runs, with ``maxWaitSeconds`` and
     ``concurrencyPerPod`` filled in when the loaded spec has no ``slo``.
     """
@@ -258,84 +255,3 @@ class KedaHpaModel:
             limit = _ceil(start * (1 - self.s.down_percent / 100))
             return max(recommendation, limit)
         return current
-
-
-class ReferenceSloPolicy:
-    """REFERENCE ONLY: latency-SLO / rate sizing as issue 8 item 2 and anchors §5.1 describe it.
-
-    The operator does not have this mode yet; this class exists in the
-    simulator so the comparison can show what it would do. Every tick:
-
-    * arrival rate λ over the last ``rate_window_s`` (from the enqueued counter),
-      mean service time s from the completed jobs in that window (the workers'
-      ``busy_ms`` / ``completed`` counters), the configured prior before any job
-      completed;
-    * demand in busy slots = λ·s (Little's law: jobs in service at steady state)
-      + depth·s / ``max_wait_s`` (slots that drain the backlog within the SLO);
-    * desired = ceil(demand / concurrency): scale up straight to it (also from
-      zero, not to 1); scale down only to the highest recommendation of the
-      last ``down_window_s`` (stabilisation), never while the oldest job is
-      older than half the SLO, and never below the busy pods; clamped to
-      [min, max]. Scale to zero happens only when nothing waits, nothing runs
-      and nothing arrived during the window.
-    """
-
-    label = "reference SLO*"
-
-    def __init__(
-        self,
-        *,
-        min_replicas: int,
-        max_replicas: int,
-        interval_s: float,
-        concurrency: int,
-        max_wait_s: float,
-        prior_service_s: float,
-        down_window_s: float,
-        rate_window_s: float = 60.0,
-    ) -> None:
-        if max_wait_s <= 0:
-            raise ValueError("max_wait_s must be positive")
-        self.min = min_replicas
-        self.max = max_replicas
-        self.interval_s = interval_s
-        self.concurrency = concurrency
-        self.max_wait_s = max_wait_s
-        self.prior_service_s = prior_service_s
-        self.down_window_s = down_window_s
-        self.rate_window_s = rate_window_s
-        self.history: deque[tuple[float, int, int, float]] = deque()
-        self.recommendations: deque[tuple[float, int]] = deque()
-
-    def timers(self) -> Sequence[Timer]:
-        return (Timer("slo", self.interval_s, self.interval_s),)
-
-    def on_tick(self, timer: str, view: ClusterView) -> int | None:
-        now = view.now
-        self.history.append(
-            (now, view.arrived_total, view.completed_total, view.completed_service_s)
-        )
-        while len(self.history) > 2 and self.history[1][0] <= now - self.rate_window_s:
-            self.history.popleft()
-        t0, arrived0, completed0, service0 = self.history[0]
-        span = now - t0
-        arrivals = view.arrived_total - arrived0
-        rate = arrivals / span if span > 0 else 0.0
-        done = view.completed_total - completed0
-        mean_s = (view.completed_service_s - service0) / done if done else self.prior_service_s
-        demand = rate * mean_s + view.depth * mean_s / self.max_wait_s
-        raw = _ceil(demand / self.concurrency)
-        if view.depth or view.in_flight or arrivals:
-            raw = max(raw, 1)
-        while self.recommendations and self.recommendations[0][0] <= now - self.down_window_s:
-            self.recommendations.popleft()
-        self.recommendations.append((now, raw))
-        current = view.replicas
-        desired = raw
-        if raw < current:
-            desired = max(r for _, r in self.recommendations)
-            if view.oldest_age_s > self.max_wait_s / 2:
-                desired = current
-            desired = min(current, max(desired, view.busy_pods))
-        desired = min(max(desired, self.min), self.max)
-        return None if desired == current else desired

@@ -158,9 +158,9 @@ def test_cli_compares_the_three_policies(tmp_path: Path) -> None:
     args += ["--json", str(out_json), "--plot", str(out_png), "--tail", "120", "--markdown"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    for label in ("threshold (operator)", "KEDA+HPA model", "reference SLO*"):
+    for label in ("threshold (operator)", "KEDA+HPA model", "SLO (operator)"):
         assert f"| {label} |" in result.output
-    assert "does not have this mode yet" in result.output
+    assert "the operator's own latency-SLO" in result.output
     payload = json.loads(out_json.read_text())
     assert [s["arrived"] for s in payload["summaries"]] == [35, 35, 35]
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -175,7 +175,7 @@ def test_cli_runs_one_policy_and_the_cli_mean_wins(tmp_path: Path) -> None:
     payload = json.loads(out_json.read_text())
     assert [s["policy"] for s in payload["summaries"]] == ["KEDA+HPA model"]
     assert "constant service mean 3s" in payload["title"]
-    assert "reference SLO" not in result.output
+    assert "SLO (operator)" not in result.output
 
 
 @pytest.mark.parametrize(
@@ -259,6 +259,6 @@ def test_without_matplotlib_the_table_prints_and_the_plot_fails_clearly(
     args = ["simulate", "--spec", SEEDS_SPEC, "--trace", str(tiny(tmp_path)), "--policy", "slo"]
     result = CliRunner().invoke(app, [*args, "--plot", str(tmp_path / "x.png")])
     assert result.exit_code == 1
-    assert "reference SLO*" in result.output
+    assert "SLO (operator)" in result.output
     assert "jobqueue-operator[sim]" in result.output
     assert not (tmp_path / "x.png").exists()

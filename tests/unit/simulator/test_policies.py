@@ -22,7 +22,6 @@ from jobqueue_operator.simulator.engine import (
 from jobqueue_operator.simulator.policies import (
     KedaHpaModel,
     OperatorPolicy,
-    ReferenceSloPolicy,
 )
 
 
@@ -211,52 +210,3 @@ def test_keda_ignores_in_flight_work() -> None:
     assert (
         model.on_tick("hpa", view(now=315.0, depth=0, in_flight=20, busy_pods=4, replicas=4)) == 1
     )
-
-
-# ---------------------------------------------------------------- reference SLO
-
-
-def slo(**changes: float) -> ReferenceSloPolicy:
-    kwargs: dict[str, float] = {
-        "min_replicas": 0,
-        "max_replicas": 50,
-        "interval_s": 5.0,
-        "concurrency": 10,
-        "max_wait_s": 30.0,
-        "prior_service_s": 2.0,
-        "down_window_s": 300.0,
-    } | changes
-    return ReferenceSloPolicy(**kwargs)  # type: ignore[arg-type]
-
-
-def test_slo_scales_from_zero_straight_to_the_needed_count() -> None:
-    # 600 waiting, 2 s each, to drain in 30 s: 40 busy slots = 4 pods of 10, not 1.
-    assert slo().on_tick("slo", view(now=5.0, depth=600, replicas=0, arrived_total=600)) == 4
-
-
-def test_slo_sizes_by_littles_law() -> None:
-    policy = slo()
-    policy.on_tick("slo", view(now=0.0, replicas=0))
-    # 50 jobs/s for 60 s, 2 s each: 100 jobs in service on average = 10 pods.
-    desired = policy.on_tick(
-        "slo",
-        view(
-            now=60.0,
-            replicas=0,
-            arrived_total=3000,
-            completed_total=3000,
-            completed_service_s=6000.0,
-        ),
-    )
-    assert desired == 10
-
-
-def test_slo_never_goes_below_busy_pods_and_holds_while_jobs_are_old() -> None:
-    policy = slo(down_window_s=0.0)
-    assert policy.on_tick("slo", view(now=5.0, replicas=8, busy_pods=6, in_flight=6)) == 6
-    assert policy.on_tick("slo", view(now=10.0, replicas=8, depth=1, oldest_age_s=20.0)) is None
-
-
-def test_slo_stays_at_min_without_work() -> None:
-    policy = slo(min_replicas=2)
-    assert all(policy.on_tick("slo", view(now=5.0 * i, replicas=2)) is None for i in range(1, 50))
