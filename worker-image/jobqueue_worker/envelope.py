@@ -30,6 +30,8 @@ class JobStatus(enum.StrEnum):
     ACTIVE = "active"
     COMPLETED = "completed"
     RETRY_SCHEDULED = "retry_scheduled"
+    THROTTLED = "throttled"  # over its type's rate limit: waits in delayed, no attempt spent
+    DEFERRED = "deferred"  # would not fit the worker's memory: waits in delayed, no attempt spent
     FAILED = "failed"  # terminal failure of a type that opted out of the DLQ
     DEAD = "dead"
 

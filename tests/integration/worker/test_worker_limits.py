@@ -13,6 +13,7 @@ import redis.asyncio
 from jobqueue_protocol import keys
 from jobqueue_worker import metrics
 from jobqueue_worker.broker import Broker
+from jobqueue_worker.envelope import JobStatus
 from jobqueue_worker.limiter import RateLimited, RateLimiter
 from jobqueue_worker.producer import JobRequest, Producer
 from jobqueue_worker.ratelimit import max_in_any_window, parse_limits
@@ -101,6 +102,8 @@ async def test_a_throttled_type_does_not_block_other_types_nor_spend_attempts(
     for job_id in lim_ids[1:]:
         h = await r.hgetall(keys.job_key("default", job_id))
         assert (h["status"], h["attempt"], h["deliveries"]) == ("throttled", "1", "0")
+    async with Producer(redis_url) as p:
+        assert (await p.status(lim_ids[1])).status is JobStatus.THROTTLED
     stats = await r.hgetall(keys.limiter_stats_key())
     assert int(stats["limited:admitted"]) == 1
     assert int(stats["limited:throttled"]) >= 2
