@@ -12,32 +12,18 @@ import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from jobqueue_devkit.controlplane import ControlPlane
 from jobqueue_devkit.redis_server import RedisServer
-from jobqueue_devkit.stack import LocalLoop, LoopSpec, Snapshot
+from jobqueue_devkit.stack import LocalLoop, LoopSpec
 from jobqueue_worker.producer import JobRequest, Producer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.k8s, pytest.mark.redis, pytest.mark.slow]
 
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
-
-
-async def wait_for(
-    loop: LocalLoop, done: Callable[[Snapshot], bool], timeout_s: float, what: str
-) -> Snapshot:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        snap = await loop.snapshot()
-        if done(snap):
-            return snap
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not reached within {timeout_s:.0f}s; last: {snap}")
-        await asyncio.sleep(0.25)
 
 
 def pods_of(plane: ControlPlane, namespace: str) -> dict[str, dict[str, object]]:
@@ -54,17 +40,6 @@ def pods_of(plane: ControlPlane, namespace: str) -> dict[str, dict[str, object]]
 HAD_JOBS = "Draining in-flight jobs"
 #: ... and this when the grace period ran out and it handed jobs back unfinished.
 HANDED_BACK = "Handing back unfinished jobs"
-
-
-def removed_with(loop: LocalLoop, marker: str) -> list[str]:
-    """Pods removed whose worker logged ``marker`` on the way out."""
-    assert loop.runner is not None
-    out = []
-    for name in loop.runner.stopped:
-        log = loop.runner.log_dir / f"{name}.log"
-        if log.exists() and marker in log.read_text():
-            out.append(name)
-    return out
 
 
 BUSY = LoopSpec(
@@ -94,19 +69,17 @@ async def test_scale_down_removes_the_idle_pods_and_keeps_the_busy_one(
     ledger = tmp_path / "ledger.txt"
     ns, deployment = BUSY.namespace, f"{BUSY.name}-worker"
     async with LocalLoop(control_plane, redis_server, BUSY, tmp_path / "loop") as loop:
-        await wait_for(loop, lambda s: s.ready_replicas == 1, 90, "the first worker Ready")
+        await loop.wait_for(lambda s: s.ready_replicas == 1, 90, "the first worker Ready")
         # Paused, the operator leaves the count alone while the test sets it up.
         control_plane.kubectl("scale", "deployment", deployment, "-n", ns, "--replicas=3")
-        await wait_for(
-            loop,
+        await loop.wait_for(
             lambda s: s.ready_replicas == 3 and len({w.pod_name for w in s.stats.workers}) == 3,
             90,
             "three workers Ready and heartbeating",
         )
         async with Producer(redis_url, default_queue=BUSY.queue) as producer:
             job = await producer.enqueue("record", {"ledger": str(ledger), "sleep": 12.0})
-        snap = await wait_for(
-            loop,
+        snap = await loop.wait_for(
             lambda s: any(w.active_jobs for w in s.stats.workers),
             20,
             "a worker busy with the long job",
@@ -118,7 +91,7 @@ async def test_scale_down_removes_the_idle_pods_and_keeps_the_busy_one(
             "patch", "jobqueue", BUSY.name, "-n", ns, "--type=merge",
             "-p", '{"spec":{"paused":false}}',
         )  # fmt: skip
-        snap = await wait_for(loop, lambda s: s.spec_replicas == 1, 30, "the operator scaling to 1")
+        snap = await loop.wait_for(lambda s: s.spec_replicas == 1, 30, "the operator scaling to 1")
         chosen = snap.jobqueue_status.get("podSelection", {})
         assert set(chosen.get("chosenPods", [])) == idle_pods, chosen
         assert chosen.get("protectedPods") == [busy_pod], chosen
@@ -127,8 +100,7 @@ async def test_scale_down_removes_the_idle_pods_and_keeps_the_busy_one(
         while set(pods_of(control_plane, ns)) != {busy_pod}:
             assert time.monotonic() < deadline, pods_of(control_plane, ns)
             await asyncio.sleep(0.25)
-        settled = await wait_for(
-            loop,
+        settled = await loop.wait_for(
             lambda s: bool(s.jobqueue_status.get("podSelection", {}).get("settled")),
             20,
             "the scale-down settled",
@@ -139,8 +111,8 @@ async def test_scale_down_removes_the_idle_pods_and_keeps_the_busy_one(
         # the annotation is gone from the survivor: costs are not left behind
         assert DELETION_COST not in pods_of(control_plane, ns)[busy_pod]
 
-        await wait_for(loop, lambda s: s.stats.in_flight == 0, 30, "the long job done")
-        removed_mid_job = removed_with(loop, HAD_JOBS)
+        await loop.wait_for(lambda s: s.stats.in_flight == 0, 30, "the long job done")
+        removed_mid_job = loop.removed_pods_logging(HAD_JOBS)
     ran = ledger.read_text().split() if ledger.exists() else []
     print(f"\nbusy pod {busy_pod} kept; removed {sorted(idle_pods)}; mid-job: {removed_mid_job}")
     assert removed_mid_job == []
@@ -189,8 +161,7 @@ async def test_from_zero_straight_to_the_needed_count_and_never_to_zero_mid_job(
         },
     )
     async with LocalLoop(control_plane, redis_server, spec, tmp_path / "loop") as loop:
-        await wait_for(
-            loop,
+        await loop.wait_for(
             lambda s: s.desired == 0 and s.spec_replicas == 0,
             60,
             "the operator reporting at zero replicas",
@@ -205,7 +176,7 @@ async def test_from_zero_straight_to_the_needed_count_and_never_to_zero_mid_job(
             long_job = await producer.enqueue(
                 "record", {"ledger": str(ledger), "sleep": LONG_JOB_S}
             )
-        woke = await wait_for(loop, lambda s: s.spec_replicas > 0, 20, "the wake from zero")
+        woke = await loop.wait_for(lambda s: s.spec_replicas > 0, 20, "the wake from zero")
         assert woke.spec_replicas == 4, f"woke to {woke.spec_replicas}, not straight to 4"
 
         # From here on, sample until the queue is back at zero replicas.
@@ -228,7 +199,7 @@ async def test_from_zero_straight_to_the_needed_count_and_never_to_zero_mid_job(
         # Jobs were still waiting during the scale-downs, so a worker chosen as idle
         # may fetch one in the second before its SIGTERM; it must finish it, never
         # hand it back (grace 5 s, jobs 1 s).
-        handed_back = removed_with(loop, HANDED_BACK)
+        handed_back = loop.removed_pods_logging(HANDED_BACK)
 
     wake = next(d for d in decisions if d["fromReplicas"] == 0 and d["action"] == "ScaleUp")
     assert (wake["toReplicas"], wake["reason"]) == (4, "ScaleFromZero"), wake

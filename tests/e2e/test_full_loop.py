@@ -8,31 +8,30 @@ line to a ledger file, so "no job lost" is checked against what actually ran.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from jobqueue_devkit.controlplane import ControlPlane
 from jobqueue_devkit.redis_server import RedisServer
-from jobqueue_devkit.stack import LocalLoop, LoopSpec, Snapshot
+from jobqueue_devkit.stack import LocalLoop, LoopSpec, Snapshot, ledger_runs
 from jobqueue_protocol.keys import BACKGROUND
 from jobqueue_worker.producer import JobRequest, Producer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.k8s, pytest.mark.redis, pytest.mark.slow]
 
 BURST = 2000
-LONG_JOB_S = 10.0  # up to 22.5 s: all finish within the worker's 25 s drain grace
+BURST_JOB_S = 0.01  # 20 worker-seconds in all: the loop reaches its maximum before it drains
+LONG_JOB_S = 20.0  # finishes within the worker's 25 s drain grace
 
 SPEC = LoopSpec(
     namespace="e2e",
     name="e2e",
     queue="e2e",
     min_replicas=1,
-    max_replicas=6,
+    max_replicas=4,
     polling_interval_s=1,
     scale_up_depth=100,
     scale_up_cooldown_s=2,
@@ -51,12 +50,6 @@ SPEC = LoopSpec(
 )
 
 
-def ledger_ids(path: Path) -> Counter[str]:
-    if not path.exists():
-        return Counter()
-    return Counter(line.split()[0] for line in path.read_text().splitlines() if line.strip())
-
-
 class Recorder:
     """The replica count over time, as the test saw it."""
 
@@ -72,73 +65,45 @@ class Recorder:
         return [b - a for a, b in itertools.pairwise(values)]
 
 
-def removed_while_busy(loop: LocalLoop) -> list[str]:
-    """Pods the ReplicaSet removed whose worker had jobs in flight at SIGTERM.
-
-    The worker's own log says so ("Draining in-flight jobs"); heartbeats are a
-    second late and can miss a job picked up just before the signal.
-    """
-    assert loop.runner is not None
-    busy = []
-    for name in loop.runner.stopped:
-        log = loop.runner.log_dir / f"{name}.log"
-        if log.exists() and "Draining in-flight jobs" in log.read_text():
-            busy.append(name)
-    return busy
-
-
-async def poll_until(
-    loop: LocalLoop, recorder: Recorder, done: object, timeout_s: float, what: str
-) -> Snapshot:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        snap = await loop.snapshot()
-        recorder.observe(snap)
-        if callable(done) and done(snap):
-            return snap
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not reached within {timeout_s:.0f}s; last: {snap}")
-        await asyncio.sleep(0.25)
-
-
 async def test_burst_scales_up_by_steps_drains_and_scales_back_without_loss(
     control_plane: ControlPlane, redis_server: RedisServer, redis_url: str, tmp_path: Path
 ) -> None:
     ledger = tmp_path / "ledger.txt"
     recorder = Recorder()
     async with LocalLoop(control_plane, redis_server, SPEC, tmp_path / "loop") as loop:
-        await poll_until(
-            loop,
-            recorder,
+        await loop.wait_for(
             lambda s: s.ready_replicas == SPEC.min_replicas and s.desired == SPEC.min_replicas,
             120,
             "the first worker Ready and the operator reporting",
+            observe=recorder.observe,
         )
         async with Producer(redis_url, default_queue=SPEC.queue) as producer:
             burst = await producer.enqueue_many(
-                [JobRequest(type="record", payload={"ledger": str(ledger)}) for _ in range(BURST)]
+                [
+                    JobRequest(type="record", payload={"ledger": str(ledger), "sleep": BURST_JOB_S})
+                    for _ in range(BURST)
+                ]
             )
-            # One long job per possible replica, behind the burst (BACKGROUND priority),
-            # each a different length. Each worker's last job is a long one; scale-down
-            # cannot start while one still waits (its age exceeds the scale-down
-            # latency); and when the last waiting one starts, every other worker is
-            # still inside a longer one. So every pod is busy at the first scale-down.
+            # One long job per replica at the maximum, behind the burst (BACKGROUND
+            # priority). The burst is long enough for the loop to reach its maximum,
+            # so the workers take the long jobs together as it drains: every pod is
+            # busy for ~20 s, and the first scale-down (busy-aware, but allowed to
+            # disrupt) must remove one of them mid-job.
             long_jobs = await producer.enqueue_many(
                 [
                     JobRequest(
                         type="record",
-                        payload={"ledger": str(ledger), "sleep": LONG_JOB_S + 2.5 * i},
+                        payload={"ledger": str(ledger), "sleep": LONG_JOB_S},
                         priority=BACKGROUND,
                     )
-                    for i in range(SPEC.max_replicas)
+                    for _ in range(SPEC.max_replicas)
                 ]
             )
-        await poll_until(
-            loop,
-            recorder,
+        await loop.wait_for(
             lambda s: s.stats.waiting == 0 and s.stats.delayed == 0,
             300,
             "the burst and the long jobs started",
+            observe=recorder.observe,
         )
         peak = max(r for _, r in recorder.replicas)
         assert peak > SPEC.min_replicas, recorder.replicas
@@ -146,9 +111,7 @@ async def test_burst_scales_up_by_steps_drains_and_scales_back_without_loss(
         assert ups, recorder.replicas
         assert all(c <= SPEC.scale_up_max_step for c in ups), recorder.replicas
         print(f"\nreplicas until every job started: {[r for _, r in recorder.replicas]}")
-        await poll_until(
-            loop,
-            recorder,
+        await loop.wait_for(
             lambda s: (
                 s.spec_replicas == SPEC.min_replicas
                 and s.stats.in_flight == 0
@@ -157,11 +120,14 @@ async def test_burst_scales_up_by_steps_drains_and_scales_back_without_loss(
             ),
             240,
             "back at min with nothing in flight",
+            observe=recorder.observe,
         )
         final = await loop.snapshot()
-        busy_removed = removed_while_busy(loop)  # before teardown stops the last pod too
+        busy_removed = loop.removed_pods_logging(
+            "Draining in-flight jobs"
+        )  # before teardown stops the last pod too
 
-    ran = ledger_ids(ledger)
+    ran = ledger_runs(ledger)
     missing = [job for job in [*burst, *long_jobs] if job not in ran]
     duplicates = sum(n - 1 for n in ran.values() if n > 1)
     print(

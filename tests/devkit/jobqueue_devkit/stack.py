@@ -12,6 +12,9 @@ import asyncio
 import contextlib
 import json
 import sys
+import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from jobqueue_devkit.podrunner import RUN_LABEL, PodRunner
 from jobqueue_devkit.ports import free_port
 from jobqueue_devkit.procs import ManagedProcess
 from jobqueue_devkit.redis_server import RedisServer
+from jobqueue_devkit.waiting import NotReachedError
 from jobqueue_protocol.stats import QueueStats, queue_stats
 
 OPERATOR_NAMESPACE = "jobqueue-system"
@@ -316,3 +320,44 @@ class LocalLoop:
             pods=len(self.runner.pods) if self.runner else 0,
             jobqueue_status=dict(jq.get("status") or {}),
         )
+
+    async def wait_for(
+        self,
+        done: Callable[[Snapshot], bool],
+        timeout_s: float,
+        what: str,
+        observe: Callable[[Snapshot], None] | None = None,
+    ) -> Snapshot:
+        """Snapshot every 0.25 s until `done`; `observe` sees every snapshot on the way."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            snap = await self.snapshot()
+            if observe is not None:
+                observe(snap)
+            if done(snap):
+                return snap
+            if time.monotonic() > deadline:
+                raise NotReachedError(f"{what} not reached within {timeout_s:.0f}s; last: {snap}")
+            await asyncio.sleep(0.25)
+
+    def removed_pods_logging(self, marker: str) -> list[str]:
+        """Pods the runner stopped whose worker logged `marker` on the way out.
+
+        The worker's own log is the evidence of what it held at SIGTERM
+        ("Draining in-flight jobs", "Handing back unfinished jobs"); heartbeats
+        are a second late and miss a job picked up just before the signal.
+        """
+        assert self.runner is not None
+        found = []
+        for name in self.runner.stopped:
+            log = self.runner.log_dir / f"{name}.log"
+            if log.exists() and marker in log.read_text():
+                found.append(name)
+        return found
+
+
+def ledger_runs(path: Path) -> Counter[str]:
+    """How often each job id ran, from the ledger the `record` example job type appends to."""
+    if not path.exists():
+        return Counter()
+    return Counter(line.split()[0] for line in path.read_text().splitlines() if line.strip())
