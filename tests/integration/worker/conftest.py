@@ -8,6 +8,7 @@ signal tests. Both are torn down after the test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -99,6 +100,14 @@ class Spawned:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
+    def dump_stacks(self) -> str:
+        """For a process that does not exit: its threads' stacks, then its log."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(5)
+        return self.output()[-8000:]
+
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
@@ -114,6 +123,8 @@ def spawn_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Spawn
             "JQW_HANDLERS": "jobqueue_worker.examples",
             "POD_NAME": pod,
             "PYTHONPATH": str(REPO / "worker-image"),
+            # SIGABRT (Spawned.dump_stacks) prints every thread's stack to the log.
+            "PYTHONFAULTHANDLER": "1",
         }
         for k, v in {**FAST, **settings}.items():
             env[f"JQW_{k.upper()}"] = str(v)

@@ -71,7 +71,7 @@ async def test_kill_9_mid_job_then_another_worker_completes_it_after_the_lease(
         try:
             assert b.proc.wait(15) == 0
         except subprocess.TimeoutExpired:
-            raise AssertionError("worker b did not exit:\n" + b.output()[-4000:]) from None
+            raise AssertionError("worker b did not exit:\n" + b.dump_stacks()) from None
 
 
 async def test_sigterm_mid_job_lets_it_finish_within_the_grace_period(
@@ -184,7 +184,10 @@ async def test_poison_job_goes_to_the_dlq_after_max_deliveries(
 
         await until(done, 15)
         w.proc.send_signal(signal.SIGTERM)
-        assert w.proc.wait(10) == 0
+        try:
+            assert w.proc.wait(10) == 0
+        except subprocess.TimeoutExpired:
+            raise AssertionError("worker did not exit:\n" + w.dump_stacks()) from None
 
 
 async def test_redis_restart_worker_reconnects_and_loses_nothing(
