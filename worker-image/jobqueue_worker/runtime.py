@@ -205,7 +205,14 @@ class Worker:
         stop_wait.cancel()
         for task in background:
             task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        # Bounded: a task cancelled inside a Redis call (e.g. while reconnecting)
+        # must not keep the process from exiting; the process ends anyway.
+        _, stuck = await asyncio.wait(background, timeout=3.0)
+        for task in stuck:
+            log.warning(
+                "Background task did not stop after cancel; exiting without it",
+                extra={"task": task.get_name(), "stack": repr(task.get_stack(limit=5))},
+            )
         renewer.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.broker.forget_worker(self.plan.queues, self.id), 2.0)
