@@ -1,10 +1,12 @@
-"""Seams for the next issue (rate limits, per-type concurrency, timeouts, memory).
+"""Hooks around fetching and running jobs.
 
-The runtime already calls these at the right places with no-op defaults, so the
-next issue adds implementations without reshaping the fetch loop:
 - ``Admission`` is asked how many jobs may be taken BEFORE the fetch script runs
-  (rate limits and per-type concurrency as admission control, anchors R7);
-- ``ExecutionGuard`` wraps each handler call (soft/hard timeouts, memory limits, R8).
+  (default: all free slots). Rate limits and per-type concurrency do not use it:
+  they are checked per job inside the fetch script itself (``step.lua``), which
+  knows each job's type; this hook stays for worker-wide throttles.
+- ``ExecutionGuard`` wraps each handler call. The default is
+  ``execution.Supervisor`` (soft/hard/adaptive timeouts, isolated processes);
+  ``NoGuard`` runs the handler bare.
 """
 
 from __future__ import annotations
