@@ -297,12 +297,7 @@ def _counters(stats: Mapping[str, QueueStats]) -> Counters:
 
 
 def _load(hb: WorkerHeartbeat, server_time: float) -> WorkerLoad:
-    """The heartbeat fields the victim choice and the resource triggers use.
-
-    ``cpu_cores`` is read with ``getattr`` because the shared heartbeat format does
-    not carry CPU yet; once ``WorkerHeartbeat`` gains the field it is used as is.
-    """
-    cpu = getattr(hb, "cpu_cores", None)
+    """The heartbeat fields the victim choice and the resource triggers use."""
     return WorkerLoad(
         pod_name=hb.pod_name or "",
         state=hb.state,
@@ -310,7 +305,7 @@ def _load(hb: WorkerHeartbeat, server_time: float) -> WorkerLoad:
         busy_s=sum(max(0.0, server_time - job.started_at) for job in hb.jobs),
         processed=hb.processed,
         rss_bytes=hb.rss_bytes,
-        cpu_cores=float(cpu) if isinstance(cpu, int | float) else None,
+        cpu_cores=hb.cpu_cores,
     )
 
 

@@ -44,6 +44,10 @@ class WorkerHeartbeat:
     failed: int
     mean_processing_s: float
     pod_name: str | None
+    # Cores the worker process (and its reaped children) used on average since
+    # its previous heartbeat; None from a worker that does not report it, so the
+    # operator's CPU trigger stays off instead of reading an old worker as idle.
+    cpu_cores: float | None = None
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> WorkerHeartbeat | None:
@@ -55,6 +59,7 @@ class WorkerHeartbeat:
                 for j in data.get("jobs", [])
             )
             pod = data.get("pod_name")
+            cpu = data.get("cpu_cores")
             return cls(
                 worker_id=str(data["worker_id"]),
                 state=str(data["state"]),
@@ -67,6 +72,7 @@ class WorkerHeartbeat:
                 failed=int(data.get("failed", 0)),
                 mean_processing_s=float(data.get("mean_processing_s", 0.0)),
                 pod_name=None if pod is None else str(pod),
+                cpu_cores=None if cpu is None else float(cpu),
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
@@ -90,6 +96,7 @@ def heartbeat_json(hb: WorkerHeartbeat) -> str:
             "failed": hb.failed,
             "mean_processing_s": hb.mean_processing_s,
             "pod_name": hb.pod_name,
+            "cpu_cores": hb.cpu_cores,
         },
         separators=(",", ":"),
     )

@@ -124,6 +124,7 @@ class Worker:
         self.failed = 0
         self.step_calls = 0  # round trips for acks + fetches (the per-job cost)
         self._busy_s = 0.0
+        self._cpu = identity.CpuMeter()
         self.last_heartbeat_tick = time.monotonic()
         self.last_heartbeat_ok = time.monotonic()  # start-up counts as fresh
         self.last_redis_ok = 0.0
@@ -650,6 +651,7 @@ class Worker:
             failed=self.failed,
             mean_processing_s=self._busy_s / self.processed if self.processed else 0.0,
             pod_name=self.settings.pod_name,
+            cpu_cores=self._cpu.sample(),
         )
 
     async def _send_heartbeat(self) -> None:
