@@ -372,6 +372,16 @@ def dlq_show(
     _print_record(rec)
 
 
+def _dead_selection(
+    job_ids: list[str] | None, all_: bool, type_: str | None, reason: str | None
+) -> dlq_ops.DeadFilter:
+    """The filter for replay and purge; refuse to act on everything by accident."""
+    if not job_ids and not all_ and not type_ and not reason:
+        err.print("give job ids, --all, --type or --reason")
+        raise typer.Exit(2)
+    return dlq_ops.DeadFilter(type=type_, reason=reason)
+
+
 @dlq_app.command("replay")
 def dlq_replay(  # noqa: PLR0917
     job_ids: Annotated[list[str] | None, typer.Argument()] = None,
@@ -382,10 +392,7 @@ def dlq_replay(  # noqa: PLR0917
     redis_url: RedisUrl = "redis://127.0.0.1:6379/0",
 ) -> None:
     """Replay ids, or --all, or by --type/--reason (attempts reset, original priority)."""
-    if not job_ids and not all_ and not type_ and not reason:
-        err.print("give job ids, --all, --type or --reason")
-        raise typer.Exit(2)
-    flt = dlq_ops.DeadFilter(type=type_, reason=reason)
+    flt = _dead_selection(job_ids, all_, type_, reason)
     n = _dlq_run(redis_url, lambda b: dlq_ops.replay(b, queue, job_ids, flt))
     console.print(f"replayed {n}")
 
@@ -400,10 +407,7 @@ def dlq_purge(  # noqa: PLR0917
     redis_url: RedisUrl = "redis://127.0.0.1:6379/0",
 ) -> None:
     """Delete dead-lettered jobs for good."""
-    if not job_ids and not all_ and not type_ and not reason:
-        err.print("give job ids, --all, --type or --reason")
-        raise typer.Exit(2)
-    flt = dlq_ops.DeadFilter(type=type_, reason=reason)
+    flt = _dead_selection(job_ids, all_, type_, reason)
     n = _dlq_run(redis_url, lambda b: dlq_ops.purge(b, queue, job_ids, flt))
     console.print(f"purged {n}")
 

@@ -6,7 +6,7 @@ limits (count and age) keep finite.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from jobqueue_worker.broker import Broker
@@ -68,11 +68,7 @@ async def replay(
     flt: DeadFilter | None = None,
 ) -> int:
     """Back to the original priority band with attempts reset; returns how many moved."""
-    chosen = list(ids) if ids else await _matching_ids(broker, queue, flt or DeadFilter())
-    total = 0
-    for i in range(0, len(chosen), _PAGE):
-        total += await broker.replay(queue, chosen[i : i + _PAGE])
-    return total
+    return await _in_pages(broker, queue, ids, flt, broker.replay)
 
 
 async def purge(
@@ -81,8 +77,24 @@ async def purge(
     ids: Sequence[str] | None = None,
     flt: DeadFilter | None = None,
 ) -> int:
+    """Delete dead-lettered jobs for good; returns how many went."""
+    return await _in_pages(broker, queue, ids, flt, broker.purge)
+
+
+async def _in_pages(
+    broker: Broker,
+    queue: str,
+    ids: Sequence[str] | None,
+    flt: DeadFilter | None,
+    op: Callable[[str, list[str]], Awaitable[int]],
+) -> int:
+    """The given ids, or every dead job matching the filter, fed to `op` a page at a time.
+
+    Pages keep each script call short, so a replay of 100,000 jobs never blocks
+    Redis for long.
+    """
     chosen = list(ids) if ids else await _matching_ids(broker, queue, flt or DeadFilter())
     total = 0
     for i in range(0, len(chosen), _PAGE):
-        total += await broker.purge(queue, chosen[i : i + _PAGE])
+        total += await op(queue, chosen[i : i + _PAGE])
     return total
