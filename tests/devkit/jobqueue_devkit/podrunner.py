@@ -103,6 +103,7 @@ class PodRunner:
         self.core: client.CoreV1Api | None = None
         self.session: aiohttp.ClientSession | None = None
         self.stopped: list[str] = []  # names of Pods whose processes ended on deletion
+        self.signalled: list[str] = []  # names of Pods sent SIGTERM, in order (set at once)
         self._background: set[asyncio.Task[None]] = set()
         self._supervisors: set[asyncio.Task[None]] = set()
 
@@ -335,6 +336,7 @@ class PodRunner:
         pod.deleting = True
         proc = pod.process
         if proc is not None and proc.returncode is None:
+            self.signalled.append(pod.name)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
             try:

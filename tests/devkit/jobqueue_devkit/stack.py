@@ -341,15 +341,17 @@ class LocalLoop:
             await asyncio.sleep(0.25)
 
     def removed_pods_logging(self, marker: str) -> list[str]:
-        """Pods the runner stopped whose worker logged `marker` on the way out.
+        """Pods the runner sent SIGTERM whose worker logged `marker` on the way out.
 
         The worker's own log is the evidence of what it held at SIGTERM
         ("Draining in-flight jobs", "Handing back unfinished jobs"); heartbeats
-        are a second late and miss a job picked up just before the signal.
+        are a second late and miss a job picked up just before the signal. The
+        runner records a Pod when it signals it, not when the process has exited,
+        which may be many seconds later while the worker finishes its job.
         """
         assert self.runner is not None
         found = []
-        for name in self.runner.stopped:
+        for name in self.runner.signalled:
             log = self.runner.log_dir / f"{name}.log"
             if log.exists() and marker in log.read_text():
                 found.append(name)
