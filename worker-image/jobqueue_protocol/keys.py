@@ -211,3 +211,6 @@ COUNTER_REAPED: Final = "reaped"  # leases that expired (their worker died or hu
 # Not a rate: the last ready score handed out, in microseconds (keeps FIFO order
 # for jobs enqueued within the same millisecond).
 COUNTER_LAST_READY_US: Final = "last_ready_us"
+# Not a rate: the last dead-letter score handed out, in microseconds (keeps the
+# dead-letter order, so count-based retention drops the oldest first).
+COUNTER_LAST_DEAD_US: Final = "last_dead_us"

@@ -357,9 +357,11 @@ async def test_heartbeat_reaches_queue_stats(
 async def test_dlq_retention_by_count(
     redis_url: str, start_worker: StartWorker, until: Any
 ) -> None:
+    # Twenty jobs fetched in one step are dead-lettered in the next, in the same
+    # millisecond: only unique, ordered dead-letter scores keep the newest five.
     async with Producer(redis_url) as p:
-        ids = [await p.enqueue("unknown-type") for _ in range(5)]
-    await start_worker(recording_registry([]), concurrency=1, dlq_max_count=3)
+        ids = await p.enqueue_many([JobRequest(type="unknown-type") for _ in range(20)])
+    await start_worker(recording_registry([]), concurrency=20, dlq_max_count=5)
     broker = Broker(redis_url)
 
     async def trimmed() -> bool:
@@ -367,11 +369,11 @@ async def test_dlq_retention_by_count(
         left = await r.zcard(keys.dead_key("default"))
         waiting = sum([await r.zcard(k) for k in keys.ready_keys("default")])
         await r.aclose()
-        return waiting == 0 and left == 3
+        return waiting == 0 and left == 5
 
     await until(trimmed)
     kept = {rec.id for rec in await dlq.list_dead(broker, "default")}
-    assert kept == set(ids[2:])  # the oldest went first
+    assert kept == set(ids[-5:])  # the oldest went first
     assert await broker.job("default", ids[0]) is None  # record deleted with it
     await broker.close()
 

@@ -33,7 +33,11 @@ for _, id in ipairs(expired) do
   if f[1] then
     redis.call('HINCRBY', KEYS[14], 'reaped', 1)
     if tonumber(f[3] or 0) >= max_deliveries then
-      redis.call('ZADD', KEYS[13], now, id)
+      -- Unique, ordered dead-letter scores (see step.lua's dead_score).
+      local last = tonumber(redis.call('HGET', KEYS[14], 'last_dead_us') or 0)
+      local us = math.max(now * 1000, last + 1)
+      redis.call('HSET', KEYS[14], 'last_dead_us', string.format('%d', us))
+      redis.call('ZADD', KEYS[13], us / 1000, id)
       redis.call('HSET', jk, 'status', 'dead', 'dead_reason', 'poison', 'dead_at', now,
         'last_failed_at', now, 'traceback', '',
         'error', 'lease expired after ' .. (f[3] or 0) .. ' deliveries without finishing')

@@ -91,9 +91,18 @@ local function trim_dead(q)
   end
 end
 
+-- Dead-letter scores advance by at least 1 microsecond per job, so jobs dead-lettered
+-- in the same millisecond keep their order and count-based retention drops the oldest.
+local function dead_score(q)
+  local last = tonumber(redis.call('HGET', K(q, 14), 'last_dead_us') or 0)
+  local us = math.max(now * 1000, last + 1)
+  redis.call('HSET', K(q, 14), 'last_dead_us', string.format('%d', us))
+  return us / 1000
+end
+
 local function to_dead(q, id, jk, reason, err, tb)
   redis.call('ZREM', K(q, 12), id)
-  redis.call('ZADD', K(q, 13), now, id)
+  redis.call('ZADD', K(q, 13), dead_score(q), id)
   redis.call('HSET', jk, 'status', 'dead', 'dead_reason', reason, 'dead_at', now,
     'last_failed_at', now, 'error', err or '', 'traceback', tb or '')
   redis.call('HSETNX', jk, 'first_failed_at', now)
