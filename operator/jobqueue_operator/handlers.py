@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import kopf
@@ -22,7 +22,7 @@ import kopf
 from jobqueue_operator import metrics
 from jobqueue_operator.kube import GROUP, PLURAL, VERSION, Kube
 from jobqueue_operator.observe import RedisPools
-from jobqueue_operator.reconcile import DEFAULT_INTERVAL_S, Context, Loop
+from jobqueue_operator.reconcile import DEFAULT_INTERVAL_S, Claim, Context, Loop
 from jobqueue_operator.settings import OperatorSettings
 
 FINALIZER = f"{GROUP}/finalizer"
@@ -64,6 +64,45 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
         await ctx.kube.close()
 
 
+TargetKey = tuple[str, str]  # (namespace, Deployment name)
+ClaimIndex = kopf.Index[TargetKey, Claim]
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def jobqueue_claims(
+    namespace: str | None, name: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
+) -> dict[TargetKey, Claim]:
+    """Which Deployment each JobQueue scales, kept in memory from kopf's watch.
+
+    Conflict checks read this instead of listing every JobQueue from every loop,
+    which cost N² list requests with N JobQueues.
+    """
+    target = (spec.get("scaleTargetRef") or {}).get("name")
+    if not namespace or not isinstance(target, str) or not target:
+        return {}
+    return {(namespace, target): Claim(str(meta.get("creationTimestamp") or ""), name)}
+
+
+@kopf.index("autoscaling", "v2", "horizontalpodautoscalers")
+def hpa_claims(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[TargetKey, Claim]:
+    """Which Deployment each HorizontalPodAutoscaler scales (two autoscalers would fight)."""
+    ref = spec.get("scaleTargetRef") or {}
+    target = ref.get("name")
+    if not namespace or ref.get("kind") != "Deployment" or not isinstance(target, str):
+        return {}
+    return {(namespace, target): Claim("", name, kind="HorizontalPodAutoscaler")}
+
+
+def _claims_reader(*indices: ClaimIndex) -> Callable[[str, str], Iterable[Claim]]:
+    def claims_on(namespace: str, target: str) -> Iterable[Claim]:
+        key = (namespace, target)
+        return [claim for index in indices for claim in index.get(key, ())]
+
+    return claims_on
+
+
 @kopf.daemon(GROUP, VERSION, PLURAL, id="scale-loop", cancellation_timeout=10.0)
 async def scale_loop(
     *,
@@ -73,13 +112,15 @@ async def scale_loop(
     body: kopf.Body,
     memo: kopf.Memo,
     logger: kopf.Logger,
-    **_: Any,
+    **indices: Any,
 ) -> None:
     """parse → observe → decide → act → report, every pollingIntervalSeconds, until deleted."""
     ctx: Context = memo["ctx"]
     if namespace is None:  # JobQueue is namespaced; kopf types the kwarg for both scopes
         raise kopf.PermanentError("a JobQueue without a namespace")
-    loop = Loop.from_status(ctx, namespace, name, body.get("status") or {})
+    # kopf passes each index as a keyword named after its function.
+    claims_on = _claims_reader(indices["jobqueue_claims"], indices["hpa_claims"])
+    loop = Loop.from_status(ctx, namespace, name, body.get("status") or {}, claims_on)
     _LOOPS[loop.owner] = loop
     try:
         while not stopped:

@@ -74,7 +74,6 @@ class Kube:
         self._api = api
         self._apps = client.AppsV1Api(api)
         self._core = client.CoreV1Api(api)
-        self._hpa = client.AutoscalingV2Api(api)
         self._custom = client.CustomObjectsApi(api)
         self._instance = socket.gethostname()
 
@@ -172,30 +171,6 @@ class Kube:
         if key not in data:
             raise SecretError(f"Secret {name} has no key {key!r}")
         return base64.b64decode(data[key]).decode()
-
-    async def find_conflict(
-        self, namespace: str, jobqueue: str, target: str, created: str
-    ) -> str | None:
-        """Who else scales ``target``: an HPA, or an older JobQueue (the older one keeps it)."""
-        try:
-            hpas = await self._hpa.list_namespaced_horizontal_pod_autoscaler(namespace)
-            others = await self._custom.list_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL
-            )
-        except ApiException as exc:
-            raise KubeError(_describe("list autoscalers of", target, exc)) from exc
-        for hpa in hpas.items:
-            ref = hpa.spec.scale_target_ref
-            if ref.kind == "Deployment" and ref.name == target:
-                return f"HorizontalPodAutoscaler {hpa.metadata.name} already scales {target}"
-        mine = (created, jobqueue)
-        for other in others.get("items", []):
-            meta = other.get("metadata", {})
-            ref = other.get("spec", {}).get("scaleTargetRef", {})
-            theirs = (meta.get("creationTimestamp", ""), meta.get("name", ""))
-            if ref.get("name") == target and theirs != mine and theirs < mine:
-                return f"JobQueue {theirs[1]} already scales {target}"
-        return None
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge-patch ``status`` through the status subresource."""

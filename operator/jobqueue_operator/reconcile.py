@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -135,6 +135,42 @@ class PodSelection:
         )
 
 
+@dataclass(frozen=True, order=True)
+class Claim:
+    """Something that scales a Deployment: a JobQueue (the older one keeps it) or an HPA."""
+
+    created: str  # RFC 3339, sorts in time order
+    name: str
+    kind: str = "JobQueue"
+
+
+#: (namespace, Deployment) → every claim on it, read from the operator's in-memory
+#: watch of JobQueues and HorizontalPodAutoscalers (``handlers.py``): no API request.
+ClaimsOn = Callable[[str, str], Iterable[Claim]]
+
+
+def no_claims(namespace: str, target: str) -> Iterable[Claim]:
+    """For a loop run outside kopf (tests, the simulator): nobody else claims anything."""
+    return ()
+
+
+def conflict(me: Claim, target: str, claims: Iterable[Claim]) -> str | None:
+    """Why ``me`` must not scale ``target``: an HPA scales it, or an older JobQueue does.
+
+    The oldest JobQueue (creation time, then name) keeps the target, so exactly one
+    of several claimants acts and the choice survives operator restarts.
+    """
+    older: list[Claim] = []
+    for claim in claims:
+        if claim.kind != "JobQueue":
+            return f"{claim.kind} {claim.name} already scales {target}"
+        if claim < me:
+            older.append(claim)
+    if older:
+        return f"JobQueue {min(older).name} already scales {target}"
+    return None
+
+
 @dataclass
 class Context:
     """What every loop shares: the API client, the Redis pools, the settings, the clock."""
@@ -166,12 +202,17 @@ class Loop:
     #: The last expansion of spec.weightedQueues (for status.queueDiscovery).
     discovery: Expansion | None = None
     _announced: str | None = None
-    _conflict: tuple[str, float, str | None] | None = None  # (target, read at, result)
+    claims_on: ClaimsOn = no_claims
     _secret: tuple[tuple[str, str], float, str] | None = None  # ((name, key), read at, value)
 
     @classmethod
     def from_status(
-        cls, ctx: Context, namespace: str, name: str, status: Mapping[str, Any]
+        cls,
+        ctx: Context,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        claims_on: ClaimsOn = no_claims,
     ) -> Loop:
         """Resume from what a previous operator (or this one) wrote into status."""
         return cls(
@@ -183,6 +224,7 @@ class Loop:
             failures=int(status.get("consecutiveFailures") or 0),
             previous_status=dict(status),
             selection=PodSelection.from_status(status.get("podSelection")),
+            claims_on=claims_on,
         )
 
     @property
@@ -392,19 +434,20 @@ class Loop:
 
     async def _check_target(self, base: Tick, created: str) -> Tick:
         """The target's replicas, or the reason it cannot be scaled (missing, conflict)."""
-        assert base.target is not None
+        target = base.target
+        assert target is not None
         try:
-            current = await self.ctx.kube.get_replicas(self.namespace, base.target)
-            conflict = await self._find_conflict(base.target, created, base.now)
+            current = await self.ctx.kube.get_replicas(self.namespace, target)
         except KubeError as exc:
             metrics.API_ERRORS.labels(self.namespace, self.name, "read").inc()
             return _with(base, problem=Problem("KubernetesAPIError", str(exc)))
         if current is None:
-            text = f"Deployment {base.target} does not exist in {self.namespace}"
+            text = f"Deployment {target} does not exist in {self.namespace}"
             return _with(base, problem=Problem("TargetNotFound", text))
         base = _with(base, current_replicas=current)
-        if conflict is not None:
-            return _with(base, problem=Problem("TargetConflict", f"{conflict}; refusing to act"))
+        found = conflict(Claim(created, self.name), target, self.claims_on(self.namespace, target))
+        if found is not None:
+            return _with(base, problem=Problem("TargetConflict", f"{found}; refusing to act"))
         return base
 
     async def _observe(self, spec: JobQueueSpec) -> Observation | MetricsMissing | Problem:
@@ -439,14 +482,6 @@ class Loop:
             return MetricsMissing(self.failures, str(exc))
         self.failures = 0
         return observation
-
-    async def _find_conflict(self, target: str, created: str, now: float) -> str | None:
-        cached = self._conflict
-        if cached is not None and cached[0] == target and now - cached[1] < REFRESH_S:
-            return cached[2]
-        found = await self.ctx.kube.find_conflict(self.namespace, self.name, target, created)
-        self._conflict = (target, now, found)
-        return found
 
     async def _password(self, name: str, key: str) -> str:
         now = self.ctx.clock()

@@ -31,7 +31,7 @@ ALLOWED = [
     ("update", "deployments.apps", "scale"),
     ("get", "secrets", ""),
     ("create", "events", ""),
-    ("get", "horizontalpodautoscalers.autoscaling", ""),
+    ("watch", "horizontalpodautoscalers.autoscaling", ""),
     ("list", "horizontalpodautoscalers.autoscaling", ""),
     # busy-aware scale-down: list the target's Pods, write their deletion cost
     ("get", "pods", ""),

@@ -17,7 +17,7 @@ from jobqueue_operator import reconcile
 from jobqueue_operator.kube import KubeError, ObjectRef
 from jobqueue_operator.observe import MetricsUnavailableError, RedisPools
 from jobqueue_operator.policy import Observation, PodView, WorkerLoad
-from jobqueue_operator.reconcile import Context, Loop
+from jobqueue_operator.reconcile import Claim, Context, Loop
 from jobqueue_operator.settings import OperatorSettings
 from jobqueue_operator.status import to_rfc3339
 
@@ -30,7 +30,7 @@ class FakeKube:
         self.events: list[tuple[str, bool]] = []
         self.fail_scale = False
         self.fail_status = False
-        self.lookups = {"conflict": 0, "secret": 0}
+        self.lookups = {"secret": 0}
         self.pods: list[PodView] = []
         self.costs: dict[str, int] = {}
         self.cost_writes: list[tuple[str, int | None]] = []
@@ -61,9 +61,6 @@ class FakeKube:
         self.writes.append(replicas)
         self.replicas = replicas
         self.scaled_with_costs = dict(self.costs)
-
-    async def find_conflict(self, namespace: str, jobqueue: str, target: str, created: str) -> None:
-        self.lookups["conflict"] += 1
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
         self.lookups["secret"] += 1
@@ -119,9 +116,15 @@ def world(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return state
 
 
-def make_loop(kube: FakeKube, clock: Clock, status: dict[str, Any] | None = None) -> Loop:
+def make_loop(
+    kube: FakeKube,
+    clock: Clock,
+    status: dict[str, Any] | None = None,
+    claims: dict[tuple[str, str], list[Claim]] | None = None,
+) -> Loop:
     ctx = Context(kube=kube, pools=RedisPools(), settings=OperatorSettings(), clock=clock)  # type: ignore[arg-type]
-    return Loop.from_status(ctx, "ns", "q", status or {})
+    index = claims or {}
+    return Loop.from_status(ctx, "ns", "q", status or {}, lambda ns, t: index.get((ns, t), []))
 
 
 async def test_failed_scale_is_retried_next_tick_not_cooled_down(world: dict[str, Any]) -> None:
@@ -215,9 +218,7 @@ async def test_missing_target(world: dict[str, Any]) -> None:
     assert kube.statuses[-1]["conditions"][0]["reason"] == "TargetNotFound"
 
 
-async def test_conflict_and_secret_are_reread_every_30s_not_every_tick(
-    world: dict[str, Any],
-) -> None:
+async def test_secret_is_reread_every_30s_not_every_tick(world: dict[str, Any]) -> None:
     kube, clock = FakeKube(replicas=1), Clock()
     loop = make_loop(kube, clock)
     spec = {**BODY["spec"], "redis": {"host": "r", "passwordSecretRef": {"name": "s"}}}
@@ -225,13 +226,44 @@ async def test_conflict_and_secret_are_reread_every_30s_not_every_tick(
     for _ in range(10):  # 20 s of ticks
         await loop.tick(body)
         clock.now += 2
-    assert kube.lookups == {"conflict": 1, "secret": 1}
+    assert kube.lookups == {"secret": 1}
     clock.now += 15
     await loop.tick(body)
-    assert kube.lookups == {"conflict": 2, "secret": 2}
-    other = {**body, "spec": {**spec, "scaleTargetRef": {"name": "w2"}}}
-    await loop.tick(other)
-    assert kube.lookups["conflict"] == 3, "a new target is checked at once"
+    assert kube.lookups == {"secret": 2}
+    moved = {**spec, "redis": {"host": "r", "passwordSecretRef": {"name": "s2"}}}
+    await loop.tick({**body, "spec": moved})
+    assert kube.lookups["secret"] == 3, "a new Secret reference is read at once"
+
+
+MINE = {**BODY, "metadata": {**BODY["metadata"], "creationTimestamp": "2026-05-01T00:00:00Z"}}
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ([Claim("2026-05-01T00:00:00Z", "q")], None),  # only its own claim
+        ([Claim("2026-05-01T00:00:00Z", "q"), Claim("2026-06-01T00:00:00Z", "young")], None),
+        ([Claim("2026-04-01T00:00:00Z", "old")], "JobQueue old already scales w"),
+        ([Claim("2026-05-01T00:00:00Z", "a")], "JobQueue a already scales w"),  # same second
+        ([Claim("", "h", kind="HorizontalPodAutoscaler")], "HorizontalPodAutoscaler h"),
+    ],
+)
+async def test_a_claimed_target_is_refused_and_never_scaled(
+    world: dict[str, Any], claims: list[Claim], reason: str | None
+) -> None:
+    kube, clock = FakeKube(replicas=1), Clock()
+    loop = make_loop(kube, clock, claims={("ns", "w"): claims, ("ns", "other"): [Claim("", "x")]})
+    world["obs"] = Observation(depth=50, oldest_age_s=0.0)
+    await loop.tick(MINE)
+    ready = kube.statuses[-1]["conditions"][0]
+    if reason is None:
+        assert ready["reason"] == "Reconciled"
+        assert kube.writes, "an unclaimed target is scaled"
+    else:
+        assert ready["reason"] == "TargetConflict"
+        assert reason in ready["message"]
+        assert kube.writes == []
+        assert ("TargetConflict", True) in kube.events
 
 
 DOWN = Observation(
