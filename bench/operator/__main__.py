@@ -265,12 +265,12 @@ def notes(results: dict[str, Any]) -> list[str]:
     out.append(
         "What a tick costs besides the one Redis round trip (code reading of the tree that "
         f"ran, {results['meta'].get('git')}, confirmed by the per-kind counts above): GET "
-        "deployments/scale and PATCH jobqueues/status every tick; the conflict check "
-        "(`kube.find_conflict`: LIST horizontalpodautoscalers and LIST jobqueues of the "
-        "namespace) only when its cached answer is older than 30 s (since commit cced704). "
-        "The JobQueue LIST returns every JobQueue of the namespace, so with N JobQueues in "
-        "one namespace the operator decodes N² objects per 30 s: quadratic, and the first "
-        "thing to look at in the profile of the largest point."
+        "deployments/scale and PATCH jobqueues/status every tick; the Secret GET only when "
+        "a password is referenced, every 30 s. The conflict check (an HPA or an older "
+        "JobQueue on the same Deployment) reads kopf's in-memory indexes of the JobQueue "
+        "and HPA watches and costs no request (since the commit that replaced "
+        "`kube.find_conflict`, which listed every JobQueue of the namespace from every "
+        "loop, N² objects per 30 s with N JobQueues)."
     )
     return out
 
