@@ -9,6 +9,7 @@ renewals keep flowing while a handler hogs the event loop) and the sync producer
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -18,8 +19,9 @@ from typing import Any, Literal, cast
 
 import redis
 import redis.asyncio
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobqueue_protocol import keys
@@ -47,9 +49,13 @@ def is_transient(exc: BaseException) -> bool:
     )
 
 
-def queue_keys(queue: str) -> list[str]:
-    """The 18-key block every script receives per queue (order is the scripts' contract)."""
-    return [
+@functools.lru_cache(maxsize=4096)
+def queue_keys(queue: str) -> tuple[str, ...]:
+    """The 18-key block every script receives per queue (order is the scripts' contract).
+
+    Cached: a producer builds it for every enqueue, and the strings never change.
+    """
+    return (
         *keys.ready_keys(queue),
         keys.delayed_key(queue),
         keys.lease_key(queue),
@@ -59,7 +65,7 @@ def queue_keys(queue: str) -> list[str]:
         keys.job_key_prefix(queue),
         keys.idem_key_prefix(queue),
         keys.reaper_key(queue),
-    ]
+    )
 
 
 def _load_script(name: str) -> str:
@@ -108,7 +114,10 @@ class NewJob:
 FinishKind = Literal["complete", "retry", "dead", "failed", "release", "defer"]
 
 
-@dataclass(frozen=True)
+# Not frozen, on purpose: a frozen dataclass's __init__ costs about three times as
+# much, and the worker builds a Fetched and a FinishOp for every job. Treat both as
+# values; nothing mutates them.
+@dataclass(slots=True)
 class FinishOp:
     queue: str
     id: str
@@ -122,7 +131,7 @@ class FinishOp:
     reason: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Fetched:
     queue: str
     id: str
@@ -247,18 +256,45 @@ class Broker:
 
     # -- producer side ---------------------------------------------------------
     async def enqueue(self, by_queue: Mapping[str, Sequence[NewJob]]) -> list[tuple[str, bool]]:
-        """All queues' jobs in one pipelined round trip (one script call per queue)."""
-        pipe = self.redis.pipeline(transaction=False)
-        order = [q for q, jobs in by_queue.items() if jobs]
-        for q in order:
-            await self._scripts["enqueue"](
-                keys=queue_keys(q), args=_enqueue_args(self.limits, by_queue[q]), client=pipe
-            )
-        replies = await pipe.execute()
+        """All queues' jobs in one round trip (one script call per queue).
+
+        A retry after NOSCRIPT cannot duplicate: ids are chosen here, and the script
+        returns the existing job for an id it already holds.
+        """
+        script = self._scripts["enqueue"]
+        calls = [
+            (queue_keys(q), _enqueue_args(self.limits, jobs))
+            for q, jobs in by_queue.items()
+            if jobs
+        ]
+        if len(calls) == 1:  # the common case: EVALSHA alone, not a pipeline
+            replies = [await script(keys=calls[0][0], args=calls[0][1])]
+        else:
+            replies = await self._evalsha_pipelined(script, calls)
         out: list[tuple[str, bool]] = []
         for reply in replies:
             out += _enqueue_reply(reply)
         return out
+
+    async def _evalsha_pipelined(
+        self, script: AsyncScript, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
+    ) -> list[Any]:
+        """One script over several key sets in one pipeline.
+
+        redis-py's pipelined ``Script`` sends SCRIPT EXISTS before every pipeline, a
+        second round trip each time; here the script is loaded only after a NOSCRIPT.
+        """
+        for attempt in (1, 2):
+            pipe = self.redis.pipeline(transaction=False)
+            for k, a in calls:
+                pipe.evalsha(script.sha, len(k), *k, *a)
+            try:
+                return await pipe.execute()
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                await self.redis.script_load(script.script)
+        raise AssertionError("unreachable")
 
     async def job(self, queue: str, job_id: str) -> dict[str, str] | None:
         raw = await self.redis.hgetall(keys.job_key(queue, job_id))
@@ -522,14 +558,30 @@ class SyncBroker:
         return [int(x) == 1 for x in reply]
 
     def enqueue(self, by_queue: Mapping[str, Sequence[NewJob]]) -> list[tuple[str, bool]]:
-        pipe = self.redis.pipeline(transaction=False)
-        for q, jobs in by_queue.items():
-            if jobs:
-                self._scripts["enqueue"](
-                    keys=queue_keys(q), args=_enqueue_args(self.limits, jobs), client=pipe
-                )
+        """As :meth:`Broker.enqueue`, blocking."""
+        script = self._scripts["enqueue"]
+        calls = [
+            (queue_keys(q), _enqueue_args(self.limits, jobs))
+            for q, jobs in by_queue.items()
+            if jobs
+        ]
+        replies: list[Any] = []
+        if len(calls) == 1:
+            replies = [script(keys=calls[0][0], args=calls[0][1])]
+        elif calls:
+            for attempt in (1, 2):
+                pipe = self.redis.pipeline(transaction=False)
+                for k, a in calls:
+                    pipe.evalsha(script.sha, len(k), *k, *a)
+                try:
+                    replies = pipe.execute()
+                    break
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+                    self.redis.script_load(script.script)
         out: list[tuple[str, bool]] = []
-        for reply in pipe.execute():
+        for reply in replies:
             out += _enqueue_reply(reply)
         return out
 

@@ -69,6 +69,7 @@ class Supervisor:
         # job id → child process, for the memory monitor
         self.children: dict[str, BaseProcess] = {}
         self.memory_killed: set[str] = set()
+        self._published: dict[str, Timeouts] = {}
 
     # -- timeouts ----------------------------------------------------------------
     def configured_timeout(self, jt: JobType) -> float | None:
@@ -95,55 +96,69 @@ class Supervisor:
 
     # -- the seam ----------------------------------------------------------------
     async def run(self, job: Job, job_type: JobType, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Run one attempt under its timeouts, in the caller's task.
+
+        No second task and no ``asyncio.wait``: the soft timeout is a timer callback
+        and the hard one is ``asyncio.timeout``, which cancels this task. That keeps a
+        no-op job's supervision to two timer handles. The price: an async handler
+        that suppresses ``CancelledError`` cannot be stopped (mark it isolated=True).
+        """
         t = self.timeouts(job, job_type)
-        metrics.TIMEOUT_SECONDS.labels(job_type.name, "hard").set(t.hard_s or 0)
-        metrics.TIMEOUT_SECONDS.labels(job_type.name, "soft").set(t.soft_s or 0)
+        self._publish(job_type.name, t)
         coro = self._in_child(job, job_type) if job_type.isolated else call()
-        task: asyncio.Future[Any] = asyncio.ensure_future(coro)
+        if t.hard_s is None or t.soft_s is None:
+            return await coro
+        soft = asyncio.get_running_loop().call_later(t.soft_s, self._soft_timeout, job, t)
+        deadline = asyncio.timeout(t.hard_s)
         try:
-            if t.hard_s is None or t.soft_s is None:
-                return await task
-            done, _ = await asyncio.wait({task}, timeout=t.soft_s)
-            if not done:
-                metrics.TIMEOUTS.labels(job.queue, job.type, "soft").inc()
-                log.warning(
-                    "Job passed its soft timeout",
-                    extra={
-                        "job_id": job.id,
-                        "job_type": job.type,
-                        "queue": job.queue,
-                        "soft_timeout_s": round(t.soft_s, 3),
-                        "hard_timeout_s": round(t.hard_s, 3),
-                    },
-                )
-                done, _ = await asyncio.wait({task}, timeout=max(0.0, t.hard_s - t.soft_s))
-            if not done:
-                how = (
-                    "child process killed"
-                    if job_type.isolated
-                    else "cancelled"
-                    if job_type.is_async
-                    else "thread abandoned: mark the type isolated=True to kill it"
-                )
-                metrics.TIMEOUTS.labels(job.queue, job.type, "hard").inc()
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await asyncio.wait_for(task, 5.0)
-                log.error(
-                    "Job passed its hard timeout",
-                    extra={
-                        "job_id": job.id,
-                        "job_type": job.type,
-                        "queue": job.queue,
-                        "hard_timeout_s": round(t.hard_s, 3),
-                        "how": how,
-                    },
-                )
-                raise JobTimeout(t.hard_s, how)
-            return task.result()
+            async with deadline:
+                return await coro
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # the handler's own TimeoutError, not ours
+            how = (
+                "child process killed"
+                if job_type.isolated
+                else "cancelled"
+                if job_type.is_async
+                else "thread abandoned: mark the type isolated=True to kill it"
+            )
+            metrics.TIMEOUTS.labels(job.queue, job.type, "hard").inc()
+            log.error(
+                "Job passed its hard timeout",
+                extra={
+                    "job_id": job.id,
+                    "job_type": job.type,
+                    "queue": job.queue,
+                    "hard_timeout_s": round(t.hard_s, 3),
+                    "how": how,
+                },
+            )
+            raise JobTimeout(t.hard_s, how) from None
         finally:
-            if not task.done():
-                task.cancel()
+            soft.cancel()
+
+    def _publish(self, type_name: str, t: Timeouts) -> None:
+        """The timeout gauges, written only when a type's timeouts change."""
+        if self._published.get(type_name) == t:
+            return
+        self._published[type_name] = t
+        metrics.TIMEOUT_SECONDS.labels(type_name, "hard").set(t.hard_s or 0)
+        metrics.TIMEOUT_SECONDS.labels(type_name, "soft").set(t.soft_s or 0)
+
+    @staticmethod
+    def _soft_timeout(job: Job, t: Timeouts) -> None:
+        metrics.TIMEOUTS.labels(job.queue, job.type, "soft").inc()
+        log.warning(
+            "Job passed its soft timeout",
+            extra={
+                "job_id": job.id,
+                "job_type": job.type,
+                "queue": job.queue,
+                "soft_timeout_s": round(t.soft_s or 0, 3),
+                "hard_timeout_s": round(t.hard_s or 0, 3),
+            },
+        )
 
     # -- isolated jobs ---------------------------------------------------------------
     def _context(self) -> BaseContext:

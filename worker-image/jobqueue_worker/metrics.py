@@ -106,3 +106,30 @@ RECYCLES = Counter(
     "Graceful exits asked for by a limit (reason: jobs, age, memory_hard, memory_soft).",
     ["reason"],
 )
+
+
+class JobSeries:
+    """The per-(queue, type) children a finished job touches, looked up once.
+
+    ``labels()`` takes a lock and validates on every call; at thousands of jobs a
+    second that is a measurable share of a no-op job's CPU (BENCHMARKS.md).
+    """
+
+    __slots__ = ("completed", "duration", "wait")
+
+    def __init__(self, queue: str, job_type: str) -> None:
+        self.wait = WAIT.labels(queue)
+        self.duration = DURATION.labels(queue, job_type)
+        self.completed = JOBS.labels(queue, job_type, "completed")
+
+
+_SERIES: dict[tuple[str, str], JobSeries] = {}
+
+
+def job_series(queue: str, job_type: str) -> JobSeries:
+    """Bounded: queues are configured and types registered, so the cache cannot grow unbounded."""
+    key = (queue, job_type)
+    series = _SERIES.get(key)
+    if series is None:
+        series = _SERIES[key] = JobSeries(queue, job_type)
+    return series

@@ -353,6 +353,9 @@ class Worker:
             )
         for fetched in res.jobs:
             self._start(fetched, res.now_ms / 1000)
+        # Once per round trip, not per job: the acks just sent and the jobs just
+        # started are exactly the changes since the last write.
+        metrics.IN_FLIGHT.set(len(self._active))
         return res
 
     def _free_caps(self) -> dict[str, int] | None:
@@ -383,7 +386,6 @@ class Worker:
         )
         with self._active_lock:
             self._active[fetched.id] = active
-        metrics.IN_FLIGHT.set(len(self._active))
         active.task = asyncio.create_task(self._run_job(fetched, active), name=f"job-{fetched.id}")
 
     async def _run_job(self, fetched: Fetched, active: _Active) -> None:
@@ -393,7 +395,6 @@ class Worker:
             if current is not active:
                 return  # handed back at shutdown; the result is dropped
             del self._active[fetched.id]
-        metrics.IN_FLIGHT.set(len(self._active))
         self._pending.append(op)
         n = self.settings.recycle_after_jobs
         if n is not None and self.processed >= n:
@@ -450,7 +451,8 @@ class Worker:
         ctx = {"job_id": f.id, "job_type": env.type, "queue": f.queue, "attempt": f.attempt}
         if self.settings.log_payloads:
             ctx["payload"] = env.payload
-        metrics.WAIT.labels(f.queue).observe(max(0.0, time.time() - env.enqueued_at.timestamp()))
+        series = metrics.job_series(f.queue, env.type)
+        series.wait.observe(max(0.0, time.time() - env.enqueued_at.timestamp()))
         t0 = time.monotonic()
         try:
             result = await self.guard.run(job, jt, lambda: self._call(jt, job))
@@ -469,9 +471,10 @@ class Worker:
         self.processed += 1
         self._busy_s += dur
         self.history.add(env.type, dur)
-        metrics.DURATION.labels(f.queue, env.type).observe(dur)
-        metrics.JOBS.labels(f.queue, env.type, "completed").inc()
-        log.debug("Completed job", extra={**ctx, "duration_s": round(dur, 6)})
+        series.duration.observe(dur)
+        series.completed.inc()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("Completed job", extra={**ctx, "duration_s": round(dur, 6)})
         return FinishOp(
             queue=f.queue,
             id=f.id,
