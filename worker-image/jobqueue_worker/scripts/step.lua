@@ -113,6 +113,8 @@ end
 
 -- 1. finished jobs
 local acks = {}
+-- Completions are counted once per queue per call, not once per job.
+local completed, completed_ms = {}, {}
 for i, op in ipairs(ops) do
   local q = tonumber(op.q)
   local id = op.id
@@ -132,8 +134,8 @@ for i, op in ipairs(ops) do
         redis.call('HSET', jk, 'status', 'completed', 'finished_at', now,
           'duration_ms', dur, 'result', op.result or 'null', 'worker', worker)
         redis.call('PEXPIRE', jk, result_ttl)
-        redis.call('HINCRBY', K(q, 14), 'completed', 1)
-        redis.call('HINCRBY', K(q, 14), 'busy_ms', dur)
+        completed[q] = (completed[q] or 0) + 1
+        completed_ms[q] = (completed_ms[q] or 0) + dur
       elseif op.op == 'retry' then
         local due = now + tonumber(op.delay_ms or 0)
         redis.call('ZREM', K(q, 12), id)
@@ -190,6 +192,10 @@ for i, op in ipairs(ops) do
   end
   acks[i] = ok
 end
+for q, n in pairs(completed) do
+  redis.call('HINCRBY', K(q, 14), 'completed', n)
+  redis.call('HINCRBY', K(q, 14), 'busy_ms', completed_ms[q])
+end
 
 -- 2. promote due delayed jobs (bounded per call)
 for q = 1, nq do
@@ -225,6 +231,16 @@ end
 local caps = cjson.decode(ARGV[17] or '{}')
 local has_caps = next(caps) ~= nil
 local blocked = {}
+-- Bands found empty stay empty for the rest of this call (nothing is added to a
+-- ready band after the promotions above), so each is counted at most once: a
+-- NORMAL job no longer costs a ZCARD of every band above it.
+local empty = {}
+local function has_jobs(key)
+  if blocked[key] or empty[key] then return false end
+  if redis.call('ZCARD', key) > 0 then return true end
+  empty[key] = true
+  return false
+end
 local function take(q, p)
   local key = ready(q, p)
   if not has_caps then
@@ -255,7 +271,9 @@ local function pick_in(q)
   local best, best_score = nil, nil
   if aging_ms > 0 then
     for p = 1, 10 do
-      local s = (not blocked[ready(q, p)]) and head(ready(q, p))
+      local key = ready(q, p)
+      local s = (not blocked[key]) and (not empty[key]) and head(key)
+      if s == nil then empty[key] = true end
       if s and s <= now - aging_ms and (not best_score or s < best_score) then
         best, best_score = p, s
       end
@@ -263,9 +281,7 @@ local function pick_in(q)
     if best then return best, best_score end
   end
   for p = 1, 10 do
-    if (not blocked[ready(q, p)]) and redis.call('ZCARD', ready(q, p)) > 0 then
-      return p, nil
-    end
+    if has_jobs(ready(q, p)) then return p, nil end
   end
   return nil, nil
 end
@@ -385,14 +401,14 @@ end
 -- workers do not wake up for nothing (a new enqueue pushes a fresh one).
 if got < n_fetch then
   for q = 1, nq do
-    local empty = true
+    local none = true
     for p = 1, 10 do
-      if (not blocked[ready(q, p)]) and redis.call('ZCARD', ready(q, p)) > 0 then
-        empty = false
+      if has_jobs(ready(q, p)) then
+        none = false
         break
       end
     end
-    if empty then redis.call('DEL', K(q, 15)) end
+    if none then redis.call('DEL', K(q, 15)) end
   end
 end
 
