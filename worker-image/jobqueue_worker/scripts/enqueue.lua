@@ -11,7 +11,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local job_ttl = tonumber(ARGV[1])
 local idem_ttl = tonumber(ARGV[2])
 local out = {}
-local woke = false
+local created, ready_n = 0, 0
 -- FIFO within a priority even for jobs enqueued in the same millisecond: scores
 -- advance by at least 1 microsecond per job (kept as an integer in counters).
 local last_us = tonumber(redis.call('HGET', KEYS[14], 'last_ready_us') or 0)
@@ -32,28 +32,35 @@ for i = 3, #ARGV, 7 do
     local due = now
     if at > 0 then due = at elseif delay > 0 then due = now + delay end
     local jk = KEYS[16] .. id
-    redis.call('HSET', jk, 'envelope', env, 'priority', prio, 'attempt', 1,
-      'max_attempts', ARGV[i + 3], 'deliveries', 0, 'epoch', 0, 'enqueued_at', now,
-      'ready_at', due, 'idem', idem, 'status', 'queued')
-    redis.call('PEXPIRE', jk, job_ttl + math.max(0, due - now))
     if due > now then
+      redis.call('HSET', jk, 'envelope', env, 'priority', prio, 'attempt', 1,
+        'max_attempts', ARGV[i + 3], 'deliveries', 0, 'epoch', 0, 'enqueued_at', now,
+        'ready_at', due, 'due_at', due, 'idem', idem, 'status', 'queued')
       redis.call('ZADD', KEYS[11], due, id)
-      redis.call('HSET', jk, 'due_at', due)
     else
       last_us = math.max(now * 1000, last_us + 1)
+      redis.call('HSET', jk, 'envelope', env, 'priority', prio, 'attempt', 1,
+        'max_attempts', ARGV[i + 3], 'deliveries', 0, 'epoch', 0, 'enqueued_at', now,
+        'ready_at', last_us / 1000, 'idem', idem, 'status', 'queued')
       redis.call('ZADD', KEYS[prio], last_us / 1000, id)
-      redis.call('HSET', jk, 'ready_at', last_us / 1000)
-      woke = true
-      redis.call('RPUSH', KEYS[15], '1')
+      ready_n = ready_n + 1
     end
-    redis.call('HINCRBY', KEYS[14], 'enqueued', 1)
+    redis.call('PEXPIRE', jk, job_ttl + math.max(0, due - now))
+    created = created + 1
     out[#out + 1] = id
     out[#out + 1] = 1
   end
 end
-if woke then
+-- Once per call, not per job: the counter, the FIFO cursor, and one wake token
+-- per ready job (at most 100: enough to wake every idle worker) in one RPUSH.
+if created > 0 then redis.call('HINCRBY', KEYS[14], 'enqueued', created) end
+if ready_n > 0 then
   redis.call('HSET', KEYS[14], 'last_ready_us', string.format('%d', last_us))
-  redis.call('LTRIM', KEYS[15], 0, 99)
+  local tokens = {}
+  for j = 1, math.min(ready_n, 100) do tokens[j] = '1' end
+  if redis.call('RPUSH', KEYS[15], unpack(tokens)) > 100 then
+    redis.call('LTRIM', KEYS[15], 0, 99)
+  end
   redis.call('PEXPIRE', KEYS[15], 60000)
 end
 return out
