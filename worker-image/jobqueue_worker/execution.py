@@ -55,6 +55,15 @@ def _child_main(conn: multiprocessing.connection.Connection, handler: Any, job: 
     conn.close()
 
 
+def _log_fields(job: Job, t: Timeouts) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "job_type": job.type,
+        "queue": job.queue,
+        "hard_timeout_s": round(t.hard_s or 0, 3),
+    }
+
+
 class Supervisor:
     def __init__(self, settings: WorkerSettings, history: History) -> None:
         self.settings = settings
@@ -126,13 +135,7 @@ class Supervisor:
             metrics.TIMEOUTS.labels(job.queue, job.type, "hard").inc()
             log.error(
                 "Job passed its hard timeout",
-                extra={
-                    "job_id": job.id,
-                    "job_type": job.type,
-                    "queue": job.queue,
-                    "hard_timeout_s": round(t.hard_s, 3),
-                    "how": how,
-                },
+                extra={**_log_fields(job, t), "how": how},
             )
             raise JobTimeout(t.hard_s, how) from None
         finally:
@@ -151,13 +154,7 @@ class Supervisor:
         metrics.TIMEOUTS.labels(job.queue, job.type, "soft").inc()
         log.warning(
             "Job passed its soft timeout",
-            extra={
-                "job_id": job.id,
-                "job_type": job.type,
-                "queue": job.queue,
-                "soft_timeout_s": round(t.soft_s or 0, 3),
-                "hard_timeout_s": round(t.hard_s or 0, 3),
-            },
+            extra={**_log_fields(job, t), "soft_timeout_s": round(t.soft_s or 0, 3)},
         )
 
     # -- isolated jobs ---------------------------------------------------------------
