@@ -108,6 +108,18 @@ def build(previous: Mapping[str, Any], tick: Tick) -> dict[str, Any]:
     return {key: value for key, value in status.items() if value is not None}
 
 
+def same_but_observed_at(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+    """Whether two statuses differ at most in ``observed.observedAt``."""
+
+    def without_time(status: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(status)
+        if isinstance(out.get("observed"), Mapping):
+            out["observed"] = {k: v for k, v in out["observed"].items() if k != "observedAt"}
+        return out
+
+    return without_time(new) == without_time(old)
+
+
 def _time_or_none(ts: float | None) -> str | None:
     return None if ts is None else to_rfc3339(ts)
 

@@ -419,3 +419,29 @@ async def test_memory_trigger_reads_the_requests_every_30s_and_scales_up(
     clock.now += 31
     await loop.tick(BODY)
     assert kube.lookups["requests"] == 1
+
+
+async def test_an_unchanged_status_is_written_every_30s_and_a_change_at_once(
+    world: dict[str, Any],
+) -> None:
+    kube, clock = FakeKube(replicas=1), Clock()
+    loop = make_loop(kube, clock)
+    world["obs"] = Observation(depth=5, oldest_age_s=0.0)
+    for _ in range(10):  # 20 s of quiet ticks: only observedAt would change
+        await loop.tick(BODY)
+        clock.now += 2
+    assert len(kube.statuses) == 1
+    world["obs"] = Observation(depth=6, oldest_age_s=0.0)
+    await loop.tick(BODY)
+    assert len(kube.statuses) == 2, "a new depth is written at once"
+    assert kube.statuses[-1]["observed"]["depth"] == 6
+    clock.now += 31
+    await loop.tick(BODY)
+    assert len(kube.statuses) == 3, "and the same status again after 30 s"
+    kube.fail_status = True
+    clock.now += 31
+    await loop.tick(BODY)
+    kube.fail_status = False
+    clock.now += 2
+    await loop.tick(BODY)
+    assert len(kube.statuses) == 4, "a failed write is retried on the next tick"
