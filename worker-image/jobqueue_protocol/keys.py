@@ -28,6 +28,9 @@ key                            type    writer                 reader
 ``jq:v1:{q}:exec``             HASH    worker (heartbeat)     stats CLI
                                        worker id → JSON of
                                        per-type durations
+``jq:v1:{q}:drain``            HASH    operator (pods chosen  step (a listed pod
+                                       to go on a scale-      fetches nothing)
+                                       down), pod → ms
 ``jq:v1:{limits}:rl:<type>:     ZSET /  step (fetch admission)  step, stats CLI,
 <limit>``                      STRING                         /metrics
 ``jq:v1:{limits}:rl-named:      ZSET /  RateLimiter (handler)   RateLimiter
@@ -177,6 +180,15 @@ def reaper_key(queue: str) -> str:
 def exec_stats_key(queue: str) -> str:
     """Per-worker execution statistics by job type (min/mean/p50/p95/p99/max, timeout)."""
     return f"{queue_prefix(queue)}exec"
+
+
+def drain_key(queue: str) -> str:
+    """Pods the operator chose to remove: field = Pod name, value = when (ms).
+
+    A worker whose Pod is listed fetches nothing more, so the scale-down that
+    follows cannot interrupt a job it would have started in the meantime.
+    """
+    return f"{queue_prefix(queue)}drain"
 
 
 LIMITS_PREFIX: Final = f"{PREFIX}{{limits}}:"

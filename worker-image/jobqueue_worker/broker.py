@@ -51,7 +51,7 @@ def is_transient(exc: BaseException) -> bool:
 
 @functools.lru_cache(maxsize=4096)
 def queue_keys(queue: str) -> tuple[str, ...]:
-    """The 18-key block every script receives per queue (order is the scripts' contract).
+    """The 19-key block every script receives per queue (order is the scripts' contract).
 
     Cached: a producer builds it for every enqueue, and the strings never change.
     """
@@ -65,6 +65,7 @@ def queue_keys(queue: str) -> tuple[str, ...]:
         keys.job_key_prefix(queue),
         keys.idem_key_prefix(queue),
         keys.reaper_key(queue),
+        keys.drain_key(queue),
     )
 
 
@@ -150,6 +151,8 @@ class StepResult:
     now_ms: int
     # (queue, job type, jobs deferred) for rate limits in this call
     throttled: list[tuple[str, str, int]] = field(default_factory=list)
+    # The operator chose this worker's Pod to go (keys.drain_key): nothing fetched.
+    drained: bool = False
 
 
 @dataclass(frozen=True)
@@ -319,8 +322,13 @@ class Broker:
         rnd: float,
         *,
         caps: Mapping[str, int] | None = None,
+        pod_name: str | None = None,
     ) -> StepResult:
-        """Apply finished jobs and lease up to ``n_fetch`` new ones: one round trip."""
+        """Apply finished jobs and lease up to ``n_fetch`` new ones: one round trip.
+
+        With ``pod_name``, a Pod the operator listed in a served queue's drain hash
+        fetches nothing (``StepResult.drained``); acks still go through.
+        """
         lim = self.limits
         ops = [
             {
@@ -359,9 +367,10 @@ class Broker:
                 plan.limits_json,
                 len(plan.queues),
                 json.dumps(dict(caps)) if caps else "{}",
+                pod_name or "",
             ],
         )
-        acks, flat, next_due, now, thr = reply
+        acks, flat, next_due, now, thr, drained = reply
         jobs = [
             Fetched(
                 queue=plan.queues[int(flat[i]) - 1],
@@ -384,6 +393,7 @@ class Broker:
                 (plan.queues[int(thr[i]) - 1], str(thr[i + 1]), int(thr[i + 2]))
                 for i in range(0, len(thr), 3)
             ],
+            drained=int(drained) == 1,
         )
 
     # -- rate limits -----------------------------------------------------------

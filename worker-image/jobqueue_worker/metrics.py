@@ -26,6 +26,10 @@ WAIT = Histogram(
     buckets=(0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3600),
 )
 IN_FLIGHT = Gauge("jobqueue_in_flight", "Jobs this worker is running.")
+DRAIN_REQUESTED = Gauge(
+    "jobqueue_worker_drain_requested",
+    "1 while the operator has chosen this worker's Pod to go on a scale-down (no fetching).",
+)
 RETRIES = Counter("jobqueue_retries_total", "Retries scheduled.", ["queue", "type"])
 DEAD_LETTERS = Counter(
     "jobqueue_dead_letters_total", "Jobs moved to the dead-letter queue.", ["queue", "reason"]

@@ -60,6 +60,10 @@ class _Active:
     task: asyncio.Task[None] | None = None
 
 
+#: How often a worker whose Pod was chosen to go asks whether it still is.
+DRAIN_RECHECK_S = 1.0
+
+
 class Worker:
     def __init__(
         self,
@@ -129,6 +133,7 @@ class Worker:
         self.last_heartbeat_ok = time.monotonic()  # start-up counts as fresh
         self.last_redis_ok = 0.0
         self.draining = False
+        self.drain_requested = False  # the operator listed this Pod in a drain hash
         self.fast = False
         self._changed: asyncio.Event | None = None
         self._retry_s = 0.05
@@ -282,7 +287,13 @@ class Worker:
                             idle = len(res.jobs) < fetch_n
                     continue
                 waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._changed.wait())]
-                if free > 0 and idle:
+                recheck: asyncio.Future[Any] | None = None
+                if free > 0 and idle and self.drain_requested:
+                    # No BLPOP while drained: it would take the wake tokens meant
+                    # for the workers that stay. Ask again now and then instead.
+                    recheck = asyncio.ensure_future(asyncio.sleep(DRAIN_RECHECK_S))
+                    waiters.append(recheck)
+                elif free > 0 and idle:
                     if wake is None:
                         wake = asyncio.create_task(
                             self.broker.wait_for_wake(self.plan, self._block_s(res))
@@ -290,6 +301,9 @@ class Worker:
                     waiters.append(wake)
                 await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
                 waiters[0].cancel()
+                if recheck is not None:
+                    idle = not recheck.done()
+                    recheck.cancel()
                 if wake is not None and wake.done():
                     err = wake.exception()
                     wake = None
@@ -323,7 +337,13 @@ class Worker:
         metrics.ROUND_TRIPS.labels(op="step").inc()
         try:
             res = await self.broker.step(
-                self.plan, self.id, ops, fetch_n, self.rng.random(), caps=self._free_caps()
+                self.plan,
+                self.id,
+                ops,
+                fetch_n,
+                self.rng.random(),
+                caps=self._free_caps(),
+                pod_name=self.settings.pod_name,
             )
         except Exception as exc:
             if not is_transient(exc):
@@ -338,6 +358,15 @@ class Worker:
             return None
         self._retry_s = 0.05
         self.last_redis_ok = time.monotonic()
+        if res.drained != self.drain_requested:
+            self.drain_requested = res.drained
+            metrics.DRAIN_REQUESTED.set(int(res.drained))
+            log.info(
+                "The operator chose this Pod to go on a scale-down: fetching nothing more"
+                if res.drained
+                else "Drain request withdrawn: fetching again",
+                extra={"pod": self.settings.pod_name},
+            )
         for op, ok in zip(ops, res.acks, strict=True):
             if not ok and op.op != "release":
                 metrics.JOBS.labels(op.queue, "?", "rejected").inc()

@@ -20,6 +20,7 @@ def test_golden_key_strings() -> None:
     assert keys.counters_key(q) == "jq:v1:{email:processing}:counters"
     assert keys.wake_key(q) == "jq:v1:{email:processing}:wake"
     assert keys.reaper_key(q) == "jq:v1:{email:processing}:reaper"
+    assert keys.drain_key(q) == "jq:v1:{email:processing}:drain"
 
 
 def test_priorities_and_named_levels() -> None:
@@ -41,6 +42,7 @@ def test_every_key_of_a_queue_shares_one_hash_tag() -> None:
         keys.counters_key(q),
         keys.wake_key(q),
         keys.reaper_key(q),
+        keys.drain_key(q),
     ]
     for k in all_keys:
         assert k.startswith("jq:v1:{orders}:")

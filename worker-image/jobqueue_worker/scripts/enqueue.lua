@@ -1,7 +1,7 @@
 --[[ enqueue: store jobs of ONE queue and make them ready or delayed, atomically.
 An idempotency key seen within its TTL returns the first job's id and enqueues nothing.
 
-KEYS: the 18-key block of the queue (see step.lua)
+KEYS: the 19-key block of the queue (see step.lua)
 ARGV: [1] job ttl ms  [2] idempotency ttl ms, then 7 per job:
       id, envelope JSON, priority, max attempts, delay ms, run-at ms (0: none), idem key ("": none)
 Returns: flat list of 2 per job: id (the existing one for a duplicate), 1 if created else 0

@@ -2,7 +2,7 @@
 of their band; a job whose worker died max_deliveries times goes to the DLQ (poison).
 Gated by SET NX PX so one worker per interval does the work; bounded per call.
 
-KEYS: the 18-key block of one queue (see step.lua)
+KEYS: the 19-key block of one queue (see step.lua)
 ARGV: [1] gate ms  [2] batch  [3] max deliveries  [4] dlq max age ms
       [5] dlq max count  [6] job ttl ms  [7] worker id (gate owner, for debugging)
 Returns: {requeued, dead} or {-1, -1} when another worker holds the gate.

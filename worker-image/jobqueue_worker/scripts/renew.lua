@@ -2,12 +2,12 @@
 Called from the worker's renewal thread (its own connection), so it keeps ticking
 while a handler hogs the event loop or the GIL-free CPU.
 
-KEYS: the 18-key block of each served queue (see step.lua)
+KEYS: the 19-key block of each served queue (see step.lua)
 ARGV: [1] lease ms, then triples: queue index, job id, token
 Returns: 1/0 per triple (0: the lease is gone or the token changed; the job's
          final ack will be refused, another worker may run it)
 ]]
-local QK = 18
+local QK = 19
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local deadline = now + tonumber(ARGV[1])

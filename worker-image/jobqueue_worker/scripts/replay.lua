@@ -2,7 +2,7 @@
 reset. A job not in the DLQ (already replayed, purged) is skipped, so replaying
 the same job twice concurrently queues it once.
 
-KEYS: the 18-key block of the queue (see step.lua)
+KEYS: the 19-key block of the queue (see step.lua)
 ARGV: [1] job ttl ms, then job ids
 Returns: the number of jobs replayed
 ]]

@@ -1,10 +1,10 @@
 --[[ step: apply finished jobs (ack/retry/dead/failed/release), promote due delayed
 jobs, then lease up to N ready jobs. Ack + next fetch is ONE round trip.
 
-KEYS: for each served queue, a block of 18 keys (broker.queue_keys), in order:
+KEYS: for each served queue, a block of 19 keys (broker.queue_keys), in order:
   [1..10] ready:1..10 ZSET   [11] delayed ZSET   [12] leases ZSET   [13] dead ZSET
   [14] counters HASH  [15] wake LIST  [16] job key prefix  [17] idem key prefix
-  [18] reaper gate
+  [18] reaper gate    [19] drain HASH (Pods the operator chose to remove)
 ARGV:
   [1] worker id          [2] lease ms           [3] max deliveries
   [4] n to fetch         [5] mode: strict|weighted
@@ -22,16 +22,18 @@ its retry-after (spread by the limit's spacing) WITHOUT counting a delivery or a
 attempt, and the fetch goes on with the next job, so other types are not blocked.
 At most 100 jobs are deferred per call.
   [17] this worker's free slots per capped job type, JSON object ("{}": no caps)
+  [18] this worker's Pod name ("": none); a Pod listed in a served queue's drain
+       hash fetches nothing (acks still apply)
 Finish op: {q, id, token, op: complete|retry|dead|failed|release|defer,
             result?, duration_ms?, delay_ms?, error?, traceback?, reason?}
-Returns: {acks, fetched, next_due_ms, now_ms, throttled}
+Returns: {acks, fetched, next_due_ms, now_ms, throttled, drained (1/0)}
   acks: 1/0 per finish op (0: the fencing token no longer matches; ignored)
   fetched: flat list of 7 per job: queue index, id, envelope, attempt, deliveries, token,
            job type ('' unless limits or caps are in use)
   next_due_ms: earliest delayed due time over the queues, or -1
   throttled: flat list of 3 per deferred job type: queue index, type, count
 ]]
-local QK = 18
+local QK = 19
 local nq = tonumber(ARGV[16]) or (#KEYS / QK)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -211,7 +213,19 @@ for q = 1, nq do
   end
 end
 
--- 3. pick and lease up to n_fetch jobs
+-- 3. pick and lease up to n_fetch jobs, unless the operator chose this Pod to go
+local pod = ARGV[18] or ''
+local drained = 0
+if pod ~= '' then
+  for q = 1, nq do
+    if redis.call('HEXISTS', K(q, 19), pod) == 1 then
+      drained = 1
+      n_fetch = 0
+      break
+    end
+  end
+end
+
 -- The job's type from the hash (cached there from the envelope the first time).
 local function job_type(jk)
   local jt = redis.call('HGET', jk, 'type')
@@ -424,4 +438,4 @@ for tk, n in pairs(throttled) do
   thr[#thr + 1] = string.sub(tk, sep + 1)
   thr[#thr + 1] = n
 end
-return {acks, fetched, tostring(next_due), tostring(now), thr}
+return {acks, fetched, tostring(next_due), tostring(now), thr, drained}
