@@ -136,6 +136,7 @@ class ScaleDown(_Model):
     cooldown_seconds: Annotated[int, Field(ge=0, le=86_400)] | None = None
     step: Annotated[int, Field(ge=1, le=50)] = 1
     allow_disruption: bool = False
+    drain_chosen_pods: bool = True
     cpu_percent: Annotated[int, Field(ge=1, le=1000)] | None = None
     memory_percent: Annotated[int, Field(ge=1, le=1000)] | None = None
     scale_to_zero_after_seconds: Annotated[int, Field(ge=0, le=86_400)] = 30

@@ -7,6 +7,10 @@ the client is closed when the last JobQueue using it lets go. A poll is one call
 of :func:`jobqueue_protocol.stats.queue_stats`, i.e. one pipelined round trip
 for all of a JobQueue's queues, with no Lua (a read-only ACL user is enough).
 
+Its one write is the drain request of a scale-down (:class:`DrainTarget`, on when
+``scaleDown.drainChosenPods``): the Pods chosen to go are listed in each queue's
+drain hash, so their workers start no job the deletion would then interrupt.
+
 Queue *patterns* (``spec.weightedQueues[].pattern``) are expanded by
 :class:`PatternCache` with a bounded ``SCAN`` over the queues' counters hashes
 (every queue that was ever enqueued to has one), cached for
@@ -20,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -219,6 +223,42 @@ class RedisPools:
 
 
 _BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+class DrainError(Exception):
+    """The drain hash could not be written (Redis down, or a read-only ACL user)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DrainTarget:
+    """Where a JobQueue's drain requests go: its pooled client and its queues."""
+
+    client: redis.asyncio.Redis
+    queues: tuple[str, ...]
+    display: str
+    timeout_s: float
+
+    async def request(self, pods: Sequence[str], now: float, ttl_s: float) -> None:
+        """List ``pods`` in every queue's drain hash; the TTL outlives a dead operator."""
+        pipe = self.client.pipeline(transaction=False)
+        for q in self.queues:
+            pipe.hset(keys.drain_key(q), mapping=dict.fromkeys(pods, int(now * 1000)))
+            pipe.pexpire(keys.drain_key(q), int(ttl_s * 1000))
+        await self._execute(pipe)
+
+    async def withdraw(self, pods: Sequence[str]) -> None:
+        """Remove ``pods`` from every queue's drain hash (their workers fetch again)."""
+        pipe = self.client.pipeline(transaction=False)
+        for q in self.queues:
+            pipe.hdel(keys.drain_key(q), *pods)
+        await self._execute(pipe)
+
+    async def _execute(self, pipe: Any) -> None:
+        try:
+            async with asyncio.timeout(self.timeout_s * 2):
+                await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise DrainError(f"Redis at {self.display}: {type(exc).__name__}: {exc}") from exc
 
 
 async def read(

@@ -41,6 +41,8 @@ from jobqueue_operator.models import (
     resolve,
 )
 from jobqueue_operator.observe import (
+    DrainError,
+    DrainTarget,
     Expansion,
     MetricsUnavailableError,
     PatternCache,
@@ -74,6 +76,8 @@ STATUS_REFRESH_S = 30.0
 #: How long after a scale-down the loop waits for the ReplicaSet to remove the
 #: Pods before it records what went and removes the deletion costs anyway.
 SETTLE_S = 60.0
+#: A drain entry outlives the settle window, so one left by a dead operator goes too.
+DRAIN_TTL_S = SETTLE_S + 30.0
 #: The most Pod names listed in ``status.podSelection`` per list.
 MAX_LISTED_PODS = 50
 
@@ -90,6 +94,8 @@ class PodSelection:
     annotated: tuple[str, ...]
     before: tuple[str, ...]
     note: str = ""
+    #: Listed in the queues' drain hashes (scaleDown.drainChosenPods), until settled.
+    drained: tuple[str, ...] = ()
 
     def record(self, *, removed: Sequence[str] | None = None) -> dict[str, Any]:
         """``status.podSelection``; ``removed`` is known only once it settled."""
@@ -99,6 +105,7 @@ class PodSelection:
             "toReplicas": self.to_replicas,
             "chosenPods": list(self.chosen[:MAX_LISTED_PODS]),
             "protectedPods": list(self.protected[:MAX_LISTED_PODS]),
+            "drainRequested": list(self.drained[:MAX_LISTED_PODS]),
             "settled": removed is not None,
             "message": self.note,
             # null removes the previous selection's list (the status is merge-patched)
@@ -134,6 +141,7 @@ class PodSelection:
             annotated=chosen + protected,
             before=chosen + protected,
             note=str(raw.get("message") or ""),
+            drained=tuple(str(n) for n in raw.get("drainRequested") or []),
         )
 
 
@@ -206,6 +214,9 @@ class Loop:
     _announced: str | None = None
     claims_on: ClaimsOn = no_claims
     _status_written_at: float | None = None  # memory only: a restart writes at once
+    #: Where drain requests go (known after the first poll) and Pods to take off again.
+    _drain: DrainTarget | None = None
+    _undrain: set[str] = field(default_factory=set)
     _secret: tuple[tuple[str, str], float, str] | None = None  # ((name, key), read at, value)
 
     @classmethod
@@ -274,6 +285,7 @@ class Loop:
         observation = await self._observe(spec)
         if isinstance(observation, Problem):
             return _with(base, problem=observation)
+        await self._withdraw_drains()
         if self.discovery is not None:
             base = _with(base, queue_discovery=_discovery_record(self.discovery))
         if isinstance(observation, Observation):
@@ -291,13 +303,25 @@ class Loop:
         if decision.desired != current:
             if decision.desired < current and isinstance(observation, Observation):
                 tick = await self._select_pods(
-                    tick, spec.scale_target_ref.name, observation, current, decision.desired
+                    tick,
+                    spec.scale_target_ref.name,
+                    observation,
+                    current,
+                    decision.desired,
+                    drain=spec.scale_down.drain_chosen_pods,
                 )
             tick = await self._act(tick, spec.scale_target_ref.name, current, decision.desired, now)
         return tick
 
     async def _select_pods(
-        self, tick: Tick, target: str, obs: Observation, current: int, desired: int
+        self,
+        tick: Tick,
+        target: str,
+        obs: Observation,
+        current: int,
+        desired: int,
+        *,
+        drain: bool,
     ) -> Tick:
         """Choose the Pods to go and annotate them, right before ``/scale`` is lowered.
 
@@ -319,6 +343,7 @@ class Loop:
             for pod in set(self.selection.annotated) - set(plan.costs):
                 with contextlib.suppress(KubeError):
                     await kube.set_deletion_cost(self.namespace, pod, None)
+            self._undrain.update(set(self.selection.drained) - set(plan.victims))
         for pod, cost in plan.costs.items():
             try:
                 await kube.set_deletion_cost(self.namespace, pod, cost)
@@ -327,6 +352,14 @@ class Loop:
                 problems.append(str(exc))
         if problems:
             metrics.API_ERRORS.labels(self.namespace, self.name, "pods").inc()
+        drained: tuple[str, ...] = ()
+        if drain and plan.victims and self._drain is not None:
+            try:
+                await self._drain.request(plan.victims, tick.now, ttl_s=DRAIN_TTL_S)
+                drained = plan.victims
+                self._undrain.difference_update(drained)
+            except DrainError as exc:
+                problems.append(f"drain request failed: {exc}")
         note = "; ".join(filter(None, [plan.note, *problems[:3]]))
         self.selection = PodSelection(
             at=tick.now,
@@ -337,6 +370,7 @@ class Loop:
             annotated=tuple(annotated),
             before=tuple(p.name for p in pods if not p.terminating),
             note=note,
+            drained=drained,
         )
         log.info(
             "JobQueue %s: scaling %s down to %d; chosen to go: %s; kept busy: %s",
@@ -347,6 +381,20 @@ class Loop:
             ", ".join(plan.protected) or "-",
         )
         return _with(tick, pod_selection=self.selection.record())
+
+    async def _withdraw_drains(self) -> None:
+        """Take settled or superseded Pods off the drain hashes (retried every tick)."""
+        if not self._undrain or self._drain is None:
+            return
+        pods = sorted(self._undrain)
+        try:
+            await self._drain.withdraw(pods)
+        except DrainError as exc:
+            log.warning(
+                "JobQueue %s: could not withdraw the drain of %s: %s", self.owner, pods, exc
+            )
+            return
+        self._undrain.difference_update(pods)
 
     async def _settle(self, base: Tick, target: str) -> Tick:
         """After a scale-down: which Pods went, and remove the deletion costs again.
@@ -372,6 +420,7 @@ class Loop:
                     metrics.API_ERRORS.labels(self.namespace, self.name, "pods").inc()
                     return base  # try again next tick; the annotation must not stay
         removed = [name for name in selection.before if name not in live]
+        self._undrain.update(selection.drained)
         self.selection = None
         log.info("JobQueue %s: scale-down settled; removed: %s", self.owner, removed)
         return _with(base, pod_selection=selection.record(removed=removed))
@@ -472,6 +521,13 @@ class Loop:
                 timeout_s=endpoint.timeout_s,
             )
             self.discovery = expansion if spec.weighted_queues else None
+            queues = tuple(q.name for q in expansion.queues)
+            if (
+                self._drain is None
+                or self._drain.client is not client
+                or self._drain.queues != queues
+            ):
+                self._drain = DrainTarget(client, queues, endpoint.display(), endpoint.timeout_s)
             observation, _ = await read(
                 client,
                 [q.name for q in expansion.queues],

@@ -15,10 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
+import redis.asyncio
 
 from jobqueue_devkit.controlplane import ControlPlane
 from jobqueue_devkit.redis_server import RedisServer
 from jobqueue_devkit.stack import LocalLoop, LoopSpec
+from jobqueue_protocol import keys
 from jobqueue_worker.producer import JobRequest, Producer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.k8s, pytest.mark.redis, pytest.mark.slow]
@@ -95,6 +97,12 @@ async def test_scale_down_removes_the_idle_pods_and_keeps_the_busy_one(
         chosen = snap.jobqueue_status.get("podSelection", {})
         assert set(chosen.get("chosenPods", [])) == idle_pods, chosen
         assert chosen.get("protectedPods") == [busy_pod], chosen
+        # ... and told to take no new job before the ReplicaSet removes them
+        assert set(chosen.get("drainRequested", [])) == idle_pods, chosen
+        r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+        drain_key = keys.drain_key(BUSY.queue)
+        listed = set(await r.hkeys(drain_key))
+        assert idle_pods <= listed, listed
 
         deadline = time.monotonic() + 30
         while set(pods_of(control_plane, ns)) != {busy_pod}:
@@ -110,6 +118,12 @@ async def test_scale_down_removes_the_idle_pods_and_keeps_the_busy_one(
         assert "exactly the chosen" in selection["message"], selection
         # the annotation is gone from the survivor: costs are not left behind
         assert DELETION_COST not in pods_of(control_plane, ns)[busy_pod]
+        # and so are the drain entries (withdrawn on the tick after settling)
+        deadline = time.monotonic() + 10
+        while await r.hlen(drain_key):
+            assert time.monotonic() < deadline, await r.hgetall(drain_key)
+            await asyncio.sleep(0.25)
+        await r.aclose()
 
         await loop.wait_for(lambda s: s.stats.in_flight == 0, 30, "the long job done")
         removed_mid_job = loop.removed_pods_logging(HAD_JOBS)

@@ -9,13 +9,14 @@ resumes the cooldowns from status, and Warning Events are posted on change only.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from jobqueue_operator import reconcile
 from jobqueue_operator.kube import KubeError, ObjectRef
-from jobqueue_operator.observe import MetricsUnavailableError, RedisPools
+from jobqueue_operator.observe import DrainError, MetricsUnavailableError, RedisPools
 from jobqueue_operator.policy import Observation, PodView, WorkerLoad
 from jobqueue_operator.reconcile import Claim, Context, Loop
 from jobqueue_operator.settings import OperatorSettings
@@ -113,6 +114,25 @@ def world(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         return state["obs"], {}
 
     monkeypatch.setattr(reconcile, "read", fake_read)
+    drains: dict[str, Any] = {"requested": [], "withdrawn": [], "fail": False}
+
+    class FakeDrain:
+        """Records drain requests instead of writing the drain hashes."""
+
+        def __init__(self, client: object, queues: tuple[str, ...], *_: object) -> None:
+            self.client, self.queues = client, queues
+
+        async def request(self, pods: Sequence[str], now: float, ttl_s: float) -> None:
+            if drains["fail"]:
+                raise DrainError("Redis at r: NOPERM this user has no permissions")
+            assert ttl_s > reconcile.SETTLE_S
+            drains["requested"].append(tuple(pods))
+
+        async def withdraw(self, pods: Sequence[str]) -> None:
+            drains["withdrawn"].append(tuple(pods))
+
+    monkeypatch.setattr(reconcile, "DrainTarget", FakeDrain)
+    state["drains"] = drains
     return state
 
 
@@ -299,6 +319,9 @@ async def test_scale_down_annotates_before_scaling_then_settles_and_cleans_up(
     assert chosen["chosenPods"] == ["w-a", "w-c"]
     assert chosen["protectedPods"] == ["w-b"]
     assert chosen["settled"] is False
+    # the chosen workers were told to stop fetching before /scale was lowered
+    assert world["drains"]["requested"] == [("w-a", "w-c")]
+    assert chosen["drainRequested"] == ["w-a", "w-c"]
     # the ReplicaSet has not acted yet: nothing settles, annotations stay
     clock.now += 2
     world["obs"] = dataclasses.replace(DOWN, worker_loads=DOWN.worker_loads[1:2])
@@ -316,6 +339,7 @@ async def test_scale_down_annotates_before_scaling_then_settles_and_cleans_up(
     assert kube.costs == {"w-a": -1000, "w-c": -1000}, "only live pods are cleaned"
     assert ("w-b", None) in kube.cost_writes
     assert loop.selection is None
+    assert world["drains"]["withdrawn"] == [("w-a", "w-c")], "drain entries go once settled"
 
 
 async def test_unexpected_removal_is_reported(world: dict[str, Any]) -> None:
@@ -364,6 +388,50 @@ async def test_restart_cleans_up_a_selection_left_in_status(world: dict[str, Any
     await loop.tick(DOWN_BODY)
     assert kube.costs == {}
     assert kube.statuses[-1]["podSelection"]["removedPods"] == ["w-a", "w-c"]
+
+
+async def test_drain_off_or_failing_still_scales_down(world: dict[str, Any]) -> None:
+    kube, clock = FakeKube(replicas=3), Clock()
+    kube.pods = [PodView("w-a", True), PodView("w-b", True), PodView("w-c", True)]
+    world["obs"] = DOWN
+    off = {**DOWN_BODY, "spec": {**DOWN_BODY["spec"]}}
+    off["spec"]["scaleDown"] = {**off["spec"]["scaleDown"], "drainChosenPods": False}
+    await make_loop(kube, clock).tick(off)
+    assert kube.writes == [1]
+    assert world["drains"]["requested"] == []
+    assert kube.statuses[-1]["podSelection"]["drainRequested"] == []
+
+    kube2 = FakeKube(replicas=3)
+    kube2.pods = list(kube.pods)
+    world["drains"]["fail"] = True
+    await make_loop(kube2, clock).tick(DOWN_BODY)
+    assert kube2.writes == [1], "a read-only Redis user does not stop the scale-down"
+    selection = kube2.statuses[-1]["podSelection"]
+    assert selection["drainRequested"] == []
+    assert "drain request failed" in selection["message"]
+    assert "NOPERM" in selection["message"]
+
+
+async def test_a_restart_withdraws_the_drain_a_previous_operator_requested(
+    world: dict[str, Any],
+) -> None:
+    kube, clock = FakeKube(replicas=1), Clock()
+    kube.pods = [PodView("w-b", True)]
+    status = {
+        "podSelection": {
+            "time": to_rfc3339(clock.now - 5),
+            "fromReplicas": 3,
+            "toReplicas": 1,
+            "chosenPods": ["w-a", "w-c"],
+            "protectedPods": ["w-b"],
+            "drainRequested": ["w-a", "w-c"],
+            "settled": False,
+        }
+    }
+    loop = make_loop(kube, clock, status)
+    world["obs"] = Observation(depth=5, oldest_age_s=0.0)
+    await loop.tick(DOWN_BODY)
+    assert world["drains"]["withdrawn"] == [("w-a", "w-c")]
 
 
 async def test_pods_unreadable_still_scales_down_and_says_why(world: dict[str, Any]) -> None:
