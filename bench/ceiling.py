@@ -14,7 +14,9 @@ import csv
 import io
 import os
 import shutil
+import socket
 import subprocess
+import time
 from dataclasses import dataclass
 
 from bench.redis_server import RedisServer
@@ -221,3 +223,36 @@ def bound(rows: list[CeilingRow], test: str, config: str, per_job: float) -> flo
         if r.test == test and r.config == config and r.rps > 0 and per_job > 0:
             return r.rps / per_job
     return None
+
+
+def paced_round_trips(server: RedisServer, n: int = 500, rate: float = 100.0) -> dict[str, float]:
+    """PING at ``rate`` per second on one connection: the cost of a lone round trip.
+
+    At 100 jobs/s the processes sleep between requests, so every round trip pays
+    the wake-up of both sides; this is the floor under each step of the latency
+    path (enqueue, wake-up, fetch), which redis-benchmark's back-to-back numbers hide.
+    """
+    samples: list[float] = []
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        start = time.perf_counter()
+        for i in range(n):
+            pause = start + i / rate - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            t0 = time.perf_counter()
+            sock.sendall(b"PING\r\n")
+            reply = b""
+            while not reply.endswith(b"\r\n"):
+                chunk = sock.recv(64)
+                if not chunk:
+                    raise RuntimeError("redis closed the connection during the paced PINGs")
+                reply += chunk
+            samples.append((time.perf_counter() - t0) * 1000)
+    samples.sort()
+    return {
+        "n": float(n),
+        "rate": rate,
+        "p50_ms": samples[len(samples) // 2],
+        "p99_ms": samples[min(len(samples) - 1, int(len(samples) * 0.99))],
+    }

@@ -152,7 +152,7 @@ def render(
         + ", ".join(label_of(k) for k in sorted(at_least_once or set()) if k != "ours")
         + ".",
     ]
-    lines += _targets(systems, label_of)
+    lines += _targets(systems, label_of, (res.get("ceiling") or {}).get("paced"))
     lines += ["", "### How each system was run", ""]
     for name, data in systems.items():
         status = data.get("status", "?")
@@ -220,6 +220,18 @@ def _ceiling(res: dict[str, Any], systems: dict[str, dict[str, Any]]) -> list[st
         table[(r["test"], r["config"])] = r["rps"]
     rows = [[t] + [fmt(table.get((t, c)), "{:,.0f}") for c in configs] for t in tests]
     lines += _table(["command (requests/s)", *configs], rows)
+    paced = ceil.get("paced")
+    if paced:
+        lines += [
+            "",
+            f"A lone round trip, as the latency run sees it (PING at {paced['rate']:.0f}/s on one "
+            f"connection, {paced['n']:.0f} samples): p50 {paced['p50_ms']:.3f} ms, p99 "
+            f"{paced['p99_ms']:.3f} ms. Back-to-back PINGs cost "
+            + fmt(
+                1000 / table[("PING", "1 conn")] if ("PING", "1 conn") in table else None, "{:.3f}"
+            )
+            + " ms each: between paced requests both processes sleep and pay the wake-up.",
+        ]
     ours = (systems.get("ours", {}).get("summary") or {}) if "ours" in systems else {}
     mix: dict[str, float] = ours.get("commands") or {}
     r_ours = ours.get("redis_reads_per_job")
@@ -289,7 +301,11 @@ def _profile(res: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _targets(systems: dict[str, dict[str, Any]], label_of: Callable[[str], str]) -> list[str]:
+def _targets(
+    systems: dict[str, dict[str, Any]],
+    label_of: Callable[[str], str],
+    paced: dict[str, float] | None = None,
+) -> list[str]:
     """The issue's targets for ours, measured against this run."""
     ours = (systems.get("ours") or {}).get("summary") or {}
     lines = ["", "### Our targets (issue 7) against this run", ""]
@@ -331,7 +347,14 @@ def _targets(systems: dict[str, dict[str, Any]], label_of: Callable[[str], str])
         ],
         [
             "p99 start latency ≤ 1 ms at 100 jobs/s",
-            f"{fmt(p99, '{:.2f}')} ms",
+            f"{fmt(p99, '{:.2f}')} ms"
+            + (
+                f" (one lone round trip here: p50 {paced['p50_ms']:.2f} / p99 "
+                f"{paced['p99_ms']:.2f} ms; a start needs three in a row: enqueue, "
+                "wake-up, fetch)"
+                if paced
+                else ""
+            ),
             verdict(p99 <= 1.0 if p99 is not None else None),
         ],
         [

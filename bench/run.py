@@ -422,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
                     "requests": args.ceiling_requests,
                     "version": _redis_benchmark_version(),
                     "rows": [as_dict(r) for r in rows],
+                    "paced": ceiling.paced_round_trips(server, rate=args.rate),
                 }
             except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
                 results["ceiling"] = {"error": str(exc)}

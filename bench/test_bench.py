@@ -136,6 +136,17 @@ def test_ratios_and_render() -> None:
     assert "Small-sample `--quick` run" in text
     assert "**ours / best peer**" in text
     assert "| 1 worker process at least as fast as BullMQ (same run) | 4,000 vs 3,000" in text
+    assert "one lone round trip" not in text  # no ceiling run, no floor to cite
+    res["ceiling"] = {
+        "requests": 10,
+        "rows": [
+            {"test": "PING", "config": "1 conn", "clients": 1, "pipeline": 1, "rps": 10_000.0}
+        ],
+        "paced": {"n": 500.0, "rate": 100.0, "p50_ms": 0.45, "p99_ms": 0.8},
+    }
+    text = report.render(res, lambda k: k, {"bullmq"})
+    assert "2.00 ms (one lone round trip here: p50 0.45 / p99 0.80 ms" in text
+    assert "p50 0.450 ms, p99 0.800 ms. Back-to-back PINGs cost 0.100 ms each" in text
 
 
 def test_write_section_keeps_the_operator_block(tmp_path: Path) -> None:
