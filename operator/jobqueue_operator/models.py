@@ -464,6 +464,7 @@ class PodSelectionRecord(_Model):
     to_replicas: int
     chosen_pods: list[str] = Field(default_factory=list)
     protected_pods: list[str] = Field(default_factory=list)
+    drain_requested: list[str] = Field(default_factory=list)
     removed_pods: list[str] | None = None
     settled: bool = False
     message: str = ""

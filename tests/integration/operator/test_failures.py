@@ -198,6 +198,11 @@ def test_refuses_a_target_that_an_hpa_or_another_jobqueue_scales(
     time.sleep(2)
     assert kubectl.replicas("hpa-target", namespace) == 1, "must not fight the HPA"
     assert kubectl.replicas("shared", namespace) == 2, "the younger JobQueue must not act"
+    # The conflict check reads the operator's watch of HPAs: removing the HPA frees
+    # the target on the next tick, with no restart and no re-list.
+    kubectl("delete", "horizontalpodautoscaler", "cpu", "-n", namespace)
+    wait_for(lambda: kubectl.replicas("hpa-target", namespace) == 2, 15, "the target freed")
+    assert kubectl.condition("vs-hpa", namespace, "Ready").get("status") == "True"
 
 
 def test_a_broken_jobqueue_does_not_slow_a_healthy_one(
