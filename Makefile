@@ -126,8 +126,9 @@ test-unit: install ## Only the fast tests that need no service.
 
 .PHONY: bench
 bench: install redis controlplane ## Benchmarks side by side with the peers and the operator's cost; writes BENCHMARKS.md.
-	$(PY) -m bench.run $(BENCH_ARGS)
-	PYTHONPATH=tests/devkit:worker-image:operator $(PY) -m bench.operator $(BENCH_OPERATOR_ARGS)
+	JOBQUEUE_BENCH_VIA="make bench" $(PY) -m bench.run $(BENCH_ARGS)
+	JOBQUEUE_BENCH_VIA="make bench" PYTHONPATH=tests/devkit:worker-image:operator \
+		$(PY) -m bench.operator $(BENCH_OPERATOR_ARGS)
 
 .PHONY: bench-quick
 bench-quick: install redis controlplane ## A small-sample smoke run of both benchmarks (minutes, not an hour).

@@ -107,7 +107,12 @@ def render(
         ]
     lines += [
         f"- Date: {meta['date']}",
-        f"- Command: `{meta['command']}` (repo at {meta.get('git', '?')})",
+        (
+            f"- Command: `{meta['via']}`, whose worker part is `{meta['command']}` "
+            f"(repo at {meta.get('git', '?')}); the operator part is reported below"
+            if meta.get("via")
+            else f"- Command: `{meta['command']}` (repo at {meta.get('git', '?')})"
+        ),
         f"- Machine: {meta['cores']} cores, {meta['cpu_model']}, "
         f"{meta['memory_gib']:.1f} GiB RAM; load average at start {meta['load_start']}, "
         f"at end {meta.get('load_end', '?')}",

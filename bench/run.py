@@ -117,6 +117,8 @@ def machine_meta(argv: list[str]) -> dict[str, Any]:
         "git": rev or "?",
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "command": " ".join(shlex.quote(a) for a in argv),
+        # `make bench` runs this harness and then the operator's; both say so.
+        "via": os.environ.get("JOBQUEUE_BENCH_VIA"),
         "cores": os.cpu_count(),
         "cpu_model": cpu_model,
         "memory_gib": psutil.virtual_memory().total / 2**30,

@@ -339,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             "versions": versions(),
             "git": git_state(),
             "command": command.strip(),
+            "via": os.environ.get("JOBQUEUE_BENCH_VIA"),
             "loadavg_start": tuple(round(x, 2) for x in os.getloadavg()),
             "args": vars(args),
         },

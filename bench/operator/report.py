@@ -95,16 +95,22 @@ def render(results: dict[str, Any]) -> str:
         f"- date: {meta['date']}",
         f"- machine: {meta['machine']}",
         f"- versions: {meta['versions']}",
-        "- source (operator tree each run measured; other engineers were changing it): "
+        "- source (the operator tree each run measured): "
         + "; ".join(_run_line(m) for m in [*meta.get("earlier_runs", []), meta])
         + (
             " (a later run's scale point replaces an earlier one of the same size)"
             if meta.get("earlier_runs")
             else ""
         ),
-        f"- command: `{meta['command']}`",
-        f"- load average at start / end: {meta.get('loadavg_start')} / {meta.get('loadavg_end')} "
-        "(the 2 cores were shared with other engineers' test runs)",
+        (
+            f"- command: `{meta['via']}`, whose operator part is `{meta['command']}` "
+            "(in the same run as the worker section above)"
+            if meta.get("via")
+            else f"- command: `{meta['command']}`"
+        ),
+        f"- load average (1, 5, 15 min) at start / end: {meta.get('loadavg_start')} / "
+        f"{meta.get('loadavg_end')} (the end includes the benchmark's own control plane, "
+        "Redis and operator at the largest scale point)",
         "",
         "Method: the devkit's real control plane (etcd, kube-apiserver, kube-controller-manager "
         "on 127.0.0.1; no scheduler, so Pods stay Pending), a real redis-server on 127.0.0.1 and "
