@@ -67,6 +67,35 @@ async def load_configuration() -> client.Configuration:
     return cfg
 
 
+_PROXY_VARIABLES = (
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "ALL_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "all_proxy",
+)
+
+
+def skip_netrc_lookups(api: client.ApiClient) -> bool:
+    """Stop aiohttp reading ``~/.netrc`` in a worker thread before every API request.
+
+    kubernetes_asyncio opens its aiohttp session with ``trust_env=True``, and aiohttp
+    then looks up netrc credentials for each request that has no ``auth=`` (ours carry
+    a bearer token or a client certificate, never netrc). At 1,000 JobQueues that
+    thread hop was about a fifth of the operator's CPU (BENCHMARKS.md). ``trust_env``
+    also enables the proxy variables, so it stays on when one of them is set.
+    Returns whether the lookups are now off.
+    """
+    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return False
+    session = api.rest_client.pool_manager
+    if getattr(session, "_trust_env", None) is None:  # an aiohttp without the attribute
+        return False
+    session._trust_env = False
+    return True
+
+
 class Kube:
     """A thin, typed facade over the calls the operator makes."""
 
@@ -80,7 +109,9 @@ class Kube:
     @classmethod
     async def connect(cls) -> Kube:
         """A client with the process's credentials (see :func:`load_configuration`)."""
-        return cls(client.ApiClient(await load_configuration()))
+        api = client.ApiClient(await load_configuration())
+        skip_netrc_lookups(api)
+        return cls(api)
 
     async def close(self) -> None:
         """Close the HTTP session."""
