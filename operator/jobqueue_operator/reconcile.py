@@ -310,6 +310,12 @@ class Loop:
                     decision.desired,
                     drain=spec.scale_down.drain_chosen_pods,
                 )
+            elif self.selection is not None and self.selection.drained:
+                # Scaling up again before the scale-down settled: Pods the ReplicaSet
+                # has not removed yet must fetch again now, not after SETTLE_S.
+                self._undrain.update(self.selection.drained)
+                self.selection.drained = ()
+                await self._withdraw_drains()
             tick = await self._act(tick, spec.scale_target_ref.name, current, decision.desired, now)
         return tick
 

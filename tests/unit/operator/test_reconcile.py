@@ -412,6 +412,23 @@ async def test_drain_off_or_failing_still_scales_down(world: dict[str, Any]) -> 
     assert "NOPERM" in selection["message"]
 
 
+async def test_a_scale_up_before_settling_withdraws_the_drain_at_once(
+    world: dict[str, Any],
+) -> None:
+    kube, clock = FakeKube(replicas=3), Clock()
+    kube.pods = [PodView("w-a", True), PodView("w-b", True), PodView("w-c", True)]
+    loop = make_loop(kube, clock)
+    world["obs"] = DOWN
+    await loop.tick(DOWN_BODY)
+    assert world["drains"]["requested"] == [("w-a", "w-c")]
+    # the ReplicaSet has not removed them yet, and a burst arrives
+    clock.now += 2
+    world["obs"] = Observation(depth=500, oldest_age_s=0.0, workers=3)
+    await loop.tick(DOWN_BODY)
+    assert kube.writes[-1] > 1, "scaled up"
+    assert world["drains"]["withdrawn"] == [("w-a", "w-c")], "they fetch again at once"
+
+
 async def test_a_restart_withdraws_the_drain_a_previous_operator_requested(
     world: dict[str, Any],
 ) -> None:
