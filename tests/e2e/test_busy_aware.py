@@ -97,12 +97,12 @@ async def test_scale_down_removes_the_idle_pods_and_keeps_the_busy_one(
         chosen = snap.jobqueue_status.get("podSelection", {})
         assert set(chosen.get("chosenPods", [])) == idle_pods, chosen
         assert chosen.get("protectedPods") == [busy_pod], chosen
-        # ... and told to take no new job before the ReplicaSet removes them
+        # ... and told to take no new job before the ReplicaSet removes them (the
+        # operator records the Pods only once the drain hash write succeeded; the
+        # hash itself may already be withdrawn again by the time it could be read)
         assert set(chosen.get("drainRequested", [])) == idle_pods, chosen
         r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
         drain_key = keys.drain_key(BUSY.queue)
-        listed = set(await r.hkeys(drain_key))
-        assert idle_pods <= listed, listed
 
         deadline = time.monotonic() + 30
         while set(pods_of(control_plane, ns)) != {busy_pod}:

@@ -53,7 +53,7 @@ async def test_a_pod_chosen_to_go_takes_no_job_until_the_request_is_withdrawn(
 
     await r.hdel(keys.drain_key("default"), "pod-going")
     async with Producer(redis_url) as p:
-        second = await p.enqueue_many([JobRequest(type="tagged") for _ in range(100)])
+        second = await p.enqueue_many([JobRequest(type="tagged") for _ in range(200)])
 
     async def going_works_again() -> bool:
         return len(going) > 0 and len(going) + len(staying) == len(first) + len(second)
