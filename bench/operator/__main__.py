@@ -266,11 +266,12 @@ def notes(results: dict[str, Any]) -> list[str]:
         "What a tick costs besides the one Redis round trip (code reading of the tree that "
         f"ran, {results['meta'].get('git')}, confirmed by the per-kind counts above): GET "
         "deployments/scale and PATCH jobqueues/status every tick; the Secret GET only when "
-        "a password is referenced, every 30 s. The conflict check (an HPA or an older "
-        "JobQueue on the same Deployment) reads kopf's in-memory indexes of the JobQueue "
-        "and HPA watches and costs no request (since the commit that replaced "
-        "`kube.find_conflict`, which listed every JobQueue of the namespace from every "
-        "loop, N² objects per 30 s with N JobQueues)."
+        "a password is referenced, every 30 s. The conflict check reads the JobQueues from "
+        "kopf's in-memory index of its JobQueue watch (no request; before b663a53, "
+        "`kube.find_conflict` listed every JobQueue of the namespace from every loop, N² "
+        "objects per 30 s with N JobQueues) and the HPAs from one LIST per namespace every "
+        "10 s, shared by all its JobQueues (from b663a53 until 23d0346 a kopf watch of "
+        "HPAs instead)."
     )
     return out
 

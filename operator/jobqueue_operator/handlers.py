@@ -83,18 +83,6 @@ def jobqueue_claims(
     return {(namespace, target): Claim(str(meta.get("creationTimestamp") or ""), name)}
 
 
-@kopf.index("autoscaling", "v2", "horizontalpodautoscalers")
-def hpa_claims(
-    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
-) -> dict[TargetKey, Claim]:
-    """Which Deployment each HorizontalPodAutoscaler scales (two autoscalers would fight)."""
-    ref = spec.get("scaleTargetRef") or {}
-    target = ref.get("name")
-    if not namespace or ref.get("kind") != "Deployment" or not isinstance(target, str):
-        return {}
-    return {(namespace, target): Claim("", name, kind="HorizontalPodAutoscaler")}
-
-
 def _claims_reader(*indices: ClaimIndex) -> Callable[[str, str], Iterable[Claim]]:
     def claims_on(namespace: str, target: str) -> Iterable[Claim]:
         key = (namespace, target)
@@ -119,7 +107,7 @@ async def scale_loop(
     if namespace is None:  # JobQueue is namespaced; kopf types the kwarg for both scopes
         raise kopf.PermanentError("a JobQueue without a namespace")
     # kopf passes each index as a keyword named after its function.
-    claims_on = _claims_reader(indices["jobqueue_claims"], indices["hpa_claims"])
+    claims_on = _claims_reader(indices["jobqueue_claims"])
     loop = Loop.from_status(ctx, namespace, name, body.get("status") or {}, claims_on)
     _LOOPS[loop.owner] = loop
     try:

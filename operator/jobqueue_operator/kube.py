@@ -104,6 +104,7 @@ class Kube:
         self._apps = client.AppsV1Api(api)
         self._core = client.CoreV1Api(api)
         self._custom = client.CustomObjectsApi(api)
+        self._hpa = client.AutoscalingV2Api(api)
         self._instance = socket.gethostname()
 
     @classmethod
@@ -202,6 +203,20 @@ class Kube:
         if key not in data:
             raise SecretError(f"Secret {name} has no key {key!r}")
         return base64.b64decode(data[key]).decode()
+
+    async def hpa_targets(self, namespace: str) -> list[tuple[str, str]]:
+        """(HPA name, Deployment name) for every HPA in ``namespace`` that scales a Deployment."""
+        try:
+            hpas = await self._hpa.list_namespaced_horizontal_pod_autoscaler(namespace)
+        except ApiException as exc:
+            raise KubeError(
+                _describe("list the HorizontalPodAutoscalers in", namespace, exc)
+            ) from exc
+        return [
+            (hpa.metadata.name, hpa.spec.scale_target_ref.name)
+            for hpa in hpas.items
+            if hpa.spec.scale_target_ref.kind == "Deployment"
+        ]
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge-patch ``status`` through the status subresource."""

@@ -21,6 +21,7 @@ meant to be set right before a scale-down, not kept up to date (anchors §1.3, �
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -71,6 +72,8 @@ DEFAULT_INTERVAL_S = 5.0
 #: change rarely; re-reading them every tick would cost two lists and a get per
 #: JobQueue per poll. A change of target or Secret reference re-reads at once.
 REFRESH_S = 30.0
+#: The HPAs of a namespace are listed this often (one LIST shared by its JobQueues).
+HPA_REFRESH_S = 10.0
 #: An unchanged status (all but ``observed.observedAt``) is rewritten this often.
 STATUS_REFRESH_S = 30.0
 #: How long after a scale-down the loop waits for the ReplicaSet to remove the
@@ -152,10 +155,11 @@ class Claim:
     created: str  # RFC 3339, sorts in time order
     name: str
     kind: str = "JobQueue"
+    target: str = ""  # the Deployment, where the claim comes from a namespace-wide list
 
 
-#: (namespace, Deployment) → every claim on it, read from the operator's in-memory
-#: watch of JobQueues and HorizontalPodAutoscalers (``handlers.py``): no API request.
+#: (namespace, Deployment) → the JobQueues that scale it, read from the operator's
+#: in-memory index of its JobQueue watch (``handlers.py``): no API request.
 ClaimsOn = Callable[[str, str], Iterable[Claim]]
 
 
@@ -189,6 +193,26 @@ class Context:
     pools: RedisPools
     settings: OperatorSettings
     clock: Callable[[], float] = time.time
+    #: namespace → (read at, HPA claims): one LIST per namespace per HPA_REFRESH_S, shared
+    #: by every loop there. (A watch would be cheaper still, but kopf holds every handler
+    #: until an index's first list succeeds, so a missing HPA right would stop the whole
+    #: operator instead of showing a condition on the JobQueues.)
+    _hpas: dict[str, tuple[float, list[Claim]]] = field(default_factory=dict)
+    _hpa_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    async def hpa_claims(self, namespace: str, now: float) -> list[Claim]:
+        """The HPAs of ``namespace`` as claims on their Deployments (raises KubeError)."""
+        lock = self._hpa_locks.setdefault(namespace, asyncio.Lock())
+        async with lock:  # 1,000 loops starting together list once, not 1,000 times
+            cached = self._hpas.get(namespace)
+            if cached is not None and now - cached[0] < HPA_REFRESH_S:
+                return cached[1]
+            claims = [
+                Claim("", name, kind="HorizontalPodAutoscaler", target=target)
+                for name, target in await self.kube.hpa_targets(namespace)
+            ]
+            self._hpas[namespace] = (now, claims)
+            return claims
 
 
 @dataclass
@@ -496,6 +520,7 @@ class Loop:
         assert target is not None
         try:
             current = await self.ctx.kube.get_replicas(self.namespace, target)
+            hpas = await self.ctx.hpa_claims(self.namespace, base.now)
         except KubeError as exc:
             metrics.API_ERRORS.labels(self.namespace, self.name, "read").inc()
             return _with(base, problem=Problem("KubernetesAPIError", str(exc)))
@@ -503,7 +528,11 @@ class Loop:
             text = f"Deployment {target} does not exist in {self.namespace}"
             return _with(base, problem=Problem("TargetNotFound", text))
         base = _with(base, current_replicas=current)
-        found = conflict(Claim(created, self.name), target, self.claims_on(self.namespace, target))
+        claims = [
+            *self.claims_on(self.namespace, target),
+            *(hpa for hpa in hpas if hpa.target == target),
+        ]
+        found = conflict(Claim(created, self.name), target, claims)
         if found is not None:
             return _with(base, problem=Problem("TargetConflict", f"{found}; refusing to act"))
         return base

@@ -31,7 +31,6 @@ ALLOWED = [
     ("update", "deployments.apps", "scale"),
     ("get", "secrets", ""),
     ("create", "events", ""),
-    ("watch", "horizontalpodautoscalers.autoscaling", ""),
     ("list", "horizontalpodautoscalers.autoscaling", ""),
     # busy-aware scale-down: list the target's Pods, write their deletion cost
     ("get", "pods", ""),
@@ -58,6 +57,7 @@ DENIED = [
     ("create", "pods", "eviction"),
     ("patch", "pods", "status"),
     ("patch", "horizontalpodautoscalers.autoscaling", ""),
+    ("watch", "horizontalpodautoscalers.autoscaling", ""),
     ("delete", "events", ""),
     ("create", "rolebindings.rbac.authorization.k8s.io", ""),
     ("impersonate", "serviceaccounts", ""),

@@ -36,6 +36,8 @@ class FakeKube:
         self.costs: dict[str, int] = {}
         self.cost_writes: list[tuple[str, int | None]] = []
         self.fail_pods = False
+        self.hpas: list[tuple[str, str]] = []
+        self.fail_hpa = False
 
     async def list_target_pods(self, namespace: str, name: str) -> list[PodView]:
         if self.fail_pods:
@@ -62,6 +64,12 @@ class FakeKube:
         self.writes.append(replicas)
         self.replicas = replicas
         self.scaled_with_costs = dict(self.costs)
+
+    async def hpa_targets(self, namespace: str) -> list[tuple[str, str]]:
+        self.lookups["hpa"] = self.lookups.get("hpa", 0) + 1
+        if self.fail_hpa:
+            raise KubeError("could not list the HorizontalPodAutoscalers in ns: HTTP 403")
+        return list(self.hpas)
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
         self.lookups["secret"] += 1
@@ -238,6 +246,46 @@ async def test_missing_target(world: dict[str, Any]) -> None:
     assert kube.statuses[-1]["conditions"][0]["reason"] == "TargetNotFound"
 
 
+async def test_an_hpa_on_the_target_is_refused_and_the_list_is_shared_per_namespace(
+    world: dict[str, Any],
+) -> None:
+    kube, clock = FakeKube(replicas=1), Clock()
+    kube.hpas = [("cpu", "w"), ("other", "elsewhere")]
+    ctx = Context(kube=kube, pools=RedisPools(), settings=OperatorSettings(), clock=clock)  # type: ignore[arg-type]
+    loops = [Loop.from_status(ctx, "ns", f"q{i}", {}) for i in range(3)]
+    world["obs"] = Observation(depth=50, oldest_age_s=0.0)
+    for _ in range(4):  # 8 s of ticks of three JobQueues
+        for loop in loops:
+            await loop.tick(MINE)
+        clock.now += 2
+    assert kube.lookups["hpa"] == 1, "one LIST per namespace per 10 s, shared"
+    ready = kube.statuses[-1]["conditions"][0]
+    assert ready["reason"] == "TargetConflict"
+    assert "HorizontalPodAutoscaler cpu already scales w" in ready["message"]
+    assert kube.writes == []
+    kube.hpas = []  # the HPA is deleted: the next list frees the target
+    clock.now += reconcile.HPA_REFRESH_S
+    await loops[0].tick(MINE)
+    assert kube.lookups["hpa"] == 2
+    assert kube.writes, "scaled once the HPA was gone"
+
+
+async def test_an_unreadable_hpa_list_is_a_condition_not_a_stall(world: dict[str, Any]) -> None:
+    kube, clock = FakeKube(replicas=1), Clock()
+    kube.fail_hpa = True
+    loop = make_loop(kube, clock)
+    world["obs"] = Observation(depth=50, oldest_age_s=0.0)
+    await loop.tick(MINE)
+    ready = kube.statuses[-1]["conditions"][0]
+    assert ready["reason"] == "KubernetesAPIError"
+    assert "HorizontalPodAutoscalers" in ready["message"]
+    assert kube.writes == []
+    kube.fail_hpa = False
+    clock.now += 2
+    await loop.tick(MINE)
+    assert kube.writes, "a failed list is not cached: the next tick reads again and acts"
+
+
 async def test_secret_is_reread_every_30s_not_every_tick(world: dict[str, Any]) -> None:
     kube, clock = FakeKube(replicas=1), Clock()
     loop = make_loop(kube, clock)
@@ -246,10 +294,10 @@ async def test_secret_is_reread_every_30s_not_every_tick(world: dict[str, Any]) 
     for _ in range(10):  # 20 s of ticks
         await loop.tick(body)
         clock.now += 2
-    assert kube.lookups == {"secret": 1}
+    assert kube.lookups["secret"] == 1
     clock.now += 15
     await loop.tick(body)
-    assert kube.lookups == {"secret": 2}
+    assert kube.lookups["secret"] == 2
     moved = {**spec, "redis": {"host": "r", "passwordSecretRef": {"name": "s2"}}}
     await loop.tick({**body, "spec": moved})
     assert kube.lookups["secret"] == 3, "a new Secret reference is read at once"
@@ -265,7 +313,6 @@ MINE = {**BODY, "metadata": {**BODY["metadata"], "creationTimestamp": "2026-05-0
         ([Claim("2026-05-01T00:00:00Z", "q"), Claim("2026-06-01T00:00:00Z", "young")], None),
         ([Claim("2026-04-01T00:00:00Z", "old")], "JobQueue old already scales w"),
         ([Claim("2026-05-01T00:00:00Z", "a")], "JobQueue a already scales w"),  # same second
-        ([Claim("", "h", kind="HorizontalPodAutoscaler")], "HorizontalPodAutoscaler h"),
     ],
 )
 async def test_a_claimed_target_is_refused_and_never_scaled(
