@@ -67,7 +67,8 @@ async def load_configuration() -> client.Configuration:
     return cfg
 
 
-_PROXY_VARIABLES = (
+#: With one of these set, aiohttp keeps trusting the environment (see skip_netrc_lookups).
+PROXY_VARIABLES = (
     "HTTPS_PROXY",
     "HTTP_PROXY",
     "ALL_PROXY",
@@ -87,7 +88,7 @@ def skip_netrc_lookups(api: client.ApiClient) -> bool:
     also enables the proxy variables, so it stays on when one of them is set.
     Returns whether the lookups are now off.
     """
-    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+    if any(os.environ.get(name) for name in PROXY_VARIABLES):
         return False
     session = api.rest_client.pool_manager
     if getattr(session, "_trust_env", None) is None:  # an aiohttp without the attribute

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from kubernetes_asyncio import client
 
-from jobqueue_operator.kube import skip_netrc_lookups
+from jobqueue_operator.kube import PROXY_VARIABLES, skip_netrc_lookups
 
 
 @pytest.fixture
@@ -53,14 +53,7 @@ async def _netrc_lookups(api: client.ApiClient, url: str, monkeypatch: pytest.Mo
 
 @pytest.fixture
 def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "HTTPS_PROXY",
-        "HTTP_PROXY",
-        "ALL_PROXY",
-        "https_proxy",
-        "http_proxy",
-        "all_proxy",
-    ):
+    for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
 

@@ -351,14 +351,20 @@ DOWN_BODY: dict[str, Any] = {
 }
 
 
-async def test_scale_down_annotates_before_scaling_then_settles_and_cleans_up(
-    world: dict[str, Any],
-) -> None:
+async def after_scale_down(world: dict[str, Any]) -> tuple[FakeKube, Clock, Loop]:
+    """Three Ready workers, one busy (DOWN), and one tick that scales 3 → 1."""
     kube, clock = FakeKube(replicas=3), Clock()
     kube.pods = [PodView("w-a", True), PodView("w-b", True), PodView("w-c", True)]
     loop = make_loop(kube, clock)
     world["obs"] = DOWN
     await loop.tick(DOWN_BODY)
+    return kube, clock, loop
+
+
+async def test_scale_down_annotates_before_scaling_then_settles_and_cleans_up(
+    world: dict[str, Any],
+) -> None:
+    kube, clock, loop = await after_scale_down(world)
     assert kube.writes == [1]
     # the costs were on the Pods when /scale was written
     assert kube.scaled_with_costs == {"w-a": -1000, "w-c": -1000, "w-b": 1012}
@@ -390,11 +396,7 @@ async def test_scale_down_annotates_before_scaling_then_settles_and_cleans_up(
 
 
 async def test_unexpected_removal_is_reported(world: dict[str, Any]) -> None:
-    kube, clock = FakeKube(replicas=3), Clock()
-    kube.pods = [PodView("w-a", True), PodView("w-b", True), PodView("w-c", True)]
-    loop = make_loop(kube, clock)
-    world["obs"] = DOWN
-    await loop.tick(DOWN_BODY)
+    kube, clock, loop = await after_scale_down(world)
     kube.pods = [PodView("w-a", True)]
     clock.now += 2
     await loop.tick(DOWN_BODY)
@@ -404,11 +406,7 @@ async def test_unexpected_removal_is_reported(world: dict[str, Any]) -> None:
 
 
 async def test_unsettled_selection_times_out_and_still_cleans_up(world: dict[str, Any]) -> None:
-    kube, clock = FakeKube(replicas=3), Clock()
-    kube.pods = [PodView("w-a", True), PodView("w-b", True), PodView("w-c", True)]
-    loop = make_loop(kube, clock)
-    world["obs"] = DOWN
-    await loop.tick(DOWN_BODY)
+    kube, clock, loop = await after_scale_down(world)
     world["obs"] = Observation(depth=5, oldest_age_s=0.0)  # band: hold
     clock.now += reconcile.SETTLE_S + 1
     await loop.tick(DOWN_BODY)
@@ -427,6 +425,7 @@ async def test_restart_cleans_up_a_selection_left_in_status(world: dict[str, Any
             "toReplicas": 1,
             "chosenPods": ["w-a", "w-c"],
             "protectedPods": ["w-b"],
+            "drainRequested": ["w-a", "w-c"],
             "settled": False,
         }
     }
@@ -435,6 +434,8 @@ async def test_restart_cleans_up_a_selection_left_in_status(world: dict[str, Any
     await loop.tick(DOWN_BODY)
     assert kube.costs == {}
     assert kube.statuses[-1]["podSelection"]["removedPods"] == ["w-a", "w-c"]
+    # and the drain the previous operator requested is taken off again
+    assert world["drains"]["withdrawn"] == [("w-a", "w-c")]
 
 
 async def test_drain_off_or_failing_still_scales_down(world: dict[str, Any]) -> None:
@@ -462,11 +463,7 @@ async def test_drain_off_or_failing_still_scales_down(world: dict[str, Any]) -> 
 async def test_a_scale_up_before_settling_withdraws_the_drain_at_once(
     world: dict[str, Any],
 ) -> None:
-    kube, clock = FakeKube(replicas=3), Clock()
-    kube.pods = [PodView("w-a", True), PodView("w-b", True), PodView("w-c", True)]
-    loop = make_loop(kube, clock)
-    world["obs"] = DOWN
-    await loop.tick(DOWN_BODY)
+    kube, clock, loop = await after_scale_down(world)
     assert world["drains"]["requested"] == [("w-a", "w-c")]
     # the ReplicaSet has not removed them yet, and a burst arrives
     clock.now += 2
@@ -474,28 +471,6 @@ async def test_a_scale_up_before_settling_withdraws_the_drain_at_once(
     await loop.tick(DOWN_BODY)
     assert kube.writes[-1] > 1, "scaled up"
     assert world["drains"]["withdrawn"] == [("w-a", "w-c")], "they fetch again at once"
-
-
-async def test_a_restart_withdraws_the_drain_a_previous_operator_requested(
-    world: dict[str, Any],
-) -> None:
-    kube, clock = FakeKube(replicas=1), Clock()
-    kube.pods = [PodView("w-b", True)]
-    status = {
-        "podSelection": {
-            "time": to_rfc3339(clock.now - 5),
-            "fromReplicas": 3,
-            "toReplicas": 1,
-            "chosenPods": ["w-a", "w-c"],
-            "protectedPods": ["w-b"],
-            "drainRequested": ["w-a", "w-c"],
-            "settled": False,
-        }
-    }
-    loop = make_loop(kube, clock, status)
-    world["obs"] = Observation(depth=5, oldest_age_s=0.0)
-    await loop.tick(DOWN_BODY)
-    assert world["drains"]["withdrawn"] == [("w-a", "w-c")]
 
 
 async def test_pods_unreadable_still_scales_down_and_says_why(world: dict[str, Any]) -> None:
