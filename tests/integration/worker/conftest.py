@@ -20,6 +20,9 @@ from typing import Any
 
 import pytest
 
+from jobqueue_worker.envelope import JobStatus
+from jobqueue_worker.producer import Producer
+from jobqueue_worker.records import JobRecord
 from jobqueue_worker.registry import Registry
 from jobqueue_worker.runtime import Worker
 from jobqueue_worker.settings import WorkerSettings, load
@@ -52,6 +55,32 @@ def until() -> Until:
     """``await until_(async_predicate, timeout_s)``; a fixture because importlib mode
     keeps conftest from being imported by test modules."""
     return _until
+
+
+Reach = Callable[..., Awaitable[JobRecord]]
+
+
+async def _reach(
+    producer: Producer, job_id: str, status: JobStatus, timeout_s: float = 10.0
+) -> JobRecord:
+    """Wait until the job has ``status`` in Redis; its record then."""
+    found: list[JobRecord] = []
+
+    async def there() -> bool:
+        rec = await producer.status(job_id)
+        if rec is not None and rec.status is status:
+            found.append(rec)
+            return True
+        return False
+
+    await _until(there, timeout_s)
+    return found[-1]
+
+
+@pytest.fixture
+def reach() -> Reach:
+    """``await reach(producer, job_id, JobStatus.DONE, timeout_s)`` → the job's record."""
+    return _reach
 
 
 @pytest.fixture

@@ -102,7 +102,7 @@ async def test_weighted_mode_serves_queues_in_proportion(
 
 
 async def test_retry_then_dead_letter_then_replay(
-    redis_url: str, start_worker: StartWorker, until: Any
+    redis_url: str, start_worker: StartWorker, reach: Any
 ) -> None:
     attempts: list[int] = []
     healthy = {"now": False}
@@ -120,14 +120,8 @@ async def test_retry_then_dead_letter_then_replay(
         await start_worker(reg, concurrency=2)
         broker = Broker(redis_url)
 
-        async def is_dead() -> bool:
-            rec = await p.status(job_id)
-            return rec is not None and rec.status is JobStatus.DEAD
-
-        await until(is_dead)
+        rec = await reach(p, job_id, JobStatus.DEAD)
         assert attempts == [1, 2, 3]
-        rec = await p.status(job_id)
-        assert rec is not None
         assert rec.dead_reason == "exception"
         assert rec.error == "RuntimeError: boom 3"
         assert rec.traceback is not None
@@ -142,13 +136,7 @@ async def test_retry_then_dead_letter_then_replay(
         assert await dlq.replay(broker, "default", flt=dlq.DeadFilter(type="flaky")) == 1
         assert await dlq.replay(broker, "default", [job_id]) == 0  # already replayed
 
-        async def is_completed() -> bool:
-            rec = await p.status(job_id)
-            return rec is not None and rec.status is JobStatus.COMPLETED
-
-        await until(is_completed)
-        rec = await p.status(job_id)
-        assert rec is not None
+        rec = await reach(p, job_id, JobStatus.COMPLETED)
         assert rec.result == "ok"
         assert rec.priority == 3
         assert attempts == [1, 2, 3, 1]  # attempts were reset by the replay
@@ -181,7 +169,7 @@ async def test_retry_delays_wait_in_redis_not_in_the_worker(
 
 
 async def test_permanent_error_skips_retries(
-    redis_url: str, start_worker: StartWorker, until: Any
+    redis_url: str, start_worker: StartWorker, reach: Any
 ) -> None:
     calls: list[int] = []
     reg = Registry()
@@ -195,13 +183,7 @@ async def test_permanent_error_skips_retries(
         job_id = await p.enqueue("pay")
         await start_worker(reg)
 
-        async def dead() -> bool:
-            rec = await p.status(job_id)
-            return rec is not None and rec.status is JobStatus.DEAD
-
-        await until(dead)
-        rec = await p.status(job_id)
-        assert rec is not None
+        rec = await reach(p, job_id, JobStatus.DEAD)
         assert rec.dead_reason == "permanent"
     assert calls == [1]
 
@@ -400,7 +382,7 @@ async def _only(broker: Broker, job_id: str) -> bool:
 
 
 async def test_oversized_result_is_dead_lettered_not_stored(
-    redis_url: str, start_worker: StartWorker, until: Any
+    redis_url: str, start_worker: StartWorker, reach: Any
 ) -> None:
     reg = Registry()
 
@@ -412,13 +394,7 @@ async def test_oversized_result_is_dead_lettered_not_stored(
         job_id = await p.enqueue("big_result")
         await start_worker(reg, max_payload_bytes=1000)
 
-        async def dead() -> bool:
-            rec = await p.status(job_id)
-            return rec is not None and rec.status is JobStatus.DEAD
-
-        await until(dead)
-        rec = await p.status(job_id)
-        assert rec is not None
+        rec = await reach(p, job_id, JobStatus.DEAD)
         assert rec.dead_reason == "permanent"
         assert rec.error is not None
         assert "over the 1000-byte limit" in rec.error

@@ -92,26 +92,16 @@ async def test_round_trips_per_job_at_steady_state(  # noqa: PLR0917 - fixtures 
 
 
 async def test_lease_survives_a_handler_that_blocks_the_event_loop(
-    redis_url: str, spawn_worker: Any, until: Any
+    redis_url: str, spawn_worker: Any, reach: Any
 ) -> None:
     async with Producer(redis_url) as p:
         job_id = await p.enqueue("hog_loop", {"seconds": 3.0})
         a = spawn_worker("hog", lease_s=1.0)
 
-        async def active() -> bool:
-            rec = await p.status(job_id)
-            return rec is not None and rec.status is JobStatus.ACTIVE
-
-        await until(active, 15)
+        await reach(p, job_id, JobStatus.ACTIVE, 15)
         b = spawn_worker("bystander", lease_s=1.0)  # its reaper would steal an expired lease
 
-        async def completed() -> bool:
-            rec = await p.status(job_id)
-            return rec is not None and rec.status is JobStatus.COMPLETED
-
-        await until(completed, 20)
-        rec = await p.status(job_id)
-        assert rec is not None
+        rec = await reach(p, job_id, JobStatus.COMPLETED, 20)
         assert rec.deliveries == 1  # never reaped, never run twice
         assert rec.worker is not None
         assert rec.worker.startswith("hog:")

@@ -811,23 +811,6 @@ SLO_ROWS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("s", "o", "cur", "desired", "reason", "limits"),
-    [row[1:] for row in SLO_ROWS],
-    ids=[row[0] for row in SLO_ROWS],
-)
-def test_slo_and_zero_table(  # noqa: PLR0917
-    s: EffectiveSpec,
-    o: Observation,
-    cur: int,
-    desired: int,
-    reason: Reason,
-    limits: set[Limit],
-) -> None:
-    d = decide(s, o, cur, None, None, NOW)
-    assert (d.desired, d.reason, set(d.limited_by)) == (desired, reason, limits), d.message
-
-
 def test_slo_need_message_shows_the_sum() -> None:
     need = slo_need(SLO, sobs(depth=40, arrival_rate=4.0, mean_service_s=2.0))
     assert need is not None
@@ -954,10 +937,10 @@ RESOURCE_ROWS = [
 
 @pytest.mark.parametrize(
     ("s", "o", "cur", "desired", "reason", "limits"),
-    [row[1:] for row in RESOURCE_ROWS],
-    ids=[row[0] for row in RESOURCE_ROWS],
+    [row[1:] for row in (*SLO_ROWS, *RESOURCE_ROWS)],
+    ids=[row[0] for row in (*SLO_ROWS, *RESOURCE_ROWS)],
 )
-def test_resource_table(  # noqa: PLR0917
+def test_slo_zero_and_resource_tables(  # noqa: PLR0917
     s: EffectiveSpec,
     o: Observation,
     cur: int,
