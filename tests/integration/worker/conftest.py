@@ -13,13 +13,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from jobqueue_devkit.waiting import eventually
 from jobqueue_worker.envelope import JobStatus
 from jobqueue_worker.producer import Producer
 from jobqueue_worker.records import JobRecord
@@ -39,12 +39,7 @@ FAST = {
 
 
 async def _until(pred: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await pred():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout_s} s")
+    await eventually(pred, timeout_s, interval_s=0.02)  # Redis answers fast: poll tightly
 
 
 Until = Callable[..., Awaitable[None]]
