@@ -93,8 +93,14 @@ async def test_scale_down_removes_the_idle_pods_and_keeps_the_busy_one(
             "patch", "jobqueue", BUSY.name, "-n", ns, "--type=merge",
             "-p", '{"spec":{"paused":false}}',
         )  # fmt: skip
-        snap = await loop.wait_for(lambda s: s.spec_replicas == 1, 30, "the operator scaling to 1")
-        chosen = snap.jobqueue_status.get("podSelection", {})
+        # The operator lowers /scale first and records its choice in the status PATCH
+        # that ends the same tick, so a snapshot may fall between the two writes.
+        snap = await loop.wait_for(
+            lambda s: s.spec_replicas == 1 and "podSelection" in s.jobqueue_status,
+            30,
+            "the operator scaling to 1 and recording its choice",
+        )
+        chosen = snap.jobqueue_status["podSelection"]
         assert set(chosen.get("chosenPods", [])) == idle_pods, chosen
         assert chosen.get("protectedPods") == [busy_pod], chosen
         # ... and told to take no new job before the ReplicaSet removes them (the

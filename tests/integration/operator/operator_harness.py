@@ -61,6 +61,20 @@ class Kubectl:
         )
         return int(scale["spec"].get("replicas", 0))
 
+    def scaled_to(
+        self, deployment: str, jobqueue: str, namespace: str, replicas: int
+    ) -> dict[str, Any]:
+        """The JobQueue's status once ``/scale`` *and* the status say ``replicas``, else ``{}``.
+
+        The operator lowers or raises ``/scale`` first and records the decision in
+        the status PATCH that ends the same tick, so a test that reads the status
+        right after seeing the new count can fall between the two writes.
+        """
+        if self.replicas(deployment, namespace) != replicas:
+            return {}
+        status = self.status(jobqueue, namespace)
+        return status if status.get("desiredReplicas") == replicas else {}
+
     def status(self, jobqueue: str, namespace: str) -> dict[str, Any]:
         return self.get("jobqueue", jobqueue, namespace).get("status") or {}  # type: ignore[no-any-return]
 

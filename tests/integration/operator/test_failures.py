@@ -64,7 +64,7 @@ def test_redis_down_never_scales_down_then_fallback_then_recovers(
             10,
             "MetricsAvailable=False",
         )
-        wait_for(lambda: kubectl.replicas("fb-worker", namespace) == 5, 10, "fallback to 5")
+        wait_for(lambda: kubectl.scaled_to("fb-worker", "fb", namespace, 5), 10, "fallback to 5")
         fallback = kubectl.condition("fb", namespace, "Fallback")
         assert fallback["status"] == "True"
         deadline = time.monotonic() + 5
@@ -123,7 +123,7 @@ def test_spec_that_cannot_work_sets_a_condition_and_a_fix_is_picked_up(
     assert kubectl.replicas("worker", namespace) == 1
     kubectl("patch", "jobqueue", "bad", "-n", namespace, "--type=merge",
             "-p", '{"spec": {"minReplicas": 2}}')  # fmt: skip
-    wait_for(lambda: kubectl.replicas("worker", namespace) == 2, 10, "fixed spec acts")
+    wait_for(lambda: kubectl.scaled_to("worker", "bad", namespace, 2), 10, "fixed spec acts")
     assert _status_of(kubectl, "bad", namespace, "Ready") == "True"
     assert kubectl.status("bad", namespace)["observedGeneration"] == 2
 
@@ -146,7 +146,9 @@ def test_missing_target_then_created(
     events = kubectl("get", "events", "-n", namespace, "--field-selector", "reason=TargetNotFound")
     assert "Deployment later does not exist" in events
     kubectl.apply(deployment("later", namespace, replicas=1))
-    wait_for(lambda: kubectl.replicas("later", namespace) == 2, 10, "recovery lifts to min")
+    wait_for(
+        lambda: kubectl.scaled_to("later", "orphan", namespace, 2), 10, "recovery lifts to min"
+    )
     assert _status_of(kubectl, "orphan", namespace, "Ready") == "True"
 
 
@@ -201,7 +203,9 @@ def test_refuses_a_target_that_an_hpa_or_another_jobqueue_scales(
     # The conflict check reads the operator's watch of HPAs: removing the HPA frees
     # the target on the next tick, with no restart and no re-list.
     kubectl("delete", "horizontalpodautoscaler", "cpu", "-n", namespace)
-    wait_for(lambda: kubectl.replicas("hpa-target", namespace) == 2, 15, "the target freed")
+    wait_for(
+        lambda: kubectl.scaled_to("hpa-target", "vs-hpa", namespace, 2), 15, "the target freed"
+    )
     assert kubectl.condition("vs-hpa", namespace, "Ready").get("status") == "True"
 
 

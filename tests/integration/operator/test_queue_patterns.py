@@ -109,5 +109,7 @@ def test_a_pattern_matched_queue_drives_scaling_and_is_reported(
     # 5 jobs of weight 2 count as 10: the scale-up threshold (severity 1, +1); the
     # queue also has work now, so its reserved floor of 2 applies in the same tick.
     fill(redis_url, "tenant:b", 5)
-    wait_for(lambda: kubectl.replicas("worker", namespace) == 2, 10, "the scale-up")
-    assert kubectl.status("tenants", namespace)["observed"]["depth"] == 10
+    status = wait_for(
+        lambda: kubectl.scaled_to("worker", "tenants", namespace, 2), 10, "the scale-up"
+    )
+    assert status["observed"]["depth"] == 10

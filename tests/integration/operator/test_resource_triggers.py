@@ -78,5 +78,7 @@ def test_memory_past_its_target_adds_workers(
     # Now 150 MiB each: 150 % of the request, target 80 %: ceil(2 x 150 / 80) = 4.
     for worker in ("w-a", "w-b"):
         heartbeat(redis_url, "mem:jobs", worker, 150 * MIB)
-    wait_for(lambda: kubectl.replicas("worker", namespace) == 4, 10, "the memory scale-up")
-    assert kubectl.status("mem", namespace)["lastReason"] == "MemoryHigh"
+    status = wait_for(
+        lambda: kubectl.scaled_to("worker", "mem", namespace, 4), 10, "memory scale-up"
+    )
+    assert status["lastReason"] == "MemoryHigh"

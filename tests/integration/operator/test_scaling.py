@@ -57,7 +57,8 @@ def test_scale_up_within_one_interval_by_the_step_then_cooldown_holds(
     wait_for(lambda: kubectl.replicas("worker", namespace) != 1, INTERVAL_S + 3, "a scale-up")
     seen_s = time.monotonic() - filled
     assert kubectl.replicas("worker", namespace) == 3, "one step of severity 2 is +2"
-    first_up = from_rfc3339(kubectl.status("emails", namespace)["lastScaleUpTime"])
+    status = wait_for(lambda: kubectl.scaled_to("worker", "emails", namespace, 3), 5, "recorded")
+    first_up = from_rfc3339(status["lastScaleUpTime"])
     assert first_up is not None
     decided_s = first_up - filled_wall
     print(
@@ -71,8 +72,10 @@ def test_scale_up_within_one_interval_by_the_step_then_cooldown_holds(
     while time.time() < first_up + 5.5:
         assert kubectl.replicas("worker", namespace) == 3, "scaled inside the cooldown"
         time.sleep(0.2)
-    wait_for(lambda: kubectl.replicas("worker", namespace) == 5, 6 + INTERVAL_S + 3, "next step")
-    second_up = from_rfc3339(kubectl.status("emails", namespace)["lastScaleUpTime"])
+    status = wait_for(
+        lambda: kubectl.scaled_to("worker", "emails", namespace, 5), 6 + INTERVAL_S + 3, "next step"
+    )
+    second_up = from_rfc3339(status["lastScaleUpTime"])
     assert second_up is not None
     assert second_up - first_up >= 6.0
 
@@ -140,14 +143,14 @@ def test_drained_queue_scales_down_after_cooldown_never_below_min(
     assert kubectl.replicas("worker", namespace) == 4, "the hysteresis band must hold"
 
     drain(redis_url, "reports:jobs")
-    wait_for(lambda: kubectl.replicas("worker", namespace) == 3, 4, "first scale-down")
-    first_down = from_rfc3339(kubectl.status("reports", namespace)["lastScaleDownTime"])
+    status = wait_for(lambda: kubectl.scaled_to("worker", "reports", namespace, 3), 4, "1st down")
+    first_down = from_rfc3339(status["lastScaleDownTime"])
     assert first_down is not None
     while time.time() < first_down + 3.5:
         assert kubectl.replicas("worker", namespace) == 3, "scaled down inside the cooldown"
         time.sleep(0.2)
-    wait_for(lambda: kubectl.replicas("worker", namespace) == 2, 4 + 3, "second scale-down")
-    second_down = from_rfc3339(kubectl.status("reports", namespace)["lastScaleDownTime"])
+    status = wait_for(lambda: kubectl.scaled_to("worker", "reports", namespace, 2), 7, "2nd down")
+    second_down = from_rfc3339(status["lastScaleDownTime"])
     assert second_down is not None
     assert second_down - first_down >= 4.0
     # At min: stays there, with the limit explained.
@@ -182,8 +185,8 @@ def test_operator_killed_mid_cooldown_keeps_the_cooldown(
     )
     fill(redis_url, "hooks:jobs", 12)  # severity 1: +1
     first = start_operator()
-    wait_for(lambda: kubectl.replicas("worker", namespace) == 2, 15, "first scale-up")
-    scaled_at = from_rfc3339(kubectl.status("hooks", namespace)["lastScaleUpTime"])
+    status = wait_for(lambda: kubectl.scaled_to("worker", "hooks", namespace, 2), 15, "first up")
+    scaled_at = from_rfc3339(status["lastScaleUpTime"])
     assert scaled_at is not None
 
     first.kill()  # SIGKILL mid-cooldown: nothing in memory survives
@@ -193,7 +196,9 @@ def test_operator_killed_mid_cooldown_keeps_the_cooldown(
     while time.time() < scaled_at + cooldown_s - 1.0:
         assert kubectl.replicas("worker", namespace) == 2, "restart forgot the cooldown"
         time.sleep(0.2)
-    wait_for(lambda: kubectl.replicas("worker", namespace) == 3, 6, "scale-up after the cooldown")
-    later = from_rfc3339(kubectl.status("hooks", namespace)["lastScaleUpTime"])
+    status = wait_for(
+        lambda: kubectl.scaled_to("worker", "hooks", namespace, 3), 6, "scale-up after the cooldown"
+    )
+    later = from_rfc3339(status["lastScaleUpTime"])
     assert later is not None
     assert later - scaled_at >= cooldown_s
