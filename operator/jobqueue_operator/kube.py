@@ -4,6 +4,8 @@ What it does, and so what RBAC the operator needs (``manifests/rbac``):
 
 * read and merge-patch a Deployment's ``/scale`` (deployments/scale get, patch);
   the absolute count is written, never an increment, so a repeated write is harmless;
+* list and watch the Deployments of each namespace that has JobQueues, to know
+  their replicas without a request per poll (deployments list, watch);
 * ``get`` one Secret key by name for the Redis password (never list or watch);
 * list HorizontalPodAutoscalers and JobQueues of the namespace to refuse a target
   that something else already scales;
@@ -19,13 +21,17 @@ who changed a replica count.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
+import logging
 import os
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -38,6 +44,15 @@ PLURAL = "jobqueues"
 FIELD_MANAGER = "jobqueue-operator"
 MERGE_PATCH = "application/merge-patch+json"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+#: The API server ends each Deployment watch after this long and the operator
+#: resumes it from the last resourceVersion; the client gives up WATCH_GRACE_S
+#: later, so a connection that died silently is noticed within about a minute.
+WATCH_S = 60
+WATCH_GRACE_S = 15
+#: After a failed list or watch, wait this long before the next try, doubling.
+WATCH_RETRY_S = (1.0, 60.0)
+
+log = logging.getLogger(__name__)
 
 
 class KubeError(Exception):
@@ -97,27 +112,171 @@ def skip_netrc_lookups(api: client.ApiClient) -> bool:
     return True
 
 
+class _GoneError(Exception):
+    """The watch's resourceVersion is too old (HTTP 410): list again."""
+
+
+class ReplicaWatch:
+    """``spec.replicas`` of every Deployment in one namespace, kept by a watch.
+
+    Reading ``/scale`` on every poll of every JobQueue was one API request per
+    poll, and with it the largest share of the operator's CPU at 1,000 JobQueues
+    (BENCHMARKS.md). One watch per namespace costs nothing while nothing changes
+    and sees a ``kubectl scale`` within milliseconds. Until it has listed, and
+    from any error until it has listed again, :meth:`get` says it does not know
+    and the loop reads ``/scale`` as before, so a missing right or a broken
+    watch costs requests, never a wrong count.
+    """
+
+    def __init__(self, apps: client.AppsV1Api, namespace: str) -> None:
+        self._apps = apps
+        self.namespace = namespace
+        self._replicas: dict[str, int] = {}
+        self.synced = False
+        self._task: asyncio.Task[None] | None = None
+
+    def get(self, name: str) -> int | None:
+        """The Deployment's replicas, or ``None`` when the watch cannot say."""
+        return self._replicas.get(name) if self.synced else None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"watch/{self.namespace}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        self.synced = False
+
+    async def _run(self) -> None:
+        delay = WATCH_RETRY_S[0]
+        while True:
+            try:
+                version = await self._list()
+                self.synced = True
+                while True:
+                    version = await self._watch(version)
+                    delay = WATCH_RETRY_S[0]
+            except _GoneError:
+                self.synced = False  # list again at once
+            except Exception as exc:  # API errors, dropped connections, bad JSON
+                self.synced = False
+                log.warning(
+                    "watching the Deployments in %s failed (%s); reading /scale per poll "
+                    "there, next try in %.0fs",
+                    self.namespace,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, WATCH_RETRY_S[1])
+
+    async def _list(self) -> str:
+        try:
+            listing = await self._apps.list_namespaced_deployment(
+                self.namespace, _request_timeout=WATCH_S
+            )
+        except ApiException as exc:
+            raise KubeError(_describe("list the Deployments in", self.namespace, exc)) from exc
+        self._replicas = {
+            item.metadata.name: int(item.spec.replicas if item.spec.replicas is not None else 1)
+            for item in listing.items
+        }
+        return str(listing.metadata.resource_version)
+
+    async def _watch(self, version: str) -> str:
+        """Apply the events of one watch request; the resourceVersion to resume from."""
+        # Raw JSON lines: only the name and the replicas are needed, and building
+        # a V1Deployment model per event would cost more than everything else here.
+        response: aiohttp.ClientResponse = await self._apps.list_namespaced_deployment(  # type: ignore[assignment]
+            self.namespace,
+            watch=True,
+            resource_version=version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=WATCH_S,
+            _preload_content=False,
+            _request_timeout=WATCH_S + WATCH_GRACE_S,
+        )
+        try:
+            if response.status != 200:
+                raise KubeError(
+                    f"could not watch the Deployments in {self.namespace}: "
+                    f"HTTP {response.status} {response.reason}"
+                )
+            async for line in response.content:
+                if line.strip():
+                    version = self._apply(json.loads(line), version)
+        finally:
+            response.release()
+        return version
+
+    def _apply(self, event: dict[str, Any], version: str) -> str:
+        kind, obj = event.get("type"), event.get("object") or {}
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise _GoneError
+            raise KubeError(f"watch of the Deployments in {self.namespace}: {obj.get('message')}")
+        meta = obj.get("metadata") or {}
+        if kind == "DELETED":
+            self._replicas.pop(str(meta.get("name")), None)
+        elif kind in ("ADDED", "MODIFIED"):
+            replicas = (obj.get("spec") or {}).get("replicas")
+            self._replicas[meta["name"]] = int(replicas if replicas is not None else 1)
+        return str(meta.get("resourceVersion") or version)
+
+
 class Kube:
     """A thin, typed facade over the calls the operator makes."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, watch_api: client.ApiClient | None = None) -> None:
         self._api = api
         self._apps = client.AppsV1Api(api)
         self._core = client.CoreV1Api(api)
         self._custom = client.CustomObjectsApi(api)
         self._hpa = client.AutoscalingV2Api(api)
         self._instance = socket.gethostname()
+        #: Long-lived watches get their own session: each holds a connection, and
+        #: the request session's pool (100) must stay free for the loops' requests.
+        self._watch_api = watch_api
+        self._watches: dict[str, ReplicaWatch] = {}
 
     @classmethod
     async def connect(cls) -> Kube:
         """A client with the process's credentials (see :func:`load_configuration`)."""
         api = client.ApiClient(await load_configuration())
         skip_netrc_lookups(api)
-        return cls(api)
+        watch_config = await load_configuration()
+        watch_config.connection_pool_maxsize = None  # type: ignore[assignment]  # no limit
+        watch_api = client.ApiClient(watch_config)
+        skip_netrc_lookups(watch_api)
+        return cls(api, watch_api)
 
     async def close(self) -> None:
-        """Close the HTTP session."""
+        """Stop the watches, close the HTTP sessions."""
+        for watch in self._watches.values():
+            await watch.stop()
+        self._watches.clear()
+        if self._watch_api is not None:
+            await self._watch_api.close()
         await self._api.close()
+
+    def watched_replicas(self, namespace: str, name: str) -> int | None:
+        """The Deployment's replicas from its namespace's watch (started on first use).
+
+        ``None`` when the watch does not know (not listed yet, failing, or no such
+        Deployment): read ``/scale`` with :meth:`get_replicas` instead.
+        """
+        if self._watch_api is None:
+            return None
+        watch = self._watches.get(namespace)
+        if watch is None:
+            watch = self._watches[namespace] = ReplicaWatch(
+                client.AppsV1Api(self._watch_api), namespace
+            )
+            watch.start()
+        return watch.get(name)
 
     async def get_replicas(self, namespace: str, name: str) -> int | None:
         """``spec.replicas`` of the Deployment via ``/scale``; ``None`` if it does not exist."""

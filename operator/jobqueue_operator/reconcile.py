@@ -74,7 +74,8 @@ DEFAULT_INTERVAL_S = 5.0
 REFRESH_S = 30.0
 #: The HPAs of a namespace are listed this often (one LIST shared by its JobQueues).
 HPA_REFRESH_S = 10.0
-#: An unchanged status (all but ``observed.observedAt``) is rewritten this often.
+#: A status whose decision did not change (only the queue sample and the messages
+#: that quote it moved, :func:`status.same_decision`) is rewritten this often.
 STATUS_REFRESH_S = 30.0
 #: How long after a scale-down the loop waits for the ReplicaSet to remove the
 #: Pods before it records what went and removes the deletion costs anyway.
@@ -242,6 +243,8 @@ class Loop:
     _drain: DrainTarget | None = None
     _undrain: set[str] = field(default_factory=set)
     _secret: tuple[tuple[str, str], float, str] | None = None  # ((name, key), read at, value)
+    #: This tick's replicas came from the namespace's Deployment watch, not /scale.
+    _replicas_watched: bool = False
 
     @classmethod
     def from_status(
@@ -318,6 +321,23 @@ class Loop:
                 observation = await self._with_requests(observation, base.target, now)
         # 4. decide
         decision = decide(effective, observation, current, self.last_up, self.last_down, now)
+        if decision.desired != current and self._replicas_watched:
+            # About to write: decide from /scale itself, not from the watch's copy,
+            # so a change the watch has not delivered yet cannot skew the step.
+            try:
+                fresh = await self.ctx.kube.get_replicas(self.namespace, base.target or "")
+            except KubeError as exc:
+                metrics.API_ERRORS.labels(self.namespace, self.name, "read").inc()
+                return _with(base, problem=Problem("KubernetesAPIError", str(exc)))
+            if fresh is None:
+                text = f"Deployment {base.target} does not exist in {self.namespace}"
+                return _with(base, problem=Problem("TargetNotFound", text))
+            if fresh != current:
+                current = fresh
+                base = _with(base, current_replicas=fresh)
+                decision = decide(
+                    effective, observation, current, self.last_up, self.last_down, now
+                )
         tick = _with(base, decision=decision, consecutive_failures=self.failures)
         if isinstance(observation, Observation):
             tick = _with(tick, observation=observation)
@@ -519,7 +539,10 @@ class Loop:
         target = base.target
         assert target is not None
         try:
-            current = await self.ctx.kube.get_replicas(self.namespace, target)
+            current = self.ctx.kube.watched_replicas(self.namespace, target)
+            self._replicas_watched = current is not None
+            if current is None:
+                current = await self.ctx.kube.get_replicas(self.namespace, target)
             hpas = await self.ctx.hpa_claims(self.namespace, base.now)
         except KubeError as exc:
             metrics.API_ERRORS.labels(self.namespace, self.name, "read").inc()
@@ -612,12 +635,12 @@ class Loop:
     async def _report(self, body: Mapping[str, Any], tick: Tick) -> None:
         new_status = status_mod.build(self.previous_status, tick)
         written = self._status_written_at
-        # Only the observation time moved: no PATCH until STATUS_REFRESH_S has passed.
-        # With many quiet JobQueues that halves the API requests (BENCHMARKS.md).
+        # Only the queue sample moved: no PATCH until STATUS_REFRESH_S has passed.
+        # With many JobQueues that removes most status writes (BENCHMARKS.md).
         unchanged = (
             written is not None
             and tick.now - written < STATUS_REFRESH_S
-            and status_mod.same_but_observed_at(new_status, self.previous_status)
+            and status_mod.same_decision(new_status, self.previous_status)
         )
         if not unchanged:
             try:

@@ -108,16 +108,26 @@ def build(previous: Mapping[str, Any], tick: Tick) -> dict[str, Any]:
     return {key: value for key, value in status.items() if value is not None}
 
 
-def same_but_observed_at(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
-    """Whether two statuses differ at most in ``observed.observedAt``."""
+def same_decision(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+    """Whether two statuses differ at most in the live sample of the queue.
 
-    def without_time(status: Mapping[str, Any]) -> dict[str, Any]:
-        out = dict(status)
-        if isinstance(out.get("observed"), Mapping):
-            out["observed"] = {k: v for k, v in out["observed"].items() if k != "observedAt"}
-        return out
+    The sample (``observed``) and the texts that quote it (``lastMessage``, the
+    conditions' messages) change on nearly every poll of a queue that holds work,
+    if only because the oldest job ages. Writing them every poll costs an API
+    request, an etcd write and a watch event per JobQueue per poll; everything a
+    user acts on (replicas, action, reason, conditions' status and reason, the
+    decisions, failures, pod selection) still compares here, so it is written at
+    once. The per-poll values are in the Prometheus metrics.
+    """
+    return _decisive(new) == _decisive(old)
 
-    return without_time(new) == without_time(old)
+
+def _decisive(status: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in status.items() if k not in ("observed", "lastMessage", "conditions")}
+    out["conditions"] = [
+        (c.get("type"), c.get("status"), c.get("reason")) for c in status.get("conditions") or []
+    ]
+    return out
 
 
 def _time_or_none(ts: float | None) -> str | None:

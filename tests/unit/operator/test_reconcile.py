@@ -38,6 +38,8 @@ class FakeKube:
         self.fail_pods = False
         self.hpas: list[tuple[str, str]] = []
         self.fail_hpa = False
+        #: What the namespace's Deployment watch says (None: it does not know).
+        self.watched: int | None = None
 
     async def list_target_pods(self, namespace: str, name: str) -> list[PodView]:
         if self.fail_pods:
@@ -55,7 +57,11 @@ class FakeKube:
         else:
             self.costs[pod] = cost
 
+    def watched_replicas(self, namespace: str, name: str) -> int | None:
+        return self.watched
+
     async def get_replicas(self, namespace: str, name: str) -> int | None:
+        self.lookups["scale"] = self.lookups.get("scale", 0) + 1
         return self.replicas
 
     async def set_replicas(self, namespace: str, name: str, replicas: int) -> None:
@@ -496,8 +502,8 @@ async def test_rates_from_counter_deltas_and_a_restart_waits_one_tick(
     observed = kube.statuses[-1]["observed"]
     assert "arrivalPerSecond" not in observed
     assert observed["meanServiceSeconds"] == 2.0
-    clock.now += 2
-    world["obs"] = Observation(depth=5, oldest_age_s=0.0, counters=Counters(110, 52, 106_000))
+    clock.now += 40  # past the status refresh: only the sample moved
+    world["obs"] = Observation(depth=5, oldest_age_s=0.0, counters=Counters(300, 60, 130_000))
     await loop.tick(BODY)
     observed = kube.statuses[-1]["observed"]
     assert observed["arrivalPerSecond"] == 5.0
@@ -528,27 +534,63 @@ async def test_memory_trigger_reads_the_requests_every_30s_and_scales_up(
     assert kube.lookups["requests"] == 1
 
 
-async def test_an_unchanged_status_is_written_every_30s_and_a_change_at_once(
+async def test_a_moving_sample_is_written_every_30s_and_a_new_decision_at_once(
     world: dict[str, Any],
 ) -> None:
     kube, clock = FakeKube(replicas=1), Clock()
     loop = make_loop(kube, clock)
-    world["obs"] = Observation(depth=5, oldest_age_s=0.0)
-    for _ in range(10):  # 20 s of quiet ticks: only observedAt would change
+    for i in range(10):  # 20 s in the band: the depth and the oldest age move every tick
+        world["obs"] = Observation(depth=5 + i % 3, oldest_age_s=2.0 * i)
         await loop.tick(BODY)
         clock.now += 2
-    assert len(kube.statuses) == 1
-    world["obs"] = Observation(depth=6, oldest_age_s=0.0)
+    assert len(kube.statuses) == 1, [s["observed"] for s in kube.statuses]
+    assert kube.statuses[0]["observed"]["depth"] == 5
+    clock.now += 11  # 31 s after the first write
     await loop.tick(BODY)
-    assert len(kube.statuses) == 2, "a new depth is written at once"
-    assert kube.statuses[-1]["observed"]["depth"] == 6
-    clock.now += 31
+    assert len(kube.statuses) == 2, "the sample is refreshed after 30 s"
+    assert kube.statuses[-1]["observed"]["oldestAgeSeconds"] == 18.0
+    world["obs"] = Observation(depth=0, oldest_age_s=0.0)
     await loop.tick(BODY)
-    assert len(kube.statuses) == 3, "and the same status again after 30 s"
+    assert len(kube.statuses) == 3, "the queue going idle flips Active: written at once"
+    assert kube.statuses[-1]["observed"]["depth"] == 0
+    world["obs"] = Observation(depth=40, oldest_age_s=1.0)
+    clock.now += 1
+    await loop.tick(BODY)
+    assert len(kube.writes) == 1, "depth 40 is past the scale-up threshold"
+    assert len(kube.statuses) == 4, "a scale is written at once"
     kube.fail_status = True
     clock.now += 31
     await loop.tick(BODY)
     kube.fail_status = False
     clock.now += 2
     await loop.tick(BODY)
-    assert len(kube.statuses) == 4, "a failed write is retried on the next tick"
+    assert len(kube.statuses) == 5, "a failed write is retried on the next tick"
+
+
+async def test_replicas_from_the_watch_cost_no_request_until_the_loop_acts(
+    world: dict[str, Any],
+) -> None:
+    kube, clock = FakeKube(replicas=2), Clock()
+    kube.watched = 2
+    loop = make_loop(kube, clock)
+    world["obs"] = Observation(depth=5, oldest_age_s=0.0)
+    for _ in range(3):
+        await loop.tick(BODY)
+        clock.now += 2
+    assert "scale" not in kube.lookups, "holding needs no /scale read"
+    assert kube.statuses[-1]["currentReplicas"] == 2
+    # Someone scaled to 5 and the watch has not delivered it: the loop decides
+    # again from /scale before it writes, and writes from 5, not from 2.
+    kube.replicas = 5
+    world["obs"] = Observation(depth=40, oldest_age_s=0.0)
+    await loop.tick(BODY)
+    assert kube.lookups["scale"] == 1
+    assert len(kube.writes) == 1, kube.writes
+    assert kube.writes[0] > 5, kube.writes
+    assert kube.statuses[-1]["decisions"][-1]["fromReplicas"] == 5
+    # Without the watch (not listed yet, failing), every tick reads /scale.
+    kube.watched = None
+    world["obs"] = Observation(depth=5, oldest_age_s=0.0)
+    clock.now += 120
+    await loop.tick(BODY)
+    assert kube.lookups["scale"] == 2

@@ -10,6 +10,7 @@ from jobqueue_operator.status import (
     Tick,
     build,
     from_rfc3339,
+    same_decision,
     to_rfc3339,
 )
 
@@ -149,3 +150,26 @@ def test_fallback_and_paused_conditions() -> None:
     conds = _conds(build({}, tick))
     assert conds["Fallback"]["status"] == "True"
     assert conds["Paused"]["status"] == "True"
+
+
+def test_same_decision_ignores_the_sample_and_its_messages_but_nothing_else() -> None:
+    def tick(depth: int, age_s: float) -> Tick:
+        message = f"depth {depth}, oldest {age_s:.1f}s: within the band"
+        return Tick(
+            now=NOW + age_s,
+            generation=1,
+            target="w",
+            current_replicas=3,
+            decision=Decision(3, Action.HOLD, Reason.WITHIN_BAND, frozenset(), message),
+            observation=Observation(depth=depth, oldest_age_s=age_s),
+        )
+
+    first = build({}, tick(5, 1.0))
+    later = build(first, tick(7, 9.5))
+    assert (later["observed"], later["lastMessage"]) != (first["observed"], first["lastMessage"])
+    assert _conds(later)["Active"]["message"] != _conds(first)["Active"]["message"]
+    assert same_decision(later, first)
+    idle = build(first, tick(0, 0.0))
+    assert not same_decision(idle, first), "Active flips to False"
+    for key, value in [("currentReplicas", 9), ("consecutiveFailures", 1), ("lastReason", "X")]:
+        assert not same_decision({**first, key: value}, first), key
