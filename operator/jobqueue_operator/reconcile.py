@@ -324,14 +324,9 @@ class Loop:
         if decision.desired != current and self._replicas_watched:
             # About to write: decide from /scale itself, not from the watch's copy,
             # so a change the watch has not delivered yet cannot skew the step.
-            try:
-                fresh = await self.ctx.kube.get_replicas(self.namespace, base.target or "")
-            except KubeError as exc:
-                metrics.API_ERRORS.labels(self.namespace, self.name, "read").inc()
-                return _with(base, problem=Problem("KubernetesAPIError", str(exc)))
-            if fresh is None:
-                text = f"Deployment {base.target} does not exist in {self.namespace}"
-                return _with(base, problem=Problem("TargetNotFound", text))
+            fresh = await self._scale_replicas(spec.scale_target_ref.name)
+            if isinstance(fresh, Problem):
+                return _with(base, problem=fresh)
             if fresh != current:
                 current = fresh
                 base = _with(base, current_replicas=fresh)
@@ -538,18 +533,16 @@ class Loop:
         """The target's replicas, or the reason it cannot be scaled (missing, conflict)."""
         target = base.target
         assert target is not None
+        watched = self.ctx.kube.watched_replicas(self.namespace, target)
+        self._replicas_watched = watched is not None
+        current = watched if watched is not None else await self._scale_replicas(target)
+        if isinstance(current, Problem):
+            return _with(base, problem=current)
         try:
-            current = self.ctx.kube.watched_replicas(self.namespace, target)
-            self._replicas_watched = current is not None
-            if current is None:
-                current = await self.ctx.kube.get_replicas(self.namespace, target)
             hpas = await self.ctx.hpa_claims(self.namespace, base.now)
         except KubeError as exc:
             metrics.API_ERRORS.labels(self.namespace, self.name, "read").inc()
             return _with(base, problem=Problem("KubernetesAPIError", str(exc)))
-        if current is None:
-            text = f"Deployment {target} does not exist in {self.namespace}"
-            return _with(base, problem=Problem("TargetNotFound", text))
         base = _with(base, current_replicas=current)
         claims = [
             *self.claims_on(self.namespace, target),
@@ -559,6 +552,18 @@ class Loop:
         if found is not None:
             return _with(base, problem=Problem("TargetConflict", f"{found}; refusing to act"))
         return base
+
+    async def _scale_replicas(self, target: str) -> int | Problem:
+        """``spec.replicas`` read through ``/scale``, or why the tick cannot go on."""
+        try:
+            current = await self.ctx.kube.get_replicas(self.namespace, target)
+        except KubeError as exc:
+            metrics.API_ERRORS.labels(self.namespace, self.name, "read").inc()
+            return Problem("KubernetesAPIError", str(exc))
+        if current is None:
+            text = f"Deployment {target} does not exist in {self.namespace}"
+            return Problem("TargetNotFound", text)
+        return current
 
     async def _observe(self, spec: JobQueueSpec) -> Observation | MetricsMissing | Problem:
         password = None
