@@ -159,9 +159,9 @@ def notes(results: dict[str, Any]) -> list[str]:
             f"{verdict} the target of one interval + 1 s ({interval + 1:g} s). The time is "
             "almost all the wait for the next poll, uniform over the interval (mean "
             f"{interval / 2:g} s, standard error of a {r['trials']}-trial mean ±{sd:.2f} s; "
-            f"measured mean {r['mean_s']:.2f} s); one tick (Redis read, /scale read, status "
-            f"patch) took {tick_text} on average in the quiet window, and the /scale write "
-            "plus the watch delivery the rest."
+            f"measured mean {r['mean_s']:.2f} s); one tick (the Redis read, and the status "
+            f"patch when due) took {tick_text} on average in the quiet window, and the /scale "
+            "read and write plus the watch delivery the rest."
         )
     for key, c in (results.get("cost") or {}).items():
         kinds = c["api_requests_by_verb_resource_per_poll"]
@@ -264,9 +264,14 @@ def notes(results: dict[str, Any]) -> list[str]:
             )
     out.append(
         "What a tick costs besides the one Redis round trip (code reading of the tree that "
-        f"ran, {results['meta'].get('git')}, confirmed by the per-kind counts above): GET "
-        "deployments/scale and PATCH jobqueues/status every tick; the Secret GET only when "
-        "a password is referenced, every 30 s. The conflict check reads the JobQueues from "
+        f"ran, {results['meta'].get('git')}, confirmed by the per-kind counts above): no "
+        "request on a tick that holds; the replicas come from one watch of the Deployments "
+        "per namespace (before 3a0f2db, a GET deployments/scale every tick), and the "
+        "status is PATCHed when the decision changes, otherwise every 30 s (before "
+        "3a0f2db, whenever the queue sample moved, which the oldest job's age does every "
+        "poll). A tick that scales adds a GET and a PATCH of deployments/scale. The Secret "
+        "GET only when a password is referenced, every 30 s. The conflict check reads the "
+        "JobQueues from "
         "kopf's in-memory index of its JobQueue watch (no request; before b663a53, "
         "`kube.find_conflict` listed every JobQueue of the namespace from every loop, N² "
         "objects per 30 s with N JobQueues) and the HPAs from one LIST per namespace every "
