@@ -160,7 +160,10 @@ class ReplicaWatch:
                     version = await self._watch(version)
                     delay = WATCH_RETRY_S[0]
             except _GoneError:
-                self.synced = False  # list again at once
+                # Resumed too late (the history was compacted): list again, after a
+                # pause so a server that keeps answering 410 is not hammered.
+                self.synced = False
+                await asyncio.sleep(WATCH_RETRY_S[0])
             except Exception as exc:  # API errors, dropped connections, bad JSON
                 self.synced = False
                 log.warning(
@@ -200,6 +203,8 @@ class ReplicaWatch:
             _request_timeout=WATCH_S + WATCH_GRACE_S,
         )
         try:
+            if response.status == 410:
+                raise _GoneError
             if response.status != 200:
                 raise KubeError(
                     f"could not watch the Deployments in {self.namespace}: "
