@@ -184,8 +184,7 @@ class ReplicaWatch:
         except ApiException as exc:
             raise KubeError(_describe("list the Deployments in", self.namespace, exc)) from exc
         self._replicas = {
-            item.metadata.name: int(item.spec.replicas if item.spec.replicas is not None else 1)
-            for item in listing.items
+            item.metadata.name: _spec_replicas(item.spec.replicas) for item in listing.items
         }
         return str(listing.metadata.resource_version)
 
@@ -227,9 +226,13 @@ class ReplicaWatch:
         if kind == "DELETED":
             self._replicas.pop(str(meta.get("name")), None)
         elif kind in ("ADDED", "MODIFIED"):
-            replicas = (obj.get("spec") or {}).get("replicas")
-            self._replicas[meta["name"]] = int(replicas if replicas is not None else 1)
+            self._replicas[meta["name"]] = _spec_replicas((obj.get("spec") or {}).get("replicas"))
         return str(meta.get("resourceVersion") or version)
+
+
+def _spec_replicas(value: object) -> int:
+    """A Deployment's ``spec.replicas``; the API server's default when it is unset."""
+    return 1 if value is None else int(value)  # type: ignore[call-overload]
 
 
 class Kube:
