@@ -16,6 +16,7 @@ IMAGE_TAG    ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 OPERATOR_IMAGE ?= jobqueue-operator:$(IMAGE_TAG)
 WORKER_IMAGE   ?= jobqueue-worker:$(IMAGE_TAG)
 KIND_CLUSTER ?= jobqueue
+CHART        := charts/jobqueue-operator
 
 ##@ General
 
@@ -37,6 +38,7 @@ test: ## Install everything, then lint, type-check and run every test tier.
 	@$(PHASE) "redis-server" $(MAKE) --no-print-directory redis
 	@$(PHASE) "promtool (checks metrics and alert rules)" $(MAKE) --no-print-directory promtool
 	@$(PHASE) "control-plane binaries (cached by version)" $(MAKE) --no-print-directory controlplane
+	@$(PHASE) "helm (built from Go modules, cached by version)" $(MAKE) --no-print-directory helm
 	@$(PHASE) "ruff (lint + format check)" $(MAKE) --no-print-directory lint
 	@$(PHASE) "mypy --strict" $(MAKE) --no-print-directory typecheck
 	@$(PHASE) "import-linter contracts" $(MAKE) --no-print-directory imports
@@ -88,6 +90,10 @@ promtool: ## Make sure promtool is available (Debian's prometheus package).
 controlplane: install ## Build kube-apiserver, kube-controller-manager and etcd from Go modules (cached).
 	$(DEVKIT) build
 
+.PHONY: helm
+helm: install ## Build the helm CLI from the helm.sh/helm/v4 Go module (cached); prints its path.
+	@$(DEVKIT) helm
+
 ##@ Development
 
 .PHONY: cluster-up
@@ -97,6 +103,12 @@ cluster-up: install controlplane ## Start a local control plane in the backgroun
 .PHONY: cluster-down
 cluster-down: ## Stop the local control plane and remove its files.
 	@$(DEVKIT) cluster down
+
+.PHONY: chart-sync
+chart-sync: ## Copy the CRDs and the alert rules into charts/jobqueue-operator (a test checks they match).
+	cp crds/jobqueues.yaml $(CHART)/crds/jobqueues.yaml
+	cp manifests/peering/crd.yaml $(CHART)/crds/kopfpeerings.yaml
+	cp manifests/monitoring/prometheusrule.yaml $(CHART)/files/prometheusrule.yaml
 
 .PHONY: lint
 lint: install ## ruff check and ruff format --check.
