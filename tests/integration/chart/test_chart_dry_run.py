@@ -106,3 +106,25 @@ def test_rendered_objects_pass_server_side_dry_run(
         for ns in namespaces:
             if ns.startswith("jq-chart-ops-"):
                 kubectl(control_plane, "delete", "namespace", ns, "--wait=false")
+
+
+def test_the_dry_run_catches_a_pod_security_violation(
+    helm: Helm, control_plane: ControlPlane
+) -> None:
+    """The same check refuses an operator Pod that may escalate privileges."""
+    release_ns = f"jq-chart-ops-{uuid.uuid4().hex[:6]}"
+    docs = helm.template(
+        release="jqbad",
+        namespace=release_ns,
+        sets=["securityContext.allowPrivilegeEscalation=true"],
+    )
+    make_namespace(control_plane, release_ns)
+    try:
+        (dep,) = [d for d in docs if d["kind"] == "Deployment"]
+        out = kubectl(
+            control_plane, "apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump(dep)
+        )
+        assert "violate PodSecurity" in out.stderr, out.stderr
+        assert "allowPrivilegeEscalation" in out.stderr
+    finally:
+        kubectl(control_plane, "delete", "namespace", release_ns, "--wait=false")
