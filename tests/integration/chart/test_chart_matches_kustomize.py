@@ -10,6 +10,7 @@ to the other fails here.
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -72,3 +73,28 @@ def test_the_comparison_sees_a_difference(helm: Helm) -> None:
     plain = {key(d): d for d in kustomize("manifests")}
     k = ("Deployment", "jobqueue-system", "jobqueue-operator")
     assert chart[k] != plain[k]
+
+
+def test_a_chart_worker_is_shaped_like_the_example_workers(helm: Helm, tmp_path: Path) -> None:
+    """The chart's `workers` entry and manifests/examples/workers.yaml build the same Pod."""
+    values = tmp_path / "workers.yaml"
+    values.write_text(
+        yaml.safe_dump({"workers": [{"name": "email-processing", "queues": ["email:processing"]}]})
+    )
+    (chart,) = [
+        d
+        for d in helm.template(values)
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "email-processing-worker"
+    ]
+    (plain,) = [
+        d
+        for d in kustomize("manifests/examples")
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "email-processing-worker"
+    ]
+    assert "replicas" not in chart["spec"]
+    assert "replicas" not in plain["spec"]
+    chart_pod = chart["spec"]["template"]["spec"]
+    plain_pod = plain["spec"]["template"]["spec"]
+    # The chart spells out the image's ENTRYPOINT (`jobqueue`); the examples rely on it.
+    assert chart_pod["containers"][0].pop("command") == ["jobqueue"]
+    assert chart_pod == plain_pod
