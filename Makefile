@@ -93,6 +93,14 @@ promtool: ## Make sure promtool is available (Debian's prometheus package).
 controlplane: install ## Build kube-apiserver, kube-controller-manager and etcd from Go modules (cached).
 	$(DEVKIT) build
 
+.PHONY: docker-engine
+docker-engine: install ## Start a Docker engine unless one answers (Debian's docker.io) and build the local base images.
+	@$(DEVKIT) docker up $(DOCKER_UP_ARGS)
+
+.PHONY: docker-engine-down
+docker-engine-down: ## Stop the Docker engine if `make docker-engine` started it.
+	@$(DEVKIT) docker down
+
 ##@ Development
 
 .PHONY: cluster-up

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from jobqueue_devkit import binaries
+from jobqueue_devkit import base_images, binaries, docker_engine
 from jobqueue_devkit.controlplane import ControlPlane
 from jobqueue_devkit.errors import DevkitError
 from jobqueue_devkit.redis_server import RedisServer
@@ -85,3 +85,21 @@ def namespace(control_plane: ControlPlane, kubeconfig: Path) -> Iterator[str]:
     control_plane.kubectl("create", "namespace", name)
     yield name
     control_plane.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+
+
+@pytest.fixture(scope="session")
+def docker_base_image() -> Iterator[str]:
+    """A Docker engine with the local Python base image; its name.
+
+    Machines without a usable engine skip the image tests with the reason,
+    also under CI: the engine is an optional tier. An engine this fixture
+    started is stopped at the end; one that was already running stays.
+    """
+    try:
+        how = docker_engine.start()
+        base_images.ensure_base_images()
+    except DevkitError as exc:
+        pytest.skip(f"docker engine unavailable: {exc}")
+    yield base_images.PYTHON_IMAGE
+    if how == "started":
+        docker_engine.stop()
