@@ -374,7 +374,8 @@ def wheel_sources(df: Dockerfile) -> list[str]:
                     elif word in {"--wheel-dir", "-w"}:
                         skip = True
                     elif not word.startswith("-"):
-                        sources.append(word)
+                        # pip needs "./name" to read a bare folder name as a path.
+                        sources.append(word.removeprefix("./"))
     return sources
 
 
