@@ -1,6 +1,7 @@
 """`python -m jobqueue_devkit`: the development commands behind the Makefile.
 
 build         build (or find cached) kube-apiserver, kube-controller-manager, etcd
+helm          build (or find cached) the helm CLI; prints its path
 cluster up    start a local control plane in the background; print its kubeconfig
 cluster down  stop it and remove every file it wrote
 redis         run a Redis server in the foreground on a free port (Ctrl-C stops it)
@@ -19,7 +20,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from jobqueue_devkit import base_images, binaries, controlplane, docker_engine
+from jobqueue_devkit import base_images, binaries, controlplane, docker_engine, helm_binary
 from jobqueue_devkit.errors import DevkitError
 from jobqueue_devkit.redis_server import RedisServer
 
@@ -44,6 +45,19 @@ def build() -> None:
         return
     bins = binaries.build()
     console.print(f"built into {bins.directory} in {time.monotonic() - started:.0f}s")
+
+
+@app.command()
+def helm() -> None:
+    """Build the helm CLI unless it is cached; print its path."""
+    started = time.monotonic()
+    cached = helm_binary.cached_helm()
+    if cached is not None:
+        console.print(f"helm cached at {cached}")
+    else:
+        cached = helm_binary.build_helm()
+        console.print(f"built {cached} in {time.monotonic() - started:.0f}s")
+    print(cached)
 
 
 @cluster.command("up")
