@@ -162,7 +162,7 @@ bench-quick: install redis controlplane ## A small-sample smoke run of both benc
 	$(PY) -m bench.run --quick
 	PYTHONPATH=tests/devkit:worker-image:worker-image/protocol:operator $(PY) -m bench.operator --quick
 
-##@ Real clusters (need Docker and kind; not available on the CI machines)
+##@ Images and real clusters (Docker; kind where it can pull its node image)
 
 .PHONY: images
 images: ## Build the operator and worker images with Docker (PYTHON_IMAGE= picks the base).
