@@ -74,7 +74,8 @@ def build_helm() -> Path:
         log = bin_dir.parent / "build.log"
         version = helm_version()
         print(
-            f"==> building helm {version} with {go_version()} (cold: 3-9 min on 2 cores; log {log})",
+            f"==> building helm {version} with {go_version()}"
+            f" (cold: 3-9 min on 2 cores; log {log})",
             flush=True,
         )
         run_go(
