@@ -95,6 +95,7 @@ def values(watched: str, redis: RedisServer) -> dict[str, Any]:
             {
                 "name": "burst",
                 "queues": [QUEUE],
+                "handlers": "jobqueue_worker.examples",
                 "jobQueue": {
                     "minReplicas": 1,
                     "maxReplicas": MAX_REPLICAS,
