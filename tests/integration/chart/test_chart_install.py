@@ -88,6 +88,7 @@ def values(watched: str, redis: RedisServer) -> dict[str, Any]:
         "health": {"port": free_port()},
         "watchNamespaces": [watched],
         "workerDefaults": {
+            "handlers": "jobqueue_worker.examples",
             "redis": {"host": redis.host, "port": redis.port, "db": 0, "passwordSecretRef": None},
         },
         "workers": [

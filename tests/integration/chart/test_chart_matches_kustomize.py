@@ -79,7 +79,17 @@ def test_a_chart_worker_is_shaped_like_the_example_workers(helm: Helm, tmp_path:
     """The chart's `workers` entry and manifests/examples/workers.yaml build the same Pod."""
     values = tmp_path / "workers.yaml"
     values.write_text(
-        yaml.safe_dump({"workers": [{"name": "email-processing", "queues": ["email:processing"]}]})
+        yaml.safe_dump(
+            {
+                "workers": [
+                    {
+                        "name": "email-processing",
+                        "queues": ["email:processing"],
+                        "handlers": "jobqueue_worker.examples",
+                    }
+                ]
+            }
+        )
     )
     (chart,) = [
         d

@@ -218,3 +218,13 @@ def test_a_worker_outside_the_watched_namespaces_is_refused(helm: Helm, tmp_path
     result = helm.run("template", "x", str(CHART), "--values", str(bad))
     assert result.returncode != 0
     assert 'workers[web].namespace "elsewhere" is not in watchNamespaces' in result.stderr
+
+
+def test_a_worker_without_handlers_is_refused_naming_the_setting(
+    helm: Helm, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("workers:\n  - {name: web, queues: [web]}\n")
+    result = helm.run("template", "x", str(CHART), "--values", str(bad))
+    assert result.returncode != 0
+    assert "workers[web].handlers: name the Python module with the job handlers" in result.stderr

@@ -37,6 +37,8 @@ def test_chart_crds_are_exactly_the_copies() -> None:
 
 def test_app_version_is_the_project_version() -> None:
     """The images are tagged with the project version; the chart's default tag is appVersion."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    project = tomllib.loads((ROOT / "operator" / "pyproject.toml").read_text())["project"][
+        "version"
+    ]
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["appVersion"] == project
