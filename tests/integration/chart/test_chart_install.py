@@ -89,13 +89,13 @@ def values(watched: str, redis: RedisServer) -> dict[str, Any]:
         "health": {"port": free_port()},
         "watchNamespaces": [watched],
         "workerDefaults": {
+            "handlers": "jobqueue_worker.examples",
             "redis": {"host": redis.host, "port": redis.port, "db": 0, "passwordSecretRef": None},
         },
         "workers": [
             {
                 "name": "burst",
                 "queues": [QUEUE],
-                "handlers": "jobqueue_worker.examples",
                 "jobQueue": {
                     "minReplicas": 1,
                     "maxReplicas": MAX_REPLICAS,

@@ -214,17 +214,17 @@ def test_a_wrong_value_in_a_values_file_fails_install_too(helm: Helm, tmp_path: 
 
 def test_a_worker_outside_the_watched_namespaces_is_refused(helm: Helm, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text(
-        "workers:\n  - {name: web, queues: [web], handlers: app.jobs, namespace: elsewhere}\n"
-    )
+    bad.write_text("workers:\n  - {name: web, queues: [web], namespace: elsewhere}\n")
     result = helm.run("template", "x", str(CHART), "--values", str(bad))
     assert result.returncode != 0
     assert 'workers[web].namespace "elsewhere" is not in watchNamespaces' in result.stderr
 
 
-def test_a_worker_without_handlers_is_refused(helm: Helm, tmp_path: Path) -> None:
+def test_a_worker_without_handlers_is_refused_naming_the_setting(
+    helm: Helm, tmp_path: Path
+) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("workers:\n  - {name: web, queues: [web]}\n")
     result = helm.run("template", "x", str(CHART), "--values", str(bad))
     assert result.returncode != 0
-    assert "workers[web].handlers (or workerDefaults.handlers) is required" in result.stderr
+    assert "workers[web].handlers: name the Python module with the job handlers" in result.stderr
