@@ -110,6 +110,8 @@ class WorkerSettings(BaseSettings):
     http_port: int = Field(default=8080, ge=0, le=65535, description="0 disables HTTP")
     http_host: str = "0.0.0.0"  # a pod must be reachable by its probes
     json_logs: bool = False
+    # JQW_LOG_FORMAT wins over the older JQW_JSON_LOGS when both are set.
+    log_format: Literal["json", "text"] | None = None
     log_level: str = "INFO"
     log_payloads: bool = False
     pod_name: str | None = Field(default=None, validation_alias="POD_NAME")
