@@ -20,8 +20,8 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import ValidationError
 
-from jobqueue_protocol import clikit, logformat
 from jobqueue_operator.settings import OperatorSettings
+from jobqueue_protocol import clikit, logformat
 
 PROG = "jobqueue-operator"
 DEFAULT_PEERING = "jobqueue-operator"
@@ -57,16 +57,21 @@ def run(  # noqa: PLR0917 - typer maps parameters to options
         ),
     ] = None,
     priority: Annotated[
-        int | None, typer.Option(metavar="N", help="peering priority (default: random, so replicas never tie)")
+        int | None,
+        typer.Option(metavar="N", help="peering priority (default: random, so replicas never tie)"),
     ] = None,
     namespace: Annotated[
         list[str] | None,
         typer.Option(
-            "--namespace", "-n", metavar="NAMESPACE", help="watch this namespace (repeatable); default: all namespaces"
+            "--namespace",
+            "-n",
+            metavar="NAMESPACE",
+            help="watch this namespace (repeatable); default: all namespaces",
         ),
     ] = None,
     liveness: Annotated[
-        str, typer.Option(metavar="URL", help="kopf liveness/readiness endpoint URL ('' to disable)")
+        str,
+        typer.Option(metavar="URL", help="kopf liveness/readiness endpoint URL ('' to disable)"),
     ] = "http://0.0.0.0:8081/healthz",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
     log_format: Annotated[
@@ -89,7 +94,9 @@ def run(  # noqa: PLR0917 - typer maps parameters to options
 ) -> None:
     clikit.set_debug(debug)
     if standalone and peering is not None:
-        raise typer.BadParameter("--standalone and --peering exclude each other", param_hint="'--peering'")
+        raise typer.BadParameter(
+            "--standalone and --peering exclude each other", param_hint="'--peering'"
+        )
     try:
         OperatorSettings()
     except ValidationError as exc:

@@ -20,11 +20,11 @@ from typing import Any
 import kopf
 
 from jobqueue_operator import metrics
-from jobqueue_protocol import logformat
 from jobqueue_operator.kube import GROUP, PLURAL, VERSION, Kube
 from jobqueue_operator.observe import RedisPools
 from jobqueue_operator.reconcile import DEFAULT_INTERVAL_S, Claim, Context, Loop
 from jobqueue_operator.settings import OperatorSettings
+from jobqueue_protocol import logformat
 
 FINALIZER = f"{GROUP}/finalizer"
 

@@ -88,12 +88,12 @@ def package_version(package: str) -> str:
         return "unknown (not installed)"
     origin = Path(spec.origin).resolve()
     best: tuple[int, str] | None = None
-    for dist in importlib.metadata.distributions():
-        root = _editable_root(dist)
+    for candidate in importlib.metadata.distributions():
+        root = _editable_root(candidate)
         if root is not None and root in origin.parents:
             depth = len(root.parts)
             if best is None or depth > best[0]:
-                best = (depth, dist.version)
+                best = (depth, candidate.version)
     return best[1] if best is not None else "unknown (not installed)"
 
 

@@ -15,13 +15,13 @@ kept out by the worker itself (``JQW_LOG_PAYLOADS``).
 from __future__ import annotations
 
 import contextlib
-import enum
 import contextvars
+import enum
 import logging
 import re
 import sys
-from datetime import UTC, datetime
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -37,6 +37,7 @@ class LogFormatChoice(enum.StrEnum):
     JSON = "json"
     TEXT = "text"
 
+
 MASK = "***"
 
 # scheme://user:password@ — the password is everything up to the @.
@@ -46,8 +47,8 @@ _SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|api_?key|authorization|cr
 _HIDDEN = {"settings", "k8s_skip", "k8s_ref", "color_message"}
 _RESERVED = set(RESERVED_ATTRS) | {"message", "asctime"} | _HIDDEN
 
-_context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
-    "jobqueue_log_context", default={}
+_context: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "jobqueue_log_context", default=None
 )
 
 
@@ -79,7 +80,7 @@ def _clean(key: str, value: Any) -> Any:
 @contextlib.contextmanager
 def bound(**fields: Any) -> Iterator[None]:
     """Add ``fields`` to every record logged in this context (task-local under asyncio)."""
-    token = _context.set({**_context.get(), **fields})
+    token = _context.set({**(_context.get() or {}), **fields})
     try:
         yield
     finally:
@@ -88,7 +89,7 @@ def bound(**fields: Any) -> Iterator[None]:
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     """The record's context: bound fields, kopf's object reference, then ``extra=``."""
-    out: dict[str, Any] = dict(_context.get())
+    out: dict[str, Any] = dict(_context.get() or {})
     ref = getattr(record, "k8s_ref", None)
     if isinstance(ref, Mapping):
         if ref.get("kind") == "JobQueue":

@@ -22,13 +22,13 @@ import json
 import os
 from dataclasses import asdict
 from typing import Annotated, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from jobqueue_protocol.health import Health, Level, Thresholds, queue_health, worst
+from jobqueue_protocol.logformat import redact_url as redact
 from jobqueue_protocol.redis_health import Finding, RedisFacts, assess, read_facts_async
 from jobqueue_protocol.stats import QueueStats
 from jobqueue_worker.broker import Broker
@@ -36,18 +36,6 @@ from jobqueue_worker.broker import Broker
 EXIT_CODES = {Level.HEALTHY: 0, Level.WARNING: 1, Level.CRITICAL: 2}
 _COLOURS = {Level.HEALTHY: "green", Level.WARNING: "yellow", Level.CRITICAL: "red"}
 COUNTERS = ("enqueued", "completed", "failed", "retried", "dead")
-
-
-def redact(url: str) -> str:
-    """The URL without its password, so the output can be pasted into a ticket."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def _queue_names(raw: list[str] | None) -> list[str]:

@@ -36,7 +36,8 @@ USAGE = [
     ("file-missing", ["enqueue", "--from-file", "/nonexistent/jobs.jsonl"], 2,
      "cannot read /nonexistent/jobs.jsonl: No such file or directory"),
     ("redis-url-scheme", ["stats", "--redis-url", "http://u:pw@host/"], 2,
-     "'--redis-url' (env var: 'JQW_REDIS_URL'): must start with redis://, rediss:// or unix:// (got http scheme)"),
+     "'--redis-url' (env var: 'JQW_REDIS_URL'): "
+     "must start with redis://, rediss:// or unix:// (got http scheme)"),
     ("limit-zero", ["dlq", "list", "--limit", "0"], 2, "'--limit'"),
     ("offset-negative", ["dlq", "list", "--offset", "-1"], 2, "'--offset'"),
     ("replay-nothing-chosen", ["dlq", "replay"], 2, "give job ids, --all, --type or --reason"),
@@ -72,7 +73,9 @@ def _one_line(proc: object, prog: str = "jobqueue") -> str:
     return str(lines[0])
 
 
-@pytest.mark.parametrize(("argv", "code", "text"), [c[1:] for c in USAGE], ids=[c[0] for c in USAGE])
+@pytest.mark.parametrize(
+    ("argv", "code", "text"), [c[1:] for c in USAGE], ids=[c[0] for c in USAGE]
+)
 def test_usage_errors_are_one_line_and_exit_2(
     jobqueue: Run, argv: list[str], code: int, text: str, tmp_path: Path
 ) -> None:
@@ -115,7 +118,7 @@ def test_unreachable_redis_is_one_line_and_exit_3(
     proc = jobqueue(*argv, env={"JQW_REDIS_URL": down_url})
     assert proc.returncode == 3, proc.stderr
     line = _one_line(proc)
-    port = down_url.rsplit(":", 1)[1].split("/")[0]
+    port = down_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0]
     assert f"cannot reach Redis at redis://:***@127.0.0.1:{port}/0: " in line
     assert "hunter2" not in proc.stderr + proc.stdout
 

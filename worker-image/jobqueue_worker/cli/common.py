@@ -75,7 +75,10 @@ QueueOpt = Annotated[str, typer.Option("--queue", "-q", help="queue name", callb
 QueuesOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--queue", "-q", help="queue (repeat, or comma-separated); default JQW_QUEUES", callback=_queues
+        "--queue",
+        "-q",
+        help="queue (repeat, or comma-separated); default JQW_QUEUES",
+        callback=_queues,
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON (schema in docs/cli.md)")]

@@ -142,9 +142,7 @@ def enqueue(  # noqa: PLR0917 - typer maps parameters to options
     ] = "normal",
     delay: Annotated[float | None, typer.Option(min=0, help="seconds")] = None,
     idempotency_key: Annotated[str | None, typer.Option()] = None,
-    count: Annotated[
-        int, typer.Option(min=1, max=100_000, help="enqueue this many copies")
-    ] = 1,
+    count: Annotated[int, typer.Option(min=1, max=100_000, help="enqueue this many copies")] = 1,
     from_file: Annotated[
         str | None,
         typer.Option(

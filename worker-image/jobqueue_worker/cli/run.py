@@ -85,7 +85,7 @@ def run_worker(settings: WorkerSettings) -> int:
     return code
 
 
-def worker(
+def worker(  # noqa: PLR0917 - typer maps parameters to options
     queues: Annotated[str | None, typer.Option(help="comma-separated, in priority order")] = None,
     concurrency: Annotated[int | None, typer.Option(min=1, max=1000)] = None,
     handlers: Annotated[str | None, typer.Option(help="module with a `registry`")] = None,
@@ -94,9 +94,7 @@ def worker(
         logformat.LogFormatChoice | None,
         typer.Option(help="json or text log lines (else JQW_LOG_FORMAT)"),
     ] = None,
-    json_logs: Annotated[
-        bool | None, typer.Option("--json-logs/--text-logs", hidden=True)
-    ] = None,
+    json_logs: Annotated[bool | None, typer.Option("--json-logs/--text-logs", hidden=True)] = None,
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (a second signal exits fast)."""
     overrides: dict[str, Any] = {

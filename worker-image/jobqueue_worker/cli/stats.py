@@ -51,7 +51,9 @@ def stats_json(
     typed = sorted({k.rsplit(":", 1)[0] for k in counts} | {t for t, _ in usage})
     limits = []
     for t in typed:
-        rows = [(label, u) for (tt, label), u in usage.items() if tt == t] or [(None, None)]
+        rows: list[tuple[str | None, tuple[int, int] | None]] = [
+            (label, u) for (tt, label), u in usage.items() if tt == t
+        ] or [(None, None)]
         for label, u in rows:
             limits.append(
                 {
