@@ -43,6 +43,9 @@ USAGE = [
     ("replay-nothing-chosen", ["dlq", "replay"], 2, "give job ids, --all, --type or --reason"),
     ("replay-ids-and-filter", ["dlq", "replay", "x", "--all"], 2,
      "give job ids or a filter, not both"),
+    ("health-redis-url", ["health", "--redis-url", "tcp://h"], 2, "'--redis-url'"),
+    ("health-queue", ["health", "-q", "ok,a b"], 2, "queue name must not contain"),
+    ("health-threshold", ["health", "--depth-warning", "-1"], 2, "'--depth-warning'"),
     ("unknown-option", ["stats", "--bogus"], 2, "No such option: --bogus"),
     ("unknown-command", ["frobnicate"], 2, "No such command 'frobnicate'"),
     ("log-format", ["worker", "--log-format", "xml"], 2, "'--log-format'"),
@@ -121,6 +124,14 @@ def test_unreachable_redis_is_one_line_and_exit_3(
     port = down_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0]
     assert f"cannot reach Redis at redis://:***@127.0.0.1:{port}/0: " in line
     assert "hunter2" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("command", ["stats", "job", "health"])
+def test_a_bad_queue_in_the_environment_names_the_variable(jobqueue: Run, command: str) -> None:
+    argv = [command, "some-id"] if command == "job" else [command]
+    proc = jobqueue(*argv, env={"JQW_QUEUES": "ok,x y", "JQW_REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert proc.returncode == 2, proc.stderr
+    assert "JQW_QUEUES: queue name must not contain braces or whitespace: 'x y'" in _one_line(proc)
 
 
 def test_debug_prints_the_traceback_before_the_line(jobqueue: Run, down_url: str) -> None:

@@ -8,10 +8,12 @@ real Redis fixture, with a real worker so the arrays are not empty.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +170,30 @@ def test_purge_asks_at_a_terminal(redis_url: str, bury_job: Any) -> None:
     assert kept.stderr.splitlines()[-1].endswith("purge cancelled; nothing was deleted")
     gone = purge("y\n")
     assert (gone.returncode, gone.stdout.strip()) == (0, "purged 1"), gone.stderr
+
+
+def test_a_progress_bar_at_a_terminal_and_the_ids_on_stdout(redis_url: str) -> None:
+    """stderr a terminal, stdout a pipe: the bar goes to the terminal, every id to stdout."""
+    master, slave = os.openpty()
+    shown = bytearray()
+
+    def read_terminal() -> None:
+        with contextlib.suppress(OSError):
+            while chunk := os.read(master, 65536):
+                shown.extend(chunk)
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    try:
+        proc = subprocess.run(
+            [str(BIN / "jobqueue"), "enqueue", "noop", "--count", "2000", "--redis-url", redis_url],
+            stdout=subprocess.PIPE, stderr=slave, text=True, timeout=120, check=False,
+            env={**os.environ, "COLUMNS": "100"},
+        )  # fmt: skip
+    finally:
+        os.close(slave)
+        reader.join(5)
+        os.close(master)
+    assert proc.returncode == 0
+    assert len(set(proc.stdout.split())) == 2000
+    assert "2000/2000" in shown.decode(errors="replace")

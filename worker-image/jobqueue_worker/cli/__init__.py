@@ -14,7 +14,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from jobqueue_protocol import clikit
-from jobqueue_worker import health_cli
+from jobqueue_worker.cli import health
 from jobqueue_worker.cli.common import classify
 from jobqueue_worker.cli.dlq import dlq_app
 from jobqueue_worker.cli.enqueue import enqueue
@@ -55,7 +55,7 @@ app.command()(enqueue)
 app.command()(stats)
 app.command()(job)
 app.add_typer(dlq_app, name="dlq")
-health_cli.register(app)
+health.register(app)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

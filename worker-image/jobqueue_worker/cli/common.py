@@ -141,6 +141,9 @@ def progress(what: str) -> Iterator[Callable[[int, int], None]]:
         console=err,
         transient=True,
         disable=not err.is_terminal,
+        # stdout stays the command's output (ids), never mixed into the bar's stream.
+        redirect_stdout=False,
+        redirect_stderr=False,
     )
     task = bar.add_task(what, total=None)
 
