@@ -197,3 +197,21 @@ def test_a_progress_bar_at_a_terminal_and_the_ids_on_stdout(redis_url: str) -> N
     assert proc.returncode == 0
     assert len(set(proc.stdout.split())) == 2000
     assert "2000/2000" in shown.decode(errors="replace")
+
+
+def test_replay_and_purge_of_many_dead_jobs_go_in_pages(
+    jobqueue: Run, redis_url: str, bury_job: Any
+) -> None:
+    """More than one page (500) by filter: every matching job is acted on, no other."""
+    for i in range(1100):
+        bury_job(f"a{i}", "alpha")
+    for i in range(30):
+        bury_job(f"b{i}", "beta")
+    replayed = jobqueue("dlq", "replay", "--type", "alpha", "--redis-url", redis_url)
+    assert (replayed.returncode, replayed.stdout.strip()) == (0, "replayed 1100"), replayed.stderr
+    data = check("stats", jobqueue("stats", "--json", "--redis-url", redis_url))
+    assert (data["queues"][0]["waiting"], data["queues"][0]["dead"]) == (1100, 30)
+    purged = jobqueue("dlq", "purge", "--all", "--yes", "--redis-url", redis_url)
+    assert (purged.returncode, purged.stdout.strip()) == (0, "purged 30"), purged.stderr
+    listed = check("dlq-list", jobqueue("dlq", "list", "--json", "--redis-url", redis_url))
+    assert listed["jobs"] == []
