@@ -201,6 +201,14 @@ class WorkerSettings(BaseSettings):
             keys.validate_queue(q)
         return v
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, v: str) -> str:
+        # The value is not echoed: it may carry a password.
+        if v.split("://", 1)[0] not in ("redis", "rediss", "unix") or "://" not in v:
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> WorkerSettings:
         if self.mode == "weighted" and self.weights and len(self.weights) != len(self.queues):

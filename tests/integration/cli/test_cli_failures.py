@@ -50,6 +50,12 @@ USAGE = [
     ("unknown-command", ["frobnicate"], 2, "No such command 'frobnicate'"),
     ("log-format", ["worker", "--log-format", "xml"], 2, "'--log-format'"),
     ("concurrency-zero", ["worker", "--concurrency", "0"], 2, "'--concurrency'"),
+    ("worker-redis-url", ["worker", "--redis-url", "http://u:pw@h"], 2,
+     "invalid configuration: JQW_REDIS_URL: must start with redis://, rediss:// or unix://"),
+    ("worker-queues", ["worker", "--queues", "a,a b"], 2,
+     "JQW_QUEUES: queue name must not contain braces or whitespace: 'a b'"),
+    ("worker-handlers", ["worker", "--handlers", "no_such_module"], 2,
+     "JQW_HANDLERS: cannot import 'no_such_module'"),
 ]  # fmt: skip
 
 REDIS_DOWN = [
