@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from cli_harness import Run, run_script
 
 # (id, argv, exit code, text the one stderr line must contain)
@@ -148,10 +150,7 @@ def test_debug_prints_the_traceback_before_the_line(jobqueue: Run, down_url: str
     assert "hunter2" not in proc.stderr
 
 
-pytestmark_redis = pytest.mark.redis
-
-
-@pytestmark_redis
+@pytest.mark.redis
 def test_a_missing_job_is_exit_1(jobqueue: Run, redis_url: str) -> None:
     proc = jobqueue("job", "nope", "-q", "default,other", "--redis-url", redis_url)
     assert proc.returncode == 1
@@ -163,7 +162,7 @@ def test_a_missing_job_is_exit_1(jobqueue: Run, redis_url: str) -> None:
     assert "job nope not found in queue default" in _one_line(proc)
 
 
-@pytestmark_redis
+@pytest.mark.redis
 def test_replay_of_an_unknown_id_names_it_and_replays_the_rest(
     jobqueue: Run, redis_url: str, bury_job: object
 ) -> None:
@@ -176,7 +175,7 @@ def test_replay_of_an_unknown_id_names_it_and_replays_the_rest(
     assert again.returncode == 1, "d1 left the DLQ with the first replay"
 
 
-@pytestmark_redis
+@pytest.mark.redis
 def test_purge_without_a_terminal_and_without_yes_refuses_and_deletes_nothing(
     jobqueue: Run, redis_url: str, bury_job: object
 ) -> None:
@@ -240,3 +239,44 @@ def test_version(name: str) -> None:
     proc = run_script(name, "--version")
     assert proc.returncode == 0, proc.stderr
     assert re.fullmatch(rf"{name} \d+\.\d+\.\d+\S*\n", proc.stdout), proc.stdout
+
+
+@pytest.fixture
+def acl_urls(redis_url: str) -> Iterator[tuple[str, str]]:
+    """(a user who may log in but run nothing, the same user with a wrong password)."""
+    admin = redis.Redis.from_url(redis_url)
+    admin.acl_setuser("jqnobody", enabled=True, passwords=["+nobody-pw"], keys=["*"],
+                      commands=["-@all", "+ping", "+hello", "+auth", "+client"])  # fmt: skip
+    try:
+        yield (
+            redis_url.replace("redis://", "redis://jqnobody:nobody-pw@"),
+            redis_url.replace("redis://", "redis://jqnobody:wrong-pw@"),
+        )
+    finally:
+        admin.acl_deluser("jqnobody")
+        admin.close()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize(
+    ("argv", "refused"),
+    [
+        (["stats"], "no permissions to run the 'time' command"),
+        (["enqueue", "noop"], "no permissions to run the 'evalsha' command"),
+        (["dlq", "list"], "no permissions to run the 'zrevrange' command"),
+    ],
+)
+def test_redis_refusing_a_command_is_exit_1_and_a_refused_login_exit_3(
+    jobqueue: Run, acl_urls: tuple[str, str], argv: list[str], refused: str
+) -> None:
+    allowed, wrong = acl_urls
+    proc = jobqueue(*argv, "--redis-url", allowed)
+    assert proc.returncode == 1, proc.stderr
+    line = _one_line(proc)
+    assert re.search(r"Redis at redis://jqnobody:\*\*\*@127\.0\.0\.1:\d+/0 refused: ", line), line
+    assert refused in line
+    proc = jobqueue(*argv, "--redis-url", wrong)
+    assert proc.returncode == 3, proc.stderr
+    assert "invalid username-password pair" in _one_line(proc)
+    assert "nobody-pw" not in proc.stderr
+    assert "wrong-pw" not in proc.stderr
