@@ -23,7 +23,7 @@ from jobqueue_worker.cli.common import classify
 
 # Where the simulator's typer app lives (its `simulate` command).
 SIMULATOR_MODULE = "jobqueue_operator.simulator.cli"
-SIMULATOR_INSTALL_HINT = "install the simulator: pip install 'jobqueue-operator[operator,sim]'"
+SIMULATOR_INSTALL_HINT = "it comes with jobqueue-operator: pip install 'jobqueue-operator[sim]'"
 
 
 @app.command(
