@@ -132,7 +132,7 @@ def _send(redis_url: str, queue: str, reqs: list[JobRequest]) -> None:
 
 def enqueue(  # noqa: PLR0917 - typer maps parameters to options
     job_type: Annotated[
-        str | None, typer.Argument(metavar="[TYPE]", help="job type (not with --from-file)")
+        str | None, typer.Argument(metavar="TYPE", help="job type (not with --from-file)")
     ] = None,
     payload: Annotated[str, typer.Option(help="JSON payload")] = "null",
     queue: QueueOpt = "default",
@@ -141,7 +141,9 @@ def enqueue(  # noqa: PLR0917 - typer maps parameters to options
         typer.Option(help="1..10 or critical/high/normal/low/background", callback=_priority),
     ] = "normal",
     delay: Annotated[float | None, typer.Option(min=0, help="seconds")] = None,
-    idempotency_key: Annotated[str | None, typer.Option()] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="a second job with the same key resolves to the first")
+    ] = None,
     count: Annotated[int, typer.Option(min=1, max=100_000, help="enqueue this many copies")] = 1,
     from_file: Annotated[
         str | None,
