@@ -63,6 +63,10 @@ $(VENV)/.installed: pyproject.toml $(addsuffix /pyproject.toml,$(DISTS))
 	  else echo "error: '$(PYTHON) -m venv' is unavailable; install python3-venv" >&2; exit 1; fi; fi
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	@# A venv from before the split into three distributions holds one editable
+	@# jobqueue-operator that owns the `jobqueue` script; replacing it in place would
+	@# delete that script, so the project's own distributions go first.
+	$(PY) -m pip uninstall --quiet --yes jobqueue-operator jobqueue-worker jobqueue-protocol
 	$(PY) -m pip install --quiet --group dev -e worker-image/protocol -e worker-image -e 'operator[sim]'
 	@touch $@
 

@@ -32,6 +32,7 @@ from jobqueue_worker.producer import JobRequest, SyncProducer
 pytestmark = [pytest.mark.helm, pytest.mark.k8s, pytest.mark.redis, pytest.mark.e2e]
 
 QUEUE = "chart-burst"
+MAX_REPLICAS = 4
 
 
 def kubectl_json(plane: ControlPlane, *args: str) -> dict[str, Any]:
@@ -97,7 +98,7 @@ def values(watched: str, redis: RedisServer) -> dict[str, Any]:
                 "queues": [QUEUE],
                 "jobQueue": {
                     "minReplicas": 1,
-                    "maxReplicas": 4,
+                    "maxReplicas": MAX_REPLICAS,
                     "pollingIntervalSeconds": 1,
                     "scaleUp": {"queueDepth": 50, "cooldownSeconds": 0, "maxStep": 3},
                 },
@@ -176,6 +177,20 @@ async def test_helm_install_then_a_jobqueue_scales_its_worker(
         status = kubectl_json(control_plane, "get", "jobqueue", "burst", "-n", watched)["status"]
         assert status["lastReason"] != "InvalidSpec", status
         assert status["desiredReplicas"] == worker["spec"]["replicas"] > 1
+
+        # The queue stays full (no worker runs), so the operator goes on to maxReplicas.
+        def at_max() -> bool:
+            dep = kubectl_json(control_plane, "get", "deploy", "burst-worker", "-n", watched)
+            return bool(dep.get("spec", {}).get("replicas") == MAX_REPLICAS)
+
+        await eventually(at_max, 60, f"burst-worker at {MAX_REPLICAS} replicas", logs)
+        # A `helm upgrade` (what a GitOps sync does) leaves the operator's count alone:
+        # the chart's worker Deployment has no replicas field to reset it with.
+        out = helm.ok("upgrade", release, str(CHART), *kube, "--values", str(values_file))
+        assert "STATUS: deployed" in out
+        worker = kubectl_json(control_plane, "get", "deploy", "burst-worker", "-n", watched)
+        assert worker["metadata"]["labels"]["app.kubernetes.io/instance"] == release
+        assert worker["spec"]["replicas"] == MAX_REPLICAS
     finally:
         # The JobQueue goes first, while the operator can still remove its finalizer.
         with contextlib.suppress(Exception):

@@ -151,7 +151,11 @@ async def test_a_pod_gets_its_service_accounts_token_and_no_other_credentials(
             assert "KUBECONFIG" not in env["no-sa"]
             whoami = await asyncio.create_subprocess_exec(
                 "kubectl", "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}",
-                env={"KUBECONFIG": env["with-sa"]["KUBECONFIG"], "PATH": "/usr/bin:/bin"},
+                env={
+                    "KUBECONFIG": env["with-sa"]["KUBECONFIG"],
+                    "PATH": "/usr/bin:/bin",
+                    "HOME": str(tmp_path),  # kubectl keeps its discovery cache under HOME
+                },
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
