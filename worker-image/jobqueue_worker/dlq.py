@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from jobqueue_worker.broker import Broker
 from jobqueue_worker.records import JobRecord
 
 _PAGE = 500
+
+Action = Literal["replay", "purge"]
+OnProgress = Callable[[int, int], None]  # (ids done, ids in all)
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,23 @@ async def _matching_ids(broker: Broker, queue: str, flt: DeadFilter) -> list[str
         offset += _PAGE
 
 
+async def select(
+    broker: Broker, queue: str, ids: Sequence[str] | None, flt: DeadFilter | None
+) -> tuple[list[str], list[str]]:
+    """``(dead ids to act on, given ids that are not in the DLQ)``.
+
+    Given ids are checked in one round trip, so a typo is reported instead of
+    silently counting as zero; without ids, every dead job matching ``flt``.
+    """
+    if ids:
+        present = await broker.dead_among(queue, ids)
+        return (
+            [i for i, p in zip(ids, present, strict=True) if p],
+            [i for i, p in zip(ids, present, strict=True) if not p],
+        )
+    return await _matching_ids(broker, queue, flt or DeadFilter()), []
+
+
 async def replay(
     broker: Broker,
     queue: str,
@@ -68,7 +89,8 @@ async def replay(
     flt: DeadFilter | None = None,
 ) -> int:
     """Back to the original priority band with attempts reset; returns how many moved."""
-    return await _in_pages(broker, queue, ids, flt, broker.replay)
+    chosen = list(ids) if ids else await _matching_ids(broker, queue, flt or DeadFilter())
+    return await apply(broker, "replay", queue, chosen)
 
 
 async def purge(
@@ -78,23 +100,29 @@ async def purge(
     flt: DeadFilter | None = None,
 ) -> int:
     """Delete dead-lettered jobs for good; returns how many went."""
-    return await _in_pages(broker, queue, ids, flt, broker.purge)
+    chosen = list(ids) if ids else await _matching_ids(broker, queue, flt or DeadFilter())
+    return await apply(broker, "purge", queue, chosen)
 
 
-async def _in_pages(
+async def apply(
     broker: Broker,
+    action: Action,
     queue: str,
-    ids: Sequence[str] | None,
-    flt: DeadFilter | None,
-    op: Callable[[str, list[str]], Awaitable[int]],
+    chosen: Sequence[str],
+    on_progress: OnProgress | None = None,
 ) -> int:
-    """The given ids, or every dead job matching the filter, fed to `op` a page at a time.
+    """Replay or purge ``chosen`` a page at a time; returns how many were acted on.
 
     Pages keep each script call short, so a replay of 100,000 jobs never blocks
-    Redis for long.
+    Redis for long; ``on_progress`` hears after every page (a progress bar).
     """
-    chosen = list(ids) if ids else await _matching_ids(broker, queue, flt or DeadFilter())
+    op: Callable[[str, list[str]], Awaitable[int]] = (
+        broker.replay if action == "replay" else broker.purge
+    )
     total = 0
     for i in range(0, len(chosen), _PAGE):
-        total += await op(queue, chosen[i : i + _PAGE])
+        page = list(chosen[i : i + _PAGE])
+        total += await op(queue, page)
+        if on_progress is not None:
+            on_progress(i + len(page), len(chosen))
     return total
