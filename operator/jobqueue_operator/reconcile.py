@@ -11,7 +11,7 @@ the JobQueue's status, which is where it is also written: a restarted operator
 keeps its cooldowns.
 
 **Busy-aware scale-down.** Right before ``/scale`` is lowered the loop lists
-the target's Pods, lets :func:`~jobqueue_operator.policy.choose_victims` pick the
+the target's Pods, lets :func:`~jobqueue_operator.victims.choose_victims` pick the
 ones to go from the worker heartbeats, and writes a low
 ``pod-deletion-cost`` on those and a high one on the busy survivors, once. On a
 later tick, when the ReplicaSet has acted (or after :data:`SETTLE_S`), it records
@@ -58,12 +58,12 @@ from jobqueue_operator.policy import (
     MetricsMissing,
     Observation,
     Reason,
-    choose_victims,
     decide,
     rates_between,
 )
 from jobqueue_operator.settings import OperatorSettings
 from jobqueue_operator.status import Problem, Tick
+from jobqueue_operator.victims import choose_victims
 
 log = logging.getLogger("jobqueue_operator")
 
@@ -319,7 +319,11 @@ class Loop:
             observation = self._with_rates(observation, now)
             if _resource_triggers(effective):
                 observation = await self._with_requests(observation, base.target, now)
-        # 4. decide
+        # 4. decide. A stamp from status written by a clock ahead of ours (another
+        # node, a clock stepped back) counts as now, once, instead of freezing scaling.
+        self.last_up, self.last_down = (
+            None if t is None else min(t, now) for t in (self.last_up, self.last_down)
+        )
         decision = decide(effective, observation, current, self.last_up, self.last_down, now)
         if decision.desired != current and self._replicas_watched:
             # About to write: decide from /scale itself, not from the watch's copy,

@@ -17,10 +17,11 @@ import pytest
 from jobqueue_operator import reconcile
 from jobqueue_operator.kube import KubeError, ObjectRef
 from jobqueue_operator.observe import DrainError, MetricsUnavailableError, RedisPools
-from jobqueue_operator.policy import Observation, PodView, WorkerLoad
+from jobqueue_operator.policy import Observation, WorkerLoad
 from jobqueue_operator.reconcile import Claim, Context, Loop
 from jobqueue_operator.settings import OperatorSettings
 from jobqueue_operator.status import to_rfc3339
+from jobqueue_operator.victims import PodView
 
 
 class FakeKube:

@@ -59,7 +59,8 @@ def test_the_slo_mode_sizes_by_littles_law() -> None:
     late = [s.replicas for s in result.samples if s.t > 250]
     assert late
     assert min(late) >= 10, late
-    assert max(late) <= 12, late
+    # scale-down keeps a quarter of headroom over the arrivals: ceil(10 × 1.25) = 13
+    assert max(late) <= 13, late
     threshold = simulate(arrivals, OperatorPolicy(SPEC, 5.0), config(300.0), random.Random(0))
     assert max(w for w in result.waits) < max(w for w in threshold.waits)
 

@@ -6,12 +6,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobqueue_operator.policy import (
+from jobqueue_operator.observation import WorkerLoad
+from jobqueue_operator.victims import (
     PROTECTED_CAP_S,
     PROTECTED_COST,
     VICTIM_COST,
     PodView,
-    WorkerLoad,
     choose_victims,
 )
 
