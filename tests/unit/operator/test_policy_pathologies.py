@@ -221,7 +221,8 @@ FLOAT_FIELDS = ["oldest_age_s", "arrival_rate", "mean_service_s", "last_busy_at"
 def test_a_non_finite_input_is_a_missing_metric(field: str, value: float) -> None:
     """NaN compares false with every threshold; it must not pass for an empty queue."""
     backlog = Observation(depth=5_000, oldest_age_s=1.0, arrival_rate=1.0, mean_service_s=1.0)
-    decision = decide(SPEC, dataclasses.replace(backlog, **{field: value})  # type: ignore[arg-type], 4, None, None, NOW)
+    bad = dataclasses.replace(backlog, **{field: value})  # type: ignore[arg-type]
+    decision = decide(SPEC, bad, 4, None, None, NOW)
     assert decision.reason is Reason.METRICS_UNAVAILABLE
     assert decision.desired == 4
     assert Limit.MISSING_DATA in decision.limited_by
@@ -244,6 +245,7 @@ def test_non_finite_never_scales_down_and_never_raises(
     field: str, value: float, cur: int, fallback: int | None
 ) -> None:
     spec = dataclasses.replace(SPEC, min_replicas=0, fallback_replicas=fallback)
-    bad = dataclasses.replace(Observation(depth=0, oldest_age_s=0.0), **{field: value})  # type: ignore[arg-type]
+    empty = Observation(depth=0, oldest_age_s=0.0)
+    bad = dataclasses.replace(empty, **{field: value})  # type: ignore[arg-type]
     decision = decide(spec, bad, cur, None, None, NOW)
     assert decision.desired >= min(cur, spec.max_replicas)
