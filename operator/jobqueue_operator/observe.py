@@ -320,6 +320,17 @@ def summarise(
             _load(hb, server_time) for hb in workers.values() if hb.pod_name is not None
         ),
         counters=_counters(stats) if stats else None,
+        pod_concurrency=max(
+            (hb.concurrency for hb in workers.values() if hb.concurrency), default=None
+        ),
+        next_delayed_in_s=min(
+            (
+                s.next_delayed_at - s.server_time
+                for s in stats.values()
+                if s.next_delayed_at is not None
+            ),
+            default=None,
+        ),
     )
 
 
