@@ -93,6 +93,12 @@ class SimConfig:
     initial_replicas: int
     horizon_s: float
     sample_every_s: float = 5.0
+    #: A removed pod stops taking work but finishes its jobs for this long (the
+    #: pod's terminationGracePeriodSeconds); jobs still running then are lost.
+    grace_s: float = 30.0
+    #: Pod start-up times are lognormal with this median (``startup_delay_s``) and
+    #: sigma; 0 gives every pod exactly ``startup_delay_s``.
+    startup_sigma: float = 0.0
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -154,6 +160,11 @@ class Policy(Protocol):
         ...
 
 
+def honours_deletion_cost(policy: object) -> bool:
+    """Whether the policy writes pod-deletion-cost before a scale-down (the operator does)."""
+    return bool(getattr(policy, "sets_deletion_cost", False))
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     """The state at one sampling instant, for the plot."""
@@ -198,8 +209,8 @@ class SimResult:
 
 
 # Event kinds; the heap orders by (time, order, sequence).
-_ARRIVE, _DONE, _READY, _TIMER, _SAMPLE = range(5)
-_ORDER = {_ARRIVE: 0, _DONE: 1, _READY: 2, _TIMER: 10, _SAMPLE: 1000}
+_ARRIVE, _DONE, _READY, _TIMER, _SAMPLE, _KILL = range(6)
+_ORDER = {_ARRIVE: 0, _DONE: 1, _READY: 2, _KILL: 3, _TIMER: 10, _SAMPLE: 1000}
 
 
 class _Pod:
@@ -243,13 +254,18 @@ class _Run:
         self.policy = policy
         self.config = config
         self.rng = rng
-        # Drawn up front, in arrival order, so every policy gets the same jobs.
+        # Drawn up front, in arrival order, so every policy gets the same jobs; the
+        # start-up times come from their own stream, so a policy that starts more pods
+        # does not shift the draws of the pod choice.
         self.service = [config.service.draw(rng) for _ in self.arrivals]
+        self.startup_rng = random.Random(rng.random())
         self.now = 0.0
         self.heap: list[tuple[float, int, int, int, int, int]] = []
         self.seq = 0
         self.queue: deque[int] = deque()  # job ids; ids follow enqueue time
         self.pods: dict[int, _Pod] = {}
+        self.draining: dict[int, _Pod] = {}  # removed, finishing their jobs
+        self.by_cost = honours_deletion_cost(policy)
         self.next_pid = 0
         self.free: deque[tuple[int, int]] = deque()  # (pod, slot), longest-idle first
         self.attempt = [0] * len(self.arrivals)
@@ -291,6 +307,8 @@ class _Run:
                 self._on_ready(a)
             elif kind == _TIMER:
                 self._on_timer(a)
+            elif kind == _KILL:
+                self._on_kill(a)
             else:
                 self._on_sample()
         self._advance(cfg.horizon_s)
@@ -305,7 +323,8 @@ class _Run:
         )
 
     def _advance(self, t: float) -> None:
-        self.replica_seconds += len(self.pods) * (t - self.last_t)
+        # Draining pods still run (and cost) until their last job ends or the grace does.
+        self.replica_seconds += (len(self.pods) + len(self.draining)) * (t - self.last_t)
         self.last_t = t
         self.now = t
 
@@ -324,14 +343,17 @@ class _Run:
         if self.attempt[job] != attempt or job not in self.location:
             return  # this attempt was interrupted by a scale-down
         pod_id, slot = self.location[job]
-        pod = self.pods[pod_id]
+        pod = self.pods.get(pod_id) or self.draining[pod_id]
         del pod.running[slot]
         del self.location[job]
         self.finished[job] = True
         self.in_flight -= 1
         self.completed += 1
         self.completed_service += self.service[job]
-        self.free.append((pod_id, slot))
+        if pod_id in self.pods:
+            self.free.append((pod_id, slot))
+        elif not pod.running:
+            del self.draining[pod_id]  # drained: the pod exits before its grace ends
         self._dispatch()
 
     def _on_ready(self, pod_id: int) -> None:
@@ -346,6 +368,19 @@ class _Run:
         if desired is not None and desired != len(self.pods):
             self._scale(max(0, desired), timer.name)
         self._push(self.now + timer.period_s, _TIMER, index, order=_ORDER[_TIMER] + timer.order)
+
+    def _on_kill(self, pod_id: int) -> None:
+        """The grace period ended: whatever still runs on the pod is lost and re-queued."""
+        pod = self.draining.pop(pod_id, None)
+        if pod is None or not pod.running:
+            return
+        back = list(pod.running.values())
+        for job in back:
+            del self.location[job]
+        self.in_flight -= len(back)
+        self.interrupted += len(back)
+        self._requeue(back)
+        self._dispatch()
 
     def _on_sample(self) -> None:
         ready = sum(1 for p in self.pods.values() if p.ready_at <= self.now)
@@ -382,34 +417,41 @@ class _Run:
         interrupted = 0
         if desired > current:
             for _ in range(desired - current):
-                self._add_pod(ready_at=self.now + self.config.startup_delay_s)
+                self._add_pod(ready_at=self.now + self._startup())
         else:
             interrupted = self._remove(current - desired)
         self.events.append(ScaleEvent(self.now, current, desired, timer, interrupted))
         self._dispatch()
 
-    def _remove(self, count: int) -> int:
-        """Remove ``count`` pods in the ReplicaSet's order; return the jobs interrupted."""
-        ranked = sorted(self.pods.values(), key=self._deletion_rank)
-        back: list[int] = []
-        for pod in ranked[:count]:
-            for job in pod.running.values():
-                del self.location[job]
-                back.append(job)
-            del self.pods[pod.pid]
-        if back:
-            self.in_flight -= len(back)
-            self.interrupted += len(back)
-            self._requeue(back)
-        return len(back)
+    def _startup(self) -> float:
+        cfg = self.config
+        if cfg.startup_sigma <= 0 or cfg.startup_delay_s <= 0:
+            return cfg.startup_delay_s
+        return self.startup_rng.lognormvariate(math.log(cfg.startup_delay_s), cfg.startup_sigma)
 
-    def _deletion_rank(self, pod: _Pod) -> tuple[int, int, float]:
-        """Lower goes first: not Ready, then Ready for less time (log₂ buckets), then random."""
+    def _remove(self, count: int) -> int:
+        """Remove ``count`` pods; they drain. Returns 0: jobs are lost only when the grace ends.
+
+        Without deletion cost the ReplicaSet's ranking picks (blind to jobs); with
+        it (the operator writes it on the pods it chose), the pods with the fewest
+        running jobs go first.
+        """
+        ranked = sorted(self.pods.values(), key=self._deletion_rank)
+        for pod in ranked[:count]:
+            del self.pods[pod.pid]
+            if pod.running:
+                self.draining[pod.pid] = pod
+                self._push(self.now + self.config.grace_s, _KILL, pod.pid)
+        return 0
+
+    def _deletion_rank(self, pod: _Pod) -> tuple[int, int, int, float]:
+        """Lower goes first: not Ready, [fewest jobs, if costs are set], Ready for less time."""
         tie = self.rng.random()
         if pod.ready_at > self.now:
-            return (0, 0, tie)
+            return (0, 0, 0, tie)
         ready_for = self.now - pod.ready_at
-        return (1, int(math.log2(ready_for)) if ready_for >= 1.0 else 0, tie)
+        jobs = len(pod.running) if self.by_cost else 0
+        return (1, jobs, int(math.log2(ready_for)) if ready_for >= 1.0 else 0, tie)
 
     def _requeue(self, jobs: list[int]) -> None:
         """Put interrupted jobs back at the head, keeping the queue sorted by enqueue order."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,8 +49,10 @@ def config(
     startup_delay_s: float = 0.0,
     initial_replicas: int = 1,
     horizon_s: float = 100.0,
+    grace_s: float = 0.0,
 ) -> SimConfig:
     return SimConfig(
+        grace_s=grace_s,
         service=service or constant(1.0),
         concurrency=concurrency,
         startup_delay_s=startup_delay_s,
@@ -93,7 +97,6 @@ def test_scale_down_interrupts_a_busy_pod_and_the_job_runs_again() -> None:
     # Two ready pods each running a 10 s job; at t=2 one pod goes (both are busy).
     result = run([0.0, 0.0], {2.0: 1}, config(initial_replicas=2, service=constant(10.0)))
     assert result.interrupted == 1
-    assert result.scale_events[0].interrupted == 1
     assert result.completed == 2
     # The interrupted job went back to the queue and restarted at t=10 on the other pod.
     assert sorted(result.waits) == [0.0, 10.0]
@@ -177,3 +180,28 @@ def test_bad_config_is_refused(kwargs: dict[str, float]) -> None:
 def test_unsorted_arrivals_are_refused() -> None:
     with pytest.raises(ValueError, match="sorted"):
         run([2.0, 1.0], {}, config())
+
+
+def test_a_removed_pod_drains_its_jobs_within_the_grace() -> None:
+    """Removal stops new work at once; a job shorter than the grace finishes, a longer one is lost."""
+    short = run(
+        [0.0, 0.0], {2.0: 1}, config(initial_replicas=2, service=constant(10.0), grace_s=30)
+    )
+    assert short.interrupted == 0
+    assert sorted(short.waits) == [0.0, 0.0]
+    # the draining pod costs until its job ends at t=10: 2 pods to t=2, 2 to t=10, 1 to 100
+    assert short.replica_seconds == pytest.approx(2 * 10 + 90)
+    long = run([0.0, 0.0], {2.0: 1}, config(initial_replicas=2, service=constant(50.0), grace_s=30))
+    assert long.interrupted == 1
+    assert long.completed == 2
+    assert sorted(long.waits) == [0.0, 50.0]  # lost at t=32, restarted at t=50 on the other pod
+
+
+def test_start_up_times_are_lognormal_and_deterministic_for_a_seed() -> None:
+    cfg = dataclasses.replace(
+        config(initial_replicas=0, startup_delay_s=20.0, horizon_s=600), startup_sigma=0.5
+    )
+    first = run([0.0] * 40, {1.0: 40}, cfg)
+    again = run([0.0] * 40, {1.0: 40}, cfg)
+    assert first == again
+    assert len(set(first.waits)) > 5  # pods came up at different times
