@@ -141,6 +141,7 @@ class ClusterView:
     arrived_total: int
     completed_total: int
     completed_service_s: float
+    concurrency: int = 1
 
 
 class Policy(Protocol):
@@ -476,6 +477,7 @@ class _Run:
             arrived_total=self.next_arrival,
             completed_total=self.completed,
             completed_service_s=self.completed_service,
+            concurrency=self.config.concurrency,
         )
 
     def _result(self) -> SimResult:

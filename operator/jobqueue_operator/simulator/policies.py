@@ -38,6 +38,8 @@ class OperatorPolicy:
     """
 
     label = "threshold (operator)"
+    #: The operator writes pod-deletion-cost on the pods it chose before a scale-down.
+    sets_deletion_cost = True
 
     def __init__(self, spec: EffectiveSpec, interval_s: float) -> None:
         self.spec = spec
@@ -78,6 +80,7 @@ class OperatorPolicy:
             mean_service_s=rates.mean_service_s,
             last_busy_at=self._last_busy,
             counters=counters,
+            pod_concurrency=view.concurrency,
         )
 
     def on_tick(self, timer: str, view: ClusterView) -> int | None:
