@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -183,7 +182,7 @@ def test_unsorted_arrivals_are_refused() -> None:
 
 
 def test_a_removed_pod_drains_its_jobs_within_the_grace() -> None:
-    """Removal stops new work at once; a job shorter than the grace finishes, a longer one is lost."""
+    """Removal stops new work; a job shorter than the grace finishes, a longer one is lost."""
     short = run(
         [0.0, 0.0], {2.0: 1}, config(initial_replicas=2, service=constant(10.0), grace_s=30)
     )
