@@ -7,7 +7,7 @@ builds these from Redis, the simulator from its model of the world.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,3 +135,31 @@ def first_non_finite(obs: Observation) -> str | None:
         if value < 0 and item.name != "next_delayed_in_s":
             return item.name
     return None
+
+
+#: The arrival rate and the service time are measured over this many seconds of
+#: polls: one 5 s poll of Poisson arrivals at 20/s is ±10 % noise, enough to flip a
+#: capacity-sized count up and down on a steady load.
+RATE_WINDOW_S = 30.0
+
+
+@dataclass
+class CounterWindow:
+    """The polls' counters of the last RATE_WINDOW_S, oldest first (state for a loop)."""
+
+    samples: list[tuple[float, Counters]] = field(default_factory=list)
+
+    def rates(self, now: float, current: Counters | None) -> Rates:
+        """Rates from the oldest sample still in the window to ``current``; then keep it."""
+        if current is None:
+            self.samples.clear()
+            return rates_between(None, now, None)
+        # keep one sample at least RATE_WINDOW_S old, so the window is full once it can be
+        while len(self.samples) > 1 and self.samples[1][0] <= now - RATE_WINDOW_S:
+            self.samples.pop(0)
+        previous = self.samples[0] if self.samples else None
+        rates = rates_between(previous, now, current)
+        if previous is not None and rates.arrival_rate is None:
+            self.samples.clear()  # a counter went down (a reset): start again
+        self.samples.append((now, current))
+        return rates

@@ -41,6 +41,7 @@ from jobqueue_operator.models import (
     JobQueueSpec,
     resolve,
 )
+from jobqueue_operator.observation import CounterWindow
 from jobqueue_operator.observe import (
     DrainError,
     DrainTarget,
@@ -54,12 +55,10 @@ from jobqueue_operator.observe import (
 )
 from jobqueue_operator.policy import (
     Action,
-    Counters,
     MetricsMissing,
     Observation,
     Reason,
     decide,
-    rates_between,
 )
 from jobqueue_operator.settings import OperatorSettings
 from jobqueue_operator.status import Problem, Tick
@@ -230,7 +229,7 @@ class Loop:
     selection: PodSelection | None = None
     #: The previous poll's counters, for the arrival rate (memory only: a restart
     #: waits one tick) and when anything was last waiting, running or busy.
-    _counters: tuple[float, Counters] | None = None
+    _counters: CounterWindow = field(default_factory=CounterWindow)
     _last_busy: float | None = None
     _requests: tuple[str, float, tuple[float | None, float | None]] | None = None
     _patterns: PatternCache = field(default_factory=PatternCache)
@@ -481,8 +480,7 @@ class Loop:
         and counts its first poll as busy, so it never scales to zero sooner than
         ``scaleToZeroAfterSeconds`` after it started.
         """
-        rates = rates_between(self._counters, now, obs.counters)
-        self._counters = None if obs.counters is None else (now, obs.counters)
+        rates = self._counters.rates(now, obs.counters)
         if obs.depth or obs.in_flight or obs.busy_workers or self._last_busy is None:
             self._last_busy = now
         return replace(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from jobqueue_operator import policy as operator_policy
 from jobqueue_operator.models import EffectiveSpec
+from jobqueue_operator.observation import CounterWindow
 from jobqueue_operator.simulator.engine import ClusterView, Timer
 from jobqueue_operator.simulator.keda_model import KedaModel
 from jobqueue_operator.simulator.scaledobject import KedaConfig, Rules, ScalingPolicy, Trigger
@@ -47,7 +48,7 @@ class OperatorPolicy:
         self.last_up: float | None = None
         self.last_down: float | None = None
         self.decisions: list[operator_policy.Decision] = []
-        self._counters: tuple[float, operator_policy.Counters] | None = None
+        self._counters = CounterWindow()
         self._last_busy: float | None = None
 
     def timers(self) -> Sequence[Timer]:
@@ -66,8 +67,7 @@ class OperatorPolicy:
             finished=view.completed_total,
             busy_ms=round(view.completed_service_s * 1000),
         )
-        rates = operator_policy.rates_between(self._counters, view.now, counters)
-        self._counters = (view.now, counters)
+        rates = self._counters.rates(view.now, counters)
         if view.depth or view.in_flight or view.busy_pods or self._last_busy is None:
             self._last_busy = view.now
         return operator_policy.Observation(

@@ -133,4 +133,6 @@ def test_policies_compared_with_one_seed_serve_identical_jobs() -> None:
     first = results[0].completed_service_s
     # Equal up to summation order (jobs complete in a different order per policy).
     assert all(r.completed_service_s == pytest.approx(first, rel=1e-12) for r in results)
-    assert len({r.replica_seconds for r in results}) == len(results)  # yet they decide differently
+    # yet KEDA and the operator decide differently (the operator's threshold and SLO modes
+    # may agree: both size by capacity, with the same latency target here)
+    assert results[0].replica_seconds != results[1].replica_seconds
