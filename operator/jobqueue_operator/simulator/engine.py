@@ -445,14 +445,18 @@ class _Run:
                 self._push(self.now + self.config.grace_s, _KILL, pod.pid)
         return 0
 
-    def _deletion_rank(self, pod: _Pod) -> tuple[int, int, int, float]:
-        """Lower goes first: not Ready, [fewest jobs, if costs are set], Ready for less time."""
+    def _deletion_rank(self, pod: _Pod) -> tuple[int, int, float, int, float]:
+        """Lower goes first: not Ready; then, where costs are set, idle pods and then the
+        least run time of their jobs (the operator's choice); then Ready for less time."""
         tie = self.rng.random()
         if pod.ready_at > self.now:
-            return (0, 0, 0, tie)
+            return (0, 0, 0.0, 0, tie)
         ready_for = self.now - pod.ready_at
-        jobs = len(pod.running) if self.by_cost else 0
-        return (1, jobs, int(math.log2(ready_for)) if ready_for >= 1.0 else 0, tie)
+        bucket = int(math.log2(ready_for)) if ready_for >= 1.0 else 0
+        if not self.by_cost:
+            return (1, 0, 0.0, bucket, tie)
+        busy_s = sum(self.now - self.started_at[job] for job in pod.running.values())
+        return (1, 1 if pod.running else 0, busy_s, bucket, tie)
 
     def _requeue(self, jobs: list[int]) -> None:
         """Put interrupted jobs back at the head, keeping the queue sorted by enqueue order."""
