@@ -22,6 +22,8 @@ class WorkerLoad:
     state: str
     active_jobs: int
     busy_s: float = 0.0
+    #: How long its longest-running job has run (0 when idle).
+    longest_s: float = 0.0
     processed: int = 0
     rss_bytes: int = 0
     #: CPU in cores (1.0 = one core busy) if the heartbeat carries it; the

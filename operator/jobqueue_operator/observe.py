@@ -354,6 +354,7 @@ def _load(hb: WorkerHeartbeat, server_time: float) -> WorkerLoad:
         state=hb.state,
         active_jobs=hb.active_jobs,
         busy_s=sum(max(0.0, server_time - job.started_at) for job in hb.jobs),
+        longest_s=max((max(0.0, server_time - job.started_at) for job in hb.jobs), default=0.0),
         processed=hb.processed,
         rss_bytes=hb.rss_bytes,
         cpu_cores=hb.cpu_cores,

@@ -31,16 +31,32 @@ def pod_concurrency(spec: EffectiveSpec, obs: Observation) -> int | None:
     return None
 
 
+#: A job that has already run this long is kept on its pod: run times are heavy
+#: tailed, so an old job is the one likely to outlast a removed pod's grace period
+#: (30 s by default). Younger jobs drain within the grace on a removed pod.
+LONG_JOB_S = 10.0
+
+
+def long_running_pods(obs: Observation) -> int:
+    """Pods running a job that has run LONG_JOB_S or more."""
+    return sum(1 for w in obs.worker_loads if w.active_jobs > 0 and w.longest_s >= LONG_JOB_S)
+
+
 def in_flight_floor(spec: EffectiveSpec, obs: Observation) -> int:
     """The pods the running jobs fill: ``ceil(in_flight / concurrency)``.
 
     Redis spreads jobs over every idle slot, so counting pods with at least one
     job would hold a mostly idle pool (12 jobs on 10 pods of 10 slots need 2
     pods, not 10). Without a known concurrency, the busy pods are the floor.
+    Pods running a job deep in the tail are kept too: the victim choice takes
+    the pods with the least run time first, so keeping that many spares them.
     """
     per_pod = pod_concurrency(spec, obs)
     if per_pod is None:
         return max(obs.busy_workers, 1 if obs.in_flight else 0)
+    long_running = long_running_pods(obs)
+    if long_running:
+        return max(long_running, math.ceil(max(obs.in_flight, obs.busy_workers) / per_pod))
     # A busy worker runs at least one job: the leases and the heartbeats are read
     # at slightly different moments, so the larger of the two counts is the truth.
     return math.ceil(max(obs.in_flight, obs.busy_workers) / per_pod)

@@ -45,22 +45,24 @@ class VictimPlan:
     note: str = ""
 
 
-def _removal_rank(pod: PodView, load: WorkerLoad | None) -> tuple[int, float, int, str]:
+def _removal_rank(pod: PodView, load: WorkerLoad | None) -> tuple[int, float, float, int, str]:
     """Sort key, lowest goes first; mirrors what the ReplicaSet itself must respect.
 
     NotReady pods go first whatever their cost (ReplicaSet rule 3 precedes the
     cost), so the plan names them first too. Then pods with no heartbeat (a worker
     that never came up or hung: nothing to lose), then idle workers, then busy
-    ones with the least run time of their in-flight jobs, then the fewest jobs
-    processed (the youngest). The name breaks ties so the choice is deterministic.
+    ones whose longest-running job has run the least (a job far into a heavy tail
+    is the one most likely to outlast the grace period), then the least summed
+    run time, then the fewest jobs processed (the youngest). The name breaks ties
+    so the choice is deterministic.
     """
     if not pod.ready:
-        return (0, 0.0, 0, pod.name)
+        return (0, 0.0, 0.0, 0, pod.name)
     if load is None:
-        return (1, 0.0, 0, pod.name)
+        return (1, 0.0, 0.0, 0, pod.name)
     if load.active_jobs <= 0:
-        return (2, 0.0, load.processed, pod.name)
-    return (3, load.busy_s, load.processed, pod.name)
+        return (2, 0.0, 0.0, load.processed, pod.name)
+    return (3, load.longest_s, load.busy_s, load.processed, pod.name)
 
 
 def choose_victims(pods: Sequence[PodView], loads: Sequence[WorkerLoad], remove: int) -> VictimPlan:

@@ -142,6 +142,9 @@ class ClusterView:
     completed_total: int
     completed_service_s: float
     concurrency: int = 1
+    #: (jobs, summed run time, longest run time) of each pod running a job: what
+    #: the workers' heartbeats show the operator.
+    pod_loads: tuple[tuple[int, float, float], ...] = ()
 
 
 class Policy(Protocol):
@@ -445,18 +448,19 @@ class _Run:
                 self._push(self.now + self.config.grace_s, _KILL, pod.pid)
         return 0
 
-    def _deletion_rank(self, pod: _Pod) -> tuple[int, int, float, int, float]:
+    def _deletion_rank(self, pod: _Pod) -> tuple[int, int, float, float, int, float]:
         """Lower goes first: not Ready; then, where costs are set, idle pods and then the
-        least run time of their jobs (the operator's choice); then Ready for less time."""
+        shortest longest-running job, then the least run time (the operator's choice);
+        then Ready for less time."""
         tie = self.rng.random()
         if pod.ready_at > self.now:
-            return (0, 0, 0.0, 0, tie)
+            return (0, 0, 0.0, 0.0, 0, tie)
         ready_for = self.now - pod.ready_at
         bucket = int(math.log2(ready_for)) if ready_for >= 1.0 else 0
         if not self.by_cost:
-            return (1, 0, 0.0, bucket, tie)
-        busy_s = sum(self.now - self.started_at[job] for job in pod.running.values())
-        return (1, 1 if pod.running else 0, busy_s, bucket, tie)
+            return (1, 0, 0.0, 0.0, bucket, tie)
+        runs = [self.now - self.started_at[job] for job in pod.running.values()] or [0.0]
+        return (1, 1 if pod.running else 0, max(runs), sum(runs), bucket, tie)
 
     def _requeue(self, jobs: list[int]) -> None:
         """Put interrupted jobs back at the head, keeping the queue sorted by enqueue order."""
@@ -482,6 +486,12 @@ class _Run:
             completed_total=self.completed,
             completed_service_s=self.completed_service,
             concurrency=self.config.concurrency,
+            pod_loads=tuple(
+                (len(p.running), sum(runs), max(runs))
+                for p in self.pods.values()
+                if p.running
+                for runs in [[now - self.started_at[j] for j in p.running.values()]]
+            ),
         )
 
     def _result(self) -> SimResult:

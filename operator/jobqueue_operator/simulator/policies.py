@@ -81,6 +81,10 @@ class OperatorPolicy:
             last_busy_at=self._last_busy,
             counters=counters,
             pod_concurrency=view.concurrency,
+            worker_loads=tuple(
+                operator_policy.WorkerLoad(f"pod-{i}", "busy", jobs, busy_s, longest_s=longest_s)
+                for i, (jobs, busy_s, longest_s) in enumerate(view.pod_loads)
+            ),
         )
 
     def on_tick(self, timer: str, view: ClusterView) -> int | None:

@@ -23,6 +23,7 @@ from jobqueue_operator.policy import (
     Limit,
     Observation,
     Reason,
+    WorkerLoad,
     decide,
 )
 
@@ -249,3 +250,21 @@ def test_non_finite_never_scales_down_and_never_raises(
     bad = dataclasses.replace(empty, **{field: value})  # type: ignore[arg-type]
     decision = decide(spec, bad, cur, None, None, NOW)
     assert decision.desired >= min(cur, spec.max_replicas)
+
+
+def test_pods_running_an_old_job_are_kept_on_a_scale_down() -> None:
+    """3 jobs on 3 pods need 1 pod of 10 slots, but two jobs have run 40 s and 12 s:
+    they would likely outlast the grace period of a removed pod, so 2 pods stay."""
+    loads = (
+        WorkerLoad("a", "busy", 1, busy_s=40.0, longest_s=40.0),
+        WorkerLoad("b", "busy", 1, busy_s=12.0, longest_s=12.0),
+        WorkerLoad("c", "busy", 1, busy_s=1.0, longest_s=1.0),
+    )
+    spec = dataclasses.replace(SPEC, down_cooldown_s=0.0)
+    observation = Observation(
+        depth=0, oldest_age_s=0.0, in_flight=3, busy_workers=3, worker_loads=loads,
+        pod_concurrency=10, arrival_rate=0.0, mean_service_s=2.0,
+    )  # fmt: skip
+    decision = decide(spec, observation, 6, None, None, NOW)
+    assert decision.desired == 2
+    assert Limit.BUSY_WORKERS in decision.limited_by
