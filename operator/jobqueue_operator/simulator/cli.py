@@ -76,6 +76,12 @@ def simulate(
     grace: Annotated[
         float, typer.Option(help="terminationGracePeriodSeconds: a removed pod drains this long")
     ] = 30.0,
+    actuation: Annotated[
+        float, typer.Option(help="seconds from a replica-count write to the ReplicaSet acting")
+    ] = 0.0,
+    staleness: Annotated[
+        float, typer.Option(help="how old the queue figures a policy sees are, in seconds")
+    ] = 0.0,
     keda: Annotated[
         Path | None,
         typer.Option(
@@ -137,6 +143,8 @@ def simulate(
             keda_tuned=tuned,
             grace_s=grace,
             startup_sigma=startup_sigma,
+            actuation_s=actuation,
+            staleness_s=staleness,
         )
         chosen = policy or (
             (*ALL_POLICIES, PolicyName.KEDA_TUNED) if tuned is not None else ALL_POLICIES

@@ -52,6 +52,8 @@ class Scenario:
     keda_tuned: KedaConfig | None = None
     grace_s: float = 30.0
     startup_sigma: float = 0.0
+    actuation_s: float = 0.0
+    staleness_s: float = 0.0
 
 
 def build_policy(name: PolicyName, spec: LoadedSpec, scenario: Scenario) -> Policy:
@@ -84,6 +86,8 @@ def config_for(spec: LoadedSpec, trace: Trace, scenario: Scenario) -> SimConfig:
         sample_every_s=scenario.sample_every_s,
         grace_s=scenario.grace_s,
         startup_sigma=scenario.startup_sigma,
+        actuation_s=scenario.actuation_s,
+        staleness_s=scenario.staleness_s,
     )
 
 

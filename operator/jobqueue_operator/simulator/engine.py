@@ -34,6 +34,7 @@ that instant.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import heapq
 import itertools
@@ -99,6 +100,10 @@ class SimConfig:
     #: Pod start-up times are lognormal with this median (``startup_delay_s``) and
     #: sigma; 0 gives every pod exactly ``startup_delay_s``.
     startup_sigma: float = 0.0
+    #: Seconds from a policy's write of the replica count to the ReplicaSet acting on it.
+    actuation_s: float = 0.0
+    #: How old the queue figures a policy sees are (a metrics pipeline, a cache).
+    staleness_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -111,6 +116,10 @@ class SimConfig:
             raise ValueError("horizon must be a finite number of seconds >= 0")
         if self.sample_every_s <= 0:
             raise ValueError("sample interval must be positive")
+        for name in ("grace_s", "startup_sigma", "actuation_s", "staleness_s"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name.removesuffix('_s')} must be a finite number >= 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,8 +222,10 @@ class SimResult:
 
 
 # Event kinds; the heap orders by (time, order, sequence).
-_ARRIVE, _DONE, _READY, _TIMER, _SAMPLE, _KILL = range(6)
-_ORDER = {_ARRIVE: 0, _DONE: 1, _READY: 2, _KILL: 3, _TIMER: 10, _SAMPLE: 1000}
+_ARRIVE, _DONE, _READY, _TIMER, _SAMPLE, _KILL, _APPLY, _SNAP = range(8)
+_ORDER = {
+    _ARRIVE: 0, _DONE: 1, _READY: 2, _KILL: 3, _APPLY: 4, _SNAP: 5, _TIMER: 10, _SAMPLE: 1000,
+}  # fmt: skip
 
 
 class _Pod:
@@ -287,6 +298,10 @@ class _Run:
         self.events: list[ScaleEvent] = []
         self.samples: list[Sample] = []
         self.timers = list(policy.timers())
+        # A written count waiting for the ReplicaSet (actuation latency) and, per timer,
+        # the figures read ``staleness_s`` before its tick.
+        self.pending: tuple[int, str] | None = None
+        self.snapshots: dict[int, ClusterView] = {}
 
     # ------------------------------------------------------------ the loop
     def run(self) -> SimResult:
@@ -298,7 +313,7 @@ class _Run:
         for index, timer in enumerate(self.timers):
             if timer.period_s <= 0:
                 raise ValueError(f"timer {timer.name}: period must be positive")
-            self._push(timer.first_at_s, _TIMER, index, order=_ORDER[_TIMER] + timer.order)
+            self._schedule(index, timer.first_at_s)
         self._push(0.0, _SAMPLE)
         while self.heap and self.heap[0][0] <= cfg.horizon_s:
             t, _, _, kind, a, b = heapq.heappop(self.heap)
@@ -313,6 +328,10 @@ class _Run:
                 self._on_timer(a)
             elif kind == _KILL:
                 self._on_kill(a)
+            elif kind == _APPLY:
+                self._on_apply(a, b)
+            elif kind == _SNAP:
+                self.snapshots[a] = self._view()
             else:
                 self._on_sample()
         self._advance(cfg.horizon_s)
@@ -366,12 +385,35 @@ class _Run:
         self.free.extend((pod_id, slot) for slot in range(self.config.concurrency))
         self._dispatch()
 
+    def _schedule(self, index: int, at: float) -> None:
+        timer = self.timers[index]
+        if self.config.staleness_s > 0:
+            self._push(max(0.0, at - self.config.staleness_s), _SNAP, index)
+        self._push(at, _TIMER, index, order=_ORDER[_TIMER] + timer.order)
+
     def _on_timer(self, index: int) -> None:
         timer = self.timers[index]
-        desired = self.policy.on_tick(timer.name, self._view())
-        if desired is not None and desired != len(self.pods):
-            self._scale(max(0, desired), timer.name)
-        self._push(self.now + timer.period_s, _TIMER, index, order=_ORDER[_TIMER] + timer.order)
+        view = self._view()
+        stale = self.snapshots.pop(index, None)
+        if stale is not None:
+            # old queue figures, but the clock and the replica count of now
+            view = dataclasses.replace(stale, now=view.now, replicas=view.replicas)
+        desired = self.policy.on_tick(timer.name, view)
+        if desired is not None and desired != view.replicas:
+            if self.config.actuation_s > 0:
+                self.pending = (max(0, desired), timer.name)
+                self._push(self.now + self.config.actuation_s, _APPLY, max(0, desired), index)
+            else:
+                self._scale(max(0, desired), timer.name)
+        self._schedule(index, self.now + timer.period_s)
+
+    def _on_apply(self, desired: int, index: int) -> None:
+        """The ReplicaSet acts on the last written count (a newer write replaces it)."""
+        if self.pending is None or self.pending[0] != desired:
+            return
+        self.pending = None
+        if desired != len(self.pods):
+            self._scale(desired, self.timers[index].name)
 
     def _on_kill(self, pod_id: int) -> None:
         """The grace period ended: whatever still runs on the pod is lost and re-queued."""
@@ -476,7 +518,7 @@ class _Run:
         oldest = now - self.arrivals[self.queue[0]] if self.queue else 0.0
         return ClusterView(
             now=now,
-            replicas=len(self.pods),
+            replicas=self.pending[0] if self.pending is not None else len(self.pods),
             ready_pods=sum(1 for p in self.pods.values() if p.ready_at <= now),
             busy_pods=sum(1 for p in self.pods.values() if p.running),
             depth=len(self.queue),

@@ -204,3 +204,22 @@ def test_start_up_times_are_lognormal_and_deterministic_for_a_seed() -> None:
     again = run([0.0] * 40, {1.0: 40}, cfg)
     assert first == again
     assert len(set(first.waits)) > 5  # pods came up at different times
+
+
+def test_actuation_latency_delays_the_write_and_the_policy_sees_what_it_wrote() -> None:
+    cfg = dataclasses.replace(config(initial_replicas=1, horizon_s=10), actuation_s=2.5)
+    policy = Scripted({1.0: 3})
+    result = simulate([], policy, cfg, random.Random(0))
+    assert [(e.t, e.from_replicas, e.to_replicas) for e in result.scale_events] == [(3.5, 1, 3)]
+    # /scale already says 3 on the next ticks, before the ReplicaSet has acted
+    assert [v.replicas for v in policy.seen[:4]] == [1, 3, 3, 3]
+
+
+def test_stale_figures_are_those_read_before_the_tick() -> None:
+    """7 jobs arrive at t = 4.5; with 1 s staleness the tick at 5 still sees an empty queue."""
+    cfg = dataclasses.replace(config(initial_replicas=0, horizon_s=6), staleness_s=1.0)
+    policy = Scripted({})
+    simulate([4.5] * 7, policy, cfg, random.Random(0))
+    by_time = {v.now: v.depth for v in policy.seen}
+    assert by_time[5.0] == 0
+    assert by_time[6.0] == 7
