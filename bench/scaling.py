@@ -149,7 +149,11 @@ def run_shape(shape: Shape) -> Row:
     rows = shape.rows(random.Random(shape.seed))
     if shape.generated:
         trace = traces.parse_trace(
-            traces.format_trace(rows, {traces.MEAN_SERVICE_KEY: "2.0"}, shape.description),
+            traces.format_trace(
+                rows,
+                {traces.MEAN_SERVICE_KEY: "2.0", traces.SEED_KEY: str(shape.seed)},
+                shape.description,
+            ),
             shape.name,
         )
     else:
@@ -163,7 +167,7 @@ def run_shape(shape: Shape) -> Row:
         actuation_s=ACTUATION_S,
         staleness_s=STALENESS_S,
         tail_s=600.0,
-        seed=shape.seed,
+        seed=trace.seed if trace.seed is not None else shape.seed,
         keda_tuned=load_scaled_object(KEDA_TUNED),
     )
     names = (PolicyName.THRESHOLD, PolicyName.KEDA_TUNED, PolicyName.KEDA)

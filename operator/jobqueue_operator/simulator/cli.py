@@ -55,7 +55,10 @@ def simulate(
         list[PolicyName] | None,
         typer.Option(help="policy to run; repeat for several (default: all three)"),
     ] = None,
-    seed: Annotated[int, typer.Option(help="random seed (service times, pod choice)")] = 0,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="random seed (service times, pod choice); default: the trace's, else 0"),
+    ] = None,
     service: Annotated[
         str,
         typer.Option(help="exponential, constant, lognormal or lognormal:MEAN:CV"),
@@ -137,7 +140,7 @@ def simulate(
             concurrency=concurrency,
             startup_delay_s=startup_delay,
             tail_s=tail,
-            seed=seed,
+            seed=seed if seed is not None else (arrivals.seed or 0),
             keda=KedaSettings(list_length=keda_list_length),
             max_wait_s=max_wait,
             keda_tuned=tuned,
@@ -158,7 +161,7 @@ def simulate(
     title = (
         f"{loaded.name} on {trace.stem}: {len(arrivals.arrivals):,} jobs, "
         f"{distribution.value} service mean {mean:g}s, concurrency {concurrency}, "
-        f"start-up {startup_delay:g}s, KEDA listLength {keda_list_length}, seed {seed}"
+        f"start-up {startup_delay:g}s, KEDA listLength {keda_list_length}, seed {scenario.seed}"
     )
     if json_out:
         print(json.dumps([s.as_dict() for s in summaries], indent=1))

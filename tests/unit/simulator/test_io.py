@@ -291,3 +291,24 @@ def test_without_matplotlib_the_table_prints_and_the_plot_fails_clearly(
     assert "SLO (operator)" in result.output
     assert "jobqueue-operator[sim]" in result.output
     assert not (tmp_path / "x.png").exists()
+
+
+def test_a_trace_carries_its_own_seed(tmp_path: Path) -> None:
+    """`# seed=N` is the default seed: each trace replays its own jobs, whoever runs it."""
+    trace = tiny(tmp_path, "# mean_service_seconds=2\n# seed=7\n" + "0,30\n5,30\n")
+    args = ["simulate", "--spec", SEEDS_SPEC, "--trace", str(trace), "--policy", "threshold"]
+    args += ["--service", "lognormal:2:2", "--json"]
+
+    def run(*extra: str) -> object:
+        result = CliRunner().invoke(app, [*args, *extra])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    assert run() == run("--seed", "7")
+    assert run() != run("--seed", "8")
+    bad = tiny(tmp_path, "# mean_service_seconds=2\n# seed=x\n0,1\n")
+    result = CliRunner().invoke(
+        app, ["simulate", "--spec", SEEDS_SPEC, "--trace", str(bad), "--no-plot"]
+    )
+    assert result.exit_code == 2
+    assert "is not a whole number" in " ".join(result.output.split())
