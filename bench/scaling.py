@@ -17,7 +17,7 @@ import argparse
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -297,8 +297,8 @@ def _keda_faster(rows: list[Row]) -> str:
     return f" Tuned KEDA has the lower p95 on {listed}."
 
 
-def _missing(names: object) -> str:
-    listed = list(names)  # type: ignore[call-overload]
+def _missing(names: Iterable[str]) -> str:
+    listed = list(names)
     return f" (missed: {', '.join(listed)})" if listed else ""
 
 
