@@ -71,8 +71,15 @@ from jobqueue_operator.sizing import (
     slo_need,
     step_for,
 )
+from jobqueue_operator.timing import (
+    DIRECTION_DWELL_S,
+    Cooldowns,
+    clamp_stamp,
+    held_message,
+)
 
 __all__ = [
+    "DIRECTION_DWELL_S",
     "Action",
     "Counters",
     "Decision",
@@ -92,9 +99,6 @@ __all__ = [
     "slo_need",
     "step_for",
 ]
-
-#: Whatever the cooldowns, the count does not change direction twice within this.
-DIRECTION_DWELL_S = 60.0
 
 
 def decide(  # noqa: PLR0917 - the signature the issue prescribes
@@ -116,7 +120,9 @@ def decide(  # noqa: PLR0917 - the signature the issue prescribes
     elif isinstance(observation, Observation) and (bad := first_non_finite(observation)):
         value = getattr(observation, bad)
         observation = MetricsMissing(1, f"the poll's {bad} is {value}")
-    timing = _Cooldowns(spec, _stamp(last_scale_up, now), _stamp(last_scale_down, now), now)
+    timing = Cooldowns(
+        spec, clamp_stamp(last_scale_up, now), clamp_stamp(last_scale_down, now), now
+    )
     if isinstance(observation, MetricsMissing):
         proposal = _on_missing(spec, observation, current_replicas, timing)
     else:
@@ -132,20 +138,6 @@ def decide(  # noqa: PLR0917 - the signature the issue prescribes
                 proposal.severity,
             )
     return _clamp(spec, current_replicas, proposal)
-
-
-def _stamp(stamp: float | None, now: float) -> float | None:
-    """A last-scale time from status, never in the future.
-
-    A node whose clock runs ahead, or a clock stepped back, would otherwise hold
-    the cooldowns for as long as the skew. An unreadable stamp counts as now (the
-    cooldown runs once more); minus infinity as never.
-    """
-    if stamp is None or stamp == -math.inf:
-        return None
-    if math.isnan(stamp) or stamp > now:
-        return now
-    return stamp
 
 
 def _wake(
@@ -165,47 +157,6 @@ def _wake(
 
 
 @dataclass(frozen=True, slots=True)
-class _Cooldowns:
-    spec: EffectiveSpec
-    last_up: float | None
-    last_down: float | None
-    now: float
-
-    def up_blocked_for(self, *, severe: bool = False) -> tuple[float, Limit]:
-        """Seconds until a scale-up is allowed (0 when it is), and the rule that holds it.
-
-        A ``severe`` signal (4× past a threshold) is no flapping: it skips the dwell.
-        """
-        cooldown = _remaining(self.last_up, self.spec.up_cooldown_s, self.now)
-        dwell = 0.0 if severe else self._dwell(self.last_down, self.last_up)
-        return (dwell, Limit.DWELL) if dwell > cooldown else (cooldown, Limit.COOLDOWN)
-
-    def down_blocked_for(self) -> tuple[float, Limit]:
-        """Seconds until a scale-down is allowed; counted from the last scale either way."""
-        last = max((t for t in (self.last_up, self.last_down) if t is not None), default=None)
-        cooldown = _remaining(last, self.spec.down_cooldown_s, self.now)
-        dwell = self._dwell(self.last_up, self.last_down)
-        return (dwell, Limit.DWELL) if dwell > cooldown else (cooldown, Limit.COOLDOWN)
-
-    def _dwell(self, opposite: float | None, same: float | None) -> float:
-        """Time left before reversing the last scale (in the ``opposite`` direction).
-
-        Whatever the cooldowns (a scale-down cooldown of 0 is valid), the count
-        never changes direction twice within DIRECTION_DWELL_S: a queue that
-        alternates between full and empty would otherwise flip it every poll.
-        """
-        if opposite is None or (same is not None and same >= opposite):
-            return 0.0
-        return _remaining(opposite, DIRECTION_DWELL_S, self.now)
-
-
-def _remaining(last: float | None, cooldown_s: float, now: float) -> float:
-    if last is None:
-        return 0.0
-    return max(0.0, last + cooldown_s - now)
-
-
-@dataclass(frozen=True, slots=True)
 class _Proposal:
     desired: int
     reason: Reason
@@ -215,7 +166,7 @@ class _Proposal:
 
 
 def _on_missing(
-    spec: EffectiveSpec, missing: MetricsMissing, current: int, timing: _Cooldowns
+    spec: EffectiveSpec, missing: MetricsMissing, current: int, timing: Cooldowns
 ) -> _Proposal:
     failures = missing.consecutive_failures
     if spec.fallback_replicas is None or failures < spec.fallback_threshold:
@@ -232,13 +183,16 @@ def _on_missing(
     wait, limit = timing.up_blocked_for()
     if target > current and wait > 0:
         return _Proposal(
-            current, Reason.FALLBACK, frozenset({limit}), f"{text}; {_held(limit, 'up', wait)}"
+            current,
+            Reason.FALLBACK,
+            frozenset({limit}),
+            f"{text}; {held_message(limit, 'up', wait)}",
         )
     return _Proposal(target, Reason.FALLBACK, frozenset(), text)
 
 
 def _on_observed(
-    spec: EffectiveSpec, obs: Observation, current: int, timing: _Cooldowns
+    spec: EffectiveSpec, obs: Observation, current: int, timing: Cooldowns
 ) -> _Proposal:
     need = slo_need(spec, obs)
     capacity = capacity_need(spec, obs, current)
@@ -298,7 +252,7 @@ def _scale_up(
     spec: EffectiveSpec,
     current: int,
     *,
-    timing: _Cooldowns,
+    timing: Cooldowns,
     depth_ratio: float,
     age_ratio: float,
     signal: str,
@@ -350,7 +304,7 @@ def _scale_up(
     wait, limit = timing.up_blocked_for(severe=level == 3)
     if wait > 0:
         return _Proposal(
-            current, reason, frozenset({limit}), f"{text}: {_held(limit, 'up', wait)}", level
+            current, reason, frozenset({limit}), f"{text}: {held_message(limit, 'up', wait)}", level
         )
     if slo_wins:
         return _Proposal(by_slo, reason, frozenset(), f"{text}: {by_slo}", level)
@@ -365,7 +319,7 @@ def _scale_down(
     spec: EffectiveSpec,
     obs: Observation,
     current: int,
-    timing: _Cooldowns,
+    timing: Cooldowns,
     *,
     need: Need | None = None,
     capacity: Capacity | None = None,
@@ -382,7 +336,7 @@ def _scale_down(
             current,
             Reason.QUEUE_DRAINED,
             frozenset({limit}),
-            f"{signal}: {_held(limit, 'down', wait)}",
+            f"{signal}: {held_message(limit, 'down', wait)}",
         )
     if capacity is not None:
         if capacity.keep >= current:
@@ -441,12 +395,6 @@ def _zero_held(spec: EffectiveSpec, obs: Observation, now: float) -> tuple[Limit
                 "before scaling to zero",
             )
     return None
-
-
-def _held(limit: Limit, direction: str, wait: float) -> str:
-    if limit is Limit.DWELL:
-        return f"no reversal within {DIRECTION_DWELL_S:g}s of the last scale ({wait:.0f}s left)"
-    return f"scale-{direction} cooldown for {wait:.0f}s"
 
 
 def _clamp(spec: EffectiveSpec, current: int, proposal: _Proposal) -> Decision:
