@@ -1,4 +1,4 @@
-"""The simulator's adapter for the operator's own SLO mode (issue 8 items 2 and 5).
+"""The simulator's adapter for the operator's own SLO mode.
 
 The simulator must drive the deployed ``decide``; these runs check that the
 adapter feeds it the counters the real loop derives its rates from, so the
