@@ -218,6 +218,21 @@ async def test_restart_resumes_cooldown_from_status(world: dict[str, Any]) -> No
     assert kube.writes == [3]
 
 
+async def test_a_stamp_from_a_clock_an_hour_ahead_holds_one_cooldown_not_an_hour(
+    world: dict[str, Any],
+) -> None:
+    """Another node wrote lastScaleUpTime with its clock an hour ahead of ours."""
+    kube, clock = FakeKube(replicas=2), Clock()
+    loop = make_loop(kube, clock, {"lastScaleUpTime": to_rfc3339(clock.now + 3600)})
+    world["obs"] = Observation(depth=15, oldest_age_s=0.0)
+    await loop.tick(BODY)
+    assert kube.writes == []
+    assert "cooldown for 60s" in kube.statuses[-1]["lastMessage"]
+    clock.now += 61
+    await loop.tick(BODY)
+    assert kube.writes == [3]
+
+
 async def test_warnings_on_change_only_and_recovery_event(world: dict[str, Any]) -> None:
     kube, clock = FakeKube(replicas=2), Clock()
     loop = make_loop(kube, clock)
