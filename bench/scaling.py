@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import random
+import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -179,11 +180,28 @@ def _n(x: float) -> str:
     return f"{x:,.0f}"
 
 
-def render(rows: list[Row], seconds: float) -> str:
+def tree() -> str:
+    """The commit the numbers came from, marked when the tree had changes."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        head = ""
+    return head or "unknown"
+
+
+def render(rows: list[Row], seconds: float, commit: str = "") -> str:
     lines = [
         "## Scaling: the operator against KEDA (simulator)",
         "",
-        f"Written by `make bench-scaling` (`python -m bench.scaling`) in {seconds:.0f} s. "
+        f"Written by `make bench-scaling` (`python -m bench.scaling`) in {seconds:.0f} s"
+        + (f" on {commit}" if commit else "")
+        + ". "
         f"One JobQueue, `specs/bench/jobqueue.yaml` (SLO {SLO_S:g} s, 10 slots a pod, "
         "0..60 workers, 5 s poll); **KEDA tuned** is the ScaledObject beside it "
         "(metrics-api triggers, `waiting + inflight` through `scalingModifiers`, target 8 "
@@ -329,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             f"({rows[-1].cost_ratio:.0%} of tuned KEDA), p95 {rows[-1].ours.wait_p95_s:.1f} s",
             flush=True,
         )
-    section = render(rows, time.perf_counter() - started)
+    section = render(rows, time.perf_counter() - started, tree())
     print(section)
     if not args.no_write:
         write_section(Path(args.output), section)
