@@ -8,6 +8,8 @@ tests drive it with tables and hypothesis (``tests/unit/operator/test_policy.py`
 
 The rules, in order:
 
+0. **Untrustworthy input**: a poll with a NaN, an infinity or a negative number
+   is a failed poll (rule 2); a last-scale time in the future counts as now.
 1. **Paused**: hold whatever runs now.
 2. **Missing data** (Redis unreachable): never scale down because of it. After
    ``fallback.failureThreshold`` failures in a row, raise to ``fallback.replicas``
@@ -17,14 +19,19 @@ The rules, in order:
    the severity, i.e. how far past the threshold the worse signal is
    (≥1× → level 1, ≥2× → level 2, ≥4× → level 3), and is
    ``ceil(level × maxStep / 3)``, so 1, 2, 3 workers with the default maxStep 3.
+   With a known capacity (concurrency and service time) the step is instead what
+   the backlog, the arrivals and the start-up need, in one go (``sizing.py``);
+   arrivals the running pods cannot keep up with are a signal of their own.
 4. **Scale down** only when the depth is below ``scaleDown.queueDepth`` AND the
-   age is below ``scaleDown.queueLatencySeconds``. Conservative: a fixed
-   ``scaleDown.step``, never below the number of busy workers, never to zero
+   age is below ``scaleDown.queueLatencySeconds``: ``scaleDown.step`` at a time,
+   or with a known capacity straight to what still has headroom; never below the
+   slots the running jobs fill plus the pods running an old job, never to zero
    while a job is in flight (unless ``scaleDown.allowDisruption``).
 5. Between the two thresholds: the **hysteresis band**, hold.
 6. **Cooldowns**: no scale-up within ``scaleUp.cooldownSeconds`` of the last
    scale-up; no scale-down within ``scaleDown.cooldownSeconds`` of the last scale
-   in either direction (a fresh scale-up is not undone at once).
+   in either direction (a fresh scale-up is not undone at once); whatever the
+   cooldowns, no reversal within ``DIRECTION_DWELL_S`` of the last scale.
 7. **Bounds**: the result is always clamped into [min, max]. Bringing a count
    that is outside the bounds back in is not subject to cooldowns.
 
@@ -39,8 +46,9 @@ Beside the thresholds (all optional, see :func:`slo_need`):
   now or when the oldest job is older than ``maxWaitSeconds``, and holds the
   scale-down floor at that count while the oldest job is older than half the SLO.
 * **Scale to zero** only when nothing waits, nothing is in flight, no worker is
-  busy, and none has been for ``scaleDown.scaleToZeroAfterSeconds``; this holds
-  even with ``allowDisruption``.
+  busy, no delayed job is due within ``scaleUp.podStartupSeconds``, and none has
+  been for ``scaleDown.scaleToZeroAfterSeconds``; this holds even with
+  ``allowDisruption``.
 """
 
 from __future__ import annotations
