@@ -84,6 +84,7 @@ from jobqueue_operator.timing import (
     Cooldowns,
     clamp_stamp,
     held_message,
+    zero_held,
 )
 
 __all__ = [
@@ -368,41 +369,12 @@ def _scale_down(
             f"{signal}: keeping {floor} workers for {obs.in_flight} jobs in flight "
             f"({obs.busy_workers} busy)",
         )
-    if target <= 0 and (held := _zero_held(spec, obs, timing.now)):
+    if target <= 0 and (held := zero_held(spec, obs, timing.now)):
         return _Proposal(
             min(current, 1), Reason.QUEUE_DRAINED, frozenset({held[0]}), f"{signal}: {held[1]}"
         )
     step = current - max(target, 0)
     return _Proposal(target, Reason.QUEUE_DRAINED, frozenset(), f"{signal}: -{step}")
-
-
-def _zero_held(spec: EffectiveSpec, obs: Observation, now: float) -> tuple[Limit, str] | None:
-    """Why the last worker must stay, if it must: anything waiting, running or busy lately.
-
-    Not lifted by ``allowDisruption``: removing the last worker with work left
-    only hands the work back to an empty pool, which wakes again at once.
-    """
-    if obs.depth or obs.in_flight or obs.busy_workers:
-        return (
-            Limit.BUSY_WORKERS,
-            f"keeping 1 worker: {obs.depth} waiting, {obs.in_flight} in flight, "
-            f"{obs.busy_workers} busy",
-        )
-    if obs.next_delayed_in_s is not None and obs.next_delayed_in_s <= spec.pod_startup_s:
-        return (
-            Limit.DELAYED_WORK,
-            f"keeping 1 worker: a delayed job is due in {max(obs.next_delayed_in_s, 0):.0f}s, "
-            f"within the {spec.pod_startup_s:g}s a new pod takes to start",
-        )
-    if obs.last_busy_at is not None:
-        idle_s = now - obs.last_busy_at
-        if idle_s < spec.scale_to_zero_after_s:
-            return (
-                Limit.SCALE_TO_ZERO_DELAY,
-                f"idle for {idle_s:.0f}s of the {spec.scale_to_zero_after_s:g}s "
-                "before scaling to zero",
-            )
-    return None
 
 
 def _clamp(spec: EffectiveSpec, current: int, proposal: _Proposal) -> Decision:

@@ -1,5 +1,6 @@
 """When the policy may change the count: cooldowns, the dwell between reversals,
-and last-scale times that cannot be trusted. Pure; the clock is passed in.
+last-scale times that cannot be trusted, and when the last worker may go. Pure;
+the clock is passed in.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 
 from jobqueue_operator.decision import Limit
 from jobqueue_operator.models import EffectiveSpec
+from jobqueue_operator.observation import Observation
 
 #: Whatever the cooldowns, the count does not change direction twice within this.
 DIRECTION_DWELL_S = 60.0
@@ -73,3 +75,32 @@ def held_message(limit: Limit, direction: str, wait: float) -> str:
     if limit is Limit.DWELL:
         return f"no reversal within {DIRECTION_DWELL_S:g}s of the last scale ({wait:.0f}s left)"
     return f"scale-{direction} cooldown for {wait:.0f}s"
+
+
+def zero_held(spec: EffectiveSpec, obs: Observation, now: float) -> tuple[Limit, str] | None:
+    """Why the last worker must stay, if it must: anything waiting, running or busy lately.
+
+    Not lifted by ``allowDisruption``: removing the last worker with work left
+    only hands the work back to an empty pool, which wakes again at once.
+    """
+    if obs.depth or obs.in_flight or obs.busy_workers:
+        return (
+            Limit.BUSY_WORKERS,
+            f"keeping 1 worker: {obs.depth} waiting, {obs.in_flight} in flight, "
+            f"{obs.busy_workers} busy",
+        )
+    if obs.next_delayed_in_s is not None and obs.next_delayed_in_s <= spec.pod_startup_s:
+        return (
+            Limit.DELAYED_WORK,
+            f"keeping 1 worker: a delayed job is due in {max(obs.next_delayed_in_s, 0):.0f}s, "
+            f"within the {spec.pod_startup_s:g}s a new pod takes to start",
+        )
+    if obs.last_busy_at is not None:
+        idle_s = now - obs.last_busy_at
+        if idle_s < spec.scale_to_zero_after_s:
+            return (
+                Limit.SCALE_TO_ZERO_DELAY,
+                f"idle for {idle_s:.0f}s of the {spec.scale_to_zero_after_s:g}s "
+                "before scaling to zero",
+            )
+    return None
