@@ -160,6 +160,11 @@ bench: install redis controlplane ## Benchmarks side by side with the peers and 
 	JOBQUEUE_BENCH_VIA="make bench" $(PY) -m bench.run $(BENCH_ARGS)
 	JOBQUEUE_BENCH_VIA="make bench" PYTHONPATH=tests/devkit:worker-image:worker-image/protocol:operator \
 		$(PY) -m bench.operator $(BENCH_OPERATOR_ARGS)
+	$(MAKE) bench-scaling
+
+.PHONY: bench-scaling
+bench-scaling: install ## The operator's policy against tuned and default KEDA on the simulator; writes its BENCHMARKS.md section.
+	$(PY) -m bench.scaling
 
 .PHONY: bench-quick
 bench-quick: install redis controlplane ## A small-sample smoke run of both benchmarks (minutes, not an hour).

@@ -696,6 +696,7 @@ class Worker:
             mean_processing_s=self._busy_s / self.processed if self.processed else 0.0,
             pod_name=self.settings.pod_name,
             cpu_cores=self._cpu.sample(),
+            concurrency=self.settings.concurrency,
         )
 
     async def _send_heartbeat(self) -> None:
