@@ -96,11 +96,16 @@ docker-engine: install ## Start a Docker engine unless one answers (Debian's doc
 docker-engine-down: ## Stop the Docker engine if `make docker-engine` started it.
 	@$(DEVKIT) docker down
 
+.PHONY: node-binaries
+node-binaries: install ## Install runc and the CNI plugins; build kubelet, kube-scheduler, containerd 2, crictl (cached).
+	$(DEVKIT) build-node
+
 ##@ Development
 
+NODE ?=
 .PHONY: cluster-up
-cluster-up: install controlplane ## Start a local control plane in the background; prints its kubeconfig.
-	@$(DEVKIT) cluster up
+cluster-up: install controlplane $(if $(filter real,$(NODE)),node-binaries docker-engine) ## Start a local control plane in the background (NODE=real: with a real node); prints its kubeconfig.
+	@$(DEVKIT) cluster up $(if $(NODE),--node $(NODE))
 
 .PHONY: cluster-down
 cluster-down: ## Stop the local control plane and remove its files.
