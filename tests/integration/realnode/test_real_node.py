@@ -8,6 +8,7 @@ output; networking from what a Pod wrote into a Redis on the host.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,8 +17,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from jobqueue_devkit import node_network
 from jobqueue_devkit.errors import DevkitError
 from jobqueue_devkit.kubelet import NODE_NAME
+from jobqueue_devkit.procs import pid_alive
 from jobqueue_devkit.realnode import RealNode
 from jobqueue_devkit.redis_server import RedisServer
 
@@ -204,3 +207,53 @@ def pod_gone(node: RealNode, ns: str, name: str, timeout_s: float = 30.0) -> boo
             return True
         time.sleep(0.5)
     return False
+
+
+def kubelet_chains() -> list[str]:
+    found = []
+    for table in ("filter", "nat", "mangle"):
+        rules = subprocess.run(
+            ["iptables", "-w", "-t", table, "-S"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout
+        found += [f"{table}: {r}" for r in rules.splitlines() if "KUBE-" in r]
+    return found
+
+
+def test_down_leaves_nothing_and_a_second_start_works(
+    real_node: RealNode, base_image: str, tmp_path: Path
+) -> None:
+    """Stop the session's node, check the host is clean, start it again and run a Pod."""
+    workdir = real_node.workdir
+    ns = new_namespace(real_node)
+    apply(real_node, python_pod(ns, "before", base_image, SLEEP_FOREVER), tmp_path)
+    wait_phase(real_node, ns, "before", {"Running"})
+    pids = json.loads((workdir / "node-state.json").read_text())["pids"]
+
+    real_node.stop()
+
+    assert not any(pid_alive(int(pid)) for pid in pids.values()), pids
+    assert not node_network.bridge_exists(real_node.bridge)
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert str(workdir) not in mounts
+    assert kubelet_chains() == []
+    assert not Path("/var/lib/cni").exists()
+    assert not Path("/var/lib/kubelet/device-plugins").exists()
+    assert not workdir.exists()
+    shims = subprocess.run(
+        ["pgrep", "-f", f"containerd-shim-runc-v2.*{workdir}"], capture_output=True, check=False
+    )
+    assert shims.stdout == b""
+
+    real_node.imported.clear()
+    real_node.start(owner_pid=os.getpid(), crds_dir=None)
+    image = real_node.import_image(base_image)
+    ns = new_namespace(real_node)
+    apply(real_node, python_pod(ns, "after", image, "print('second start ok')"), tmp_path)
+    done = wait_phase(real_node, ns, "after", {"Succeeded", "Failed"})
+    assert done["status"]["phase"] == "Succeeded"
+    assert real_node.plane is not None
+    assert real_node.plane.kubectl("logs", "-n", ns, "after").strip() == "second start ok"
