@@ -9,8 +9,11 @@ skipped with the reason, so a laptop without Go can still run the unit tests.
 from __future__ import annotations
 
 import os
+import subprocess
+import tomllib
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -124,3 +127,38 @@ def real_node(docker_base_image: str) -> Iterator[realnode.RealNode]:
         _unavailable("the real node", exc)
     yield node
     node.stop()
+
+
+@dataclass(frozen=True)
+class ProjectImages:
+    """The project's two images, built by `make images` on the local base."""
+
+    worker: str
+    operator: str
+
+
+@pytest.fixture(scope="session")
+def project_images(
+    docker_base_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> ProjectImages:
+    """Both images, built exactly as `make images` builds them (the layer cache keeps a
+    rebuild of unchanged sources to seconds). A failed build fails the tests that need it."""
+    version = tomllib.loads((REPO_ROOT / "operator" / "pyproject.toml").read_text())["project"][
+        "version"
+    ]
+    log = tmp_path_factory.mktemp("images") / "make-images.log"
+    with log.open("wb") as out:
+        built = subprocess.run(
+            ["make", "--no-print-directory", "images", f"PYTHON_IMAGE={docker_base_image}"],
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=1800,
+            check=False,
+        )
+    if built.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        pytest.fail(f"`make images` failed (exit {built.returncode}):\n{tail}", pytrace=False)
+    return ProjectImages(
+        worker=f"jobqueue-worker:{version}", operator=f"jobqueue-operator:{version}"
+    )

@@ -2,6 +2,7 @@
 
 build         build (or find cached) kube-apiserver, kube-controller-manager, etcd
 build-node    install runc and the CNI plugins; build kubelet, kube-scheduler, containerd, crictl
+helm          build (or find cached) the helm CLI; prints its path
 cluster up    start a local control plane in the background; print its kubeconfig
               (--node real: with a real node: kubelet, containerd, a Pod bridge)
 cluster down  stop it and remove every file it wrote
@@ -27,6 +28,7 @@ from jobqueue_devkit import (
     controlplane,
     debian_packages,
     docker_engine,
+    helm_binary,
     kubelet,
     node_binaries,
     realnode,
@@ -110,6 +112,19 @@ def _real_node_up(directory: Path) -> None:
         "stop it with `make cluster-down`"
     )
     print(node.kubeconfig)
+
+
+@app.command()
+def helm() -> None:
+    """Build the helm CLI unless it is cached; print its path."""
+    started = time.monotonic()
+    cached = helm_binary.cached_helm()
+    if cached is not None:
+        console.print(f"helm cached at {cached}")
+    else:
+        cached = helm_binary.build_helm()
+        console.print(f"built {cached} in {time.monotonic() - started:.0f}s")
+    print(cached)
 
 
 @cluster.command("up")
