@@ -19,13 +19,13 @@ from jobqueue_devkit.binaries import (
     BUILD_TIMEOUT_S,
     GO_DIR,
     KUBE_MODULE,
-    _build_lock,
-    _run_go,
     _version_ldflags,
+    build_lock,
     cache_root,
     go_version,
     kubernetes_version,
     required_version,
+    run_go,
 )
 from jobqueue_devkit.errors import DevkitError
 
@@ -94,7 +94,7 @@ def _build_into(
     target: Path, names: tuple[str, ...], steps: list[tuple[list[str], Path, str]]
 ) -> None:
     """Run the go commands into a staging dir, then move it into place in one rename."""
-    with _build_lock(target.parent):
+    with build_lock(target.parent):
         if all(os.access(target / n, os.X_OK) for n in names):
             return
         staging = target.parent / "bin.partial"
@@ -102,7 +102,7 @@ def _build_into(
         staging.mkdir(parents=True)
         log = target.parent / "build.log"
         for args, module, what in steps:
-            _run_go(
+            run_go(
                 [a.replace("{out}", str(staging)) for a in args], module, BUILD_TIMEOUT_S, what, log
             )
         shutil.rmtree(target, ignore_errors=True)
