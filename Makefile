@@ -46,6 +46,7 @@ test: ## Install everything, then lint, type-check and run every test tier.
 	@$(PHASE) "control-plane binaries (cached by version)" $(MAKE) --no-print-directory controlplane
 	@$(PHASE) "helm (built from Go modules, cached by version)" $(MAKE) --no-print-directory helm
 	@$(PHASE) "docker engine, local base image, both project images" $(MAKE) --no-print-directory images-local
+	@$(PHASE) "real-node binaries (kubelet, kube-scheduler, containerd, crictl; cached by version)" $(MAKE) --no-print-directory node-binaries NODE_BINARIES_ARGS=--optional
 	@$(PHASE) "ruff (lint + format check)" $(MAKE) --no-print-directory lint
 	@$(PHASE) "mypy --strict" $(MAKE) --no-print-directory typecheck
 	@$(PHASE) "import-linter contracts" $(MAKE) --no-print-directory imports
@@ -107,7 +108,7 @@ docker-engine-down: ## Stop the Docker engine if `make docker-engine` started it
 
 .PHONY: node-binaries
 node-binaries: install ## Install runc and the CNI plugins; build kubelet, kube-scheduler, containerd 2, crictl (cached).
-	$(DEVKIT) build-node
+	$(DEVKIT) build-node $(NODE_BINARIES_ARGS)
 
 .PHONY: helm
 helm: install ## Build the helm CLI from the helm.sh/helm/v4 Go module (cached); prints its path.
