@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -37,7 +38,7 @@ from jobqueue_devkit.ports import free_port
 from jobqueue_devkit.procs import pid_alive, terminate_group
 
 READY_TIMEOUT_S = 120.0
-CLAIM_WAIT_S = 15 * 60.0
+CLAIM_WAIT_S = 10 * 60.0
 STATE = "node-state.json"
 
 
@@ -96,8 +97,8 @@ class RealNode:
     def start(self, owner_pid: int | None = None, crds_dir: Path | None = None) -> RealNode:
         """Start the node; `owner_pid` (say, the test run) keeps the machine claimed while alive."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._claim(owner_pid)
         try:
+            self._claim(owner_pid)
             self._write_state(owner_pid)  # from here on, stop() knows to remove the bridge
             self.plane = ControlPlane(
                 self.control_binaries,
@@ -124,6 +125,7 @@ class RealNode:
     def _claim(self, owner_pid: int | None) -> None:
         """Take the machine's one bridge, waiting while another live node holds it."""
         deadline = time.monotonic() + CLAIM_WAIT_S
+        waiting_said = False
         while True:
             with _claim_lock():
                 claim_file = claim_dir() / "claim.json"
@@ -131,7 +133,7 @@ class RealNode:
                 if not (node_network.bridge_exists(self.bridge) and _claim_alive(claim)):
                     stale = claim.get("workdir")
                     if isinstance(stale, str) and Path(stale).exists():
-                        stop_from_state(Path(stale))
+                        stop_from_state(Path(stale), release_claim=False)
                     node_network.delete_bridge(self.bridge)
                     node_network.create_bridge(self.bridge)
                     owners = [owner_pid] if owner_pid else []
@@ -139,6 +141,14 @@ class RealNode:
                         json.dumps({"workdir": str(self.workdir), "owners": owners})
                     )
                     return
+            if not waiting_said:
+                print(
+                    f"waiting for the real node in {claim.get('workdir')} to stop "
+                    f"(one per machine; up to {CLAIM_WAIT_S / 60:.0f} min)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                waiting_said = True
             if time.monotonic() > deadline:
                 raise DevkitError(
                     f"another real node ({claim.get('workdir')}) holds bridge {self.bridge.name} "
@@ -190,7 +200,9 @@ class RealNode:
             "pids": pids,
         }
         (self.workdir / STATE).write_text(json.dumps(state, indent=2))
-        owners = list(pids.values()) + ([owner_pid] if owner_pid else [])
+        # A test run owns its node: if it dies, the node is a leftover to clean up.
+        # Started from the CLI, the node's own processes keep it claimed.
+        owners = [owner_pid] if owner_pid else list(pids.values())
         with _claim_lock():
             (claim_dir() / "claim.json").write_text(
                 json.dumps({"workdir": str(self.workdir), "owners": owners})
@@ -260,8 +272,11 @@ def _unmount_under(root: Path) -> None:
                     )
 
 
-def stop_from_state(workdir: Path) -> list[str]:
-    """Stop a node started in `workdir` (by this process or another) and remove its traces."""
+def stop_from_state(workdir: Path, release_claim: bool = True) -> list[str]:
+    """Stop a node started in `workdir` (by this process or another) and remove its traces.
+
+    `release_claim=False` is for a caller that already holds the claim lock.
+    """
     state = _read_json(workdir / STATE)
     stopped: list[str] = []
     pids = state.get("pids")
@@ -289,6 +304,8 @@ def stop_from_state(workdir: Path) -> list[str]:
         node_network.remove_kubelet_chains()
         node_network.remove_host_leftovers()
     shutil.rmtree(workdir, ignore_errors=True)
+    if not release_claim:
+        return stopped
     with _claim_lock():
         claim_file = claim_dir() / "claim.json"
         if _read_json(claim_file).get("workdir") == str(workdir):
