@@ -46,6 +46,7 @@ test: ## Install everything, then lint, type-check and run every test tier.
 	@$(PHASE) "control-plane binaries (cached by version)" $(MAKE) --no-print-directory controlplane
 	@$(PHASE) "helm (built from Go modules, cached by version)" $(MAKE) --no-print-directory helm
 	@$(PHASE) "docker engine, local base image, both project images" $(MAKE) --no-print-directory images-local
+	@$(PHASE) "real-node binaries (kubelet, kube-scheduler, containerd, crictl; cached by version)" $(MAKE) --no-print-directory node-binaries NODE_BINARIES_ARGS=--optional
 	@$(PHASE) "ruff (lint + format check)" $(MAKE) --no-print-directory lint
 	@$(PHASE) "mypy --strict" $(MAKE) --no-print-directory typecheck
 	@$(PHASE) "import-linter contracts" $(MAKE) --no-print-directory imports
@@ -109,15 +110,20 @@ docker-engine: install ## Start a Docker engine unless one answers (Debian's doc
 docker-engine-down: ## Stop the Docker engine if `make docker-engine` started it.
 	@$(DEVKIT) docker down
 
+.PHONY: node-binaries
+node-binaries: install ## Install runc and the CNI plugins; build kubelet, kube-scheduler, containerd 2, crictl (cached).
+	$(DEVKIT) build-node $(NODE_BINARIES_ARGS)
+
 .PHONY: helm
 helm: install ## Build the helm CLI from the helm.sh/helm/v4 Go module (cached); prints its path.
 	@$(DEVKIT) helm
 
 ##@ Development
 
+NODE ?=
 .PHONY: cluster-up
-cluster-up: install controlplane ## Start a local control plane in the background; prints its kubeconfig.
-	@$(DEVKIT) cluster up
+cluster-up: install controlplane $(if $(filter real,$(NODE)),node-binaries docker-engine) ## Start a local control plane in the background (NODE=real: with a real node); prints its kubeconfig.
+	@$(DEVKIT) cluster up $(if $(NODE),--node $(NODE))
 
 .PHONY: cluster-down
 cluster-down: ## Stop the local control plane and remove its files.

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from jobqueue_devkit import base_images, binaries, docker_engine
+from jobqueue_devkit import base_images, binaries, docker_engine, node_binaries, realnode
 from jobqueue_devkit.controlplane import ControlPlane
 from jobqueue_devkit.errors import DevkitError
 from jobqueue_devkit.redis_server import RedisServer
@@ -106,6 +106,27 @@ def docker_base_image() -> Iterator[str]:
     yield base_images.PYTHON_IMAGE
     if how == "started":
         docker_engine.stop()
+
+
+@pytest.fixture(scope="session")
+def real_node(docker_base_image: str) -> Iterator[realnode.RealNode]:
+    """A second control plane with a real node: kubelet, containerd, a Pod bridge.
+
+    Separate from `control_plane`, so the tests that never ask for it keep their
+    plane (and its timing) exactly as before. A machine that cannot run a node
+    (not root, no engine) skips with the reason; a node that fails to start
+    fails the run under CI like the other services.
+    """
+    why = realnode.node_available()
+    if why is not None:
+        pytest.skip(f"real node unavailable: {why}")
+    try:
+        node = realnode.RealNode(binaries.ensure_binaries(), node_binaries.ensure_node_binaries())
+        node.start(owner_pid=os.getpid(), crds_dir=REPO_ROOT / "crds")
+    except DevkitError as exc:
+        _unavailable("the real node", exc)
+    yield node
+    node.stop()
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """`python -m jobqueue_devkit`: the development commands behind the Makefile.
 
 build         build (or find cached) kube-apiserver, kube-controller-manager, etcd
+build-node    install runc and the CNI plugins; build kubelet, kube-scheduler, containerd, crictl
 helm          build (or find cached) the helm CLI; prints its path
 cluster up    start a local control plane in the background; print its kubeconfig
+              (--node real: with a real node: kubelet, containerd, a Pod bridge)
 cluster down  stop it and remove every file it wrote
 redis         run a Redis server in the foreground on a free port (Ctrl-C stops it)
 docker up     start a Docker engine unless one answers; build the local base images
@@ -20,7 +22,17 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from jobqueue_devkit import base_images, binaries, controlplane, docker_engine, helm_binary
+from jobqueue_devkit import (
+    base_images,
+    binaries,
+    controlplane,
+    debian_packages,
+    docker_engine,
+    helm_binary,
+    kubelet,
+    node_binaries,
+    realnode,
+)
 from jobqueue_devkit.errors import DevkitError
 from jobqueue_devkit.redis_server import RedisServer
 
@@ -47,6 +59,74 @@ def build() -> None:
     console.print(f"built into {bins.directory} in {time.monotonic() - started:.0f}s")
 
 
+@app.command("build-node")
+def build_node(
+    optional: Annotated[
+        bool, typer.Option(help="Say why in one line and exit 0 when they cannot be had.")
+    ] = False,
+) -> None:
+    """Install runc and the CNI plugins; build the real node's binaries unless cached."""
+    try:
+        _build_node()
+    except DevkitError as exc:
+        if not optional:
+            raise
+        console.print(f"real node unavailable, its tests will be skipped: {exc}")
+
+
+def _build_node() -> None:
+    installed = debian_packages.ensure_packages(NODE_PACKAGES)
+    if installed:
+        console.print(f"installed {' '.join(installed)}")
+    started = time.monotonic()
+    bins = node_binaries.node_binaries()
+    if bins.complete():
+        console.print(f"node binaries cached in {bins.kube_dir.parent.parent}")
+        return
+    node_binaries.build()
+    console.print(f"node binaries built in {time.monotonic() - started:.0f}s")
+
+
+NODE_PACKAGES = {
+    "runc": "runc",
+    "/usr/lib/cni/bridge": "containernetworking-plugins",
+    "ip": "iproute2",
+    "iptables": "iptables",
+    "gcc": "gcc",
+    "/usr/lib/x86_64-linux-gnu/libc.a": "libc6-dev",
+}
+NodeOption = Annotated[
+    str, typer.Option("--node", help="'real' adds a kubelet, containerd and a Pod bridge.")
+]
+
+
+def _real_node_up(directory: Path) -> None:
+    state = controlplane.running_state(directory / "plane")
+    if state is not None and (directory / realnode.STATE).exists():
+        console.print(f"a local control plane with a real node already runs at {state['server']}")
+        print(state["kubeconfig"])
+        return
+    realnode.stop_from_state(directory)  # leftovers of a crashed node
+    why = realnode.node_available()
+    if why is not None:
+        raise DevkitError(f"a real node cannot start here: {why}")
+    started = time.monotonic()
+    node = realnode.RealNode(
+        binaries.ensure_binaries(), node_binaries.ensure_node_binaries(), workdir=directory
+    ).start(crds_dir=controlplane.CRDS_DIR)
+    assert node.plane is not None
+    console.print(
+        f"control plane at {node.plane.server} and node {kubelet.NODE_NAME} Ready in "
+        f"{time.monotonic() - started:.1f}s\n"
+        f"  export KUBECONFIG={node.kubeconfig}\n"
+        f"  Pods reach the host at {node.address} (bind Redis there); images go in with\n"
+        "  `docker save IMAGE | ctr --address "
+        f"{node.workdir / 'containerd' / 'containerd.sock'} -n k8s.io image import -`\n"
+        "stop it with `make cluster-down`"
+    )
+    print(node.kubeconfig)
+
+
 @app.command()
 def helm() -> None:
     """Build the helm CLI unless it is cached; print its path."""
@@ -61,9 +141,19 @@ def helm() -> None:
 
 
 @cluster.command("up")
-def cluster_up(directory: DirOption = DEFAULT_DIR) -> None:
+def cluster_up(directory: DirOption = DEFAULT_DIR, node: NodeOption = "") -> None:
     """Start etcd, kube-apiserver and kube-controller-manager on loopback."""
     directory = directory.resolve()
+    if node not in ("", "real"):
+        raise DevkitError(f"--node {node!r}: the only node kind is 'real'")
+    if node == "real":
+        _real_node_up(directory)
+        return
+    if (directory / realnode.STATE).exists():
+        raise DevkitError(
+            f"a real node runs from {directory}: `make cluster-down` first, "
+            "or `make cluster-up NODE=real` to reuse it"
+        )
     state = controlplane.running_state(directory)
     if state is not None:
         console.print(f"a local control plane already runs at {state['server']}")
@@ -83,8 +173,10 @@ def cluster_up(directory: DirOption = DEFAULT_DIR) -> None:
 
 @cluster.command("down")
 def cluster_down(directory: DirOption = DEFAULT_DIR) -> None:
-    """Stop the local control plane and delete its files."""
-    stopped = controlplane.stop_from_state(directory.resolve())
+    """Stop the local control plane (and a real node) and delete its files."""
+    directory = directory.resolve()
+    stopped = realnode.stop_from_state(directory) if (directory / realnode.STATE).exists() else []
+    stopped += controlplane.stop_from_state(directory)
     console.print(
         f"stopped {', '.join(stopped)}" if stopped else "no local control plane was running"
     )

@@ -33,6 +33,9 @@ class Pki:
     serving_key = property(lambda self: self.directory / "apiserver.key")
     admin_cert = property(lambda self: self.directory / "admin.crt")
     admin_key = property(lambda self: self.directory / "admin.key")
+    # What the API server presents to a kubelet for logs, exec and port-forward.
+    kubelet_client_cert = property(lambda self: self.directory / "apiserver-kubelet-client.crt")
+    kubelet_client_key = property(lambda self: self.directory / "apiserver-kubelet-client.key")
     sa_key = property(lambda self: self.directory / "sa.key")
     sa_pub = property(lambda self: self.directory / "sa.pub")
 
@@ -114,14 +117,22 @@ def make_pki(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost"
     _write_key(pki.serving_key, serving_key)
     pki.serving_cert.write_bytes(serving.public_bytes(serialization.Encoding.PEM))
 
-    admin_key = ec.generate_private_key(ec.SECP256R1())
-    admin = (
-        _builder(_name("admin", "system:masters"), ca_name, admin_key.public_key())
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    _write_key(pki.admin_key, admin_key)
-    pki.admin_cert.write_bytes(admin.public_bytes(serialization.Encoding.PEM))
+    for cert_path, key_path, subject in (
+        (pki.admin_cert, pki.admin_key, _name("admin", "system:masters")),
+        (
+            pki.kubelet_client_cert,
+            pki.kubelet_client_key,
+            _name("kube-apiserver-kubelet-client", "system:masters"),
+        ),
+    ):
+        client_key = ec.generate_private_key(ec.SECP256R1())
+        client = (
+            _builder(subject, ca_name, client_key.public_key())
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        _write_key(key_path, client_key)
+        cert_path.write_bytes(client.public_bytes(serialization.Encoding.PEM))
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     _write_key(pki.sa_key, sa_key)

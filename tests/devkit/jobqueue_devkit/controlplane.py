@@ -42,6 +42,14 @@ CONTROLLERS = (
     "garbage-collector-controller",
     "namespace-controller",
 )
+# A real node also needs Nodes marked Ready (and its taint lifted), the `default`
+# ServiceAccount in every namespace, and Pod tokens with the cluster CA beside them.
+NODE_CONTROLLERS = (
+    "node-lifecycle-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+)
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CRDS_DIR = REPO_ROOT / "crds"
 
@@ -59,6 +67,18 @@ def _insecure() -> ssl.SSLContext:
     return ctx
 
 
+@dataclass(frozen=True)
+class NodeAccess:
+    """What a real node beside the plane needs from it.
+
+    Pods cannot reach the host's loopback, so the API server binds on the
+    address the host holds on the Pods' bridge instead, and a scheduler runs.
+    """
+
+    address: str
+    scheduler: Path
+
+
 @dataclass
 class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager owned by this object."""
@@ -68,10 +88,15 @@ class ControlPlane:
     processes: list[ManagedProcess] = field(default_factory=list)
     apiserver_port: int = 0
     pki: Pki | None = None
+    node_access: NodeAccess | None = None
+
+    @property
+    def host(self) -> str:
+        return self.node_access.address if self.node_access else HOST
 
     @property
     def server(self) -> str:
-        return f"https://{HOST}:{self.apiserver_port}"
+        return f"https://{self.host}:{self.apiserver_port}"
 
     @property
     def kubeconfig(self) -> Path:
@@ -85,11 +110,14 @@ class ControlPlane:
     def start(self, crds_dir: Path | None = CRDS_DIR) -> ControlPlane:
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
-            self.pki = make_pki(self.workdir / "pki")
+            hosts = (HOST, "localhost") + ((self.host,) if self.node_access else ())
+            self.pki = make_pki(self.workdir / "pki", hosts)
             etcd_url = self._start_with_retries(self._start_etcd)
             self._start_with_retries(lambda: self._start_apiserver(etcd_url))
             self._write_kubeconfig()
             self._start_with_retries(self._start_controller_manager)
+            if self.node_access is not None:
+                self._start_with_retries(self._start_scheduler)
             self._write_state()
             if crds_dir is not None:
                 self.install_crds(crds_dir)
@@ -141,14 +169,14 @@ class ControlPlane:
 
     def _start_apiserver(self, etcd_url: str) -> str:
         assert self.pki is not None
-        self.apiserver_port = free_port()
+        self.apiserver_port = free_port(self.host)
         proc = self._spawn(
             "kube-apiserver",
             [
                 str(self.binaries.kube_apiserver),
                 f"--etcd-servers={etcd_url}",
-                f"--bind-address={HOST}",
-                f"--advertise-address={HOST}",
+                f"--bind-address={self.host}",
+                f"--advertise-address={self.host}",
                 f"--secure-port={self.apiserver_port}",
                 f"--tls-cert-file={self.pki.serving_cert}",
                 f"--tls-private-key-file={self.pki.serving_key}",
@@ -159,11 +187,10 @@ class ControlPlane:
                 f"--service-account-key-file={self.pki.sa_pub}",
                 f"--service-account-signing-key-file={self.pki.sa_key}",
                 "--service-cluster-ip-range=10.0.0.0/24",
-                # No controller creates `default` ServiceAccounts (as in envtest).
-                "--disable-admission-plugins=ServiceAccount",
                 "--allow-privileged=true",
                 # A loopback address is not a valid Endpoints address; nothing needs it.
                 "--endpoint-reconciler-type=none",
+                *self._apiserver_node_flags(),
             ],
         )
         ctx = ssl.create_default_context(cafile=str(self.pki.ca_cert))
@@ -171,6 +198,40 @@ class ControlPlane:
             lambda: _get(f"{self.server}/readyz", ctx) == b"ok", START_TIMEOUT_S, "ready (/readyz)"
         )
         return self.server
+
+    def _apiserver_node_flags(self) -> list[str]:
+        assert self.pki is not None
+        if self.node_access is None:
+            # No controller creates `default` ServiceAccounts (as in envtest).
+            return ["--disable-admission-plugins=ServiceAccount"]
+        return [
+            f"--kubelet-client-certificate={self.pki.kubelet_client_cert}",
+            f"--kubelet-client-key={self.pki.kubelet_client_key}",
+            # There is no DNS for node names here.
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+        ]
+
+    def _start_scheduler(self) -> str:
+        assert self.node_access is not None
+        port = free_port()
+        kubeconfig = str(self.kubeconfig)
+        proc = self._spawn(
+            "kube-scheduler",
+            [
+                str(self.node_access.scheduler),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--leader-elect=false",
+                f"--bind-address={HOST}",
+                f"--secure-port={port}",
+                f"--cert-dir={self.workdir / 'scheduler'}",
+                "--authorization-always-allow-paths=/healthz,/readyz,/livez",
+            ],
+        )
+        url = f"https://{HOST}:{port}/healthz"
+        proc.wait_ready(lambda: _get(url, _insecure()) == b"ok", START_TIMEOUT_S, "healthy")
+        return url
 
     def _start_controller_manager(self) -> str:
         port = free_port()
@@ -182,7 +243,7 @@ class ControlPlane:
                 f"--kubeconfig={kubeconfig}",
                 f"--authentication-kubeconfig={kubeconfig}",
                 f"--authorization-kubeconfig={kubeconfig}",
-                f"--controllers={','.join(CONTROLLERS)}",
+                *self._controller_flags(),
                 "--leader-elect=false",
                 f"--bind-address={HOST}",
                 f"--secure-port={port}",
@@ -196,6 +257,16 @@ class ControlPlane:
         url = f"https://{HOST}:{port}/healthz"
         proc.wait_ready(lambda: _get(url, _insecure()) == b"ok", START_TIMEOUT_S, "healthy")
         return url
+
+    def _controller_flags(self) -> list[str]:
+        assert self.pki is not None
+        if self.node_access is None:
+            return [f"--controllers={','.join(CONTROLLERS)}"]
+        return [
+            f"--controllers={','.join(CONTROLLERS + NODE_CONTROLLERS)}",
+            f"--service-account-private-key-file={self.pki.sa_key}",
+            f"--root-ca-file={self.pki.ca_cert}",
+        ]
 
     def _write_kubeconfig(self) -> None:
         assert self.pki is not None
