@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jobqueue_worker import dlq as dlq_ops
-from jobqueue_worker import health_cli, logs
+from jobqueue_worker import health_cli, logs, pg_cli
 from jobqueue_worker.broker import Broker
 from jobqueue_worker.errors import ConfigError, EnqueueError
 from jobqueue_worker.producer import Producer
@@ -305,7 +305,10 @@ def job(
     queue: Annotated[list[str] | None, typer.Option("--queue", "-q")] = None,
     redis_url: RedisUrl = "redis://127.0.0.1:6379/0",
 ) -> None:
-    """Show a job's status, timestamps, error and result."""
+    """Show a job's status, timestamps, error and result (PostgreSQL's row when configured)."""
+    dsn = os.environ.get(pg_cli.DSN_ENV)
+    if dsn and pg_cli.show_job(dsn, job_id):
+        return
     queues = queue or _env_queues()
 
     async def go() -> JobRecord | None:
@@ -393,7 +396,7 @@ def dlq_replay(  # noqa: PLR0917
 ) -> None:
     """Replay ids, or --all, or by --type/--reason (attempts reset, original priority)."""
     flt = _dead_selection(job_ids, all_, type_, reason)
-    n = _dlq_run(redis_url, lambda b: dlq_ops.replay(b, queue, job_ids, flt))
+    n = _dlq_run(redis_url, lambda b: pg_cli.dead_letters(b, "replay", queue, job_ids, flt))
     console.print(f"replayed {n}")
 
 
@@ -408,12 +411,14 @@ def dlq_purge(  # noqa: PLR0917
 ) -> None:
     """Delete dead-lettered jobs for good."""
     flt = _dead_selection(job_ids, all_, type_, reason)
-    n = _dlq_run(redis_url, lambda b: dlq_ops.purge(b, queue, job_ids, flt))
+    n = _dlq_run(redis_url, lambda b: pg_cli.dead_letters(b, "purge", queue, job_ids, flt))
     console.print(f"purged {n}")
 
 
 # ``jobqueue health`` lives in its own module (queue and Redis health verdicts).
 health_cli.register(app)
+# ``db``, ``migrator`` and ``history``: durable job records in PostgreSQL.
+pg_cli.register(app)
 
 
 def main() -> None:

@@ -8,11 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from jobqueue_worker.broker import Broker
 from jobqueue_worker.records import JobRecord
 
 _PAGE = 500
+
+
+class DeadRecords(Protocol):
+    """Durable job records told about a replay or a purge (``pgstore.AsyncStore``)."""
+
+    async def replayed(self, ids: Sequence[str]) -> int: ...
+
+    async def purged(self, ids: Sequence[str]) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -66,9 +75,15 @@ async def replay(
     queue: str,
     ids: Sequence[str] | None = None,
     flt: DeadFilter | None = None,
+    records: DeadRecords | None = None,
 ) -> int:
-    """Back to the original priority band with attempts reset; returns how many moved."""
-    return await _in_pages(broker, queue, ids, flt, broker.replay)
+    """Back to the original priority band with attempts reset; returns how many moved.
+
+    With ``records``, each replayed job's row goes back to ``queued`` with no attempts.
+    """
+    return await _in_pages(
+        broker, queue, ids, flt, broker.replay, records.replayed if records else None
+    )
 
 
 async def purge(
@@ -76,17 +91,21 @@ async def purge(
     queue: str,
     ids: Sequence[str] | None = None,
     flt: DeadFilter | None = None,
+    records: DeadRecords | None = None,
 ) -> int:
-    """Delete dead-lettered jobs for good; returns how many went."""
-    return await _in_pages(broker, queue, ids, flt, broker.purge)
+    """Delete dead-lettered jobs for good; returns how many went (rows are marked purged)."""
+    return await _in_pages(
+        broker, queue, ids, flt, broker.purge, records.purged if records else None
+    )
 
 
-async def _in_pages(
+async def _in_pages(  # noqa: PLR0917 - private, called from two places
     broker: Broker,
     queue: str,
     ids: Sequence[str] | None,
     flt: DeadFilter | None,
     op: Callable[[str, list[str]], Awaitable[int]],
+    then: Callable[[list[str]], Awaitable[int]] | None = None,
 ) -> int:
     """The given ids, or every dead job matching the filter, fed to `op` a page at a time.
 
@@ -96,5 +115,8 @@ async def _in_pages(
     chosen = list(ids) if ids else await _matching_ids(broker, queue, flt or DeadFilter())
     total = 0
     for i in range(0, len(chosen), _PAGE):
-        total += await op(queue, chosen[i : i + _PAGE])
+        page = chosen[i : i + _PAGE]
+        total += await op(queue, page)
+        if then is not None:
+            await then(page)
     return total

@@ -1,0 +1,119 @@
+"""What a worker tells PostgreSQL about a job, as plain values (no database library).
+
+Events are applied at least once and in any batch split, so applying one must be
+idempotent: a row moves only forward, ordered by (attempt, rank of the status).
+A repeated or late event for an attempt the row has already passed changes
+nothing; an attempt's own row is keyed by (job id, attempt number).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# Finish kinds of the step script → the status the jobs row takes. ``release``
+# (handed back at shutdown) and ``defer`` (no memory for it now) spend no attempt:
+# the job is back in Redis waiting, which the row calls ``migrated``.
+FINISH_STATUS: Mapping[str, str] = {
+    "complete": "completed",
+    "retry": "retry_scheduled",
+    "dead": "dead",
+    "failed": "failed",
+    "release": "migrated",
+    "defer": "migrated",
+}
+
+# The outcome recorded on the attempt's own row.
+ATTEMPT_OUTCOME: Mapping[str, str] = {
+    "running": "running",
+    "completed": "completed",
+    "retry_scheduled": "failed",
+    "dead": "failed",
+    "failed": "failed",
+    "migrated": "handed_back",
+}
+
+TERMINAL_REDIS = {"completed": "completed", "failed": "failed", "dead": "dead"}
+
+
+def rank(status: str) -> int:
+    """Order of statuses within one attempt: waiting, then running, then finished."""
+    if status in ("queued", "migrated"):
+        return 0
+    if status == "running":
+        return 1
+    return 2
+
+
+def event_rank(status: str) -> int:
+    """A hand-back comes after the attempt's start, so it ranks with ``running``."""
+    return 1 if status == "migrated" else rank(status)
+
+
+@dataclass(slots=True)
+class JobEvent:
+    job_id: str
+    attempt: int
+    status: str  # a jobs.status value
+    worker_id: str
+    at: float  # epoch seconds
+    started_at: float | None = None
+    error: str | None = None
+    duration_ms: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        return rank(self.status) == 2
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("retry_scheduled", "failed", "dead")
+
+    def row(self) -> dict[str, object]:
+        """Parameters of the write statements (pgstore's SQL names them)."""
+        return {
+            "id": self.job_id,
+            "attempt": self.attempt,
+            "status": self.status,
+            "rank": event_rank(self.status),
+            "worker": self.worker_id,
+            "at": self.at,
+            "started_at": self.started_at if self.started_at is not None else self.at,
+            "finished_at": self.at if self.finished or self.status == "migrated" else None,
+            "failed": self.failed,
+            "terminal": self.finished and self.status != "retry_scheduled",
+            # PostgreSQL text cannot hold NUL; an exception message can.
+            "error": self.error.replace("\x00", "\\0") if self.error else None,
+            "duration_ms": self.duration_ms,
+            "outcome": ATTEMPT_OUTCOME[self.status],
+            "outcome_rank": event_rank(self.status),
+        }
+
+
+def from_redis_record(  # noqa: PLR0917 - the record's fields, in its order
+    job_id: str,
+    status: str,
+    attempt: int,
+    worker: str | None,
+    finished_at: float | None,
+    started_at: float | None,
+    error: str | None,
+    duration_s: float | None,
+) -> JobEvent | None:
+    """The finishing event a lost write-back would have sent, rebuilt from Redis's record.
+
+    Only terminal statuses: anything else is still moving and a worker will report it.
+    """
+    mapped = TERMINAL_REDIS.get(status)
+    if mapped is None or finished_at is None:
+        return None
+    return JobEvent(
+        job_id=job_id,
+        attempt=attempt,
+        status=mapped,
+        worker_id=worker or "",
+        at=finished_at,
+        started_at=started_at,
+        error=error,
+        duration_ms=int(duration_s * 1000) if duration_s is not None else None,
+    )
