@@ -124,6 +124,7 @@ def migrator(  # noqa: PLR0917 - typer maps parameters to options
 
     async def go() -> None:
         store = pgstore.AsyncStore(_need(dsn))
+        await store.check()  # a bad password or schema ends here, before any work
         broker = Broker(redis_url)
         m = Migrator(
             store,

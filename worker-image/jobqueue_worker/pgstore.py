@@ -183,11 +183,16 @@ UPDATE jobs SET
     started_at = CASE WHEN %(status)s = 'running' THEN to_timestamp(%(at)s::float8)
                  ELSE started_at END,
     finished_at = CASE WHEN %(terminal)s THEN to_timestamp(%(at)s::float8) ELSE finished_at END,
-    failed_at = CASE WHEN %(failed)s THEN to_timestamp(%(at)s::float8) ELSE failed_at END,
-    last_error_message = CASE WHEN %(failed)s THEN %(error)s::text ELSE last_error_message END,
     updated_at = now()
 WHERE id = %(id)s AND status <> 'purged'
   AND (attempt_count, {_RANK.format("status")}) <= (%(attempt)s::int, %(rank)s::int)
+"""
+# Failures are ordered by their own time: attempts on different workers may
+# report out of order, and the last error must not be lost to a later success.
+_APPLY_FAILURE = """
+UPDATE jobs SET last_error_message = %(error)s::text, failed_at = to_timestamp(%(at)s::float8)
+WHERE id = %(id)s AND %(failed)s AND status <> 'purged'
+  AND (failed_at IS NULL OR failed_at <= to_timestamp(%(at)s::float8))
 """
 _APPLY_ATTEMPT = f"""
 INSERT INTO job_attempts AS a
@@ -315,6 +320,7 @@ class AsyncStore:
             async with conn.pipeline(), conn.cursor() as cur:
                 for row in rows:
                     await cur.execute(_APPLY_JOB, row)
+                    await cur.execute(_APPLY_FAILURE, row)
                     await cur.execute(_APPLY_ATTEMPT, row)
 
         if rows:
