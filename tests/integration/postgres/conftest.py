@@ -165,3 +165,15 @@ def worker_env() -> Callable[..., dict[str, Any]]:
 @pytest.fixture
 def migrator_env() -> Callable[[str, str], dict[str, Any]]:
     return _migrator_env
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[tuple[PostgresServer, str]]:
+    """A server of the test's own, for tests that stop or restart it; its DSN has the schema."""
+    server = start_postgres()
+    try:
+        dsn = server.create_database("jobs")
+        pgstore.upgrade(dsn)
+        yield server, dsn
+    finally:
+        server.cleanup()

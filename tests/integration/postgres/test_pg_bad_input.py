@@ -43,9 +43,7 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize(
-    "args", [("db", "upgrade"), ("history",), ("migrator",), ("job", "abc")]
-)
+@pytest.mark.parametrize("args", [("db", "upgrade"), ("history",), ("migrator",), ("job", "abc")])
 def test_a_dsn_that_does_not_parse(args: tuple[str, ...]) -> None:
     proc = jobqueue(*args, dsn="host=127.0.0.1 port")
     assert proc.returncode != 0
@@ -73,8 +71,9 @@ def test_a_database_without_the_schema(pg_empty_dsn: str) -> None:
         proc = jobqueue(*args, dsn=pg_empty_dsn)
         assert proc.returncode != 0, args
         assert "run `jobqueue db upgrade`" in one_line_error(proc), args
-    with psycopg.connect(pg_empty_dsn) as conn, pytest.raises(
-        pgstore.SchemaMissingError, match=r"run `jobqueue db upgrade`"
+    with (
+        psycopg.connect(pg_empty_dsn) as conn,
+        pytest.raises(pgstore.SchemaMissingError, match=r"run `jobqueue db upgrade`"),
     ):
         pgstore.enqueue(conn, "noop")
     proc = jobqueue("db", "upgrade", dsn=pg_empty_dsn)

@@ -42,7 +42,15 @@ def _ledger(path: Path) -> list[str]:
     return path.read_text().split("\n") if path.exists() else []
 
 
-async def test_rollback_enqueues_nothing_and_commit_runs_exactly_once(
+def _declined_order(conn: psycopg.Connection[Any], ledger: Path, seen: list[str]) -> None:
+    """The business write and the enqueue share a transaction that fails."""
+    with conn.transaction():
+        conn.execute("INSERT INTO orders VALUES ('o1')")
+        seen.append(pgstore.enqueue(conn, "record", {"ledger": str(ledger)}))
+        raise RuntimeError("payment declined")
+
+
+async def test_rollback_enqueues_nothing_and_commit_runs_exactly_once(  # noqa: PLR0917
     pg_dsn: str,
     redis_url: str,
     spawn: Any,
@@ -51,17 +59,15 @@ async def test_rollback_enqueues_nothing_and_commit_runs_exactly_once(
     tmp_path: Path,
 ) -> None:
     ledger = tmp_path / "ledger"
-    migrator = spawn(
-        "migrator", "--poll-interval-s", "0.2", env=migrator_env(redis_url, pg_dsn)
-    )
+    migrator = spawn("migrator", "--poll-interval-s", "0.2", env=migrator_env(redis_url, pg_dsn))
     worker = spawn("worker", env=worker_env(redis_url, pg_dsn, "w1"))
     with psycopg.connect(pg_dsn) as conn:
         conn.execute("CREATE TABLE orders (id text PRIMARY KEY)")
         conn.commit()
-        with pytest.raises(RuntimeError, match="payment declined"), conn.transaction():
-            conn.execute("INSERT INTO orders VALUES ('o1')")
-            rolled_back = pgstore.enqueue(conn, "record", {"ledger": str(ledger)})
-            raise RuntimeError("payment declined")
+        seen: list[str] = []
+        with pytest.raises(RuntimeError, match="payment declined"):
+            _declined_order(conn, ledger, seen)
+        rolled_back = seen[0]
         with conn.transaction():
             conn.execute("INSERT INTO orders VALUES ('o2')")
             committed = pgstore.enqueue(conn, "record", {"ledger": str(ledger)})
@@ -81,7 +87,8 @@ async def test_rollback_enqueues_nothing_and_commit_runs_exactly_once(
     async with Producer(redis_url) as p:
         assert await p.status(rolled_back) is None
         rec = await p.status(committed)
-        assert rec is not None and rec.status.value == "completed"
+        assert rec is not None
+        assert rec.status.value == "completed"
     with psycopg.connect(pg_dsn) as conn:
         assert conn.execute("SELECT id FROM orders").fetchall() == [("o2",)]
         attempts = conn.execute(
@@ -92,14 +99,18 @@ async def test_rollback_enqueues_nothing_and_commit_runs_exactly_once(
     assert attempts == [(1, "completed", f"w1:{worker.proc.pid}", True)]
 
 
+async def _failing_async_tx(conn: psycopg.AsyncConnection[Any]) -> None:
+    async with conn.transaction():
+        await pgstore.aenqueue(conn, "noop", {"n": 2})
+        _ = 1 / 0
+
+
 async def test_async_enqueue_rolls_back_and_commits(pg_dsn: str, redis_url: str) -> None:
     async with await psycopg.AsyncConnection.connect(pg_dsn) as conn:
         async with conn.transaction():
             kept = await pgstore.aenqueue(conn, "noop", {"n": 1}, priority="high")
         with pytest.raises(ZeroDivisionError):
-            async with conn.transaction():
-                await pgstore.aenqueue(conn, "noop", {"n": 2})
-                _ = 1 / 0
+            await _failing_async_tx(conn)
         async with conn.transaction():
             ids = await pgstore.aenqueue_many(
                 conn,
@@ -118,7 +129,8 @@ async def test_async_enqueue_rolls_back_and_commits(pg_dsn: str, redis_url: str)
     assert moved == 2  # `kept` and the one keyed job; the rolled-back row never existed
     async with Producer(redis_url) as p:
         rec = await p.status(kept)
-        assert rec is not None and rec.priority == Priority.HIGH
+        assert rec is not None
+        assert rec.priority == Priority.HIGH
     assert _row(pg_dsn, kept) == ("migrated", 0, None)
 
 
@@ -131,7 +143,8 @@ async def test_delayed_jobs_wait_in_postgres_until_due(pg_dsn: str, redis_url: s
         assert await m.migrate_once() == 0
         assert _enqueued_in_redis(redis_url) == 0
         due = await store.next_due_s()
-        assert due is not None and 0 < due <= 1.5
+        assert due is not None
+        assert 0 < due <= 1.5
         await asyncio.sleep(due + 0.1)
         assert await m.migrate_once() == 1
     finally:
