@@ -1,0 +1,218 @@
+"""Benchmark of durable job records in PostgreSQL: migrator rows/s, jobs/s with the
+status write-back on versus off, and the latency of the transactional enqueue.
+
+Usage (from the repo root, with the project venv)::
+
+    PYTHONPATH=tests/devkit:worker-image .venv/bin/python -m bench.postgres
+    PYTHONPATH=tests/devkit:worker-image .venv/bin/python -m bench.postgres --jobs 2000
+
+Starts a throwaway redis-server and a PostgreSQL cluster (Debian's, via the devkit)
+on free loopback ports, runs each measurement in this process against them, prints
+the rows for BENCHMARKS.md and writes bench/results/postgres-<stamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import platform
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+
+from jobqueue_devkit.postgres_server import PostgresServer
+from jobqueue_devkit.redis_server import RedisServer
+from jobqueue_worker import examples, pgstore
+from jobqueue_worker.broker import Broker
+from jobqueue_worker.migrator import Migrator
+from jobqueue_worker.pgstore import AsyncStore
+from jobqueue_worker.producer import JobRequest, Producer
+from jobqueue_worker.runtime import Worker
+from jobqueue_worker.settings import load
+
+RESULTS = Path(__file__).resolve().parent / "results"
+WORKER = {"http_port": 0, "concurrency": 50, "idle_block_s": 0.2, "log_level": "WARNING"}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def enqueue_latency(dsn: str, redis_url: str, n: int) -> dict[str, float]:
+    """One job per transaction (BEGIN, INSERT, COMMIT), against Producer.enqueue to Redis."""
+    pg_ms: list[float] = []
+    with psycopg.connect(dsn) as conn:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            with conn.transaction():
+                pgstore.enqueue(conn, "noop", {"k": 1})
+            pg_ms.append((time.perf_counter() - t0) * 1000)
+        conn.execute("TRUNCATE jobs CASCADE")
+        conn.commit()
+
+    async def redis_side() -> list[float]:
+        out = []
+        async with Producer(redis_url) as p:
+            for _ in range(n):
+                t0 = time.perf_counter()
+                await p.enqueue("noop", {"k": 1})
+                out.append((time.perf_counter() - t0) * 1000)
+        return out
+
+    redis_ms = asyncio.run(redis_side())
+    return {
+        "pg_p50_ms": percentile(pg_ms, 0.5),
+        "pg_p95_ms": percentile(pg_ms, 0.95),
+        "pg_p99_ms": percentile(pg_ms, 0.99),
+        "redis_p50_ms": percentile(redis_ms, 0.5),
+        "redis_p95_ms": percentile(redis_ms, 0.95),
+    }
+
+
+def insert_rows(dsn: str, n: int) -> None:
+    with psycopg.connect(dsn) as conn, conn.transaction():
+        for start in range(0, n, 1000):
+            pgstore.enqueue_many(
+                conn, [JobRequest(type="noop") for _ in range(min(1000, n - start))]
+            )
+
+
+async def migrate_all(dsn: str, redis_url: str, batch: int) -> tuple[int, float]:
+    store, broker = AsyncStore(dsn), Broker(redis_url)
+    m = Migrator(store, broker, batch=batch)
+    t0 = time.perf_counter()
+    try:
+        while await m.migrate_once():
+            pass
+    finally:
+        await store.close()
+        await broker.close()
+    return m.stats.migrated, time.perf_counter() - t0
+
+
+async def drain(redis_url: str, n: int, dsn: str | None) -> dict[str, float]:
+    """A worker drains ``n`` ready noop jobs; with a DSN it also writes every status back."""
+    settings = load(redis_url=redis_url, postgres_dsn=dsn, **WORKER)
+    worker = Worker(settings, examples.registry)
+    task = asyncio.create_task(worker.run())
+    t0 = time.perf_counter()
+    while worker.processed < n:  # noqa: ASYNC110 - the worker has no event to wait on
+        await asyncio.sleep(0.01)
+    processed_s = time.perf_counter() - t0
+    written_s = processed_s
+    if dsn is not None:
+        with psycopg.connect(dsn) as conn:
+            while True:
+                row = conn.execute("SELECT count(*) FROM jobs WHERE status = 'completed'")
+                got = row.fetchone()
+                if got is not None and got[0] >= n:
+                    break
+                conn.commit()
+                await asyncio.sleep(0.02)
+        written_s = time.perf_counter() - t0
+    worker.request_stop()
+    await asyncio.wait_for(task, 30)
+    return {"jobs_per_s": n / processed_s, "all_rows_written_s": written_s}
+
+
+async def end_to_end(dsn: str, redis_url: str, n: int) -> float:
+    """Rows committed in PostgreSQL → migrator → worker → ``completed`` rows: jobs/s."""
+    store, broker = AsyncStore(dsn), Broker(redis_url)
+    m = Migrator(store, broker, batch=500, poll_interval_s=0.1)
+    migrator = asyncio.create_task(m.run())
+    insert_rows(dsn, n)
+    t0 = time.perf_counter()
+    await drain(redis_url, n, dsn)
+    migrator.cancel()
+    await asyncio.gather(migrator, return_exceptions=True)
+    await store.close()
+    await broker.close()
+    return n / (time.perf_counter() - t0)
+
+
+def flush(redis_url: str, dsn: str) -> None:
+    r = redis.Redis.from_url(redis_url)
+    r.flushall()
+    r.close()
+    with psycopg.connect(dsn) as conn:
+        conn.execute("TRUNCATE jobs CASCADE")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--jobs", type=int, default=5000, help="jobs per throughput measurement")
+    ap.add_argument("--latency-samples", type=int, default=500)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    rs = RedisServer(appendonly=False).start()
+    pg = PostgresServer().start()
+    try:
+        dsn = pg.create_database("bench")
+        pgstore.upgrade(dsn)
+        out: dict[str, Any] = {"jobs": args.jobs}
+        out["enqueue"] = enqueue_latency(dsn, rs.url, args.latency_samples)
+        flush(rs.url, dsn)
+        insert_rows(dsn, args.jobs)
+        moved, secs = asyncio.run(migrate_all(dsn, rs.url, 500))
+        out["migrator_rows_per_s"] = moved / secs
+        flush(rs.url, dsn)
+
+        async def redis_only() -> dict[str, float]:
+            async with Producer(rs.url) as p:
+                await p.enqueue_many([JobRequest(type="noop") for _ in range(args.jobs)])
+            return await drain(rs.url, args.jobs, None)
+
+        out["redis_only"] = asyncio.run(redis_only())
+        flush(rs.url, dsn)
+        insert_rows(dsn, args.jobs)
+        asyncio.run(migrate_all(dsn, rs.url, 500))
+        out["pg_on"] = asyncio.run(drain(rs.url, args.jobs, dsn))
+        flush(rs.url, dsn)
+        out["end_to_end_jobs_per_s"] = asyncio.run(end_to_end(dsn, rs.url, args.jobs))
+    finally:
+        pg.cleanup()
+        rs.cleanup()
+    out["ratio_pg_on"] = out["pg_on"]["jobs_per_s"] / out["redis_only"]["jobs_per_s"]
+    out["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    (RESULTS / f"postgres-{stamp}.json").write_text(json.dumps(out, indent=2))
+    e = out["enqueue"]
+    rows = [
+        ("migrator, rows/s into Redis (batch 500)", f"{out['migrator_rows_per_s']:,.0f}"),
+        ("worker jobs/s, Redis only", f"{out['redis_only']['jobs_per_s']:,.0f}"),
+        (
+            "worker jobs/s, PostgreSQL write-back on",
+            f"{out['pg_on']['jobs_per_s']:,.0f} ({out['ratio_pg_on']:.0%} of Redis only)",
+        ),
+        (
+            "all rows `completed` after (s)",
+            f"{out['pg_on']['all_rows_written_s']:.2f}",
+        ),
+        ("end to end jobs/s (PostgreSQL → migrator → worker → row)",
+         f"{out['end_to_end_jobs_per_s']:,.0f}"),
+        (
+            "transactional enqueue latency (1 job per transaction)",
+            f"p50 {e['pg_p50_ms']:.2f} ms, p95 {e['pg_p95_ms']:.2f} ms,"
+            f" p99 {e['pg_p99_ms']:.2f} ms",
+        ),
+        ("Producer.enqueue to Redis, same machine",
+         f"p50 {e['redis_p50_ms']:.2f} ms, p95 {e['redis_p95_ms']:.2f} ms"),
+    ]  # fmt: skip
+    print(f"| measure ({args.jobs} noop jobs) | value |\n|---|---|")
+    for k, v in rows:
+        print(f"| {k} | {v} |")
+    print(f"\nOne run on a shared machine ({out['machine']}): indicative, not a ranking.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
