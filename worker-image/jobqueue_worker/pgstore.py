@@ -24,7 +24,7 @@ from pydantic import JsonValue
 
 from jobqueue_worker import pgschema
 from jobqueue_worker.errors import ConfigError
-from jobqueue_worker.pgevents import JobEvent
+from jobqueue_worker.pgevents import JobEvent, collapse
 from jobqueue_worker.producer import JobRequest, build
 
 DEFAULT_QUEUE = "default"
@@ -174,32 +174,39 @@ async def aenqueue_many(
 _RANK = "CASE WHEN {0} IN ('queued', 'migrated') THEN 0 WHEN {0} = 'running' THEN 1 ELSE 2 END"
 _OUTCOME_RANK = "CASE WHEN {0} IN ('running', 'handed_back') THEN 1 ELSE 2 END"
 
+_JOB_EVENTS = """unnest(%s::text[], %s::int[], %s::text[], %s::int[], %s::text[], %s::float8[],
+    %s::bool[]) AS e(id, attempt, status, rank, worker, at, terminal)"""
 # Forward only: (attempt, rank) never goes back, so a repeated or late event is a no-op.
-_APPLY_JOB = f"""
-UPDATE jobs SET
-    status = %(status)s,
-    attempt_count = %(attempt)s,
-    worker_id = NULLIF(%(worker)s::text, ''),
-    started_at = CASE WHEN %(status)s = 'running' THEN to_timestamp(%(at)s::float8)
-                 ELSE started_at END,
-    finished_at = CASE WHEN %(terminal)s THEN to_timestamp(%(at)s::float8) ELSE finished_at END,
+_APPLY_JOBS = f"""
+UPDATE jobs j SET
+    status = e.status,
+    attempt_count = e.attempt,
+    worker_id = NULLIF(e.worker, ''),
+    started_at = CASE WHEN e.status = 'running' THEN to_timestamp(e.at) ELSE j.started_at END,
+    finished_at = CASE WHEN e.terminal THEN to_timestamp(e.at) ELSE j.finished_at END,
     updated_at = now()
-WHERE id = %(id)s AND status <> 'purged'
-  AND (attempt_count, {_RANK.format("status")}) <= (%(attempt)s::int, %(rank)s::int)
+FROM {_JOB_EVENTS}
+WHERE j.id = e.id AND j.status <> 'purged'
+  AND (j.attempt_count, {_RANK.format("j.status")}) <= (e.attempt, e.rank)
 """
 # Failures are ordered by their own time: attempts on different workers may
 # report out of order, and the last error must not be lost to a later success.
-_APPLY_FAILURE = """
-UPDATE jobs SET last_error_message = %(error)s::text, failed_at = to_timestamp(%(at)s::float8)
-WHERE id = %(id)s AND %(failed)s AND status <> 'purged'
-  AND (failed_at IS NULL OR failed_at <= to_timestamp(%(at)s::float8))
+_APPLY_FAILURES = """
+UPDATE jobs j SET last_error_message = e.error, failed_at = to_timestamp(e.at)
+FROM unnest(%s::text[], %s::text[], %s::float8[]) AS e(id, error, at)
+WHERE j.id = e.id AND j.status <> 'purged'
+  AND (j.failed_at IS NULL OR j.failed_at <= to_timestamp(e.at))
 """
-_APPLY_ATTEMPT = f"""
+_APPLY_ATTEMPTS = f"""
 INSERT INTO job_attempts AS a
     (job_id, attempt, worker_id, started_at, finished_at, outcome, error, duration_ms)
-SELECT %(id)s, %(attempt)s, NULLIF(%(worker)s::text, ''), to_timestamp(%(started_at)s::float8),
-       to_timestamp(%(finished_at)s::float8), %(outcome)s, %(error)s::text, %(duration_ms)s::int
-WHERE EXISTS (SELECT 1 FROM jobs WHERE id = %(id)s)
+SELECT e.id, e.attempt, NULLIF(e.worker, ''), to_timestamp(e.started_at),
+       to_timestamp(e.finished_at), e.outcome, e.error, e.duration_ms
+FROM unnest(%s::text[], %s::int[], %s::text[], %s::float8[], %s::float8[], %s::text[],
+            %s::text[], %s::int[])
+     AS e(id, attempt, worker, started_at, finished_at, outcome, error, duration_ms)
+WHERE EXISTS (SELECT 1 FROM jobs WHERE jobs.id = e.id)
+ORDER BY e.id, e.attempt
 ON CONFLICT (job_id, attempt) DO UPDATE SET
     worker_id = excluded.worker_id,
     started_at = CASE WHEN excluded.outcome = 'running' THEN excluded.started_at
@@ -208,7 +215,7 @@ ON CONFLICT (job_id, attempt) DO UPDATE SET
     outcome = excluded.outcome,
     error = excluded.error,
     duration_ms = excluded.duration_ms
-WHERE {_OUTCOME_RANK.format("a.outcome")} <= %(outcome_rank)s::int
+WHERE {_OUTCOME_RANK.format("a.outcome")} <= {_OUTCOME_RANK.format("excluded.outcome")}
 """
 
 _CLAIM = """
@@ -313,17 +320,17 @@ class AsyncStore:
             raise _translate(exc) from None
 
     async def write_events(self, events: Sequence[JobEvent]) -> None:
-        """One transaction, statements pipelined: one round trip for the batch."""
-        rows = [e.row() for e in events]
+        """One transaction of three statements, whatever the batch size."""
+        batch = collapse(list(events))
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> None:
             async with conn.pipeline(), conn.cursor() as cur:
-                for row in rows:
-                    await cur.execute(_APPLY_JOB, row)
-                    await cur.execute(_APPLY_FAILURE, row)
-                    await cur.execute(_APPLY_ATTEMPT, row)
+                await cur.execute(_APPLY_JOBS, list(batch.jobs.values()))
+                if batch.failures["id"]:
+                    await cur.execute(_APPLY_FAILURES, list(batch.failures.values()))
+                await cur.execute(_APPLY_ATTEMPTS, list(batch.attempts.values()))
 
-        if rows:
+        if events:
             await self._in_tx(work)
 
     async def migrate_batch(
