@@ -70,25 +70,14 @@ class JobEvent:
     def failed(self) -> bool:
         return self.status in ("retry_scheduled", "failed", "dead")
 
-    def row(self) -> dict[str, Any]:
-        """Parameters of the write statements (pgstore's SQL names them)."""
-        return {
-            "id": self.job_id,
-            "attempt": self.attempt,
-            "status": self.status,
-            "rank": event_rank(self.status),
-            "worker": self.worker_id,
-            "at": self.at,
-            "started_at": self.started_at if self.started_at is not None else self.at,
-            "finished_at": self.at if self.finished or self.status == "migrated" else None,
-            "failed": self.failed,
-            "terminal": self.finished and self.status != "retry_scheduled",
-            # PostgreSQL text cannot hold NUL; an exception message can.
-            "error": self.error.replace("\x00", "\\0") if self.error else None,
-            "duration_ms": self.duration_ms,
-            "outcome": ATTEMPT_OUTCOME[self.status],
-            "outcome_rank": event_rank(self.status),
-        }
+    @property
+    def rank(self) -> int:
+        return event_rank(self.status)
+
+    @property
+    def clean_error(self) -> str | None:
+        # PostgreSQL text cannot hold NUL; an exception message can.
+        return self.error.replace("\x00", "\\0") if self.error else None
 
 
 @dataclass(frozen=True)
@@ -101,27 +90,10 @@ class Batch:
     job id so that concurrent writers lock them in one order (no deadlocks).
     """
 
-    jobs: dict[str, list[object]]
-    failures: dict[str, list[object]]
-    attempts: dict[str, list[object]]
-
-
-def _columns(rows: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, list[object]]:
-    return {n: [r[n] for r in rows] for n in names}
-
-
-JOB_COLUMNS = ("id", "attempt", "status", "rank", "worker", "at", "terminal")
-FAILURE_COLUMNS = ("id", "error", "at")
-ATTEMPT_COLUMNS = (
-    "id",
-    "attempt",
-    "worker",
-    "started_at",
-    "finished_at",
-    "outcome",
-    "error",
-    "duration_ms",
-)
+    jobs: list[list[Any]]  # id, attempt, status, rank, worker, at, terminal
+    failures: list[list[Any]]  # id, error, at
+    # id, attempt, worker, started_at, finished_at, outcome, error, duration_ms
+    attempts: list[list[Any]]
 
 
 def collapse(events: list[JobEvent]) -> Batch:
@@ -129,26 +101,45 @@ def collapse(events: list[JobEvent]) -> Batch:
 
     Later events win ties, so the result equals applying the events one by one.
     """
-    jobs: dict[str, dict[str, Any]] = {}
-    failures: dict[str, dict[str, Any]] = {}
-    attempts: dict[tuple[str, int], dict[str, Any]] = {}
+    jobs: dict[str, JobEvent] = {}
+    failures: dict[str, JobEvent] = {}
+    attempts: dict[tuple[str, int], JobEvent] = {}
     for ev in events:
-        row = ev.row()
         cur = jobs.get(ev.job_id)
-        if cur is None or (cur["attempt"], cur["rank"]) <= (ev.attempt, row["rank"]):
-            jobs[ev.job_id] = row
+        if cur is None or (cur.attempt, cur.rank) <= (ev.attempt, ev.rank):
+            jobs[ev.job_id] = ev
         if ev.failed:
             f = failures.get(ev.job_id)
-            if f is None or f["at"] <= ev.at:
-                failures[ev.job_id] = row
+            if f is None or f.at <= ev.at:
+                failures[ev.job_id] = ev
         key = (ev.job_id, ev.attempt)
         a = attempts.get(key)
-        if a is None or a["outcome_rank"] <= row["outcome_rank"]:
-            attempts[key] = row
+        if a is None or a.rank <= ev.rank:
+            attempts[key] = ev
+    js = [jobs[k] for k in sorted(jobs)]
+    fs = [failures[k] for k in sorted(failures)]
+    ats = [attempts[k] for k in sorted(attempts)]
     return Batch(
-        jobs=_columns([jobs[k] for k in sorted(jobs)], JOB_COLUMNS),
-        failures=_columns([failures[k] for k in sorted(failures)], FAILURE_COLUMNS),
-        attempts=_columns([attempts[k] for k in sorted(attempts)], ATTEMPT_COLUMNS),
+        jobs=[
+            [e.job_id for e in js],
+            [e.attempt for e in js],
+            [e.status for e in js],
+            [e.rank for e in js],
+            [e.worker_id for e in js],
+            [e.at for e in js],
+            [e.finished and e.status != "retry_scheduled" for e in js],
+        ],
+        failures=[[e.job_id for e in fs], [e.clean_error for e in fs], [e.at for e in fs]],
+        attempts=[
+            [e.job_id for e in ats],
+            [e.attempt for e in ats],
+            [e.worker_id for e in ats],
+            [e.started_at if e.started_at is not None else e.at for e in ats],
+            [None if e.status == "running" else e.at for e in ats],
+            [ATTEMPT_OUTCOME[e.status] for e in ats],
+            [e.clean_error for e in ats],
+            [e.duration_ms for e in ats],
+        ],
     )
 
 

@@ -325,10 +325,10 @@ class AsyncStore:
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> None:
             async with conn.pipeline(), conn.cursor() as cur:
-                await cur.execute(_APPLY_JOBS, list(batch.jobs.values()))
-                if batch.failures["id"]:
-                    await cur.execute(_APPLY_FAILURES, list(batch.failures.values()))
-                await cur.execute(_APPLY_ATTEMPTS, list(batch.attempts.values()))
+                await cur.execute(_APPLY_JOBS, batch.jobs)
+                if batch.failures[0]:
+                    await cur.execute(_APPLY_FAILURES, batch.failures)
+                await cur.execute(_APPLY_ATTEMPTS, batch.attempts)
 
         if events:
             await self._in_tx(work)
