@@ -23,6 +23,7 @@ from psycopg.rows import dict_row
 from pydantic import JsonValue
 
 from jobqueue_worker import pgschema
+from jobqueue_worker import pgsql as sql
 from jobqueue_worker.errors import ConfigError
 from jobqueue_worker.pgevents import JobEvent, collapse
 from jobqueue_worker.producer import JobRequest, build
@@ -58,25 +59,6 @@ def _schema_missing(found: int | None) -> SchemaMissingError:
         f"PostgreSQL database has {have}, this version needs {pgschema.LATEST}:"
         " run `jobqueue db upgrade`"
     )
-
-
-_VERSION_SQL = "SELECT max(version) AS v FROM jobqueue_schema"
-
-
-# -------------------------------------------------------------- transactional enqueue
-_INSERT = """
-INSERT INTO jobs (id, queue, type, priority, envelope, max_attempts, idempotency_key, run_at)
-VALUES (%(id)s, %(queue)s, %(type)s, %(priority)s, %(envelope)s, %(max_attempts)s,
-        %(idem)s, COALESCE(%(run_at)s::timestamptz,
-                           now() + make_interval(secs => %(delay_s)s::float8)))
-ON CONFLICT DO NOTHING
-RETURNING id
-"""
-_EXISTING = """
-SELECT id FROM jobs WHERE id = %(id)s
-   OR (queue = %(queue)s AND idempotency_key = %(idem)s::text)
-ORDER BY created_at LIMIT 1
-"""
 
 
 def _rows(reqs: Sequence[JobRequest], default_queue: str, max_payload: int) -> list[dict[str, Any]]:
@@ -129,10 +111,10 @@ def enqueue_many(
     try:
         with conn.cursor() as cur:
             for row in rows:  # psycopg pipelines these when the connection does
-                cur.execute(_INSERT, row)
+                cur.execute(sql.INSERT, row)
                 got = cur.fetchone()
                 if got is None:
-                    cur.execute(_EXISTING, row)
+                    cur.execute(sql.EXISTING, row)
                     got = cur.fetchone()
                 ids.append(str(got[0]) if got else row["id"])
     except psycopg.Error as exc:
@@ -159,94 +141,15 @@ async def aenqueue_many(
     try:
         async with conn.cursor() as cur:
             for row in rows:
-                await cur.execute(_INSERT, row)
+                await cur.execute(sql.INSERT, row)
                 got = await cur.fetchone()
                 if got is None:
-                    await cur.execute(_EXISTING, row)
+                    await cur.execute(sql.EXISTING, row)
                     got = await cur.fetchone()
                 ids.append(str(got[0]) if got else row["id"])
     except psycopg.Error as exc:
         raise _translate(exc) from None
     return ids
-
-
-# -------------------------------------------------------------- status write-back SQL
-_RANK = "CASE WHEN {0} IN ('queued', 'migrated') THEN 0 WHEN {0} = 'running' THEN 1 ELSE 2 END"
-_OUTCOME_RANK = "CASE WHEN {0} IN ('running', 'handed_back') THEN 1 ELSE 2 END"
-
-_JOB_EVENTS = """unnest(%s::text[], %s::int[], %s::text[], %s::int[], %s::text[], %s::float8[],
-    %s::bool[]) AS e(id, attempt, status, rank, worker, at, terminal)"""
-# Forward only: (attempt, rank) never goes back, so a repeated or late event is a no-op.
-_APPLY_JOBS = f"""
-UPDATE jobs j SET
-    status = e.status,
-    attempt_count = e.attempt,
-    worker_id = NULLIF(e.worker, ''),
-    started_at = CASE WHEN e.status = 'running' THEN to_timestamp(e.at) ELSE j.started_at END,
-    finished_at = CASE WHEN e.terminal THEN to_timestamp(e.at) ELSE j.finished_at END,
-    updated_at = now()
-FROM {_JOB_EVENTS}
-WHERE j.id = e.id AND j.status <> 'purged'
-  AND (j.attempt_count, {_RANK.format("j.status")}) <= (e.attempt, e.rank)
-"""
-# Failures are ordered by their own time: attempts on different workers may
-# report out of order, and the last error must not be lost to a later success.
-_APPLY_FAILURES = """
-UPDATE jobs j SET last_error_message = e.error, failed_at = to_timestamp(e.at)
-FROM unnest(%s::text[], %s::text[], %s::float8[]) AS e(id, error, at)
-WHERE j.id = e.id AND j.status <> 'purged'
-  AND (j.failed_at IS NULL OR j.failed_at <= to_timestamp(e.at))
-"""
-_APPLY_ATTEMPTS = f"""
-INSERT INTO job_attempts AS a
-    (job_id, attempt, worker_id, started_at, finished_at, outcome, error, duration_ms)
-SELECT e.id, e.attempt, NULLIF(e.worker, ''), to_timestamp(e.started_at),
-       to_timestamp(e.finished_at), e.outcome, e.error, e.duration_ms
-FROM unnest(%s::text[], %s::int[], %s::text[], %s::float8[], %s::float8[], %s::text[],
-            %s::text[], %s::int[])
-     AS e(id, attempt, worker, started_at, finished_at, outcome, error, duration_ms)
-WHERE EXISTS (SELECT 1 FROM jobs WHERE jobs.id = e.id)
-ORDER BY e.id, e.attempt
-ON CONFLICT (job_id, attempt) DO UPDATE SET
-    worker_id = excluded.worker_id,
-    started_at = CASE WHEN excluded.outcome = 'running' THEN excluded.started_at
-                 ELSE a.started_at END,
-    finished_at = excluded.finished_at,
-    outcome = excluded.outcome,
-    error = excluded.error,
-    duration_ms = excluded.duration_ms
-WHERE {_OUTCOME_RANK.format("a.outcome")} <= {_OUTCOME_RANK.format("excluded.outcome")}
-"""
-
-_CLAIM = """
-SELECT id, queue, priority, max_attempts, envelope FROM jobs
-WHERE status = 'queued' AND run_at <= now()
-ORDER BY run_at, id
-LIMIT %s
-FOR UPDATE SKIP LOCKED
-"""
-_MARK_MIGRATED = """
-UPDATE jobs SET status = 'migrated', migrated_at = now(), updated_at = now()
-WHERE id = ANY(%s) AND status = 'queued'
-"""
-_NEXT_DUE = "SELECT EXTRACT(EPOCH FROM min(run_at) - now()) FROM jobs WHERE status = 'queued'"
-# Touching updated_at moves a checked row to the back of the scan.
-_OPEN_ROWS = """
-WITH picked AS (
-    SELECT id FROM jobs
-    WHERE status IN ('migrated', 'running', 'retry_scheduled')
-      AND updated_at < now() - make_interval(secs => %s::float8)
-    ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED
-)
-UPDATE jobs j SET updated_at = now() FROM picked WHERE j.id = picked.id
-RETURNING j.id, j.queue
-"""
-_REPLAYED = """
-UPDATE jobs SET status = 'queued', attempt_count = 0, last_error_message = NULL,
-    finished_at = NULL, failed_at = NULL, run_at = now(), updated_at = now()
-WHERE id = ANY(%s) AND status IN ('dead', 'failed')
-"""
-_PURGED = "UPDATE jobs SET status = 'purged', updated_at = now() WHERE id = ANY(%s)"
 
 
 @dataclass(frozen=True)
@@ -275,7 +178,7 @@ class AsyncStore:
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to PostgreSQL: {one_line(exc)}") from None
         try:
-            cur = await conn.execute(_VERSION_SQL)
+            cur = await conn.execute(sql.VERSION_SQL)
             row = await cur.fetchone()
             if not autocommit:
                 await conn.rollback()
@@ -325,10 +228,10 @@ class AsyncStore:
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> None:
             async with conn.pipeline(), conn.cursor() as cur:
-                await cur.execute(_APPLY_JOBS, batch.jobs)
+                await cur.execute(sql.APPLY_JOBS, batch.jobs)
                 if batch.failures[0]:
-                    await cur.execute(_APPLY_FAILURES, batch.failures)
-                await cur.execute(_APPLY_ATTEMPTS, batch.attempts)
+                    await cur.execute(sql.APPLY_FAILURES, batch.failures)
+                await cur.execute(sql.APPLY_ATTEMPTS, batch.attempts)
 
         if events:
             await self._in_tx(work)
@@ -343,18 +246,18 @@ class AsyncStore:
         """
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> int:
-            cur = await conn.execute(_CLAIM, (limit,))
+            cur = await conn.execute(sql.CLAIM, (limit,))
             claimed = [Claimed(*r) for r in await cur.fetchall()]
             if claimed:
                 await push(claimed)
-                await conn.execute(_MARK_MIGRATED, ([c.id for c in claimed],))
+                await conn.execute(sql.MARK_MIGRATED, ([c.id for c in claimed],))
             return len(claimed)
 
         return int(await self._in_tx(work))
 
     async def next_due_s(self) -> float | None:
         async def work(conn: psycopg.AsyncConnection[Any]) -> float | None:
-            row = await (await conn.execute(_NEXT_DUE)).fetchone()
+            row = await (await conn.execute(sql.NEXT_DUE)).fetchone()
             return None if row is None or row[0] is None else float(row[0])
 
         result: float | None = await self._in_tx(work)
@@ -375,7 +278,7 @@ class AsyncStore:
 
     async def open_rows(self, older_than_s: float, limit: int) -> list[tuple[str, str]]:
         async def work(conn: psycopg.AsyncConnection[Any]) -> list[tuple[str, str]]:
-            cur = await conn.execute(_OPEN_ROWS, (older_than_s, limit))
+            cur = await conn.execute(sql.OPEN_ROWS, (older_than_s, limit))
             return [(str(i), str(q)) for i, q in await cur.fetchall()]
 
         result: list[tuple[str, str]] = await self._in_tx(work)
@@ -383,10 +286,10 @@ class AsyncStore:
 
     async def replayed(self, ids: Sequence[str]) -> int:
         """Rows of jobs replayed from the DLQ go back to queued with no attempts."""
-        return await self._update_ids(_REPLAYED, ids)
+        return await self._update_ids(sql.REPLAYED, ids)
 
     async def purged(self, ids: Sequence[str]) -> int:
-        return await self._update_ids(_PURGED, ids)
+        return await self._update_ids(sql.PURGED, ids)
 
     async def _update_ids(self, sql: str, ids: Sequence[str]) -> int:
         async def work(conn: psycopg.AsyncConnection[Any]) -> int:
@@ -411,13 +314,13 @@ def upgrade(dsn: str) -> tuple[int | None, list[int]]:
         try:
             conn.execute(pgschema.BOOKKEEPING)
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (pgschema.UPGRADE_LOCK_KEY,))
-            row = conn.execute(_VERSION_SQL).fetchone()
+            row = conn.execute(sql.VERSION_SQL).fetchone()
             before = row["v"] if row else None
             applied = []
-            for version, name, sql in pgschema.MIGRATIONS:
+            for version, name, ddl in pgschema.MIGRATIONS:
                 if before is not None and version <= before:
                     continue
-                conn.execute(sql.encode())
+                conn.execute(ddl.encode())
                 conn.execute(
                     "INSERT INTO jobqueue_schema (version, name) VALUES (%s, %s)", (version, name)
                 )
@@ -431,7 +334,7 @@ def upgrade(dsn: str) -> tuple[int | None, list[int]]:
 def _reader(dsn: str) -> psycopg.Connection[Any]:
     conn = _connect_sync(dsn)
     try:
-        row = conn.execute(_VERSION_SQL).fetchone()
+        row = conn.execute(sql.VERSION_SQL).fetchone()
     except psycopg.errors.UndefinedTable:
         conn.close()
         raise _schema_missing(None) from None
