@@ -30,8 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from jobqueue_worker.broker import Broker, NewJob, is_transient
+from jobqueue_worker.errors import ConfigError
 from jobqueue_worker.pgevents import JobEvent, from_redis_record
-from jobqueue_worker.pgstore import AsyncStore, Claimed, SchemaMissingError, StoreError
+from jobqueue_worker.pgstore import AsyncStore, Claimed, StoreError
 from jobqueue_worker.records import JobRecord
 
 log = logging.getLogger(__name__)
@@ -130,8 +131,11 @@ class Migrator:
         return wait
 
     async def run(self) -> None:
-        """Until ``stop()``; PostgreSQL or Redis outages are waited out, never fatal."""
-        await self.store.check()
+        """Until ``stop()``; PostgreSQL or Redis outages are waited out, never fatal.
+
+        A refusal (no schema, a wrong password) is configuration, not an outage: it
+        ends the run with its one-line message.
+        """
         backoff = 0.1
         while not self._stopping:
             try:
@@ -144,7 +148,7 @@ class Migrator:
                 if n < self.batch and not self._stopping:
                     await self.store.wait_for_notify(await self._sleep_s())
                 backoff = 0.1
-            except SchemaMissingError:
+            except ConfigError:
                 raise
             except (StoreError, OSError) as exc:
                 await self._failed(exc, backoff)

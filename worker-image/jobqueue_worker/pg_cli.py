@@ -124,7 +124,12 @@ def migrator(  # noqa: PLR0917 - typer maps parameters to options
 
     async def go() -> None:
         store = pgstore.AsyncStore(_need(dsn))
-        await store.check()  # a bad password or schema ends here, before any work
+        try:
+            await store.check()  # a bad password or schema ends here, before any work
+        except ConfigError:
+            raise
+        except pgstore.StoreError as exc:
+            log.warning("PostgreSQL unavailable at start; retrying", extra={"error": str(exc)})
         broker = Broker(redis_url)
         m = Migrator(
             store,

@@ -40,6 +40,23 @@ class SchemaMissingError(StoreError, ConfigError):
     """The database has no jobqueue schema, or an older one."""
 
 
+class AccessRefusedError(StoreError, ConfigError):
+    """The server answered and said no (password, role, database): retrying will not help."""
+
+
+# SQLSTATE classes of a refusal, as opposed to an outage: 28 (invalid authorization)
+# and 3D (invalid catalog name: no such database).
+_REFUSALS = ("28", "3D")
+
+
+def _connect_error(exc: psycopg.Error) -> StoreError:
+    message = f"cannot connect to PostgreSQL: {one_line(exc)}"
+    sqlstate = exc.sqlstate or ""
+    if sqlstate.startswith(_REFUSALS) or "password authentication failed" in message:
+        return AccessRefusedError(message)
+    return StoreError(message)
+
+
 def one_line(exc: BaseException) -> str:
     return re.sub(r"\s+", " ", str(exc).strip().splitlines()[0] if str(exc).strip() else "")
 
@@ -176,7 +193,7 @@ class AsyncStore:
                 self.dsn, autocommit=autocommit, connect_timeout=int(self.connect_timeout_s)
             )
         except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to PostgreSQL: {one_line(exc)}") from None
+            raise _connect_error(exc) from None
         try:
             cur = await conn.execute(sql.VERSION_SQL)
             row = await cur.fetchone()
@@ -305,7 +322,7 @@ def _connect_sync(dsn: str) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(dsn, connect_timeout=5, row_factory=dict_row)
     except psycopg.Error as exc:
-        raise StoreError(f"cannot connect to PostgreSQL: {one_line(exc)}") from None
+        raise _connect_error(exc) from None
 
 
 def upgrade(dsn: str) -> tuple[int | None, list[int]]:
