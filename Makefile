@@ -138,10 +138,11 @@ test-unit: install ## Only the fast tests that need no service.
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: bench
-bench: install redis controlplane ## Benchmarks side by side with the peers and the operator's cost; writes BENCHMARKS.md.
+bench: install redis postgres controlplane ## Benchmarks side by side with the peers and the operator's cost; writes BENCHMARKS.md.
 	JOBQUEUE_BENCH_VIA="make bench" $(PY) -m bench.run $(BENCH_ARGS)
 	JOBQUEUE_BENCH_VIA="make bench" PYTHONPATH=tests/devkit:worker-image:operator \
 		$(PY) -m bench.operator $(BENCH_OPERATOR_ARGS)
+	PYTHONPATH=tests/devkit:worker-image $(PY) -m bench.postgres --output BENCHMARKS.md $(BENCH_POSTGRES_ARGS)
 
 .PHONY: bench-quick
 bench-quick: install redis controlplane ## A small-sample smoke run of both benchmarks (minutes, not an hour).

@@ -147,11 +147,63 @@ def flush(redis_url: str, dsn: str) -> None:
         conn.execute("TRUNCATE jobs CASCADE")
 
 
+BEGIN = "<!-- postgres-bench:begin -->"
+END = "<!-- postgres-bench:end -->"
+
+
+def write_section(path: Path, section: str) -> None:
+    """Put ``section`` between this benchmark's markers in ``path``; nothing else changes."""
+    text = path.read_text() if path.exists() else ""
+    block = f"{BEGIN}\n{section.rstrip()}\n{END}"
+    if BEGIN in text and END in text and text.index(BEGIN) < text.index(END):
+        head, rest = text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        text = head + block + tail
+    else:
+        text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + block + "\n"
+    path.write_text(text)
+
+
+def render(out: dict[str, Any], jobs: int, trials: int) -> str:
+    e = out["enqueue"]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    rows = [
+        ("migrator: rows/s moved into Redis (batch 500, one round trip per batch)",
+         f"{out['migrator_rows_per_s']:,.0f}"),
+        ("worker: no-op jobs/s, Redis only", f"{out['redis_only']['jobs_per_s']:,.0f}"),
+        ("worker: no-op jobs/s, PostgreSQL write-back on",
+         f"{out['pg_on']['jobs_per_s']:,.0f} ({out['ratio_pg_on']:.0%} of Redis only)"),
+        ("every row `completed`, seconds after the drain started",
+         f"{out['pg_on']['all_rows_written_s']:.2f}"),
+        ("end to end: committed rows → migrator → worker → `completed` rows, jobs/s",
+         f"{out['end_to_end_jobs_per_s']:,.0f}"),
+        ("transactional enqueue, one job per transaction (BEGIN, INSERT, COMMIT)",
+         f"p50 {e['pg_p50_ms']:.2f} ms, p95 {e['pg_p95_ms']:.2f} ms, p99 {e['pg_p99_ms']:.2f} ms"),
+        ("for comparison: `Producer.enqueue` straight to Redis",
+         f"p50 {e['redis_p50_ms']:.2f} ms, p95 {e['redis_p95_ms']:.2f} ms"),
+    ]  # fmt: skip
+    lines = [
+        "## Durable records in PostgreSQL (`python -m bench.postgres`)",
+        "",
+        f"- Date: {stamp}; {jobs} no-op jobs per drain; on/off drains alternate, median of"
+        f" {trials}; one in-process worker (concurrency 50); {out['machine']['cpus']} cores,"
+        " shared with other work while measured, so read the figures as indicative.",
+        "- PostgreSQL 15 (Debian) and redis-server started by the harness on loopback;"
+        " PostgreSQL runs with fsync off (test cluster), Redis without persistence.",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in rows],
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--jobs", type=int, default=5000, help="jobs per throughput measurement")
     ap.add_argument("--latency-samples", type=int, default=500)
     ap.add_argument("--trials", type=int, default=3, help="on/off pairs; medians reported")
+    ap.add_argument("--output", default="", help="write the section into this file (markers)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     rs = RedisServer(appendonly=False).start()
@@ -194,32 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (RESULTS / f"postgres-{stamp}.json").write_text(json.dumps(out, indent=2))
-    e = out["enqueue"]
-    rows = [
-        ("migrator, rows/s into Redis (batch 500)", f"{out['migrator_rows_per_s']:,.0f}"),
-        ("worker jobs/s, Redis only", f"{out['redis_only']['jobs_per_s']:,.0f}"),
-        (
-            "worker jobs/s, PostgreSQL write-back on",
-            f"{out['pg_on']['jobs_per_s']:,.0f} ({out['ratio_pg_on']:.0%} of Redis only)",
-        ),
-        (
-            "all rows `completed` after (s)",
-            f"{out['pg_on']['all_rows_written_s']:.2f}",
-        ),
-        ("end to end jobs/s (PostgreSQL → migrator → worker → row)",
-         f"{out['end_to_end_jobs_per_s']:,.0f}"),
-        (
-            "transactional enqueue latency (1 job per transaction)",
-            f"p50 {e['pg_p50_ms']:.2f} ms, p95 {e['pg_p95_ms']:.2f} ms,"
-            f" p99 {e['pg_p99_ms']:.2f} ms",
-        ),
-        ("Producer.enqueue to Redis, same machine",
-         f"p50 {e['redis_p50_ms']:.2f} ms, p95 {e['redis_p95_ms']:.2f} ms"),
-    ]  # fmt: skip
-    print(f"| measure ({args.jobs} noop jobs, median of {args.trials}) | value |\n|---|---|")
-    for k, v in rows:
-        print(f"| {k} | {v} |")
-    print(f"\nOne run on a shared machine ({out['machine']}): indicative, not a ranking.")
+    section = render(out, args.jobs, args.trials)
+    print(section)
+    if args.output:
+        write_section(Path(args.output), section)
     return 0
 
 

@@ -36,7 +36,7 @@ MIGRATOR_KILL_EVERY_S = 2.0
 WORKER_KILL_EVERY_S = 3.0
 PG_RESTART_AT_S = 6.0
 ENQUEUE_BATCH = 200
-JOB_S = 0.005
+JOB_S = 0.02  # long enough that a kill usually catches jobs in flight
 
 
 def _held_by(r: redis.Redis, pod: str) -> int:
