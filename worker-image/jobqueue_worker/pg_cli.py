@@ -119,8 +119,14 @@ def migrator(  # noqa: PLR0917 - typer maps parameters to options
     pgstore = _store()
     from jobqueue_worker.broker import Broker
     from jobqueue_worker.migrator import Migrator
+    from jobqueue_worker.settings import load
 
     logs.setup(json_logs)
+    try:
+        # The workers' TTLs (JQW_JOB_TTL_S, ...) apply to the jobs it creates too.
+        limits = load(redis_url=redis_url).limits()
+    except ConfigError as exc:
+        _fail(exc, 2)
 
     async def go() -> None:
         store = pgstore.AsyncStore(_need(dsn))
@@ -130,7 +136,7 @@ def migrator(  # noqa: PLR0917 - typer maps parameters to options
             raise
         except pgstore.StoreError as exc:
             log.warning("PostgreSQL unavailable at start; retrying", extra={"error": str(exc)})
-        broker = Broker(redis_url)
+        broker = Broker(redis_url, limits)
         m = Migrator(
             store,
             broker,
