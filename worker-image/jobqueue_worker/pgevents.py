@@ -35,6 +35,8 @@ ATTEMPT_OUTCOME: Mapping[str, str] = {
 }
 
 TERMINAL_REDIS = {"completed": "completed", "failed": "failed", "dead": "dead"}
+# Every finishing status of an attempt.
+TERMINAL_STATUSES = ("retry_scheduled", "completed", "failed", "dead")
 
 
 def rank(status: str) -> int:
@@ -49,6 +51,11 @@ def rank(status: str) -> int:
 def event_rank(status: str) -> int:
     """A hand-back comes after the attempt's start, so it ranks with ``running``."""
     return 1 if status == "migrated" else rank(status)
+
+
+_EVENT_RANK = {s: event_rank(s) for s in ("migrated", "running", *TERMINAL_STATUSES)}
+# Statuses after which a job runs no more (finished_at is set).
+_TERMINAL_EVENTS = frozenset({"completed", "failed", "dead"})
 
 
 @dataclass(slots=True)
@@ -101,33 +108,38 @@ def collapse(events: list[JobEvent]) -> Batch:
 
     Later events win ties, so the result equals applying the events one by one.
     """
-    jobs: dict[str, JobEvent] = {}
+    ranks = _EVENT_RANK
+    # Hot: a worker's flush runs this for every event, so ranks are looked up once
+    # and stored beside the event instead of recomputed in each comparison.
+    jobs: dict[str, tuple[int, int, JobEvent]] = {}
     failures: dict[str, JobEvent] = {}
-    attempts: dict[tuple[str, int], JobEvent] = {}
+    attempts: dict[tuple[str, int], tuple[int, JobEvent]] = {}
     for ev in events:
-        cur = jobs.get(ev.job_id)
-        if cur is None or (cur.attempt, cur.rank) <= (ev.attempt, ev.rank):
-            jobs[ev.job_id] = ev
-        if ev.failed:
-            f = failures.get(ev.job_id)
+        r = ranks[ev.status]
+        job_id, attempt = ev.job_id, ev.attempt
+        cur = jobs.get(job_id)
+        if cur is None or (cur[0], cur[1]) <= (attempt, r):
+            jobs[job_id] = (attempt, r, ev)
+        if r == 2 and ev.status != "completed":
+            f = failures.get(job_id)
             if f is None or f.at <= ev.at:
-                failures[ev.job_id] = ev
-        key = (ev.job_id, ev.attempt)
+                failures[job_id] = ev
+        key = (job_id, attempt)
         a = attempts.get(key)
-        if a is None or a.rank <= ev.rank:
-            attempts[key] = ev
-    js = [jobs[k] for k in sorted(jobs)]
+        if a is None or a[0] <= r:
+            attempts[key] = (r, ev)
+    js = [jobs[k][2] for k in sorted(jobs)]
     fs = [failures[k] for k in sorted(failures)]
-    ats = [attempts[k] for k in sorted(attempts)]
+    ats = [attempts[k][1] for k in sorted(attempts)]
     return Batch(
         jobs=[
             [e.job_id for e in js],
             [e.attempt for e in js],
             [e.status for e in js],
-            [e.rank for e in js],
+            [ranks[e.status] for e in js],
             [e.worker_id for e in js],
             [e.at for e in js],
-            [e.finished and e.status != "retry_scheduled" for e in js],
+            [e.status in _TERMINAL_EVENTS for e in js],
         ],
         failures=[[e.job_id for e in fs], [e.clean_error for e in fs], [e.at for e in fs]],
         attempts=[
