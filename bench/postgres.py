@@ -188,6 +188,11 @@ def render(out: dict[str, Any], jobs: int, trials: int) -> str:
         f"- Date: {stamp}; {jobs} no-op jobs per drain; on/off drains alternate, median of"
         f" {trials}; one in-process worker (concurrency 50); {out['machine']['cpus']} cores,"
         " shared with other work while measured, so read the figures as indicative.",
+        f"- Load average at start {out['machine']['load_start']}, at end"
+        f" {out['machine']['load_end']}; jobs/s of each trial, Redis only"
+        f" {[round(t['jobs_per_s']) for t in out['trials']['redis_only']]}, write-back on"
+        f" {[round(t['jobs_per_s']) for t in out['trials']['pg_on']]}. The PostgreSQL server"
+        " shares the same cores as the worker here; its CPU is part of what the ratio shows.",
         "- PostgreSQL 15 (Debian) and redis-server started by the harness on loopback;"
         " PostgreSQL runs with fsync off (test cluster), Redis without persistence.",
         "",
@@ -206,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", default="", help="write the section into this file (markers)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    load_start = os.getloadavg()
     rs = RedisServer(appendonly=False).start()
     pg = PostgresServer().start()
     try:
@@ -242,7 +248,12 @@ def main(argv: list[str] | None = None) -> int:
         pg.cleanup()
         rs.cleanup()
     out["ratio_pg_on"] = out["pg_on"]["jobs_per_s"] / out["redis_only"]["jobs_per_s"]
-    out["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    out["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_start": [round(x, 2) for x in load_start],
+        "load_end": [round(x, 2) for x in os.getloadavg()],
+    }
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (RESULTS / f"postgres-{stamp}.json").write_text(json.dumps(out, indent=2))
