@@ -205,3 +205,33 @@ async def test_several_migrators_share_the_rows_without_duplicates(
     assert sum(shares) == n, shares
     assert sum(1 for s in shares if s > 0) >= 2, shares  # SKIP LOCKED let them overlap
     assert _enqueued_in_redis(redis_url, "q2") == n
+
+
+async def test_the_migrator_wakes_on_commit_and_at_the_due_time_not_at_the_poll(
+    pg_dsn: str, redis_url: str
+) -> None:
+    """With a 10-minute poll, only NOTIFY and the due-time timer can move these rows."""
+    store, broker = AsyncStore(pg_dsn), Broker(redis_url)
+    m = Migrator(store, broker, poll_interval_s=600.0, reconcile_after_s=600.0)
+    task = asyncio.create_task(m.run())
+    try:
+        await asyncio.sleep(0.5)  # the loop is now waiting on LISTEN
+        with psycopg.connect(pg_dsn) as conn:
+            now_id = pgstore.enqueue(conn, "noop")
+
+        async def migrated(job_id: str) -> bool:
+            row = _row(pg_dsn, job_id)
+            return row is not None and row[0] == "migrated"
+
+        await eventually(lambda: migrated(now_id), 20, interval_s=0.05)
+        with psycopg.connect(pg_dsn) as conn:
+            later_id = pgstore.enqueue(conn, "noop", delay_s=1.0)
+        # The insert's NOTIFY finds nothing due; the next wake is the due time.
+        await eventually(lambda: migrated(later_id), 20, interval_s=0.05)
+        assert not task.done()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.close()
+        await broker.close()
+    assert m.stats.migrated == 2
