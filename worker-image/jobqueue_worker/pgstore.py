@@ -245,6 +245,10 @@ class AsyncStore:
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> None:
             async with conn.pipeline(), conn.cursor() as cur:
+                # No wait for the WAL flush: a server crash may lose the last
+                # moments of status writes, which are at-least-once anyway and
+                # repaired from Redis by the reconciler.
+                await cur.execute("SET LOCAL synchronous_commit = off")
                 await cur.execute(sql.APPLY_JOBS, batch.jobs)
                 if batch.failures[0]:
                     await cur.execute(sql.APPLY_FAILURES, batch.failures)
