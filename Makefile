@@ -10,12 +10,19 @@ VENV         ?= .venv
 PY           := $(VENV)/bin/python
 PHASE        := tests/devkit/phase
 DEVKIT       := PYTHONPATH=tests/devkit $(PY) -m jobqueue_devkit
-PACKAGES     := worker-image/jobqueue_cli worker-image/jobqueue_protocol worker-image/jobqueue_worker operator/jobqueue_operator tests/devkit/jobqueue_devkit
+PACKAGES     := worker-image/jobqueue_cli worker-image/protocol/jobqueue_protocol worker-image/jobqueue_worker operator/jobqueue_operator tests/devkit/jobqueue_devkit
+# The three distributions, installed editable into the development venv.
+DISTS        := worker-image/protocol worker-image operator
 PYTEST_ARGS  ?=
-IMAGE_TAG    ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE_TAG    ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' operator/pyproject.toml)
+# The base of both images. Users keep the registry's image; machines without a
+# registry build a local one (`make base-image`) and pass it here.
+PYTHON_IMAGE ?= python:3.11-slim-bookworm
+LOCAL_PYTHON_IMAGE := local/python:3.11-bookworm
 OPERATOR_IMAGE ?= jobqueue-operator:$(IMAGE_TAG)
 WORKER_IMAGE   ?= jobqueue-worker:$(IMAGE_TAG)
 KIND_CLUSTER ?= jobqueue
+CHART        := charts/jobqueue-operator
 
 ##@ General
 
@@ -33,10 +40,12 @@ demo: install redis controlplane ## Run the whole loop live: control plane, Redi
 
 .PHONY: test
 test: ## Install everything, then lint, type-check and run every test tier.
-	@$(PHASE) "install (venv, pip install -e .[dev])" $(MAKE) --no-print-directory install
+	@$(PHASE) "install (venv, the three distributions editable + the dev group)" $(MAKE) --no-print-directory install
 	@$(PHASE) "redis-server" $(MAKE) --no-print-directory redis
 	@$(PHASE) "promtool (checks metrics and alert rules)" $(MAKE) --no-print-directory promtool
 	@$(PHASE) "control-plane binaries (cached by version)" $(MAKE) --no-print-directory controlplane
+	@$(PHASE) "helm (built from Go modules, cached by version)" $(MAKE) --no-print-directory helm
+	@$(PHASE) "docker engine, local base image, both project images" $(MAKE) --no-print-directory images-local
 	@$(PHASE) "ruff (lint + format check)" $(MAKE) --no-print-directory lint
 	@$(PHASE) "mypy --strict" $(MAKE) --no-print-directory typecheck
 	@$(PHASE) "import-linter contracts" $(MAKE) --no-print-directory imports
@@ -45,16 +54,20 @@ test: ## Install everything, then lint, type-check and run every test tier.
 ##@ Setup (each is idempotent; `make test` and `make demo` run them)
 
 .PHONY: install
-install: $(VENV)/.installed ## Create .venv and install the project with its dev extras.
+install: $(VENV)/.installed ## Create .venv: the three distributions editable, plus the dev group.
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(addsuffix /pyproject.toml,$(DISTS))
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python 3.11 or newer is required (found " + sys.version.split()[0] + ")")'
 	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get update -qq && apt-get install -y -qq python3-venv; \
 	  else echo "error: '$(PYTHON) -m venv' is unavailable; install python3-venv" >&2; exit 1; fi; fi
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	@# A venv from before the split into three distributions holds one editable
+	@# jobqueue-operator that owns the `jobqueue` script; replacing it in place would
+	@# delete that script, so the project's own distributions go first.
+	$(PY) -m pip uninstall --quiet --yes jobqueue-operator jobqueue-worker jobqueue-protocol
+	$(PY) -m pip install --quiet --group dev -e worker-image/protocol -e worker-image -e 'operator[sim]'
 	@touch $@
 
 .PHONY: redis
@@ -101,6 +114,18 @@ promtool: ## Make sure promtool is available (Debian's prometheus package).
 controlplane: install ## Build kube-apiserver, kube-controller-manager and etcd from Go modules (cached).
 	$(DEVKIT) build
 
+.PHONY: docker-engine
+docker-engine: install ## Start a Docker engine unless one answers (Debian's docker.io) and build the local base images.
+	@$(DEVKIT) docker up $(DOCKER_UP_ARGS)
+
+.PHONY: docker-engine-down
+docker-engine-down: ## Stop the Docker engine if `make docker-engine` started it.
+	@$(DEVKIT) docker down
+
+.PHONY: helm
+helm: install ## Build the helm CLI from the helm.sh/helm/v4 Go module (cached); prints its path.
+	@$(DEVKIT) helm
+
 ##@ Development
 
 .PHONY: cluster-up
@@ -110,6 +135,12 @@ cluster-up: install controlplane ## Start a local control plane in the backgroun
 .PHONY: cluster-down
 cluster-down: ## Stop the local control plane and remove its files.
 	@$(DEVKIT) cluster down
+
+.PHONY: chart-sync
+chart-sync: ## Copy the CRDs and the alert rules into charts/jobqueue-operator (a test checks they match).
+	cp crds/jobqueues.yaml $(CHART)/crds/jobqueues.yaml
+	cp manifests/peering/crd.yaml $(CHART)/crds/kopfpeerings.yaml
+	cp manifests/monitoring/prometheusrule.yaml $(CHART)/files/prometheusrule.yaml
 
 .PHONY: lint
 lint: install ## ruff check and ruff format --check.
@@ -140,21 +171,33 @@ test-unit: install ## Only the fast tests that need no service.
 .PHONY: bench
 bench: install redis postgres controlplane ## Benchmarks side by side with the peers and the operator's cost; writes BENCHMARKS.md.
 	JOBQUEUE_BENCH_VIA="make bench" $(PY) -m bench.run $(BENCH_ARGS)
-	JOBQUEUE_BENCH_VIA="make bench" PYTHONPATH=tests/devkit:worker-image:operator \
+	JOBQUEUE_BENCH_VIA="make bench" PYTHONPATH=tests/devkit:worker-image:worker-image/protocol:operator \
 		$(PY) -m bench.operator $(BENCH_OPERATOR_ARGS)
-	PYTHONPATH=tests/devkit:worker-image $(PY) -m bench.postgres --output BENCHMARKS.md $(BENCH_POSTGRES_ARGS)
+	PYTHONPATH=tests/devkit:worker-image:worker-image/protocol $(PY) -m bench.postgres --output BENCHMARKS.md $(BENCH_POSTGRES_ARGS)
 
 .PHONY: bench-quick
 bench-quick: install redis controlplane ## A small-sample smoke run of both benchmarks (minutes, not an hour).
 	$(PY) -m bench.run --quick
-	PYTHONPATH=tests/devkit:worker-image:operator $(PY) -m bench.operator --quick
+	PYTHONPATH=tests/devkit:worker-image:worker-image/protocol:operator $(PY) -m bench.operator --quick
 
-##@ Real clusters (need Docker and kind; not available on the CI machines)
+##@ Images and real clusters (Docker; kind where it can pull its node image)
 
 .PHONY: images
-images: ## Build the operator and worker images with Docker.
-	docker build -f operator/Dockerfile -t $(OPERATOR_IMAGE) .
-	docker build -f worker-image/Dockerfile -t $(WORKER_IMAGE) .
+images: ## Build the operator and worker images with Docker (PYTHON_IMAGE= picks the base).
+	docker build --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) --build-arg VERSION=$(IMAGE_TAG) \
+	  --build-arg REVISION=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) \
+	  -f operator/Dockerfile -t $(OPERATOR_IMAGE) .
+	docker build --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) --build-arg VERSION=$(IMAGE_TAG) \
+	  --build-arg REVISION=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) \
+	  -f worker-image/Dockerfile -t $(WORKER_IMAGE) .
+
+.PHONY: images-local
+images-local: install ## Without a registry: start Docker, make the local Python base, then `make images` on it.
+	@if $(DEVKIT) docker up; then \
+	  $(MAKE) --no-print-directory images PYTHON_IMAGE=$(LOCAL_PYTHON_IMAGE); \
+	else \
+	  echo "no Docker engine could start here (above): the image tests will be skipped"; \
+	fi
 
 .PHONY: kind-up
 kind-up: images ## Create a kind cluster and load both images into it.

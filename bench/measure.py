@@ -134,7 +134,13 @@ class Runner:
         if self.peer.key == "ours":
             from bench.envs import REPO_ROOT
 
-            env["PYTHONPATH"] = f"{ADAPTERS_DIR}:{REPO_ROOT / 'worker-image'}"
+            env["PYTHONPATH"] = os.pathsep.join(
+                [
+                    str(ADAPTERS_DIR),
+                    str(REPO_ROOT / "worker-image"),
+                    str(REPO_ROOT / "worker-image/protocol"),
+                ]
+            )
         env.update(self.peer.extra_env)
         return env
 

@@ -9,14 +9,17 @@ skipped with the reason, so a laptop without Go can still run the unit tests.
 from __future__ import annotations
 
 import os
+import subprocess
+import tomllib
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
 
-from jobqueue_devkit import binaries
+from jobqueue_devkit import base_images, binaries, docker_engine
 from jobqueue_devkit.controlplane import ControlPlane
 from jobqueue_devkit.errors import DevkitError
 from jobqueue_devkit.redis_server import RedisServer
@@ -85,3 +88,56 @@ def namespace(control_plane: ControlPlane, kubeconfig: Path) -> Iterator[str]:
     control_plane.kubectl("create", "namespace", name)
     yield name
     control_plane.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+
+
+@pytest.fixture(scope="session")
+def docker_base_image() -> Iterator[str]:
+    """A Docker engine with the local Python base image; its name.
+
+    Machines without a usable engine skip the image tests with the reason,
+    also under CI: the engine is an optional tier. An engine this fixture
+    started is stopped at the end; one that was already running stays.
+    """
+    try:
+        how = docker_engine.start()
+        base_images.ensure_base_images()
+    except DevkitError as exc:
+        pytest.skip(f"docker engine unavailable: {exc}")
+    yield base_images.PYTHON_IMAGE
+    if how == "started":
+        docker_engine.stop()
+
+
+@dataclass(frozen=True)
+class ProjectImages:
+    """The project's two images, built by `make images` on the local base."""
+
+    worker: str
+    operator: str
+
+
+@pytest.fixture(scope="session")
+def project_images(
+    docker_base_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> ProjectImages:
+    """Both images, built exactly as `make images` builds them (the layer cache keeps a
+    rebuild of unchanged sources to seconds). A failed build fails the tests that need it."""
+    version = tomllib.loads((REPO_ROOT / "operator" / "pyproject.toml").read_text())["project"][
+        "version"
+    ]
+    log = tmp_path_factory.mktemp("images") / "make-images.log"
+    with log.open("wb") as out:
+        built = subprocess.run(
+            ["make", "--no-print-directory", "images", f"PYTHON_IMAGE={docker_base_image}"],
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=1800,
+            check=False,
+        )
+    if built.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        pytest.fail(f"`make images` failed (exit {built.returncode}):\n{tail}", pytrace=False)
+    return ProjectImages(
+        worker=f"jobqueue-worker:{version}", operator=f"jobqueue-operator:{version}"
+    )

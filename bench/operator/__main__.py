@@ -128,7 +128,7 @@ def git_state() -> str:
         ).stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD")
-    dirty = git("status", "--porcelain", "--", "operator", "worker-image/jobqueue_protocol")
+    dirty = git("status", "--porcelain", "--", "operator", "worker-image/protocol")
     return f"commit {head}" + (" with uncommitted operator changes" if dirty else "")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-for _sub in ("tests/devkit", "worker-image", "operator"):
+for _sub in ("tests/devkit", "worker-image", "worker-image/protocol", "operator"):
     _path = str(REPO_ROOT / _sub)
     if _path not in sys.path:
         sys.path.append(_path)

@@ -13,13 +13,27 @@ import argparse
 import random
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 from jobqueue_operator import handlers
+
+DISTRIBUTION = "jobqueue-operator"
+
+
+def installed_version() -> str:
+    """The installed distribution's version, or "unknown" when run from a bare source tree."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line; every option also has a sensible default for a pod."""
     parser = argparse.ArgumentParser(prog="jobqueue-operator", description=__doc__)
+    parser.add_argument(
+        "--version", action="version", version=f"jobqueue-operator {installed_version()}"
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--standalone", action="store_true", help="no peering: this process always acts"

@@ -64,3 +64,15 @@ def test_probes_and_monitoring_label(dep: dict[str, Any]) -> None:
     assert labels.get("jobqueue.dev/worker") == "true"  # the PodMonitor selects on it
     grace = dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace > WorkerSettings.model_fields["grace_period_s"].default
+
+
+@pytest.mark.parametrize("dep", deployments(), ids=lambda d: d["metadata"]["name"])
+def test_replicas_left_to_the_operator_and_tmp_writable(dep: dict[str, Any]) -> None:
+    # A `replicas` here would be re-applied by GitOps tools over the operator's count.
+    assert "replicas" not in dep["spec"]
+    pod = dep["spec"]["template"]["spec"]
+    assert container(dep)["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["mountPath"]: m["name"] for m in container(dep)["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    # Isolated jobs need a temporary directory; a size limit keeps a runaway job in check.
+    assert volumes[mounts["/tmp"]]["emptyDir"]["sizeLimit"]

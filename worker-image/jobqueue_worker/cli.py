@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
 from datetime import datetime
 from typing import Annotated, Any
@@ -37,7 +38,14 @@ RedisUrl = Annotated[str, typer.Option(envvar="JQW_REDIS_URL", help="Redis URL")
 QueueOpt = Annotated[str, typer.Option("--queue", "-q", help="queue name")]
 
 
-def load_registry(module: str) -> Registry:
+def load_registry(module: str | None) -> Registry:
+    """The job types of `module`; no default, so a worker runs only the code it was given."""
+    if not module:
+        raise ConfigError(
+            "JQW_HANDLERS: no job handler module is configured; set it (or --handlers) to the"
+            " module that defines `registry` (jobqueue_worker.handlers for the shipped webhook"
+            " and email types)"
+        )
     try:
         mod = importlib.import_module(module)
     except ImportError as exc:
@@ -46,6 +54,28 @@ def load_registry(module: str) -> Registry:
     if not isinstance(registry, Registry):
         raise ConfigError(f"JQW_HANDLERS: module {module!r} has no `registry` (a Registry)")
     return registry
+
+
+def require_temp_dir(registry: Registry) -> None:
+    """Isolated job types need a writable temporary directory; say so at start, not per job.
+
+    Their child processes start from a multiprocessing server whose socket lives in
+    a temporary directory. Under a read-only root filesystem there is none unless a
+    volume is mounted at /tmp (or TMPDIR names one), and every isolated attempt
+    would fail with a message that does not say why.
+    """
+    isolated = [name for name in registry.names() if (jt := registry.get(name)) and jt.isolated]
+    if not isolated:
+        return
+    try:
+        tempfile.gettempdir()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"isolated job types ({', '.join(sorted(isolated))}) need a writable temporary"
+            " directory and none of TMPDIR, /tmp, /var/tmp or the working directory is"
+            " writable: mount an emptyDir at /tmp (the shipped manifests and chart do) or set"
+            " TMPDIR"
+        ) from None
 
 
 _early_stop: list[int] = []
@@ -83,6 +113,7 @@ def run_worker(settings: WorkerSettings) -> int:
         signal.signal(sig, _note_early_signal)
     logs.setup(settings.json_logs, settings.log_level)
     registry = load_registry(settings.handlers)
+    require_temp_dir(registry)
     code = asyncio.run(_serve(settings, registry))
     if any(t.is_alive() and not t.daemon for t in threading.enumerate()[1:]):
         # A sync handler still runs in the pool; its job was handed back, so do
@@ -117,7 +148,8 @@ def worker(
         settings = load(**overrides)
         registry_code = run_worker(settings)
     except ConfigError as exc:
-        err.print(f"[red]{exc}[/red]")
+        # One line whatever the terminal's width: logs and `kubectl logs` read it whole.
+        err.print(f"[red]{exc}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
     raise typer.Exit(registry_code)
 

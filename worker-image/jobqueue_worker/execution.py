@@ -163,7 +163,7 @@ class Supervisor:
             methods = multiprocessing.get_all_start_methods()
             method = "forkserver" if "forkserver" in methods else "spawn"
             ctx = multiprocessing.get_context(method)
-            if method == "forkserver":
+            if method == "forkserver" and self.settings.handlers:
                 # Children fork from a server that already imported the handlers.
                 ctx.set_forkserver_preload([self.settings.handlers])
             self._ctx = ctx

@@ -79,9 +79,11 @@ class WorkerSettings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Served in this order under strict mode (the seeds' high, normal, low queues).
     queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["default"])
-    handlers: str = Field(
-        default="jobqueue_worker.examples",
-        description="module that registers job types (imported at start)",
+    # No default: a worker loads only the job code it is pointed at (the shipped
+    # examples include handlers that crash or leak memory on purpose).
+    handlers: str | None = Field(
+        default=None,
+        description="module that registers job types (imported at start); required to run",
     )
     concurrency: int = Field(default=10, ge=1, le=1000)
     mode: Literal["strict", "weighted"] = "strict"

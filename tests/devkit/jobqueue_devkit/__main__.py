@@ -1,9 +1,12 @@
 """`python -m jobqueue_devkit`: the development commands behind the Makefile.
 
 build         build (or find cached) kube-apiserver, kube-controller-manager, etcd
+helm          build (or find cached) the helm CLI; prints its path
 cluster up    start a local control plane in the background; print its kubeconfig
 cluster down  stop it and remove every file it wrote
 redis         run a Redis server in the foreground on a free port (Ctrl-C stops it)
+docker up     start a Docker engine unless one answers; build the local base images
+docker down   stop the engine if `docker up` started it
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from jobqueue_devkit import binaries, controlplane
+from jobqueue_devkit import base_images, binaries, controlplane, docker_engine, helm_binary
 from jobqueue_devkit.errors import DevkitError
 from jobqueue_devkit.redis_server import RedisServer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 cluster = typer.Typer(add_completion=False, no_args_is_help=True, help="The local control plane.")
 app.add_typer(cluster, name="cluster")
+docker = typer.Typer(add_completion=False, no_args_is_help=True, help="The Docker engine.")
+app.add_typer(docker, name="docker")
 console = Console(stderr=True)
 
 DEFAULT_DIR = controlplane.REPO_ROOT / ".cluster"
@@ -40,6 +45,19 @@ def build() -> None:
         return
     bins = binaries.build()
     console.print(f"built into {bins.directory} in {time.monotonic() - started:.0f}s")
+
+
+@app.command()
+def helm() -> None:
+    """Build the helm CLI unless it is cached; print its path."""
+    started = time.monotonic()
+    cached = helm_binary.cached_helm()
+    if cached is not None:
+        console.print(f"helm cached at {cached}")
+    else:
+        cached = helm_binary.build_helm()
+        console.print(f"built {cached} in {time.monotonic() - started:.0f}s")
+    print(cached)
 
 
 @cluster.command("up")
@@ -94,6 +112,35 @@ def redis(port: Annotated[int, typer.Option(help="0 picks a free port.")] = 0) -
         signal.sigwait(stop_signals)
     finally:
         server.cleanup()
+
+
+@docker.command("up")
+def docker_up(
+    optional: Annotated[
+        bool, typer.Option(help="Say why in one line and exit 0 when no engine can start.")
+    ] = False,
+) -> None:
+    """Start dockerd unless an engine answers, then build the local base images once."""
+    started = time.monotonic()
+    try:
+        how = docker_engine.start()
+        built = base_images.ensure_base_images()
+    except DevkitError as exc:
+        if not optional:
+            raise
+        console.print(f"docker engine unavailable, image tests will be skipped: {exc}")
+        return
+    console.print(
+        f"docker engine {how} at {docker_engine.SOCKET}; base images "
+        + (f"built: {', '.join(built)}" if built else "cached")
+        + f" ({time.monotonic() - started:.0f}s)"
+    )
+
+
+@docker.command("down")
+def docker_down() -> None:
+    """Stop the engine if `docker up` started it; anyone else's engine stays up."""
+    console.print(f"docker engine: {docker_engine.stop()}")
 
 
 def main() -> None:

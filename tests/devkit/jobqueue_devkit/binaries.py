@@ -147,7 +147,7 @@ def cached_binaries() -> ControlPlaneBinaries | None:
 
 
 @contextlib.contextmanager
-def _build_lock(directory: Path) -> Iterator[None]:
+def build_lock(directory: Path) -> Iterator[None]:
     directory.mkdir(parents=True, exist_ok=True)
     with (directory / ".build.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -157,7 +157,7 @@ def _build_lock(directory: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _run_go(args: list[str], cwd: Path, timeout_s: float, what: str, log: Path) -> None:
+def run_go(args: list[str], cwd: Path, timeout_s: float, what: str, log: Path) -> None:
     go = shutil.which("go")
     assert go is not None  # go_version() checked it
     started = time.monotonic()
@@ -218,7 +218,7 @@ def build() -> ControlPlaneBinaries:
     bins = ControlPlaneBinaries(target)
     if bins.complete():
         return bins
-    with _build_lock(target.parent):
+    with build_lock(target.parent):
         if bins.complete():  # another process built them while we waited
             return bins
         staging = target.parent / "bin.partial"
@@ -232,14 +232,14 @@ def build() -> ControlPlaneBinaries:
             flush=True,
         )
         # One small download first, so an unreachable proxy fails in seconds, not mid-build.
-        _run_go(
+        run_go(
             ["mod", "download", "k8s.io/kubernetes"],
             KUBE_MODULE,
             DOWNLOAD_TIMEOUT_S,
             "reach the Go module proxy",
             log,
         )
-        _run_go(
+        run_go(
             [
                 "build",
                 "-trimpath",
@@ -255,7 +255,7 @@ def build() -> ControlPlaneBinaries:
             "build kube-apiserver and kube-controller-manager",
             log,
         )
-        _run_go(
+        run_go(
             [
                 "build",
                 "-trimpath",

@@ -39,6 +39,7 @@ import aiohttp
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from jobqueue_devkit.identity import pod_credentials
 from jobqueue_devkit.ports import free_port
 
 log = logging.getLogger("jobqueue.podrunner")
@@ -79,6 +80,7 @@ class RunningPod:
     probe_period_s: float
     grace_s: float
     log_path: Path
+    container: str = "worker"
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     ready: bool = False
@@ -102,6 +104,7 @@ class PodRunner:
         self.api: client.ApiClient | None = None
         self.core: client.CoreV1Api | None = None
         self.session: aiohttp.ClientSession | None = None
+        self.admin_kubeconfig: Path | None = None
         self.stopped: list[str] = []  # names of Pods whose processes ended on deletion
         self.signalled: list[str] = []  # names of Pods sent SIGTERM, in order (set at once)
         self._background: set[asyncio.Task[None]] = set()
@@ -110,6 +113,7 @@ class PodRunner:
     # ---------------------------------------------------------------- lifecycle
     async def run(self, kubeconfig: Path, stop: asyncio.Event) -> None:
         await config.load_kube_config(config_file=str(kubeconfig))
+        self.admin_kubeconfig = kubeconfig
         self.log_dir.mkdir(parents=True, exist_ok=True)
         async with client.ApiClient() as api, aiohttp.ClientSession() as session:
             self.api, self.core, self.session = api, client.CoreV1Api(api), session
@@ -202,7 +206,10 @@ class PodRunner:
         if running is None and pod.status.phase in (None, "Pending"):
             if not pod.spec.node_name:
                 await self._bind(pod)
-            self._start(pod)
+            assert self.core is not None
+            assert self.admin_kubeconfig is not None
+            credentials = await pod_credentials(self.core, pod, self.admin_kubeconfig, self.log_dir)
+            self._start(pod, credentials)
 
     async def _bind(self, pod: Any) -> None:
         assert self.core is not None
@@ -216,14 +223,16 @@ class PodRunner:
             )
 
     # ---------------------------------------------------------------- processes
-    def _start(self, pod: Any) -> None:
+    def _start(self, pod: Any, credentials: Mapping[str, str]) -> None:
         container = pod.spec.containers[0]
         annotations = pod.metadata.annotations or {}
         port_env = annotations.get(PORT_ENV_ANNOTATION, DEFAULT_PORT_ENV)
         probe = container.readiness_probe
         probe_path = probe.http_get.path if probe is not None and probe.http_get else None
         port = free_port()
-        env = {**os.environ, **self.extra_env}
+        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+        env.update(self.extra_env)
+        env.update(credentials)
         env.update({e.name: e.value or "" for e in container.env or [] if e.value is not None})
         env.update(
             {"POD_NAME": pod.metadata.name, "POD_NAMESPACE": self.namespace, port_env: str(port)}
@@ -239,6 +248,7 @@ class PodRunner:
             probe_period_s=float(probe.period_seconds or 10) if probe is not None else 1.0,
             grace_s=float(pod.spec.termination_grace_period_seconds or 30),
             log_path=self.log_dir / f"{pod.metadata.name}.log",
+            container=container.name,
         )
         self.pods[running.name] = running
         running.task = asyncio.create_task(self._supervise(running))
@@ -315,7 +325,7 @@ class PodRunner:
                 ],
                 "containerStatuses": [
                     {
-                        "name": "worker",
+                        "name": pod.container,
                         "image": "local-pod-runner",
                         "imageID": "",
                         "ready": ready == "True",
@@ -346,6 +356,7 @@ class PodRunner:
                     os.killpg(proc.pid, signal.SIGKILL)
                 await proc.wait()
         self.stopped.append(pod.name)
+        (self.log_dir / f"{pod.name}.kubeconfig").unlink(missing_ok=True)
         if pod.task is not None and pod.task is not asyncio.current_task():
             pod.task.cancel()
         self.pods.pop(pod.name, None)

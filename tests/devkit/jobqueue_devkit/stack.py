@@ -26,6 +26,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from jobqueue_devkit.controlplane import REPO_ROOT, ControlPlane
 from jobqueue_devkit.errors import DevkitError
+from jobqueue_devkit.identity import token_kubeconfig, write_kubeconfig
 from jobqueue_devkit.podrunner import RUN_LABEL, PodRunner
 from jobqueue_devkit.ports import free_port
 from jobqueue_devkit.procs import ManagedProcess
@@ -183,22 +184,9 @@ def install_operator_identity(plane: ControlPlane, watched: list[str], workdir: 
     token = plane.kubectl(
         "create", "token", OPERATOR_ACCOUNT, "-n", OPERATOR_NAMESPACE, "--duration=24h"
     ).strip()
-    admin = yaml.safe_load(plane.kubeconfig.read_text())
-    cluster = admin["clusters"][0]
-    kubeconfig = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [cluster],
-        "users": [{"name": OPERATOR_ACCOUNT, "user": {"token": token}}],
-        "contexts": [
-            {"name": "operator", "context": {"cluster": cluster["name"], "user": OPERATOR_ACCOUNT}}
-        ],
-        "current-context": "operator",
-    }
-    path = workdir / "operator.kubeconfig"
-    path.write_text(yaml.safe_dump(kubeconfig))
-    path.chmod(0o600)
-    return path
+    return write_kubeconfig(
+        workdir / "operator.kubeconfig", token_kubeconfig(plane.kubeconfig, OPERATOR_ACCOUNT, token)
+    )
 
 
 def start_operator(

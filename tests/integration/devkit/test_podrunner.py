@@ -97,3 +97,70 @@ async def test_pods_run_become_ready_and_stop_on_scale_down(
         stop.set()
         await asyncio.wait_for(task, 30)
     assert runner.pods == {}
+
+
+def bare_pod(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {RUN_LABEL: "true"}},
+        "spec": {
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "registry.invalid/x:1",
+                    "command": ["python", "-c", SERVER],
+                }
+            ],
+            **spec,
+        },
+    }
+
+
+async def test_a_pod_gets_its_service_accounts_token_and_no_other_credentials(
+    kubeconfig: Path, namespace: str, tmp_path: Path
+) -> None:
+    await config.load_kube_config(config_file=str(kubeconfig))
+    stop = asyncio.Event()
+    runner = PodRunner(namespace, tmp_path)
+    task = asyncio.create_task(runner.run(kubeconfig, stop))
+    try:
+        async with client.ApiClient() as api:
+            core = client.CoreV1Api(api)
+            await core.create_namespaced_service_account(
+                namespace, {"metadata": {"name": "reader"}}
+            )
+            await core.create_namespaced_pod(
+                namespace, bare_pod("with-sa", serviceAccountName="reader")
+            )
+            await core.create_namespaced_pod(
+                namespace,
+                bare_pod(
+                    "opted-out", serviceAccountName="reader", automountServiceAccountToken=False
+                ),
+            )
+            await core.create_namespaced_pod(namespace, bare_pod("no-sa"))
+
+            async def started() -> bool:
+                return {"with-sa", "opted-out", "no-sa"} <= set(runner.pods)
+
+            assert await eventually(started, timeout_s=60)
+            env = {name: runner.pods[name].env for name in ("with-sa", "opted-out", "no-sa")}
+            # The runner's own KUBECONFIG (the admin's) reaches no Pod.
+            assert "KUBECONFIG" not in env["opted-out"]
+            assert "KUBECONFIG" not in env["no-sa"]
+            whoami = await asyncio.create_subprocess_exec(
+                "kubectl", "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}",
+                env={
+                    "KUBECONFIG": env["with-sa"]["KUBECONFIG"],
+                    "PATH": "/usr/bin:/bin",
+                    "HOME": str(tmp_path),  # kubectl keeps its discovery cache under HOME
+                },
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await whoami.communicate()
+            assert out.decode() == f"system:serviceaccount:{namespace}:reader", err.decode()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)

@@ -103,6 +103,7 @@ def worker_metrics(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, set[st
         JQW_HTTP_HOST="127.0.0.1",
         JQW_HEARTBEAT_INTERVAL_S="0.2",
         JQW_CONCURRENCY="4",
+        JQW_HANDLERS="jobqueue_worker.examples",
     )
     log = tmp_path / "worker.log"
     with log.open("wb") as out:

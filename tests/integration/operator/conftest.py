@@ -112,6 +112,7 @@ def start_operator(
                 [
                     str(ROOT / "operator"),
                     str(ROOT / "worker-image"),
+                    str(ROOT / "worker-image" / "protocol"),
                     os.environ.get("PYTHONPATH", ""),
                 ]
             ),

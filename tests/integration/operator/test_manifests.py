@@ -47,8 +47,9 @@ def test_operator_deployment_is_hardened() -> None:
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["capabilities"]["drop"] == ["ALL"]
     assert {"requests", "limits"} <= set(container["resources"])
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    # Two different signals: the event loop answers (liveness), /metrics answers (readiness).
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
 
 
 def test_rbac_never_lists_or_watches_secrets_and_has_no_wildcards() -> None:

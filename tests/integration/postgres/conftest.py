@@ -113,7 +113,9 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
         full_env = {
             **os.environ,
             "JQW_HANDLERS": "jobqueue_worker.examples",
-            "PYTHONPATH": str(REPO / "worker-image"),
+            "PYTHONPATH": os.pathsep.join(
+                [str(REPO / "worker-image"), str(REPO / "worker-image/protocol")]
+            ),
             "PYTHONFAULTHANDLER": "1",
             **{k: str(v) for k, v in env.items()},
         }

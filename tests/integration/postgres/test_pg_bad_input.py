@@ -22,7 +22,13 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def jobqueue(*args: str, dsn: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "worker-image"), "COLUMNS": "80"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(REPO / "worker-image"), str(REPO / "worker-image/protocol")]
+        ),
+        "COLUMNS": "80",
+    }
     env.pop("JQW_POSTGRES_DSN", None)
     if dsn is not None:
         env["JQW_POSTGRES_DSN"] = dsn

@@ -24,7 +24,9 @@ def jobqueue(dsn: str, *args: str, redis_url: str = "") -> subprocess.CompletedP
     env = {
         **os.environ,
         "JQW_REDIS_URL": redis_url,
-        "PYTHONPATH": str(REPO / "worker-image"),
+        "PYTHONPATH": os.pathsep.join(
+            [str(REPO / "worker-image"), str(REPO / "worker-image/protocol")]
+        ),
         "JQW_POSTGRES_DSN": dsn,
         "COLUMNS": "200",
     }

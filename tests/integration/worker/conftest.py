@@ -146,7 +146,9 @@ def spawn_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Spawn
             "JQW_REDIS_URL": redis_url,
             "JQW_HANDLERS": "jobqueue_worker.examples",
             "POD_NAME": pod,
-            "PYTHONPATH": str(REPO / "worker-image"),
+            "PYTHONPATH": os.pathsep.join(
+                [str(REPO / "worker-image"), str(REPO / "worker-image/protocol")]
+            ),
             # SIGABRT (Spawned.dump_stacks) prints every thread's stack to the log.
             "PYTHONFAULTHANDLER": "1",
         }

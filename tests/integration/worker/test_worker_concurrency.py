@@ -146,7 +146,10 @@ def test_the_worker_process_exits_at_start_with_the_message(redis_url: str) -> N
     env = _clean_env(
         {
             "JQW_REDIS_URL": redis_url,
-            "PYTHONPATH": str(os.path.join(os.path.dirname(__file__), "../../../worker-image")),
+            "PYTHONPATH": os.pathsep.join(
+                os.path.join(os.path.dirname(__file__), "../../../worker-image", sub)
+                for sub in ("", "protocol")
+            ),
             "RATE_LIMIT_NOOP": "300/minute,10000/hour,lots/day",
             "WORKER_MEMORY_HARD_LIMIT": "1 gigabyte",
         }

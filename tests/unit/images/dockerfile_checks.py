@@ -357,16 +357,26 @@ def check_entrypoint(df: Dockerfile, scripts: dict[str, str]) -> list[str]:
     return []
 
 
-def installed_extras(df: Dockerfile) -> set[str]:
-    """The extras named in ``pip install ...[extra]`` commands of any stage."""
-    extras: set[str] = set()
+def wheel_sources(df: Dockerfile) -> list[str]:
+    """The folders that ``pip wheel ... --wheel-dir DIR A B`` builds wheels from, in order."""
+    sources: list[str] = []
     for stage in df.stages:
         for ins in stage.all("RUN"):
             for part in re.split(r"&&|;", " ".join(ins.args)):
-                if re.search(r"\bpip\b.*\binstall\b", part):
-                    for group in re.findall(r"\[([\w,\s-]+)\]", part):
-                        extras.update(e.strip() for e in group.split(",") if e.strip())
-    return extras
+                words = part.split()
+                if "pip" not in " ".join(words) or "wheel" not in words:
+                    continue
+                args = words[words.index("wheel") + 1 :]
+                skip = False
+                for word in args:
+                    if skip:
+                        skip = False
+                    elif word in {"--wheel-dir", "-w"}:
+                        skip = True
+                    elif not word.startswith("-"):
+                        # pip needs "./name" to read a bare folder name as a path.
+                        sources.append(word.removeprefix("./"))
+    return sources
 
 
 def check_env(df: Dockerfile, required: dict[str, str]) -> list[str]:

@@ -4,8 +4,10 @@ What is checked: every COPY source exists and .dockerignore lets all of it in;
 COPY --from names an earlier stage; multi-stage with a slim Python base of the
 project's version; the final stage runs as a numeric non-root user, installs no
 compiler, sets the Python env flags, has OCI labels and no HEALTHCHECK; the
-ENTRYPOINT is a console script from pyproject.toml and the image installs the
-extra that script needs; and, where the venv has the scripts, each runs --help.
+ENTRYPOINT is a console script of a distribution the image builds, and the image
+builds exactly its distributions' wheels (the worker image never the operator's,
+the operator image never the worker's); and, where the venv has the scripts, each
+runs --help. tests/integration/images builds the wheels from the real context.
 The last test feeds bad Dockerfiles to the checks to show each one bites.
 """
 
@@ -31,29 +33,36 @@ from dockerfile_checks import (
     check_no_compilers,
     check_stages,
     check_user,
-    installed_extras,
     labels,
     parse,
+    wheel_sources,
 )
 
 REPO = Path(__file__).resolve().parents[3]
-PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
-SCRIPTS: dict[str, str] = PYPROJECT["project"]["scripts"]
-EXTRAS: dict[str, list[str]] = PYPROJECT["project"]["optional-dependencies"]
-PYTHON = PYPROJECT["project"]["requires-python"].removeprefix(">=")
+PROTOCOL, WORKER, OPERATOR = "worker-image/protocol", "worker-image", "operator"
+DISTRIBUTIONS = {
+    folder: tomllib.loads((REPO / folder / "pyproject.toml").read_text())["project"]
+    for folder in (PROTOCOL, WORKER, OPERATOR)
+}
+SCRIPTS: dict[str, str] = {
+    name: target
+    for project in DISTRIBUTIONS.values()
+    for name, target in project.get("scripts", {}).items()
+}
+PYTHON = DISTRIBUTIONS[OPERATOR]["requires-python"].removeprefix(">=")
 
 
 @dataclass(frozen=True)
 class Image:
     dockerfile: str
     script: str  # the console script the ENTRYPOINT must run
-    extra: str  # the one extra the image must install
+    distributions: tuple[str, ...]  # the folders whose wheels the image builds, in order
     command: tuple[str, ...]  # the default CMD after the script (a Pod's args replace it)
 
 
 IMAGES = [
-    Image("operator/Dockerfile", "jobqueue-operator", "operator", ()),
-    Image("worker-image/Dockerfile", "jobqueue", "worker", ("worker",)),
+    Image("operator/Dockerfile", "jobqueue-operator", (PROTOCOL, OPERATOR), ()),
+    Image("worker-image/Dockerfile", "jobqueue", (PROTOCOL, WORKER), ("worker",)),
 ]
 IDS = [i.dockerfile for i in IMAGES]
 
@@ -104,7 +113,7 @@ def test_final_stage_env_labels_and_no_healthcheck(image: Image) -> None:
 
 
 @pytest.mark.parametrize("image", IMAGES, ids=IDS)
-def test_entrypoint_is_the_console_script_with_its_extra(image: Image) -> None:
+def test_entrypoint_is_the_console_script_of_the_distributions_built(image: Image) -> None:
     df = load(image)
     assert check_entrypoint(df, SCRIPTS) == []
     (entrypoint,) = df.final.all("ENTRYPOINT")
@@ -112,9 +121,13 @@ def test_entrypoint_is_the_console_script_with_its_extra(image: Image) -> None:
     commands = df.final.all("CMD")
     assert [c.args for c in commands] == ([list(image.command)] if image.command else [])
     assert all(c.exec_form for c in commands)
-    assert image.extra in EXTRAS, f"pyproject.toml has no [{image.extra}] extra"
-    # Exactly the one extra: the worker image must not carry kopf, nor the reverse.
-    assert installed_extras(df) == {image.extra}
+    # Exactly its own distributions: the worker image must not carry kopf, nor the
+    # operator image the job handlers.
+    assert wheel_sources(df) == list(image.distributions)
+    owner = next(
+        f for f in image.distributions if image.script in DISTRIBUTIONS[f].get("scripts", {})
+    )
+    assert owner != PROTOCOL
 
 
 def test_dockerignore_keeps_the_heavy_and_private_folders_out(ignore: DockerIgnore) -> None:
@@ -127,13 +140,17 @@ def test_dockerignore_keeps_the_heavy_and_private_folders_out(ignore: DockerIgno
         "bench/.cache/node/node_modules/x/index.js",
         ".cluster/kubeconfig",
         "docs/kind.md",
+        "pyproject.toml",
         "worker-image/jobqueue_worker/__pycache__/cli.cpython-311.pyc",
         "worker-image/jobqueue_worker/handlers/email.pyc",
     ]:
         assert ignore.ignored(path), path
     for path in [
-        "pyproject.toml",
-        "README.md",
+        "worker-image/pyproject.toml",
+        "worker-image/protocol/pyproject.toml",
+        "worker-image/protocol/jobqueue_protocol/keys.py",
+        "operator/pyproject.toml",
+        "worker-image/jobqueue_cli/__init__.py",
         "worker-image/jobqueue_worker/scripts/step.lua",
         "worker-image/jobqueue_worker/handlers/webhook.py",
         "operator/jobqueue_operator/cli.py",
@@ -167,7 +184,7 @@ BAD = """\
 # syntax=docker/dockerfile:1
 ARG BASE=python:3.11-slim-bookworm
 FROM ${BASE} AS builder
-COPY pyproject.toml missing-file.txt ./
+COPY operator/pyproject.toml missing-file.txt ./
 COPY tests/conftest.py /x/
 COPY ../outside /y/
 ADD https://example.com/x.tgz /z/
@@ -190,7 +207,7 @@ def test_checks_catch_a_bad_dockerfile(ignore: DockerIgnore) -> None:
     assert any("tests/conftest.py is excluded by .dockerignore" in p for p in copies), copies
     assert any("escapes the build context" in p for p in copies), copies
     assert any("remote sources" in p for p in copies), copies
-    assert not any("pyproject.toml" in p for p in copies), copies
+    assert not any("operator/pyproject.toml" in p for p in copies), copies
 
     assert check_copy_from(df) == ["line 9: COPY --from=later names no earlier stage"]
     assert any("inherits its tools" in p for p in check_stages(df))

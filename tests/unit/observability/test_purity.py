@@ -7,11 +7,13 @@ this test process has long imported both.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
+WORKER_PATHS = ("worker-image", "worker-image/protocol")
 
 
 def _loaded_after(module: str) -> set[str]:
@@ -26,7 +28,7 @@ def _loaded_after(module: str) -> set[str]:
         text=True,
         timeout=60,
         check=True,
-        env={"PYTHONPATH": str(ROOT / "worker-image")},
+        env={"PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in WORKER_PATHS)},
     )
     return set(out.stdout.split())
 
