@@ -3,8 +3,8 @@ status write-back on versus off, and the latency of the transactional enqueue.
 
 Usage (from the repo root, with the project venv)::
 
-    PYTHONPATH=tests/devkit:worker-image:worker-image/protocol .venv/bin/python -m bench.postgres
-    PYTHONPATH=tests/devkit:worker-image:worker-image/protocol .venv/bin/python -m bench.postgres --jobs 2000
+    PYTHONPATH=tests/devkit .venv/bin/python -m bench.postgres --jobs 2000
+    make bench   # runs it too, writing its section of BENCHMARKS.md
 
 Starts a throwaway redis-server and a PostgreSQL cluster (Debian's, via the devkit)
 on free loopback ports, runs each measurement in this process against them, prints
