@@ -54,7 +54,7 @@ def _store() -> Any:
     try:
         from jobqueue_worker import pgstore
     except ImportError:
-        _fail(ConfigError("psycopg is not installed: pip install 'jobqueue-operator[postgres]'"), 2)
+        _fail(ConfigError("psycopg is not installed: pip install 'jobqueue-worker[postgres]'"), 2)
     return pgstore
 
 

@@ -48,7 +48,7 @@ def events_for(settings: WorkerSettings, worker_id: str) -> JobEvents:
     except ImportError:
         raise ConfigError(
             "JQW_POSTGRES_DSN is set but psycopg is not installed:"
-            " pip install 'jobqueue-operator[postgres]'"
+            " pip install 'jobqueue-worker[postgres]'"
         ) from None
     return PgWriteback(
         AsyncStore(settings.postgres_dsn),
