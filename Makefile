@@ -174,6 +174,11 @@ bench: install redis postgres controlplane ## Benchmarks side by side with the p
 	JOBQUEUE_BENCH_VIA="make bench" PYTHONPATH=tests/devkit:worker-image:worker-image/protocol:operator \
 		$(PY) -m bench.operator $(BENCH_OPERATOR_ARGS)
 	PYTHONPATH=tests/devkit:worker-image:worker-image/protocol $(PY) -m bench.postgres --output BENCHMARKS.md $(BENCH_POSTGRES_ARGS)
+	$(MAKE) bench-scaling
+
+.PHONY: bench-scaling
+bench-scaling: install ## The operator's policy against tuned and default KEDA on the simulator; writes its BENCHMARKS.md section.
+	$(PY) -m bench.scaling
 
 .PHONY: bench-quick
 bench-quick: install redis controlplane ## A small-sample smoke run of both benchmarks (minutes, not an hour).

@@ -4,86 +4,122 @@ Single writer per JobQueue: by default the operator runs with kopf peering
 (``--peering jobqueue-operator``) and a random priority, so among several
 replicas exactly one (the highest priority) acts and the others stand by until
 its peering record expires. ``--standalone`` skips peering (one replica, or tests).
-See ``docs/operator.md``, "High availability".
+See ``docs/operator.md``, "High availability"; exit codes are in ``docs/cli.md``.
+
+The settings (``JQO_*`` and the scaling defaults) are read here, before kopf
+starts, so a bad value is one line naming the variable and exit code 2.
 """
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 from collections.abc import Sequence
-from importlib import metadata
+from typing import Annotated, NoReturn
 
-from jobqueue_operator import handlers
+import typer
+from pydantic import ValidationError
 
-DISTRIBUTION = "jobqueue-operator"
+from jobqueue_operator.settings import OperatorSettings
+from jobqueue_protocol import clikit, logformat
 
+PROG = "jobqueue-operator"
+DEFAULT_PEERING = "jobqueue-operator"
 
-def installed_version() -> str:
-    """The installed distribution's version, or "unknown" when run from a bare source tree."""
-    try:
-        return metadata.version(DISTRIBUTION)
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The command line; every option also has a sensible default for a pod."""
-    parser = argparse.ArgumentParser(prog="jobqueue-operator", description=__doc__)
-    parser.add_argument(
-        "--version", action="version", version=f"jobqueue-operator {installed_version()}"
-    )
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--standalone", action="store_true", help="no peering: this process always acts"
-    )
-    mode.add_argument(
-        "--peering",
-        default="jobqueue-operator",
-        help="kopf peering name; replicas with the same name elect one active writer",
-    )
-    parser.add_argument(
-        "--priority",
-        type=int,
-        default=None,
-        help="peering priority (default: random, so replicas never tie)",
-    )
-    parser.add_argument(
-        "-n",
-        "--namespace",
-        action="append",
-        default=[],
-        help="watch this namespace (repeatable); default: all namespaces",
-    )
-    parser.add_argument(
-        "--liveness",
-        default="http://0.0.0.0:8081/healthz",
-        help="kopf liveness/readiness endpoint URL ('' to disable)",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    return parser.parse_args(argv)
+app = typer.Typer(pretty_exceptions_enable=False)
+HELP = (
+    "Run the operator: scale each JobQueue's workers from its Redis queues. "
+    "Exit codes: 0 stopped, 2 bad option or setting, 1 anything else (docs/cli.md)."
+)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script."""
-    args = parse_args(argv)
-    priority = (
-        args.priority if args.priority is not None else random.SystemRandom().randrange(1, 2**31)
-    )
-    try:
-        handlers.run(
-            standalone=args.standalone,
-            peering=args.peering,
-            priority=priority,
-            namespaces=args.namespace,
-            liveness=args.liveness,
-            verbose=args.verbose,
+def _settings_error(exc: ValidationError) -> str:
+    """One line naming each bad variable, without its value (it may be a secret)."""
+    parts = []
+    for e in exc.errors(include_input=False, include_url=False):
+        name = ".".join(str(x) for x in e["loc"]) or "settings"
+        parts.append(f"{name.upper()}: {e['msg']}")
+    return "invalid setting " + "; ".join(parts)
+
+
+@app.command(help=HELP)
+def run(  # noqa: PLR0917 - typer maps parameters to options
+    standalone: Annotated[
+        bool, typer.Option("--standalone", help="no peering: this process always acts")
+    ] = False,
+    peering: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="kopf peering name; replicas with the same name elect one active writer "
+            f"[default: {DEFAULT_PEERING}]",
+            show_default=False,
+        ),
+    ] = None,
+    priority: Annotated[
+        int | None,
+        typer.Option(metavar="N", help="peering priority (default: random, so replicas never tie)"),
+    ] = None,
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--namespace",
+            "-n",
+            metavar="NAMESPACE",
+            help="watch this namespace (repeatable); default: all namespaces",
+        ),
+    ] = None,
+    liveness: Annotated[
+        str,
+        typer.Option(metavar="URL", help="kopf liveness/readiness endpoint URL ('' to disable)"),
+    ] = "http://0.0.0.0:8081/healthz",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
+    log_format: Annotated[
+        logformat.LogFormatChoice,
+        typer.Option(envvar="JQO_LOG_FORMAT", help="json or text log lines, kopf's included"),
+    ] = logformat.LogFormatChoice.TEXT,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=clikit.version_option(PROG, "jobqueue_operator"),
+            help="print the version and exit",
+        ),
+    ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", envvar="JOBQUEUE_DEBUG", help="print tracebacks of failures"),
+    ] = False,
+) -> None:
+    clikit.set_debug(debug)
+    if standalone and peering is not None:
+        raise typer.BadParameter(
+            "--standalone and --peering exclude each other", param_hint="'--peering'"
         )
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    try:
+        OperatorSettings()
+    except ValidationError as exc:
+        raise clikit.CliError(_settings_error(exc), clikit.ExitCode.USAGE) from None
+    # kopf is imported only to run, so --help, --version and usage errors stay fast.
+    from jobqueue_operator import handlers
+
+    chosen = priority if priority is not None else random.SystemRandom().randrange(1, 2**31)
+    handlers.run(
+        standalone=standalone,
+        peering=peering or DEFAULT_PEERING,
+        priority=chosen,
+        namespaces=namespace or [],
+        liveness=liveness,
+        verbose=verbose,
+        log_format=log_format.value,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point of the console script."""
+    clikit.run(app, PROG, argv=argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main(sys.argv[1:])

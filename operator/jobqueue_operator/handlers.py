@@ -24,6 +24,7 @@ from jobqueue_operator.kube import GROUP, PLURAL, VERSION, Kube
 from jobqueue_operator.observe import RedisPools
 from jobqueue_operator.reconcile import DEFAULT_INTERVAL_S, Claim, Context, Loop
 from jobqueue_operator.settings import OperatorSettings
+from jobqueue_protocol import logformat
 
 FINALIZER = f"{GROUP}/finalizer"
 
@@ -110,14 +111,17 @@ async def scale_loop(
     claims_on = _claims_reader(indices["jobqueue_claims"])
     loop = Loop.from_status(ctx, namespace, name, body.get("status") or {}, claims_on)
     _LOOPS[loop.owner] = loop
+    # Every line this loop logs (ours and kopf's) carries the JobQueue as fields;
+    # the daemon is its own task, so the binding stays with this JobQueue.
     try:
-        while not stopped:
-            try:
-                interval = await loop.tick(body)
-            except Exception:  # a bug in one tick must not end the JobQueue's loop
-                logger.exception("Reconcile tick of JobQueue failed")
-                interval = DEFAULT_INTERVAL_S
-            await stopped.wait(interval)
+        with logformat.bound(jobqueue=name, namespace=namespace):
+            while not stopped:
+                try:
+                    interval = await loop.tick(body)
+                except Exception:  # a bug in one tick must not end the JobQueue's loop
+                    logger.exception("Reconcile tick of JobQueue failed")
+                    interval = DEFAULT_INTERVAL_S
+                await stopped.wait(interval)
     finally:
         _LOOPS.pop(loop.owner, None)
         loop.close()
@@ -137,9 +141,13 @@ def run(
     namespaces: Sequence[str],
     liveness: str | None,
     verbose: bool,
+    log_format: str = "text",
 ) -> None:
     """Run kopf with these handlers until SIGTERM/SIGINT (``cli.main`` parses the flags)."""
-    kopf.configure(verbose=verbose, log_prefix=True)
+    # kopf sets the levels and quiets asyncio; our formatter then writes every
+    # line (kopf's too) as JSON or text with the JobQueue as fields, secrets masked.
+    kopf.configure(verbose=verbose)
+    logformat.setup(log_format, logging.DEBUG if verbose else logging.INFO)
     # kopf at INFO reports every handled watch event; keep ours and its warnings.
     logging.getLogger("kopf.objects").setLevel(logging.DEBUG if verbose else logging.WARNING)
     asyncio.run(

@@ -36,7 +36,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from jobqueue_operator.models import parse_quantity
-from jobqueue_operator.policy import PodView
+from jobqueue_operator.victims import PodView
 
 GROUP = "jobqueue.dev"
 VERSION = "v1alpha1"

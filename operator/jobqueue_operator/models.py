@@ -124,6 +124,7 @@ class ScaleUp(_Model):
     queue_latency_seconds: Annotated[float, Field(gt=0, le=86_400)] | None = None
     cooldown_seconds: Annotated[int, Field(ge=0, le=86_400)] | None = None
     max_step: Annotated[int, Field(ge=1, le=50)] = 3
+    pod_startup_seconds: Annotated[float, Field(ge=0, le=3600)] = 30.0
     cpu_percent: Annotated[int, Field(ge=1, le=1000)] | None = None
     memory_percent: Annotated[int, Field(ge=1, le=1000)] | None = None
 
@@ -301,6 +302,9 @@ class EffectiveSpec:
     up_memory_pct: float | None = None
     down_cpu_pct: float | None = None
     down_memory_pct: float | None = None
+    #: Seconds from a new Pod to a working worker (scheduling, image pull, start):
+    #: how far ahead the sizing looks, and how soon a delayed job counts as work.
+    pod_startup_s: float = 30.0
 
 
 def resolve(spec: JobQueueSpec, defaults: OperatorDefaults, *, paused: bool) -> EffectiveSpec:
@@ -338,6 +342,7 @@ def resolve(spec: JobQueueSpec, defaults: OperatorDefaults, *, paused: bool) -> 
         up_memory_pct=_maybe(up.memory_percent, defaults.scale_up_memory_percent),
         down_cpu_pct=_maybe(down.cpu_percent, defaults.scale_down_cpu_percent),
         down_memory_pct=_maybe(down.memory_percent, defaults.scale_down_memory_percent),
+        pod_startup_s=up.pod_startup_seconds,
     )
     _check_effective(eff)
     return eff

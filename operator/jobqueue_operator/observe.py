@@ -320,6 +320,17 @@ def summarise(
             _load(hb, server_time) for hb in workers.values() if hb.pod_name is not None
         ),
         counters=_counters(stats) if stats else None,
+        pod_concurrency=max(
+            (hb.concurrency for hb in workers.values() if hb.concurrency), default=None
+        ),
+        next_delayed_in_s=min(
+            (
+                s.next_delayed_at - s.server_time
+                for s in stats.values()
+                if s.next_delayed_at is not None
+            ),
+            default=None,
+        ),
     )
 
 
@@ -343,6 +354,7 @@ def _load(hb: WorkerHeartbeat, server_time: float) -> WorkerLoad:
         state=hb.state,
         active_jobs=hb.active_jobs,
         busy_s=sum(max(0.0, server_time - job.started_at) for job in hb.jobs),
+        longest_s=max((max(0.0, server_time - job.started_at) for job in hb.jobs), default=0.0),
         processed=hb.processed,
         rss_bytes=hb.rss_bytes,
         cpu_cores=hb.cpu_cores,

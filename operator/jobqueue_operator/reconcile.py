@@ -11,7 +11,7 @@ the JobQueue's status, which is where it is also written: a restarted operator
 keeps its cooldowns.
 
 **Busy-aware scale-down.** Right before ``/scale`` is lowered the loop lists
-the target's Pods, lets :func:`~jobqueue_operator.policy.choose_victims` pick the
+the target's Pods, lets :func:`~jobqueue_operator.victims.choose_victims` pick the
 ones to go from the worker heartbeats, and writes a low
 ``pod-deletion-cost`` on those and a high one on the busy survivors, once. On a
 later tick, when the ReplicaSet has acted (or after :data:`SETTLE_S`), it records
@@ -41,6 +41,7 @@ from jobqueue_operator.models import (
     JobQueueSpec,
     resolve,
 )
+from jobqueue_operator.observation import CounterWindow
 from jobqueue_operator.observe import (
     DrainError,
     DrainTarget,
@@ -54,16 +55,14 @@ from jobqueue_operator.observe import (
 )
 from jobqueue_operator.policy import (
     Action,
-    Counters,
     MetricsMissing,
     Observation,
     Reason,
-    choose_victims,
     decide,
-    rates_between,
 )
 from jobqueue_operator.settings import OperatorSettings
 from jobqueue_operator.status import Problem, Tick
+from jobqueue_operator.victims import choose_victims
 
 log = logging.getLogger("jobqueue_operator")
 
@@ -230,7 +229,7 @@ class Loop:
     selection: PodSelection | None = None
     #: The previous poll's counters, for the arrival rate (memory only: a restart
     #: waits one tick) and when anything was last waiting, running or busy.
-    _counters: tuple[float, Counters] | None = None
+    _counters: CounterWindow = field(default_factory=CounterWindow)
     _last_busy: float | None = None
     _requests: tuple[str, float, tuple[float | None, float | None]] | None = None
     _patterns: PatternCache = field(default_factory=PatternCache)
@@ -319,7 +318,11 @@ class Loop:
             observation = self._with_rates(observation, now)
             if _resource_triggers(effective):
                 observation = await self._with_requests(observation, base.target, now)
-        # 4. decide
+        # 4. decide. A stamp from status written by a clock ahead of ours (another
+        # node, a clock stepped back) counts as now, once, instead of freezing scaling.
+        self.last_up, self.last_down = (
+            None if t is None else min(t, now) for t in (self.last_up, self.last_down)
+        )
         decision = decide(effective, observation, current, self.last_up, self.last_down, now)
         if decision.desired != current and self._replicas_watched:
             # About to write: decide from /scale itself, not from the watch's copy,
@@ -477,8 +480,7 @@ class Loop:
         and counts its first poll as busy, so it never scales to zero sooner than
         ``scaleToZeroAfterSeconds`` after it started.
         """
-        rates = rates_between(self._counters, now, obs.counters)
-        self._counters = None if obs.counters is None else (now, obs.counters)
+        rates = self._counters.rates(now, obs.counters)
         if obs.depth or obs.in_flight or obs.busy_workers or self._last_busy is None:
             self._last_busy = now
         return replace(

@@ -17,6 +17,8 @@ def test_jobqueue_lists_worker_health_and_simulate() -> None:
     assert result.exit_code == 0, result.output
     for command in ("worker", "enqueue", "stats", "dlq", "health", "simulate"):
         assert command in result.output, command
+    for option in ("--version", "--debug", "--install-completion"):
+        assert option in result.output, option
 
 
 def test_installed_console_script_is_the_composed_one() -> None:
@@ -27,6 +29,21 @@ def test_installed_console_script_is_the_composed_one() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "--trace" in out.stdout
+    assert "Usage: jobqueue simulate" in out.stdout
+
+
+def test_the_simulator_is_imported_only_when_simulate_runs() -> None:
+    code = (
+        "import sys, jobqueue_cli\n"
+        "from typer.testing import CliRunner\n"
+        "assert CliRunner().invoke(jobqueue_cli.app, ['--help']).exit_code == 0\n"
+        "print(sorted(m for m in sys.modules if 'simulator' in m or m.startswith('kopf')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_no_command_is_registered_twice() -> None:

@@ -2,71 +2,51 @@
 
 The worker package must never import the operator (an import-linter contract),
 yet `jobqueue simulate` drives the operator's own pure scaling policy. This
-package sits above both and composes one command line, so neither half grows a
-dependency on the other. The simulator is imported only when `simulate` runs: the
-worker image (and an application that only enqueues) does not ship the operator.
+package sits above both and composes one command line. The simulator is
+imported only when ``simulate`` runs, so an installation without it (the worker
+image) starts fast and every other command works; ``simulate`` then fails with
+one line saying what to install.
 """
 
 from __future__ import annotations
 
-from importlib import metadata
-from typing import Annotated
+import importlib
+from collections.abc import Sequence
+from typing import NoReturn
 
 import typer
+import typer.main
 
-from jobqueue_worker.cli import app
+from jobqueue_protocol import clikit
+from jobqueue_worker.cli import PROG, app
+from jobqueue_worker.cli.common import classify
 
-DISTRIBUTION = "jobqueue-worker"
-SIMULATOR_MISSING = (
-    "jobqueue simulate needs the operator's distribution: pip install 'jobqueue-operator[sim]'"
-)
-
-
-def installed_version(distribution: str) -> str:
-    """The installed version of `distribution`, or "unknown" when run from a bare source tree."""
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        typer.echo(f"jobqueue {installed_version(DISTRIBUTION)}")
-        raise typer.Exit
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
-        ),
-    ] = False,
-) -> None:
-    """jobqueue: a reliable Redis job queue."""
+# Where the simulator's typer app lives (its `simulate` command).
+SIMULATOR_MODULE = "jobqueue_operator.simulator.cli"
+SIMULATOR_INSTALL_HINT = "it comes with jobqueue-operator: pip install 'jobqueue-operator[sim]'"
 
 
 @app.command(
     "simulate",
-    # Every argument, --help included, belongs to the simulator's own command line,
-    # which exists only once the simulator has been imported.
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     add_help_option=False,
-    help="Replay an arrival trace through the operator's scaling policy and a KEDA model.",
 )
 def simulate(ctx: typer.Context) -> None:
+    """Compare scaling policies offline on an arrival trace (`simulate --help` for options)."""
     try:
-        from jobqueue_operator.simulator.cli import simulate as run
-    except ModuleNotFoundError:
-        typer.echo(SIMULATOR_MISSING, err=True)
-        raise typer.Exit(2) from None
-    inner = typer.Typer(add_completion=False)
-    inner.command()(run)
-    inner(args=ctx.args, prog_name="jobqueue simulate")
+        module = importlib.import_module(SIMULATOR_MODULE)
+    except ImportError as exc:
+        raise clikit.CliError(
+            f"the simulator is not installed ({exc.name or exc}); {SIMULATOR_INSTALL_HINT}",
+            clikit.ExitCode.FAILED,
+        ) from None
+    command = typer.main.get_command(module.app)
+    parent = ctx.parent.command_path if ctx.parent is not None else PROG
+    sub = command.commands["simulate"]  # type: ignore[attr-defined]  # a typer group
+    code = sub.main(list(ctx.args), prog_name=f"{parent} simulate", standalone_mode=False)
+    raise typer.Exit(code if isinstance(code, int) else 0)
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the `jobqueue` console script."""
-    app()
+    clikit.run(app, PROG, argv=argv, classify=classify)

@@ -21,7 +21,7 @@ import redis
 import redis.asyncio
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobqueue_protocol import keys
@@ -47,6 +47,19 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ResponseError) and (
         text.startswith("LOADING") or text.startswith("READONLY") or "UNBLOCKED" in text
     )
+
+
+def describe_redis_error(exc: BaseException) -> tuple[bool, str] | None:
+    """``(unreachable, one-line reason)`` for an error raised by redis-py, else None.
+
+    Unreachable covers a refused or timed-out connection and a refused login, so
+    a command line can tell "Redis is down" from "Redis said no".
+    """
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        return True, str(exc) or type(exc).__name__
+    if isinstance(exc, RedisError):
+        return False, str(exc) or type(exc).__name__
+    return None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -531,6 +544,13 @@ class Broker:
                 keys=queue_keys(queue), args=[self.limits.job_ttl_ms, *ids]
             )
         )
+
+    async def dead_among(self, queue: str, ids: Sequence[str]) -> list[bool]:
+        """For each id, whether it is in the queue's dead-letter set (one round trip)."""
+        if not ids:
+            return []
+        scores = await self.redis.zmscore(keys.dead_key(queue), list(ids))
+        return [s is not None for s in scores]
 
     async def purge(self, queue: str, ids: Sequence[str]) -> int:
         if not ids:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from jobqueue_worker.broker import Broker
 from jobqueue_worker.records import JobRecord
 
 _PAGE = 500
+
+Action = Literal["replay", "purge"]
+OnProgress = Callable[[int, int], None]  # (ids done, ids in all)
 
 
 class DeadRecords(Protocol):
@@ -70,6 +73,23 @@ async def _matching_ids(broker: Broker, queue: str, flt: DeadFilter) -> list[str
         offset += _PAGE
 
 
+async def select(
+    broker: Broker, queue: str, ids: Sequence[str] | None, flt: DeadFilter | None
+) -> tuple[list[str], list[str]]:
+    """``(dead ids to act on, given ids that are not in the DLQ)``.
+
+    Given ids are checked in one round trip, so a typo is reported instead of
+    silently counting as zero; without ids, every dead job matching ``flt``.
+    """
+    if ids:
+        present = await broker.dead_among(queue, ids)
+        return (
+            [i for i, p in zip(ids, present, strict=True) if p],
+            [i for i, p in zip(ids, present, strict=True) if not p],
+        )
+    return await _matching_ids(broker, queue, flt or DeadFilter()), []
+
+
 async def replay(
     broker: Broker,
     queue: str,
@@ -81,9 +101,8 @@ async def replay(
 
     With ``records``, each replayed job's row goes back to ``queued`` with no attempts.
     """
-    return await _in_pages(
-        broker, queue, ids, flt, broker.replay, records.replayed if records else None
-    )
+    chosen = list(ids) if ids else await _matching_ids(broker, queue, flt or DeadFilter())
+    return await apply(broker, "replay", queue, chosen, records=records)
 
 
 async def purge(
@@ -94,29 +113,33 @@ async def purge(
     records: DeadRecords | None = None,
 ) -> int:
     """Delete dead-lettered jobs for good; returns how many went (rows are marked purged)."""
-    return await _in_pages(
-        broker, queue, ids, flt, broker.purge, records.purged if records else None
-    )
+    chosen = list(ids) if ids else await _matching_ids(broker, queue, flt or DeadFilter())
+    return await apply(broker, "purge", queue, chosen, records=records)
 
 
-async def _in_pages(  # noqa: PLR0917 - private, called from two places
+async def apply(
     broker: Broker,
+    action: Action,
     queue: str,
-    ids: Sequence[str] | None,
-    flt: DeadFilter | None,
-    op: Callable[[str, list[str]], Awaitable[int]],
-    then: Callable[[list[str]], Awaitable[int]] | None = None,
+    chosen: Sequence[str],
+    on_progress: OnProgress | None = None,
+    *,
+    records: DeadRecords | None = None,
 ) -> int:
-    """The given ids, or every dead job matching the filter, fed to `op` a page at a time.
+    """Replay or purge ``chosen`` a page at a time; returns how many were acted on.
 
     Pages keep each script call short, so a replay of 100,000 jobs never blocks
-    Redis for long.
+    Redis for long; ``on_progress`` hears after every page (a progress bar).
     """
-    chosen = list(ids) if ids else await _matching_ids(broker, queue, flt or DeadFilter())
+    op: Callable[[str, list[str]], Awaitable[int]] = (
+        broker.replay if action == "replay" else broker.purge
+    )
     total = 0
     for i in range(0, len(chosen), _PAGE):
-        page = chosen[i : i + _PAGE]
+        page = list(chosen[i : i + _PAGE])
         total += await op(queue, page)
-        if then is not None:
-            await then(page)
+        if records is not None:
+            await (records.replayed if action == "replay" else records.purged)(page)
+        if on_progress is not None:
+            on_progress(i + len(page), len(chosen))
     return total

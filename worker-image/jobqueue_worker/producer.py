@@ -16,7 +16,14 @@ from typing import Any
 from pydantic import JsonValue, ValidationError
 
 from jobqueue_worker.broker import Broker, Limits, NewJob, SyncBroker
-from jobqueue_worker.envelope import JobEnvelope, Priority, new_job_id, parse_priority, payload_size
+from jobqueue_worker.envelope import (
+    JobEnvelope,
+    Priority,
+    describe,
+    new_job_id,
+    parse_priority,
+    payload_size,
+)
 from jobqueue_worker.errors import EnqueueError
 from jobqueue_worker.records import JobRecord
 
@@ -57,7 +64,9 @@ def build(req: JobRequest, default_queue: str, max_payload_bytes: int) -> NewJob
             idempotency_key=req.idempotency_key,
         )
     except (ValidationError, ValueError) as exc:
-        raise EnqueueError(f"invalid job: {exc}") from exc
+        # One line, without the input: a payload may hold personal data.
+        reason = describe(exc) if isinstance(exc, ValidationError) else str(exc)
+        raise EnqueueError(f"invalid job: {reason}") from exc
     size = payload_size(env)
     if size > max_payload_bytes:
         raise EnqueueError(f"payload is {size} bytes, over the {max_payload_bytes}-byte limit")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import random
@@ -22,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from jobqueue_protocol import logformat
 from jobqueue_protocol.stats import ActiveJob, WorkerHeartbeat, heartbeat_json
 from jobqueue_worker import identity, metrics
 from jobqueue_worker.backoff import GiveUp, RetryLater, next_outcome
@@ -521,10 +523,20 @@ class Worker:
         )
 
     async def _call(self, jt: JobType, job: Job) -> Any:
-        if jt.is_async:
-            return await jt.handler(job)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, jt.handler, job)
+        # A handler's own log lines carry the job's fields too; a thread gets a
+        # copy of the context, since the executor would not pass it on.
+        fields = {
+            "job_id": job.id,
+            "job_type": job.type,
+            "queue": job.queue,
+            "attempt": job.attempt,
+        }
+        with logformat.bound(**fields):
+            if jt.is_async:
+                return await jt.handler(job)
+            loop = asyncio.get_running_loop()
+            run = contextvars.copy_context().run
+            return await loop.run_in_executor(self._executor, run, jt.handler, job)
 
     def _failed(
         self, f: Fetched, jt: JobType, job: Job, exc: Exception, *, dur: float, ctx: dict[str, Any]
@@ -691,6 +703,7 @@ class Worker:
             mean_processing_s=self._busy_s / self.processed if self.processed else 0.0,
             pod_name=self.settings.pod_name,
             cpu_cores=self._cpu.sample(),
+            concurrency=self.settings.concurrency,
         )
 
     async def _send_heartbeat(self) -> None:

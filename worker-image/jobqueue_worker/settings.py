@@ -112,6 +112,8 @@ class WorkerSettings(BaseSettings):
     http_port: int = Field(default=8080, ge=0, le=65535, description="0 disables HTTP")
     http_host: str = "0.0.0.0"  # a pod must be reachable by its probes
     json_logs: bool = False
+    # JQW_LOG_FORMAT wins over the older JQW_JSON_LOGS when both are set.
+    log_format: Literal["json", "text"] | None = None
     log_level: str = "INFO"
     log_payloads: bool = False
     pod_name: str | None = Field(default=None, validation_alias="POD_NAME")
@@ -205,6 +207,14 @@ class WorkerSettings(BaseSettings):
             raise ValueError("queues must not repeat")
         for q in v:
             keys.validate_queue(q)
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, v: str) -> str:
+        # The value is not echoed: it may carry a password.
+        if v.split("://", 1)[0] not in ("redis", "rediss", "unix") or "://" not in v:
+            raise ValueError("must start with redis://, rediss:// or unix://")
         return v
 
     @model_validator(mode="after")

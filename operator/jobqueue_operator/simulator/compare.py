@@ -12,12 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from jobqueue_operator.simulator.engine import Policy, ServiceModel, SimConfig, SimResult, simulate
+from jobqueue_operator.simulator.keda_model import KedaModel
 from jobqueue_operator.simulator.policies import (
     KedaHpaModel,
     KedaSettings,
     OperatorPolicy,
     OperatorSloPolicy,
 )
+from jobqueue_operator.simulator.scaledobject import KedaConfig
 from jobqueue_operator.simulator.spec_file import LoadedSpec
 from jobqueue_operator.simulator.traces import Trace
 
@@ -27,6 +29,7 @@ class PolicyName(enum.StrEnum):
 
     THRESHOLD = "threshold"
     KEDA = "keda"
+    KEDA_TUNED = "keda-tuned"
     SLO = "slo"
 
 
@@ -46,6 +49,11 @@ class Scenario:
     max_wait_s: float | None = None
     """maxWaitSeconds for the SLO policy when the spec has none; None: the scale-up latency."""
     sample_every_s: float = 5.0
+    keda_tuned: KedaConfig | None = None
+    grace_s: float = 30.0
+    startup_sigma: float = 0.0
+    actuation_s: float = 0.0
+    staleness_s: float = 0.0
 
 
 def build_policy(name: PolicyName, spec: LoadedSpec, scenario: Scenario) -> Policy:
@@ -55,6 +63,10 @@ def build_policy(name: PolicyName, spec: LoadedSpec, scenario: Scenario) -> Poli
         return OperatorPolicy(eff, spec.polling_interval_s)
     if name is PolicyName.KEDA:
         return KedaHpaModel(eff.min_replicas, eff.max_replicas, scenario.keda)
+    if name is PolicyName.KEDA_TUNED:
+        if scenario.keda_tuned is None:
+            raise ValueError("keda-tuned needs a ScaledObject (--keda PATH)")
+        return KedaModel(scenario.keda_tuned, label=f"KEDA tuned ({scenario.keda_tuned.name})")
     return OperatorSloPolicy(
         eff,
         spec.polling_interval_s,
@@ -72,6 +84,10 @@ def config_for(spec: LoadedSpec, trace: Trace, scenario: Scenario) -> SimConfig:
         initial_replicas=spec.effective.min_replicas,
         horizon_s=trace.duration_s + scenario.tail_s,
         sample_every_s=scenario.sample_every_s,
+        grace_s=scenario.grace_s,
+        startup_sigma=scenario.startup_sigma,
+        actuation_s=scenario.actuation_s,
+        staleness_s=scenario.staleness_s,
     )
 
 

@@ -12,19 +12,23 @@ What is modelled, and why this way:
   Every policy compared with the same seed therefore sees exactly the same jobs;
   only the decisions differ.
 * **Pods** have ``concurrency`` slots each (the worker's ``JQW_CONCURRENCY``) and
-  can take work only ``startup_delay_s`` after they were created (scheduling,
-  image pull, readiness). Starting pods cost replica-seconds like ready ones.
+  take work once started: ``startup_delay_s``, or lognormal per pod around it
+  (``startup_sigma``). Starting pods cost replica-seconds like ready ones.
 * **Which slot gets the next job**: idle worker slots block on Redis, and Redis
   serves the client that has blocked longest; so free slots form a FIFO by the
   time they became free.
-* **Scale-down** removes pods the way the ReplicaSet controller ranks them
-  (``ActivePodsWithRanks``, anchors §1.3): not-Ready pods first, then Ready for
-  a shorter time (log₂ buckets), ties broken at random. It is blind to running
-  jobs; a removed pod's jobs count as *interrupted* and go back to the head of
-  the queue, keeping their place (the work done is lost). The operator does not
-  set ``pod-deletion-cost`` yet (issue 8 item 1), so all costs are equal.
-* **Decisions** happen only on the policy's own timers (its polling interval);
-  arrivals, completions and pods becoming ready are exact events in between.
+* **Scale-down drains**: a removed pod stops counting and takes no new job, but
+  finishes its jobs within ``grace_s`` (the pod's termination grace period) and
+  costs replica-seconds until then. A job still running when the grace ends is
+  *interrupted* and goes back to the head of the queue (its work lost).
+* **Which pods go**: the ReplicaSet's ranking (not-Ready first, then Ready for a
+  shorter time in log₂ buckets, ties at random), blind to jobs; for a policy that
+  writes pod-deletion-cost (the operator), idle pods first, then the pods whose
+  oldest job is youngest.
+* **Decisions** happen only on the policy's own timers; a write takes effect
+  ``actuation_s`` later, and the queue figures a policy reads are ``staleness_s``
+  old. Arrivals, completions, pods becoming ready and grace periods ending are
+  exact events in between.
 
 Events at the same instant run in a fixed order: arrivals, completions, pods
 becoming ready, then timers (in the policy's declared order), then the sample
@@ -34,172 +38,47 @@ that instant.
 
 from __future__ import annotations
 
-import enum
+import dataclasses
 import heapq
 import itertools
 import math
 import random
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
+from jobqueue_operator.simulator.world import (
+    ClusterView,
+    Distribution,
+    Policy,
+    Sample,
+    ScaleEvent,
+    ServiceModel,
+    SimConfig,
+    SimResult,
+    Timer,
+    honours_deletion_cost,
+)
 
-class Distribution(enum.StrEnum):
-    """Service-time distributions."""
-
-    EXPONENTIAL = "exponential"
-    LOGNORMAL = "lognormal"
-    CONSTANT = "constant"
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceModel:
-    """How long one job takes on one worker slot.
-
-    ``cv`` (coefficient of variation, std/mean) only shapes the lognormal; the
-    exponential's is 1 by definition and the constant's 0.
-    """
-
-    distribution: Distribution
-    mean_s: float
-    cv: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not (self.mean_s > 0 and math.isfinite(self.mean_s)):
-            raise ValueError(f"mean service time must be positive, got {self.mean_s}")
-        if not (self.cv >= 0 and math.isfinite(self.cv)):
-            raise ValueError(f"cv must be >= 0, got {self.cv}")
-
-    def draw(self, rng: random.Random) -> float:
-        """One service time; always > 0."""
-        if self.distribution is Distribution.CONSTANT:
-            return self.mean_s
-        if self.distribution is Distribution.EXPONENTIAL:
-            return rng.expovariate(1.0 / self.mean_s)
-        # lognormal with the requested mean and cv: σ² = ln(1 + cv²), μ = ln(mean) − σ²/2
-        sigma2 = math.log1p(self.cv * self.cv)
-        mu = math.log(self.mean_s) - sigma2 / 2.0
-        return rng.lognormvariate(mu, math.sqrt(sigma2))
-
-
-@dataclass(frozen=True, slots=True)
-class SimConfig:
-    """Everything about the world that is not the policy or the trace."""
-
-    service: ServiceModel
-    concurrency: int
-    startup_delay_s: float
-    initial_replicas: int
-    horizon_s: float
-    sample_every_s: float = 5.0
-
-    def __post_init__(self) -> None:
-        if self.concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
-        if self.startup_delay_s < 0:
-            raise ValueError("startup delay must be >= 0")
-        if self.initial_replicas < 0:
-            raise ValueError("initial replicas must be >= 0")
-        if not (self.horizon_s >= 0 and math.isfinite(self.horizon_s)):
-            raise ValueError("horizon must be a finite number of seconds >= 0")
-        if self.sample_every_s <= 0:
-            raise ValueError("sample interval must be positive")
-
-
-@dataclass(frozen=True, slots=True)
-class Timer:
-    """A periodic decision timer of a policy: first at ``first_at_s``, then every ``period_s``.
-
-    ``order`` decides which of a policy's timers runs first when two are due at
-    the same instant (the KEDA model needs the HPA sync before KEDA's poll).
-    """
-
-    name: str
-    period_s: float
-    first_at_s: float
-    order: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterView:
-    """What a policy may see on a tick: what Redis and the Deployment would show."""
-
-    now: float
-    replicas: int
-    ready_pods: int
-    busy_pods: int
-    depth: int
-    oldest_age_s: float
-    in_flight: int
-    arrived_total: int
-    completed_total: int
-    completed_service_s: float
-
-
-class Policy(Protocol):
-    """A scaling policy under test. Stateful: build a fresh one for every run."""
-
-    @property
-    def label(self) -> str:
-        """A short name for tables and plot legends."""
-        ...
-
-    def timers(self) -> Sequence[Timer]:
-        """The policy's decision timers."""
-        ...
-
-    def on_tick(self, timer: str, view: ClusterView) -> int | None:
-        """The replica count to set now, or None to leave it."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """The state at one sampling instant, for the plot."""
-
-    t: float
-    depth: int
-    replicas: int
-    ready: int
-    busy: int
-
-
-@dataclass(frozen=True, slots=True)
-class ScaleEvent:
-    """One write of the replica count (a ``/scale`` patch)."""
-
-    t: float
-    from_replicas: int
-    to_replicas: int
-    timer: str
-    interrupted: int
-
-
-@dataclass(frozen=True, slots=True)
-class SimResult:
-    """Everything one run produced; ``report.summarize`` turns it into the table row."""
-
-    policy: str
-    horizon_s: float
-    arrived: int
-    completed: int
-    completed_service_s: float
-    """Total service time of the completed jobs (equal across policies that complete all)."""
-    waiting_end: int
-    in_service_end: int
-    interrupted: int
-    replica_seconds: float
-    max_depth: int
-    waits: tuple[float, ...]
-    """Enqueue → start of the attempt that ran (or runs) to the end, per started job."""
-    scale_events: tuple[ScaleEvent, ...]
-    samples: tuple[Sample, ...]
+__all__ = [
+    "ClusterView",
+    "Distribution",
+    "Policy",
+    "Sample",
+    "ScaleEvent",
+    "ServiceModel",
+    "SimConfig",
+    "SimResult",
+    "Timer",
+    "honours_deletion_cost",
+    "simulate",
+]
 
 
 # Event kinds; the heap orders by (time, order, sequence).
-_ARRIVE, _DONE, _READY, _TIMER, _SAMPLE = range(5)
-_ORDER = {_ARRIVE: 0, _DONE: 1, _READY: 2, _TIMER: 10, _SAMPLE: 1000}
+_ARRIVE, _DONE, _READY, _TIMER, _SAMPLE, _KILL, _APPLY, _SNAP = range(8)
+_ORDER = {
+    _ARRIVE: 0, _DONE: 1, _READY: 2, _KILL: 3, _APPLY: 4, _SNAP: 5, _TIMER: 10, _SAMPLE: 1000,
+}  # fmt: skip
 
 
 class _Pod:
@@ -243,13 +122,18 @@ class _Run:
         self.policy = policy
         self.config = config
         self.rng = rng
-        # Drawn up front, in arrival order, so every policy gets the same jobs.
+        # Drawn up front, in arrival order, so every policy gets the same jobs; the
+        # start-up times come from their own stream, so a policy that starts more pods
+        # does not shift the draws of the pod choice.
         self.service = [config.service.draw(rng) for _ in self.arrivals]
+        self.startup_rng = random.Random(rng.random())
         self.now = 0.0
         self.heap: list[tuple[float, int, int, int, int, int]] = []
         self.seq = 0
         self.queue: deque[int] = deque()  # job ids; ids follow enqueue time
         self.pods: dict[int, _Pod] = {}
+        self.draining: dict[int, _Pod] = {}  # removed, finishing their jobs
+        self.by_cost = honours_deletion_cost(policy)
         self.next_pid = 0
         self.free: deque[tuple[int, int]] = deque()  # (pod, slot), longest-idle first
         self.attempt = [0] * len(self.arrivals)
@@ -267,6 +151,10 @@ class _Run:
         self.events: list[ScaleEvent] = []
         self.samples: list[Sample] = []
         self.timers = list(policy.timers())
+        # A written count waiting for the ReplicaSet (actuation latency) and, per timer,
+        # the figures read ``staleness_s`` before its tick.
+        self.pending: tuple[int, str] | None = None
+        self.snapshots: dict[int, ClusterView] = {}
 
     # ------------------------------------------------------------ the loop
     def run(self) -> SimResult:
@@ -278,7 +166,7 @@ class _Run:
         for index, timer in enumerate(self.timers):
             if timer.period_s <= 0:
                 raise ValueError(f"timer {timer.name}: period must be positive")
-            self._push(timer.first_at_s, _TIMER, index, order=_ORDER[_TIMER] + timer.order)
+            self._schedule(index, timer.first_at_s)
         self._push(0.0, _SAMPLE)
         while self.heap and self.heap[0][0] <= cfg.horizon_s:
             t, _, _, kind, a, b = heapq.heappop(self.heap)
@@ -291,6 +179,12 @@ class _Run:
                 self._on_ready(a)
             elif kind == _TIMER:
                 self._on_timer(a)
+            elif kind == _KILL:
+                self._on_kill(a)
+            elif kind == _APPLY:
+                self._on_apply(a, b)
+            elif kind == _SNAP:
+                self.snapshots[a] = self._view()
             else:
                 self._on_sample()
         self._advance(cfg.horizon_s)
@@ -305,7 +199,8 @@ class _Run:
         )
 
     def _advance(self, t: float) -> None:
-        self.replica_seconds += len(self.pods) * (t - self.last_t)
+        # Draining pods still run (and cost) until their last job ends or the grace does.
+        self.replica_seconds += (len(self.pods) + len(self.draining)) * (t - self.last_t)
         self.last_t = t
         self.now = t
 
@@ -324,14 +219,17 @@ class _Run:
         if self.attempt[job] != attempt or job not in self.location:
             return  # this attempt was interrupted by a scale-down
         pod_id, slot = self.location[job]
-        pod = self.pods[pod_id]
+        pod = self.pods.get(pod_id) or self.draining[pod_id]
         del pod.running[slot]
         del self.location[job]
         self.finished[job] = True
         self.in_flight -= 1
         self.completed += 1
         self.completed_service += self.service[job]
-        self.free.append((pod_id, slot))
+        if pod_id in self.pods:
+            self.free.append((pod_id, slot))
+        elif not pod.running:
+            del self.draining[pod_id]  # drained: the pod exits before its grace ends
         self._dispatch()
 
     def _on_ready(self, pod_id: int) -> None:
@@ -340,12 +238,48 @@ class _Run:
         self.free.extend((pod_id, slot) for slot in range(self.config.concurrency))
         self._dispatch()
 
+    def _schedule(self, index: int, at: float) -> None:
+        timer = self.timers[index]
+        if self.config.staleness_s > 0:
+            self._push(max(0.0, at - self.config.staleness_s), _SNAP, index)
+        self._push(at, _TIMER, index, order=_ORDER[_TIMER] + timer.order)
+
     def _on_timer(self, index: int) -> None:
         timer = self.timers[index]
-        desired = self.policy.on_tick(timer.name, self._view())
-        if desired is not None and desired != len(self.pods):
-            self._scale(max(0, desired), timer.name)
-        self._push(self.now + timer.period_s, _TIMER, index, order=_ORDER[_TIMER] + timer.order)
+        view = self._view()
+        stale = self.snapshots.pop(index, None)
+        if stale is not None:
+            # old queue figures, but the clock and the replica count of now
+            view = dataclasses.replace(stale, now=view.now, replicas=view.replicas)
+        desired = self.policy.on_tick(timer.name, view)
+        if desired is not None and desired != view.replicas:
+            if self.config.actuation_s > 0:
+                self.pending = (max(0, desired), timer.name)
+                self._push(self.now + self.config.actuation_s, _APPLY, max(0, desired), index)
+            else:
+                self._scale(max(0, desired), timer.name)
+        self._schedule(index, self.now + timer.period_s)
+
+    def _on_apply(self, desired: int, index: int) -> None:
+        """The ReplicaSet acts on the last written count (a newer write replaces it)."""
+        if self.pending is None or self.pending[0] != desired:
+            return
+        self.pending = None
+        if desired != len(self.pods):
+            self._scale(desired, self.timers[index].name)
+
+    def _on_kill(self, pod_id: int) -> None:
+        """The grace period ended: whatever still runs on the pod is lost and re-queued."""
+        pod = self.draining.pop(pod_id, None)
+        if pod is None or not pod.running:
+            return
+        back = list(pod.running.values())
+        for job in back:
+            del self.location[job]
+        self.in_flight -= len(back)
+        self.interrupted += len(back)
+        self._requeue(back)
+        self._dispatch()
 
     def _on_sample(self) -> None:
         ready = sum(1 for p in self.pods.values() if p.ready_at <= self.now)
@@ -382,34 +316,46 @@ class _Run:
         interrupted = 0
         if desired > current:
             for _ in range(desired - current):
-                self._add_pod(ready_at=self.now + self.config.startup_delay_s)
+                self._add_pod(ready_at=self.now + self._startup())
         else:
             interrupted = self._remove(current - desired)
         self.events.append(ScaleEvent(self.now, current, desired, timer, interrupted))
         self._dispatch()
 
-    def _remove(self, count: int) -> int:
-        """Remove ``count`` pods in the ReplicaSet's order; return the jobs interrupted."""
-        ranked = sorted(self.pods.values(), key=self._deletion_rank)
-        back: list[int] = []
-        for pod in ranked[:count]:
-            for job in pod.running.values():
-                del self.location[job]
-                back.append(job)
-            del self.pods[pod.pid]
-        if back:
-            self.in_flight -= len(back)
-            self.interrupted += len(back)
-            self._requeue(back)
-        return len(back)
+    def _startup(self) -> float:
+        cfg = self.config
+        if cfg.startup_sigma <= 0 or cfg.startup_delay_s <= 0:
+            return cfg.startup_delay_s
+        return self.startup_rng.lognormvariate(math.log(cfg.startup_delay_s), cfg.startup_sigma)
 
-    def _deletion_rank(self, pod: _Pod) -> tuple[int, int, float]:
-        """Lower goes first: not Ready, then Ready for less time (log₂ buckets), then random."""
+    def _remove(self, count: int) -> int:
+        """Remove ``count`` pods; they drain. Returns 0: jobs are lost only when the grace ends.
+
+        Without deletion cost the ReplicaSet's ranking picks (blind to jobs); with
+        it (the operator writes it on the pods it chose), the pods with the fewest
+        running jobs go first.
+        """
+        ranked = sorted(self.pods.values(), key=self._deletion_rank)
+        for pod in ranked[:count]:
+            del self.pods[pod.pid]
+            if pod.running:
+                self.draining[pod.pid] = pod
+                self._push(self.now + self.config.grace_s, _KILL, pod.pid)
+        return 0
+
+    def _deletion_rank(self, pod: _Pod) -> tuple[int, int, float, float, int, float]:
+        """Lower goes first: not Ready; then, where costs are set, idle pods and then the
+        shortest longest-running job, then the least run time (the operator's choice);
+        then Ready for less time."""
         tie = self.rng.random()
         if pod.ready_at > self.now:
-            return (0, 0, tie)
+            return (0, 0, 0.0, 0.0, 0, tie)
         ready_for = self.now - pod.ready_at
-        return (1, int(math.log2(ready_for)) if ready_for >= 1.0 else 0, tie)
+        bucket = int(math.log2(ready_for)) if ready_for >= 1.0 else 0
+        if not self.by_cost:
+            return (1, 0, 0.0, 0.0, bucket, tie)
+        runs = [self.now - self.started_at[job] for job in pod.running.values()] or [0.0]
+        return (1, 1 if pod.running else 0, max(runs), sum(runs), bucket, tie)
 
     def _requeue(self, jobs: list[int]) -> None:
         """Put interrupted jobs back at the head, keeping the queue sorted by enqueue order."""
@@ -425,7 +371,7 @@ class _Run:
         oldest = now - self.arrivals[self.queue[0]] if self.queue else 0.0
         return ClusterView(
             now=now,
-            replicas=len(self.pods),
+            replicas=self.pending[0] if self.pending is not None else len(self.pods),
             ready_pods=sum(1 for p in self.pods.values() if p.ready_at <= now),
             busy_pods=sum(1 for p in self.pods.values() if p.running),
             depth=len(self.queue),
@@ -434,6 +380,13 @@ class _Run:
             arrived_total=self.next_arrival,
             completed_total=self.completed,
             completed_service_s=self.completed_service,
+            concurrency=self.config.concurrency,
+            pod_loads=tuple(
+                (len(p.running), sum(runs), max(runs))
+                for p in self.pods.values()
+                if p.running
+                for runs in [[now - self.started_at[j] for j in p.running.values()]]
+            ),
         )
 
     def _result(self) -> SimResult:

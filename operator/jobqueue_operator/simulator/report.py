@@ -22,6 +22,10 @@ class Summary:
     """One row of the comparison table."""
 
     policy: str
+    name: str
+    jobs: int
+    wait_max_s: float
+    direction_changes: int
     arrived: int
     completed: int
     waiting_end: int
@@ -58,8 +62,17 @@ def summarize(result: SimResult) -> Summary:
         [s.replicas for s in result.samples] + [e.to_replicas for e in result.scale_events],
         default=0,
     )
+    direction, flips = 0, 0
+    for event in result.scale_events:
+        step = 1 if event.to_replicas > event.from_replicas else -1
+        flips += direction not in (0, step)
+        direction = step
     return Summary(
         policy=result.policy,
+        name=result.policy,
+        jobs=result.arrived,
+        wait_max_s=waits[-1] if waits else 0.0,
+        direction_changes=flips,
         arrived=result.arrived,
         completed=result.completed,
         waiting_end=result.waiting_end,

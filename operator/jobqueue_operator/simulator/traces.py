@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MEAN_SERVICE_KEY = "mean_service_seconds"
+SEED_KEY = "seed"
 
 
 class TraceError(ValueError):
@@ -56,6 +57,17 @@ class Trace:
         if not (value > 0 and math.isfinite(value)):
             raise TraceError(f"{self.name}: {MEAN_SERVICE_KEY} must be positive")
         return value
+
+    @property
+    def seed(self) -> int | None:
+        """The trace's own seed (``# seed=N``), so each trace replays its own jobs."""
+        raw = self.metadata.get(SEED_KEY)
+        if raw is None:
+            return None
+        try:
+            return int(raw)
+        except ValueError:
+            raise TraceError(f"{self.name}: {SEED_KEY}={raw!r} is not a whole number") from None
 
     @property
     def duration_s(self) -> float:

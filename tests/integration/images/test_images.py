@@ -88,7 +88,9 @@ def test_the_worker_image_names_the_missing_handler_setting(project_images: Any)
     run = docker("run", "--rm", *restricted(project_images.worker, "worker"))
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == [run.stderr.strip()]
-    assert run.stderr.startswith("JQW_HANDLERS: no job handler module is configured")
+    assert run.stderr.startswith(
+        "jobqueue: error: JQW_HANDLERS: no job handler module is configured"
+    )
 
 
 def test_without_the_tmp_volume_isolated_types_refuse_to_start(project_images: Any) -> None:

@@ -1,5 +1,5 @@
 """``jobqueue health`` on the real Redis fixture, through typer's CliRunner on a tiny
-app that registers the command exactly as ``cli.py`` will (``register(app)``)."""
+app that registers the command exactly as ``jobqueue_worker.cli`` does (``register(app)``)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from jobqueue_devkit.redis_server import RedisServer
 from jobqueue_protocol.stats import WorkerHeartbeat, heartbeat_json
 from jobqueue_worker.broker import Broker
-from jobqueue_worker.health_cli import redact, register
+from jobqueue_worker.cli.health import redact, register
 from jobqueue_worker.producer import JobRequest, SyncProducer
 
 pytestmark = pytest.mark.redis

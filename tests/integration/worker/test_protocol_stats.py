@@ -79,6 +79,20 @@ async def test_queue_stats_sends_one_pipeline_of_fixed_size(redis_url: str) -> N
     info_calls = 1
     await queue_stats(r, ["a", "b", "c"])
     after = int((await r.info("stats"))["total_commands_processed"])
-    # TIME + 26 commands per queue; every one went out in the same pipeline.
-    assert after - before - info_calls == 1 + 3 * 26
+    # TIME + 27 commands per queue; every one went out in the same pipeline.
+    assert after - before - info_calls == 1 + 3 * 27
+    await r.aclose()
+
+
+async def test_the_earliest_delayed_job_is_read_on_redis_time(redis_url: str) -> None:
+    """The policy keeps the last worker for a retry due within a pod's start-up."""
+    r = redis.asyncio.Redis.from_url(redis_url)
+    secs, micros = await r.time()
+    now_ms = int(secs) * 1000 + int(micros) // 1000
+    await r.zadd(keys.delayed_key("later"), {"j1": now_ms + 5_000, "j2": now_ms + 60_000})
+    stats = await queue_stats(r, ["later", "none"])
+    first = stats["later"].next_delayed_at
+    assert first is not None
+    assert 4.0 <= first - stats["later"].server_time <= 5.5
+    assert stats["none"].next_delayed_at is None
     await r.aclose()

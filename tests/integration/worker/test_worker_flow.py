@@ -329,6 +329,7 @@ async def test_heartbeat_reaches_queue_stats(
     hb = s.workers[0]
     assert hb.worker_id == w.id
     assert hb.pod_name == "pod-7"
+    assert hb.concurrency == w.settings.concurrency  # the operator's in-flight floor needs it
     assert hb.jobs[0].type == "block"
     assert 0 <= s.server_time - hb.jobs[0].started_at < 5  # on Redis's clock
     assert s.in_flight == 1

@@ -198,7 +198,7 @@ async def test_jobqueue_stats_shows_rate_limits_and_execution_times(
         return bool(await w.broker.exec_stats(["default"]))
 
     await until(published, 10)
-    env = {"JQW_REDIS_URL": redis_url, "COLUMNS": "200"}
+    env = {"JQW_REDIS_URL": redis_url, "JQW_HANDLERS": "jobqueue_worker.examples", "COLUMNS": "200"}
     res = await asyncio.to_thread(CliRunner().invoke, cli.app, ["stats"], env=env)
     w.request_stop()
     w.request_stop()

@@ -16,6 +16,7 @@ import redis.asyncio
 from typer.testing import CliRunner
 
 from jobqueue_protocol import keys
+from jobqueue_protocol.clikit import CliError, ExitCode
 from jobqueue_worker import cli
 from jobqueue_worker.envelope import JobStatus
 from jobqueue_worker.producer import JobRequest, Producer
@@ -168,7 +169,9 @@ def test_cli_enqueue_job_stats_and_dlq(redis_url: str, tmp_path: Path) -> None:
     res = runner.invoke(cli.app, ["job", ids[0]], env=env)
     assert res.exit_code == 0
     assert "queued" in res.output
-    assert runner.invoke(cli.app, ["job", "nope"], env=env).exit_code == 1
+    missing = runner.invoke(cli.app, ["job", "nope"], env=env).exception
+    assert isinstance(missing, CliError)
+    assert missing.code == ExitCode.FAILED
 
     async def make_dead() -> None:
         r = redis.asyncio.Redis.from_url(redis_url)
@@ -197,6 +200,11 @@ def test_cli_enqueue_job_stats_and_dlq(redis_url: str, tmp_path: Path) -> None:
     assert "replayed 1" in res.output
     asyncio.run(make_dead())
     res = runner.invoke(cli.app, ["dlq", "purge", "--all"], env=env)
+    # No terminal to ask at and no --yes: refused (the console script prints it, exit 2).
+    assert isinstance(res.exception, CliError), res.output
+    assert res.exception.code == ExitCode.USAGE
+    assert "refusing to purge" in res.exception.message
+    res = runner.invoke(cli.app, ["dlq", "purge", "--all", "--yes"], env=env)
     assert "purged 1" in res.output
 
 
@@ -204,5 +212,6 @@ def test_cli_worker_exits_at_start_naming_a_bad_setting(redis_url: str) -> None:
     res = CliRunner().invoke(
         cli.app, ["worker"], env={"JQW_REDIS_URL": redis_url, "JQW_LEASE_S": "-1"}
     )
-    assert res.exit_code == 2
-    assert "JQW_LEASE_S" in res.output
+    assert isinstance(res.exception, CliError), res.output
+    assert res.exception.code == ExitCode.USAGE
+    assert "JQW_LEASE_S" in res.exception.message

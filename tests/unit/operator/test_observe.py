@@ -141,3 +141,18 @@ def test_sources_merge_named_queues_with_their_weighted_entries() -> None:
         QueueSource("c", priority=5),
         QueueSource(pattern="tenant:*", weight=0.5),
     )
+
+
+def test_concurrency_from_heartbeats_and_the_next_delayed_job() -> None:
+    """The in-flight floor needs the workers' slots; scale-to-zero the next retry's time."""
+    import dataclasses
+
+    old = _hb("w1", 1)  # an older worker does not report its slots
+    new = dataclasses.replace(_hb("w2", 2), concurrency=8)
+    a = dataclasses.replace(_stats("a", 0, None, (old, new)), next_delayed_at=112.0)
+    b = dataclasses.replace(_stats("b", 0, None), next_delayed_at=104.5)
+    obs = summarise({"a": a, "b": b, "c": _stats("c", 0, None)})
+    assert obs.pod_concurrency == 8
+    assert obs.next_delayed_in_s == 4.5
+    bare = summarise({"c": _stats("c", 0, None, (old,))})
+    assert (bare.pod_concurrency, bare.next_delayed_in_s) == (None, None)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from jobqueue_operator.models import EffectiveSpec
 from jobqueue_operator.policy import (
+    DIRECTION_DWELL_S,
     Action,
     Counters,
     Decision,
@@ -26,6 +27,7 @@ from jobqueue_operator.policy import (
     slo_need,
     step_for,
 )
+from jobqueue_operator.sizing import capacity_need, in_flight_floor
 
 NOW = 1_000_000.0
 
@@ -153,11 +155,35 @@ ROWS: list[
         obs(100, 0),
         3,
         None,
-        1.0,
+        61.0,
         4,
         A.SCALE_UP,
         R.QUEUE_DEPTH,
         set(),
+    ),
+    (
+        "no reversal within the dwell of a scale-down",
+        SPEC,
+        obs(100, 0),
+        3,
+        None,
+        1.0,
+        3,
+        A.HOLD,
+        R.QUEUE_DEPTH,
+        {L.DWELL},
+    ),
+    (
+        "a severe surge skips the dwell",
+        SPEC,
+        obs(400, 0),
+        3,
+        None,
+        1.0,
+        6,
+        A.SCALE_UP,
+        R.QUEUE_DEPTH,
+        {L.STEP},
     ),
     (
         "up capped at max",
@@ -641,11 +667,23 @@ def test_step_never_exceeds_max_step(
     """maxStep bounds the threshold rule; the wake from zero and the SLO count are sizes."""
     cur = min(max(cur, s.min_replicas), s.max_replicas)
     d = run(s, o, cur, up, down)
-    sizes = {Reason.FALLBACK, Reason.SCALE_FROM_ZERO, Reason.SLO_DEMAND, Reason.RESERVED}
+    sizes = {
+        Reason.FALLBACK,
+        Reason.SCALE_FROM_ZERO,
+        Reason.SLO_DEMAND,
+        Reason.RESERVED,
+        Reason.CAPACITY,
+    }
     if d.reason not in sizes:
         assert d.desired - cur <= s.max_step
-    if d.reason is not Reason.FALLBACK:
+    capacity = isinstance(o, Observation) and capacity_need(s, o, cur) is not None
+    if d.reason is not Reason.FALLBACK and not capacity:
         assert cur - d.desired <= s.down_step
+    if capacity and d.desired < cur:
+        # with a known capacity the step is the surplus: never below what keeps headroom
+        known = capacity_need(s, o, cur)
+        assert known is not None
+        assert d.desired >= min(known.keep, cur) or d.desired == s.min_replicas
 
 
 @given(specs(), observations, st.integers(0, 60))
@@ -688,7 +726,13 @@ def test_never_to_zero_with_work_in_flight(
 
 
 # ----------------------------------------------------------------- SLO, rates, zero
-SLO = spec(min_replicas=0, slo_max_wait_s=10.0, concurrency_per_pod=2, scale_to_zero_after_s=30.0)
+SLO = spec(
+    min_replicas=0,
+    slo_max_wait_s=10.0,
+    concurrency_per_pod=2,
+    scale_to_zero_after_s=30.0,
+    pod_startup_s=0.0,
+)
 
 
 def sobs(**kw: object) -> Observation:
@@ -764,11 +808,11 @@ SLO_ROWS = [
         set(),
     ),
     (
-        "SLO count is the scale-down floor",
+        "the SLO count with headroom is the scale-down floor: ceil(2 × 1.25)",
         spec(slo_max_wait_s=10.0, down_step=5),
         sobs(depth=0, arrival_rate=2.0, mean_service_s=1.0),
         6,
-        2,
+        3,
         R.QUEUE_DRAINED,
         set(),
     ),
@@ -846,7 +890,7 @@ def test_never_below_busy_workers_without_allow_disruption(
     cur = min(max(cur, s.min_replicas), s.max_replicas)
     d = run(s, o, cur, up, down)
     if isinstance(o, Observation) and not s.allow_disruption and d.desired < cur:
-        assert d.desired >= min(o.busy_workers, s.max_replicas)
+        assert d.desired >= min(in_flight_floor(s, o), s.max_replicas)
 
 
 @settings(max_examples=500)
@@ -877,7 +921,14 @@ def test_from_zero_straight_to_the_needed_count(
         return
     d = run(s, o, 0, up, down)
     need = slo_need(s, o)
-    wanted = max(1, -(-o.depth // s.up_depth), need.count if need else 0, o.reserved_floor)
+    capacity = capacity_need(s, o, 0)
+    wanted = max(
+        1,
+        -(-o.depth // s.up_depth),
+        need.count if need else 0,
+        capacity.up if capacity else 0,
+        o.reserved_floor,
+    )
     assert d.desired == min(wanted, s.max_replicas)
 
 
@@ -890,8 +941,8 @@ def test_slo_reacts_to_age(
     if not isinstance(o, Observation) or s.slo_max_wait_s is None:
         return
     cur = min(max(cur, s.min_replicas, 1), s.max_replicas)
-    if cur >= s.max_replicas:
-        return
+    if cur >= s.max_replicas or (down is not None and down < DIRECTION_DWELL_S):
+        return  # at the top, or right after a scale-down (the dwell holds a reversal)
     aged = dataclasses.replace(o, oldest_age_s=s.slo_max_wait_s + 0.1)
     assert run(s, aged, cur, None, down).desired > cur
 

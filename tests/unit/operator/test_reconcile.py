@@ -17,10 +17,11 @@ import pytest
 from jobqueue_operator import reconcile
 from jobqueue_operator.kube import KubeError, ObjectRef
 from jobqueue_operator.observe import DrainError, MetricsUnavailableError, RedisPools
-from jobqueue_operator.policy import Observation, PodView, WorkerLoad
+from jobqueue_operator.policy import Observation, WorkerLoad
 from jobqueue_operator.reconcile import Claim, Context, Loop
 from jobqueue_operator.settings import OperatorSettings
 from jobqueue_operator.status import to_rfc3339
+from jobqueue_operator.victims import PodView
 
 
 class FakeKube:
@@ -213,6 +214,21 @@ async def test_restart_resumes_cooldown_from_status(world: dict[str, Any]) -> No
     await loop.tick(BODY)
     assert kube.writes == [], "still 30 s of cooldown left"
     clock.now += 31
+    await loop.tick(BODY)
+    assert kube.writes == [3]
+
+
+async def test_a_stamp_from_a_clock_an_hour_ahead_holds_one_cooldown_not_an_hour(
+    world: dict[str, Any],
+) -> None:
+    """Another node wrote lastScaleUpTime with its clock an hour ahead of ours."""
+    kube, clock = FakeKube(replicas=2), Clock()
+    loop = make_loop(kube, clock, {"lastScaleUpTime": to_rfc3339(clock.now + 3600)})
+    world["obs"] = Observation(depth=15, oldest_age_s=0.0)
+    await loop.tick(BODY)
+    assert kube.writes == []
+    assert "cooldown for 60s" in kube.statuses[-1]["lastMessage"]
+    clock.now += 61
     await loop.tick(BODY)
     assert kube.writes == [3]
 

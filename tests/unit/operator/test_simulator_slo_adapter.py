@@ -1,4 +1,4 @@
-"""The simulator's adapter for the operator's own SLO mode (issue 8 items 2 and 5).
+"""The simulator's adapter for the operator's own SLO mode.
 
 The simulator must drive the deployed ``decide``; these runs check that the
 adapter feeds it the counters the real loop derives its rates from, so the
@@ -59,9 +59,11 @@ def test_the_slo_mode_sizes_by_littles_law() -> None:
     late = [s.replicas for s in result.samples if s.t > 250]
     assert late
     assert min(late) >= 10, late
-    assert max(late) <= 12, late
+    # scale-down keeps a quarter of headroom over the arrivals: ceil(10 × 1.25) = 13
+    assert max(late) <= 13, late
     threshold = simulate(arrivals, OperatorPolicy(SPEC, 5.0), config(300.0), random.Random(0))
-    assert max(w for w in result.waits) < max(w for w in threshold.waits)
+    # the thresholds size by capacity too now, so the SLO mode is no worse, not always better
+    assert max(w for w in result.waits) <= max(w for w in threshold.waits)
 
 
 def test_the_adapter_keeps_a_spec_that_already_has_an_slo() -> None:

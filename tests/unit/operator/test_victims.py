@@ -6,12 +6,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobqueue_operator.policy import (
+from jobqueue_operator.observation import WorkerLoad
+from jobqueue_operator.victims import (
     PROTECTED_CAP_S,
     PROTECTED_COST,
     VICTIM_COST,
     PodView,
-    WorkerLoad,
     choose_victims,
 )
 
@@ -161,3 +161,15 @@ def test_properties(world: tuple[list[PodView], list[WorkerLoad], int]) -> None:
     # every victim's cost is below every annotated survivor's, and below the default 0
     assert all(plan.costs[v] < 0 for v in plan.victims)
     assert all(plan.costs[p] > 0 for p in plan.protected)
+
+
+def test_the_pod_with_the_oldest_job_stays_even_if_others_ran_more_in_sum() -> None:
+    """Run times are heavy tailed: one 30 s job is likelier to outlast the grace than
+    eight young ones, so the pod of many short jobs goes first."""
+    loads = [
+        WorkerLoad("a", "busy", 1, busy_s=30.0, longest_s=30.0),
+        WorkerLoad("b", "busy", 8, busy_s=40.0, longest_s=6.0),
+    ]
+    plan = choose_victims([pod("a"), pod("b")], loads, 1)
+    assert plan.victims == ("b",)
+    assert plan.protected == ("a",)

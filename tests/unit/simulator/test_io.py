@@ -80,11 +80,11 @@ def test_the_generator_writes_every_reference(tmp_path: Path) -> None:
 
 
 def test_shipped_specs_resolve_like_the_operator() -> None:
-    seeds = load_spec(PACKAGE / "specs" / "email-processing.yaml")
+    seeds = load_spec(PACKAGE / "specs" / "email-processing" / "jobqueue.yaml")
     assert (seeds.effective.min_replicas, seeds.effective.max_replicas) == (1, 10)
     assert (seeds.effective.up_depth, seeds.effective.up_latency_s) == (100, 30.0)
     assert seeds.polling_interval_s == 5.0
-    tuned = load_spec(PACKAGE / "specs" / "burst-tuned.yaml")
+    tuned = load_spec(PACKAGE / "specs" / "burst-tuned" / "jobqueue.yaml")
     assert (tuned.effective.min_replicas, tuned.effective.max_replicas) == (0, 20)
     assert tuned.name == "burst-tuned"
 
@@ -149,33 +149,63 @@ def tiny(
     return path
 
 
-SEEDS_SPEC = str(PACKAGE / "specs" / "email-processing.yaml")
+SEEDS_SPEC = str(PACKAGE / "specs" / "email-processing" / "jobqueue.yaml")
 
 
-def test_cli_compares_the_three_policies(tmp_path: Path) -> None:
-    out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"
+def test_cli_compares_the_policies_and_the_tuned_keda_beside_the_spec(tmp_path: Path) -> None:
+    out_png = tmp_path / "r.png"
     args = ["simulate", "--spec", SEEDS_SPEC, "--trace", str(tiny(tmp_path))]
-    args += ["--json", str(out_json), "--plot", str(out_png), "--tail", "120", "--markdown"]
+    args += ["--plot", str(out_png), "--tail", "120", "--markdown"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    for label in ("threshold (operator)", "KEDA+HPA model", "SLO (operator)"):
+    labels = (
+        "threshold (operator)",
+        "KEDA default (redis listLength)",
+        "SLO (operator)",
+        "KEDA tuned (email-processing-tuned)",
+    )
+    for label in labels:
         assert f"| {label} |" in result.output
     assert "the operator's own latency-SLO" in result.output
-    payload = json.loads(out_json.read_text())
-    assert [s["arrived"] for s in payload["summaries"]] == [35, 35, 35]
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_cli_runs_one_policy_and_the_cli_mean_wins(tmp_path: Path) -> None:
-    out_json = tmp_path / "r.json"
+def test_cli_json_prints_one_object_per_policy(tmp_path: Path) -> None:
     args = ["simulate", "--spec", SEEDS_SPEC, "--trace", str(tiny(tmp_path)), "--policy", "keda"]
-    args += ["--mean-service", "3", "--service", "constant", "--no-plot", "--json", str(out_json)]
+    args += ["--policy", "slo", "--service", "lognormal:3:2", "--json"]
+    args += ["--startup", "lognormal:15:0.5", "--seed", "3"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    payload = json.loads(out_json.read_text())
-    assert [s["policy"] for s in payload["summaries"]] == ["KEDA+HPA model"]
-    assert "constant service mean 3s" in payload["title"]
-    assert "SLO (operator)" not in result.output
+    payload = json.loads(result.output)
+    assert [s["name"] for s in payload] == ["KEDA default (redis listLength)", "SLO (operator)"]
+    for row in payload:
+        for key in ("replica_seconds", "wait_p50_s", "wait_p95_s", "wait_max_s"):
+            assert isinstance(row[key], float)
+        assert row["jobs"] == 35
+        assert row["interrupted"] >= 0
+        assert row["direction_changes"] >= 0
+        assert row["wait_p50_s"] <= row["wait_p95_s"] <= row["wait_max_s"]
+    again = CliRunner().invoke(app, args)
+    assert json.loads(again.output) == payload, "deterministic for a seed"
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--service", "lognormal:3", "MEAN:CV"),
+        ("--service", "weibull", "exponential"),
+        ("--startup", "gamma:1:2", "lognormal:MEDIAN:SIGMA"),
+        ("--keda", "SPEC", "ScaledObject"),
+    ],
+)
+def test_cli_bad_distribution_or_scaledobject(
+    tmp_path: Path, flag: str, value: str, message: str
+) -> None:
+    value = SEEDS_SPEC if value == "SPEC" else value
+    args = ["simulate", "--spec", SEEDS_SPEC, "--trace", str(tiny(tmp_path)), "--no-plot"]
+    result = CliRunner().invoke(app, [*args, flag, value])
+    assert result.exit_code == 2
+    assert message in result.output
 
 
 @pytest.mark.parametrize(
@@ -237,10 +267,9 @@ def test_operator_env_fills_unset_fields_like_the_operator(
     args += ["--policy", "threshold", "--concurrency", "1"]
 
     def peak(*extra: str) -> int:
-        out = tmp_path / "r.json"
-        result = CliRunner().invoke(app, [*args, *extra, "--json", str(out)])
+        result = CliRunner().invoke(app, [*args, *extra, "--json"])
         assert result.exit_code == 0, result.output
-        return int(json.loads(out.read_text())["summaries"][0]["peak_replicas"])
+        return int(json.loads(result.output)[0]["peak_replicas"])
 
     monkeypatch.setenv("MAX_WORKERS", "2")
     assert peak() == 10  # the built-in default max, environment ignored
@@ -262,3 +291,24 @@ def test_without_matplotlib_the_table_prints_and_the_plot_fails_clearly(
     assert "SLO (operator)" in result.output
     assert "jobqueue-operator[sim]" in result.output
     assert not (tmp_path / "x.png").exists()
+
+
+def test_a_trace_carries_its_own_seed(tmp_path: Path) -> None:
+    """`# seed=N` is the default seed: each trace replays its own jobs, whoever runs it."""
+    trace = tiny(tmp_path, "# mean_service_seconds=2\n# seed=7\n" + "0,30\n5,30\n")
+    args = ["simulate", "--spec", SEEDS_SPEC, "--trace", str(trace), "--policy", "threshold"]
+    args += ["--service", "lognormal:2:2", "--json"]
+
+    def run(*extra: str) -> object:
+        result = CliRunner().invoke(app, [*args, *extra])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    assert run() == run("--seed", "7")
+    assert run() != run("--seed", "8")
+    bad = tiny(tmp_path, "# mean_service_seconds=2\n# seed=x\n0,1\n")
+    result = CliRunner().invoke(
+        app, ["simulate", "--spec", SEEDS_SPEC, "--trace", str(bad), "--no-plot"]
+    )
+    assert result.exit_code == 2
+    assert "is not a whole number" in " ".join(result.output.split())

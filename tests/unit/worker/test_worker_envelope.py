@@ -142,7 +142,7 @@ def test_decoding_any_json_object_validates_or_raises_value_error(data: dict[str
 def test_json_logs_carry_job_context_and_the_stack_trace() -> None:
     import logging
 
-    from jobqueue_worker.logs import JsonFormatter
+    from jobqueue_protocol.logformat import JsonLineFormatter
 
     try:
         raise RuntimeError("boom")
@@ -157,7 +157,7 @@ def test_json_logs_carry_job_context_and_the_stack_trace() -> None:
             sys.exc_info(),
             extra={"job_id": "j1", "job_type": "send", "queue": "q", "attempt": 2},
         )
-    data = json.loads(JsonFormatter().format(record))
+    data = json.loads(JsonLineFormatter().format(record))
     assert data["msg"] == "Job failed"
     assert (data["job_id"], data["job_type"], data["queue"], data["attempt"]) == (
         "j1",

@@ -48,6 +48,9 @@ class WorkerHeartbeat:
     # its previous heartbeat; None from a worker that does not report it, so the
     # operator's CPU trigger stays off instead of reading an old worker as idle.
     cpu_cores: float | None = None
+    # Jobs this worker runs at once (JQW_CONCURRENCY); None from an older worker.
+    # The operator's floor is the slots the running jobs fill, which needs it.
+    concurrency: int | None = None
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> WorkerHeartbeat | None:
@@ -60,6 +63,7 @@ class WorkerHeartbeat:
             )
             pod = data.get("pod_name")
             cpu = data.get("cpu_cores")
+            slots = data.get("concurrency")
             return cls(
                 worker_id=str(data["worker_id"]),
                 state=str(data["state"]),
@@ -73,6 +77,7 @@ class WorkerHeartbeat:
                 mean_processing_s=float(data.get("mean_processing_s", 0.0)),
                 pod_name=None if pod is None else str(pod),
                 cpu_cores=None if cpu is None else float(cpu),
+                concurrency=None if slots is None else int(slots),
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
@@ -97,6 +102,7 @@ def heartbeat_json(hb: WorkerHeartbeat) -> str:
             "mean_processing_s": hb.mean_processing_s,
             "pod_name": hb.pod_name,
             "cpu_cores": hb.cpu_cores,
+            "concurrency": hb.concurrency,
         },
         separators=(",", ":"),
     )
@@ -118,6 +124,9 @@ class QueueStats:
     # Counted against the caller's clock, so it is approximate; it matters when
     # the queue is scaled to zero and nothing promotes them.
     delayed_due: int = field(default=0)
+    # When the earliest delayed job or retry is due (epoch seconds, Redis's clock
+    # as the scores are written); None when nothing is scheduled.
+    next_delayed_at: float | None = field(default=None)
 
     def oldest_age_s(self) -> float:
         if self.oldest_ready_at is None:
@@ -126,7 +135,7 @@ class QueueStats:
 
 
 # Commands per queue in the pipeline, in this order.
-_PER_QUEUE = 2 * len(keys.PRIORITIES) + 6
+_PER_QUEUE = 2 * len(keys.PRIORITIES) + 7
 
 
 def _text(value: Any) -> str:
@@ -154,6 +163,7 @@ async def queue_stats(
             pipe.zrange(keys.ready_key(queue, p), 0, 0, withscores=True)
         pipe.zcard(keys.delayed_key(queue))
         pipe.zcount(keys.delayed_key(queue), "-inf", now_ms_client)
+        pipe.zrange(keys.delayed_key(queue), 0, 0, withscores=True)
         pipe.zcard(keys.lease_key(queue))
         pipe.zcard(keys.dead_key(queue))
         pipe.hgetall(keys.workers_key(queue))
@@ -168,7 +178,7 @@ async def queue_stats(
         n = len(keys.PRIORITIES)
         depths = {p: int(r[j]) for j, p in enumerate(keys.PRIORITIES)}
         heads = [float(row[0][1]) for row in r[n : 2 * n] if row]
-        delayed, due, in_flight, dead, raw_workers, raw_counters = r[2 * n :]
+        delayed, due, first_due, in_flight, dead, raw_workers, raw_counters = r[2 * n :]
         workers = []
         for value in raw_workers.values():
             hb = WorkerHeartbeat.from_json(value)
@@ -193,5 +203,6 @@ async def queue_stats(
             counters=counters,
             server_time=server_time,
             delayed_due=int(due),
+            next_delayed_at=float(first_due[0][1]) / 1000.0 if first_due else None,
         )
     return out

@@ -12,49 +12,36 @@ all queues) and the Redis facts (one round trip). ``--sample S`` reads the
 statistics a second time after S seconds and shows the job counts of that
 window; without it the counters are totals since the queue was created.
 
-The command lives here rather than in ``cli.py``; ``register(app)`` adds it.
+``register(app)`` adds the command to the ``jobqueue`` app.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 from dataclasses import asdict
 from typing import Annotated, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from jobqueue_protocol.health import Health, Level, Thresholds, queue_health, worst
+from jobqueue_protocol.logformat import redact_url as redact
 from jobqueue_protocol.redis_health import Finding, RedisFacts, assess, read_facts_async
 from jobqueue_protocol.stats import QueueStats
 from jobqueue_worker.broker import Broker
+from jobqueue_worker.cli.common import (
+    DEFAULT_REDIS_URL,
+    JsonOpt,
+    QueuesOpt,
+    RedisUrl,
+    env_queues,
+)
 
 EXIT_CODES = {Level.HEALTHY: 0, Level.WARNING: 1, Level.CRITICAL: 2}
 _COLOURS = {Level.HEALTHY: "green", Level.WARNING: "yellow", Level.CRITICAL: "red"}
 COUNTERS = ("enqueued", "completed", "failed", "retried", "dead")
-
-
-def redact(url: str) -> str:
-    """The URL without its password, so the output can be pasted into a ticket."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
-def _queue_names(raw: list[str] | None) -> list[str]:
-    """``-q a -q b`` or ``-q a,b``; else ``JQW_QUEUES``; else ``default``."""
-    values = raw or [os.environ.get("JQW_QUEUES", "default")]
-    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
-    return list(dict.fromkeys(names)) or ["default"]
 
 
 async def _read(
@@ -230,16 +217,9 @@ def _print(console: Console, data: dict[str, Any]) -> None:
 
 
 def health(  # noqa: PLR0917 - typer maps parameters to options
-    queue: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--queue", "-q", help="queue (repeat, or comma-separated); default JQW_QUEUES"
-        ),
-    ] = None,
-    redis_url: Annotated[
-        str, typer.Option(envvar="JQW_REDIS_URL", help="Redis URL")
-    ] = "redis://127.0.0.1:6379/0",
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
+    queue: QueuesOpt = None,
+    redis_url: RedisUrl = DEFAULT_REDIS_URL,
+    as_json: JsonOpt = False,
     sample: Annotated[
         float, typer.Option(min=0, max=300, help="seconds between two reads for recent counts")
     ] = 0.0,
@@ -261,7 +241,7 @@ def health(  # noqa: PLR0917 - typer maps parameters to options
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    queues = _queue_names(queue)
+    queues = list(dict.fromkeys(env_queues(queue)))
     facts, error, stats, recent = asyncio.run(_read(redis_url, queues, sample))
     data = report(redis_url, facts, error, stats, recent, thresholds=thresholds, sample_s=sample)
     if as_json:

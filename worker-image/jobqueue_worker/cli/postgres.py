@@ -20,7 +20,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from jobqueue_worker import logs
+from jobqueue_protocol import logformat
+from jobqueue_protocol.clikit import CliError, ExitCode
 from jobqueue_worker.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -44,17 +45,28 @@ db_app = typer.Typer(help="The PostgreSQL schema of durable job records.", no_ar
 RETENTION_DAYS = {"completed": 7.0, "purged": 7.0, "failed": 30.0, "dead": 30.0}
 
 
-def _fail(exc: Exception, code: int = 1) -> NoReturn:
-    # typer.echo, not rich: rich wraps long lines, and an error is one line.
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(code)
+def _fail(exc: Exception, code: ExitCode | None = None) -> NoReturn:
+    """One line and the documented exit code: a refusal or no answer from the server is
+    UNREACHABLE, a bad DSN or a missing schema is USAGE, anything else FAILED."""
+    if code is None:
+        message = str(exc)
+        if "cannot connect to PostgreSQL" in message:
+            code = ExitCode.UNREACHABLE
+        elif isinstance(exc, ConfigError):
+            code = ExitCode.USAGE
+        else:
+            code = ExitCode.FAILED
+    raise CliError(str(exc), code) from None
 
 
 def _store() -> Any:
     try:
         from jobqueue_worker import pgstore
     except ImportError:
-        _fail(ConfigError("psycopg is not installed: pip install 'jobqueue-worker[postgres]'"), 2)
+        _fail(
+            ConfigError("psycopg is not installed: pip install 'jobqueue-worker[postgres]'"),
+            ExitCode.USAGE,
+        )
     return pgstore
 
 
@@ -65,7 +77,7 @@ def upgrade(dsn: Dsn = "") -> None:
     try:
         before, applied = pgstore.upgrade(_need(dsn))
     except (ConfigError, pgstore.StoreError) as exc:
-        _fail(exc, 2 if isinstance(exc, ConfigError) else 1)
+        _fail(exc)
     if applied:
         console.print(f"schema upgraded from {before or 'nothing'} to {applied[-1]}")
     else:
@@ -88,7 +100,7 @@ def prune(
     chosen = status or list(RETENTION_DAYS)
     unknown = [s for s in chosen if s not in RETENTION_DAYS]
     if unknown:
-        _fail(ConfigError(f"--status {unknown[0]!r}: only finished statuses can be pruned"), 2)
+        _fail(ConfigError(f"--status {unknown[0]!r}: only finished statuses can be pruned"))
     total = 0
     try:
         for st in chosen:
@@ -121,12 +133,12 @@ def migrator(  # noqa: PLR0917 - typer maps parameters to options
     from jobqueue_worker.migrator import Migrator
     from jobqueue_worker.settings import load
 
-    logs.setup(json_logs)
+    logformat.setup("json" if json_logs else "text")
     try:
         # The workers' TTLs (JQW_JOB_TTL_S, ...) apply to the jobs it creates too.
         limits = load(redis_url=redis_url).limits()
     except ConfigError as exc:
-        _fail(exc, 2)
+        _fail(exc)
 
     async def go() -> None:
         store = pgstore.AsyncStore(_need(dsn))
@@ -161,7 +173,7 @@ def migrator(  # noqa: PLR0917 - typer maps parameters to options
     try:
         asyncio.run(go())
     except (ConfigError, pgstore.StoreError) as exc:
-        _fail(exc, 2)
+        _fail(exc)
 
 
 def _ts(v: datetime | None) -> str:
@@ -214,7 +226,7 @@ def history(
     try:
         rows = pgstore.history(_need(dsn), queue, status, limit)
     except (ConfigError, pgstore.StoreError) as exc:
-        _fail(exc, 2 if isinstance(exc, ConfigError) else 1)
+        _fail(exc)
     table = Table(title="job history (PostgreSQL)")
     for col in ("id", "queue", "type", "status", "attempts", "created", "finished", "error"):
         table.add_column(col)
@@ -232,23 +244,22 @@ def history(
     console.print(table)
 
 
-async def dead_letters(
+async def apply_dead(
     broker: Broker,
-    action: str,
+    action: dlq_ops.Action,
     queue: str,
-    ids: Sequence[str] | None,
-    flt: dlq_ops.DeadFilter,
+    chosen: Sequence[str],
+    on_progress: dlq_ops.OnProgress | None = None,
 ) -> int:
-    """``dlq replay``/``purge``, telling PostgreSQL too when a DSN is set."""
+    """``dlq replay``/``purge`` of ``chosen``, telling PostgreSQL too when a DSN is set."""
     from jobqueue_worker import dlq as dlq_ops
 
-    op = dlq_ops.replay if action == "replay" else dlq_ops.purge
     dsn = os.environ.get(DSN_ENV)
     if not dsn:
-        return await op(broker, queue, ids, flt)
+        return await dlq_ops.apply(broker, action, queue, chosen, on_progress)
     store = _store().AsyncStore(dsn)
     try:
-        return await op(broker, queue, ids, flt, records=store)
+        return await dlq_ops.apply(broker, action, queue, chosen, on_progress, records=store)
     finally:
         await store.close()
 
