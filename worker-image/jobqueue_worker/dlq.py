@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from jobqueue_worker.broker import Broker
 from jobqueue_worker.records import JobRecord
@@ -17,6 +17,14 @@ _PAGE = 500
 
 Action = Literal["replay", "purge"]
 OnProgress = Callable[[int, int], None]  # (ids done, ids in all)
+
+
+class DeadRecords(Protocol):
+    """Durable job records told about a replay or a purge (``pgstore.AsyncStore``)."""
+
+    async def replayed(self, ids: Sequence[str]) -> int: ...
+
+    async def purged(self, ids: Sequence[str]) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -87,10 +95,14 @@ async def replay(
     queue: str,
     ids: Sequence[str] | None = None,
     flt: DeadFilter | None = None,
+    records: DeadRecords | None = None,
 ) -> int:
-    """Back to the original priority band with attempts reset; returns how many moved."""
+    """Back to the original priority band with attempts reset; returns how many moved.
+
+    With ``records``, each replayed job's row goes back to ``queued`` with no attempts.
+    """
     chosen = list(ids) if ids else await _matching_ids(broker, queue, flt or DeadFilter())
-    return await apply(broker, "replay", queue, chosen)
+    return await apply(broker, "replay", queue, chosen, records=records)
 
 
 async def purge(
@@ -98,10 +110,11 @@ async def purge(
     queue: str,
     ids: Sequence[str] | None = None,
     flt: DeadFilter | None = None,
+    records: DeadRecords | None = None,
 ) -> int:
-    """Delete dead-lettered jobs for good; returns how many went."""
+    """Delete dead-lettered jobs for good; returns how many went (rows are marked purged)."""
     chosen = list(ids) if ids else await _matching_ids(broker, queue, flt or DeadFilter())
-    return await apply(broker, "purge", queue, chosen)
+    return await apply(broker, "purge", queue, chosen, records=records)
 
 
 async def apply(
@@ -110,6 +123,8 @@ async def apply(
     queue: str,
     chosen: Sequence[str],
     on_progress: OnProgress | None = None,
+    *,
+    records: DeadRecords | None = None,
 ) -> int:
     """Replay or purge ``chosen`` a page at a time; returns how many were acted on.
 
@@ -123,6 +138,8 @@ async def apply(
     for i in range(0, len(chosen), _PAGE):
         page = list(chosen[i : i + _PAGE])
         total += await op(queue, page)
+        if records is not None:
+            await (records.replayed if action == "replay" else records.purged)(page)
         if on_progress is not None:
             on_progress(i + len(page), len(chosen))
     return total

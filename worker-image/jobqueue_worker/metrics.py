@@ -137,3 +137,20 @@ def job_series(queue: str, job_type: str) -> JobSeries:
     if series is None:
         series = _SERIES[key] = JobSeries(queue, job_type)
     return series
+
+
+# -- status write-back to PostgreSQL (only with JQW_POSTGRES_DSN) ---------------
+PG_EVENTS_BUFFERED = Gauge(
+    "jobqueue_pg_events_buffered", "Job status events waiting to be written to PostgreSQL."
+)
+PG_EVENTS_WRITTEN = Counter(
+    "jobqueue_pg_events_written_total", "Job status events written to PostgreSQL."
+)
+PG_EVENTS_DROPPED = Counter(
+    "jobqueue_pg_events_dropped_total",
+    "Events dropped because the buffer was full during a PostgreSQL outage"
+    " (the migrator's reconciler repairs finished jobs from Redis).",
+)
+PG_WRITE_ERRORS = Counter(
+    "jobqueue_pg_write_errors_total", "Failed PostgreSQL writes of status events."
+)

@@ -42,9 +42,10 @@ from jobqueue_worker.execution import Supervisor
 from jobqueue_worker.memlimit import MemoryPolicy, cgroup_limit, default_policy
 from jobqueue_worker.registry import Job, JobType, Registry
 from jobqueue_worker.renewer import Held, LeaseRenewer
-from jobqueue_worker.seams import Admission, AdmitAll, ExecutionGuard
+from jobqueue_worker.seams import Admission, AdmitAll, ExecutionGuard, JobEvents
 from jobqueue_worker.settings import WorkerSettings
 from jobqueue_worker.timeouts import History, timeout_retry_delay
+from jobqueue_worker.writeback import events_for
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class Worker:
         rng: random.Random | None = None,
         admission: Admission | None = None,
         guard: ExecutionGuard | None = None,
+        events: JobEvents | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -91,6 +93,7 @@ class Worker:
         self.recycle_reason: str | None = None
         self._memory_state = "ok"
         self.id = identity.worker_id(settings.pod_name)
+        self.events: JobEvents = events or events_for(settings, self.id)
         unknown = settings.unknown_type_keys(registry.names())
         if unknown:
             raise ConfigError(
@@ -200,6 +203,7 @@ class Worker:
             asyncio.create_task(self._reap_loop(), name="jq-reap"),
             asyncio.create_task(self._heartbeat_loop(), name="jq-heartbeat"),
             asyncio.create_task(self._limits_loop(), name="jq-limits"),
+            asyncio.create_task(self.events.run(), name="jq-events"),
         ]
         stop_wait = asyncio.create_task(self._stop_requested.wait())
         await asyncio.wait([dispatcher, stop_wait], return_when=asyncio.FIRST_COMPLETED)
@@ -222,6 +226,7 @@ class Worker:
                 extra={"task": task.get_name(), "stack": repr(task.get_stack(limit=5))},
             )
         renewer.stop()
+        await self.events.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.broker.forget_worker(self.plan.queues, self.id), 2.0)
         with contextlib.suppress(Exception):
@@ -370,6 +375,7 @@ class Worker:
                 extra={"pod": self.settings.pod_name},
             )
         for op, ok in zip(ops, res.acks, strict=True):
+            self.events.finished(op, ok)
             if not ok and op.op != "release":
                 metrics.JOBS.labels(op.queue, "?", "rejected").inc()
                 log.warning(
@@ -417,6 +423,7 @@ class Worker:
         )
         with self._active_lock:
             self._active[fetched.id] = active
+        self.events.started(fetched, started_at)
         active.task = asyncio.create_task(self._run_job(fetched, active), name=f"job-{fetched.id}")
 
     async def _run_job(self, fetched: Fetched, active: _Active) -> None:

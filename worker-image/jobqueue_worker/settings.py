@@ -119,6 +119,12 @@ class WorkerSettings(BaseSettings):
     pod_name: str | None = Field(default=None, validation_alias="POD_NAME")
     config_file: str | None = None
 
+    # -- durable records in PostgreSQL: off unless a DSN is given -----------------
+    postgres_dsn: str | None = Field(default=None, repr=False)  # holds a password
+    postgres_flush_interval_s: float = Field(default=0.1, gt=0, le=60)
+    postgres_flush_events: int = Field(default=500, ge=1, le=100_000)
+    postgres_buffer_max: int = Field(default=100_000, ge=100, le=10_000_000)
+
     # -- runtime limits (issue 4); per-type dicts are keyed by ``type_key`` ------
     rate_limits: dict[str, tuple[Limit, ...]] = Field(default_factory=dict)
     type_concurrency: dict[str, Annotated[int, Field(ge=1, le=1000)]] = Field(default_factory=dict)

@@ -14,7 +14,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from jobqueue_protocol import clikit
-from jobqueue_worker.cli import health
+from jobqueue_worker.cli import health, postgres
 from jobqueue_worker.cli.common import classify
 from jobqueue_worker.cli.dlq import dlq_app
 from jobqueue_worker.cli.enqueue import enqueue
@@ -56,6 +56,8 @@ app.command()(stats)
 app.command()(job)
 app.add_typer(dlq_app, name="dlq")
 health.register(app)
+# ``db``, ``migrator`` and ``history``: durable job records in PostgreSQL.
+postgres.register(app)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

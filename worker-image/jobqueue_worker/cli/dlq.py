@@ -17,6 +17,7 @@ from rich.table import Table
 
 from jobqueue_protocol.clikit import CliError, ExitCode
 from jobqueue_worker import dlq as dlq_ops
+from jobqueue_worker.cli import postgres
 from jobqueue_worker.cli.common import (
     DEFAULT_REDIS_URL,
     JsonOpt,
@@ -114,7 +115,9 @@ def _act(  # noqa: PLR0917
         _confirm(f"Purge {len(chosen)} dead-lettered job(s) of queue {queue} for good?")
 
     with progress(action) as update:
-        done = with_broker(redis_url, lambda b: dlq_ops.apply(b, action, queue, chosen, update))
+        done = with_broker(
+            redis_url, lambda b: postgres.apply_dead(b, action, queue, chosen, update)
+        )
     console.print(f"{'replayed' if action == 'replay' else 'purged'} {done}")
     if unknown:
         raise CliError(

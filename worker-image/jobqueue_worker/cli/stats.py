@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import typer
@@ -10,6 +11,7 @@ from rich.table import Table
 from jobqueue_protocol.clikit import CliError, ExitCode
 from jobqueue_protocol.stats import QueueStats
 from jobqueue_worker.broker import Broker
+from jobqueue_worker.cli import postgres
 from jobqueue_worker.cli.common import (
     DEFAULT_REDIS_URL,
     JsonOpt,
@@ -192,7 +194,10 @@ def job(
     as_json: JsonOpt = False,
     redis_url: RedisUrl = DEFAULT_REDIS_URL,
 ) -> None:
-    """Show a job's status, timestamps, error and result."""
+    """Show a job's status, timestamps, error and result (PostgreSQL's row when configured)."""
+    dsn = os.environ.get(postgres.DSN_ENV)
+    if dsn and not as_json and postgres.show_job(dsn, job_id):
+        return
     queues = env_queues(queue)
 
     async def find(b: Broker) -> JobRecord | None:

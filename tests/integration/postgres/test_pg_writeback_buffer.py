@@ -1,0 +1,74 @@
+"""The write-back buffer: bounded during an outage, never blocking, landing after."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from jobqueue_devkit.ports import free_port
+from jobqueue_worker import metrics, pgstore
+from jobqueue_worker.broker import Fetched, FinishOp
+from jobqueue_worker.pgstore import AsyncStore
+from jobqueue_worker.producer import JobRequest
+from jobqueue_worker.writeback import PgWriteback
+
+pytestmark = [pytest.mark.postgres]
+
+
+def _run(wb: PgWriteback, n: int) -> None:
+    for i in range(n):
+        f = Fetched("default", f"j{i}", "{}", 1, 1, "t")
+        wb.started(f, 1.0)
+        wb.finished(FinishOp("default", f"j{i}", "t", "complete"), True)
+
+
+def _nobody_listening(dsn: str) -> str:
+    """The same DSN on a loopback port where no server listens: a real refusal."""
+    host_port = dsn.split("@", 1)[1].split("/", 1)[0]
+    return dsn.replace(host_port, f"127.0.0.1:{free_port()}")
+
+
+async def test_an_outage_keeps_events_and_they_land_after(pg_dsn: str) -> None:
+    with psycopg.connect(pg_dsn) as conn:
+        pgstore.enqueue_many(conn, [JobRequest(type="noop", id=f"j{i}") for i in range(20)])
+    wb = PgWriteback(AsyncStore(_nobody_listening(pg_dsn)), "w", flush_events=10)
+    errors_before = metrics.PG_WRITE_ERRORS._value.get()
+    _run(wb, 20)
+    assert await wb.flush_once() is False
+    assert len(wb.buffer) == 40
+    assert metrics.PG_WRITE_ERRORS._value.get() == errors_before + 1
+    wb.store = AsyncStore(pg_dsn)  # PostgreSQL is back
+    while wb.buffer:
+        assert await wb.flush_once() is True
+    await wb.close()
+    with psycopg.connect(pg_dsn) as conn:
+        rows = conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall()
+    assert rows == [("completed", 20)]
+
+
+async def test_a_full_buffer_drops_the_oldest_and_counts_them(
+    pg_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    wb = PgWriteback(AsyncStore(_nobody_listening(pg_dsn)), "w", buffer_max=100)
+    before = metrics.PG_EVENTS_DROPPED._value.get()
+    _run(wb, 60)  # 120 events into 100 places
+    assert len(wb.buffer) == 100
+    assert metrics.PG_EVENTS_DROPPED._value.get() - before == 20
+    assert wb.buffer[0].job_id == "j10"
+    errors = [r for r in caplog.records if "buffer full" in r.getMessage()]
+    assert len(errors) == 1  # one log per episode, not one per event
+    assert await wb.flush_once() is False
+    await wb.close()
+
+
+async def test_a_refused_ack_sends_no_finish(pg_dsn: str) -> None:
+    with psycopg.connect(pg_dsn) as conn:
+        pgstore.enqueue(conn, "noop", id="x")
+    wb = PgWriteback(AsyncStore(pg_dsn), "w")
+    wb.started(Fetched("default", "x", "{}", 2, 1, "t"), 1.0)
+    wb.finished(FinishOp("default", "x", "t", "complete"), False)  # lease was lost
+    assert await wb.flush_once() is True
+    await wb.close()
+    with psycopg.connect(pg_dsn) as conn:
+        row = conn.execute("SELECT status, attempt_count FROM jobs WHERE id = 'x'").fetchone()
+    assert row == ("running", 2)

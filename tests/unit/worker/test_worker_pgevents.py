@@ -1,0 +1,96 @@
+"""The pure side of the PostgreSQL write-back: event order, batch collapse, rebuilt events."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jobqueue_worker.pgevents import JobEvent, collapse, event_rank, from_redis_record, rank
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ("queued", 0),
+        ("migrated", 0),
+        ("running", 1),
+        ("retry_scheduled", 2),
+        ("completed", 2),
+        ("failed", 2),
+        ("dead", 2),
+    ],
+)
+def test_rank_orders_waiting_running_finished(status: str, expected: int) -> None:
+    assert rank(status) == expected
+
+
+def test_a_hand_back_ranks_with_running_so_the_next_start_still_applies() -> None:
+    assert event_rank("migrated") == event_rank("running") == 1
+
+
+def _life(job_id: str) -> list[JobEvent]:
+    return [
+        JobEvent(job_id, 1, "running", "a", 10.0, 10.0),
+        JobEvent(job_id, 1, "retry_scheduled", "a", 11.0, 10.0, "boom\x00", 1000),
+        JobEvent(job_id, 2, "running", "b", 12.0, 12.0),
+        JobEvent(job_id, 2, "completed", "b", 13.0, 12.0, None, 900),
+    ]
+
+
+def test_collapse_keeps_the_furthest_change_per_row() -> None:
+    batch = collapse(_life("x"))
+    assert batch.jobs == [["x"], [2], ["completed"], [2], ["b"], [13.0], [True]]
+    assert batch.failures == [["x"], ["boom\\0"], [11.0]]
+    ids, attempts, workers, started, finished, outcomes, errors, durations = batch.attempts
+    assert ids == ["x", "x"]
+    assert attempts == [1, 2]
+    assert workers == ["a", "b"]
+    assert started == [10.0, 12.0]
+    assert finished == [11.0, 13.0]
+    assert outcomes == ["failed", "completed"]
+    assert errors == ["boom\\0", None]
+    assert durations == [1000, 900]
+
+
+def test_a_running_attempt_has_no_finish_time() -> None:
+    batch = collapse([JobEvent("y", 1, "running", "a", 5.0, 5.0)])
+    assert batch.attempts[4] == [None]
+    assert batch.jobs[6] == [False]
+
+
+@given(st.integers(min_value=0, max_value=10_000))
+def test_collapse_does_not_depend_on_the_order_or_repetition_of_events(seed: int) -> None:
+    rng = random.Random(seed)
+    events = _life("p") + _life("q")
+    shuffled = events * 2
+    rng.shuffle(shuffled)
+    assert collapse(shuffled) == collapse(events)
+
+
+def test_rows_come_sorted_by_job_id_so_writers_lock_in_one_order() -> None:
+    events = [JobEvent(i, 1, "running", "w", 1.0) for i in ("c", "a", "b")]
+    assert collapse(events).jobs[0] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    ("status", "finished_at", "expected"),
+    [
+        ("completed", 20.0, "completed"),
+        ("dead", 20.0, "dead"),
+        ("failed", 20.0, "failed"),
+        ("active", 20.0, None),
+        ("queued", None, None),
+        ("retry_scheduled", 20.0, None),
+        ("completed", None, None),
+    ],
+)
+def test_only_finished_redis_records_become_repair_events(
+    status: str, finished_at: float | None, expected: str | None
+) -> None:
+    ev = from_redis_record("j", status, 3, "w:1", finished_at, 19.0, "err", 0.5)
+    assert (ev.status if ev else None) == expected
+    if ev is not None:
+        assert (ev.attempt, ev.worker_id, ev.duration_ms, ev.started_at) == (3, "w:1", 500, 19.0)

@@ -1,0 +1,112 @@
+"""The SQL the store runs, as plain strings (no database library; ``pgstore`` runs them).
+
+Kept apart from ``pgstore`` so the statements can be read, and reviewed against
+the schema in ``pgschema``, in one place.
+"""
+
+from __future__ import annotations
+
+VERSION_SQL = "SELECT max(version) AS v FROM jobqueue_schema"
+
+# -------------------------------------------------------------- transactional enqueue
+INSERT = """
+INSERT INTO jobs (id, queue, type, priority, envelope, max_attempts, idempotency_key, run_at)
+VALUES (%(id)s, %(queue)s, %(type)s, %(priority)s, %(envelope)s, %(max_attempts)s,
+        %(idem)s, COALESCE(%(run_at)s::timestamptz,
+                           now() + make_interval(secs => %(delay_s)s::float8)))
+ON CONFLICT DO NOTHING
+RETURNING id
+"""
+
+EXISTING = """
+SELECT id FROM jobs WHERE id = %(id)s
+   OR (queue = %(queue)s AND idempotency_key = %(idem)s::text)
+ORDER BY created_at LIMIT 1
+"""
+
+# -------------------------------------------------------------- status write-back SQL
+RANK = "CASE WHEN {0} IN ('queued', 'migrated') THEN 0 WHEN {0} = 'running' THEN 1 ELSE 2 END"
+
+OUTCOME_RANK = "CASE WHEN {0} IN ('running', 'handed_back') THEN 1 ELSE 2 END"
+
+JOB_EVENTS = """unnest(%s::text[], %s::int[], %s::text[], %s::int[], %s::text[], %s::float8[],
+    %s::bool[]) AS e(id, attempt, status, rank, worker, at, terminal)"""
+
+# Forward only: (attempt, rank) never goes back, so a repeated or late event is a no-op.
+APPLY_JOBS = f"""
+UPDATE jobs j SET
+    status = e.status,
+    attempt_count = e.attempt,
+    worker_id = NULLIF(e.worker, ''),
+    started_at = CASE WHEN e.status = 'running' THEN to_timestamp(e.at) ELSE j.started_at END,
+    finished_at = CASE WHEN e.terminal THEN to_timestamp(e.at) ELSE j.finished_at END,
+    updated_at = now()
+FROM {JOB_EVENTS}
+WHERE j.id = e.id AND j.status <> 'purged'
+  AND (j.attempt_count, {RANK.format("j.status")}) <= (e.attempt, e.rank)
+"""
+
+# Failures are ordered by their own time: attempts on different workers may
+# report out of order, and the last error must not be lost to a later success.
+APPLY_FAILURES = """
+UPDATE jobs j SET last_error_message = e.error, failed_at = to_timestamp(e.at)
+FROM unnest(%s::text[], %s::text[], %s::float8[]) AS e(id, error, at)
+WHERE j.id = e.id AND j.status <> 'purged'
+  AND (j.failed_at IS NULL OR j.failed_at <= to_timestamp(e.at))
+"""
+
+APPLY_ATTEMPTS = f"""
+INSERT INTO job_attempts AS a
+    (job_id, attempt, worker_id, started_at, finished_at, outcome, error, duration_ms)
+SELECT e.id, e.attempt, NULLIF(e.worker, ''), to_timestamp(e.started_at),
+       to_timestamp(e.finished_at), e.outcome, e.error, e.duration_ms
+FROM unnest(%s::text[], %s::int[], %s::text[], %s::float8[], %s::float8[], %s::text[],
+            %s::text[], %s::int[])
+     AS e(id, attempt, worker, started_at, finished_at, outcome, error, duration_ms)
+WHERE EXISTS (SELECT 1 FROM jobs WHERE jobs.id = e.id)
+ORDER BY e.id, e.attempt
+ON CONFLICT (job_id, attempt) DO UPDATE SET
+    worker_id = excluded.worker_id,
+    started_at = CASE WHEN excluded.outcome = 'running' THEN excluded.started_at
+                 ELSE a.started_at END,
+    finished_at = excluded.finished_at,
+    outcome = excluded.outcome,
+    error = excluded.error,
+    duration_ms = excluded.duration_ms
+WHERE {OUTCOME_RANK.format("a.outcome")} <= {OUTCOME_RANK.format("excluded.outcome")}
+"""
+
+CLAIM = """
+SELECT id, queue, priority, max_attempts, envelope FROM jobs
+WHERE status = 'queued' AND run_at <= now()
+ORDER BY run_at, id
+LIMIT %s
+FOR UPDATE SKIP LOCKED
+"""
+
+MARK_MIGRATED = """
+UPDATE jobs SET status = 'migrated', migrated_at = now(), updated_at = now()
+WHERE id = ANY(%s) AND status = 'queued'
+"""
+
+NEXT_DUE = "SELECT EXTRACT(EPOCH FROM min(run_at) - now()) FROM jobs WHERE status = 'queued'"
+
+# Touching updated_at moves a checked row to the back of the scan.
+OPEN_ROWS = """
+WITH picked AS (
+    SELECT id FROM jobs
+    WHERE status IN ('migrated', 'running', 'retry_scheduled')
+      AND updated_at < now() - make_interval(secs => %s::float8)
+    ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs j SET updated_at = now() FROM picked WHERE j.id = picked.id
+RETURNING j.id, j.queue
+"""
+
+REPLAYED = """
+UPDATE jobs SET status = 'queued', attempt_count = 0, last_error_message = NULL,
+    finished_at = NULL, failed_at = NULL, run_at = now(), updated_at = now()
+WHERE id = ANY(%s) AND status IN ('dead', 'failed')
+"""
+
+PURGED = "UPDATE jobs SET status = 'purged', updated_at = now() WHERE id = ANY(%s)"

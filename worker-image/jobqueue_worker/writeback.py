@@ -1,0 +1,191 @@
+"""A worker's job status, written back to PostgreSQL in batches off the hot path.
+
+The dispatcher only appends to an in-memory buffer (``started``/``finished``);
+``run`` writes the buffer out every ``flush_interval_s`` or as soon as
+``flush_events`` are waiting, one transaction per batch. Writes are at least
+once and idempotent (see ``pgevents``), so a batch that failed half-way is simply
+sent again.
+
+During a PostgreSQL outage events wait in the buffer, bounded by ``buffer_max``;
+past it the oldest are dropped (a metric and an error log say so). Job
+processing never waits for PostgreSQL. What a dropped or unsent event would
+have said about a FINISHED job is not lost: Redis holds the job's record, and
+the migrator's reconciler copies it into the row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import itertools
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from jobqueue_worker import metrics
+from jobqueue_worker.errors import ConfigError
+from jobqueue_worker.pgevents import FINISH_STATUS, JobEvent
+from jobqueue_worker.seams import JobEvents, NoEvents
+
+if TYPE_CHECKING:
+    from jobqueue_worker.broker import Fetched, FinishOp
+    from jobqueue_worker.pgstore import AsyncStore
+    from jobqueue_worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 5.0
+CLOSE_TIMEOUT_S = 5.0
+
+
+def events_for(settings: WorkerSettings, worker_id: str) -> JobEvents:
+    """The sink the settings ask for: PostgreSQL with a DSN, else none."""
+    if not settings.postgres_dsn:
+        return NoEvents()
+    try:
+        from jobqueue_worker.pgstore import AsyncStore
+    except ImportError:
+        raise ConfigError(
+            "JQW_POSTGRES_DSN is set but psycopg is not installed:"
+            " pip install 'jobqueue-worker[postgres]'"
+        ) from None
+    return PgWriteback(
+        AsyncStore(settings.postgres_dsn),
+        worker_id,
+        flush_interval_s=settings.postgres_flush_interval_s,
+        flush_events=settings.postgres_flush_events,
+        buffer_max=settings.postgres_buffer_max,
+    )
+
+
+class PgWriteback:
+    def __init__(
+        self,
+        store: AsyncStore,
+        worker_id: str,
+        *,
+        flush_interval_s: float = 0.1,
+        flush_events: int = 500,
+        buffer_max: int = 100_000,
+    ) -> None:
+        self.store = store
+        self.worker_id = worker_id
+        self.flush_interval_s = flush_interval_s
+        self.flush_events = flush_events
+        self.buffer_max = buffer_max
+        self.buffer: collections.deque[JobEvent] = collections.deque()
+        # job id → (attempt, start time) of the attempts this worker is running
+        self._running: dict[str, tuple[int, float]] = {}
+        self._full = asyncio.Event()
+        self._dropped_in_flight = 0
+        self._overflowing = False
+        self._failing_since: float | None = None
+        self._backoff_s = flush_interval_s
+
+    # -- the hot path: append only ---------------------------------------------
+    def started(self, fetched: Fetched, at: float) -> None:
+        self._running[fetched.id] = (fetched.attempt, at)
+        self._add(JobEvent(fetched.id, fetched.attempt, "running", self.worker_id, at, at))
+
+    def finished(self, op: FinishOp, acked: bool) -> None:
+        attempt, started_at = self._running.pop(op.id, (0, 0.0))
+        if not acked or attempt == 0:
+            return  # lease lost: the worker that holds the job now reports it
+        status = FINISH_STATUS[op.op]
+        self._add(
+            JobEvent(
+                op.id,
+                attempt,
+                status,
+                self.worker_id,
+                time.time(),
+                started_at,
+                error=op.error,
+                duration_ms=op.duration_ms,
+            )
+        )
+
+    def _add(self, event: JobEvent) -> None:
+        if len(self.buffer) >= self.buffer_max:
+            self.buffer.popleft()
+            self._dropped_in_flight += 1
+            metrics.PG_EVENTS_DROPPED.inc()
+            if not self._overflowing:
+                self._overflowing = True
+                log.error(
+                    "PostgreSQL write-back buffer full: dropping the oldest status events"
+                    " (jobs keep running; the migrator's reconciler repairs finished jobs)",
+                    extra={"buffer_max": self.buffer_max},
+                )
+        self.buffer.append(event)
+        if len(self.buffer) >= self.flush_events:
+            self._full.set()
+
+    # -- background ------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self._backoff_s)
+                self._full.clear()
+                await self.flush_once()
+        finally:
+            metrics.PG_EVENTS_BUFFERED.set(len(self.buffer))
+
+    async def flush_once(self) -> bool:
+        """Write up to 4 × ``flush_events`` buffered events; False if PostgreSQL failed."""
+        from jobqueue_worker.pgstore import StoreError
+
+        metrics.PG_EVENTS_BUFFERED.set(len(self.buffer))
+        if not self.buffer:
+            return True
+        batch = list(itertools.islice(self.buffer, self.flush_events * 4))
+        self._dropped_in_flight = 0
+        try:
+            await self.store.write_events(batch)
+        except StoreError as exc:
+            metrics.PG_WRITE_ERRORS.inc()
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
+                log.warning(
+                    "PostgreSQL write-back failing: status events wait in memory",
+                    extra={"error": str(exc), "buffered": len(self.buffer)},
+                )
+            self._backoff_s = min(MAX_BACKOFF_S, self._backoff_s * 2)
+            return False
+        # Events dropped meanwhile came off the front, i.e. out of this batch.
+        for _ in range(max(0, len(batch) - self._dropped_in_flight)):
+            self.buffer.popleft()
+        metrics.PG_EVENTS_WRITTEN.inc(len(batch))
+        if self._failing_since is not None:
+            log.info(
+                "PostgreSQL write-back recovered",
+                extra={"outage_s": round(time.monotonic() - self._failing_since, 1)},
+            )
+            self._failing_since = None
+            self._overflowing = False
+        self._backoff_s = self.flush_interval_s
+        if len(self.buffer) >= self.flush_events:
+            self._full.set()
+        metrics.PG_EVENTS_BUFFERED.set(len(self.buffer))
+        return True
+
+    async def close(self) -> None:
+        """Write out what is left, for at most ``CLOSE_TIMEOUT_S``; then close."""
+        deadline = time.monotonic() + CLOSE_TIMEOUT_S
+        with contextlib.suppress(Exception):
+            while self.buffer and time.monotonic() < deadline:
+                ok = await asyncio.wait_for(
+                    self.flush_once(), max(0.1, deadline - time.monotonic())
+                )
+                if not ok:
+                    break
+        if self.buffer:
+            log.warning(
+                "Stopped with status events not written to PostgreSQL"
+                " (the migrator's reconciler repairs finished jobs from Redis)",
+                extra={"events": len(self.buffer)},
+            )
+        with contextlib.suppress(Exception):
+            await self.store.close()
