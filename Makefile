@@ -42,6 +42,7 @@ demo: install redis controlplane ## Run the whole loop live: control plane, Redi
 test: ## Install everything, then lint, type-check and run every test tier.
 	@$(PHASE) "install (venv, the three distributions editable + the dev group)" $(MAKE) --no-print-directory install
 	@$(PHASE) "redis-server" $(MAKE) --no-print-directory redis
+	@$(PHASE) "postgresql (Debian's server; tests start their own clusters)" $(MAKE) --no-print-directory postgres
 	@$(PHASE) "promtool (checks metrics and alert rules)" $(MAKE) --no-print-directory promtool
 	@$(PHASE) "control-plane binaries (cached by version)" $(MAKE) --no-print-directory controlplane
 	@$(PHASE) "helm (built from Go modules, cached by version)" $(MAKE) --no-print-directory helm
