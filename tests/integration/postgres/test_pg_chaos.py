@@ -3,7 +3,7 @@ every 3 s, and PostgreSQL is restarted once. Every job must end ``completed`` in
 PostgreSQL, none may be lost, duplicate runs may not exceed the jobs the killed workers
 held, and the rows must agree with Redis.
 
-``JQ_PG_CHAOS_JOBS`` sets the number of jobs (default 3,000; the full run is 20,000).
+``JQ_PG_CHAOS_JOBS`` sets the number of jobs (default 20,000, the size the promise is stated for).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from jobqueue_worker.producer import JobRequest
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
 
-N_JOBS = int(os.environ.get("JQ_PG_CHAOS_JOBS", "3000"))
+N_JOBS = int(os.environ.get("JQ_PG_CHAOS_JOBS", "20000"))
 N_WORKERS = 3
 CONCURRENCY = 8
 N_MIGRATORS = 2
