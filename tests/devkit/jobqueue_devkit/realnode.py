@@ -249,6 +249,7 @@ class RealNode:
             self.runtime.stop()
         stop_from_state(self.workdir)
         self.plane = self.runtime = self.kubelet = None
+        self.imported.clear()  # a restarted node has an empty containerd
 
 
 def _unmount_under(root: Path) -> None:

@@ -28,6 +28,8 @@ from .pods import apply, exec_in, new_namespace, pod, python_pod, wait_phase
 
 pytestmark = [pytest.mark.realnode, pytest.mark.slow]
 
+REPO = Path(__file__).resolve().parents[3]
+
 SLEEP_FOREVER = "import time\nwhile True: time.sleep(3600)"
 
 
@@ -248,8 +250,8 @@ def test_down_leaves_nothing_and_a_second_start_works(
     )
     assert shims.stdout == b""
 
-    real_node.imported.clear()
-    real_node.start(owner_pid=os.getpid(), crds_dir=None)
+    # Started as the fixture starts it: later tests get the same node back.
+    real_node.start(owner_pid=os.getpid(), crds_dir=REPO / "crds")
     image = real_node.import_image(base_image)
     ns = new_namespace(real_node)
     apply(real_node, python_pod(ns, "after", image, "print('second start ok')"), tmp_path)
@@ -257,3 +259,4 @@ def test_down_leaves_nothing_and_a_second_start_works(
     assert done["status"]["phase"] == "Succeeded"
     assert real_node.plane is not None
     assert real_node.plane.kubectl("logs", "-n", ns, "after").strip() == "second start ok"
+    assert "jobqueues" in real_node.plane.kubectl("api-resources", "-o", "name")
