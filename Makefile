@@ -46,12 +46,17 @@ test: ## Install everything, then lint, type-check and run every test tier.
 	@$(PHASE) "promtool (checks metrics and alert rules)" $(MAKE) --no-print-directory promtool
 	@$(PHASE) "control-plane binaries (cached by version)" $(MAKE) --no-print-directory controlplane
 	@$(PHASE) "helm (built from Go modules, cached by version)" $(MAKE) --no-print-directory helm
-	@$(PHASE) "docker engine, local base image, both project images" $(MAKE) --no-print-directory images-local
-	@$(PHASE) "real-node binaries (kubelet, kube-scheduler, containerd, crictl; cached by version)" $(MAKE) --no-print-directory node-binaries NODE_BINARIES_ARGS=--optional
-	@$(PHASE) "ruff (lint + format check)" $(MAKE) --no-print-directory lint
-	@$(PHASE) "mypy --strict" $(MAKE) --no-print-directory typecheck
-	@$(PHASE) "import-linter contracts" $(MAKE) --no-print-directory imports
-	@$(PHASE) "pytest (unit, integration, e2e)" $(MAKE) --no-print-directory pytest
+	@# A Docker engine that this run starts is stopped at the end, pass or fail; one
+	@# that was already running (yours, or the system's) is left alone.
+	@engine_before=$$(docker info >/dev/null 2>&1 && echo running || echo stopped); status=0; \
+	{ $(PHASE) "docker engine, local base image, both project images" $(MAKE) --no-print-directory images-local \
+	  && $(PHASE) "real-node binaries (kubelet, kube-scheduler, containerd, crictl; cached by version)" $(MAKE) --no-print-directory node-binaries NODE_BINARIES_ARGS=--optional \
+	  && $(PHASE) "ruff (lint + format check)" $(MAKE) --no-print-directory lint \
+	  && $(PHASE) "mypy --strict" $(MAKE) --no-print-directory typecheck \
+	  && $(PHASE) "import-linter contracts" $(MAKE) --no-print-directory imports \
+	  && $(PHASE) "pytest (unit, integration, e2e)" $(MAKE) --no-print-directory pytest; } || status=$$?; \
+	if [ "$$engine_before" = stopped ]; then $(DEVKIT) docker down >/dev/null 2>&1 || true; fi; \
+	exit $$status
 
 ##@ Setup (each is idempotent; `make test` and `make demo` run them)
 
