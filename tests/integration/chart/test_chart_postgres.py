@@ -62,7 +62,8 @@ def test_off_by_default_nothing_of_postgres_renders(helm: Helm) -> None:
     assert "JQW_POSTGRES_DSN" not in env_names(worker)
     # A prune schedule alone turns nothing on.
     docs = helm.template(sets=["postgres.prune.schedule=0 3 * * *"])
-    assert find(docs, "CronJob") == [] and find(docs, "Job") == []
+    assert find(docs, "CronJob") == []
+    assert find(docs, "Job") == []
 
 
 def test_all_on_renders_the_migrator_the_hook_job_and_the_cronjob(helm: Helm) -> None:
@@ -122,10 +123,13 @@ def test_network_policy_lets_the_postgres_clients_reach_postgres_and_redis_only(
     assert "ingress" not in policy["spec"]
     ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
     assert ports == {53, 5432, 6432, 6379, 6380}
-    selected = {"app.kubernetes.io/instance": "jq", "app.kubernetes.io/component": "migrator"}
     (instance, component) = policy["spec"]["podSelector"]["matchExpressions"]
-    assert selected["app.kubernetes.io/instance"] in instance["values"]
-    assert {"migrator", "db-upgrade", "db-prune"} == set(component["values"])
+    assert (instance["key"], instance["values"]) == ("app.kubernetes.io/instance", ["jq"])
+    assert component["key"] == "app.kubernetes.io/component"
+    assert set(component["values"]) == {"migrator", "db-upgrade", "db-prune"}
+    # Every Pod it names carries the labels it selects on.
+    migrator_labels = one(docs, "Deployment", "jobqueue-migrator")["spec"]["template"]["metadata"]
+    assert migrator_labels["labels"]["app.kubernetes.io/component"] in component["values"]
     # The operator never talks to PostgreSQL, so its own policy does not open the port.
     operator = one(docs, "NetworkPolicy", "jq-jobqueue-operator")
     operator_ports = {p["port"] for r in operator["spec"]["egress"] for p in r.get("ports", [])}
