@@ -129,7 +129,7 @@ def test_all_on_render_has_every_option(helm: Helm) -> None:
     assert {
         (d["metadata"]["namespace"], d["metadata"]["name"]) for d in find(docs, "KopfPeering")
     } == {("jq-chart-a", "jq-peering"), ("jq-chart-b", "jq-peering")}
-    policy = one(docs, "NetworkPolicy")
+    policy = one(docs, "NetworkPolicy", "jq-jobqueue-operator")
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]
     egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
