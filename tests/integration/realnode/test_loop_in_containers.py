@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from jobqueue_devkit.chart_release import HelmCli, chart_values, install
 from jobqueue_devkit.errors import DevkitError
 from jobqueue_devkit.helm_binary import ensure_helm
 from jobqueue_devkit.realnode import RealNode
@@ -29,9 +30,6 @@ from jobqueue_worker.producer import Producer
 from jobqueue_worker.records import JobRecord
 
 from .chart_release import (
-    HelmCli,
-    chart_values,
-    install,
     is_ready,
     kubectl_json,
     operator_pods_and_acting_replica,
@@ -58,7 +56,11 @@ def workers() -> list[dict[str, Any]]:
             "queues": ["loop"],
             "terminationGracePeriodSeconds": GRACE_S,
             # One job at a time per Pod, so which Pod is busy is unambiguous.
-            "env": [{"name": "JQW_CONCURRENCY", "value": "1"}],
+            "env": [
+                {"name": "JQW_CONCURRENCY", "value": "1"},
+                # The worker's own grace plus hand-back time must fit in the Pod's.
+                {"name": "JQW_GRACE_PERIOD_S", "value": str(GRACE_S - 10)},
+            ],
             "resources": {"limits": {"cpu": "500m", "memory": f"{LOOP_LIMIT_MI}Mi"}},
             "jobQueue": {
                 "minReplicas": 0,
