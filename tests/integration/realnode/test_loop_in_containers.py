@@ -25,6 +25,7 @@ from jobqueue_devkit.errors import DevkitError
 from jobqueue_devkit.helm_binary import ensure_helm
 from jobqueue_devkit.realnode import RealNode
 from jobqueue_devkit.redis_server import RedisServer
+from jobqueue_operator.timing import DIRECTION_DWELL_S
 from jobqueue_worker.envelope import JobStatus
 from jobqueue_worker.producer import Producer
 from jobqueue_worker.records import JobRecord
@@ -240,6 +241,7 @@ async def test_operator_replicas_run_from_the_image_and_scale_workers_0_to_n_to_
         await until(
             lambda: replicas(node, ns, "loop-worker") == MAX_WORKERS, 60, "loop-worker at max"
         )
+        scaled_up_at = time.monotonic()
 
         def all_ready() -> list[dict[str, Any]] | None:
             ready = [p for p in worker_pods(loop, "loop") if is_ready(p)]
@@ -267,7 +269,10 @@ async def test_operator_replicas_run_from_the_image_and_scale_workers_0_to_n_to_
 
         # One long job keeps one Pod busy while the queue is empty: the operator
         # scales down, and the ReplicaSet controller must remove the idle Pods.
-        long_job = await producer.enqueue("sleep", {"seconds": 15.0})
+        # The operator reverses a scale no sooner than DIRECTION_DWELL_S after it, so the
+        # long job must still run then.
+        long_s = max(15.0, DIRECTION_DWELL_S - (time.monotonic() - scaled_up_at) + 20.0)
+        long_job = await producer.enqueue("sleep", {"seconds": long_s})
         ledger.append(long_job)
 
         async def busy_pod() -> str:
@@ -284,7 +289,7 @@ async def test_operator_replicas_run_from_the_image_and_scale_workers_0_to_n_to_
         busy = {n for n in before if busy_worker.startswith(n) or n in busy_worker}
         assert len(busy) == 1, (busy_worker, before)
         removed: set[str] = set()
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + long_s + 30
         while time.monotonic() < deadline:
             now = await asyncio.to_thread(worker_pods, loop, "loop")
             alive = {p["metadata"]["name"] for p in now if "deletionTimestamp" not in p["metadata"]}
