@@ -47,24 +47,30 @@ def replicas(node: RealNode, namespace: str, deployment: str) -> int | None:
 def operator_pods_and_acting_replica(
     node: RealNode, release_ns: str, release: str, watched: str
 ) -> tuple[list[str], str | None]:
-    """The operator's Pods (all Running and Ready) and the one that acts, if the API says.
+    """The operator's Ready Pods, and the one that acts as the API server records it.
 
-    The one place that knows how the replicas elect their writer, so it is the
-    one place to change when that changes. With kopf peering every replica writes
-    its own entry into the KopfPeering object's status and only the highest
-    priority one acts (the others pause), so the peers are listed but the actor
-    is not named; with a coordination Lease its holderIdentity names the actor.
-    Either way the caller asserts the observable result: both Pods Ready, and the
-    worker Deployment scaled by exactly one decision stream.
+    The one place that knows how the replicas elect their writer, so the one place
+    to change when that changes. A coordination Lease names the actor in its
+    holderIdentity. With kopf peering every replica writes itself into the
+    KopfPeering object's status (`<id>@<hostname>/...` with a random priority)
+    and only the highest priority one acts, the others pause; a Pod's hostname is
+    its name. None when neither names a Ready Pod of the release.
     """
     selector = f"app.kubernetes.io/instance={release},app.kubernetes.io/name=jobqueue-operator"
-    found = pods(node, release_ns, selector)
-    names = sorted(p["metadata"]["name"] for p in found if is_ready(p))
-    acting: str | None = None
+    names = sorted(p["metadata"]["name"] for p in pods(node, release_ns, selector) if is_ready(p))
+
+    def pod_of(identity: str) -> str | None:
+        return next((n for n in names if n in identity), None)
+
     for ns in (release_ns, watched):
         for lease in kubectl_json(node, "get", "leases", "-n", ns).get("items", []):
-            holder = str(lease.get("spec", {}).get("holderIdentity") or "")
-            matches = [n for n in names if holder.startswith(n)]
-            if matches:
-                acting = matches[0]
-    return names, acting
+            holder = pod_of(str(lease.get("spec", {}).get("holderIdentity") or ""))
+            if holder is not None:
+                return names, holder
+    peers: list[tuple[int, str]] = []
+    for peering in kubectl_json(node, "get", "kopfpeerings", "-n", watched).get("items", []):
+        for identity, peer in (peering.get("status") or {}).items():
+            pod = pod_of(identity)
+            if pod is not None and isinstance(peer, dict):
+                peers.append((int(peer.get("priority", 0)), pod))
+    return names, (max(peers)[1] if peers else None)
