@@ -370,3 +370,47 @@ async def test_an_oom_killed_job_is_redelivered_not_lost(loop: Loop) -> None:
     # The killed attempt was not lost: the job came back and completed.
     assert done[killer].deliveries >= 2, done[killer]
     assert done[kept].deliveries == 1
+
+
+async def test_the_kubelets_sigterm_lets_busy_workers_finish_or_hand_back(loop: Loop) -> None:
+    """Pods deleted while busy: the kubelet's SIGTERM, then the Pod's grace period.
+
+    A job shorter than the worker's own grace finishes in the Pod being stopped;
+    a longer one is handed back and completes in another Pod. Nothing is lost.
+    """
+    node, ns = loop.node, loop.watched
+    short_s, long_s = 3.0, 25.0
+    async with Producer(loop.redis.url, default_queue="loop") as producer:
+        short = await producer.enqueue("sleep", {"seconds": short_s})
+        long = await producer.enqueue("sleep", {"seconds": long_s})
+
+        async def running_on() -> dict[str, str]:
+            deadline = time.monotonic() + 150
+            while time.monotonic() < deadline:
+                found = await records(producer, [short, long], "loop")
+                active = {
+                    i: r.worker
+                    for i, r in found.items()
+                    if r is not None and r.status is JobStatus.ACTIVE and r.worker
+                }
+                if len(active) == 2:
+                    return active
+                await asyncio.sleep(0.2)
+            raise AssertionError(f"the two jobs never ran at once: {found}")
+
+        workers_of = await running_on()
+        names = {p["metadata"]["name"] for p in worker_pods(loop, "loop")}
+        busy = {job: next(n for n in names if n in w) for job, w in workers_of.items()}
+        assert busy[short] != busy[long]
+        assert node.plane is not None
+        node.plane.kubectl("delete", "pod", "-n", ns, *busy.values(), "--wait=false")
+
+        def gone() -> bool:
+            left = {p["metadata"]["name"] for p in worker_pods(loop, "loop")}
+            return not left & set(busy.values())
+
+        # The kubelet kills whatever is left at the grace period's end.
+        await until(gone, GRACE_S + 30, "the deleted Pods gone")
+        done = await wait_completed(producer, [short, long], "loop", long_s + 90)
+    assert busy[short] in str(done[short].worker), "the short job did not finish in its Pod"
+    assert busy[long] not in str(done[long].worker), "the long job was not handed back"
