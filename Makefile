@@ -35,8 +35,18 @@ help: ## Show this help.
 ##@ Main commands
 
 .PHONY: demo
-demo: install redis controlplane ## Run the whole loop live: control plane, Redis, operator, workers scaling.
+demo: install redis controlplane $(if $(filter real,$(NODE)),node-binaries helm) ## Run the whole loop live: control plane, Redis, operator, workers scaling (NODE=real: in containers on a real node).
+ifeq ($(NODE),real)
+	@# A Docker engine that the demo starts (to build the images) is stopped at the end.
+	@engine_before=$$(docker info >/dev/null 2>&1 && echo running || echo stopped); status=0; \
+	{ $(MAKE) --no-print-directory images-local \
+	  && $(DEVKIT) demo --node real --operator-image $(OPERATOR_IMAGE) \
+	       --worker-image $(WORKER_IMAGE) $(DEMO_ARGS); } || status=$$?; \
+	if [ "$$engine_before" = stopped ]; then $(DEVKIT) docker down >/dev/null 2>&1 || true; fi; \
+	exit $$status
+else
 	$(DEVKIT) demo $(DEMO_ARGS)
+endif
 
 .PHONY: test
 test: ## Install everything, then lint, type-check and run every test tier.

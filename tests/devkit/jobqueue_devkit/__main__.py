@@ -185,8 +185,23 @@ def cluster_down(directory: DirOption = DEFAULT_DIR) -> None:
 @app.command()
 def demo(
     jobs: Annotated[int, typer.Option(help="How many jobs to enqueue in the burst.")] = 3000,
+    node: NodeOption = "",
+    operator_image: Annotated[
+        str, typer.Option(help="--node real: the operator image (built by `make images`).")
+    ] = "",
+    worker_image: Annotated[
+        str, typer.Option(help="--node real: the worker image (built by `make images`).")
+    ] = "",
 ) -> None:
     """The whole loop, live: queue fills, workers scale up, queue drains, workers scale down."""
+    if node not in ("", "real"):
+        raise DevkitError(f"--node {node!r}: the only node kind is 'real'")
+    if node == "real":
+        if not (operator_image and worker_image):
+            raise DevkitError("--node real needs --operator-image and --worker-image")
+        from jobqueue_devkit.demo_realnode import main as run_real_demo
+
+        raise typer.Exit(run_real_demo(jobs, operator_image, worker_image))
     from jobqueue_devkit.demo import main as run_demo
 
     raise typer.Exit(run_demo(jobs))
