@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import kopf
 
-from jobqueue_operator import metrics
-from jobqueue_operator.kube import GROUP, PLURAL, VERSION, Kube
+from jobqueue_operator import admission, metrics
+from jobqueue_operator.defaults_source import DefaultsSource
+from jobqueue_operator.kube import GROUP, PLURAL, VERSION, Kube, KubeError
 from jobqueue_operator.observe import RedisPools
 from jobqueue_operator.reconcile import DEFAULT_INTERVAL_S, Claim, Context, Loop
 from jobqueue_operator.settings import OperatorSettings
+from jobqueue_operator.webhook_certs import self_signed
 
 FINALIZER = f"{GROUP}/finalizer"
 
@@ -47,17 +51,33 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 30
-    memo["ctx"] = Context(
-        kube=await Kube.connect(),
+    kube = await Kube.connect()
+    defaults = DefaultsSource(config)
+    await defaults.refresh(kube)
+    ctx = memo["ctx"] = Context(
+        kube=kube,
         pools=RedisPools(config.redis_max_connections),
-        settings=config,
+        settings=defaults.current,
+        defaults_source=defaults.origin,
     )
+
+    def apply_defaults(fresh: OperatorSettings, origin: str) -> None:
+        ctx.settings, ctx.defaults_source = fresh, origin
+
+    memo["defaults_task"] = asyncio.create_task(defaults.run(kube, apply_defaults))
+    if config.webhook_port:
+        settings.admission.server = _webhook_server(config)
+        # kopf creates and keeps up to date a ValidatingWebhookConfiguration of this name.
+        settings.admission.managed = GROUP
     metrics.serve(config.metrics_port)
 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
     """Close the Redis pools and the API client."""
+    task: asyncio.Task[None] | None = memo.get("defaults_task")
+    if task is not None:
+        task.cancel()
     ctx: Context | None = memo.get("ctx")
     if ctx is not None:
         await ctx.pools.close()
@@ -123,6 +143,89 @@ async def scale_loop(
         loop.close()
 
 
+async def refuse_a_claimed_target(
+    *,
+    name: str,
+    namespace: str | None,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    warnings: list[str],
+    **kwargs: Any,
+) -> None:
+    """Refuse a JobQueue whose target an HPA or another JobQueue already scales."""
+    old: Mapping[str, Any] = kwargs.get("old") or {}
+    new_spec = body.get("spec")
+    target = admission.target_of(new_spec)
+    if not namespace or not name or target is None:
+        return
+    if not admission.target_changed(kwargs.get("operation"), old.get("spec"), new_spec):
+        return
+    ctx: Context = memo["ctx"]
+    index: ClaimIndex = kwargs["jobqueue_claims"]
+    claims = index.get((namespace, target), ())
+    try:
+        hpas = [hpa for hpa, on in await ctx.kube.hpa_targets(namespace) if on == target]
+    except KubeError as exc:
+        # Without the HPA list the run-time check still refuses to act; say so.
+        warnings.append(f"could not check for an HPA on {target}: {exc}")
+        hpas = []
+    found = admission.claimed_by(name, target, (c.name for c in claims), hpas)
+    if found is not None:
+        raise kopf.AdmissionError(found, code=409)
+
+
+class _WebhookServer(kopf.WebhookServer):
+    """kopf's HTTPS webhook server, with a ``cryptography``-made certificate and,
+    in a cluster, a ``service`` client config instead of a URL."""
+
+    service: tuple[str, str] | None = None
+
+    @staticmethod
+    def build_certificate(
+        hostnames: Collection[str], password: str | None = None
+    ) -> tuple[bytes, bytes]:
+        return self_signed(list(hostnames), datetime.now(UTC))
+
+    async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
+        async for by_url in super().__call__(fn):
+            if self.service is None:
+                yield by_url
+                continue
+            namespace, service = self.service
+            by_service = kopf.WebhookClientConfig(
+                service={"namespace": namespace, "name": service, "port": self.port or 443}
+            )
+            if "caBundle" in by_url:
+                by_service["caBundle"] = by_url["caBundle"]
+            yield by_service
+
+
+def _webhook_server(config: OperatorSettings) -> _WebhookServer:
+    # A mounted certificate (one for every replica) wins; without one, self-signed.
+    certs = Path(config.webhook_cert_dir) if config.webhook_cert_dir else None
+    if certs is not None and not (certs / "tls.crt").exists():
+        certs = None
+    host = config.webhook_host
+    extra: list[str] = []
+    if config.webhook_service:
+        namespace, _, service = config.webhook_service.rpartition("/")
+        extra = [f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local"]
+        host = host or extra[0]
+    server = _WebhookServer(
+        addr=config.webhook_addr,
+        port=config.webhook_port,
+        host=host,
+        extra_sans=extra,
+        certfile=str(certs / "tls.crt") if certs else None,
+        pkeyfile=str(certs / "tls.key") if certs else None,
+        cafile=str(certs / "ca.crt") if certs and (certs / "ca.crt").exists() else None,
+    )
+    if config.webhook_service:
+        namespace, _, service = config.webhook_service.rpartition("/")
+        server.service = (namespace or "default", service)
+    return server
+
+
 @kopf.on.probe(id="jobqueues")
 def running_loops(**_: Any) -> int:
     """Liveness/readiness detail: how many JobQueue loops run in this process."""
@@ -140,6 +243,20 @@ def run(
 ) -> None:
     """Run kopf with these handlers until SIGTERM/SIGINT (``cli.main`` parses the flags)."""
     kopf.configure(verbose=verbose, log_prefix=True)
+    if OperatorSettings().webhook_port:
+        # Registered only with a port: kopf refuses to start with admission
+        # handlers and no server to serve them.
+        kopf.on.validate(
+            GROUP,
+            VERSION,
+            PLURAL,
+            id="scale-target",
+            operations=["CREATE", "UPDATE"],
+            # Kept when a replica stops (another may still serve it); when none
+            # serves, the scale loop's run-time check still refuses to act.
+            persistent=True,
+            ignore_failures=True,
+        )(refuse_a_claimed_target)
     # kopf at INFO reports every handled watch event; keep ours and its warnings.
     logging.getLogger("kopf.objects").setLevel(logging.DEBUG if verbose else logging.WARNING)
     asyncio.run(

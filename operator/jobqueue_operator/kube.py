@@ -7,6 +7,7 @@ What it does, and so what RBAC the operator needs (``manifests/rbac``):
 * list and watch the Deployments of each namespace that has JobQueues, to know
   their replicas without a request per poll (deployments list, watch);
 * ``get`` one Secret key by name for the Redis password (never list or watch);
+* ``get`` the operator's defaults ConfigMap (configmaps get, one name);
 * list HorizontalPodAutoscalers and JobQueues of the namespace to refuse a target
   that something else already scales;
 * list the target's Pods (by the selector ``/scale`` reports) and merge-patch
@@ -371,6 +372,16 @@ class Kube:
         if key not in data:
             raise SecretError(f"Secret {name} has no key {key!r}")
         return base64.b64decode(data[key]).decode()
+
+    async def read_configmap(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The ``data`` of one ConfigMap (``get`` only); ``None`` if it does not exist."""
+        try:
+            found = await self._core.read_namespaced_config_map(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise KubeError(_describe("read ConfigMap", name, exc)) from exc
+        return dict(found.data or {})
 
     async def hpa_targets(self, namespace: str) -> list[tuple[str, str]]:
         """(HPA name, Deployment name) for every HPA in ``namespace`` that scales a Deployment."""

@@ -63,7 +63,7 @@ from jobqueue_operator.policy import (
     rates_between,
 )
 from jobqueue_operator.settings import OperatorSettings
-from jobqueue_operator.status import Problem, Tick
+from jobqueue_operator.status import Problem, Tick, effective_record
 
 log = logging.getLogger("jobqueue_operator")
 
@@ -194,6 +194,8 @@ class Context:
     pools: RedisPools
     settings: OperatorSettings
     clock: Callable[[], float] = time.time
+    #: Where the scaling defaults in ``settings`` come from (``status.effective``).
+    defaults_source: str = "operator environment"
     #: namespace → (read at, HPA claims): one LIST per namespace per HPA_REFRESH_S, shared
     #: by every loop there. (A watch would be cheaper still, but kopf holds every handler
     #: until an index's first list succeeds, so a missing HPA right would stop the whole
@@ -526,6 +528,7 @@ class Loop:
                 paused=paused,
                 min_replicas=effective.min_replicas,
                 max_replicas=effective.max_replicas,
+                effective=effective_record(effective, self.ctx.defaults_source),
             ),
         )
 

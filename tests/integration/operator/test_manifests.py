@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,21 @@ def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return doc["spec"]["template"]["spec"]["containers"]  # type: ignore[no-any-return]
 
 
-def test_install_and_examples_apply_without_pod_security_warnings(kubectl: Kubectl) -> None:
+@pytest.fixture
+def installed(kubectl: Kubectl) -> Iterator[str]:
+    """``kubectl apply -k manifests``; the cluster-wide admission binding is removed after,
+    so the shipped defaults do not judge the JobQueues of the tests that follow."""
     out = kubectl("apply", "-k", str(ROOT / "manifests"))
+    yield out
+    kubectl("delete", "validatingadmissionpolicybinding", "jobqueue-defaults", "--ignore-not-found")
+
+
+def test_install_and_examples_apply_without_pod_security_warnings(
+    kubectl: Kubectl, installed: str
+) -> None:
+    out = installed
     assert "deployment.apps/jobqueue-operator" in out
+    assert "validatingadmissionpolicy.admissionregistration.k8s.io/jobqueue-defaults" in out
     out = kubectl("apply", "-k", str(ROOT / "manifests" / "examples"), check=False)
     assert "jobqueue.jobqueue.dev/email-processing-high" in out, out
     assert "violate PodSecurity" not in out
