@@ -14,11 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-DEPRECATED_PRIORITY_CLASS = (
-    "spec.priorityClass is deprecated (it reads like the scheduler's PriorityClass); "
-    "use spec.priorityTier"
-)
-
 
 def target_of(spec: Mapping[str, Any] | None) -> str | None:
     """The name in ``spec.scaleTargetRef``, or ``None`` when there is none."""

@@ -207,6 +207,9 @@ class JobQueueSpec(_Model):
     scale_target_ref: ScaleTargetRef
     redis: RedisConnection
     queues: Annotated[list[QueueName], Field(min_length=1, max_length=20)]
+    priority_tier: PriorityClass | None = None
+    #: Deprecated name of ``priority_tier`` (it reads like the scheduler's PriorityClass);
+    #: still accepted, with a warning at admission.
     priority_class: PriorityClass | None = None
     min_replicas: Annotated[int, Field(ge=0, le=1000)] | None = None
     max_replicas: Annotated[int, Field(ge=1, le=1000)] | None = None
@@ -220,10 +223,24 @@ class JobQueueSpec(_Model):
     )
     queue_discovery: QueueDiscovery = Field(default_factory=QueueDiscovery)
     paused: bool = False
+    paused_replicas: Annotated[int, Field(ge=0, le=1000)] | None = None
+
+    @property
+    def tier(self) -> PriorityClass | None:
+        """``priorityTier``, or the deprecated ``priorityClass`` when only that is set."""
+        return self.priority_tier or self.priority_class
 
     @model_validator(mode="after")
     def _cross_field(self) -> JobQueueSpec:
         """The CRD's CEL rules, repeated so a model built in Python obeys them too."""
+        if (
+            self.priority_tier is not None
+            and self.priority_class is not None
+            and self.priority_tier != self.priority_class
+        ):
+            raise ValueError(
+                "priorityClass (deprecated) and priorityTier disagree; keep priorityTier"
+            )
         if len(set(self.queues)) != len(self.queues):
             raise ValueError("queues must not repeat")
         named = [w.name for w in self.weighted_queues or [] if w.name is not None]
@@ -305,6 +322,9 @@ class EffectiveSpec:
     fallback_replicas: int | None
     fallback_threshold: int
     paused: bool
+    #: With ``paused``: the count to set and then hold (KEDA's paused-replicas);
+    #: ``None`` holds whatever runs.
+    paused_replicas: int | None = None
     #: Scale down below the busy workers (and to zero with jobs in flight); the
     #: workers' graceful shutdown hands their jobs back.
     allow_disruption: bool = False
@@ -329,9 +349,7 @@ def resolve(spec: JobQueueSpec, defaults: OperatorDefaults, *, paused: bool) -> 
     :class:`InvalidSpecError` when the resolved values contradict each other, for
     example ``minReplicas: 8`` on a background queue whose default max is 5.
     """
-    class_min, class_max = (
-        PRIORITY_BOUNDS[spec.priority_class] if spec.priority_class else (None, None)
-    )
+    class_min, class_max = PRIORITY_BOUNDS[spec.tier] if spec.tier else (None, None)
     lo = _first(spec.min_replicas, class_min, defaults.min_workers)
     hi = _first(spec.max_replicas, class_max, defaults.max_workers)
     up, down = spec.scale_up, spec.scale_down
@@ -348,7 +366,8 @@ def resolve(spec: JobQueueSpec, defaults: OperatorDefaults, *, paused: bool) -> 
         down_step=down.step,
         fallback_replicas=spec.fallback.replicas if spec.fallback else None,
         fallback_threshold=spec.fallback.failure_threshold if spec.fallback else 3,
-        paused=paused,
+        paused=paused or spec.paused_replicas is not None,
+        paused_replicas=spec.paused_replicas,
         allow_disruption=down.allow_disruption,
         scale_to_zero_after_s=down.scale_to_zero_after_seconds,
         slo_max_wait_s=spec.slo.max_wait_seconds if spec.slo else None,

@@ -297,5 +297,10 @@ def _fallback(tick: Tick) -> _Cond:
 
 def _paused(tick: Tick) -> _Cond:
     if tick.paused:
-        return PAUSED, "True", "Paused", "Scaling is paused by spec.paused or an annotation."
+        return (
+            PAUSED,
+            "True",
+            "Paused",
+            "Scaling is paused by spec.paused, spec.pausedReplicas or an annotation.",
+        )
     return PAUSED, "False", "NotPaused", "Scaling is not paused."

@@ -187,13 +187,40 @@ def test_kubectl_explain_teaches_the_fields(kubectl: Kubectl) -> None:
     assert "password never goes here" in kubectl("explain", "jobqueue.spec.redis")
 
 
-def test_printer_columns(kubectl: Kubectl, namespace: str) -> None:
+def test_printer_columns_like_kedas_and_no_all_category(kubectl: Kubectl, namespace: str) -> None:
     kubectl("create", "-f", "-", stdin=_manifest("cols", TABLE["base"], namespace))
-    header = kubectl("get", "jq", "-n", namespace, "-o", "wide").splitlines()[0].split()
+    header = kubectl("get", "jq", "-n", namespace).splitlines()[0].split()
     assert header == [
-        "NAME", "TARGET", "CURRENT", "DESIRED", "DEPTH", "OLDEST", "READY", "LAST", "ACTION",
-        "REASON", "MIN", "MAX", "AGE",
+        "NAME", "TARGET", "MIN", "MAX", "DESIRED", "READY", "ACTIVE", "FALLBACK", "PAUSED", "AGE",
     ]  # fmt: skip
+    wide = kubectl("get", "jq", "-n", namespace, "-o", "wide").splitlines()[0].split()
+    assert wide[-6:] == ["CURRENT", "DEPTH", "OLDEST", "LAST", "ACTION", "REASON"]
     defaults = kubectl("get", "jq", "cols", "-n", namespace, "-o", "jsonpath={.spec}")
     assert '"pollingIntervalSeconds":5' in defaults
     assert '"maxStep":3' in defaults
+    # `kubectl get all` (and so `kubectl delete all --all`) leaves JobQueues alone.
+    assert "jobqueue" not in kubectl("get", "all", "-n", namespace, "-o", "name")
+
+
+def test_deprecated_priority_class_is_accepted_with_a_warning(
+    kubectl: Kubectl, namespace: str
+) -> None:
+    kubectl("apply", "-f", str(ADMISSION / "deprecations.yaml"))
+    spec = merge(TABLE["base"], {"priorityClass": "low"})
+    assert "created" in kubectl(
+        "create", "--dry-run=server", "-f", "-", stdin=_manifest("old", spec, namespace)
+    )
+    # kubectl prints warnings on stderr; --warnings-as-errors brings them into the output.
+    deadline = time.monotonic() + 30
+    while True:
+        out = kubectl("create", "--dry-run=server", "--warnings-as-errors", "-f", "-",
+                      stdin=_manifest("old", spec, namespace), check=False)  # fmt: skip
+        if "spec.priorityClass is deprecated" in out:
+            break
+        assert time.monotonic() < deadline, f"no deprecation warning: {out}"
+        time.sleep(0.5)
+    assert "rename it to spec.priorityTier" in out
+    renamed = merge(TABLE["base"], {"priorityTier": "low"})
+    out = kubectl("create", "--dry-run=server", "--warnings-as-errors", "-f", "-",
+                  stdin=_manifest("new", renamed, namespace), check=False)  # fmt: skip
+    assert "created" in out, out
