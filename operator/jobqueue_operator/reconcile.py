@@ -525,7 +525,7 @@ class Loop:
             _with(
                 base,
                 target=spec.scale_target_ref.name,
-                paused=paused,
+                paused=effective.paused,
                 min_replicas=effective.min_replicas,
                 max_replicas=effective.max_replicas,
                 effective=effective_record(effective, self.ctx.defaults_source),
