@@ -1,16 +1,15 @@
 """``jobqueue-operator``: run the operator.
 
-Single writer per JobQueue: by default the operator runs with kopf peering
-(``--peering jobqueue-operator``) and a random priority, so among several
-replicas exactly one (the highest priority) acts and the others stand by until
-its peering record expires. ``--standalone`` skips peering (one replica, or tests).
-See ``docs/operator.md``, "High availability".
+Single writer per JobQueue: by default the replicas elect a leader through a
+``coordination.k8s.io/v1`` Lease (``--lease jobqueue-operator`` in
+``JQO_LEASE_NAMESPACE``); only the leader acts, the others stand by and serve
+the admission webhook. ``--standalone`` skips the election (one replica, or
+tests). See ``docs/operator.md``, "High availability".
 """
 
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 from collections.abc import Sequence
 
@@ -22,18 +21,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="jobqueue-operator", description=__doc__)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
-        "--standalone", action="store_true", help="no peering: this process always acts"
+        "--standalone", action="store_true", help="no leader election: this process always acts"
     )
     mode.add_argument(
-        "--peering",
+        "--lease",
         default="jobqueue-operator",
-        help="kopf peering name; replicas with the same name elect one active writer",
-    )
-    parser.add_argument(
-        "--priority",
-        type=int,
-        default=None,
-        help="peering priority (default: random, so replicas never tie)",
+        help="name of the leader-election Lease; replicas with the same Lease elect one writer",
     )
     parser.add_argument(
         "-n",
@@ -45,7 +38,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--liveness",
         default="http://0.0.0.0:8081/healthz",
-        help="kopf liveness/readiness endpoint URL ('' to disable)",
+        help="kopf liveness endpoint URL ('' to disable); readiness is JQO_READY_PORT's /readyz",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser.parse_args(argv)
@@ -54,14 +47,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = parse_args(argv)
-    priority = (
-        args.priority if args.priority is not None else random.SystemRandom().randrange(1, 2**31)
-    )
     try:
         handlers.run(
-            standalone=args.standalone,
-            peering=args.peering,
-            priority=priority,
+            lease=None if args.standalone else args.lease,
             namespaces=args.namespace,
             liveness=args.liveness,
             verbose=args.verbose,

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
+import socket
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,9 +23,10 @@ from typing import Any
 
 import kopf
 
-from jobqueue_operator import admission, metrics
+from jobqueue_operator import admission, metrics, readiness
 from jobqueue_operator.defaults_source import DefaultsSource
 from jobqueue_operator.kube import GROUP, PLURAL, VERSION, Kube, KubeError
+from jobqueue_operator.leader import LeaderElector
 from jobqueue_operator.observe import RedisPools
 from jobqueue_operator.reconcile import DEFAULT_INTERVAL_S, Claim, Context, Loop
 from jobqueue_operator.settings import OperatorSettings
@@ -32,6 +35,10 @@ from jobqueue_operator.webhook_certs import self_signed
 FINALIZER = f"{GROUP}/finalizer"
 
 _LOOPS: dict[str, Loop] = {}
+#: The Lease's name, from the command line (``None``: no election, this replica acts).
+_ELECTION: dict[str, str | None] = {"lease": None}
+#: How often a standby's loop looks whether this replica has become the leader.
+STANDBY_POLL_S = 0.5
 
 
 @kopf.on.startup()
@@ -65,6 +72,16 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         ctx.settings, ctx.defaults_source = fresh, origin
 
     memo["defaults_task"] = asyncio.create_task(defaults.run(kube, apply_defaults))
+    lease = _ELECTION["lease"]
+    if lease:
+        elector = LeaderElector(kube, config.lease_namespace, lease, _identity())
+        await elector.step()  # act at once when the Lease is free
+        memo["elector"] = elector
+        memo["elector_task"] = asyncio.create_task(elector.run())
+    if config.ready_port:
+        memo["readiness"] = await readiness.serve(
+            config.listen_addr, config.ready_port, lambda: _readiness(memo)
+        )
     if config.webhook_port:
         settings.admission.server = _webhook_server(config)
         # kopf creates and keeps up to date a ValidatingWebhookConfiguration of this name.
@@ -75,9 +92,16 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
     """Close the Redis pools and the API client."""
-    task: asyncio.Task[None] | None = memo.get("defaults_task")
-    if task is not None:
-        task.cancel()
+    for key in ("defaults_task", "elector_task"):
+        task: asyncio.Task[None] | None = memo.get(key)
+        if task is not None:
+            task.cancel()
+    elector: LeaderElector | None = memo.get("elector")
+    if elector is not None:
+        await elector.release()
+    runner = memo.get("readiness")
+    if runner is not None:
+        await runner.cleanup()
     ctx: Context | None = memo.get("ctx")
     if ctx is not None:
         await ctx.pools.close()
@@ -128,10 +152,22 @@ async def scale_loop(
         raise kopf.PermanentError("a JobQueue without a namespace")
     # kopf passes each index as a keyword named after its function.
     claims_on = _claims_reader(indices["jobqueue_claims"])
-    loop = Loop.from_status(ctx, namespace, name, body.get("status") or {}, claims_on)
-    _LOOPS[loop.owner] = loop
+    elector: LeaderElector | None = memo.get("elector")
+    loop: Loop | None = None
     try:
         while not stopped:
+            if elector is not None and not elector.is_leader:
+                # A standby keeps nothing: on taking over it starts from the status
+                # the last leader wrote (cooldowns, pod selection).
+                if loop is not None:
+                    _LOOPS.pop(loop.owner, None)
+                    loop.close()
+                    loop = None
+                await stopped.wait(STANDBY_POLL_S)
+                continue
+            if loop is None:
+                loop = Loop.from_status(ctx, namespace, name, body.get("status") or {}, claims_on)
+                _LOOPS[loop.owner] = loop
             try:
                 interval = await loop.tick(body)
             except Exception:  # a bug in one tick must not end the JobQueue's loop
@@ -139,8 +175,9 @@ async def scale_loop(
                 interval = DEFAULT_INTERVAL_S
             await stopped.wait(interval)
     finally:
-        _LOOPS.pop(loop.owner, None)
-        loop.close()
+        if loop is not None:
+            _LOOPS.pop(loop.owner, None)
+            loop.close()
 
 
 async def refuse_a_claimed_target(
@@ -212,7 +249,7 @@ def _webhook_server(config: OperatorSettings) -> _WebhookServer:
         extra = [f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local"]
         host = host or extra[0]
     server = _WebhookServer(
-        addr=config.webhook_addr,
+        addr=config.listen_addr,
         port=config.webhook_port,
         host=host,
         extra_sans=extra,
@@ -228,20 +265,44 @@ def _webhook_server(config: OperatorSettings) -> _WebhookServer:
 
 @kopf.on.probe(id="jobqueues")
 def running_loops(**_: Any) -> int:
-    """Liveness/readiness detail: how many JobQueue loops run in this process."""
+    """Liveness detail: how many JobQueue loops act in this process (0 on a standby)."""
     return len(_LOOPS)
+
+
+@kopf.on.probe(id="leader")
+def leading(memo: kopf.Memo, **_: Any) -> bool:
+    """Liveness detail: whether this replica holds the Lease (always, without election)."""
+    elector: LeaderElector | None = memo.get("elector")
+    return elector is None or elector.is_leader
+
+
+def _readiness(memo: kopf.Memo) -> dict[str, object]:
+    elector: LeaderElector | None = memo.get("elector")
+    return {
+        "ready": "ctx" in memo,
+        "leader": elector is None or elector.is_leader,
+        "jobqueues": len(_LOOPS),
+    }
+
+
+def _identity() -> str:
+    """This replica's name in the Lease: the Pod name (hostname) plus a random suffix,
+    so a restarted container never mistakes its predecessor's record for its own."""
+    return f"{socket.gethostname()}-{secrets.token_hex(3)}"
 
 
 def run(
     *,
-    standalone: bool,
-    peering: str | None,
-    priority: int,
+    lease: str | None,
     namespaces: Sequence[str],
     liveness: str | None,
     verbose: bool,
 ) -> None:
-    """Run kopf with these handlers until SIGTERM/SIGINT (``cli.main`` parses the flags)."""
+    """Run kopf with these handlers until SIGTERM/SIGINT (``cli.main`` parses the flags).
+
+    ``lease``: the name of the leader-election Lease; ``None`` acts alone.
+    """
+    _ELECTION["lease"] = lease
     kopf.configure(verbose=verbose, log_prefix=True)
     if OperatorSettings().webhook_port:
         # Registered only with a port: kopf refuses to start with admission
@@ -261,9 +322,8 @@ def run(
     logging.getLogger("kopf.objects").setLevel(logging.DEBUG if verbose else logging.WARNING)
     asyncio.run(
         kopf.operator(
-            standalone=standalone,
-            peering_name=None if standalone else peering,
-            priority=priority,
+            # kopf's own peering is off: the Lease elects the replica that acts.
+            standalone=True,
             clusterwide=not namespaces,
             namespaces=list(namespaces),
             liveness_endpoint=liveness or None,

@@ -84,6 +84,12 @@ class OperatorSettings(BaseSettings):
     """Port of the Prometheus ``/metrics`` endpoint (0: do not serve)."""
     probe_port: Annotated[int, Field(ge=0, le=65535, validation_alias="JQO_PROBE_PORT")] = 8081
     """Port of kopf's liveness endpoint ``/healthz`` (0: do not serve)."""
+    ready_port: Annotated[int, Field(ge=0, le=65535, validation_alias="JQO_READY_PORT")] = 0
+    """Port of the readiness endpoint ``/readyz`` (0: do not serve; the Deployment sets 8082)."""
+    lease_namespace: Annotated[str, Field(validation_alias="JQO_LEASE_NAMESPACE")] = (
+        "jobqueue-system"
+    )
+    """Namespace of the leader-election Lease (the operator's own)."""
     redis_max_connections: Annotated[
         int, Field(ge=1, le=1000, validation_alias="JQO_REDIS_MAX_CONNECTIONS")
     ] = 8
@@ -92,8 +98,8 @@ class OperatorSettings(BaseSettings):
     """Watch only this namespace; unset watches all namespaces (needs a ClusterRole)."""
     webhook_port: Annotated[int, Field(ge=0, le=65535, validation_alias="JQO_WEBHOOK_PORT")] = 0
     """Port of the admission webhook (0: no webhook; the Deployment sets 9443)."""
-    webhook_addr: Annotated[str, Field(validation_alias="JQO_WEBHOOK_ADDR")] = "0.0.0.0"
-    """Address the admission webhook listens on."""
+    listen_addr: Annotated[str, Field(validation_alias="JQO_LISTEN_ADDR")] = "0.0.0.0"
+    """Address the admission webhook and the readiness endpoint listen on."""
     webhook_host: Annotated[str | None, Field(validation_alias="JQO_WEBHOOK_HOST")] = None
     """Host name the API server uses in the webhook's URL (default: the listen address)."""
     webhook_service: Annotated[str, Field(validation_alias="JQO_WEBHOOK_SERVICE")] = ""

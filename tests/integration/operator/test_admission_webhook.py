@@ -100,7 +100,7 @@ def test_webhook_refuses_a_claimed_target_and_status_shows_the_defaults_in_force
     port = free_port()
     start_operator(
         JQO_WEBHOOK_PORT=str(port),
-        JQO_WEBHOOK_ADDR="127.0.0.1",
+        JQO_LISTEN_ADDR="127.0.0.1",
         JQO_DEFAULTS_CONFIGMAP=f"{namespace}/defaults",
     )
     # The operator registers its webhook at start; its index knows "first" once it runs.

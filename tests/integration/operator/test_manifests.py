@@ -34,6 +34,8 @@ def test_install_and_examples_apply_without_pod_security_warnings(
     out = installed
     assert "deployment.apps/jobqueue-operator" in out
     assert "validatingadmissionpolicy.admissionregistration.k8s.io/jobqueue-defaults" in out
+    assert "poddisruptionbudget.policy/jobqueue-operator" in out
+    assert "networkpolicy.networking.k8s.io/jobqueue-operator" in out
     out = kubectl("apply", "-k", str(ROOT / "manifests" / "examples"), check=False)
     assert "jobqueue.jobqueue.dev/email-processing-high" in out, out
     assert "violate PodSecurity" not in out
@@ -61,7 +63,13 @@ def test_operator_deployment_is_hardened() -> None:
     assert sc["capabilities"]["drop"] == ["ALL"]
     assert {"requests", "limits"} <= set(container["resources"])
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    # Liveness (kopf: the loop answers) and readiness (start-up done) are different probes.
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert container["readinessProbe"]["httpGet"]["port"] == "ready"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["JQO_READY_PORT"] == str(ports["ready"])
+    assert any(a.startswith("--lease=") for a in container["args"])
 
 
 def test_rbac_never_lists_or_watches_secrets_and_has_no_wildcards() -> None:
