@@ -86,6 +86,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         settings.admission.server = _webhook_server(config)
         # kopf creates and keeps up to date a ValidatingWebhookConfiguration of this name.
         settings.admission.managed = GROUP
+    if not lease:
+        metrics.LEADER.set(1)  # standalone: this replica always acts
     metrics.serve(config.metrics_port)
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from jobqueue_operator import metrics
 from jobqueue_operator.kube import Kube, KubeError, LeaseView
 
 DURATION_S = 10
@@ -125,3 +126,4 @@ class LeaderElector:
                 self.identity,
             )
         self.is_leader = leader
+        metrics.LEADER.set(1 if leader else 0)

@@ -8,7 +8,18 @@ moved them.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
+
+# No ``<name>_created`` series: one more series per counter and histogram child
+# that no query here reads.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 _LABELS = ("namespace", "jobqueue")
@@ -29,6 +40,17 @@ IN_FLIGHT = Gauge(
     "jobqueue_operator_in_flight_jobs",
     "Jobs being processed by workers.",
     _LABELS,
+    registry=REGISTRY,
+)
+DEAD_JOBS = Gauge(
+    "jobqueue_operator_dead_jobs",
+    "Jobs in the dead-letter queues of the JobQueue's queues.",
+    _LABELS,
+    registry=REGISTRY,
+)
+LEADER = Gauge(
+    "jobqueue_operator_leader",
+    "1 while this replica holds the leader Lease (or runs standalone), 0 on a standby.",
     registry=REGISTRY,
 )
 CURRENT_REPLICAS = Gauge(
@@ -82,6 +104,7 @@ _PER_JOBQUEUE = (
     QUEUE_DEPTH,
     OLDEST_AGE,
     IN_FLIGHT,
+    DEAD_JOBS,
     CURRENT_REPLICAS,
     DESIRED_REPLICAS,
     MIN_REPLICAS,

@@ -698,6 +698,7 @@ class Loop:
             metrics.QUEUE_DEPTH.labels(*labels).set(tick.observation.depth)
             metrics.OLDEST_AGE.labels(*labels).set(tick.observation.oldest_age_s)
             metrics.IN_FLIGHT.labels(*labels).set(tick.observation.in_flight)
+            metrics.DEAD_JOBS.labels(*labels).set(tick.observation.dead)
         if tick.current_replicas is not None:
             metrics.CURRENT_REPLICAS.labels(*labels).set(tick.current_replicas)
         if tick.decision is not None:

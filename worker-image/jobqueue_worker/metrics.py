@@ -6,7 +6,11 @@ bounded by configuration and the handler registry.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+# No ``<name>_created`` series: one more series per counter and histogram child
+# that no query reads.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 JOBS = Counter(
     "jobqueue_jobs_total",
