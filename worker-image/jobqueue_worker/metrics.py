@@ -84,12 +84,6 @@ TIMEOUT_SECONDS = Gauge(
     "The timeout the last attempt of a type ran under (adaptive or configured; 0: none).",
     ["type", "kind"],
 )
-EXECUTION_SECONDS = Gauge(
-    "jobqueue_job_execution_seconds",
-    "Execution time statistics per type over this worker's recent window of successful"
-    " attempts (stat: min, max, mean, p50, p95, p99).",
-    ["type", "stat"],
-)
 MEMORY_LIMIT = Gauge(
     "jobqueue_worker_memory_limit_bytes",
     "The hard memory limit this worker enforces (WORKER_MEMORY_HARD_LIMIT, else 90% of the"

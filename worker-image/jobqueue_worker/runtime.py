@@ -715,9 +715,9 @@ class Worker:
             return
         body: dict[str, dict[str, float]] = {}
         for job_type, st in summary.items():
+            # Quantiles stay out of Prometheus (a p95 gauge per worker cannot be
+            # aggregated); jobqueue_job_duration_seconds is the histogram to query.
             row = st.as_dict()
-            for stat in ("min", "max", "mean", "p50", "p95", "p99"):
-                metrics.EXECUTION_SECONDS.labels(job_type, stat).set(row[stat])
             jt = self.registry.get(job_type)
             if jt is not None:
                 probe = Job(job_type, job_type, "", None, 5, 1, 1, 1)
