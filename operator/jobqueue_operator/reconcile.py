@@ -50,6 +50,7 @@ from jobqueue_operator.observe import (
     QueueSource,
     RedisPools,
     endpoint_for,
+    queue_samples,
     read,
 )
 from jobqueue_operator.policy import (
@@ -594,7 +595,7 @@ class Loop:
                 or self._drain.queues != queues
             ):
                 self._drain = DrainTarget(client, queues, endpoint.display(), endpoint.timeout_s)
-            observation, _ = await read(
+            observation, per_queue = await read(
                 client,
                 [q.name for q in expansion.queues],
                 display=endpoint.display(),
@@ -606,6 +607,7 @@ class Loop:
             metrics.REDIS_ERRORS.labels(self.namespace, self.name).inc()
             return MetricsMissing(self.failures, str(exc))
         self.failures = 0
+        metrics.set_queue_gauges(self.namespace, self.name, queue_samples(per_queue))
         return observation
 
     async def _password(self, name: str, key: str) -> str:

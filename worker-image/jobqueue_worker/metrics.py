@@ -48,14 +48,6 @@ ROUND_TRIPS = Counter(
     ["op"],
 )
 REDIS_ERRORS = Counter("jobqueue_redis_errors_total", "Failed Redis round trips.", ["op"])
-QUEUE_DEPTH = Gauge("jobqueue_queue_depth", "Waiting jobs.", ["queue", "priority"])
-QUEUE_OLDEST_AGE = Gauge(
-    "jobqueue_queue_oldest_age_seconds", "Age of the oldest waiting job.", ["queue"]
-)
-QUEUE_DELAYED = Gauge("jobqueue_queue_delayed", "Delayed jobs (scheduled, retries).", ["queue"])
-QUEUE_LEASED = Gauge("jobqueue_queue_in_flight", "Leased jobs over all workers.", ["queue"])
-QUEUE_DEAD = Gauge("jobqueue_queue_dead", "Dead-letter queue size.", ["queue"])
-
 # -- runtime limits (issue 4) ---------------------------------------------------
 RATE_LIMITED = Counter(
     "jobqueue_rate_limited_total",

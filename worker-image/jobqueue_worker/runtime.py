@@ -728,14 +728,9 @@ class Worker:
         )
 
     async def _publish_queue_gauges(self) -> None:
-        stats = await self.broker.stats(self.plan.queues, self.settings.heartbeat_ttl_s)
-        for q, s in stats.items():
-            for p, n in s.waiting_by_priority.items():
-                metrics.QUEUE_DEPTH.labels(q, str(p)).set(n)
-            metrics.QUEUE_OLDEST_AGE.labels(q).set(s.oldest_age_s())
-            metrics.QUEUE_DELAYED.labels(q).set(s.delayed)
-            metrics.QUEUE_LEASED.labels(q).set(s.in_flight)
-            metrics.QUEUE_DEAD.labels(q).set(s.dead)
+        # The queues' depth, age, delayed, in-flight and dead counts are the
+        # operator's series (jobqueue_operator_queue_*): one exporter, not one per
+        # worker Pod, and present at 0 workers.
         if self.plan.rate_limits:
             usage = await self.broker.limit_usage(self.plan.rate_limits)
             for (job_type, label), (used, cap) in usage.items():
