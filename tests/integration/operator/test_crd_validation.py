@@ -99,7 +99,7 @@ def defaults_policy(control_plane: ControlPlane) -> Iterator[str]:
         _binding_for(namespace),
     )
     # A new policy, binding and ConfigMap take effect once the API server's
-    # informers saw all three (until then it refuses for want of parameters).
+    # informers saw all three (until then the binding lets everything through).
     probe = merge(TABLE["base"], {"minReplicas": 50})
     deadline = time.monotonic() + 60
     while "MAX_WORKERS" not in (seen := _refused(kubectl, namespace, "probe", probe)):
@@ -150,19 +150,16 @@ def test_the_policy_follows_the_configmap(kubectl: Kubectl, defaults_policy: str
         time.sleep(0.5)
 
 
-def test_without_the_configmap_the_policy_refuses_and_says_why(
+def test_without_the_configmap_the_policy_lets_jobqueues_through(
     kubectl: Kubectl, defaults_policy: str
 ) -> None:
+    """Fail-open on a missing ConfigMap: admission never blocks every JobQueue write."""
+    spec = merge(TABLE["base"], {"minReplicas": 50})
     kubectl("delete", "configmap", DEFAULTS_CONFIGMAP, "-n", defaults_policy)
     deadline = time.monotonic() + 30
-    while True:
-        message = _refused(kubectl, defaults_policy, "ok", TABLE["base"])
-        if message:
-            break
-        assert time.monotonic() < deadline, "a JobQueue was admitted with no defaults to judge it"
+    while _refused(kubectl, defaults_policy, "fifty", spec):
+        assert time.monotonic() < deadline, "still judged with no ConfigMap"
         time.sleep(0.5)
-    assert "jobqueue-defaults" in message, message
-    assert "param" in message.lower(), message
     kubectl.apply(
         {
             "apiVersion": "v1",
@@ -171,20 +168,6 @@ def test_without_the_configmap_the_policy_refuses_and_says_why(
             "data": TABLE["defaults"],
         }
     )
-
-
-def test_kubectl_explain_teaches_the_fields(kubectl: Kubectl) -> None:
-    # The API server publishes a new CRD's OpenAPI a few seconds after it is served.
-    out = ""
-    for _ in range(60):
-        out = kubectl("explain", "jobqueue.spec.scaleUp", check=False)
-        if "DESCRIPTION" in out:
-            break
-        time.sleep(0.5)
-    assert "Scale up when the depth reaches queueDepth OR" in out
-    for field in ("queueDepth", "queueLatencySeconds", "cooldownSeconds", "maxStep"):
-        assert field in out
-    assert "password never goes here" in kubectl("explain", "jobqueue.spec.redis")
 
 
 def test_printer_columns_like_kedas_and_no_all_category(kubectl: Kubectl, namespace: str) -> None:
