@@ -30,7 +30,6 @@ from jobqueue_operator.leader import LeaderElector
 from jobqueue_operator.observe import RedisPools
 from jobqueue_operator.reconcile import DEFAULT_INTERVAL_S, Claim, Context, Loop
 from jobqueue_operator.settings import OperatorSettings
-from jobqueue_operator.webhook_certs import self_signed
 
 FINALIZER = f"{GROUP}/finalizer"
 
@@ -223,6 +222,10 @@ class _WebhookServer(kopf.WebhookServer):
     def build_certificate(
         hostnames: Collection[str], password: str | None = None
     ) -> tuple[bytes, bytes]:
+        # Imported here: cryptography is needed only when the webhook makes its own
+        # certificate, not to run the operator.
+        from jobqueue_operator.webhook_certs import self_signed
+
         return self_signed(list(hostnames), datetime.now(UTC))
 
     async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
