@@ -172,7 +172,7 @@ def test_all_on_render_has_every_option(helm: Helm) -> None:
         "jq-chart-b",
         "ops",
     }
-    policy = one(docs, "NetworkPolicy")
+    policy = one(docs, "NetworkPolicy", "jq-jobqueue-operator")
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]
     # The webhook and probe ports stay open to the API server and the kubelet.
