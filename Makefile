@@ -159,9 +159,10 @@ cluster-down: ## Stop the local control plane and remove its files.
 	@$(DEVKIT) cluster down
 
 .PHONY: chart-sync
-chart-sync: ## Copy the CRDs and the alert rules into charts/jobqueue-operator (a test checks they match).
+chart-sync: ## Copy the CRDs, the admission policies and the alert rules into charts/jobqueue-operator (a test checks they match).
 	cp crds/jobqueues.yaml $(CHART)/crds/jobqueues.yaml
-	cp manifests/peering/crd.yaml $(CHART)/crds/kopfpeerings.yaml
+	cp manifests/admission/policy.yaml $(CHART)/files/admission-policy.yaml
+	cp manifests/admission/deprecations.yaml $(CHART)/files/admission-deprecations.yaml
 	cp manifests/monitoring/prometheusrule.yaml $(CHART)/files/prometheusrule.yaml
 
 .PHONY: lint

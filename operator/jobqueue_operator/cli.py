@@ -1,10 +1,11 @@
 """``jobqueue-operator``: run the operator.
 
-Single writer per JobQueue: by default the operator runs with kopf peering
-(``--peering jobqueue-operator``) and a random priority, so among several
-replicas exactly one (the highest priority) acts and the others stand by until
-its peering record expires. ``--standalone`` skips peering (one replica, or tests).
-See ``docs/operator.md``, "High availability"; exit codes are in ``docs/cli.md``.
+Single writer per JobQueue: by default the replicas elect a leader through a
+``coordination.k8s.io/v1`` Lease (``--lease jobqueue-operator`` in
+``JQO_LEASE_NAMESPACE``); only the leader acts, the others stand by and serve
+the admission webhook. ``--standalone`` skips the election (one replica, or
+tests). See ``docs/operator.md``, "High availability"; exit codes are in
+``docs/cli.md``.
 
 The settings (``JQO_*`` and the scaling defaults) are read here, before kopf
 starts, so a bad value is one line naming the variable and exit code 2.
@@ -12,7 +13,6 @@ starts, so a bad value is one line naming the variable and exit code 2.
 
 from __future__ import annotations
 
-import random
 import sys
 from collections.abc import Sequence
 from typing import Annotated, NoReturn
@@ -24,7 +24,7 @@ from jobqueue_operator.settings import OperatorSettings
 from jobqueue_protocol import clikit, logformat
 
 PROG = "jobqueue-operator"
-DEFAULT_PEERING = "jobqueue-operator"
+DEFAULT_LEASE = "jobqueue-operator"
 
 app = typer.Typer(pretty_exceptions_enable=False)
 HELP = (
@@ -45,20 +45,16 @@ def _settings_error(exc: ValidationError) -> str:
 @app.command(help=HELP)
 def run(  # noqa: PLR0917 - typer maps parameters to options
     standalone: Annotated[
-        bool, typer.Option("--standalone", help="no peering: this process always acts")
+        bool, typer.Option("--standalone", help="no leader election: this process always acts")
     ] = False,
-    peering: Annotated[
+    lease: Annotated[
         str | None,
         typer.Option(
             metavar="NAME",
-            help="kopf peering name; replicas with the same name elect one active writer "
-            f"[default: {DEFAULT_PEERING}]",
+            help="name of the leader-election Lease; replicas with the same Lease elect one "
+            f"writer [default: {DEFAULT_LEASE}]",
             show_default=False,
         ),
-    ] = None,
-    priority: Annotated[
-        int | None,
-        typer.Option(metavar="N", help="peering priority (default: random, so replicas never tie)"),
     ] = None,
     namespace: Annotated[
         list[str] | None,
@@ -71,7 +67,10 @@ def run(  # noqa: PLR0917 - typer maps parameters to options
     ] = None,
     liveness: Annotated[
         str,
-        typer.Option(metavar="URL", help="kopf liveness/readiness endpoint URL ('' to disable)"),
+        typer.Option(
+            metavar="URL",
+            help="kopf liveness endpoint URL ('' to disable); readiness: JQO_READY_PORT's /readyz",
+        ),
     ] = "http://0.0.0.0:8081/healthz",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
     log_format: Annotated[
@@ -93,9 +92,9 @@ def run(  # noqa: PLR0917 - typer maps parameters to options
     ] = False,
 ) -> None:
     clikit.set_debug(debug)
-    if standalone and peering is not None:
+    if standalone and lease is not None:
         raise typer.BadParameter(
-            "--standalone and --peering exclude each other", param_hint="'--peering'"
+            "--standalone and --lease exclude each other", param_hint="'--lease'"
         )
     try:
         OperatorSettings()
@@ -104,11 +103,8 @@ def run(  # noqa: PLR0917 - typer maps parameters to options
     # kopf is imported only to run, so --help, --version and usage errors stay fast.
     from jobqueue_operator import handlers
 
-    chosen = priority if priority is not None else random.SystemRandom().randrange(1, 2**31)
     handlers.run(
-        standalone=standalone,
-        peering=peering or DEFAULT_PEERING,
-        priority=chosen,
+        lease=None if standalone else (lease or DEFAULT_LEASE),
         namespaces=namespace or [],
         liveness=liveness,
         verbose=verbose,

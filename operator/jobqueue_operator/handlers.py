@@ -14,13 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import secrets
+import socket
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import kopf
 
-from jobqueue_operator import metrics
-from jobqueue_operator.kube import GROUP, PLURAL, VERSION, Kube
+from jobqueue_operator import admission, metrics, readiness
+from jobqueue_operator.defaults_source import DefaultsSource
+from jobqueue_operator.kube import GROUP, PLURAL, VERSION, Kube, KubeError
+from jobqueue_operator.leader import LeaderElector
 from jobqueue_operator.observe import RedisPools
 from jobqueue_operator.reconcile import DEFAULT_INTERVAL_S, Claim, Context, Loop
 from jobqueue_operator.settings import OperatorSettings
@@ -29,6 +35,10 @@ from jobqueue_protocol import logformat
 FINALIZER = f"{GROUP}/finalizer"
 
 _LOOPS: dict[str, Loop] = {}
+#: The Lease's name, from the command line (``None``: no election, this replica acts).
+_ELECTION: dict[str, str | None] = {"lease": None}
+#: How often a standby's loop looks whether this replica has become the leader.
+STANDBY_POLL_S = 0.5
 
 
 @kopf.on.startup()
@@ -48,17 +58,52 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 30
-    memo["ctx"] = Context(
-        kube=await Kube.connect(),
+    kube = await Kube.connect()
+    defaults = DefaultsSource(config)
+    await defaults.refresh(kube)
+    ctx = memo["ctx"] = Context(
+        kube=kube,
         pools=RedisPools(config.redis_max_connections),
-        settings=config,
+        settings=defaults.current,
+        defaults_source=defaults.origin,
     )
+
+    def apply_defaults(fresh: OperatorSettings, origin: str) -> None:
+        ctx.settings, ctx.defaults_source = fresh, origin
+
+    memo["defaults_task"] = asyncio.create_task(defaults.run(kube, apply_defaults))
+    lease = _ELECTION["lease"]
+    if lease:
+        elector = LeaderElector(kube, config.lease_namespace, lease, _identity())
+        await elector.step()  # act at once when the Lease is free
+        memo["elector"] = elector
+        memo["elector_task"] = asyncio.create_task(elector.run())
+    if config.ready_port:
+        memo["readiness"] = await readiness.serve(
+            config.listen_addr, config.ready_port, lambda: _readiness(memo)
+        )
+    if config.webhook_port:
+        settings.admission.server = _webhook_server(config)
+        # kopf creates and keeps up to date a ValidatingWebhookConfiguration of this name.
+        settings.admission.managed = GROUP
+    if not lease:
+        metrics.LEADER.set(1)  # standalone: this replica always acts
     metrics.serve(config.metrics_port)
 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
     """Close the Redis pools and the API client."""
+    for key in ("defaults_task", "elector_task"):
+        task: asyncio.Task[None] | None = memo.get(key)
+        if task is not None:
+            task.cancel()
+    elector: LeaderElector | None = memo.get("elector")
+    if elector is not None:
+        await elector.release()
+    runner = memo.get("readiness")
+    if runner is not None:
+        await runner.cleanup()
     ctx: Context | None = memo.get("ctx")
     if ctx is not None:
         await ctx.pools.close()
@@ -109,13 +154,27 @@ async def scale_loop(
         raise kopf.PermanentError("a JobQueue without a namespace")
     # kopf passes each index as a keyword named after its function.
     claims_on = _claims_reader(indices["jobqueue_claims"])
-    loop = Loop.from_status(ctx, namespace, name, body.get("status") or {}, claims_on)
-    _LOOPS[loop.owner] = loop
+    elector: LeaderElector | None = memo.get("elector")
+    loop: Loop | None = None
     # Every line this loop logs (ours and kopf's) carries the JobQueue as fields;
     # the daemon is its own task, so the binding stays with this JobQueue.
     try:
         with logformat.bound(jobqueue=name, namespace=namespace):
             while not stopped:
+                if elector is not None and not elector.is_leader:
+                    # A standby keeps nothing: on taking over it starts from the status
+                    # the last leader wrote (cooldowns, pod selection).
+                    if loop is not None:
+                        _LOOPS.pop(loop.owner, None)
+                        loop.close()
+                        loop = None
+                    await stopped.wait(STANDBY_POLL_S)
+                    continue
+                if loop is None:
+                    loop = Loop.from_status(
+                        ctx, namespace, name, body.get("status") or {}, claims_on
+                    )
+                    _LOOPS[loop.owner] = loop
                 try:
                     interval = await loop.tick(body)
                 except Exception:  # a bug in one tick must not end the JobQueue's loop
@@ -123,38 +182,163 @@ async def scale_loop(
                     interval = DEFAULT_INTERVAL_S
                 await stopped.wait(interval)
     finally:
-        _LOOPS.pop(loop.owner, None)
-        loop.close()
+        if loop is not None:
+            _LOOPS.pop(loop.owner, None)
+            loop.close()
+
+
+async def refuse_a_claimed_target(
+    *,
+    name: str,
+    namespace: str | None,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    warnings: list[str],
+    **kwargs: Any,
+) -> None:
+    """Refuse a JobQueue whose target an HPA or another JobQueue already scales."""
+    old: Mapping[str, Any] = kwargs.get("old") or {}
+    new_spec = body.get("spec")
+    target = admission.target_of(new_spec)
+    if not namespace or not name or target is None:
+        return
+    if not admission.target_changed(kwargs.get("operation"), old.get("spec"), new_spec):
+        return
+    ctx: Context = memo["ctx"]
+    index: ClaimIndex = kwargs["jobqueue_claims"]
+    claims = index.get((namespace, target), ())
+    try:
+        hpas = [hpa for hpa, on in await ctx.kube.hpa_targets(namespace) if on == target]
+    except KubeError as exc:
+        # Without the HPA list the run-time check still refuses to act; say so.
+        warnings.append(f"could not check for an HPA on {target}: {exc}")
+        hpas = []
+    found = admission.claimed_by(name, target, (c.name for c in claims), hpas)
+    if found is not None:
+        raise kopf.AdmissionError(found, code=409)
+
+
+class _WebhookServer(kopf.WebhookServer):
+    """kopf's HTTPS webhook server, with a ``cryptography``-made certificate and,
+    in a cluster, a ``service`` client config instead of a URL."""
+
+    service: tuple[str, str] | None = None
+
+    @staticmethod
+    def build_certificate(
+        hostnames: Collection[str], password: str | None = None
+    ) -> tuple[bytes, bytes]:
+        # Imported here: cryptography is needed only when the webhook makes its own
+        # certificate, not to run the operator.
+        from jobqueue_operator.webhook_certs import self_signed
+
+        return self_signed(list(hostnames), datetime.now(UTC))
+
+    async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
+        async for by_url in super().__call__(fn):
+            if self.service is None:
+                yield by_url
+                continue
+            namespace, service = self.service
+            by_service = kopf.WebhookClientConfig(
+                service={"namespace": namespace, "name": service, "port": self.port or 443}
+            )
+            if "caBundle" in by_url:
+                by_service["caBundle"] = by_url["caBundle"]
+            yield by_service
+
+
+def _webhook_server(config: OperatorSettings) -> _WebhookServer:
+    # A mounted certificate (one for every replica) wins; without one, self-signed.
+    certs = Path(config.webhook_cert_dir) if config.webhook_cert_dir else None
+    if certs is not None and not (certs / "tls.crt").exists():
+        certs = None
+    host = config.webhook_host
+    extra: list[str] = []
+    if config.webhook_service:
+        namespace, _, service = config.webhook_service.rpartition("/")
+        extra = [f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local"]
+        host = host or extra[0]
+    server = _WebhookServer(
+        addr=config.listen_addr,
+        port=config.webhook_port,
+        host=host,
+        extra_sans=extra,
+        certfile=str(certs / "tls.crt") if certs else None,
+        pkeyfile=str(certs / "tls.key") if certs else None,
+        cafile=str(certs / "ca.crt") if certs and (certs / "ca.crt").exists() else None,
+    )
+    if config.webhook_service:
+        namespace, _, service = config.webhook_service.rpartition("/")
+        server.service = (namespace or "default", service)
+    return server
 
 
 @kopf.on.probe(id="jobqueues")
 def running_loops(**_: Any) -> int:
-    """Liveness/readiness detail: how many JobQueue loops run in this process."""
+    """Liveness detail: how many JobQueue loops act in this process (0 on a standby)."""
     return len(_LOOPS)
+
+
+@kopf.on.probe(id="leader")
+def leading(memo: kopf.Memo, **_: Any) -> bool:
+    """Liveness detail: whether this replica holds the Lease (always, without election)."""
+    elector: LeaderElector | None = memo.get("elector")
+    return elector is None or elector.is_leader
+
+
+def _readiness(memo: kopf.Memo) -> dict[str, object]:
+    elector: LeaderElector | None = memo.get("elector")
+    return {
+        "ready": "ctx" in memo,
+        "leader": elector is None or elector.is_leader,
+        "jobqueues": len(_LOOPS),
+    }
+
+
+def _identity() -> str:
+    """This replica's name in the Lease: the Pod name (hostname) plus a random suffix,
+    so a restarted container never mistakes its predecessor's record for its own."""
+    return f"{socket.gethostname()}-{secrets.token_hex(3)}"
 
 
 def run(
     *,
-    standalone: bool,
-    peering: str | None,
-    priority: int,
+    lease: str | None,
     namespaces: Sequence[str],
     liveness: str | None,
     verbose: bool,
     log_format: str = "text",
 ) -> None:
-    """Run kopf with these handlers until SIGTERM/SIGINT (``cli.main`` parses the flags)."""
+    """Run kopf with these handlers until SIGTERM/SIGINT (``cli.main`` parses the flags).
+
+    ``lease``: the name of the leader-election Lease; ``None`` acts alone.
+    """
+    _ELECTION["lease"] = lease
     # kopf sets the levels and quiets asyncio; our formatter then writes every
     # line (kopf's too) as JSON or text with the JobQueue as fields, secrets masked.
     kopf.configure(verbose=verbose)
     logformat.setup(log_format, logging.DEBUG if verbose else logging.INFO)
+    if OperatorSettings().webhook_port:
+        # Registered only with a port: kopf refuses to start with admission
+        # handlers and no server to serve them.
+        kopf.on.validate(
+            GROUP,
+            VERSION,
+            PLURAL,
+            id="scale-target",
+            operations=["CREATE", "UPDATE"],
+            # Kept when a replica stops (another may still serve it); when none
+            # serves, the scale loop's run-time check still refuses to act.
+            persistent=True,
+            ignore_failures=True,
+        )(refuse_a_claimed_target)
     # kopf at INFO reports every handled watch event; keep ours and its warnings.
     logging.getLogger("kopf.objects").setLevel(logging.DEBUG if verbose else logging.WARNING)
     asyncio.run(
         kopf.operator(
-            standalone=standalone,
-            peering_name=None if standalone else peering,
-            priority=priority,
+            # kopf's own peering is off: the Lease elects the replica that acts.
+            standalone=True,
             clusterwide=not namespaces,
             namespaces=list(namespaces),
             liveness_endpoint=liveness or None,

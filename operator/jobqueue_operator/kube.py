@@ -7,6 +7,8 @@ What it does, and so what RBAC the operator needs (``manifests/rbac``):
 * list and watch the Deployments of each namespace that has JobQueues, to know
   their replicas without a request per poll (deployments list, watch);
 * ``get`` one Secret key by name for the Redis password (never list or watch);
+* ``get`` the operator's defaults ConfigMap (configmaps get, one name);
+* read, create and replace the leader-election Lease (leases get, create, update);
 * list HorizontalPodAutoscalers and JobQueues of the namespace to refuse a target
   that something else already scales;
 * list the target's Pods (by the selector ``/scale`` reports) and merge-patch
@@ -53,6 +55,17 @@ WATCH_GRACE_S = 15
 WATCH_RETRY_S = (1.0, 60.0)
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseView:
+    """What leader election reads and writes of a Lease; ``version`` is its resourceVersion."""
+
+    holder: str
+    duration_s: int
+    renewed: str = ""
+    transitions: int = 0
+    version: str = ""
 
 
 class KubeError(Exception):
@@ -244,6 +257,7 @@ class Kube:
         self._core = client.CoreV1Api(api)
         self._custom = client.CustomObjectsApi(api)
         self._hpa = client.AutoscalingV2Api(api)
+        self._leases = client.CoordinationV1Api(api)
         self._instance = socket.gethostname()
         #: Long-lived watches get their own session: each holds a connection, and
         #: the request session's pool (100) must stay free for the loops' requests.
@@ -371,6 +385,67 @@ class Kube:
         if key not in data:
             raise SecretError(f"Secret {name} has no key {key!r}")
         return base64.b64decode(data[key]).decode()
+
+    async def read_lease(self, namespace: str, name: str) -> LeaseView | None:
+        """The leader-election Lease (coordination.k8s.io/v1); ``None`` if there is none."""
+        try:
+            lease = await self._leases.read_namespaced_lease(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise KubeError(_describe("read Lease", name, exc)) from exc
+        spec = lease.spec
+        return LeaseView(
+            holder=spec.holder_identity or "",
+            duration_s=int(spec.lease_duration_seconds or 0),
+            renewed=str(spec.renew_time or ""),
+            transitions=int(spec.lease_transitions or 0),
+            version=str(lease.metadata.resource_version),
+        )
+
+    async def write_lease(
+        self, namespace: str, name: str, lease: LeaseView, *, acquired: datetime | None
+    ) -> bool:
+        """Create the Lease (``version`` empty) or replace it at ``version``.
+
+        ``False`` when another replica wrote it first (409): the optimistic lock is
+        what makes one leader out of two replicas that both saw it expire.
+        """
+        spec: dict[str, Any] = {
+            "holderIdentity": lease.holder,
+            "leaseDurationSeconds": lease.duration_s,
+            "renewTime": datetime.now(UTC).isoformat(timespec="microseconds"),
+            "leaseTransitions": lease.transitions,
+        }
+        if acquired is not None:
+            spec["acquireTime"] = acquired.isoformat(timespec="microseconds")
+        body: dict[str, Any] = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        }
+        try:
+            if not lease.version:
+                await self._leases.create_namespaced_lease(namespace, body)  # type: ignore[arg-type]
+            else:
+                body["metadata"]["resourceVersion"] = lease.version
+                await self._leases.replace_namespaced_lease(name, namespace, body)  # type: ignore[arg-type]
+        except ApiException as exc:
+            if exc.status in (409, 422) or (exc.status == 404 and lease.version):
+                return False
+            raise KubeError(_describe("write Lease", name, exc)) from exc
+        return True
+
+    async def read_configmap(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The ``data`` of one ConfigMap (``get`` only); ``None`` if it does not exist."""
+        try:
+            found = await self._core.read_namespaced_config_map(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise KubeError(_describe("read ConfigMap", name, exc)) from exc
+        return dict(found.data or {})
 
     async def hpa_targets(self, namespace: str) -> list[tuple[str, str]]:
         """(HPA name, Deployment name) for every HPA in ``namespace`` that scales a Deployment."""

@@ -8,7 +8,21 @@ moved them.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
+
+# No ``<name>_created`` series: one more series per counter and histogram child
+# that no query here reads.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 _LABELS = ("namespace", "jobqueue")
@@ -29,6 +43,17 @@ IN_FLIGHT = Gauge(
     "jobqueue_operator_in_flight_jobs",
     "Jobs being processed by workers.",
     _LABELS,
+    registry=REGISTRY,
+)
+DEAD_JOBS = Gauge(
+    "jobqueue_operator_dead_jobs",
+    "Jobs in the dead-letter queues of the JobQueue's queues.",
+    _LABELS,
+    registry=REGISTRY,
+)
+LEADER = Gauge(
+    "jobqueue_operator_leader",
+    "1 while this replica holds the leader Lease (or runs standalone), 0 on a standby.",
     registry=REGISTRY,
 )
 CURRENT_REPLICAS = Gauge(
@@ -78,10 +103,91 @@ LOOP_SECONDS = Histogram(
     registry=REGISTRY,
 )
 
+# Per queue of a JobQueue: exported once, by the operator that polls them anyway
+# (the leader only), instead of by every worker Pod, so the series count does not
+# grow with the workers and the series exist at 0 workers.
+_QUEUE_LABELS = (*_LABELS, "queue")
+QUEUE_WAITING = Gauge(
+    "jobqueue_operator_queue_waiting",
+    "Waiting (ready) jobs of one queue, per priority.",
+    (*_QUEUE_LABELS, "priority"),
+    registry=REGISTRY,
+)
+QUEUE_OLDEST_AGE = Gauge(
+    "jobqueue_operator_queue_oldest_age_seconds",
+    "Age of the oldest waiting job of one queue (Redis clock).",
+    _QUEUE_LABELS,
+    registry=REGISTRY,
+)
+QUEUE_DELAYED = Gauge(
+    "jobqueue_operator_queue_delayed",
+    "Delayed jobs of one queue (scheduled, retry backoff).",
+    _QUEUE_LABELS,
+    registry=REGISTRY,
+)
+QUEUE_IN_FLIGHT = Gauge(
+    "jobqueue_operator_queue_in_flight",
+    "Leased jobs of one queue over all workers.",
+    _QUEUE_LABELS,
+    registry=REGISTRY,
+)
+QUEUE_DEAD = Gauge(
+    "jobqueue_operator_queue_dead",
+    "Dead-letter queue size of one queue.",
+    _QUEUE_LABELS,
+    registry=REGISTRY,
+)
+#: (namespace, jobqueue) → the label tuples of its per-queue children, to remove
+#: the ones of a queue that left the JobQueue and all of them when it goes.
+_QUEUE_CHILDREN: dict[tuple[str, str], set[tuple[str, ...]]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSample:
+    """One queue's numbers from one poll (what ``jobqueue_protocol.stats`` read)."""
+
+    waiting_by_priority: Mapping[int, int]
+    oldest_age_s: float
+    delayed: int
+    in_flight: int
+    dead: int
+
+
+def set_queue_gauges(namespace: str, jobqueue: str, samples: Mapping[str, QueueSample]) -> None:
+    """Set the per-queue gauges of one JobQueue; drop the children no longer sampled."""
+    seen: set[tuple[str, ...]] = set()
+    for queue, sample in samples.items():
+        labels = (namespace, jobqueue, queue)
+        for priority, count in sample.waiting_by_priority.items():
+            QUEUE_WAITING.labels(*labels, str(priority)).set(count)
+            seen.add((*labels, str(priority)))
+        QUEUE_OLDEST_AGE.labels(*labels).set(sample.oldest_age_s)
+        QUEUE_DELAYED.labels(*labels).set(sample.delayed)
+        QUEUE_IN_FLIGHT.labels(*labels).set(sample.in_flight)
+        QUEUE_DEAD.labels(*labels).set(sample.dead)
+        seen.add(labels)
+    key = (namespace, jobqueue)
+    _drop_queue_children(_QUEUE_CHILDREN.get(key, set()) - seen)
+    _QUEUE_CHILDREN[key] = seen
+
+
+def _drop_queue_children(children: set[tuple[str, ...]]) -> None:
+    for labels in children:
+        metrics = (QUEUE_WAITING,) if len(labels) == 4 else (
+            QUEUE_OLDEST_AGE, QUEUE_DELAYED, QUEUE_IN_FLIGHT, QUEUE_DEAD
+        )  # fmt: skip
+        for metric in metrics:
+            try:
+                metric.remove(*labels)
+            except KeyError:
+                continue
+
+
 _PER_JOBQUEUE = (
     QUEUE_DEPTH,
     OLDEST_AGE,
     IN_FLIGHT,
+    DEAD_JOBS,
     CURRENT_REPLICAS,
     DESIRED_REPLICAS,
     MIN_REPLICAS,
@@ -98,6 +204,7 @@ def forget(namespace: str, jobqueue: str) -> None:
             metric.remove(namespace, jobqueue)
         except KeyError:
             continue
+    _drop_queue_children(_QUEUE_CHILDREN.pop((namespace, jobqueue), set()))
 
 
 def serve(port: int) -> None:

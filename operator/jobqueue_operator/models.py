@@ -22,6 +22,18 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
+# The status models live in status_models.py; re-exported for the callers that
+# read the whole resource from one place.
+from jobqueue_operator.status_models import (
+    Condition,
+    DecisionRecord,
+    EffectiveRecord,
+    JobQueueStatus,
+    ObservedMetrics,
+    PodSelectionRecord,
+    QueueDiscoveryRecord,
+)
+
 #: Annotation that pauses a JobQueue like ``spec.paused: true`` (KEDA's habit).
 PAUSED_ANNOTATION = "jobqueue.dev/paused"
 
@@ -31,6 +43,8 @@ DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-
 #: Queue names become part of Redis keys inside a ``{queue}`` hash tag, so no braces.
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9:._-]*$"
 REDIS_URL_PATTERN = r"^rediss?://"
+#: Printable ASCII without spaces: AUTH would split a name with a space or newline.
+REDIS_USERNAME_PATTERN = r"^[!-~]+$"
 #: A glob over queue names for SCAN MATCH: the queue-name characters plus * and ?
 #: (no [ ] classes, no backslash, no braces: the name sits inside a hash tag).
 QUEUE_GLOB_PATTERN = r"^[A-Za-z0-9:._*?-]*[*?][A-Za-z0-9:._*?-]*$"
@@ -101,7 +115,12 @@ class RedisConnection(_Model):
     host: Annotated[str, StringConstraints(min_length=1, max_length=253)] | None = None
     port: Annotated[int, Field(ge=1, le=65535)] = 6379
     db: Annotated[int, Field(ge=0, le=1023)] = 0
-    username: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    username: (
+        Annotated[
+            str, StringConstraints(min_length=1, max_length=256, pattern=REDIS_USERNAME_PATTERN)
+        ]
+        | None
+    ) = None
     password_secret_ref: SecretKeyRef | None = None
     tls: RedisTLS = Field(default_factory=RedisTLS)
     timeout_seconds: Annotated[float, Field(ge=0.1, le=30)] = 2.0
@@ -189,6 +208,9 @@ class JobQueueSpec(_Model):
     scale_target_ref: ScaleTargetRef
     redis: RedisConnection
     queues: Annotated[list[QueueName], Field(min_length=1, max_length=20)]
+    priority_tier: PriorityClass | None = None
+    #: Deprecated name of ``priority_tier`` (it reads like the scheduler's PriorityClass);
+    #: still accepted, with a warning at admission.
     priority_class: PriorityClass | None = None
     min_replicas: Annotated[int, Field(ge=0, le=1000)] | None = None
     max_replicas: Annotated[int, Field(ge=1, le=1000)] | None = None
@@ -202,10 +224,24 @@ class JobQueueSpec(_Model):
     )
     queue_discovery: QueueDiscovery = Field(default_factory=QueueDiscovery)
     paused: bool = False
+    paused_replicas: Annotated[int, Field(ge=0, le=1000)] | None = None
+
+    @property
+    def tier(self) -> PriorityClass | None:
+        """``priorityTier``, or the deprecated ``priorityClass`` when only that is set."""
+        return self.priority_tier or self.priority_class
 
     @model_validator(mode="after")
     def _cross_field(self) -> JobQueueSpec:
         """The CRD's CEL rules, repeated so a model built in Python obeys them too."""
+        if (
+            self.priority_tier is not None
+            and self.priority_class is not None
+            and self.priority_tier != self.priority_class
+        ):
+            raise ValueError(
+                "priorityClass (deprecated) and priorityTier disagree; keep priorityTier"
+            )
         if len(set(self.queues)) != len(self.queues):
             raise ValueError("queues must not repeat")
         named = [w.name for w in self.weighted_queues or [] if w.name is not None]
@@ -287,6 +323,9 @@ class EffectiveSpec:
     fallback_replicas: int | None
     fallback_threshold: int
     paused: bool
+    #: With ``paused``: the count to set and then hold (KEDA's paused-replicas);
+    #: ``None`` holds whatever runs.
+    paused_replicas: int | None = None
     #: Scale down below the busy workers (and to zero with jobs in flight); the
     #: workers' graceful shutdown hands their jobs back.
     allow_disruption: bool = False
@@ -314,9 +353,7 @@ def resolve(spec: JobQueueSpec, defaults: OperatorDefaults, *, paused: bool) -> 
     :class:`InvalidSpecError` when the resolved values contradict each other, for
     example ``minReplicas: 8`` on a background queue whose default max is 5.
     """
-    class_min, class_max = (
-        PRIORITY_BOUNDS[spec.priority_class] if spec.priority_class else (None, None)
-    )
+    class_min, class_max = PRIORITY_BOUNDS[spec.tier] if spec.tier else (None, None)
     lo = _first(spec.min_replicas, class_min, defaults.min_workers)
     hi = _first(spec.max_replicas, class_max, defaults.max_workers)
     up, down = spec.scale_up, spec.scale_down
@@ -333,7 +370,8 @@ def resolve(spec: JobQueueSpec, defaults: OperatorDefaults, *, paused: bool) -> 
         down_step=down.step,
         fallback_replicas=spec.fallback.replicas if spec.fallback else None,
         fallback_threshold=spec.fallback.failure_threshold if spec.fallback else 3,
-        paused=paused,
+        paused=paused or spec.paused_replicas is not None,
+        paused_replicas=spec.paused_replicas,
         allow_disruption=down.allow_disruption,
         scale_to_zero_after_s=down.scale_to_zero_after_seconds,
         slo_max_wait_s=spec.slo.max_wait_seconds if spec.slo else None,
@@ -423,83 +461,12 @@ def _check_effective(eff: EffectiveSpec) -> None:
         raise InvalidSpecError("; ".join(problems))
 
 
-class Condition(_Model):
-    """A Kubernetes-style condition (KEP-1623)."""
-
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str
-    message: str = ""
-    last_transition_time: str
-    observed_generation: int | None = None
-
-
-class ObservedMetrics(_Model):
-    """What the last successful poll saw, summed over the JobQueue's queues."""
-
-    depth: int
-    delayed: int
-    in_flight: int
-    dead: int
-    oldest_age_seconds: float
-    workers: int
-    busy_workers: int
-    observed_at: str
-    arrival_per_second: float | None = None
-    mean_service_seconds: float | None = None
-
-
-class DecisionRecord(_Model):
-    """One entry of ``status.decisions`` (the last 20 decisions that changed something)."""
-
-    time: str
-    action: str
-    from_replicas: int
-    to_replicas: int
-    reason: str
-    message: str
-    limited_by: list[str] = Field(default_factory=list)
-
-
-class PodSelectionRecord(_Model):
-    """``status.podSelection``: the last scale-down's choice of Pods and what went."""
-
-    time: str
-    from_replicas: int
-    to_replicas: int
-    chosen_pods: list[str] = Field(default_factory=list)
-    protected_pods: list[str] = Field(default_factory=list)
-    drain_requested: list[str] = Field(default_factory=list)
-    removed_pods: list[str] | None = None
-    settled: bool = False
-    message: str = ""
-
-
-class QueueDiscoveryRecord(_Model):
-    """``status.queueDiscovery``: what the patterns matched and what the cap left out."""
-
-    watched_queues: int
-    matched_queues: int
-    truncated: bool
-    scan_complete: bool
-    queues: list[str] = Field(default_factory=list)
-
-
-class JobQueueStatus(_Model):
-    """``status`` of a JobQueue; every field is declared in the CRD (no pruning surprises)."""
-
-    observed_generation: int | None = None
-    target: str | None = None
-    current_replicas: int | None = None
-    desired_replicas: int | None = None
-    observed: ObservedMetrics | None = None
-    last_scale_up_time: str | None = None
-    last_scale_down_time: str | None = None
-    last_action: str | None = None
-    last_reason: str | None = None
-    last_message: str | None = None
-    consecutive_failures: int = 0
-    pod_selection: PodSelectionRecord | None = None
-    queue_discovery: QueueDiscoveryRecord | None = None
-    decisions: list[DecisionRecord] = Field(default_factory=list)
-    conditions: list[Condition] = Field(default_factory=list)
+__all__ = [
+    "Condition",
+    "DecisionRecord",
+    "EffectiveRecord",
+    "JobQueueStatus",
+    "ObservedMetrics",
+    "PodSelectionRecord",
+    "QueueDiscoveryRecord",
+]

@@ -31,6 +31,7 @@ from typing import Any
 import redis.asyncio
 from redis.exceptions import RedisError
 
+from jobqueue_operator.metrics import QueueSample
 from jobqueue_operator.models import RedisConnection
 from jobqueue_operator.policy import Counters, Observation, WorkerLoad
 from jobqueue_protocol import keys
@@ -332,6 +333,20 @@ def summarise(
             default=None,
         ),
     )
+
+
+def queue_samples(stats: Mapping[str, QueueStats]) -> dict[str, QueueSample]:
+    """Each queue's numbers for the per-queue gauges (``metrics.set_queue_gauges``)."""
+    return {
+        queue: QueueSample(
+            waiting_by_priority=dict(s.waiting_by_priority),
+            oldest_age_s=s.oldest_age_s(),
+            delayed=s.delayed,
+            in_flight=s.in_flight,
+            dead=s.dead,
+        )
+        for queue, s in stats.items()
+    }
 
 
 def _counters(stats: Mapping[str, QueueStats]) -> Counters:

@@ -120,7 +120,11 @@ def decide(  # noqa: PLR0917 - the signature the issue prescribes
 ) -> Decision:
     """Decide the replica count for one tick (see the module docstring for the rules)."""
     if spec.paused:
-        return Decision(current_replicas, Action.HOLD, Reason.PAUSED, frozenset(), "paused")
+        pinned = spec.paused_replicas
+        if pinned is None or pinned == current_replicas:
+            return Decision(current_replicas, Action.HOLD, Reason.PAUSED, frozenset(), "paused")
+        action = Action.SCALE_UP if pinned > current_replicas else Action.SCALE_DOWN
+        return Decision(pinned, action, Reason.PAUSED, frozenset(), f"paused at {pinned} replicas")
     if not math.isfinite(now):
         observation = MetricsMissing(1, f"the clock read {now}")
         now = max(

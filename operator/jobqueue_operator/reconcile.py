@@ -51,6 +51,7 @@ from jobqueue_operator.observe import (
     QueueSource,
     RedisPools,
     endpoint_for,
+    queue_samples,
     read,
 )
 from jobqueue_operator.policy import (
@@ -61,7 +62,7 @@ from jobqueue_operator.policy import (
     decide,
 )
 from jobqueue_operator.settings import OperatorSettings
-from jobqueue_operator.status import Problem, Tick
+from jobqueue_operator.status import Problem, Tick, effective_record
 from jobqueue_operator.victims import choose_victims
 
 log = logging.getLogger("jobqueue_operator")
@@ -193,6 +194,8 @@ class Context:
     pools: RedisPools
     settings: OperatorSettings
     clock: Callable[[], float] = time.time
+    #: Where the scaling defaults in ``settings`` come from (``status.effective``).
+    defaults_source: str = "operator environment"
     #: namespace → (read at, HPA claims): one LIST per namespace per HPA_REFRESH_S, shared
     #: by every loop there. (A watch would be cheaper still, but kopf holds every handler
     #: until an index's first list succeeds, so a missing HPA right would stop the whole
@@ -525,9 +528,10 @@ class Loop:
             _with(
                 base,
                 target=spec.scale_target_ref.name,
-                paused=paused,
+                paused=effective.paused,
                 min_replicas=effective.min_replicas,
                 max_replicas=effective.max_replicas,
+                effective=effective_record(effective, self.ctx.defaults_source),
             ),
         )
 
@@ -593,7 +597,7 @@ class Loop:
                 or self._drain.queues != queues
             ):
                 self._drain = DrainTarget(client, queues, endpoint.display(), endpoint.timeout_s)
-            observation, _ = await read(
+            observation, per_queue = await read(
                 client,
                 [q.name for q in expansion.queues],
                 display=endpoint.display(),
@@ -605,6 +609,7 @@ class Loop:
             metrics.REDIS_ERRORS.labels(self.namespace, self.name).inc()
             return MetricsMissing(self.failures, str(exc))
         self.failures = 0
+        metrics.set_queue_gauges(self.namespace, self.name, queue_samples(per_queue))
         return observation
 
     async def _password(self, name: str, key: str) -> str:
@@ -697,6 +702,7 @@ class Loop:
             metrics.QUEUE_DEPTH.labels(*labels).set(tick.observation.depth)
             metrics.OLDEST_AGE.labels(*labels).set(tick.observation.oldest_age_s)
             metrics.IN_FLIGHT.labels(*labels).set(tick.observation.in_flight)
+            metrics.DEAD_JOBS.labels(*labels).set(tick.observation.dead)
         if tick.current_replicas is not None:
             metrics.CURRENT_REPLICAS.labels(*labels).set(tick.current_replicas)
         if tick.decision is not None:

@@ -5,13 +5,20 @@ The scaling defaults keep the seeds' environment names (``SCALE_UP_QUEUE_DEPTH``
 over; a JobQueue's own fields override them (see ``models.resolve``). Settings of
 the operator process itself use the ``JQO_`` prefix. A bad value fails the process
 at boot with one message naming the variable.
+
+The same defaults can come from a ConfigMap (``JQO_DEFAULTS_CONFIGMAP``,
+``namespace/name``; ``manifests/admission/defaults-configmap.yaml``). Its keys are
+the environment names above and its values win over the environment, because
+the ValidatingAdmissionPolicy judges new JobQueues by that ConfigMap: the
+operator must apply the numbers admission checked against.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobqueue_operator.models import OperatorDefaults
@@ -77,12 +84,51 @@ class OperatorSettings(BaseSettings):
     """Port of the Prometheus ``/metrics`` endpoint (0: do not serve)."""
     probe_port: Annotated[int, Field(ge=0, le=65535, validation_alias="JQO_PROBE_PORT")] = 8081
     """Port of kopf's liveness endpoint ``/healthz`` (0: do not serve)."""
+    ready_port: Annotated[int, Field(ge=0, le=65535, validation_alias="JQO_READY_PORT")] = 0
+    """Port of the readiness endpoint ``/readyz`` (0: do not serve; the Deployment sets 8082)."""
+    lease_namespace: Annotated[str, Field(validation_alias="JQO_LEASE_NAMESPACE")] = (
+        "jobqueue-system"
+    )
+    """Namespace of the leader-election Lease (the operator's own)."""
     redis_max_connections: Annotated[
         int, Field(ge=1, le=1000, validation_alias="JQO_REDIS_MAX_CONNECTIONS")
     ] = 8
     """Connections per Redis endpoint pool; one poll uses one connection for one round trip."""
     namespace: Annotated[str | None, Field(validation_alias="JQO_NAMESPACE")] = None
     """Watch only this namespace; unset watches all namespaces (needs a ClusterRole)."""
+    webhook_port: Annotated[int, Field(ge=0, le=65535, validation_alias="JQO_WEBHOOK_PORT")] = 0
+    """Port of the admission webhook (0: no webhook; the Deployment sets 9443)."""
+    listen_addr: Annotated[str, Field(validation_alias="JQO_LISTEN_ADDR")] = "0.0.0.0"
+    """Address the admission webhook and the readiness endpoint listen on."""
+    webhook_host: Annotated[str | None, Field(validation_alias="JQO_WEBHOOK_HOST")] = None
+    """Host name the API server uses in the webhook's URL (default: the listen address)."""
+    webhook_service: Annotated[str, Field(validation_alias="JQO_WEBHOOK_SERVICE")] = ""
+    """``namespace/name`` of the Service in front of the webhook ('' : reach it by URL)."""
+    webhook_cert_dir: Annotated[str, Field(validation_alias="JQO_WEBHOOK_CERT_DIR")] = ""
+    """Directory with tls.crt, tls.key (and ca.crt) for the webhook ('' : self-signed)."""
+    defaults_configmap: Annotated[str, Field(validation_alias="JQO_DEFAULTS_CONFIGMAP")] = (
+        "jobqueue-system/jobqueue-operator-defaults"
+    )
+    """``namespace/name`` of the ConfigMap of scaling defaults ('' to use the environment only)."""
+
+    def with_defaults_from(self, data: Mapping[str, str]) -> OperatorSettings:
+        """These settings with the scaling defaults of a ConfigMap's ``data`` on top.
+
+        Raises ``ValueError`` with one line naming the key for an unknown key or a
+        bad value, so a typo in the ConfigMap is reported instead of ignored.
+        """
+        unknown = sorted(set(data) - set(SCALING_KEYS))
+        if unknown:
+            raise ValueError(f"unknown key {unknown[0]!r}; the keys are {', '.join(SCALING_KEYS)}")
+        merged = self.model_dump()
+        for key, value in data.items():
+            merged[SCALING_KEYS[key]] = value
+        try:
+            return OperatorSettings.model_validate(merged)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            key = next(k for k, f in SCALING_KEYS.items() if f == error["loc"][0])
+            raise ValueError(f"{key}={data.get(key)!r}: {error['msg']}") from None
 
     def scaling_defaults(self) -> OperatorDefaults:
         """The part a JobQueue's unset fields fall back to."""
@@ -100,3 +146,20 @@ class OperatorSettings(BaseSettings):
             scale_down_cpu_percent=self.scale_down_cpu_threshold,
             scale_down_memory_percent=self.scale_down_memory_threshold,
         )
+
+
+#: ConfigMap key (the environment name) → settings field, for the scaling defaults.
+SCALING_KEYS: dict[str, str] = {
+    "SCALE_UP_QUEUE_DEPTH": "scale_up_queue_depth",
+    "SCALE_UP_QUEUE_LATENCY": "scale_up_queue_latency_s",
+    "SCALE_DOWN_QUEUE_DEPTH": "scale_down_queue_depth",
+    "SCALE_DOWN_QUEUE_LATENCY": "scale_down_queue_latency_s",
+    "MIN_WORKERS": "min_workers",
+    "MAX_WORKERS": "max_workers",
+    "SCALE_UP_COOLDOWN": "scale_up_cooldown_s",
+    "SCALE_DOWN_COOLDOWN": "scale_down_cooldown_s",
+    "SCALE_UP_CPU_THRESHOLD": "scale_up_cpu_threshold",
+    "SCALE_UP_MEMORY_THRESHOLD": "scale_up_memory_threshold",
+    "SCALE_DOWN_CPU_THRESHOLD": "scale_down_cpu_threshold",
+    "SCALE_DOWN_MEMORY_THRESHOLD": "scale_down_memory_threshold",
+}

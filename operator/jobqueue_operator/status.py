@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from jobqueue_operator.models import EffectiveSpec
 from jobqueue_operator.policy import Action, Decision, Limit, Observation, Reason
 
 MAX_DECISIONS = 20
@@ -61,6 +62,40 @@ class Tick:
     pod_selection: Mapping[str, Any] | None = None
     #: ``status.queueDiscovery`` when the spec has weightedQueues.
     queue_discovery: Mapping[str, Any] | None = None
+    #: ``status.effective``: the bounds and thresholds in force once the spec parsed.
+    effective: Mapping[str, Any] | None = None
+
+
+def effective_record(eff: EffectiveSpec, source: str) -> dict[str, Any]:
+    """``status.effective``: what the policy applies, after the spec, class and defaults."""
+    record: dict[str, Any] = {
+        "minReplicas": eff.min_replicas,
+        "maxReplicas": eff.max_replicas,
+        "defaultsSource": source,
+        "scaleUp": _without_none(
+            queueDepth=eff.up_depth,
+            queueLatencySeconds=eff.up_latency_s,
+            cooldownSeconds=eff.up_cooldown_s,
+            maxStep=eff.max_step,
+            cpuPercent=eff.up_cpu_pct,
+            memoryPercent=eff.up_memory_pct,
+        ),
+        "scaleDown": _without_none(
+            queueDepth=eff.down_depth,
+            queueLatencySeconds=eff.down_latency_s,
+            cooldownSeconds=eff.down_cooldown_s,
+            step=eff.down_step,
+            cpuPercent=eff.down_cpu_pct,
+            memoryPercent=eff.down_memory_pct,
+        ),
+    }
+    if eff.fallback_replicas is not None:
+        record["fallbackReplicas"] = eff.fallback_replicas
+    return record
+
+
+def _without_none(**values: object) -> dict[str, object]:
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def to_rfc3339(ts: float) -> str:
@@ -96,6 +131,8 @@ def build(previous: Mapping[str, Any], tick: Tick) -> dict[str, Any]:
         status["podSelection"] = dict(tick.pod_selection)
     if tick.queue_discovery is not None:
         status["queueDiscovery"] = dict(tick.queue_discovery)
+    if tick.effective is not None:
+        status["effective"] = dict(tick.effective)
     if tick.decision is not None:
         status["desiredReplicas"] = tick.decision.desired
         status["lastAction"] = tick.decision.action.value
@@ -260,5 +297,10 @@ def _fallback(tick: Tick) -> _Cond:
 
 def _paused(tick: Tick) -> _Cond:
     if tick.paused:
-        return PAUSED, "True", "Paused", "Scaling is paused by spec.paused or an annotation."
+        return (
+            PAUSED,
+            "True",
+            "Paused",
+            "Scaling is paused by spec.paused, spec.pausedReplicas or an annotation.",
+        )
     return PAUSED, "False", "NotPaused", "Scaling is not paused."

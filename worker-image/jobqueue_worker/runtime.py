@@ -735,9 +735,9 @@ class Worker:
             return
         body: dict[str, dict[str, float]] = {}
         for job_type, st in summary.items():
+            # Quantiles stay out of Prometheus (a p95 gauge per worker cannot be
+            # aggregated); jobqueue_job_duration_seconds is the histogram to query.
             row = st.as_dict()
-            for stat in ("min", "max", "mean", "p50", "p95", "p99"):
-                metrics.EXECUTION_SECONDS.labels(job_type, stat).set(row[stat])
             jt = self.registry.get(job_type)
             if jt is not None:
                 probe = Job(job_type, job_type, "", None, 5, 1, 1, 1)
@@ -748,14 +748,9 @@ class Worker:
         )
 
     async def _publish_queue_gauges(self) -> None:
-        stats = await self.broker.stats(self.plan.queues, self.settings.heartbeat_ttl_s)
-        for q, s in stats.items():
-            for p, n in s.waiting_by_priority.items():
-                metrics.QUEUE_DEPTH.labels(q, str(p)).set(n)
-            metrics.QUEUE_OLDEST_AGE.labels(q).set(s.oldest_age_s())
-            metrics.QUEUE_DELAYED.labels(q).set(s.delayed)
-            metrics.QUEUE_LEASED.labels(q).set(s.in_flight)
-            metrics.QUEUE_DEAD.labels(q).set(s.dead)
+        # The queues' depth, age, delayed, in-flight and dead counts are the
+        # operator's series (jobqueue_operator_queue_*): one exporter, not one per
+        # worker Pod, and present at 0 workers.
         if self.plan.rate_limits:
             usage = await self.broker.limit_usage(self.plan.rate_limits)
             for (job_type, label), (used, cap) in usage.items():

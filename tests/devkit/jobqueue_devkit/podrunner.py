@@ -9,7 +9,8 @@ and tested against a real control plane:
   scheduler would);
 - for each bound Pod it starts one process from the first container's
   `command` + `args` (the image is ignored; commands resolve in this Python's
-  bin directory first), with the container's literal `env`, `POD_NAME` and
+  bin directory first), with the container's literal `env` (and its
+  `metadata.name`/`metadata.namespace` field references), `POD_NAME` and
   `POD_NAMESPACE`, and a free loopback port in the variable the
   `jobqueue.dev/local-port-env` annotation names (default `JQW_HTTP_PORT`);
 - it runs the container's httpGet readiness probe against that port and writes
@@ -234,6 +235,12 @@ class PodRunner:
         env.update(self.extra_env)
         env.update(credentials)
         env.update({e.name: e.value or "" for e in container.env or [] if e.value is not None})
+        # The downward API's Pod fields, as the kubelet fills them.
+        fields = {"metadata.namespace": self.namespace, "metadata.name": pod.metadata.name}
+        for e in container.env or []:
+            ref = e.value_from.field_ref if e.value_from is not None else None
+            if ref is not None and ref.field_path in fields:
+                env[e.name] = fields[ref.field_path]
         env.update(
             {"POD_NAME": pod.metadata.name, "POD_NAMESPACE": self.namespace, port_env: str(port)}
         )

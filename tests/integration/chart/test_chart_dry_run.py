@@ -81,7 +81,6 @@ def test_rendered_objects_pass_server_side_dry_run(
     crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
     assert {c["metadata"]["name"] for c in crds} == {
         "jobqueues.jobqueue.dev",
-        "kopfpeerings.kopf.dev",
     }
     apply_crds(control_plane, crds)
     objects = [

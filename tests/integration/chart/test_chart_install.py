@@ -85,8 +85,10 @@ def values(watched: str, redis: RedisServer) -> dict[str, Any]:
         # The pod runner runs Pods with this label, and gives the named variable a
         # free loopback port (and probes readiness there).
         "podLabels": {RUN_LABEL: "true"},
-        "podAnnotations": {PORT_ENV_ANNOTATION: "JQO_METRICS_PORT"},
+        "podAnnotations": {PORT_ENV_ANNOTATION: "JQO_READY_PORT"},
         "health": {"port": free_port()},
+        "metrics": {"port": free_port()},
+        "webhook": {"port": free_port()},
         "watchNamespaces": [watched],
         "workerDefaults": {
             "handlers": "jobqueue_worker.examples",
@@ -130,7 +132,7 @@ async def test_helm_install_then_a_jobqueue_scales_its_worker(
     runner_task = asyncio.create_task(runner.run(control_plane.kubeconfig, stop))
     logs = tmp_path / "pods"
     try:
-        # The operator Pod runs and its /metrics answers (the readiness probe).
+        # The operator Pod runs and its /readyz answers (the readiness probe).
         await eventually(
             lambda: (
                 kubectl_json(control_plane, "get", "deploy", fullname, "-n", release_ns)
@@ -201,5 +203,9 @@ async def test_helm_install_then_a_jobqueue_scales_its_worker(
         with contextlib.suppress(Exception):
             await asyncio.wait_for(runner_task, 60)
         helm.run("uninstall", release, *kube)
+        # The operator's webhook configurations outlive it (kopf keeps them for the
+        # other replicas); none is left pointing at this release's Service.
+        for config in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+            control_plane.kubectl("delete", config, "jobqueue.dev", "--ignore-not-found")
         for ns in (watched, release_ns):
             control_plane.kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found")

@@ -35,7 +35,15 @@ SHARED = {
     ("Service", "jobqueue-system", "jobqueue-operator-metrics"),
     ("PodDisruptionBudget", "jobqueue-system", "jobqueue-operator"),
     ("RoleBinding", "jobqueue-demo", "jobqueue-operator"),
-    ("KopfPeering", "jobqueue-demo", "jobqueue-operator"),
+    ("Role", "jobqueue-system", "jobqueue-operator-own"),
+    ("RoleBinding", "jobqueue-system", "jobqueue-operator-own"),
+    ("Service", "jobqueue-system", "jobqueue-operator-webhook"),
+    ("NetworkPolicy", "jobqueue-system", "jobqueue-operator"),
+    ("ConfigMap", "jobqueue-system", "jobqueue-operator-defaults"),
+    ("ValidatingAdmissionPolicy", "", "jobqueue-defaults"),
+    ("ValidatingAdmissionPolicyBinding", "", "jobqueue-defaults"),
+    ("ValidatingAdmissionPolicy", "", "jobqueue-deprecations"),
+    ("ValidatingAdmissionPolicyBinding", "", "jobqueue-deprecations"),
 }
 
 

@@ -134,8 +134,8 @@ def test_network_policy_lets_the_postgres_clients_reach_postgres_and_redis_only(
     operator = one(docs, "NetworkPolicy", "jq-jobqueue-operator")
     operator_ports = {p["port"] for r in operator["spec"]["egress"] for p in r.get("ports", [])}
     assert 5432 not in operator_ports
-    # Without networkPolicy.enabled there is no policy for them either.
-    docs = helm.template(sets=["postgres.enabled=true"])
+    # With networkPolicy.enabled off (it is on by default) there is no policy for them either.
+    docs = helm.template(sets=["postgres.enabled=true", "networkPolicy.enabled=false"])
     assert find(docs, "NetworkPolicy") == []
 
 

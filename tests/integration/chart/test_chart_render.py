@@ -40,10 +40,18 @@ def test_default_render_is_the_hardened_operator(helm: Helm) -> None:
             "ClusterRole",
             "ClusterRoleBinding",
             "RoleBinding",
-            "KopfPeering",
+            "Role",
+            "RoleBinding",
             "Deployment",
             "Service",
+            "Service",
             "PodDisruptionBudget",
+            "NetworkPolicy",
+            "ConfigMap",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         ]
     )
     dep = one(docs, "Deployment", "jobqueue-operator")
@@ -65,19 +73,42 @@ def test_default_render_is_the_hardened_operator(helm: Helm) -> None:
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["capabilities"]["drop"] == ["ALL"]
     assert {"mountPath": "/tmp", "name": "tmp"} in container["volumeMounts"]
-    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}]
+    assert pod["volumes"] == [
+        {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
+        {
+            "name": "webhook-tls",
+            "secret": {"secretName": "jobqueue-operator-webhook-tls", "optional": True},
+        },
+    ]
     live, ready = container["livenessProbe"], container["readinessProbe"]
     assert live["httpGet"] == {"path": "/healthz", "port": "health"}
-    assert ready["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    assert ready["httpGet"] == {"path": "/readyz", "port": "ready"}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"metrics": 8080, "health": 8081}
+    assert ports == {"metrics": 8080, "health": 8081, "ready": 8082, "webhook": 9443}
+    assert "--lease=jobqueue-operator" in container["args"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["JQO_DEFAULTS_CONFIGMAP"] == "jobqueue-system/jobqueue-operator-defaults"
+    assert env["JQO_WEBHOOK_SERVICE"] == "jobqueue-system/jobqueue-operator-webhook"
+    # The scaling defaults live in the ConfigMap the admission policy reads, not in env.
+    assert not any(name.startswith("SCALE_") for name in env)
+    defaults = one(docs, "ConfigMap", "jobqueue-operator-defaults")["data"]
+    assert defaults["MAX_WORKERS"] == "10"
+    assert "SCALE_UP_CPU_THRESHOLD" not in defaults
+    (binding,) = [
+        b
+        for b in find(docs, "ValidatingAdmissionPolicyBinding")
+        if b["spec"]["policyName"] == "jobqueue-defaults"
+    ]
+    assert binding["spec"]["paramRef"]["name"] == "jobqueue-operator-defaults"
+    # No kopf peering any more: a Lease elects the acting replica.
+    assert find(docs, "KopfPeering") == []
     assert "--liveness=http://0.0.0.0:8081/healthz" in container["args"]
     assert "--namespace=jobqueue-demo" in container["args"]
     pdb = one(docs, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"] == selector
-    # Off by default: no workers, no JobQueues, no monitoring, no NetworkPolicy.
-    for kind in ("JobQueue", "NetworkPolicy", "PodMonitor", "ServiceMonitor", "PrometheusRule"):
+    # Off by default: no workers, no JobQueues, no monitoring.
+    for kind in ("JobQueue", "PodMonitor", "ServiceMonitor", "PrometheusRule"):
         assert find(docs, kind) == [], kind
 
 
@@ -102,15 +133,29 @@ def test_all_on_render_has_every_option(helm: Helm) -> None:
     assert container["image"] == "registry.example.com/jobqueue/jobqueue-operator:0.1.0-rc1"
     assert container["imagePullPolicy"] == "Always"
     assert container["args"] == [
-        "--peering=jq-peering",
+        "--lease=jq-lease",
         "--liveness=http://0.0.0.0:9091/healthz",
         "--namespace=jq-chart-a",
         "--namespace=jq-chart-b",
     ]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["JQO_METRICS_PORT"] == "9090"
-    assert env["SCALE_UP_QUEUE_DEPTH"] == "200"
-    assert env["SCALE_DOWN_COOLDOWN"] == "120"
+    assert env["JQO_READY_PORT"] == "9092"
+    assert env["JQO_WEBHOOK_PORT"] == "10443"
+    assert env["JQO_DEFAULTS_CONFIGMAP"] == "ops/jq-jobqueue-operator-defaults"
+    defaults = one(docs, "ConfigMap", "jq-jobqueue-operator-defaults")["data"]
+    assert defaults["SCALE_UP_QUEUE_DEPTH"] == "200"
+    assert defaults["SCALE_DOWN_COOLDOWN"] == "120"
+    assert defaults["SCALE_UP_CPU_THRESHOLD"] == "80"
+    assert defaults["SCALE_DOWN_MEMORY_THRESHOLD"] == "30"
+    assert one(docs, "Service", "jq-jobqueue-operator-webhook")["spec"]["ports"][0]["port"] == 10443
+    assert {
+        "name": "webhook-tls",
+        "secret": {"secretName": "jq-webhook-cert", "optional": True},
+    } in pod["volumes"]
+    role = one(docs, "Role", "jq-jobqueue-operator-own")
+    assert ["jq-lease"] in [r.get("resourceNames") for r in role["rules"]]
+    assert ["jq-jobqueue-operator-defaults"] in [r.get("resourceNames") for r in role["rules"]]
     assert env["JQO_REDIS_MAX_CONNECTIONS"] == "16"
     live, ready = container["livenessProbe"], container["readinessProbe"]
     assert live != ready
@@ -121,17 +166,22 @@ def test_all_on_render_has_every_option(helm: Helm) -> None:
     assert one(docs, "ServiceAccount")["metadata"]["annotations"] == {
         "example.com/owner": "platform"
     }
-    # One RoleBinding and one KopfPeering per watched namespace, none elsewhere.
+    # One RoleBinding per watched namespace, and the operator's own one in its namespace.
     assert {d["metadata"]["namespace"] for d in find(docs, "RoleBinding")} == {
         "jq-chart-a",
         "jq-chart-b",
+        "ops",
     }
-    assert {
-        (d["metadata"]["namespace"], d["metadata"]["name"]) for d in find(docs, "KopfPeering")
-    } == {("jq-chart-a", "jq-peering"), ("jq-chart-b", "jq-peering")}
     policy = one(docs, "NetworkPolicy", "jq-jobqueue-operator")
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]
+    # The webhook and probe ports stay open to the API server and the kubelet.
+    assert "from" not in policy["spec"]["ingress"][1]
+    assert {p["port"] for p in policy["spec"]["ingress"][1]["ports"]} == {
+        "health",
+        "ready",
+        "webhook",
+    }
     egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
     assert {53, 443, 6443, 6379, 6380, 8443} <= egress_ports
     assert one(docs, "ServiceMonitor")["metadata"]["labels"]["release"] == "kube-prometheus-stack"

@@ -15,7 +15,11 @@ from chart_harness import CHART, ROOT
 
 COPIES = [
     (ROOT / "crds" / "jobqueues.yaml", CHART / "crds" / "jobqueues.yaml"),
-    (ROOT / "manifests" / "peering" / "crd.yaml", CHART / "crds" / "kopfpeerings.yaml"),
+    (ROOT / "manifests" / "admission" / "policy.yaml", CHART / "files" / "admission-policy.yaml"),
+    (
+        ROOT / "manifests" / "admission" / "deprecations.yaml",
+        CHART / "files" / "admission-deprecations.yaml",
+    ),
     (
         ROOT / "manifests" / "monitoring" / "prometheusrule.yaml",
         CHART / "files" / "prometheusrule.yaml",
@@ -32,7 +36,7 @@ def test_copy_is_byte_identical(original: Path, copy: Path) -> None:
 
 def test_chart_crds_are_exactly_the_copies() -> None:
     shipped = {p.name for p in (CHART / "crds").iterdir()}
-    assert shipped == {"jobqueues.yaml", "kopfpeerings.yaml"}
+    assert shipped == {"jobqueues.yaml"}
 
 
 def test_app_version_is_the_project_version() -> None:

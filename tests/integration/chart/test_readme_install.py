@@ -73,10 +73,11 @@ def test_readme_helm_install_block_runs_word_for_word(helm: Helm, own_plane: Con
     assert container["image"] == "jobqueue-operator:0.1.0"
     assert "--namespace=jobqueue-demo" in container["args"]
     own_plane.kubectl("get", "rolebinding", "jobqueue-operator", "-n", "jobqueue-demo")
-    own_plane.kubectl("get", "kopfpeering", "jobqueue-operator", "-n", "jobqueue-demo")
+    own_plane.kubectl("get", "role", "jobqueue-operator-own", "-n", "jobqueue-system")
+    own_plane.kubectl("get", "configmap", "jobqueue-operator-defaults", "-n", "jobqueue-system")
+    own_plane.kubectl("get", "validatingadmissionpolicy", "jobqueue-defaults")
     own_plane.kubectl("get", "pdb", "jobqueue-operator", "-n", "jobqueue-system")
     crds = own_plane.kubectl("get", "crd", "-o", "name").split()
     assert set(crds) >= {
         "customresourcedefinition.apiextensions.k8s.io/jobqueues.jobqueue.dev",
-        "customresourcedefinition.apiextensions.k8s.io/kopfpeerings.kopf.dev",
     }

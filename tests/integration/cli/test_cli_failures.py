@@ -213,12 +213,12 @@ def test_simulate_without_the_simulator_is_one_line() -> None:
 
 
 OPERATOR = [
-    ("standalone-and-peering", ["--standalone", "--peering", "x"], {}, "'--peering'"),
+    ("standalone-and-lease", ["--standalone", "--lease", "x"], {}, "'--lease'"),
     ("bad-setting", [], {"MAX_WORKERS": "zero"}, "invalid setting MAX_WORKERS: "),
     ("bad-port", [], {"JQO_METRICS_PORT": "70000"}, "JQO_METRICS_PORT"),
     ("log-format", ["--log-format", "xml"], {}, "'--log-format'"),
     ("log-format-env", [], {"JQO_LOG_FORMAT": "yaml"}, "JQO_LOG_FORMAT"),
-    ("priority", ["--priority", "abc"], {}, "'--priority'"),
+    ("lease-without-name", ["--lease"], {}, "'--lease'"),
     ("unknown-option", ["--bogus"], {}, "No such option: --bogus"),
 ]
 

@@ -89,8 +89,8 @@ def test_the_dashboard_covers_what_the_issue_asks_for() -> None:
     text = " ".join(f"{where} {expr}" for where, expr in _exprs())
     for metric in (
         # depth by priority
-        'jobqueue_queue_depth{namespace=~"$namespace", queue=~"$queue", priority!=""}',
-        "jobqueue_queue_oldest_age_seconds",
+        'jobqueue_operator_queue_waiting{namespace=~"$namespace", queue=~"$queue"}',
+        "jobqueue_operator_queue_oldest_age_seconds",
         "jobqueue_jobs_total",  # throughput and errors
         "jobqueue_retries_total",
         "jobqueue_operator_current_replicas",

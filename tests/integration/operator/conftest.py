@@ -100,10 +100,8 @@ def start_operator(
     """Start the operator (as the ServiceAccount, watching ``namespace``); stopped at teardown."""
     started: list[OperatorProcess] = []
 
-    def start(
-        *, peering: str | None = None, priority: int = 0, verbose: bool = False, **env: str
-    ) -> OperatorProcess:
-        """``peering=None``: --standalone; else kopf peering under that name."""
+    def start(*, lease: str | None = None, verbose: bool = False, **env: str) -> OperatorProcess:
+        """``lease=None``: --standalone; else leader election on that Lease in ``namespace``."""
         metrics_port, health_port = free_port(), free_port()
         log = tmp_path / f"operator-{len(started)}.log"
         environ = {
@@ -118,6 +116,7 @@ def start_operator(
             ),
             "KUBECONFIG": str(operator_kubeconfig),
             "JQO_METRICS_PORT": str(metrics_port),
+            "JQO_LEASE_NAMESPACE": namespace,
             **env,
         }
         environ.pop("KUBERNETES_SERVICE_HOST", None)
@@ -125,11 +124,7 @@ def start_operator(
             proc = subprocess.Popen(
                 [
                     *OPERATOR_CMD,
-                    *(
-                        ["--standalone"]
-                        if peering is None
-                        else [f"--peering={peering}", f"--priority={priority}"]
-                    ),
+                    *(["--standalone"] if lease is None else [f"--lease={lease}"]),
                     f"--namespace={namespace}",
                     f"--liveness=http://127.0.0.1:{health_port}/healthz",
                     *(["--verbose"] if verbose else []),

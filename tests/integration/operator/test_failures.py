@@ -106,13 +106,14 @@ def test_spec_that_cannot_work_sets_a_condition_and_a_fix_is_picked_up(
     redis_url: str,
     start_operator: Callable[..., OperatorProcess],
 ) -> None:
-    # Schema-valid, but a background class allows at most 5 replicas.
+    # Admitted (no defaults policy is bound here), but the operator's defaults allow
+    # at most 5 replicas: what happens when the defaults change after admission.
     kubectl.apply(
         deployment("worker", namespace, replicas=1),
         jobqueue("bad", namespace, "worker", redis_url, pollingIntervalSeconds=1,
-                 priorityClass="background", minReplicas=8),
+                 minReplicas=8),
     )  # fmt: skip
-    start_operator()
+    start_operator(MAX_WORKERS="5", JQO_DEFAULTS_CONFIGMAP="")
     wait_for(
         lambda: kubectl.condition("bad", namespace, "Ready").get("reason") == "InvalidSpec",
         30,

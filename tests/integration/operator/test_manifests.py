@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,23 @@ def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return doc["spec"]["template"]["spec"]["containers"]  # type: ignore[no-any-return]
 
 
-def test_install_and_examples_apply_without_pod_security_warnings(kubectl: Kubectl) -> None:
+@pytest.fixture
+def installed(kubectl: Kubectl) -> Iterator[str]:
+    """``kubectl apply -k manifests``; the cluster-wide admission binding is removed after,
+    so the shipped defaults do not judge the JobQueues of the tests that follow."""
     out = kubectl("apply", "-k", str(ROOT / "manifests"))
+    yield out
+    kubectl("delete", "validatingadmissionpolicybinding", "jobqueue-defaults", "--ignore-not-found")
+
+
+def test_install_and_examples_apply_without_pod_security_warnings(
+    kubectl: Kubectl, installed: str
+) -> None:
+    out = installed
     assert "deployment.apps/jobqueue-operator" in out
+    assert "validatingadmissionpolicy.admissionregistration.k8s.io/jobqueue-defaults" in out
+    assert "poddisruptionbudget.policy/jobqueue-operator" in out
+    assert "networkpolicy.networking.k8s.io/jobqueue-operator" in out
     out = kubectl("apply", "-k", str(ROOT / "manifests" / "examples"), check=False)
     assert "jobqueue.jobqueue.dev/email-processing-high" in out, out
     assert "violate PodSecurity" not in out
@@ -47,9 +62,14 @@ def test_operator_deployment_is_hardened() -> None:
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["capabilities"]["drop"] == ["ALL"]
     assert {"requests", "limits"} <= set(container["resources"])
-    # Two different signals: the event loop answers (liveness), /metrics answers (readiness).
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    # Liveness (kopf: the loop answers) and readiness (start-up done) are different probes.
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert container["readinessProbe"]["httpGet"]["port"] == "ready"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["JQO_READY_PORT"] == str(ports["ready"])
+    assert any(a.startswith("--lease=") for a in container["args"])
 
 
 def test_rbac_never_lists_or_watches_secrets_and_has_no_wildcards() -> None:

@@ -18,11 +18,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from jobqueue_operator.models import (
+    InvalidSpecError,
     JobQueueSpec,
     JobQueueStatus,
     OperatorDefaults,
     resolve,
 )
+from jobqueue_operator.settings import OperatorSettings
 
 ROOT = Path(__file__).resolve().parents[3]
 CRD = yaml.safe_load((ROOT / "crds" / "jobqueues.yaml").read_text())
@@ -250,7 +252,29 @@ def test_base_of_the_invalid_table_is_valid() -> None:
     JobQueueSpec.model_validate(INVALID["base"])
 
 
-@pytest.mark.parametrize("case", INVALID["cases"], ids=lambda c: c["name"])
+def test_base_of_the_invalid_table_resolves_under_its_defaults() -> None:
+    defaults = OperatorSettings().with_defaults_from(INVALID["defaults"]).scaling_defaults()
+    resolve(JobQueueSpec.model_validate(INVALID["base"]), defaults, paused=False)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [c for c in INVALID["cases"] if c.get("layer", "schema") == "schema"],
+    ids=lambda c: c["name"],
+)
 def test_model_rejects_what_the_api_server_rejects(case: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         JobQueueSpec.model_validate(merge(INVALID["base"], case["spec"]))
+
+
+@pytest.mark.parametrize(
+    "case",
+    [c for c in INVALID["cases"] if c.get("layer") in ("resolved", "policy")],
+    ids=lambda c: c["name"],
+)
+def test_operator_refuses_what_admission_refuses_by_the_defaults(case: dict[str, Any]) -> None:
+    """The same defaults (as the operator reads them from the ConfigMap) refuse the same specs."""
+    spec = JobQueueSpec.model_validate(merge(INVALID["base"], case["spec"]))
+    defaults = OperatorSettings().with_defaults_from(INVALID["defaults"]).scaling_defaults()
+    with pytest.raises(InvalidSpecError):
+        resolve(spec, defaults, paused=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from jobqueue_operator.models import (
     PRIORITY_BOUNDS,
@@ -34,9 +35,23 @@ def test_seed_defaults() -> None:
 
 
 @pytest.mark.parametrize("pc", list(PriorityClass))
-def test_priority_class_bounds(pc: PriorityClass) -> None:
-    eff = resolve(spec(priorityClass=pc.value), OperatorDefaults(), paused=False)
+@pytest.mark.parametrize("field", ["priorityTier", "priorityClass"])
+def test_priority_tier_bounds_and_the_deprecated_name(pc: PriorityClass, field: str) -> None:
+    eff = resolve(spec(**{field: pc.value}), OperatorDefaults(), paused=False)
     assert (eff.min_replicas, eff.max_replicas) == PRIORITY_BOUNDS[pc]
+
+
+def test_priority_tier_and_class_must_agree() -> None:
+    resolve(spec(priorityTier="low", priorityClass="low"), OperatorDefaults(), paused=False)
+    with pytest.raises(ValidationError, match="disagree"):
+        spec(priorityTier="high", priorityClass="low")
+
+
+def test_paused_replicas_pause_and_pin_the_count() -> None:
+    eff = resolve(spec(pausedReplicas=4), OperatorDefaults(), paused=False)
+    assert eff.paused
+    assert eff.paused_replicas == 4
+    assert not resolve(spec(), OperatorDefaults(), paused=False).paused
 
 
 def test_seed_priority_ends() -> None:

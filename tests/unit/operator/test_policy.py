@@ -500,6 +500,42 @@ ROWS: list[
         R.PAUSED,
         set(),
     ),
+    (
+        "paused at 7 scales up to 7 at once, with no cooldown or step",
+        spec(paused=True, paused_replicas=7),
+        obs(0, 0),
+        2,
+        NOW - 1,
+        NOW - 1,
+        7,
+        A.SCALE_UP,
+        R.PAUSED,
+        set(),
+    ),
+    (
+        "paused at 0 scales down to 0 even with work waiting",
+        spec(paused=True, paused_replicas=0),
+        obs(10_000, 999),
+        5,
+        None,
+        None,
+        0,
+        A.SCALE_DOWN,
+        R.PAUSED,
+        set(),
+    ),
+    (
+        "paused at the current count holds",
+        spec(paused=True, paused_replicas=3),
+        obs(10_000, 999),
+        3,
+        None,
+        None,
+        3,
+        A.HOLD,
+        R.PAUSED,
+        set(),
+    ),
 ]
 
 
@@ -690,6 +726,15 @@ def test_step_never_exceeds_max_step(
 def test_paused_never_changes(s: EffectiveSpec, o: Observation | MetricsMissing, cur: int) -> None:
     d = run(dataclasses.replace(s, paused=True), o, cur, None, None)
     assert (d.desired, d.action) == (cur, Action.HOLD)
+
+
+@given(specs(), observations, st.integers(0, 60), st.integers(0, 60))
+def test_paused_at_n_always_asks_for_n(
+    s: EffectiveSpec, o: Observation | MetricsMissing, cur: int, pinned: int
+) -> None:
+    d = run(dataclasses.replace(s, paused=True, paused_replicas=pinned), o, cur, None, None)
+    assert d.desired == pinned
+    assert d.reason is Reason.PAUSED
 
 
 @given(specs(), observations, st.integers(0, 60), ago, ago)
