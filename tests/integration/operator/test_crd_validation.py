@@ -21,7 +21,9 @@ import pytest
 import yaml
 from operator_harness import Kubectl
 
-from jobqueue_devkit.controlplane import ControlPlane
+from jobqueue_devkit import binaries
+from jobqueue_devkit.controlplane import CRDS_DIR, ControlPlane
+from jobqueue_devkit.errors import DevkitError
 
 pytestmark = [pytest.mark.k8s]
 
@@ -58,10 +60,18 @@ def test_there_are_at_least_fifty_cases() -> None:
     assert sum(case.get("layer") == "policy" for case in TABLE["cases"]) >= 10
 
 
+def _policy_for(namespace: str) -> dict[str, Any]:
+    """The shipped policy's rules under a name of this module's own (see the fixture)."""
+    policy: dict[str, Any] = yaml.safe_load((ADMISSION / "policy.yaml").read_text())
+    policy["metadata"]["name"] = f"jobqueue-defaults-{namespace}"
+    return policy
+
+
 def _binding_for(namespace: str) -> dict[str, Any]:
     """The shipped binding, limited to ``namespace`` and fed that namespace's ConfigMap."""
-    binding = yaml.safe_load((ADMISSION / "binding.yaml").read_text())
+    binding: dict[str, Any] = yaml.safe_load((ADMISSION / "binding.yaml").read_text())
     binding["metadata"]["name"] = f"jobqueue-defaults-{namespace}"
+    binding["spec"]["policyName"] = f"jobqueue-defaults-{namespace}"
     binding["spec"]["paramRef"]["namespace"] = namespace
     binding["spec"]["matchResources"] = {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
@@ -77,90 +87,127 @@ def _refused(kubectl: Kubectl, namespace: str, name: str, spec: dict[str, Any]) 
     return "" if "created" in out else out
 
 
+BIND_ATTEMPTS = 4
+TAKES_EFFECT_S = 20.0
+
+
 @pytest.fixture(scope="module")
-def defaults_policy(control_plane: ControlPlane) -> Iterator[str]:
+def policy_kubectl() -> Iterator[Kubectl]:
+    """kubectl on a control plane of this module's own.
+
+    Once any policy with ConfigMap parameters was deleted together with its
+    ConfigMap and binding (the chart tests install and uninstall the shipped one),
+    this API server stops finding the parameters of every new binding: they fail
+    open and admit everything. A fresh plane keeps the table's verdicts about the
+    policy's rules, not about that server state.
+    """
+    try:
+        plane = ControlPlane(binaries.ensure_binaries()).start(CRDS_DIR)
+    except DevkitError as exc:
+        pytest.fail(f"a second control plane could not start: {exc}", pytrace=False)
+    try:
+        yield Kubectl(plane)
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="module")
+def defaults_policy(policy_kubectl: Kubectl) -> Iterator[str]:
     """The shipped policy, bound to a namespace of its own with the table's defaults.
 
-    One namespace and binding for the whole module: on this API server a binding
-    created right after another one of the same policy was deleted kept answering
-    "no params found" for over 30 s, so the binding is made once and kept.
+    One namespace, policy and binding for the whole module. This API server can
+    miss a binding's parameters for good once a policy of the same name was
+    deleted and made again (the chart tests install and uninstall the shipped
+    one): the binding then finds no ConfigMap and, failing open, lets everything
+    through. So the module binds the shipped rules under a policy name of its own,
+    the ConfigMap goes first, and a binding that never takes effect is made again.
     """
-    kubectl = Kubectl(control_plane)
+    kubectl = policy_kubectl
     namespace = f"t-policy-{uuid.uuid4().hex[:8]}"
     kubectl("create", "namespace", namespace)
-    kubectl("apply", "-f", str(ADMISSION / "policy.yaml"))
+    kubectl.apply(_policy_for(namespace))
     kubectl.apply(
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": DEFAULTS_CONFIGMAP, "namespace": namespace},
             "data": TABLE["defaults"],
-        },
-        _binding_for(namespace),
+        }
     )
-    # A new policy, binding and ConfigMap take effect once the API server's
-    # informers saw all three (until then the binding lets everything through).
+    binding = _binding_for(namespace)
     probe = merge(TABLE["base"], {"minReplicas": 50})
-    deadline = time.monotonic() + 60
-    while "MAX_WORKERS" not in (seen := _refused(kubectl, namespace, "probe", probe)):
-        assert time.monotonic() < deadline, f"the policy never took effect: {seen.strip()}"
-        time.sleep(0.5)
+    seen = ""
+    for _ in range(BIND_ATTEMPTS):
+        kubectl.apply(binding)
+        # A new binding takes effect once the API server's informers saw it (until
+        # then it lets everything through).
+        deadline = time.monotonic() + TAKES_EFFECT_S
+        while "MAX_WORKERS" not in (seen := _refused(kubectl, namespace, "probe", probe)):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        else:
+            break
+        kubectl("delete", "validatingadmissionpolicybinding", binding["metadata"]["name"])
+        time.sleep(1)
+    else:
+        pytest.fail(f"the policy never took effect: {seen.strip()}", pytrace=False)
     yield namespace
-    kubectl("delete", "validatingadmissionpolicybinding", f"jobqueue-defaults-{namespace}",
-            "--ignore-not-found")  # fmt: skip
+    for kind in ("validatingadmissionpolicybinding", "validatingadmissionpolicy"):
+        kubectl("delete", kind, f"jobqueue-defaults-{namespace}", "--ignore-not-found")
     kubectl("delete", "namespace", namespace, "--wait=false")
 
 
-def test_the_base_is_accepted(kubectl: Kubectl, defaults_policy: str) -> None:
-    kubectl(
+def test_the_base_is_accepted(policy_kubectl: Kubectl, defaults_policy: str) -> None:
+    policy_kubectl(
         "create", "--dry-run=server", "-f", "-",
         stdin=_manifest("ok", TABLE["base"], defaults_policy),
     )  # fmt: skip
 
 
 def test_api_server_rejects_every_case_with_its_message(
-    kubectl: Kubectl, defaults_policy: str
+    policy_kubectl: Kubectl, defaults_policy: str
 ) -> None:
     """One namespace, one binding, every case of the table (the set-up is the slow part)."""
     wrong = []
     for case in TABLE["cases"]:
         spec = merge(TABLE["base"], case["spec"])
-        message = _refused(kubectl, defaults_policy, case["name"], spec)
+        message = _refused(policy_kubectl, defaults_policy, case["name"], spec)
         print(f"\n{case['name']}: {message.strip()}")
         if case["expect"] not in message:
             wrong.append(f"{case['name']}: expected {case['expect']!r}, got {message.strip()!r}")
     assert not wrong, "\n".join(wrong)
 
 
-def test_the_policy_follows_the_configmap(kubectl: Kubectl, defaults_policy: str) -> None:
+def test_the_policy_follows_the_configmap(policy_kubectl: Kubectl, defaults_policy: str) -> None:
     """Raise MAX_WORKERS and the same JobQueue is accepted: the defaults are the parameters."""
     spec = merge(TABLE["base"], {"minReplicas": 50})
-    assert "MAX_WORKERS" in _refused(kubectl, defaults_policy, "fifty", spec)
-    kubectl("patch", "configmap", DEFAULTS_CONFIGMAP, "-n", defaults_policy, "--type=merge",
+    assert "MAX_WORKERS" in _refused(policy_kubectl, defaults_policy, "fifty", spec)
+    policy_kubectl("patch", "configmap", DEFAULTS_CONFIGMAP, "-n", defaults_policy, "--type=merge",
             "-p", '{"data": {"MAX_WORKERS": "60"}}')  # fmt: skip
     deadline = time.monotonic() + 30
-    while _refused(kubectl, defaults_policy, "fifty", spec):
+    while _refused(policy_kubectl, defaults_policy, "fifty", spec):
         assert time.monotonic() < deadline, "the policy kept the old MAX_WORKERS"
         time.sleep(0.5)
     restore = {"data": {"MAX_WORKERS": TABLE["defaults"]["MAX_WORKERS"]}}
-    kubectl("patch", "configmap", DEFAULTS_CONFIGMAP, "-n", defaults_policy, "--type=merge",
+    policy_kubectl("patch", "configmap", DEFAULTS_CONFIGMAP, "-n", defaults_policy, "--type=merge",
             "-p", yaml.safe_dump(restore))  # fmt: skip
-    while "MAX_WORKERS" not in _refused(kubectl, defaults_policy, "fifty", spec):
+    while "MAX_WORKERS" not in _refused(policy_kubectl, defaults_policy, "fifty", spec):
         assert time.monotonic() < deadline + 30, "the policy kept MAX_WORKERS 60"
         time.sleep(0.5)
 
 
 def test_without_the_configmap_the_policy_lets_jobqueues_through(
-    kubectl: Kubectl, defaults_policy: str
+    policy_kubectl: Kubectl, defaults_policy: str
 ) -> None:
     """Fail-open on a missing ConfigMap: admission never blocks every JobQueue write."""
     spec = merge(TABLE["base"], {"minReplicas": 50})
-    kubectl("delete", "configmap", DEFAULTS_CONFIGMAP, "-n", defaults_policy)
+    policy_kubectl("delete", "configmap", DEFAULTS_CONFIGMAP, "-n", defaults_policy)
     deadline = time.monotonic() + 30
-    while _refused(kubectl, defaults_policy, "fifty", spec):
+    while _refused(policy_kubectl, defaults_policy, "fifty", spec):
         assert time.monotonic() < deadline, "still judged with no ConfigMap"
         time.sleep(0.5)
-    kubectl.apply(
+    policy_kubectl.apply(
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
