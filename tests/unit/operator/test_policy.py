@@ -1092,14 +1092,14 @@ resource_observations = st.builds(
 def test_resource_triggers_keep_every_invariant(
     s: EffectiveSpec, o: Observation, cur: int, down: int | None, up: int | None
 ) -> None:
-    """Bounds, busy workers, no zero with work left, and a down veto above the threshold."""
+    """Bounds, the slots the running jobs fill, no zero with work left, no down when hot."""
     s = dataclasses.replace(
         s, up_memory_pct=up, down_memory_pct=down, up_cpu_pct=up, down_cpu_pct=down
     )
     d = decide(s, o, cur, None, None, NOW)
     assert s.min_replicas <= d.desired <= s.max_replicas or d.desired == cur
     if d.desired < cur and not s.allow_disruption:
-        assert d.desired >= min(o.busy_workers, s.max_replicas)
+        assert d.desired >= min(in_flight_floor(s, o), s.max_replicas)
     if d.desired == 0 and cur > 0:
         assert o.depth == 0
         assert o.in_flight == 0
