@@ -14,6 +14,9 @@ PACKAGES     := worker-image/jobqueue_cli worker-image/protocol/jobqueue_protoco
 # The three distributions, installed editable into the development venv.
 DISTS        := worker-image/protocol worker-image operator
 PYTEST_ARGS  ?=
+# Most integration tests wait on real services rather than compute, so three
+# pytest-xdist workers finish well ahead of one even on two cores. 0 = serial.
+PYTEST_WORKERS ?= 3
 IMAGE_TAG    ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' operator/pyproject.toml)
 # The base of both images. Users keep the registry's image; machines without a
 # registry build a local one (`make base-image`) and pass it here.
@@ -185,7 +188,7 @@ imports: install ## Check the import-linter contracts (who may talk to Redis and
 
 .PHONY: pytest
 pytest: install ## Run every test tier (needs Redis and the control-plane binaries).
-	CI=$${CI:-} $(VENV)/bin/pytest $(PYTEST_ARGS)
+	CI=$${CI:-} $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: install ## Only the fast tests that need no service.

@@ -28,6 +28,23 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+# Tests that share one machine-wide thing (the Docker engine and its image
+# builds, the real node's bridge and kubelet) run on one xdist worker, one after
+# another; every other test may run beside them, each worker with its own Redis
+# and control plane.
+_MACHINE_WIDE_FIXTURES = frozenset({"docker_base_image", "real_node", "project_images"})
+_MACHINE_WIDE_MARKS = frozenset({"docker", "realnode"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        marks = {mark.name for mark in item.iter_markers()}
+        if fixtures & _MACHINE_WIDE_FIXTURES or marks & _MACHINE_WIDE_MARKS:
+            item.add_marker(pytest.mark.xdist_group("machine-wide"))
+
+
 def _unavailable(service: str, exc: Exception) -> None:
     message = f"{service} unavailable: {exc}"
     if IN_CI:

@@ -84,7 +84,7 @@ def _setup(kubectl: Kubectl, namespace: str, redis_url: str) -> None:
     kubectl.apply(
         deployment("worker", namespace, replicas=1),
         jobqueue("emails", namespace, "worker", redis_url, pollingIntervalSeconds=1,
-                 maxReplicas=10, scaleUp={"queueDepth": 10, "cooldownSeconds": 1},
+                 maxReplicas=30, scaleUp={"queueDepth": 10, "cooldownSeconds": 1},
                  scaleDown={"queueDepth": 2}),
     )  # fmt: skip
 
@@ -108,10 +108,12 @@ def test_one_leader_acts_and_a_sigkilled_leader_is_replaced_within_the_lease(
     assert "Scaled Deployment" in leader.op.output()
     assert "Scaled Deployment" not in standby.op.output()
 
-    before = kubectl.replicas("worker", namespace)
     killed_holder = _holder(kubectl, namespace)
     leader.op.kill()  # SIGKILL: no release, the Lease must expire
     killed = time.monotonic()
+    # Read the count only once the leader is dead: a busy leader may still be
+    # scaling up, and its last patch must not pass for the standby's.
+    before = kubectl.replicas("worker", namespace)
     fill(redis_url, "emails:jobs", 40)
     wait_for(
         lambda: kubectl.replicas("worker", namespace) > before,
