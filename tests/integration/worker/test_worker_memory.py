@@ -48,7 +48,7 @@ async def test_a_leaking_handler_triggers_recycling_and_no_job_is_lost(
         finally:
             await r.aclose()
 
-    await until(has_heartbeat, 20)
+    await until(has_heartbeat, 40)
     base = psutil.Process(probe.proc.pid).memory_info().rss
     probe.proc.send_signal(signal.SIGTERM)
     assert probe.proc.wait(15) == 0
@@ -103,7 +103,7 @@ async def test_recycle_after_n_jobs_exits_gracefully_and_leaves_the_rest_queued(
     async def stopped() -> bool:
         return w.draining and not w._active
 
-    await until(stopped, 10)
+    await until(stopped, 30)
     await asyncio.sleep(0.3)
     rows = await _statuses(redis_url, ids)
     done = [r for r in rows if r.get("status") == "completed"]
@@ -117,7 +117,7 @@ async def test_recycle_after_n_jobs_exits_gracefully_and_leaves_the_rest_queued(
     async def all_done() -> bool:
         return all(r.get("status") == "completed" for r in await _statuses(redis_url, ids))
 
-    await until(all_done, 10)
+    await until(all_done, 30)
 
 
 async def test_expected_memory_precheck_defers_a_job_without_spending_an_attempt(
@@ -150,7 +150,7 @@ async def test_expected_memory_precheck_defers_a_job_without_spending_an_attempt
     async def both_done() -> bool:
         return all(r.get("status") == "completed" for r in await _statuses(redis_url, ids))
 
-    await until(both_done, 10)
+    await until(both_done, 30)
     assert peak[0] == 1  # two would not fit under the hard limit
     assert metrics.MEMORY_EVENTS.labels("deferred")._value.get() - before >= 1
     rows = await _statuses(redis_url, ids)
