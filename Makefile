@@ -86,7 +86,8 @@ $(VENV)/.installed: pyproject.toml $(addsuffix /pyproject.toml,$(DISTS))
 	@# A venv from before the split into three distributions holds one editable
 	@# jobqueue-operator that owns the `jobqueue` script; replacing it in place would
 	@# delete that script, so the project's own distributions go first.
-	$(PY) -m pip uninstall --quiet --yes jobqueue-operator jobqueue-worker jobqueue-protocol
+	@old=$$($(PY) -m pip list --format=freeze 2>/dev/null | grep -oE '^jobqueue-(operator|worker|protocol)' || true); \
+	  if [ -n "$$old" ]; then $(PY) -m pip uninstall --quiet --yes $$old; fi
 	$(PY) -m pip install --quiet --group dev -e worker-image/protocol -e worker-image -e 'operator[sim]'
 	@touch $@
 
