@@ -24,6 +24,9 @@ from jobqueue_worker.cli.common import classify
 # Where the simulator's typer app lives (its `simulate` command).
 SIMULATOR_MODULE = "jobqueue_operator.simulator.cli"
 SIMULATOR_INSTALL_HINT = "it comes with jobqueue-operator: pip install 'jobqueue-operator[sim]'"
+# The web UI's typer app (its `web` command), imported only when `web` runs.
+WEB_MODULE = "jobqueue_web.cli"
+WEB_INSTALL_HINT = "install the web extra: pip install 'jobqueue-worker[web]'"
 
 
 @app.command(
@@ -44,6 +47,28 @@ def simulate(ctx: typer.Context) -> None:
     parent = ctx.parent.command_path if ctx.parent is not None else PROG
     sub = command.commands["simulate"]  # type: ignore[attr-defined]  # a typer group
     code = sub.main(list(ctx.args), prog_name=f"{parent} simulate", standalone_mode=False)
+    raise typer.Exit(code if isinstance(code, int) else 0)
+
+
+@app.command(
+    "web",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def web(ctx: typer.Context) -> None:
+    """Serve the web UI for queues, jobs, the DLQ, workers and scaling (`web --help`)."""
+    try:
+        module = importlib.import_module(WEB_MODULE)
+        importlib.import_module("starlette")
+        importlib.import_module("uvicorn")
+    except ImportError as exc:
+        raise clikit.CliError(
+            f"the web UI is not installed ({exc.name or exc}); {WEB_INSTALL_HINT}",
+            clikit.ExitCode.FAILED,
+        ) from None
+    command = typer.main.get_command(module.app)
+    parent = ctx.parent.command_path if ctx.parent is not None else PROG
+    code = command.main(list(ctx.args), prog_name=f"{parent} web", standalone_mode=False)
     raise typer.Exit(code if isinstance(code, int) else 0)
 
 
