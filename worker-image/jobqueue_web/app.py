@@ -28,7 +28,7 @@ from jobqueue_web.security import HEADERS, VISITOR_COOKIE, identify
 
 log = logging.getLogger("jobqueue_web")
 
-_OPEN_PATHS = ("/login", "/static/", "/healthz")
+_OPEN_PATHS = ("/login", "/static/", "/healthz", "/favicon.ico")
 
 
 class Gate(BaseHTTPMiddleware):
@@ -148,6 +148,7 @@ def create_app(config: WebConfig, secret: bytes | None = None) -> Starlette:
         Route("/login", login.login_submit, methods=["POST"]),
         Route("/logout", login.logout, methods=["POST"]),
         Route("/healthz", pages.healthz),
+        Route("/favicon.ico", pages.no_icon),
         Mount("/static", app=_static(), name="static"),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(Gate)], lifespan=lifespan)

@@ -102,3 +102,8 @@ async def scaling(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     return PlainTextResponse("ok\n")
+
+
+async def no_icon(request: Request) -> Response:
+    """Browsers ask for it on every page; an empty answer keeps their consoles clean."""
+    return Response(status_code=204)
