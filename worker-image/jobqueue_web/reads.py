@@ -7,7 +7,6 @@ counts itself in ``round_trips`` so each response can report how many it took
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from contextvars import ContextVar
@@ -19,6 +18,7 @@ from jobqueue_protocol.stats import QueueStats
 from jobqueue_web.cursor import Cursor, advance
 from jobqueue_worker import dlq
 from jobqueue_worker.broker import Broker, describe_redis_error
+from jobqueue_worker.envelope import JobEnvelope
 from jobqueue_worker.records import JobRecord
 
 # Per request (a ContextVar): the middleware sets a fresh [0] for each request.
@@ -62,14 +62,13 @@ class DeadPage:
 
 
 def _type_of(envelope: str | None) -> str | None:
+    """The type as the worker's DLQ filter reads it, so a page and its action agree."""
     if not envelope:
         return None
     try:
-        data = json.loads(envelope)
+        return JobEnvelope.from_json(envelope).type
     except ValueError:
         return None
-    value = data.get("type") if isinstance(data, dict) else None
-    return str(value) if value is not None else None
 
 
 class Reads:
