@@ -71,53 +71,68 @@ def fixed_file(tmp_path: Path) -> Path:
     return tmp_path / "handler-fixed"
 
 
+StartWeb = Callable[..., WebServer]
+
+
 @pytest.fixture
-def web_server(redis_url: str, tmp_path: Path, fixed_file: Path) -> Iterator[WebServer]:
-    """``jobqueue web`` with an admin and a read-only token, cluster access off."""
+def start_web(redis_url: str, tmp_path: Path, fixed_file: Path) -> Iterator[StartWeb]:
+    """Starts ``jobqueue web`` with an admin and a read-only token; ``*extra`` options."""
+    servers: list[WebServer] = []
     (tmp_path / "admin").write_text(ADMIN_TOKEN + "\n")
     (tmp_path / "readonly").write_text(READONLY_TOKEN + "\n")
-    port = _free_port()
-    log = tmp_path / "web.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from jobqueue_cli import main; main()",
-                "web",
-                "--port",
-                str(port),
-                "--admin-token-file",
-                str(tmp_path / "admin"),
-                "--readonly-token-file",
-                str(tmp_path / "readonly"),
-                "--no-kube",
-                "--sample-interval",
-                "0.5",
-            ],
-            env=_env(redis_url, fixed_file),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = WebServer(f"http://127.0.0.1:{port}", proc, log)
-    deadline = time.monotonic() + 30
-    while True:
+
+    def start(*extra: str) -> WebServer:
+        port = _free_port()
+        log = tmp_path / f"web-{len(servers)}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "from jobqueue_cli import main; main()",
+                    "web",
+                    "--port",
+                    str(port),
+                    "--admin-token-file",
+                    str(tmp_path / "admin"),
+                    "--readonly-token-file",
+                    str(tmp_path / "readonly"),
+                    "--sample-interval",
+                    "0.5",
+                    *extra,
+                ],
+                env=_env(redis_url, fixed_file),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        server = WebServer(f"http://127.0.0.1:{port}", proc, log)
+        servers.append(server)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(server.url + "/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        return server
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    pytest.fail(f"jobqueue web did not start:\n{server.output()[-3000:]}")
+                time.sleep(0.1)
+
+    yield start
+    for server in servers:
+        server.proc.terminate()
         try:
-            with urllib.request.urlopen(server.url + "/healthz", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"jobqueue web did not start:\n{server.output()[-3000:]}")
-            time.sleep(0.1)
-    yield server
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
+            server.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait(10)
+
+
+@pytest.fixture
+def web_server(start_web: StartWeb) -> WebServer:
+    """``jobqueue web`` with cluster access off."""
+    return start_web("--no-kube")
 
 
 @pytest.fixture
