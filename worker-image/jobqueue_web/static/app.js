@@ -44,7 +44,16 @@
             width: Math.max(320, el.clientWidth || 800),
             height: 240,
             plugins: [thresholdPlugin(up, down)],
-            scales: { x: { time: true } },
+            scales: {
+              x: { time: true },
+              // Room for the threshold lines even when the queue is far below them.
+              y: {
+                range: function (u, min, max) {
+                  var top = Math.max(max || 0, up || 0, down || 0, 1);
+                  return [Math.min(0, min || 0), top * 1.1];
+                }
+              }
+            },
             series: [
               {},
               { label: "waiting", stroke: "#1f5fbf", width: 2 },
