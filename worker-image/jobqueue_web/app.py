@@ -78,7 +78,7 @@ class Gate(BaseHTTPMiddleware):
 
 
 async def sample_once(reads: Reads, buffer: SampleBuffer, stale_s: float) -> None:
-    queues = await reads.queues()
+    queues = await reads.queues(rescan=True)
     if not queues:
         return
     stats = await reads.stats(queues, stale_s)

@@ -66,6 +66,14 @@ def web(  # noqa: PLR0917 - typer maps parameters to options
     kube: Annotated[bool, typer.Option(help="read JobQueues from the cluster (Scaling)")] = True,
     namespace: Annotated[str | None, typer.Option(help="only this namespace's JobQueues")] = None,
     secure_cookies: Annotated[bool, typer.Option(help="mark cookies Secure (behind TLS)")] = False,
+    postgres_dsn: Annotated[
+        str | None,
+        typer.Option(
+            envvar="JQW_POSTGRES_DSN",
+            help="PostgreSQL job history: every attempt, finished jobs",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the web UI: queues, jobs, the dead-letter queue, workers and scaling."""
     import uvicorn
@@ -90,6 +98,7 @@ def web(  # noqa: PLR0917 - typer maps parameters to options
         kube_enabled=kube,
         kube_namespace=namespace,
         secure_cookies=secure_cookies,
+        postgres_dsn=postgres_dsn or None,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(

@@ -21,3 +21,5 @@ class WebConfig:
     session_ttl_s: float = 12 * 3600.0
     # Set the Secure flag on cookies (behind TLS); off for plain http on loopback.
     secure_cookies: bool = False
+    # PostgreSQL job history (every attempt, finished jobs); None: Redis only.
+    postgres_dsn: str | None = field(default=None, repr=False)  # may hold a password

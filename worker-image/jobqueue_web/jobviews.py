@@ -11,6 +11,7 @@ from starlette.responses import RedirectResponse, Response
 
 from jobqueue_protocol import keys
 from jobqueue_protocol.logformat import redact_text
+from jobqueue_web import history
 from jobqueue_web.reads import Reads
 from jobqueue_web.redact import redact
 from jobqueue_web.render import page
@@ -62,6 +63,17 @@ async def search(request: Request) -> Response:
         ]
     elif queue:
         problems.append(f"unknown queue {queue[:100]!r}")
+    past: list[history.HistoryRow] = []
+    hstatus = q.get("hstatus", "completed")
+    dsn: str | None = request.app.state.config.postgres_dsn
+    if dsn:
+        if hstatus not in history.STATUSES:
+            problems.append(f"history status must be one of {', '.join(history.STATUSES)}")
+            hstatus = "completed"
+        past, problem = await history.recent(dsn, queue or None, hstatus, _LIMIT)
+        past = [r for r in past if not job_type or r.type == job_type]
+        if problem:
+            problems.append(problem)
     return page(
         request,
         "jobs.html",
@@ -70,8 +82,18 @@ async def search(request: Request) -> Response:
         rows=rows,
         states=STATES,
         problems=problems,
-        form={"id": job_id, "queue": queue, "state": state, "type": job_type, "since": since_min},
+        form={
+            "id": job_id,
+            "queue": queue,
+            "state": state,
+            "type": job_type,
+            "since": since_min,
+            "hstatus": hstatus,
+        },
         limit=_LIMIT,
+        history_on=bool(dsn),
+        past=past,
+        hstatuses=history.STATUSES,
     )
 
 
@@ -84,7 +106,17 @@ async def job_page(request: Request) -> Response:
     except ValueError as exc:
         return page(request, "missing.html", 400, message=str(exc), nav="jobs")
     rec = await reads.job(job_id, [queue])
+    dsn: str | None = request.app.state.config.postgres_dsn
+    attempts: list[history.Attempt] = []
+    problem = None
+    if dsn:
+        attempts, problem = await history.attempts(dsn, job_id)
     if rec is None:
+        if attempts:  # expired in Redis, still in the history
+            return page(
+                request, "job_history.html", nav="jobs", queue=queue, job_id=job_id,
+                attempts=attempts,
+            )  # fmt: skip
         return page(
             request, "missing.html", 404, message=f"no job {job_id} in queue {queue}", nav="jobs"
         )
@@ -108,4 +140,7 @@ async def job_page(request: Request) -> Response:
         result=result,
         error=redact_text(rec.error) if rec.error else None,
         traceback=redact_text(rec.traceback) if rec.traceback else None,
+        attempts=attempts,
+        history_on=bool(dsn),
+        history_problem=problem,
     )

@@ -80,12 +80,18 @@ class Reads:
     async def close(self) -> None:
         await self.broker.close()
 
-    async def queues(self) -> list[str]:
-        """The configured queues, else every queue Redis knows (re-scanned every 30 s)."""
+    async def queues(self, *, rescan: bool = False) -> list[str]:
+        """The configured queues, else every queue Redis knows.
+
+        Only the sampler passes ``rescan`` (every 30 s at most): finding queues is a
+        SCAN over the keyspace, which a page request must not pay for. A page scans
+        only before the first sample has run.
+        """
         if self._fixed:
             return self._fixed
         at, names = self._cached
-        if time.monotonic() - at > _QUEUE_CACHE_S or not names:
+        stale = time.monotonic() - at > _QUEUE_CACHE_S
+        if not names or (rescan and stale):
             _count()
             names = await self.broker.known_queues()
             self._cached = (time.monotonic(), names)

@@ -606,7 +606,7 @@ class Broker:
     async def known_queues(self, limit: int = 1000) -> list[str]:
         """Queue names that have a counters hash (every queue that saw a job)."""
         found: set[str] = set()
-        async for key in self.redis.scan_iter(match=f"{keys.PREFIX}{{*}}:counters", count=500):
+        async for key in self.redis.scan_iter(match=f"{keys.PREFIX}{{*}}:counters", count=5000):
             text = str(key)
             found.add(text[text.index("{") + 1 : text.rindex("}")])
             if len(found) >= limit:
