@@ -171,6 +171,10 @@ cluster-up: install controlplane $(if $(filter real,$(NODE)),node-binaries docke
 cluster-down: ## Stop the local control plane and remove its files.
 	@$(DEVKIT) cluster down
 
+.PHONY: webui-screenshots
+webui-screenshots: install redis chromium controlplane ## Refresh docs/webui-*.png from the web UI's browser tests.
+	JOBQUEUE_WEBUI_SCREENSHOTS=$(CURDIR)/docs $(VENV)/bin/pytest tests/integration/webui -m browser -q -p no:cacheprovider
+
 .PHONY: chart-sync
 chart-sync: ## Copy the CRDs, the admission policies and the alert rules into charts/jobqueue-operator (a test checks they match).
 	cp crds/jobqueues.yaml $(CHART)/crds/jobqueues.yaml

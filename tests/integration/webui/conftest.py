@@ -46,6 +46,13 @@ def _env(redis_url: str, fixed_file: Path) -> dict[str, str]:
     }
 
 
+def _screenshots(tmp_path: Path) -> Path:
+    """docs/ when refreshing the README's pictures (`make webui-screenshots`), else a
+    temporary folder: a test run must not rewrite tracked files."""
+    wanted = os.environ.get("JOBQUEUE_WEBUI_SCREENSHOTS")
+    return Path(wanted) if wanted else tmp_path
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -57,9 +64,9 @@ class WebServer:
     url: str
     proc: subprocess.Popen[bytes]
     log: Path
+    docs: Path  # where screenshots go
     admin_token: str = ADMIN_TOKEN
     readonly_token: str = READONLY_TOKEN
-    docs: Path = REPO / "docs"
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -105,7 +112,7 @@ def start_web(redis_url: str, tmp_path: Path, fixed_file: Path) -> Iterator[Star
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        server = WebServer(f"http://127.0.0.1:{port}", proc, log)
+        server = WebServer(f"http://127.0.0.1:{port}", proc, log, _screenshots(tmp_path))
         servers.append(server)
         deadline = time.monotonic() + 30
         while True:

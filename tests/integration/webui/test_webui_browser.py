@@ -3,7 +3,7 @@
 Jobs fail, the overview counts them live, the failing job's traceback is read,
 the handler is fixed and the job replayed from the DLQ page, and it completes.
 Then the refusals: read-only users, anonymous callers and forged forms.
-Screenshots of every page land in docs/ (the README shows them).
+Screenshots of every page are taken; `make webui-screenshots` puts them in docs/.
 """
 
 from __future__ import annotations
