@@ -29,6 +29,7 @@ from pathlib import Path
 import redis
 
 from bench.postgres import percentile
+from bench.sections import write_between
 from jobqueue_devkit.redis_server import RedisServer
 from jobqueue_protocol import keys
 from jobqueue_worker.envelope import JobEnvelope
@@ -150,18 +151,6 @@ def render(rows: list[tuple[str, dict[str, float]]], queues: int, dead: int, n: 
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    block = f"{BEGIN}\n{section.rstrip()}\n{END}"
-    if BEGIN in text and END in text and text.index(BEGIN) < text.index(END):
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        text = head + block + tail
-    else:
-        text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + block + "\n"
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.webui")
     ap.add_argument("--queues", type=int, default=50)
@@ -221,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     section = render(rows, args.queues, args.dead, args.requests)
     print(section)
     if args.output:
-        write_section(Path(args.output), section)
+        write_between(Path(args.output), BEGIN, END, section)
     return 0
 
 

@@ -29,47 +29,36 @@ WEB_MODULE = "jobqueue_web.cli"
 WEB_INSTALL_HINT = "install the web extra: pip install 'jobqueue-worker[web]'"
 
 
-@app.command(
-    "simulate",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    add_help_option=False,
-)
+def _run_lazy_app(ctx: typer.Context, name: str, what: str, module_name: str, hint: str) -> None:
+    """Run the typer app of ``module_name`` as ``jobqueue <name>``, importing it only now;
+    a missing optional dependency is one line saying what to install."""
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise clikit.CliError(
+            f"{what} is not installed ({exc.name or exc}); {hint}",
+            clikit.ExitCode.FAILED,
+        ) from None
+    command = typer.main.get_command(module.app)
+    parent = ctx.parent.command_path if ctx.parent is not None else PROG
+    sub = getattr(command, "commands", {}).get(name, command)  # a group, or the command
+    code = sub.main(list(ctx.args), prog_name=f"{parent} {name}", standalone_mode=False)
+    raise typer.Exit(code if isinstance(code, int) else 0)
+
+
+_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@app.command("simulate", context_settings=_PASS_THROUGH, add_help_option=False)
 def simulate(ctx: typer.Context) -> None:
     """Compare scaling policies offline on an arrival trace (`simulate --help` for options)."""
-    try:
-        module = importlib.import_module(SIMULATOR_MODULE)
-    except ImportError as exc:
-        raise clikit.CliError(
-            f"the simulator is not installed ({exc.name or exc}); {SIMULATOR_INSTALL_HINT}",
-            clikit.ExitCode.FAILED,
-        ) from None
-    command = typer.main.get_command(module.app)
-    parent = ctx.parent.command_path if ctx.parent is not None else PROG
-    sub = command.commands["simulate"]  # type: ignore[attr-defined]  # a typer group
-    code = sub.main(list(ctx.args), prog_name=f"{parent} simulate", standalone_mode=False)
-    raise typer.Exit(code if isinstance(code, int) else 0)
+    _run_lazy_app(ctx, "simulate", "the simulator", SIMULATOR_MODULE, SIMULATOR_INSTALL_HINT)
 
 
-@app.command(
-    "web",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    add_help_option=False,
-)
+@app.command("web", context_settings=_PASS_THROUGH, add_help_option=False)
 def web(ctx: typer.Context) -> None:
     """Serve the web UI for queues, jobs, the DLQ, workers and scaling (`web --help`)."""
-    try:
-        module = importlib.import_module(WEB_MODULE)
-        importlib.import_module("starlette")
-        importlib.import_module("uvicorn")
-    except ImportError as exc:
-        raise clikit.CliError(
-            f"the web UI is not installed ({exc.name or exc}); {WEB_INSTALL_HINT}",
-            clikit.ExitCode.FAILED,
-        ) from None
-    command = typer.main.get_command(module.app)
-    parent = ctx.parent.command_path if ctx.parent is not None else PROG
-    code = command.main(list(ctx.args), prog_name=f"{parent} web", standalone_mode=False)
-    raise typer.Exit(code if isinstance(code, int) else 0)
+    _run_lazy_app(ctx, "web", "the web UI", WEB_MODULE, WEB_INSTALL_HINT)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import uvicorn  # here, not in the command: a missing `web` extra fails at import, in one line
 
 from jobqueue_protocol.clikit import CliError, ExitCode
+from jobqueue_web.app import create_app
 from jobqueue_web.auth import AuthConfig, bind_problem
 from jobqueue_web.config import WebConfig
 from jobqueue_web.redact import DEFAULT_FIELDS
@@ -76,10 +78,6 @@ def web(  # noqa: PLR0917 - typer maps parameters to options
     ] = None,
 ) -> None:
     """Serve the web UI: queues, jobs, the dead-letter queue, workers and scaling."""
-    import uvicorn
-
-    from jobqueue_web.app import create_app
-
     auth = AuthConfig(
         admin_tokens=_tokens(admin_token_file, "JQW_WEB_ADMIN_TOKENS", "admin tokens"),
         readonly_tokens=_tokens(readonly_token_file, "JQW_WEB_READONLY_TOKENS", "read-only tokens"),

@@ -147,3 +147,23 @@ def test_listening_beyond_loopback_without_auth_is_refused() -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "no authentication is configured" in lines[0]
+
+
+def test_web_without_the_web_extra_is_one_line_naming_it() -> None:
+    code = (
+        "import sys; sys.modules['uvicorn'] = None\n"
+        "from jobqueue_cli import main; main(sys.argv[1:])"
+    )
+    for argv in (["web"], ["web", "--help"]):
+        done = subprocess.run(
+            [sys.executable, "-c", code, *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 1, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1
+        assert "the web UI is not installed (uvicorn)" in lines[0]
+        assert "jobqueue-worker[web]" in lines[0]
