@@ -147,6 +147,11 @@ def test_read_only_user_sees_no_replay_and_cannot_post(
     page = context.new_page()
     _sign_in(page, web_server, web_server.readonly_token)
     page.goto(f"{web_server.url}/dlq/default")
+    # Keyboard first: Tab reaches the skip link, Enter moves focus into the page.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
     for _ in range(100):
         if page.locator(f'tr[data-id="{victim}"]').count():
             break

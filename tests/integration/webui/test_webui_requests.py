@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -167,3 +168,18 @@ def test_web_without_the_web_extra_is_one_line_naming_it() -> None:
         assert len(lines) == 1
         assert "the web UI is not installed (uvicorn)" in lines[0]
         assert "jobqueue-worker[web]" in lines[0]
+
+
+def test_redis_down_is_a_one_line_503_and_the_server_stays_up() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
+    config = WebConfig(redis_url=f"redis://:pw-secret@127.0.0.1:{port}/0", queues=(QUEUE,))
+    with TestClient(create_app(config), base_url="http://127.0.0.1") as c:
+        for url in ("/", f"/dlq/{QUEUE}", "/workers"):
+            answer = c.get(url)
+            assert answer.status_code == 503
+            assert answer.text.startswith("Redis is unavailable:")
+            assert answer.text.count("\n") == 1
+            assert "pw-secret" not in answer.text
+        assert c.get("/healthz").status_code == 200
