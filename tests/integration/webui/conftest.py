@@ -183,9 +183,13 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's chromium under Playwright; the tests skip with the reason if it cannot start."""
+    """Debian's chromium under Playwright; the tests skip with the reason if it cannot start.
+
+    Per module, not per session: while sync Playwright runs, its event loop counts as
+    running in the main thread, and every async test after it would fail to start.
+    """
     try:
         from playwright.sync_api import Error, sync_playwright
     except ImportError as exc:
