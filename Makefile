@@ -10,7 +10,7 @@ VENV         ?= .venv
 PY           := $(VENV)/bin/python
 PHASE        := tests/devkit/phase
 DEVKIT       := PYTHONPATH=tests/devkit $(PY) -m jobqueue_devkit
-PACKAGES     := worker-image/jobqueue_cli worker-image/protocol/jobqueue_protocol worker-image/jobqueue_worker operator/jobqueue_operator tests/devkit/jobqueue_devkit
+PACKAGES     := worker-image/jobqueue_cli worker-image/jobqueue_web worker-image/protocol/jobqueue_protocol worker-image/jobqueue_worker operator/jobqueue_operator tests/devkit/jobqueue_devkit
 # The three distributions, installed editable into the development venv.
 DISTS        := worker-image/protocol worker-image operator
 PYTEST_ARGS  ?=
@@ -57,6 +57,7 @@ test: ## Install everything, then lint, type-check and run every test tier.
 	@$(PHASE) "redis-server" $(MAKE) --no-print-directory redis
 	@$(PHASE) "postgresql (Debian's server; tests start their own clusters)" $(MAKE) --no-print-directory postgres
 	@$(PHASE) "promtool (checks metrics and alert rules)" $(MAKE) --no-print-directory promtool
+	@$(PHASE) "chromium (the web UI's browser tests drive it through Playwright)" $(MAKE) --no-print-directory chromium
 	@$(PHASE) "control-plane binaries (cached by version)" $(MAKE) --no-print-directory controlplane
 	@$(PHASE) "helm (built from Go modules, cached by version)" $(MAKE) --no-print-directory helm
 	@# A Docker engine that this run starts is stopped at the end, pass or fail; one
@@ -131,6 +132,18 @@ promtool: ## Make sure promtool is available (Debian's prometheus package).
 	  echo "error: promtool is missing and apt-get is unavailable; install Prometheus's promtool" >&2; exit 1; \
 	fi
 
+.PHONY: chromium
+chromium: ## Make sure Debian's chromium is installed (Playwright drives it; it downloads no browser here).
+	@if command -v chromium >/dev/null; then \
+	  echo "chromium: $$(chromium --version 2>/dev/null | head -1)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  echo "chromium: $$(chromium --version 2>/dev/null | head -1)"; \
+	else \
+	  echo "error: chromium is missing and apt-get is unavailable; install Debian's chromium" >&2; exit 1; \
+	fi
+
 .PHONY: controlplane
 controlplane: install ## Build kube-apiserver, kube-controller-manager and etcd from Go modules (cached).
 	$(DEVKIT) build
@@ -161,6 +174,10 @@ cluster-up: install controlplane $(if $(filter real,$(NODE)),node-binaries docke
 .PHONY: cluster-down
 cluster-down: ## Stop the local control plane and remove its files.
 	@$(DEVKIT) cluster down
+
+.PHONY: webui-screenshots
+webui-screenshots: install redis chromium controlplane ## Refresh docs/webui-*.png from the web UI's browser tests.
+	JOBQUEUE_WEBUI_SCREENSHOTS=$(CURDIR)/docs $(VENV)/bin/pytest tests/integration/webui -m browser -q -p no:cacheprovider
 
 .PHONY: chart-sync
 chart-sync: ## Copy the CRDs, the admission policies and the alert rules into charts/jobqueue-operator (a test checks they match).

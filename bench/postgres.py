@@ -28,6 +28,7 @@ from typing import Any
 import psycopg
 import redis
 
+from bench.sections import write_between
 from jobqueue_devkit.postgres_server import PostgresServer
 from jobqueue_devkit.redis_server import RedisServer
 from jobqueue_worker import examples, pgstore
@@ -153,15 +154,7 @@ END = "<!-- postgres-bench:end -->"
 
 def write_section(path: Path, section: str) -> None:
     """Put ``section`` between this benchmark's markers in ``path``; nothing else changes."""
-    text = path.read_text() if path.exists() else ""
-    block = f"{BEGIN}\n{section.rstrip()}\n{END}"
-    if BEGIN in text and END in text and text.index(BEGIN) < text.index(END):
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        text = head + block + tail
-    else:
-        text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + block + "\n"
-    path.write_text(text)
+    write_between(path, BEGIN, END, section)
 
 
 def render(out: dict[str, Any], jobs: int, trials: int) -> str:

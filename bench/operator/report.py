@@ -11,6 +11,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bench.sections import write_between
+
 BEGIN = "<!-- operator-bench:begin -->"
 END = "<!-- operator-bench:end -->"
 
@@ -22,15 +24,7 @@ HPA_SYNC_S = 15.0
 
 def write_section(path: Path, section: str) -> None:
     """Put ``section`` between the markers of ``path`` (created if missing)."""
-    text = path.read_text() if path.exists() else ""
-    block = f"{BEGIN}\n{section.rstrip()}\n{END}"
-    if BEGIN in text and END in text and text.index(BEGIN) < text.index(END):
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        text = head + block + tail
-    else:
-        text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + block + "\n"
-    path.write_text(text)
+    write_between(path, BEGIN, END, section)
 
 
 def _f(value: Any, digits: int = 2) -> str:

@@ -163,7 +163,7 @@ def test_all_on_render_has_every_option(helm: Helm) -> None:
     assert (ready["periodSeconds"], ready["failureThreshold"]) == (3, 1)
     assert pod["volumes"][0]["emptyDir"]["sizeLimit"] == "32Mi"
     assert one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 2
-    assert one(docs, "ServiceAccount")["metadata"]["annotations"] == {
+    assert one(docs, "ServiceAccount", "jq-operator")["metadata"]["annotations"] == {
         "example.com/owner": "platform"
     }
     # One RoleBinding per watched namespace, and the operator's own one in its namespace.
