@@ -84,7 +84,7 @@ $(VENV)/.installed: pyproject.toml $(addsuffix /pyproject.toml,$(DISTS))
 	@# jobqueue-operator that owns the `jobqueue` script; replacing it in place would
 	@# delete that script, so the project's own distributions go first.
 	$(PY) -m pip uninstall --quiet --yes jobqueue-operator jobqueue-worker jobqueue-protocol
-	$(PY) -m pip install --quiet --group dev -e worker-image/protocol -e worker-image -e 'operator[sim]'
+	$(PY) -m pip install --quiet --group dev -e worker-image/protocol -e worker-image -e 'operator[sim,keda]'
 	@touch $@
 
 .PHONY: redis
