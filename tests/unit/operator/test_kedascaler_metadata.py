@@ -78,3 +78,17 @@ def test_bad_metadata_is_refused_in_one_line_naming_it(
     message = str(caught.value)
     assert names in message
     assert "\n" not in message
+
+
+def test_the_shipped_example_scaled_objects_parse() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    examples = sorted((Path(__file__).resolve().parents[3] / "manifests" / "keda").glob("scaled*"))
+    assert examples
+    for path in examples:
+        doc = yaml.safe_load(path.read_text())
+        [trigger] = doc["spec"]["triggers"]
+        assert trigger["type"] == "external"
+        parse(trigger["metadata"])
