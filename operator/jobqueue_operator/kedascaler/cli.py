@@ -27,9 +27,14 @@ HELP = (
 app = typer.Typer(pretty_exceptions_enable=False)
 
 
-def _endpoint(
-    url: str, username: str | None, password: str | None, timeout_s: float, insecure: bool
+def redis_endpoint(
+    url: str,
+    username: str | None = None,
+    password: str | None = None,
+    timeout_s: float = 2.0,
+    insecure: bool = False,
 ) -> observe.Endpoint:
+    """The scaler's Redis endpoint; the URL must not carry credentials (it is printed)."""
     if not url.startswith(("redis://", "rediss://")):
         raise clikit.CliError(
             "--redis-url must start with redis:// or rediss://", clikit.ExitCode.USAGE
@@ -114,7 +119,7 @@ def keda_scaler(  # noqa: PLR0917 - typer maps parameters to options
         if tls_cert is not None and tls_key is not None
         else None
     )
-    endpoint = _endpoint(
+    endpoint = redis_endpoint(
         redis_url,
         redis_username,
         _password(redis_password_file),

@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from jobqueue_operator import observe
+from jobqueue_operator.kedascaler.cli import redis_endpoint
 from jobqueue_operator.kedascaler.server import start
 from jobqueue_operator.kedascaler.service import RedisSource, ScalerService
 
@@ -19,17 +20,7 @@ from scaler_client import ScalerClient
 
 
 def endpoint(url: str, timeout_s: float = 1.0) -> observe.Endpoint:
-    return observe.Endpoint(
-        url=url,
-        host=None,
-        port=6379,
-        db=0,
-        username=None,
-        password=None,
-        tls=False,
-        verify=True,
-        timeout_s=timeout_s,
-    )
+    return redis_endpoint(url, timeout_s=timeout_s)
 
 
 @pytest.fixture
