@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,10 +24,14 @@ from jobqueue_devkit.errors import DevkitError
 from jobqueue_devkit.keda_stack import KedaStack
 from jobqueue_devkit.ports import free_port, is_listening
 
+# --import-mode=importlib puts no test folder on sys.path: this one's helpers, and the
+# operator tests' (kubectl, Deployments, JobQueues, waiting), serve here.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "operator"))
+from keda_harness import ScalerProcess
+
 ROOT = Path(__file__).resolve().parents[3]
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-# The operator tests' helpers (kubectl, Deployments, JobQueues, waiting) serve here too.
-sys.path.insert(0, str(ROOT / "tests" / "integration" / "operator"))
 
 
 @pytest.fixture(scope="session")
@@ -60,19 +63,6 @@ def keda_namespace(real_keda: KedaStack) -> Iterator[str]:
     real_keda.plane.kubectl("create", "namespace", name)
     yield name
     real_keda.plane.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
-
-
-@dataclass
-class ScalerProcess:
-    """`jobqueue-operator keda-scaler` on a loopback port, as KEDA's external trigger dials it."""
-
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from keda_harness import ScalerProcess
 from operator_harness import Kubectl, OperatorProcess, deployment, drain, fill, jobqueue, wait_for
 
-from conftest import ScalerProcess
 from jobqueue_devkit.keda_stack import KedaStack
 from jobqueue_devkit.ports import free_port
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import grpc
 import pytest
 
-from jobqueue_operator import observe
 from jobqueue_operator.kedascaler.cli import redis_endpoint
 from jobqueue_operator.kedascaler.server import start
 from jobqueue_operator.kedascaler.service import RedisSource, ScalerService
@@ -19,13 +18,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scaler_client import ScalerClient
 
 
-def endpoint(url: str, timeout_s: float = 1.0) -> observe.Endpoint:
-    return redis_endpoint(url, timeout_s=timeout_s)
-
-
 @pytest.fixture
 async def scaler(redis_url: str) -> AsyncIterator[ScalerClient]:
-    service = ScalerService(RedisSource(endpoint(redis_url)), stream_interval_s=0.2)
+    service = ScalerService(
+        RedisSource(redis_endpoint(redis_url, timeout_s=1.0)), stream_interval_s=0.2
+    )
     server, port = await start(service, "127.0.0.1:0", None)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:

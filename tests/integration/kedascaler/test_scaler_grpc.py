@@ -9,8 +9,8 @@ import pytest
 import redis
 from scaler_client import ScalerClient
 
-from conftest import endpoint
 from jobqueue_devkit.ports import free_port
+from jobqueue_operator.kedascaler.cli import redis_endpoint
 from jobqueue_operator.kedascaler.server import start
 from jobqueue_operator.kedascaler.service import RedisSource, ScalerService
 from jobqueue_protocol import keys
@@ -126,7 +126,7 @@ async def test_a_wrong_metric_name_is_refused(scaler: ScalerClient, redis_url: s
 async def test_redis_down_is_unavailable_never_a_zero() -> None:
     """A 0 would tell the HPA the queue is empty; an error makes KEDA hold."""
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    service = ScalerService(RedisSource(endpoint(dead, timeout_s=0.3)))
+    service = ScalerService(RedisSource(redis_endpoint(dead, timeout_s=0.3)))
     server, port = await start(service, "127.0.0.1:0", None)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     client = ScalerClient(channel)
