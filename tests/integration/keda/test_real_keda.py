@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from operator_harness import Kubectl, OperatorProcess, deployment, drain, fill, 
 
 from jobqueue_devkit.keda_stack import KedaStack
 from jobqueue_devkit.ports import free_port
+from jobqueue_devkit.redis_server import RedisServer
 
 pytestmark = [pytest.mark.keda, pytest.mark.k8s, pytest.mark.redis, pytest.mark.slow]
 
@@ -142,6 +144,37 @@ def test_replicas_mode_hands_our_policy_count_to_the_hpa(
     wait_for(lambda: kubectl.replicas("policy", ns) == 5, 60, "0 -> 5 replicas (the policy)")
     wait_for(lambda: hpa_desired(kubectl, "policy", ns) == 5, 30, "HPA desiredReplicas 5")
     wait_for(lambda: hpa_metric(kubectl, "policy", ns) == "1", 30, "HPA sees 5 / 5 = 1")
+
+
+def test_redis_down_holds_the_replicas_instead_of_scaling_to_zero(
+    real_keda: KedaStack,
+    keda_namespace: str,
+    keda_scaler: ScalerProcess,
+    redis_url: str,
+    redis_server: RedisServer,
+) -> None:
+    """The scaler answers UNAVAILABLE, not 0: KEDA and the HPA keep what runs."""
+    kubectl, ns, queue = Kubectl(real_keda.plane), keda_namespace, "outage:jobs"
+    kubectl.apply(
+        deployment("outage", ns, replicas=0),
+        scaled_object("outage", ns, keda_scaler, {"queue": queue, "targetBacklogPerReplica": "10"}),
+    )
+    fill(redis_url, queue, 30)
+    wait_for(lambda: kubectl.replicas("outage", ns) == 3, 60, "0 -> 3 replicas")
+    redis_server.stop()
+    try:
+        # Longer than KEDA's cooldown plus several polls and HPA syncs: a 0 would be acted on.
+        deadline = time.monotonic() + COOLDOWN_S + 6 * POLL_S + 10
+        while time.monotonic() < deadline:
+            assert kubectl.replicas("outage", ns) == 3, "scaled while the metric was unknown"
+            time.sleep(1)
+        events = kubectl("get", "events", "-n", ns, "-o", "json")
+        assert "FailedGetExternalMetric" in events or "KEDAScalerFailed" in events, (
+            "neither KEDA nor the HPA reported the failing metric"
+        )
+    finally:
+        redis_server.start()
+    assert "UNAVAILABLE" in keda_scaler.log.read_text()
 
 
 def test_a_jobqueue_refuses_a_deployment_that_a_scaled_object_scales(
