@@ -68,6 +68,7 @@ test: ## Install everything, then lint, type-check and run every test tier.
 	  && $(PHASE) "ruff (lint + format check)" $(MAKE) --no-print-directory lint \
 	  && $(PHASE) "mypy --strict" $(MAKE) --no-print-directory typecheck \
 	  && $(PHASE) "import-linter contracts" $(MAKE) --no-print-directory imports \
+	  && $(PHASE) "real KEDA (its tests run only when it is cached)" $(DEVKIT) keda --status \
 	  && $(PHASE) "pytest (unit, integration, e2e)" $(MAKE) --no-print-directory pytest; } || status=$$?; \
 	if [ "$$engine_before" = stopped ]; then $(DEVKIT) docker down >/dev/null 2>&1 || true; fi; \
 	exit $$status
@@ -89,7 +90,7 @@ $(VENV)/.installed: pyproject.toml $(addsuffix /pyproject.toml,$(DISTS))
 	@# delete that script, so the project's own distributions go first.
 	@old=$$($(PY) -m pip list --format=freeze 2>/dev/null | grep -oE '^jobqueue-(operator|worker|protocol)' || true); \
 	  if [ -n "$$old" ]; then $(PY) -m pip uninstall --quiet --yes $$old; fi
-	$(PY) -m pip install --quiet --group dev -e worker-image/protocol -e worker-image -e 'operator[sim]'
+	$(PY) -m pip install --quiet --group dev -e worker-image/protocol -e worker-image -e 'operator[sim,keda]'
 	@touch $@
 
 .PHONY: redis
@@ -160,6 +161,10 @@ docker-engine-down: ## Stop the Docker engine if `make docker-engine` started it
 node-binaries: install ## Install runc and the CNI plugins; build kubelet, kube-scheduler, containerd 2, crictl (cached).
 	$(DEVKIT) build-node $(NODE_BINARIES_ARGS)
 
+.PHONY: keda
+keda: install ## Build the real KEDA v2.21.0 operator and metrics adapter from the Go module (cached; 10-20 min cold).
+	@$(DEVKIT) keda
+
 .PHONY: helm
 helm: install ## Build the helm CLI from the helm.sh/helm/v4 Go module (cached); prints its path.
 	@$(DEVKIT) helm
@@ -167,9 +172,10 @@ helm: install ## Build the helm CLI from the helm.sh/helm/v4 Go module (cached);
 ##@ Development
 
 NODE ?=
+KEDA ?=
 .PHONY: cluster-up
-cluster-up: install controlplane $(if $(filter real,$(NODE)),node-binaries docker-engine) ## Start a local control plane in the background (NODE=real: with a real node); prints its kubeconfig.
-	@$(DEVKIT) cluster up $(if $(NODE),--node $(NODE))
+cluster-up: install controlplane $(if $(filter real,$(NODE)),node-binaries docker-engine) $(if $(KEDA),keda) ## Start a local control plane in the background (NODE=real: with a real node; KEDA=1: with real KEDA); prints its kubeconfig.
+	@$(DEVKIT) cluster up $(if $(NODE),--node $(NODE)) $(if $(KEDA),--keda)
 
 .PHONY: cluster-down
 cluster-down: ## Stop the local control plane and remove its files.
@@ -207,6 +213,10 @@ imports: install ## Check the import-linter contracts (who may talk to Redis and
 .PHONY: pytest
 pytest: install ## Run every test tier (needs Redis and the control-plane binaries).
 	CI=$${CI:-} $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+.PHONY: test-keda
+test-keda: install redis controlplane keda ## The real-KEDA tests (builds KEDA first when it is not cached).
+	CI=$${CI:-} $(VENV)/bin/pytest -m keda tests/integration/keda $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: install ## Only the fast tests that need no service.

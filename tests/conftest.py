@@ -28,21 +28,31 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-# Tests that share one machine-wide thing (the Docker engine and its image
-# builds, the real node's bridge and kubelet) run on one xdist worker, one after
-# another; every other test may run beside them, each worker with its own Redis
-# and control plane.
-_MACHINE_WIDE_FIXTURES = frozenset({"docker_base_image", "real_node", "project_images"})
-_MACHINE_WIDE_MARKS = frozenset({"docker", "realnode"})
+# Tests that share one machine-wide thing run on one xdist worker, one after
+# another: the Docker engine and its image builds with the real node's bridge and
+# kubelet; real KEDA (its operator and adapter listen on fixed ports). Every other
+# test may run beside them, each worker with its own Redis and control plane.
+_GROUP_BY_FIXTURE = {
+    "docker_base_image": "machine-wide",
+    "real_node": "machine-wide",
+    "project_images": "machine-wide",
+    "real_keda": "keda",
+}
+_GROUP_BY_MARK = {"docker": "machine-wide", "realnode": "machine-wide", "keda": "keda"}
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        fixtures = set(getattr(item, "fixturenames", ()))
-        marks = {mark.name for mark in item.iter_markers()}
-        if fixtures & _MACHINE_WIDE_FIXTURES or marks & _MACHINE_WIDE_MARKS:
-            item.add_marker(pytest.mark.xdist_group("machine-wide"))
+        groups = {
+            _GROUP_BY_FIXTURE[f]
+            for f in getattr(item, "fixturenames", ())
+            if f in _GROUP_BY_FIXTURE
+        }
+        groups |= {_GROUP_BY_MARK[m.name] for m in item.iter_markers() if m.name in _GROUP_BY_MARK}
+        if groups:
+            # A test needing both kinds of thing joins the machine-wide group.
+            item.add_marker(pytest.mark.xdist_group(min(groups, key=lambda g: g != "machine-wide")))
 
 
 def _unavailable(service: str, exc: Exception) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from jobqueue_operator.kedascaler.ownership import describe_hpa
+
 
 def target_of(spec: Mapping[str, Any] | None) -> str | None:
     """The name in ``spec.scaleTargetRef``, or ``None`` when there is none."""
@@ -36,7 +38,7 @@ def claimed_by(name: str, target: str, jobqueues: Iterable[str], hpas: Iterable[
     for hpa in sorted(hpas):
         return (
             f"spec.scaleTargetRef: Deployment {target} is already scaled by "
-            f"HorizontalPodAutoscaler {hpa}; delete it or point the JobQueue elsewhere"
+            f"{describe_hpa(hpa)}; delete it or point the JobQueue elsewhere"
         )
     others = sorted(set(jobqueues) - {name})
     if others:

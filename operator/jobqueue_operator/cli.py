@@ -29,7 +29,8 @@ DEFAULT_LEASE = "jobqueue-operator"
 app = typer.Typer(pretty_exceptions_enable=False)
 HELP = (
     "Run the operator: scale each JobQueue's workers from its Redis queues. "
-    "Exit codes: 0 stopped, 2 bad option or setting, 1 anything else (docs/cli.md)."
+    "Exit codes: 0 stopped, 2 bad option or setting, 1 anything else (docs/cli.md). "
+    "`jobqueue-operator keda-scaler --help`: serve our queue metrics to KEDA instead."
 )
 
 
@@ -113,8 +114,14 @@ def run(  # noqa: PLR0917 - typer maps parameters to options
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """Entry point of the console script."""
-    clikit.run(app, PROG, argv=argv)
+    """Entry point of the console script (``keda-scaler`` is a command of its own)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["keda-scaler"]:
+        # Imported only here: grpc is the optional `keda` extra, not needed to run the operator.
+        from jobqueue_operator.kedascaler import cli as keda_cli
+
+        keda_cli.main(args[1:])
+    clikit.run(app, PROG, argv=args)
 
 
 if __name__ == "__main__":

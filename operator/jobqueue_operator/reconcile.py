@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 from jobqueue_operator import metrics
 from jobqueue_operator import status as status_mod
+from jobqueue_operator.kedascaler.ownership import describe_hpa
 from jobqueue_operator.kube import Kube, KubeError, ObjectRef, SecretError
 from jobqueue_operator.models import (
     PAUSED_ANNOTATION,
@@ -177,6 +178,8 @@ def conflict(me: Claim, target: str, claims: Iterable[Claim]) -> str | None:
     """
     older: list[Claim] = []
     for claim in claims:
+        if claim.kind == "HorizontalPodAutoscaler":
+            return f"{describe_hpa(claim.name)} already scales {target}"
         if claim.kind != "JobQueue":
             return f"{claim.kind} {claim.name} already scales {target}"
         if claim < me:

@@ -3,7 +3,9 @@
 build         build (or find cached) kube-apiserver, kube-controller-manager, etcd
 build-node    install runc and the CNI plugins; build kubelet, kube-scheduler, containerd, crictl
 helm          build (or find cached) the helm CLI; prints its path
+keda          build (or find cached) the real KEDA operator and metrics adapter
 cluster up    start a local control plane in the background; print its kubeconfig
+              (--keda: with the aggregation layer, the HPA controller and real KEDA)
               (--node real: with a real node: kubelet, containerd, a Pod bridge)
 cluster down  stop it and remove every file it wrote
 redis         run a Redis server in the foreground on a free port (Ctrl-C stops it)
@@ -29,11 +31,13 @@ from jobqueue_devkit import (
     debian_packages,
     docker_engine,
     helm_binary,
+    keda_binaries,
     kubelet,
     node_binaries,
     realnode,
 )
 from jobqueue_devkit.errors import DevkitError
+from jobqueue_devkit.keda_stack import KedaStack
 from jobqueue_devkit.redis_server import RedisServer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -140,13 +144,46 @@ def helm() -> None:
     print(cached)
 
 
+@app.command()
+def keda(
+    status: Annotated[
+        bool, typer.Option("--status", help="Only say in one line whether it is cached.")
+    ] = False,
+) -> None:
+    """Build the real KEDA operator and metrics adapter unless cached; print their directory."""
+    cached = keda_binaries.cached_keda()
+    if status:
+        console.print(
+            f"real KEDA {keda_binaries.KEDA_VERSION} cached in {cached.directory}: its tests run"
+            if cached is not None
+            else f"real KEDA {keda_binaries.KEDA_VERSION} not built, its tests are skipped "
+            "(`make keda` builds it: 10-20 min cold; then `make test-keda`)",
+            soft_wrap=True,
+        )
+        return
+    started = time.monotonic()
+    if cached is None:
+        cached = keda_binaries.build_keda()
+        console.print(f"built KEDA into {cached.directory} in {time.monotonic() - started:.0f}s")
+    print(cached.directory)
+
+
+KedaOption = Annotated[
+    bool, typer.Option("--keda", help="With the aggregation layer, the HPA controller and KEDA.")
+]
+
+
 @cluster.command("up")
-def cluster_up(directory: DirOption = DEFAULT_DIR, node: NodeOption = "") -> None:
+def cluster_up(
+    directory: DirOption = DEFAULT_DIR, node: NodeOption = "", with_keda: KedaOption = False
+) -> None:
     """Start etcd, kube-apiserver and kube-controller-manager on loopback."""
     directory = directory.resolve()
     if node not in ("", "real"):
         raise DevkitError(f"--node {node!r}: the only node kind is 'real'")
     if node == "real":
+        if with_keda:
+            raise DevkitError("--keda runs on the loopback plane only, not with --node real")
         _real_node_up(directory)
         return
     if (directory / realnode.STATE).exists():
@@ -161,9 +198,18 @@ def cluster_up(directory: DirOption = DEFAULT_DIR, node: NodeOption = "") -> Non
         return
     controlplane.stop_from_state(directory)  # leftovers of a crashed plane
     started = time.monotonic()
-    plane = controlplane.ControlPlane(binaries.ensure_binaries(), workdir=directory).start()
+    plane = controlplane.ControlPlane(
+        binaries.ensure_binaries(), workdir=directory, aggregation=with_keda
+    ).start()
+    if with_keda:
+        try:
+            KedaStack(plane, keda_binaries.ensure_keda()).start()
+        except BaseException:
+            plane.stop()
+            raise
     console.print(
-        f"control plane up at {plane.server} in {time.monotonic() - started:.1f}s\n"
+        f"control plane{' with KEDA' if with_keda else ''} up at {plane.server} "
+        f"in {time.monotonic() - started:.1f}s\n"
         f"  export KUBECONFIG={plane.kubeconfig}\n"
         f"  kubectl --kubeconfig {plane.kubeconfig} get namespaces\n"
         "stop it with `make cluster-down`"

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from jobqueue_devkit.aggregation_pki import FRONT_PROXY_CLIENT, make_front_proxy_pki
 from jobqueue_devkit.binaries import ControlPlaneBinaries, kubernetes_version
 from jobqueue_devkit.certs import Pki, make_pki
 from jobqueue_devkit.errors import DevkitError
@@ -50,6 +51,10 @@ NODE_CONTROLLERS = (
     "serviceaccount-token-controller",
     "root-ca-certificate-publisher-controller",
 )
+# With the aggregation layer (real KEDA beside us): the HPA controller too, syncing
+# every 5 s instead of 15 s so a test sees its decisions in seconds.
+AGGREGATION_CONTROLLERS = ("horizontal-pod-autoscaler-controller",)
+HPA_SYNC_PERIOD = "5s"
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CRDS_DIR = REPO_ROOT / "crds"
 
@@ -89,6 +94,9 @@ class ControlPlane:
     apiserver_port: int = 0
     pki: Pki | None = None
     node_access: NodeAccess | None = None
+    #: Serve aggregated APIs (external.metrics.k8s.io from KEDA's adapter) and run
+    #: the HPA controller. Off by default: every other test keeps HPAs inert.
+    aggregation: bool = False
 
     @property
     def host(self) -> str:
@@ -138,8 +146,10 @@ class ControlPlane:
                     raise
         raise AssertionError("unreachable")
 
-    def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
-        proc = ManagedProcess(name, argv, self.workdir / "logs" / f"{name}.log")
+    def _spawn(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> ManagedProcess:
+        proc = ManagedProcess(name, argv, self.workdir / "logs" / f"{name}.log", env=env)
         proc.start()
         self.processes.append(proc)
         return proc
@@ -191,6 +201,7 @@ class ControlPlane:
                 # A loopback address is not a valid Endpoints address; nothing needs it.
                 "--endpoint-reconciler-type=none",
                 *self._apiserver_node_flags(),
+                *self._aggregation_flags(),
             ],
         )
         ctx = ssl.create_default_context(cafile=str(self.pki.ca_cert))
@@ -209,6 +220,26 @@ class ControlPlane:
             f"--kubelet-client-key={self.pki.kubelet_client_key}",
             # There is no DNS for node names here.
             "--kubelet-preferred-address-types=InternalIP,Hostname",
+        ]
+
+    def _aggregation_flags(self) -> list[str]:
+        """The front proxy: the API server's identity towards aggregated API servers.
+
+        Aggregator routing stays off, so an APIService backed by an ExternalName
+        Service to localhost reaches a host process (Endpoints may not hold loopback).
+        """
+        if not self.aggregation:
+            return []
+        pki = make_front_proxy_pki(self.workdir / "pki" / "front-proxy")
+        return [
+            f"--requestheader-client-ca-file={pki.ca_cert}",
+            f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-username-headers=X-Remote-User",
+            f"--proxy-client-cert-file={pki.client_cert}",
+            f"--proxy-client-key-file={pki.client_key}",
+            "--enable-aggregator-routing=false",
         ]
 
     def _start_scheduler(self) -> str:
@@ -260,10 +291,16 @@ class ControlPlane:
 
     def _controller_flags(self) -> list[str]:
         assert self.pki is not None
+        controllers: tuple[str, ...] = CONTROLLERS
+        hpa: list[str] = []
+        if self.aggregation:
+            controllers += AGGREGATION_CONTROLLERS
+            hpa = [f"--horizontal-pod-autoscaler-sync-period={HPA_SYNC_PERIOD}"]
         if self.node_access is None:
-            return [f"--controllers={','.join(CONTROLLERS)}"]
+            return [f"--controllers={','.join(controllers)}", *hpa]
         return [
-            f"--controllers={','.join(CONTROLLERS + NODE_CONTROLLERS)}",
+            *hpa,
+            f"--controllers={','.join(controllers + NODE_CONTROLLERS)}",
             f"--service-account-private-key-file={self.pki.sa_key}",
             f"--root-ca-file={self.pki.ca_cert}",
         ]
