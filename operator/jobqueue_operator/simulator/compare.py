@@ -59,8 +59,9 @@ class Scenario:
 def build_policy(name: PolicyName, spec: LoadedSpec, scenario: Scenario) -> Policy:
     """A fresh policy object for one run."""
     eff = spec.effective
+    drain = spec.spec.scale_down.drain_chosen_pods
     if name is PolicyName.THRESHOLD:
-        return OperatorPolicy(eff, spec.polling_interval_s)
+        return OperatorPolicy(eff, spec.polling_interval_s, drain=drain)
     if name is PolicyName.KEDA:
         return KedaHpaModel(eff.min_replicas, eff.max_replicas, scenario.keda)
     if name is PolicyName.KEDA_TUNED:
@@ -72,6 +73,7 @@ def build_policy(name: PolicyName, spec: LoadedSpec, scenario: Scenario) -> Poli
         spec.polling_interval_s,
         max_wait_s=scenario.max_wait_s if scenario.max_wait_s is not None else eff.up_latency_s,
         concurrency=scenario.concurrency,
+        drain=drain,
     )
 
 
