@@ -22,15 +22,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobqueue_operator.simulator import traces
-from jobqueue_operator.simulator.compare import PolicyName, Scenario, compare
-from jobqueue_operator.simulator.engine import Distribution, ServiceModel
-from jobqueue_operator.simulator.report import Summary, summarize
-from jobqueue_operator.simulator.scaledobject import load_scaled_object
-from jobqueue_operator.simulator.spec_file import load_spec
+from jobqueue_simulator import traces
+from jobqueue_simulator.compare import PolicyName, Scenario, compare
+from jobqueue_simulator.engine import Distribution, ServiceModel
+from jobqueue_simulator.report import Summary, summarize
+from jobqueue_simulator.scaledobject import load_scaled_object
+from jobqueue_simulator.spec_file import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
-SIM = REPO / "operator" / "jobqueue_operator" / "simulator"
+SIM = REPO / "operator" / "jobqueue_simulator"
 SPEC = SIM / "specs" / "bench" / "jobqueue.yaml"
 KEDA_TUNED = SIM / "specs" / "bench" / "keda-tuned.yaml"
 BEGIN, END = "<!-- scaling-bench:begin -->", "<!-- scaling-bench:end -->"

@@ -1,5 +1,5 @@
-"""``python -m jobqueue_operator.simulator simulate --spec ... --trace ...``."""
+"""``python -m jobqueue_simulator simulate --spec ... --trace ...``."""
 
-from jobqueue_operator.simulator.cli import app
+from jobqueue_simulator.cli import app
 
-app(prog_name="python -m jobqueue_operator.simulator")
+app(prog_name="python -m jobqueue_simulator")

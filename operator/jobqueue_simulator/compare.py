@@ -11,17 +11,17 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from jobqueue_operator.simulator.engine import Policy, ServiceModel, SimConfig, SimResult, simulate
-from jobqueue_operator.simulator.keda_model import KedaModel
-from jobqueue_operator.simulator.policies import (
+from jobqueue_simulator.engine import Policy, ServiceModel, SimConfig, SimResult, simulate
+from jobqueue_simulator.keda_model import KedaModel
+from jobqueue_simulator.policies import (
     KedaHpaModel,
     KedaSettings,
     OperatorPolicy,
     OperatorSloPolicy,
 )
-from jobqueue_operator.simulator.scaledobject import KedaConfig
-from jobqueue_operator.simulator.spec_file import LoadedSpec
-from jobqueue_operator.simulator.traces import Trace
+from jobqueue_simulator.scaledobject import KedaConfig
+from jobqueue_simulator.spec_file import LoadedSpec
+from jobqueue_simulator.traces import Trace
 
 
 class PolicyName(enum.StrEnum):

@@ -49,7 +49,7 @@ import random
 from collections import deque
 from collections.abc import Sequence
 
-from jobqueue_operator.simulator.world import (
+from jobqueue_simulator.world import (
     ClusterView,
     Distribution,
     PodState,

@@ -20,10 +20,10 @@ from jobqueue_operator import policy as operator_policy
 from jobqueue_operator import victims
 from jobqueue_operator.models import EffectiveSpec
 from jobqueue_operator.observation import CounterWindow
-from jobqueue_operator.simulator.engine import ClusterView, Timer
-from jobqueue_operator.simulator.keda_model import KedaModel
-from jobqueue_operator.simulator.scaledobject import KedaConfig, Rules, ScalingPolicy, Trigger
 from jobqueue_operator.victims import PodView
+from jobqueue_simulator.engine import ClusterView, Timer
+from jobqueue_simulator.keda_model import KedaModel
+from jobqueue_simulator.scaledobject import KedaConfig, Rules, ScalingPolicy, Trigger
 
 #: Ceil that forgives float noise, so 10.000000000000002 jobs per pod is 10 pods, not 11.
 _EPS = 1e-9

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from jobqueue_operator.simulator.engine import (
+from jobqueue_simulator.engine import (
     ClusterView,
     Distribution,
     ServiceModel,

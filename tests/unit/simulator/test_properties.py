@@ -9,15 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobqueue_operator.simulator.compare import (
+from jobqueue_simulator.compare import (
     ALL_POLICIES,
     PolicyName,
     Scenario,
     compare,
 )
-from jobqueue_operator.simulator.engine import Distribution, ServiceModel, SimResult
-from jobqueue_operator.simulator.spec_file import LoadedSpec, load_spec
-from jobqueue_operator.simulator.traces import Trace, load_trace
+from jobqueue_simulator.engine import Distribution, ServiceModel, SimResult
+from jobqueue_simulator.spec_file import LoadedSpec, load_spec
+from jobqueue_simulator.traces import Trace, load_trace
 
 PACKAGE = Path(load_spec.__code__.co_filename).resolve().parent
 SPECS = PACKAGE / "specs"
