@@ -8,7 +8,7 @@ nothing; an attempt's own row is keyed by (job id, attempt number).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,7 +103,7 @@ class Batch:
     attempts: list[list[Any]]
 
 
-def collapse(events: list[JobEvent]) -> Batch:
+def collapse(events: Iterable[JobEvent]) -> Batch:
     """Per job the furthest event; per failure the latest; per attempt the furthest outcome.
 
     Later events win ties, so the result equals applying the events one by one.
