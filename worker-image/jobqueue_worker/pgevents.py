@@ -97,7 +97,7 @@ class Batch:
     job id so that concurrent writers lock them in one order (no deadlocks).
     """
 
-    jobs: list[list[Any]]  # id, attempt, status, rank, worker, at, terminal
+    jobs: list[list[Any]]  # id, attempt, status, rank, worker, at, terminal, started
     failures: list[list[Any]]  # id, error, at
     # id, attempt, worker, started_at, finished_at, outcome, error, duration_ms
     attempts: list[list[Any]]
@@ -140,6 +140,7 @@ def collapse(events: Iterable[JobEvent]) -> Batch:
             [e.worker_id for e in js],
             [e.at for e in js],
             [e.status in _TERMINAL_EVENTS for e in js],
+            [e.started_at for e in js],
         ],
         failures=[[e.job_id for e in fs], [e.clean_error for e in fs], [e.at for e in fs]],
         attempts=[

@@ -33,7 +33,7 @@ RANK = "CASE WHEN {0} IN ('queued', 'migrated') THEN 0 WHEN {0} = 'running' THEN
 OUTCOME_RANK = "CASE WHEN {0} IN ('running', 'handed_back') THEN 1 ELSE 2 END"
 
 JOB_EVENTS = """unnest(%b::text[], %b::int[], %b::text[], %b::int[], %b::text[], %b::float8[],
-    %b::bool[]) AS e(id, attempt, status, rank, worker, at, terminal)"""
+    %b::bool[], %b::float8[]) AS e(id, attempt, status, rank, worker, at, terminal, started)"""
 
 # Forward only: (attempt, rank) never goes back, so a repeated or late event is a no-op.
 APPLY_JOBS = f"""
@@ -41,7 +41,9 @@ UPDATE jobs j SET
     status = e.status,
     attempt_count = e.attempt,
     worker_id = NULLIF(e.worker, ''),
-    started_at = CASE WHEN e.status = 'running' THEN to_timestamp(e.at) ELSE j.started_at END,
+    -- the start of the attempt the row moves to: a finish carries it too, so a job
+    -- that ended before its running event was sent still has its start
+    started_at = COALESCE(to_timestamp(e.started), j.started_at),
     finished_at = CASE WHEN e.terminal THEN to_timestamp(e.at) ELSE j.finished_at END,
     updated_at = now()
 FROM {JOB_EVENTS}
