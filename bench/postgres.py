@@ -105,10 +105,13 @@ async def drain(redis_url: str, n: int, dsn: str | None) -> dict[str, float]:
     settings = load(redis_url=redis_url, postgres_dsn=dsn, **WORKER)
     worker = Worker(settings, examples.registry)
     task = asyncio.create_task(worker.run())
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     while worker.processed < n:  # noqa: ASYNC110 - the worker has no event to wait on
         await asyncio.sleep(0.01)
     processed_s = time.perf_counter() - t0
+    # CPU the worker's process spent per job: unlike jobs/s, it does not depend on
+    # how much of the shared cores other work left it.
+    cpu_us = (time.process_time() - cpu0) / n * 1e6
     written_s = processed_s
     if dsn is not None:
         with psycopg.connect(dsn) as conn:
@@ -122,7 +125,11 @@ async def drain(redis_url: str, n: int, dsn: str | None) -> dict[str, float]:
         written_s = time.perf_counter() - t0
     worker.request_stop()
     await asyncio.wait_for(task, 30)
-    return {"jobs_per_s": n / processed_s, "all_rows_written_s": written_s}
+    return {
+        "jobs_per_s": n / processed_s,
+        "all_rows_written_s": written_s,
+        "cpu_us_per_job": cpu_us,
+    }
 
 
 async def end_to_end(dsn: str, redis_url: str, n: int) -> float:
@@ -166,6 +173,8 @@ def render(out: dict[str, Any], jobs: int, trials: int) -> str:
         ("worker: no-op jobs/s, Redis only", f"{out['redis_only']['jobs_per_s']:,.0f}"),
         ("worker: no-op jobs/s, PostgreSQL write-back on",
          f"{out['pg_on']['jobs_per_s']:,.0f} ({out['ratio_pg_on']:.0%} of Redis only)"),
+        ("worker process CPU per job, Redis only / write-back on",
+         f"{out['redis_only']['cpu_us_per_job']:.0f} / {out['pg_on']['cpu_us_per_job']:.0f} µs"),
         ("every row `completed`, seconds after the drain started",
          f"{out['pg_on']['all_rows_written_s']:.2f}"),
         ("end to end: committed rows → migrator → worker → `completed` rows, jobs/s",

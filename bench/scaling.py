@@ -22,15 +22,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobqueue_operator.simulator import traces
-from jobqueue_operator.simulator.compare import PolicyName, Scenario, compare
-from jobqueue_operator.simulator.engine import Distribution, ServiceModel
-from jobqueue_operator.simulator.report import Summary, summarize
-from jobqueue_operator.simulator.scaledobject import load_scaled_object
-from jobqueue_operator.simulator.spec_file import load_spec
+from jobqueue_simulator import traces
+from jobqueue_simulator.compare import PolicyName, Scenario, compare
+from jobqueue_simulator.engine import Distribution, ServiceModel
+from jobqueue_simulator.report import Summary, summarize
+from jobqueue_simulator.scaledobject import load_scaled_object
+from jobqueue_simulator.spec_file import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
-SIM = REPO / "operator" / "jobqueue_operator" / "simulator"
+SIM = REPO / "operator" / "jobqueue_simulator"
 SPEC = SIM / "specs" / "bench" / "jobqueue.yaml"
 KEDA_TUNED = SIM / "specs" / "bench" / "keda-tuned.yaml"
 BEGIN, END = "<!-- scaling-bench:begin -->", "<!-- scaling-bench:end -->"
@@ -210,9 +210,12 @@ def render(rows: list[Row], seconds: float, commit: str = "") -> str:
         f"lognormal (median {STARTUP_MEDIAN_S:g} s, sigma {STARTUP_SIGMA}), removed pods "
         f"drain for up to {GRACE_S:g} s (a job still running then is interrupted and "
         f"re-queued), {ACTUATION_S:g} s from a write to the ReplicaSet acting, queue "
-        f"figures {STALENESS_S:g} s old at every decision, the operator's deletion cost "
-        "honoured, KEDA's pods chosen by the ReplicaSet's ranking, 600 s tail, the "
-        "trace's own seed. Under this model, not a measurement on a cluster.",
+        f"figures {STALENESS_S:g} s old at every decision, the ReplicaSet's ranking with "
+        "`pod-deletion-cost` honoured, 600 s tail, the trace's own seed. The operator "
+        "drains first (`scaleDown.drainChosenPods`): the pods it chooses stop fetching "
+        "but stay counted and paid for, and `/scale` is lowered only by drained pods a "
+        "heartbeat shows idle, so it removes no pod with a job, whatever the job's "
+        "length. Under this model, not a measurement on a cluster.",
         "",
         "| trace | policy | replica·s | vs tuned KEDA | wait p50 / p95 / max | interrupted "
         "| direction changes | peak |",
@@ -278,16 +281,10 @@ def _shortfalls(rows: list[Row]) -> list[str]:
             for r in cut
         )
         out += [
-            f"**Interrupted jobs: {where}.** Not zero, and this is why. The operator never "
-            "removes more pods than the running jobs fill, keeps every pod whose oldest job "
-            "has run 10 s or more, and removes the pods whose oldest job is youngest; a "
-            f"removed pod still has {GRACE_S:g} s to finish. With lognormal service times of "
-            "CV 3 a job that is a few seconds old can still run for minutes, and nothing "
-            "tells the operator a job's length when it starts, so an occasional young job "
-            "outlives the grace period and is handed back (re-queued, never lost). Only "
-            "never removing a busy pod avoids it, which is the busy-pod floor that held "
-            "idle pools before; a grace period longer than the longest job (the workers "
-            "check it at start) is the operational answer.",
+            f"**Interrupted jobs: {where}.** Not zero: the operator removed a pod that "
+            "was still running a job. Drain-first removes only drained pods a heartbeat "
+            "shows idle, so this is a defect of the simulated policy, not a property of "
+            "the trace.",
             "",
         ]
     for r in rows:

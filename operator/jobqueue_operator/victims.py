@@ -1,16 +1,26 @@
 """Which Pods go on a scale-down, and the deletion costs that make the ReplicaSet agree.
 
-Pure: the caller lists the Pods and passes the workers' heartbeats; the result
-names the victims and the ``controller.kubernetes.io/pod-deletion-cost`` to
-write on each Pod, once, right before ``/scale`` is lowered.
+Pure: the caller lists the Pods and passes the workers' heartbeats. Two ways to
+scale down:
+
+* :func:`choose_victims` names the victims and the
+  ``controller.kubernetes.io/pod-deletion-cost`` to write on each Pod, once,
+  right before ``/scale`` is lowered (a job still running on a victim has the
+  termination grace period to finish);
+* :func:`plan_drain` (``scaleDown.drainChosenPods``) drains first: the chosen
+  Pods are listed in the drain hash and stop fetching, still counted in
+  ``/scale``; ``/scale`` is lowered only by the drained Pods a heartbeat shows
+  idle, with the deletion cost that makes the ReplicaSet remove exactly those.
+  No job is ever interrupted, whatever its length.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from jobqueue_operator.observation import WorkerLoad
+from jobqueue_operator.observation import Observation, WorkerLoad
 
 #: Deletion cost of the pods chosen to go: below the default 0 of every other pod.
 VICTIM_COST = -1000
@@ -96,3 +106,142 @@ def choose_victims(pods: Sequence[PodView], loads: Sequence[WorkerLoad], remove:
     if count < remove:
         note = "; ".join(filter(None, [note, f"only {count} pods to choose from"]))
     return VictimPlan(victims, tuple(protected), costs, note)
+
+
+#: A drained Pod is idle for good only when a heartbeat written after the drain
+#: says so: the workers heartbeat every 5 s, so a heartbeat read this long after
+#: the drain request is newer than it, and a drained worker fetches nothing.
+DRAIN_CONFIRM_S = 6.0
+
+
+@dataclass(frozen=True, slots=True)
+class DrainPlan:
+    """One tick of a drain-first scale-down (or of its withdrawal on a scale-up).
+
+    ``drained`` maps each Pod that stays drained to when it was first listed
+    (rewrite them in the drain hash every tick: the hash has a TTL). ``remove``
+    are drained Pods provably idle: write ``costs`` on the Pods, then ``/scale``
+    = ``replicas``; they stay in the drain hash until they are gone (its TTL
+    clears them). ``withdrawn`` leave the drain hash and fetch again.
+    """
+
+    replicas: int
+    drained: Mapping[str, float]
+    remove: tuple[str, ...]
+    withdrawn: tuple[str, ...]
+    costs: Mapping[str, int]
+
+
+def drained_capacity(replicas: int, drained: Collection[str]) -> int:
+    """The replicas the policy may count on: those not drained."""
+    return max(0, replicas - len(drained))
+
+
+def without_drained(obs: Observation, drained: Collection[str]) -> Observation:
+    """The poll as the policy must see it while Pods drain: their jobs and slots apart.
+
+    A drained Pod finishes what it runs and takes nothing new, so its jobs are
+    neither work for the remaining Pods nor capacity for the waiting ones.
+    """
+    if not drained:
+        return obs
+    gone = [w for w in obs.worker_loads if w.pod_name in drained]
+    jobs = sum(max(0, w.active_jobs) for w in gone)
+    busy = sum(1 for w in gone if w.active_jobs > 0)
+    return dataclasses.replace(
+        obs,
+        in_flight=max(0, obs.in_flight - jobs),
+        busy_workers=max(0, obs.busy_workers - busy),
+        workers=max(0, obs.workers - len(gone)),
+        worker_loads=tuple(w for w in obs.worker_loads if w.pod_name not in drained),
+    )
+
+
+def plan_drain(
+    pods: Sequence[PodView],
+    loads: Sequence[WorkerLoad],
+    drained: Mapping[str, float],
+    *,
+    replicas: int,
+    desired: int,
+    now: float,
+    confirm_s: float = DRAIN_CONFIRM_S,
+) -> DrainPlan:
+    """Move the drain set towards ``desired`` Pods that fetch, and remove the idle drained.
+
+    ``desired`` is the policy's count for the Pods that fetch (it decided on
+    :func:`drained_capacity` and :func:`without_drained`). Fewer: drain the next
+    Pods by the removal rank. More: withdraw drains first (a drained Pod is
+    already warm), then raise ``/scale`` for the rest; so ``/scale`` is raised
+    only when nothing is drained. A drained Pod goes off ``/scale`` once it is
+    idle: a heartbeat read ``confirm_s`` or more after its drain shows no job
+    (or there is no heartbeat: a worker that never came up has nothing to lose).
+    While another Pod is NotReady nothing is removed, as the ReplicaSet would
+    take that Pod first, whatever its cost.
+    """
+    by_pod = {load.pod_name: load for load in loads}
+    live = [p for p in pods if not p.terminating]
+    names = {p.name for p in live}
+    kept = {name: at for name, at in drained.items() if name in names}
+    capacity = drained_capacity(replicas, kept)
+    withdrawn: list[str] = []
+    if desired > capacity:
+        # Busiest first: a drained Pod with work has the least left to wait for.
+        back = sorted(
+            (p for p in live if p.name in kept),
+            key=lambda p: _removal_rank(p, by_pod.get(p.name)),
+            reverse=True,
+        )[: desired - capacity]
+        withdrawn = [p.name for p in back]
+        for name in withdrawn:
+            del kept[name]
+        replicas += desired - capacity - len(withdrawn)
+    elif desired < capacity:
+        # Replicas the API server lists no Pod for yet have nothing to interrupt, and
+        # the ReplicaSet removes a Pod not yet created (or scheduled) first: those go at once.
+        unlisted = min(max(0, replicas - len(live)), capacity - desired)
+        replicas -= unlisted
+        candidates = sorted(
+            (p for p in live if p.name not in kept),
+            key=lambda p: _removal_rank(p, by_pod.get(p.name)),
+        )[: capacity - desired - unlisted]
+        kept.update((p.name, now) for p in candidates)
+    remove = _idle_drained(live, by_pod, kept, now, confirm_s)
+    costs: dict[str, int] = {}
+    if remove:
+        costs = dict.fromkeys(remove, VICTIM_COST)
+        for pod in live:
+            load = by_pod.get(pod.name)
+            if pod.name not in costs and load is not None and load.active_jobs > 0:
+                costs[pod.name] = PROTECTED_COST + int(min(max(load.busy_s, 0.0), PROTECTED_CAP_S))
+    return DrainPlan(
+        replicas=max(0, replicas - len(remove)),
+        drained={name: at for name, at in kept.items() if name not in remove},
+        remove=remove,
+        withdrawn=tuple(withdrawn),
+        costs=costs,
+    )
+
+
+def _idle_drained(
+    live: Sequence[PodView],
+    by_pod: Mapping[str, WorkerLoad],
+    drained: Mapping[str, float],
+    now: float,
+    confirm_s: float,
+) -> tuple[str, ...]:
+    if any(not p.ready and p.name not in drained for p in live):
+        return ()
+    out = []
+    for pod in live:
+        if pod.name not in drained:
+            continue
+        load = by_pod.get(pod.name)
+        jobs = load.active_jobs if load is not None else 0
+        if jobs > 0:
+            continue
+        # Even a NotReady Pod waits: it may have become Ready and fetched a job
+        # just before its drain, and only a later heartbeat shows that.
+        if now - drained[pod.name] >= confirm_s:
+            out.append(pod.name)
+    return tuple(sorted(out))

@@ -22,7 +22,7 @@ from jobqueue_worker.cli import PROG, app
 from jobqueue_worker.cli.common import classify
 
 # Where the simulator's typer app lives (its `simulate` command).
-SIMULATOR_MODULE = "jobqueue_operator.simulator.cli"
+SIMULATOR_MODULE = "jobqueue_simulator.cli"
 SIMULATOR_INSTALL_HINT = "it comes with jobqueue-operator: pip install 'jobqueue-operator[sim]'"
 # The web UI's typer app (its `web` command), imported only when `web` runs.
 WEB_MODULE = "jobqueue_web.cli"

@@ -8,7 +8,7 @@ nothing; an attempt's own row is keyed by (job id, attempt number).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,13 +97,13 @@ class Batch:
     job id so that concurrent writers lock them in one order (no deadlocks).
     """
 
-    jobs: list[list[Any]]  # id, attempt, status, rank, worker, at, terminal
+    jobs: list[list[Any]]  # id, attempt, status, rank, worker, at, terminal, started
     failures: list[list[Any]]  # id, error, at
     # id, attempt, worker, started_at, finished_at, outcome, error, duration_ms
     attempts: list[list[Any]]
 
 
-def collapse(events: list[JobEvent]) -> Batch:
+def collapse(events: Iterable[JobEvent]) -> Batch:
     """Per job the furthest event; per failure the latest; per attempt the furthest outcome.
 
     Later events win ties, so the result equals applying the events one by one.
@@ -140,6 +140,7 @@ def collapse(events: list[JobEvent]) -> Batch:
             [e.worker_id for e in js],
             [e.at for e in js],
             [e.status in _TERMINAL_EVENTS for e in js],
+            [e.started_at for e in js],
         ],
         failures=[[e.job_id for e in fs], [e.clean_error for e in fs], [e.at for e in fs]],
         attempts=[

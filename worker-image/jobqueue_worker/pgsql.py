@@ -25,12 +25,15 @@ ORDER BY created_at LIMIT 1
 """
 
 # -------------------------------------------------------------- status write-back SQL
+# The write-back passes its columns as arrays in binary (``%b``): psycopg dumps a
+# text array element by element with a regular expression for the quoting, which
+# cost the worker about five times the CPU per event of the binary format.
 RANK = "CASE WHEN {0} IN ('queued', 'migrated') THEN 0 WHEN {0} = 'running' THEN 1 ELSE 2 END"
 
 OUTCOME_RANK = "CASE WHEN {0} IN ('running', 'handed_back') THEN 1 ELSE 2 END"
 
-JOB_EVENTS = """unnest(%s::text[], %s::int[], %s::text[], %s::int[], %s::text[], %s::float8[],
-    %s::bool[]) AS e(id, attempt, status, rank, worker, at, terminal)"""
+JOB_EVENTS = """unnest(%b::text[], %b::int[], %b::text[], %b::int[], %b::text[], %b::float8[],
+    %b::bool[], %b::float8[]) AS e(id, attempt, status, rank, worker, at, terminal, started)"""
 
 # Forward only: (attempt, rank) never goes back, so a repeated or late event is a no-op.
 APPLY_JOBS = f"""
@@ -38,7 +41,9 @@ UPDATE jobs j SET
     status = e.status,
     attempt_count = e.attempt,
     worker_id = NULLIF(e.worker, ''),
-    started_at = CASE WHEN e.status = 'running' THEN to_timestamp(e.at) ELSE j.started_at END,
+    -- the start of the attempt the row moves to: a finish carries it too, so a job
+    -- that ended before its running event was sent still has its start
+    started_at = COALESCE(to_timestamp(e.started), j.started_at),
     finished_at = CASE WHEN e.terminal THEN to_timestamp(e.at) ELSE j.finished_at END,
     updated_at = now()
 FROM {JOB_EVENTS}
@@ -50,7 +55,7 @@ WHERE j.id = e.id AND j.status <> 'purged'
 # report out of order, and the last error must not be lost to a later success.
 APPLY_FAILURES = """
 UPDATE jobs j SET last_error_message = e.error, failed_at = to_timestamp(e.at)
-FROM unnest(%s::text[], %s::text[], %s::float8[]) AS e(id, error, at)
+FROM unnest(%b::text[], %b::text[], %b::float8[]) AS e(id, error, at)
 WHERE j.id = e.id AND j.status <> 'purged'
   AND (j.failed_at IS NULL OR j.failed_at <= to_timestamp(e.at))
 """
@@ -60,8 +65,8 @@ INSERT INTO job_attempts AS a
     (job_id, attempt, worker_id, started_at, finished_at, outcome, error, duration_ms)
 SELECT e.id, e.attempt, NULLIF(e.worker, ''), to_timestamp(e.started_at),
        to_timestamp(e.finished_at), e.outcome, e.error, e.duration_ms
-FROM unnest(%s::text[], %s::int[], %s::text[], %s::float8[], %s::float8[], %s::text[],
-            %s::text[], %s::int[])
+FROM unnest(%b::text[], %b::int[], %b::text[], %b::float8[], %b::float8[], %b::text[],
+            %b::text[], %b::int[])
      AS e(id, attempt, worker, started_at, finished_at, outcome, error, duration_ms)
 WHERE EXISTS (SELECT 1 FROM jobs WHERE jobs.id = e.id)
 ORDER BY e.id, e.attempt

@@ -240,11 +240,17 @@ class AsyncStore:
             raise _translate(exc) from None
 
     async def write_events(self, events: Sequence[JobEvent]) -> None:
-        """One transaction of three statements, whatever the batch size."""
-        batch = collapse(list(events))
+        """One transaction of three statements in one round trip, whatever the batch size.
 
-        async def work(conn: psycopg.AsyncConnection[Any]) -> None:
-            async with conn.pipeline(), conn.cursor() as cur:
+        The pipeline wraps the transaction, so BEGIN, the statements and COMMIT
+        go out together and the worker waits for PostgreSQL once per batch.
+        """
+        if not events:
+            return
+        batch = collapse(events)
+        conn = await self._conn_or_new()
+        try:
+            async with conn.pipeline(), conn.transaction(), conn.cursor() as cur:
                 # No wait for the WAL flush: a server crash may lose the last
                 # moments of status writes, which are at-least-once anyway and
                 # repaired from Redis by the reconciler.
@@ -253,9 +259,9 @@ class AsyncStore:
                 if batch.failures[0]:
                     await cur.execute(sql.APPLY_FAILURES, batch.failures)
                 await cur.execute(sql.APPLY_ATTEMPTS, batch.attempts)
-
-        if events:
-            await self._in_tx(work)
+        except psycopg.Error as exc:
+            await self._forget()
+            raise _translate(exc) from None
 
     async def migrate_batch(
         self, limit: int, push: Callable[[list[Claimed]], Awaitable[None]]

@@ -77,21 +77,36 @@ class PgWriteback:
         self.buffer: collections.deque[JobEvent] = collections.deque()
         # job id → (attempt, start time) of the attempts this worker is running
         self._running: dict[str, tuple[int, float]] = {}
+        # ... and those whose start no event has reported yet
+        self._unreported: set[str] = set()
         self._full = asyncio.Event()
         self._dropped_in_flight = 0
         self._overflowing = False
         self._failing_since: float | None = None
         self._backoff_s = flush_interval_s
 
-    # -- the hot path: append only ---------------------------------------------
+    # -- the hot path: no event for a start ------------------------------------
+    # A start is only remembered: a job that ends before the next flush needs no
+    # ``running`` event (its finish carries the start time, and the batch would
+    # have collapsed the two anyway); one still running then is reported by the
+    # flush (``_report_running``), so a row says ``running`` exactly as early.
     def started(self, fetched: Fetched, at: float) -> None:
         self._running[fetched.id] = (fetched.attempt, at)
-        self._add(JobEvent(fetched.id, fetched.attempt, "running", self.worker_id, at, at))
+        self._unreported.add(fetched.id)
 
     def finished(self, op: FinishOp, acked: bool) -> None:
         attempt, started_at = self._running.pop(op.id, (0, 0.0))
+        unreported = op.id in self._unreported
+        if unreported:
+            self._unreported.discard(op.id)
         if not acked or attempt == 0:
-            return  # lease lost: the worker that holds the job now reports it
+            # Lease lost: the worker that holds the job now reports its end; the
+            # start of this attempt still happened, as the row must say.
+            if unreported and attempt:
+                self._add(
+                    JobEvent(op.id, attempt, "running", self.worker_id, started_at, started_at)
+                )
+            return
         status = FINISH_STATUS[op.op]
         self._add(
             JobEvent(
@@ -137,6 +152,7 @@ class PgWriteback:
         """Write up to 4 × ``flush_events`` buffered events; False if PostgreSQL failed."""
         from jobqueue_worker.pgstore import StoreError
 
+        self._report_running()
         metrics.PG_EVENTS_BUFFERED.set(len(self.buffer))
         if not self.buffer:
             return True
@@ -171,11 +187,18 @@ class PgWriteback:
         metrics.PG_EVENTS_BUFFERED.set(len(self.buffer))
         return True
 
+    def _report_running(self) -> None:
+        """A ``running`` event for every attempt still running whose start is unreported."""
+        for job_id in self._unreported:
+            attempt, at = self._running[job_id]
+            self._add(JobEvent(job_id, attempt, "running", self.worker_id, at, at))
+        self._unreported.clear()
+
     async def close(self) -> None:
         """Write out what is left, for at most ``CLOSE_TIMEOUT_S``; then close."""
         deadline = time.monotonic() + CLOSE_TIMEOUT_S
         with contextlib.suppress(Exception):
-            while self.buffer and time.monotonic() < deadline:
+            while (self.buffer or self._unreported) and time.monotonic() < deadline:
                 ok = await asyncio.wait_for(
                     self.flush_once(), max(0.1, deadline - time.monotonic())
                 )

@@ -196,7 +196,7 @@ def test_simulate_without_the_simulator_is_one_line() -> None:
     import subprocess
 
     code = (
-        "import sys; sys.modules['jobqueue_operator.simulator'] = None\n"
+        "import sys; sys.modules['jobqueue_simulator'] = None\n"
         "from jobqueue_cli import main; main(sys.argv[1:])"
     )
     for argv in (["simulate", "--spec", "x"], ["simulate", "--help"]):

@@ -35,7 +35,8 @@ async def test_an_outage_keeps_events_and_they_land_after(pg_dsn: str) -> None:
     errors_before = metrics.PG_WRITE_ERRORS._value.get()
     _run(wb, 20)
     assert await wb.flush_once() is False
-    assert len(wb.buffer) == 40
+    # one event per job: a job that ended before the flush needs no running event
+    assert len(wb.buffer) == 20
     assert metrics.PG_WRITE_ERRORS._value.get() == errors_before + 1
     wb.store = AsyncStore(pg_dsn)  # PostgreSQL is back
     while wb.buffer:
@@ -51,10 +52,10 @@ async def test_a_full_buffer_drops_the_oldest_and_counts_them(
 ) -> None:
     wb = PgWriteback(AsyncStore(_nobody_listening(pg_dsn)), "w", buffer_max=100)
     before = metrics.PG_EVENTS_DROPPED._value.get()
-    _run(wb, 60)  # 120 events into 100 places
+    _run(wb, 120)  # 120 events into 100 places
     assert len(wb.buffer) == 100
     assert metrics.PG_EVENTS_DROPPED._value.get() - before == 20
-    assert wb.buffer[0].job_id == "j10"
+    assert wb.buffer[0].job_id == "j20"
     errors = [r for r in caplog.records if "buffer full" in r.getMessage()]
     assert len(errors) == 1  # one log per episode, not one per event
     assert await wb.flush_once() is False
@@ -72,3 +73,26 @@ async def test_a_refused_ack_sends_no_finish(pg_dsn: str) -> None:
     with psycopg.connect(pg_dsn) as conn:
         row = conn.execute("SELECT status, attempt_count FROM jobs WHERE id = 'x'").fetchone()
     assert row == ("running", 2)
+
+
+async def test_a_job_still_running_at_a_flush_is_reported_running_with_its_start(
+    pg_dsn: str,
+) -> None:
+    with psycopg.connect(pg_dsn) as conn:
+        pgstore.enqueue_many(conn, [JobRequest(type="noop", id=i) for i in ("slow", "fast")])
+    wb = PgWriteback(AsyncStore(pg_dsn), "w")
+    for job_id in ("slow", "fast"):
+        wb.started(Fetched("default", job_id, "{}", 1, 1, "t"), 1_000_000.0)
+    wb.finished(FinishOp("default", "fast", "t", "complete"), True)
+    assert await wb.flush_once() is True
+    with psycopg.connect(pg_dsn) as conn:
+        got = conn.execute(
+            "SELECT id, status, extract(epoch FROM started_at)::float8 FROM jobs"
+        ).fetchall()
+    rows = {job_id: (status, started) for job_id, status, started in got}
+    assert rows["slow"] == ("running", 1_000_000.0)
+    assert rows["fast"] == ("completed", 1_000_000.0)  # its start came with its finish
+    wb.finished(FinishOp("default", "slow", "t", "complete"), True)
+    assert await wb.flush_once() is True  # the running event is not sent twice
+    assert not wb.buffer
+    await wb.close()

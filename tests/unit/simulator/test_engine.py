@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from jobqueue_operator.simulator.engine import (
+from jobqueue_simulator.engine import (
     ClusterView,
     Distribution,
     ServiceModel,
@@ -210,7 +210,9 @@ def test_actuation_latency_delays_the_write_and_the_policy_sees_what_it_wrote() 
     cfg = dataclasses.replace(config(initial_replicas=1, horizon_s=10), actuation_s=2.5)
     policy = Scripted({1.0: 3})
     result = simulate([], policy, cfg, random.Random(0))
-    assert [(e.t, e.from_replicas, e.to_replicas) for e in result.scale_events] == [(3.5, 1, 3)]
+    # the event is the write; the two new pods exist (and cost) only from 3.5 s
+    assert [(e.t, e.from_replicas, e.to_replicas) for e in result.scale_events] == [(1.0, 1, 3)]
+    assert result.replica_seconds == pytest.approx(1 * 10 + 2 * (10 - 3.5))
     # /scale already says 3 on the next ticks, before the ReplicaSet has acted
     assert [v.replicas for v in policy.seen[:4]] == [1, 3, 3, 3]
 
@@ -223,3 +225,47 @@ def test_stale_figures_are_those_read_before_the_tick() -> None:
     by_time = {v.now: v.depth for v in policy.seen}
     assert by_time[5.0] == 0
     assert by_time[6.0] == 7
+
+
+@dataclass
+class Draining(Scripted):
+    """A scripted policy that also lists pods in the drain hash and writes deletion costs."""
+
+    drains: dict[float, frozenset[str]] = field(default_factory=dict)
+    costs: dict[float, dict[str, int]] = field(default_factory=dict)
+    listed: frozenset[str] = frozenset()
+    cost: dict[str, int] = field(default_factory=dict)
+
+    def on_tick(self, timer: str, view: ClusterView) -> int | None:
+        self.listed = self.drains.get(view.now, self.listed)
+        self.cost = self.costs.get(view.now, self.cost)
+        return super().on_tick(timer, view)
+
+    def drain_requests(self) -> frozenset[str]:
+        return self.listed
+
+    def deletion_costs(self) -> dict[str, int]:
+        return self.cost
+
+    def capacity(self) -> int:
+        return 0
+
+
+def test_a_drained_pod_finishes_its_job_takes_no_new_one_and_fetches_again_when_withdrawn() -> None:
+    cfg = config(initial_replicas=2, horizon_s=20, service=constant(4.0))
+    policy = Draining(plan={}, drains={1.0: frozenset({"pod-0"}), 9.0: frozenset()})
+    # pod-0 takes the job at 0 (longest idle); jobs at 2 and 3 find only pod-1 free
+    result = simulate([0.0, 2.0, 3.0, 10.0], policy, cfg, random.Random(0))
+    assert result.interrupted == 0
+    # job 0 finishes on pod-0 (4 s); job 2 waits for pod-1 (free at 6); the job at 10
+    # finds pod-0 fetching again and starts at once
+    assert sorted(result.waits) == [0.0, 0.0, 0.0, 3.0]
+    seen = {v.now: v for v in policy.seen}
+    assert [p.jobs for p in seen[5.0].pods] == [0, 1]  # pod-0 idle, drained: no new job
+
+
+def test_the_replicaset_removes_the_lowest_deletion_cost_among_ready_pods() -> None:
+    cfg = config(initial_replicas=3, horizon_s=5)
+    policy = Draining(plan={2.0: 2}, costs={2.0: {"pod-1": -1000, "pod-0": 5}})
+    simulate([], policy, cfg, random.Random(0))
+    assert [p.name for p in policy.seen[-1].pods] == ["pod-0", "pod-2"]

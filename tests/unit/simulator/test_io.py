@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from jobqueue_operator.simulator import gen_traces, report
-from jobqueue_operator.simulator.cli import app
-from jobqueue_operator.simulator.spec_file import SpecError, load_spec, parse_spec
-from jobqueue_operator.simulator.traces import TraceError, load_trace, parse_trace
+from jobqueue_simulator import gen_traces, report
+from jobqueue_simulator.cli import app
+from jobqueue_simulator.spec_file import SpecError, load_spec, parse_spec
+from jobqueue_simulator.traces import TraceError, load_trace, parse_trace
 
 PACKAGE = Path(gen_traces.__file__).resolve().parent
 REPO = Path(__file__).resolve().parents[3]
@@ -226,7 +226,7 @@ def test_cli_usage_errors(tmp_path: Path, trace_text: str, extra: list[str], mes
 def test_python_dash_m_runs_the_simulator(tmp_path: Path) -> None:
     args = ["simulate", "--spec", SEEDS_SPEC, "--trace", str(tiny(tmp_path)), "--no-plot"]
     done = subprocess.run(
-        [sys.executable, "-m", "jobqueue_operator.simulator", *args],
+        [sys.executable, "-m", "jobqueue_simulator", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -242,7 +242,7 @@ def test_the_command_mounts_on_another_typer_app(tmp_path: Path) -> None:
     """The wiring the lead plans for ``jobqueue simulate``: one ``app.command`` line."""
     import typer
 
-    from jobqueue_operator.simulator.cli import simulate
+    from jobqueue_simulator.cli import simulate
 
     host = typer.Typer()
 

@@ -11,15 +11,15 @@ import pytest
 
 import jobqueue_operator.policy as operator_policy
 from jobqueue_operator.models import EffectiveSpec
-from jobqueue_operator.simulator import policies
-from jobqueue_operator.simulator.engine import (
+from jobqueue_simulator import policies
+from jobqueue_simulator.engine import (
     ClusterView,
     Distribution,
     ServiceModel,
     SimConfig,
     simulate,
 )
-from jobqueue_operator.simulator.policies import (
+from jobqueue_simulator.policies import (
     KedaHpaModel,
     OperatorPolicy,
 )

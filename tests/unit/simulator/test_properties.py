@@ -9,15 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobqueue_operator.simulator.compare import (
+from jobqueue_simulator.compare import (
     ALL_POLICIES,
     PolicyName,
     Scenario,
     compare,
 )
-from jobqueue_operator.simulator.engine import Distribution, ServiceModel, SimResult
-from jobqueue_operator.simulator.spec_file import LoadedSpec, load_spec
-from jobqueue_operator.simulator.traces import Trace, load_trace
+from jobqueue_simulator.engine import Distribution, ServiceModel, SimResult
+from jobqueue_simulator.spec_file import LoadedSpec, load_spec
+from jobqueue_simulator.traces import Trace, load_trace
 
 PACKAGE = Path(load_spec.__code__.co_filename).resolve().parent
 SPECS = PACKAGE / "specs"
@@ -136,3 +136,14 @@ def test_policies_compared_with_one_seed_serve_identical_jobs() -> None:
     # yet KEDA and the operator decide differently (the operator's threshold and SLO modes
     # may agree: both size by capacity, with the same latency target here)
     assert results[0].replica_seconds != results[1].replica_seconds
+
+
+@settings(max_examples=60, deadline=None)
+@given(specs(), arrival_lists, scenarios, st.sampled_from([PolicyName.THRESHOLD, PolicyName.SLO]))
+def test_the_operator_drains_first_and_interrupts_no_job(
+    spec: LoadedSpec, trace: Trace, scenario: Scenario, name: PolicyName
+) -> None:
+    """No grace period at all: any pod removed with a job would lose it."""
+    world = dataclasses.replace(scenario, grace_s=0.0, actuation_s=1.0, staleness_s=2.0)
+    result = run(name, spec, trace, world)
+    assert result.interrupted == 0

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from jobqueue_operator.simulator.engine import ClusterView
-from jobqueue_operator.simulator.formula import FormulaError, parse_formula
-from jobqueue_operator.simulator.keda_model import KedaModel
-from jobqueue_operator.simulator.scaledobject import (
+from jobqueue_simulator.engine import ClusterView
+from jobqueue_simulator.formula import FormulaError, parse_formula
+from jobqueue_simulator.keda_model import KedaModel
+from jobqueue_simulator.scaledobject import (
     DEFAULT_DOWN,
     DEFAULT_UP,
     ScaledObjectError,
@@ -27,7 +27,7 @@ from jobqueue_operator.simulator.scaledobject import (
     parse_scaled_object,
 )
 
-PACKAGE = Path(__file__).parents[3] / "operator" / "jobqueue_operator" / "simulator"
+PACKAGE = Path(__file__).parents[3] / "operator" / "jobqueue_simulator"
 
 # The scalingModifiers example of KEDA's ScaledObject reference, pointed at our
 # queues: two metrics-api triggers and the average of the two.

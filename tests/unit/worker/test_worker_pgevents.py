@@ -42,7 +42,7 @@ def _life(job_id: str) -> list[JobEvent]:
 
 def test_collapse_keeps_the_furthest_change_per_row() -> None:
     batch = collapse(_life("x"))
-    assert batch.jobs == [["x"], [2], ["completed"], [2], ["b"], [13.0], [True]]
+    assert batch.jobs == [["x"], [2], ["completed"], [2], ["b"], [13.0], [True], [12.0]]
     assert batch.failures == [["x"], ["boom\\0"], [11.0]]
     ids, attempts, workers, started, finished, outcomes, errors, durations = batch.attempts
     assert ids == ["x", "x"]

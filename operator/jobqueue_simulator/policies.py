@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from jobqueue_operator import policy as operator_policy
+from jobqueue_operator import victims
 from jobqueue_operator.models import EffectiveSpec
 from jobqueue_operator.observation import CounterWindow
-from jobqueue_operator.simulator.engine import ClusterView, Timer
-from jobqueue_operator.simulator.keda_model import KedaModel
-from jobqueue_operator.simulator.scaledobject import KedaConfig, Rules, ScalingPolicy, Trigger
+from jobqueue_operator.victims import PodView
+from jobqueue_simulator.engine import ClusterView, Timer
+from jobqueue_simulator.keda_model import KedaModel
+from jobqueue_simulator.scaledobject import KedaConfig, Rules, ScalingPolicy, Trigger
 
 #: Ceil that forgives float noise, so 10.000000000000002 jobs per pod is 10 pods, not 11.
 _EPS = 1e-9
@@ -34,22 +36,38 @@ def _ceil(x: float) -> int:
 class OperatorPolicy:
     """The seeds' threshold policy: the operator's ``decide`` with the JobQueue's resolved spec.
 
-    State kept between ticks mirrors ``reconcile.Loop``: the last scale-up and
-    scale-down times, set only when the replica count actually changes.
+    State kept between ticks mirrors the operator's loop: the last scale-up and
+    scale-down times, set only when the capacity changes, and the Pods drained.
+    With ``scaleDown.drainChosenPods`` (the default) a scale-down drains first
+    and lowers ``/scale`` only by idle drained Pods (``victims.plan_drain``);
+    without it, the chosen Pods are removed at once (``victims.choose_victims``)
+    and finish their jobs within the grace period.
     """
 
     label = "threshold (operator)"
-    #: The operator writes pod-deletion-cost on the pods it chose before a scale-down.
-    sets_deletion_cost = True
 
-    def __init__(self, spec: EffectiveSpec, interval_s: float) -> None:
+    def __init__(self, spec: EffectiveSpec, interval_s: float, *, drain: bool = True) -> None:
         self.spec = spec
+        self.drain = drain
         self.interval_s = interval_s
         self.last_up: float | None = None
         self.last_down: float | None = None
         self.decisions: list[operator_policy.Decision] = []
         self._counters = CounterWindow()
         self._last_busy: float | None = None
+        self._drained: Mapping[str, float] = {}
+        self._listed: frozenset[str] = frozenset()
+        self._costs: dict[str, int] = {}
+        self._capacity = 0
+
+    def drain_requests(self) -> frozenset[str]:
+        return self._listed
+
+    def deletion_costs(self) -> dict[str, int]:
+        return self._costs
+
+    def capacity(self) -> int:
+        return self._capacity
 
     def timers(self) -> Sequence[Timer]:
         return (Timer("operator", self.interval_s, self.interval_s),)
@@ -81,26 +99,57 @@ class OperatorPolicy:
             last_busy_at=self._last_busy,
             counters=counters,
             pod_concurrency=view.concurrency,
-            worker_loads=tuple(
-                operator_policy.WorkerLoad(f"pod-{i}", "busy", jobs, busy_s, longest_s=longest_s)
-                for i, (jobs, busy_s, longest_s) in enumerate(view.pod_loads)
-            ),
+            worker_loads=_loads(view),
         )
 
     def on_tick(self, timer: str, view: ClusterView) -> int | None:
-        observation = self._observe(view)
+        pods = tuple(PodView(p.name, p.ready) for p in view.pods)
+        live = {p.name for p in pods}
+        drained = {name: at for name, at in self._drained.items() if name in live}
+        capacity = victims.drained_capacity(view.replicas, drained)
+        observation = victims.without_drained(self._observe(view), drained)
         # Attribute lookup at call time on purpose: the operator's function, whatever it is now.
         decision = operator_policy.decide(
-            self.spec, observation, view.replicas, self.last_up, self.last_down, view.now
+            self.spec, observation, capacity, self.last_up, self.last_down, view.now
         )
         self.decisions.append(decision)
-        if decision.desired == view.replicas:
-            return None
-        if decision.desired > view.replicas:
+        if decision.desired > capacity:
             self.last_up = view.now
-        else:
+        elif decision.desired < capacity:
             self.last_down = view.now
-        return decision.desired
+        if self.drain:
+            plan = victims.plan_drain(
+                pods,
+                _loads(view),
+                drained,
+                replicas=view.replicas,
+                desired=decision.desired,
+                now=view.now,
+            )
+            self._drained = plan.drained
+            self._listed = frozenset(plan.drained) | frozenset(plan.remove)
+            self._costs = dict(plan.costs)
+            self._capacity = victims.drained_capacity(plan.replicas, plan.drained)
+            replicas = plan.replicas
+        else:
+            replicas = decision.desired
+            self._capacity = replicas
+            self._costs = {}
+            if replicas < view.replicas:
+                chosen = victims.choose_victims(pods, _loads(view), view.replicas - replicas)
+                self._costs = dict(chosen.costs)
+        return None if replicas == view.replicas else replicas
+
+
+def _loads(view: ClusterView) -> tuple[operator_policy.WorkerLoad, ...]:
+    """The workers' heartbeats: every Ready pod's jobs, summed and longest run time."""
+    return tuple(
+        operator_policy.WorkerLoad(
+            p.name, "busy" if p.jobs else "idle", p.jobs, p.busy_s, longest_s=p.longest_s
+        )
+        for p in view.pods
+        if p.ready
+    )
 
 
 class OperatorSloPolicy(OperatorPolicy):
@@ -114,13 +163,19 @@ class OperatorSloPolicy(OperatorPolicy):
     label = "SLO (operator)"
 
     def __init__(
-        self, spec: EffectiveSpec, interval_s: float, *, max_wait_s: float, concurrency: int
+        self,
+        spec: EffectiveSpec,
+        interval_s: float,
+        *,
+        max_wait_s: float,
+        concurrency: int,
+        drain: bool = True,
     ) -> None:
         if spec.slo_max_wait_s is None:
             spec = dataclasses.replace(
                 spec, slo_max_wait_s=max_wait_s, concurrency_per_pod=concurrency
             )
-        super().__init__(spec, interval_s)
+        super().__init__(spec, interval_s, drain=drain)
 
 
 @dataclass(frozen=True, slots=True)

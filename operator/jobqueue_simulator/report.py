@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.table import Table
 
-from jobqueue_operator.simulator.engine import SimResult
+from jobqueue_simulator.engine import SimResult
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,17 +11,17 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from jobqueue_operator.simulator.engine import Policy, ServiceModel, SimConfig, SimResult, simulate
-from jobqueue_operator.simulator.keda_model import KedaModel
-from jobqueue_operator.simulator.policies import (
+from jobqueue_simulator.engine import Policy, ServiceModel, SimConfig, SimResult, simulate
+from jobqueue_simulator.keda_model import KedaModel
+from jobqueue_simulator.policies import (
     KedaHpaModel,
     KedaSettings,
     OperatorPolicy,
     OperatorSloPolicy,
 )
-from jobqueue_operator.simulator.scaledobject import KedaConfig
-from jobqueue_operator.simulator.spec_file import LoadedSpec
-from jobqueue_operator.simulator.traces import Trace
+from jobqueue_simulator.scaledobject import KedaConfig
+from jobqueue_simulator.spec_file import LoadedSpec
+from jobqueue_simulator.traces import Trace
 
 
 class PolicyName(enum.StrEnum):
@@ -59,8 +59,9 @@ class Scenario:
 def build_policy(name: PolicyName, spec: LoadedSpec, scenario: Scenario) -> Policy:
     """A fresh policy object for one run."""
     eff = spec.effective
+    drain = spec.spec.scale_down.drain_chosen_pods
     if name is PolicyName.THRESHOLD:
-        return OperatorPolicy(eff, spec.polling_interval_s)
+        return OperatorPolicy(eff, spec.polling_interval_s, drain=drain)
     if name is PolicyName.KEDA:
         return KedaHpaModel(eff.min_replicas, eff.max_replicas, scenario.keda)
     if name is PolicyName.KEDA_TUNED:
@@ -72,6 +73,7 @@ def build_policy(name: PolicyName, spec: LoadedSpec, scenario: Scenario) -> Poli
         spec.polling_interval_s,
         max_wait_s=scenario.max_wait_s if scenario.max_wait_s is not None else eff.up_latency_s,
         concurrency=scenario.concurrency,
+        drain=drain,
     )
 
 

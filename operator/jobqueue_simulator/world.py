@@ -10,7 +10,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class Distribution(enum.StrEnum):
@@ -118,9 +118,19 @@ class ClusterView:
     completed_total: int
     completed_service_s: float
     concurrency: int = 1
-    #: (jobs, summed run time, longest run time) of each pod running a job: what
-    #: the workers' heartbeats show the operator.
-    pod_loads: tuple[tuple[int, float, float], ...] = ()
+    #: Every pod, as the API server and the workers' heartbeats show the operator.
+    pods: tuple[PodState, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PodState:
+    """One pod: its name, whether it is Ready, and its jobs (count, summed and longest run)."""
+
+    name: str
+    ready: bool
+    jobs: int = 0
+    busy_s: float = 0.0
+    longest_s: float = 0.0
 
 
 class Policy(Protocol):
@@ -140,9 +150,31 @@ class Policy(Protocol):
         ...
 
 
-def honours_deletion_cost(policy: object) -> bool:
-    """Whether the policy writes pod-deletion-cost before a scale-down (the operator does)."""
-    return bool(getattr(policy, "sets_deletion_cost", False))
+def pod_name(pid: int) -> str:
+    """The name a simulated pod goes by in drain requests and deletion costs."""
+    return f"pod-{pid}"
+
+
+@runtime_checkable
+class PodChoosingPolicy(Protocol):
+    """A policy that also acts on pods, as the operator does (read after every tick)."""
+
+    def drain_requests(self) -> frozenset[str]:
+        """The pods listed in the drain hash now: they finish their jobs and fetch nothing."""
+        ...
+
+    def deletion_costs(self) -> dict[str, int]:
+        """``pod-deletion-cost`` per pod: the ReplicaSet removes the lowest first."""
+        ...
+
+    def capacity(self) -> int:
+        """The replicas it counts on after its last tick: those written, drained apart."""
+        ...
+
+
+def chooses_pods(policy: object) -> PodChoosingPolicy | None:
+    """The policy as a :class:`PodChoosingPolicy`, or None for one blind to pods (KEDA)."""
+    return policy if isinstance(policy, PodChoosingPolicy) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,13 +190,13 @@ class Sample:
 
 @dataclass(frozen=True, slots=True)
 class ScaleEvent:
-    """One write of the replica count (a ``/scale`` patch)."""
+    """One change of the capacity a policy counts on: a ``/scale`` write, or a drain
+    requested or withdrawn (the replicas that fetch, drained pods apart)."""
 
     t: float
     from_replicas: int
     to_replicas: int
     timer: str
-    interrupted: int
 
 
 @dataclass(frozen=True, slots=True)

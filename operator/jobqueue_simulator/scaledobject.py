@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from jobqueue_operator.simulator.formula import Formula, FormulaError, parse_formula
+from jobqueue_simulator.formula import Formula, FormulaError, parse_formula
 
 QUANTITIES = {
     "waiting": "waiting",

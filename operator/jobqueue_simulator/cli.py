@@ -2,7 +2,7 @@
 
 Exposed as a typer app (``app``, with the ``simulate`` command) so the
 ``jobqueue`` CLI can mount it, and runnable as ``python -m
-jobqueue_operator.simulator simulate ...``. The command function is
+jobqueue_simulator simulate ...``. The command function is
 :func:`simulate`; registering it on another typer app is one line
 (``other.command("simulate")(simulate)``).
 """
@@ -19,13 +19,13 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from jobqueue_operator.settings import OperatorSettings
-from jobqueue_operator.simulator import report
-from jobqueue_operator.simulator.compare import ALL_POLICIES, PolicyName, Scenario, compare
-from jobqueue_operator.simulator.engine import Distribution, ServiceModel
-from jobqueue_operator.simulator.policies import KedaSettings
-from jobqueue_operator.simulator.scaledobject import ScaledObjectError, load_scaled_object
-from jobqueue_operator.simulator.spec_file import SpecError, load_spec
-from jobqueue_operator.simulator.traces import TraceError, load_trace
+from jobqueue_simulator import report
+from jobqueue_simulator.compare import ALL_POLICIES, PolicyName, Scenario, compare
+from jobqueue_simulator.engine import Distribution, ServiceModel
+from jobqueue_simulator.policies import KedaSettings
+from jobqueue_simulator.scaledobject import ScaledObjectError, load_scaled_object
+from jobqueue_simulator.spec_file import SpecError, load_spec
+from jobqueue_simulator.traces import TraceError, load_trace
 
 app = typer.Typer(
     help="Offline simulation of queue autoscaling policies.",

@@ -12,8 +12,8 @@ import random
 
 from jobqueue_operator import policy as operator_policy
 from jobqueue_operator.models import EffectiveSpec
-from jobqueue_operator.simulator.engine import Distribution, ServiceModel, SimConfig, simulate
-from jobqueue_operator.simulator.policies import OperatorPolicy, OperatorSloPolicy
+from jobqueue_simulator.engine import Distribution, ServiceModel, SimConfig, simulate
+from jobqueue_simulator.policies import OperatorPolicy, OperatorSloPolicy
 
 SPEC = EffectiveSpec(
     min_replicas=0,

@@ -21,10 +21,13 @@ What is modelled, and why this way:
   finishes its jobs within ``grace_s`` (the pod's termination grace period) and
   costs replica-seconds until then. A job still running when the grace ends is
   *interrupted* and goes back to the head of the queue (its work lost).
-* **Which pods go**: the ReplicaSet's ranking (not-Ready first, then Ready for a
-  shorter time in log₂ buckets, ties at random), blind to jobs; for a policy that
-  writes pod-deletion-cost (the operator), idle pods first, then the pods whose
-  oldest job is youngest.
+* **Drain requests** (a policy that chooses pods, as the operator does): a pod
+  the policy lists fetches nothing from the moment of the tick (the worker's
+  step script reads the drain hash atomically) but runs, counts in the replicas
+  and costs until it is removed; withdrawn, its free slots fetch again.
+* **Which pods go**: the ReplicaSet's ranking: not-Ready first, then the lowest
+  ``pod-deletion-cost`` (written by a policy that chooses pods), then Ready for
+  a shorter time in log₂ buckets, ties at random; blind to jobs.
 * **Decisions** happen only on the policy's own timers; a write takes effect
   ``actuation_s`` later, and the queue figures a policy reads are ``staleness_s``
   old. Arrivals, completions, pods becoming ready and grace periods ending are
@@ -46,9 +49,10 @@ import random
 from collections import deque
 from collections.abc import Sequence
 
-from jobqueue_operator.simulator.world import (
+from jobqueue_simulator.world import (
     ClusterView,
     Distribution,
+    PodState,
     Policy,
     Sample,
     ScaleEvent,
@@ -56,7 +60,8 @@ from jobqueue_operator.simulator.world import (
     SimConfig,
     SimResult,
     Timer,
-    honours_deletion_cost,
+    chooses_pods,
+    pod_name,
 )
 
 __all__ = [
@@ -69,7 +74,6 @@ __all__ = [
     "SimConfig",
     "SimResult",
     "Timer",
-    "honours_deletion_cost",
     "simulate",
 ]
 
@@ -133,7 +137,9 @@ class _Run:
         self.queue: deque[int] = deque()  # job ids; ids follow enqueue time
         self.pods: dict[int, _Pod] = {}
         self.draining: dict[int, _Pod] = {}  # removed, finishing their jobs
-        self.by_cost = honours_deletion_cost(policy)
+        self.chooser = chooses_pods(policy)
+        self.drained: set[int] = set()  # listed in the drain hash: fetch nothing
+        self.costs: dict[str, int] = {}
         self.next_pid = 0
         self.free: deque[tuple[int, int]] = deque()  # (pod, slot), longest-idle first
         self.attempt = [0] * len(self.arrivals)
@@ -227,14 +233,15 @@ class _Run:
         self.completed += 1
         self.completed_service += self.service[job]
         if pod_id in self.pods:
-            self.free.append((pod_id, slot))
+            if pod_id not in self.drained:
+                self.free.append((pod_id, slot))
         elif not pod.running:
             del self.draining[pod_id]  # drained: the pod exits before its grace ends
         self._dispatch()
 
     def _on_ready(self, pod_id: int) -> None:
-        if pod_id not in self.pods:
-            return  # removed before it became ready
+        if pod_id not in self.pods or pod_id in self.drained:
+            return  # removed before it became ready, or drained: fetches nothing
         self.free.extend((pod_id, slot) for slot in range(self.config.concurrency))
         self._dispatch()
 
@@ -251,14 +258,45 @@ class _Run:
         if stale is not None:
             # old queue figures, but the clock and the replica count of now
             view = dataclasses.replace(stale, now=view.now, replicas=view.replicas)
+        before = self._capacity(view.replicas)
         desired = self.policy.on_tick(timer.name, view)
+        # drain requests and deletion costs are written before /scale is
+        self._apply_drains()
+        written = view.replicas
         if desired is not None and desired != view.replicas:
+            written = max(0, desired)
             if self.config.actuation_s > 0:
-                self.pending = (max(0, desired), timer.name)
-                self._push(self.now + self.config.actuation_s, _APPLY, max(0, desired), index)
+                self.pending = (written, timer.name)
+                self._push(self.now + self.config.actuation_s, _APPLY, written, index)
             else:
-                self._scale(max(0, desired), timer.name)
+                self._scale(written)
+        after = self._capacity(written)
+        if after != before:
+            self.events.append(ScaleEvent(self.now, before, after, timer.name))
         self._schedule(index, self.now + timer.period_s)
+
+    def _capacity(self, written: int) -> int:
+        """What the policy counts on: the count written, or its own figure if it drains."""
+        return written if self.chooser is None else self.chooser.capacity()
+
+    def _apply_drains(self) -> None:
+        """Drained pods stop fetching; withdrawn ones fetch again with their free slots."""
+        if self.chooser is None:
+            return
+        self.costs = self.chooser.deletion_costs()
+        listed = self.chooser.drain_requests()
+        wanted = {pid for pid in self.pods if pod_name(pid) in listed}
+        if wanted - self.drained:
+            self.free = deque(s for s in self.free if s[0] not in wanted)
+        for pid in self.drained - wanted:
+            pod = self.pods[pid]
+            if pod.ready_at <= self.now:
+                busy = pod.running.keys()
+                self.free.extend(
+                    (pid, slot) for slot in range(self.config.concurrency) if slot not in busy
+                )
+        self.drained = wanted
+        self._dispatch()
 
     def _on_apply(self, desired: int, index: int) -> None:
         """The ReplicaSet acts on the last written count (a newer write replaces it)."""
@@ -266,7 +304,7 @@ class _Run:
             return
         self.pending = None
         if desired != len(self.pods):
-            self._scale(desired, self.timers[index].name)
+            self._scale(desired)
 
     def _on_kill(self, pod_id: int) -> None:
         """The grace period ended: whatever still runs on the pod is lost and re-queued."""
@@ -292,8 +330,8 @@ class _Run:
         while self.queue and self.free:
             pod_id, slot = self.free.popleft()
             pod = self.pods.get(pod_id)
-            if pod is None:
-                continue  # the slot's pod was removed
+            if pod is None or pod_id in self.drained:
+                continue  # the slot's pod was removed, or fetches nothing
             job = self.queue.popleft()
             self.attempt[job] += 1
             self.started_at[job] = self.now
@@ -311,15 +349,13 @@ class _Run:
         else:
             self._push(ready_at, _READY, pod.pid)
 
-    def _scale(self, desired: int, timer: str) -> None:
+    def _scale(self, desired: int) -> None:
         current = len(self.pods)
-        interrupted = 0
         if desired > current:
             for _ in range(desired - current):
                 self._add_pod(ready_at=self.now + self._startup())
         else:
-            interrupted = self._remove(current - desired)
-        self.events.append(ScaleEvent(self.now, current, desired, timer, interrupted))
+            self._remove(current - desired)
         self._dispatch()
 
     def _startup(self) -> float:
@@ -328,34 +364,26 @@ class _Run:
             return cfg.startup_delay_s
         return self.startup_rng.lognormvariate(math.log(cfg.startup_delay_s), cfg.startup_sigma)
 
-    def _remove(self, count: int) -> int:
-        """Remove ``count`` pods; they drain. Returns 0: jobs are lost only when the grace ends.
-
-        Without deletion cost the ReplicaSet's ranking picks (blind to jobs); with
-        it (the operator writes it on the pods it chose), the pods with the fewest
-        running jobs go first.
-        """
+    def _remove(self, count: int) -> None:
+        """Remove ``count`` pods, chosen by the ReplicaSet; they finish their jobs within
+        the grace period (jobs are lost only when it ends)."""
         ranked = sorted(self.pods.values(), key=self._deletion_rank)
         for pod in ranked[:count]:
             del self.pods[pod.pid]
+            self.drained.discard(pod.pid)
             if pod.running:
                 self.draining[pod.pid] = pod
                 self._push(self.now + self.config.grace_s, _KILL, pod.pid)
-        return 0
 
-    def _deletion_rank(self, pod: _Pod) -> tuple[int, int, float, float, int, float]:
-        """Lower goes first: not Ready; then, where costs are set, idle pods and then the
-        shortest longest-running job, then the least run time (the operator's choice);
-        then Ready for less time."""
+    def _deletion_rank(self, pod: _Pod) -> tuple[int, int, int, float]:
+        """The ReplicaSet's order, lower goes first: not Ready; the lowest
+        pod-deletion-cost; Ready for less time (log₂ buckets); at random."""
         tie = self.rng.random()
         if pod.ready_at > self.now:
-            return (0, 0, 0.0, 0.0, 0, tie)
+            return (0, 0, 0, tie)
         ready_for = self.now - pod.ready_at
         bucket = int(math.log2(ready_for)) if ready_for >= 1.0 else 0
-        if not self.by_cost:
-            return (1, 0, 0.0, 0.0, bucket, tie)
-        runs = [self.now - self.started_at[job] for job in pod.running.values()] or [0.0]
-        return (1, 1 if pod.running else 0, max(runs), sum(runs), bucket, tie)
+        return (1, self.costs.get(pod_name(pod.pid), 0), bucket, tie)
 
     def _requeue(self, jobs: list[int]) -> None:
         """Put interrupted jobs back at the head, keeping the queue sorted by enqueue order."""
@@ -381,11 +409,10 @@ class _Run:
             completed_total=self.completed,
             completed_service_s=self.completed_service,
             concurrency=self.config.concurrency,
-            pod_loads=tuple(
-                (len(p.running), sum(runs), max(runs))
+            pods=tuple(
+                PodState(pod_name(p.pid), p.ready_at <= now, len(p.running), sum(runs), max(runs))
                 for p in self.pods.values()
-                if p.running
-                for runs in [[now - self.started_at[j] for j in p.running.values()]]
+                for runs in [[now - self.started_at[j] for j in p.running.values()] or [0.0]]
             ),
         )
 

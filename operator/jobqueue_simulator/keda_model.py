@@ -29,8 +29,8 @@ import math
 from collections import deque
 from collections.abc import Sequence
 
-from jobqueue_operator.simulator.engine import ClusterView, Timer
-from jobqueue_operator.simulator.scaledobject import KedaConfig, Rules
+from jobqueue_simulator.engine import ClusterView, Timer
+from jobqueue_simulator.scaledobject import KedaConfig, Rules
 
 _EPS = 1e-9
 
