@@ -24,11 +24,13 @@ from typing import Any
 import kopf
 
 from jobqueue_operator import admission, metrics, readiness
+from jobqueue_operator.claims import Claim
 from jobqueue_operator.defaults_source import DefaultsSource
-from jobqueue_operator.kube import GROUP, PLURAL, VERSION, Kube, KubeError
+from jobqueue_operator.kube import GROUP, PLURAL, VERSION, Kube
 from jobqueue_operator.leader import LeaderElector
 from jobqueue_operator.observe import RedisPools
-from jobqueue_operator.reconcile import DEFAULT_INTERVAL_S, Claim, Context, Loop
+from jobqueue_operator.ports import KubeError
+from jobqueue_operator.reconcile import DEFAULT_INTERVAL_S, Context, Loop
 from jobqueue_operator.settings import OperatorSettings
 from jobqueue_protocol import logformat
 
@@ -61,9 +63,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     kube = await Kube.connect()
     defaults = DefaultsSource(config)
     await defaults.refresh(kube)
+    pools = memo["pools"] = RedisPools(config.redis_max_connections)
+    memo["kube"] = kube
     ctx = memo["ctx"] = Context(
         kube=kube,
-        pools=RedisPools(config.redis_max_connections),
+        queues_for=pools.queues_for,
         settings=defaults.current,
         defaults_source=defaults.origin,
     )
@@ -104,10 +108,12 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
     runner = memo.get("readiness")
     if runner is not None:
         await runner.cleanup()
-    ctx: Context | None = memo.get("ctx")
-    if ctx is not None:
-        await ctx.pools.close()
-        await ctx.kube.close()
+    pools: RedisPools | None = memo.get("pools")
+    if pools is not None:
+        await pools.close()
+    kube: Kube | None = memo.get("kube")
+    if kube is not None:
+        await kube.close()
 
 
 TargetKey = tuple[str, str]  # (namespace, Deployment name)
@@ -171,9 +177,7 @@ async def scale_loop(
                     await stopped.wait(STANDBY_POLL_S)
                     continue
                 if loop is None:
-                    loop = Loop.from_status(
-                        ctx, namespace, name, body.get("status") or {}, claims_on
-                    )
+                    loop = Loop(ctx, namespace, name, body.get("status") or {}, claims_on)
                     _LOOPS[loop.owner] = loop
                 try:
                     interval = await loop.tick(body)

@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import socket
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +36,8 @@ import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from jobqueue_operator.models import parse_quantity
+from jobqueue_operator.ports import KubeError, LeaseView, ObjectRef, SecretError
+from jobqueue_operator.quantity import parse_quantity
 from jobqueue_operator.victims import PodView
 
 GROUP = "jobqueue.dev"
@@ -55,34 +55,6 @@ WATCH_GRACE_S = 15
 WATCH_RETRY_S = (1.0, 60.0)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseView:
-    """What leader election reads and writes of a Lease; ``version`` is its resourceVersion."""
-
-    holder: str
-    duration_s: int
-    renewed: str = ""
-    transitions: int = 0
-    version: str = ""
-
-
-class KubeError(Exception):
-    """An API call failed in a way the loop reports as a condition and retries."""
-
-
-class SecretError(Exception):
-    """The Redis password Secret or its key is missing or unreadable."""
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectRef:
-    """The JobQueue an Event is about."""
-
-    namespace: str
-    name: str
-    uid: str | None
 
 
 async def load_configuration() -> client.Configuration:

@@ -21,7 +21,7 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from jobqueue_operator.models import OperatorDefaults
+from jobqueue_operator.effective import OperatorDefaults
 
 
 def _env(name: str) -> AliasChoices:

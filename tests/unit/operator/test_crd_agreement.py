@@ -17,14 +17,10 @@ import pytest
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from jobqueue_operator.models import (
-    InvalidSpecError,
-    JobQueueSpec,
-    JobQueueStatus,
-    OperatorDefaults,
-    resolve,
-)
+from jobqueue_operator.effective import InvalidSpecError, OperatorDefaults, resolve
+from jobqueue_operator.models import JobQueueSpec
 from jobqueue_operator.settings import OperatorSettings
+from jobqueue_operator.status_models import JobQueueStatus
 
 ROOT = Path(__file__).resolve().parents[3]
 CRD = yaml.safe_load((ROOT / "crds" / "jobqueues.yaml").read_text())

@@ -5,14 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from jobqueue_operator.models import (
-    PRIORITY_BOUNDS,
-    InvalidSpecError,
-    JobQueueSpec,
-    OperatorDefaults,
-    PriorityClass,
-    resolve,
-)
+from jobqueue_operator.effective import InvalidSpecError, OperatorDefaults, resolve
+from jobqueue_operator.models import PRIORITY_BOUNDS, JobQueueSpec, PriorityClass
 from jobqueue_operator.settings import OperatorSettings
 
 BASE = {"scaleTargetRef": {"name": "w"}, "redis": {"host": "r"}, "queues": ["q"]}
@@ -127,7 +121,7 @@ def test_bad_setting_fails_naming_the_variable(monkeypatch: pytest.MonkeyPatch) 
     ],
 )
 def test_parse_quantity(text: object, value: float | None) -> None:
-    from jobqueue_operator.models import parse_quantity
+    from jobqueue_operator.quantity import parse_quantity
 
     assert parse_quantity(text) == value
 
