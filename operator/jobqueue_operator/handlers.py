@@ -6,7 +6,8 @@ JobQueue's own polling interval. kopf starts a daemon when a JobQueue appears
 deleted; the live ``body`` means a spec change is seen on the next tick.
 
 Nothing kopf would write into ``status`` is used: the loop patches only the
-fields the CRD declares (``style.md`` §6). kopf's own Events from log lines are
+fields the CRD declares, because the API server prunes every undeclared field
+of a structural schema without an error. kopf's own Events from log lines are
 off; the loop posts its own, one per scale and one per change of trouble.
 """
 
@@ -49,7 +50,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     config = OperatorSettings()
     # Our own Events only: kopf would otherwise post one per log line.
     settings.posting.enabled = False
-    # Our group's names for kopf's bookkeeping, as crate-operator does.
+    # Our group's names for kopf's bookkeeping, so its annotations say whose they are.
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(

@@ -78,8 +78,8 @@ def skip_netrc_lookups(api: client.ApiClient) -> bool:
 
     kubernetes_asyncio opens its aiohttp session with ``trust_env=True``, and aiohttp
     then looks up netrc credentials for each request that has no ``auth=`` (ours carry
-    a bearer token or a client certificate, never netrc). At 1,000 JobQueues that
-    thread hop was about a fifth of the operator's CPU (BENCHMARKS.md). ``trust_env``
+    a bearer token or a client certificate, never netrc). With many JobQueues that
+    thread hop per request is a large share of the operator's CPU (BENCHMARKS.md). ``trust_env``
     also enables the proxy variables, so it stays on when one of them is set.
     Returns whether the lookups are now off.
     """

@@ -1,9 +1,9 @@
 """Every Prometheus series of the operator, defined once.
 
 Labels are ``namespace`` and ``jobqueue`` (plus a closed set like ``direction``),
-never anything unbounded or secret. KEDA leaves replica counts to
-kube-state-metrics; here current and desired replicas sit next to the signal that
-moved them.
+never anything unbounded or secret. Current and desired replicas sit next to
+the signal that moved them, so one dashboard explains a scale without a second
+exporter for the Deployment's replicas.
 """
 
 from __future__ import annotations

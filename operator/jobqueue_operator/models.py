@@ -19,7 +19,8 @@ from jobqueue_operator.camel_model import CamelModel as _Model
 from jobqueue_operator.camel_model import K8sName
 from jobqueue_operator.redis_spec import RedisConnection
 
-#: Annotation that pauses a JobQueue like ``spec.paused: true`` (KEDA's habit).
+#: Annotation that pauses a JobQueue like ``spec.paused: true``, for a tool (or a
+#: person during an incident) that may annotate but should not own the spec.
 PAUSED_ANNOTATION = "jobqueue.dev/paused"
 
 #: Queue names become part of Redis keys inside a ``{queue}`` hash tag, so no braces.
@@ -39,8 +40,9 @@ class PriorityClass(enum.StrEnum):
     BACKGROUND = "background"
 
 
-#: Default (min, max) replicas per priority class. The seeds give the ends
-#: (critical 2..20, background 1..5); normal is the seeds' 1..10.
+#: Default (min, max) replicas per priority tier: a critical queue keeps two workers
+#: so one can fail without a gap, a background queue may not take more than a few;
+#: normal is the operator-wide 1..10.
 PRIORITY_BOUNDS: dict[PriorityClass, tuple[int, int]] = {
     PriorityClass.CRITICAL: (2, 20),
     PriorityClass.HIGH: (1, 15),
@@ -227,7 +229,7 @@ class EffectiveSpec:
     fallback_replicas: int | None
     fallback_threshold: int
     paused: bool
-    #: With ``paused``: the count to set and then hold (KEDA's paused-replicas);
+    #: With ``paused``: the count to set and then hold;
     #: ``None`` holds whatever runs.
     paused_replicas: int | None = None
     #: Scale down below the busy workers (and to zero with jobs in flight); the

@@ -1,9 +1,10 @@
 """The operator's only Redis module: pooled clients, one stats read per poll, pattern SCANs.
 
-KEDA keeps one client per trigger and has leaked connections for it
-(kedacore/keda#6266). Here every JobQueue that points at the same endpoint
-(address, db, user, password, TLS) shares one client and its connection pool;
-the client is closed when the last JobQueue using it lets go. A poll is one call
+A client per JobQueue would open connections in proportion to the JobQueues
+and leak them whenever a JobQueue's loop ends without closing its own. Here every
+JobQueue that points at the same endpoint (address, db, user, password, TLS)
+shares one client and its connection pool; the client is closed when the last
+JobQueue using it lets go. A poll is one call
 of :func:`jobqueue_protocol.stats.queue_stats`, i.e. one pipelined round trip
 for all of a JobQueue's queues, with no Lua (a read-only ACL user is enough).
 
@@ -126,8 +127,8 @@ class RedisPools:
         """A client on a *blocking* pool: a poll waits for a free connection.
 
         Many JobQueues share one endpoint's pool; a plain pool raises
-        MaxConnectionsError when every connection is busy, which the operator
-        benchmark saw as failed polls (and held scaling) at 300 JobQueues.
+        MaxConnectionsError when every connection is busy, which shows as failed
+        polls (and held scaling) once there are more JobQueues than connections.
         Waiting up to the endpoint's timeout turns that into a short queue.
         """
         cert_reqs = ssl.CERT_REQUIRED if ep.verify else ssl.CERT_NONE

@@ -1,8 +1,9 @@
 """The status patch of a JobQueue, as a pure function of one tick's outcome.
 
-Everything written here is declared in the CRD's status schema: a structural
-schema prunes undeclared fields silently, so kopf's habit of storing handler
-results in status is not used (``style.md`` §6).
+Everything written here is declared in the CRD's status schema (the pydantic
+``status_models.JobQueueStatus`` is that schema): a structural schema prunes
+undeclared fields silently, so kopf's habit of storing handler results in
+status is not used.
 
 The last scale times live in status, not in memory, so a restarted operator
 keeps its cooldowns. ``decisions`` keeps the last :data:`MAX_DECISIONS` decisions

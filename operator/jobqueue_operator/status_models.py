@@ -14,7 +14,7 @@ from jobqueue_operator.camel_model import CamelModel as _Model
 
 
 class Condition(_Model):
-    """A Kubernetes-style condition (KEP-1623)."""
+    """A condition in the shape of ``metav1.Condition``, so kubectl and tools read it."""
 
     type: str
     status: Literal["True", "False", "Unknown"]

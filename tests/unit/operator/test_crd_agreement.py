@@ -217,7 +217,7 @@ def test_example_validates_against_crd_and_model(path: Path) -> None:
     resolve(spec, OperatorDefaults(), paused=False)
 
 
-def test_there_are_examples_for_the_seeds_queues() -> None:
+def test_there_are_examples_for_the_queues_of_the_email_pipeline_and_friends() -> None:
     queues = {q for p in EXAMPLES for q in yaml.safe_load(p.read_text())["spec"]["queues"]}
     for expected in (
         "email:processing:high",

@@ -72,7 +72,7 @@ def test_resolved_contradiction_is_an_invalid_spec() -> None:
         resolve(spec(scaleUp={"queueDepth": 5}), OperatorDefaults(), paused=False)
 
 
-def test_settings_read_the_seeds_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_read_the_unprefixed_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {
         "SCALE_UP_QUEUE_DEPTH": "250",
         "SCALE_UP_QUEUE_LATENCY": "12.5",
