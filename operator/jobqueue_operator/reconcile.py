@@ -36,7 +36,7 @@ from jobqueue_operator import metrics
 from jobqueue_operator.act import Actor
 from jobqueue_operator.claims import ClaimsOn, HpaClaims, no_claims
 from jobqueue_operator.effective import InvalidSpecError, resolve
-from jobqueue_operator.gather import Gatherer
+from jobqueue_operator.gather import Gatherer, Queues, Target
 from jobqueue_operator.models import PAUSED_ANNOTATION, EffectiveSpec, JobQueueSpec
 from jobqueue_operator.observation import CounterWindow
 from jobqueue_operator.policy import Decision, MetricsMissing, Observation, decide
@@ -73,6 +73,16 @@ class Context:
 
     def __post_init__(self) -> None:
         self.hpas = HpaClaims(self.kube)
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What the gather phase read: the target, an unsettled scale-down's Pods, the queues."""
+
+    base: Tick
+    target: Target
+    pods: list[PodView] | KubeError | None
+    queues: Queues | Problem
 
 
 class Loop:
@@ -142,42 +152,66 @@ class Loop:
         if isinstance(parsed, Tick):
             return parsed
         spec, effective, base = parsed
+        seen = await self._gather(spec, meta.get("creationTimestamp", ""), base)
+        if isinstance(seen, Tick):
+            return seen
+        # An earlier scale-down settles once its Pods went (decide, then act).
+        base = seen.base
+        if isinstance(seen.pods, list):
+            base = await self._settle(base, seen.pods)
+        if isinstance(seen.queues, Problem):
+            return replace(base, problem=seen.queues)
+        await self.act.withdraw(self.scale_down)
+        if seen.queues.expansion is not None:
+            base = replace(base, queue_discovery=discovery_record(seen.queues.expansion))
+        observation = seen.queues.observation
+        if isinstance(observation, Observation):
+            observation = self._with_rates(observation, now)
+            if _resource_triggers(effective):
+                observation = await self.gather.with_requests(
+                    observation, spec.scale_target_ref.name, now
+                )
+        decided = await self._decide_count(effective, observation, seen.target, base, spec)
+        if isinstance(decided, Tick):
+            return decided
+        tick, current = decided
+        if tick.decision is None or tick.decision.desired == current:
+            return tick
+        return await self._act(tick, spec, observation, current, tick.decision)
+
+    async def _gather(self, spec: JobQueueSpec, created: str, base: Tick) -> Seen | Tick:
+        """Every read the tick needs before it decides; a Tick when a problem ends it."""
         target = spec.scale_target_ref.name
-        # gather: the target and whether anybody else scales it
-        found = await self.gather.target(target, meta.get("creationTimestamp", ""), now)
+        found = await self.gather.target(target, created, base.now)
         if isinstance(found, Problem):
             return replace(base, problem=found)
         base = replace(base, current_replicas=found.replicas)
         if found.conflict is not None:
             return replace(base, problem=found.conflict)
-        # gather: the Pods of a scale-down that waits to settle, then the queues
         pods = await self.gather.pods(target) if self.scale_down.pending else None
-        queues = await self.gather.queue_poll(spec)
-        # decide and act: the earlier scale-down settles once its Pods went
-        if isinstance(pods, list):
-            base = await self._settle(base, pods)
-        if isinstance(queues, Problem):
-            return replace(base, problem=queues)
-        await self.act.withdraw(self.scale_down)
-        if queues.expansion is not None:
-            base = replace(base, queue_discovery=discovery_record(queues.expansion))
-        observation = queues.observation
-        if isinstance(observation, Observation):
-            observation = self._with_rates(observation, now)
-            if _resource_triggers(effective):
-                observation = await self.gather.with_requests(observation, target, now)
-        # decide: the replica count. A stamp from status written by a clock ahead of
-        # ours (another node, a clock stepped back) counts as now, once, instead of
-        # freezing scaling.
+        return Seen(base, found, pods, await self.gather.queue_poll(spec))
+
+    async def _decide_count(
+        self,
+        effective: EffectiveSpec,
+        observation: Observation | MetricsMissing,
+        target: Target,
+        base: Tick,
+        spec: JobQueueSpec,
+    ) -> tuple[Tick, int] | Tick:
+        """The policy's decision, made again from ``/scale`` when the watch's count may lag."""
+        now = base.now
+        # A stamp from status written by a clock ahead of ours (another node, a clock
+        # stepped back) counts as now, once, instead of freezing scaling.
         self.last_up, self.last_down = (
             None if t is None else min(t, now) for t in (self.last_up, self.last_down)
         )
-        current = found.replicas
+        current = target.replicas
         decision = self._decide(effective, observation, current, now)
-        if decision.desired != current and found.watched:
+        if decision.desired != current and target.watched:
             # About to write: decide from /scale itself, not from the watch's copy,
             # so a change the watch has not delivered yet cannot skew the step.
-            fresh = await self.gather.fresh_replicas(target)
+            fresh = await self.gather.fresh_replicas(spec.scale_target_ref.name)
             if isinstance(fresh, Problem):
                 return replace(base, problem=fresh)
             if fresh != current:
@@ -186,17 +220,23 @@ class Loop:
                 decision = self._decide(effective, observation, current, now)
         tick = replace(base, decision=decision, consecutive_failures=self.gather.failures)
         if isinstance(observation, Observation):
-            tick = replace(tick, observation=observation)
-        else:
-            tick = replace(tick, metrics_error=observation.error)
-        if decision.desired == current:
-            return tick
-        # act, only on a change
+            return replace(tick, observation=observation), current
+        return replace(tick, metrics_error=observation.error), current
+
+    async def _act(
+        self,
+        tick: Tick,
+        spec: JobQueueSpec,
+        observation: Observation | MetricsMissing,
+        current: int,
+        decision: Decision,
+    ) -> Tick:
+        """The writes of a change: the Pods of a scale-down first, then ``/scale``."""
         if decision.desired < current and isinstance(observation, Observation):
             tick = await self._choose_pods(tick, spec, observation, current, decision.desired)
         elif self.scale_down.scaling_up():
             await self.act.withdraw(self.scale_down)
-        return await self._scale(tick, target, current, decision)
+        return await self._scale(tick, spec.scale_target_ref.name, current, decision)
 
     def _decide(
         self,
