@@ -81,10 +81,11 @@ class Actor:
                 problems.append(str(exc))
         if problems:
             self._api_error("pods")
+        chosen = choice.selection
         drained: tuple[str, ...] = ()
         if choice.drain:
             try:
-                if await self.queues.request_drain(choice.drain, choice.at, ttl_s=DRAIN_TTL_S):
+                if await self.queues.request_drain(choice.drain, chosen.at, ttl_s=DRAIN_TTL_S):
                     drained = choice.drain
             except DrainError as exc:
                 problems.append(f"drain request failed: {exc}")
@@ -92,9 +93,9 @@ class Actor:
             "JobQueue %s: scaling %s down to %d; chosen to go: %s; kept busy: %s",
             self.owner,
             target,
-            choice.to_replicas,
-            ", ".join(choice.victims) or "-",
-            ", ".join(choice.protected) or "-",
+            chosen.to_replicas,
+            ", ".join(chosen.chosen) or "-",
+            ", ".join(chosen.protected) or "-",
         )
         return machine.chosen(choice, annotated=annotated, drained=drained, problems=problems)
 

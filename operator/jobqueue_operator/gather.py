@@ -25,6 +25,7 @@ from jobqueue_operator.ports import (
     Expansion,
     KubeError,
     KubePort,
+    PollRequest,
     QueuePort,
     QueueSource,
     SecretError,
@@ -127,13 +128,15 @@ class Gatherer:
                 password = await self._password(ref.name, ref.key)
             except SecretError as exc:
                 return Problem("SecretNotFound", str(exc))
-        poll = await self.queues.poll(
+        discovery = spec.queue_discovery
+        request = PollRequest(
             spec.redis,
             password,
             queue_sources(spec),
-            max_queues=spec.queue_discovery.max_queues,
-            refresh_every=spec.queue_discovery.refresh_every_polls,
+            discovery.max_queues,
+            discovery.refresh_every_polls,
         )
+        poll = await self.queues.poll(request)
         if poll.expansion is not None:
             self._expansion = poll.expansion if spec.weighted_queues else None
         if poll.observation is None:

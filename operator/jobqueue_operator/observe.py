@@ -37,13 +37,13 @@ from jobqueue_operator.ports import (
     DrainError,
     Expansion,
     MetricsUnavailableError,
+    PollRequest,
     QueuePoll,
     QueueSource,
     WatchedQueue,
 )
 from jobqueue_operator.queue_summary import queue_samples, summarise
 from jobqueue_operator.redis_endpoint import Endpoint, endpoint_for
-from jobqueue_operator.redis_spec import RedisConnection
 from jobqueue_protocol import keys
 from jobqueue_protocol.redis_health import startup_warnings_async
 from jobqueue_protocol.stats import QueueStats, queue_stats
@@ -177,24 +177,16 @@ class RedisQueues:
         self._patterns = PatternCache()
         self._drain: DrainTarget | None = None
 
-    async def poll(
-        self,
-        conn: RedisConnection,
-        password: str | None,
-        sources: tuple[QueueSource, ...],
-        *,
-        max_queues: int,
-        refresh_every: int,
-    ) -> QueuePoll:
+    async def poll(self, request: PollRequest) -> QueuePoll:
         """Expand the patterns (when due), then one round trip for every queue."""
-        endpoint = endpoint_for(conn, password)
+        endpoint = endpoint_for(request.conn, request.password)
         client = self._pools.client(self._owner, endpoint)
         try:
             expansion = await self._patterns.expand(
                 client,
-                sources,
-                max_queues=max_queues,
-                refresh_every=refresh_every,
+                request.sources,
+                max_queues=request.max_queues,
+                refresh_every=request.refresh_every,
                 timeout_s=endpoint.timeout_s,
             )
         except MetricsUnavailableError as exc:

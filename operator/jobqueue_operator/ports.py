@@ -90,6 +90,18 @@ class QueueSample:
 
 
 @dataclass(frozen=True, slots=True)
+class PollRequest:
+    """What one poll of a JobQueue's queues needs: where, the password, which queues."""
+
+    conn: RedisConnection
+    password: str | None
+    sources: tuple[QueueSource, ...]
+    #: ``spec.queueDiscovery``: the cap on queues and how often patterns are expanded.
+    max_queues: int
+    refresh_every: int
+
+
+@dataclass(frozen=True, slots=True)
 class QueuePoll:
     """One poll of a JobQueue's queues: the sum the policy reads, and each queue.
 
@@ -185,15 +197,7 @@ class KubePort(Protocol):
 class QueuePort(Protocol):
     """One JobQueue's side of Redis (``observe.RedisQueues``): its reads and drain writes."""
 
-    async def poll(
-        self,
-        conn: RedisConnection,
-        password: str | None,
-        sources: tuple[QueueSource, ...],
-        *,
-        max_queues: int,
-        refresh_every: int,
-    ) -> QueuePoll:
+    async def poll(self, request: PollRequest) -> QueuePoll:
         """Expand the patterns and read every queue; a Redis failure is in ``error``."""
         ...
 

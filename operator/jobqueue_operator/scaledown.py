@@ -24,7 +24,7 @@ through :meth:`ScaleDown.chosen` and :meth:`ScaleDown.withdrawn`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from jobqueue_operator.policy import WorkerLoad
 from jobqueue_operator.status import from_rfc3339, to_rfc3339
@@ -104,20 +104,14 @@ class PodSelection:
 class Choice:
     """What a scale-down asks ``act.py`` to write before ``/scale`` is lowered."""
 
-    at: float
-    from_replicas: int
-    to_replicas: int
-    victims: tuple[str, ...]
-    protected: tuple[str, ...]
+    #: The selection this becomes once written (nothing annotated or drained yet).
+    selection: PodSelection
     #: Pod → deletion cost to write (victims low, busy survivors high).
     costs: Mapping[str, int]
     #: Annotations of an earlier, unsettled choice that the new one does not keep.
     stale: tuple[str, ...]
     #: The Pods to list in the drain hashes (empty when draining is off).
     drain: tuple[str, ...]
-    #: The live Pods before the scale-down, to tell later which ones went.
-    before: tuple[str, ...]
-    note: str
 
 
 @dataclass
@@ -178,18 +172,11 @@ class ScaleDown:
         if self.selection is not None:  # an earlier choice that has not settled yet
             stale = tuple(sorted(set(self.selection.annotated) - set(plan.costs)))
             self.undrain.update(set(self.selection.drained) - set(plan.victims))
-        return Choice(
-            at=now,
-            from_replicas=current,
-            to_replicas=desired,
-            victims=plan.victims,
-            protected=plan.protected,
-            costs=dict(plan.costs),
-            stale=stale,
-            drain=plan.victims if drain else (),
-            before=tuple(p.name for p in pods if not p.terminating),
-            note=plan.note,
+        before = tuple(p.name for p in pods if not p.terminating)
+        proposed = PodSelection(
+            now, current, desired, plan.victims, plan.protected, (), before, plan.note
         )
+        return Choice(proposed, dict(plan.costs), stale, plan.victims if drain else ())
 
     def chosen(
         self,
@@ -201,15 +188,11 @@ class ScaleDown:
     ) -> PodSelectionRecord:
         """The writes of ``choice`` are done (some may have failed): it is now pending."""
         self.undrain.difference_update(drained)
-        self.selection = PodSelection(
-            at=choice.at,
-            from_replicas=choice.from_replicas,
-            to_replicas=choice.to_replicas,
-            chosen=choice.victims,
-            protected=choice.protected,
+        proposed = choice.selection
+        self.selection = replace(
+            proposed,
             annotated=tuple(annotated),
-            before=choice.before,
-            note="; ".join(filter(None, [choice.note, *problems[:3]])),
+            note="; ".join(filter(None, [proposed.note, *problems[:3]])),
             drained=tuple(drained),
         )
         return self.selection.record()

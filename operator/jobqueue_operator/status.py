@@ -90,23 +90,36 @@ def effective_record(eff: EffectiveSpec, source: str) -> EffectiveRecord:
         max_replicas=eff.max_replicas,
         defaults_source=source,
         scale_up=EffectiveScaleUp(
-            queue_depth=eff.up_depth,
-            queue_latency_seconds=eff.up_latency_s,
-            cooldown_seconds=eff.up_cooldown_s,
             max_step=eff.max_step,
-            cpu_percent=eff.up_cpu_pct,
-            memory_percent=eff.up_memory_pct,
+            **_thresholds(
+                eff.up_depth, eff.up_latency_s, eff.up_cooldown_s, eff.up_cpu_pct, eff.up_memory_pct
+            ),
         ),
         scale_down=EffectiveScaleDown(
-            queue_depth=eff.down_depth,
-            queue_latency_seconds=eff.down_latency_s,
-            cooldown_seconds=eff.down_cooldown_s,
             step=eff.down_step,
-            cpu_percent=eff.down_cpu_pct,
-            memory_percent=eff.down_memory_pct,
+            **_thresholds(
+                eff.down_depth,
+                eff.down_latency_s,
+                eff.down_cooldown_s,
+                eff.down_cpu_pct,
+                eff.down_memory_pct,
+            ),
         ),
         fallback_replicas=eff.fallback_replicas,
     )
+
+
+def _thresholds(
+    depth: int, latency_s: float, cooldown_s: float, cpu_pct: float | None, memory_pct: float | None
+) -> dict[str, Any]:
+    """The fields a scale-up and a scale-down record share."""
+    return {
+        "queue_depth": depth,
+        "queue_latency_seconds": latency_s,
+        "cooldown_seconds": cooldown_s,
+        "cpu_percent": cpu_pct,
+        "memory_percent": memory_pct,
+    }
 
 
 def discovery_record(found: Expansion) -> QueueDiscoveryRecord:

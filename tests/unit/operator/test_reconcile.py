@@ -20,11 +20,10 @@ from jobqueue_operator.ports import (
     DrainError,
     KubeError,
     ObjectRef,
+    PollRequest,
     QueuePoll,
-    QueueSource,
 )
 from jobqueue_operator.reconcile import Context, Loop
-from jobqueue_operator.redis_spec import RedisConnection
 from jobqueue_operator.scaledown import SETTLE_S
 from jobqueue_operator.settings import OperatorSettings
 from jobqueue_operator.status import to_rfc3339
@@ -134,15 +133,7 @@ class FakeQueues:
         self.fail_drain = False
         self.closed = False
 
-    async def poll(
-        self,
-        conn: RedisConnection,
-        password: str | None,
-        sources: tuple[QueueSource, ...],
-        *,
-        max_queues: int,
-        refresh_every: int,
-    ) -> QueuePoll:
+    async def poll(self, request: PollRequest) -> QueuePoll:
         self.polled = True
         if self.error:
             return QueuePoll(None, {}, None, self.error)

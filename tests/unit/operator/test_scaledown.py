@@ -25,8 +25,8 @@ def test_choose_names_the_idle_pods_protects_the_busy_one_and_drains_only_when_a
     machine = ScaleDown()
     on = machine.choose(PODS, LOADS, current=3, desired=1, now=NOW, drain=True)
     off = machine.choose(PODS, LOADS, current=3, desired=1, now=NOW, drain=False)
-    assert on.victims == ("w-c", "w-a"), "no heartbeat goes before idle"
-    assert on.protected == ("w-b",)
+    assert on.selection.chosen == ("w-c", "w-a"), "no heartbeat goes before idle"
+    assert on.selection.protected == ("w-b",)
     assert on.drain == ("w-c", "w-a")
     assert off.drain == ()
     assert on.stale == ()
@@ -74,7 +74,7 @@ def test_a_new_choice_replaces_an_unsettled_one_and_frees_what_it_no_longer_name
     machine = chosen_machine()
     loads = [WorkerLoad("w-a", "busy", 1, busy_s=30.0), WorkerLoad("w-b", "idle", 0)]
     choice = machine.choose(PODS[:2], loads, current=2, desired=1, now=NOW + 5, drain=True)
-    assert choice.victims == ("w-b",)
+    assert choice.selection.chosen == ("w-b",)
     assert choice.stale == ("w-c",), "w-c's cost is not part of the new plan"
     assert machine.undrain == {"w-a", "w-c"}, "drained before, not chosen now"
 
