@@ -1,11 +1,11 @@
 """What the admission webhook decides about a JobQueue, as pure functions.
 
 The webhook refuses what needs other objects to judge: a target that an HPA or
-another JobQueue already scales (two writers of one replica count fight; KEDA
-refuses the same at admission). It only judges a JobQueue that is created or
+another JobQueue already scales (two writers of one replica count fight, each
+undoing the other's count every poll). It only judges a JobQueue that is created or
 whose target changes, so an update of anything else (a finalizer removed, a
 threshold tuned) is never blocked by a conflict that already existed. The
-scale loop still checks at run time (``reconcile.conflict``), for objects made
+scale loop still checks at run time (``claims.conflict``), for objects made
 while the webhook was down and for HPAs created later.
 """
 

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from jobqueue_operator.kube import Kube, KubeError
+from jobqueue_operator.ports import ConfigMapPort, KubeError
 from jobqueue_operator.settings import OperatorSettings
 
 REFRESH_S = 30.0
@@ -45,7 +45,7 @@ class DefaultsSource:
         namespace, _, name = ref.rpartition("/")
         return (namespace or "default", name)
 
-    async def refresh(self, kube: Kube) -> None:
+    async def refresh(self, kube: ConfigMapPort) -> None:
         """Read the ConfigMap once and apply it; problems are logged once each."""
         ref = self.configmap
         if ref is None:
@@ -68,7 +68,9 @@ class DefaultsSource:
         self.origin = label
         self._report(None)
 
-    async def run(self, kube: Kube, apply: Callable[[OperatorSettings, str], None]) -> None:
+    async def run(
+        self, kube: ConfigMapPort, apply: Callable[[OperatorSettings, str], None]
+    ) -> None:
         """Refresh every :data:`REFRESH_S` seconds until cancelled, handing each result on."""
         while True:
             await self.refresh(kube)

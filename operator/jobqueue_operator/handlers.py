@@ -6,7 +6,8 @@ JobQueue's own polling interval. kopf starts a daemon when a JobQueue appears
 deleted; the live ``body`` means a spec change is seen on the next tick.
 
 Nothing kopf would write into ``status`` is used: the loop patches only the
-fields the CRD declares (``style.md`` §6). kopf's own Events from log lines are
+fields the CRD declares, because the API server prunes every undeclared field
+of a structural schema without an error. kopf's own Events from log lines are
 off; the loop posts its own, one per scale and one per change of trouble.
 """
 
@@ -24,11 +25,13 @@ from typing import Any
 import kopf
 
 from jobqueue_operator import admission, metrics, readiness
+from jobqueue_operator.claims import Claim
 from jobqueue_operator.defaults_source import DefaultsSource
-from jobqueue_operator.kube import GROUP, PLURAL, VERSION, Kube, KubeError
+from jobqueue_operator.kube import GROUP, PLURAL, VERSION, Kube
 from jobqueue_operator.leader import LeaderElector
 from jobqueue_operator.observe import RedisPools
-from jobqueue_operator.reconcile import DEFAULT_INTERVAL_S, Claim, Context, Loop
+from jobqueue_operator.ports import KubeError
+from jobqueue_operator.reconcile import DEFAULT_INTERVAL_S, Context, Loop
 from jobqueue_operator.settings import OperatorSettings
 from jobqueue_protocol import logformat
 
@@ -47,7 +50,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     config = OperatorSettings()
     # Our own Events only: kopf would otherwise post one per log line.
     settings.posting.enabled = False
-    # Our group's names for kopf's bookkeeping, as crate-operator does.
+    # Our group's names for kopf's bookkeeping, so its annotations say whose they are.
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -61,9 +64,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     kube = await Kube.connect()
     defaults = DefaultsSource(config)
     await defaults.refresh(kube)
+    pools = memo["pools"] = RedisPools(config.redis_max_connections)
+    memo["kube"] = kube
     ctx = memo["ctx"] = Context(
         kube=kube,
-        pools=RedisPools(config.redis_max_connections),
+        queues_for=pools.queues_for,
         settings=defaults.current,
         defaults_source=defaults.origin,
     )
@@ -104,10 +109,12 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
     runner = memo.get("readiness")
     if runner is not None:
         await runner.cleanup()
-    ctx: Context | None = memo.get("ctx")
-    if ctx is not None:
-        await ctx.pools.close()
-        await ctx.kube.close()
+    pools: RedisPools | None = memo.get("pools")
+    if pools is not None:
+        await pools.close()
+    kube: Kube | None = memo.get("kube")
+    if kube is not None:
+        await kube.close()
 
 
 TargetKey = tuple[str, str]  # (namespace, Deployment name)
@@ -171,9 +178,7 @@ async def scale_loop(
                     await stopped.wait(STANDBY_POLL_S)
                     continue
                 if loop is None:
-                    loop = Loop.from_status(
-                        ctx, namespace, name, body.get("status") or {}, claims_on
-                    )
+                    loop = Loop(ctx, namespace, name, body.get("status") or {}, claims_on)
                     _LOOPS[loop.owner] = loop
                 try:
                     interval = await loop.tick(body)

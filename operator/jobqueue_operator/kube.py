@@ -23,13 +23,10 @@ who changed a replica count.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import json
-import logging
+import functools
 import os
 import socket
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +34,9 @@ import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from jobqueue_operator.models import parse_quantity
+from jobqueue_operator.ports import KubeError, LeaseView, ObjectRef, SecretError
+from jobqueue_operator.quantity import parse_quantity
+from jobqueue_operator.replica_watch import ReplicaWatch, spec_replicas
 from jobqueue_operator.victims import PodView
 
 GROUP = "jobqueue.dev"
@@ -51,38 +50,6 @@ DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 #: later, so a connection that died silently is noticed within about a minute.
 WATCH_S = 60
 WATCH_GRACE_S = 15
-#: After a failed list or watch, wait this long before the next try, doubling.
-WATCH_RETRY_S = (1.0, 60.0)
-
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseView:
-    """What leader election reads and writes of a Lease; ``version`` is its resourceVersion."""
-
-    holder: str
-    duration_s: int
-    renewed: str = ""
-    transitions: int = 0
-    version: str = ""
-
-
-class KubeError(Exception):
-    """An API call failed in a way the loop reports as a condition and retries."""
-
-
-class SecretError(Exception):
-    """The Redis password Secret or its key is missing or unreadable."""
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectRef:
-    """The JobQueue an Event is about."""
-
-    namespace: str
-    name: str
-    uid: str | None
 
 
 async def load_configuration() -> client.Configuration:
@@ -111,8 +78,8 @@ def skip_netrc_lookups(api: client.ApiClient) -> bool:
 
     kubernetes_asyncio opens its aiohttp session with ``trust_env=True``, and aiohttp
     then looks up netrc credentials for each request that has no ``auth=`` (ours carry
-    a bearer token or a client certificate, never netrc). At 1,000 JobQueues that
-    thread hop was about a fifth of the operator's CPU (BENCHMARKS.md). ``trust_env``
+    a bearer token or a client certificate, never netrc). With many JobQueues that
+    thread hop per request is a large share of the operator's CPU (BENCHMARKS.md). ``trust_env``
     also enables the proxy variables, so it stays on when one of them is set.
     Returns whether the lookups are now off.
     """
@@ -123,129 +90,6 @@ def skip_netrc_lookups(api: client.ApiClient) -> bool:
         return False
     session._trust_env = False
     return True
-
-
-class _GoneError(Exception):
-    """The watch's resourceVersion is too old (HTTP 410): list again."""
-
-
-class ReplicaWatch:
-    """``spec.replicas`` of every Deployment in one namespace, kept by a watch.
-
-    Reading ``/scale`` on every poll of every JobQueue was one API request per
-    poll, and with it the largest share of the operator's CPU at 1,000 JobQueues
-    (BENCHMARKS.md). One watch per namespace costs nothing while nothing changes
-    and sees a ``kubectl scale`` within milliseconds. Until it has listed, and
-    from any error until it has listed again, :meth:`get` says it does not know
-    and the loop reads ``/scale`` as before, so a missing right or a broken
-    watch costs requests, never a wrong count.
-    """
-
-    def __init__(self, apps: client.AppsV1Api, namespace: str) -> None:
-        self._apps = apps
-        self.namespace = namespace
-        self._replicas: dict[str, int] = {}
-        self.synced = False
-        self._task: asyncio.Task[None] | None = None
-
-    def get(self, name: str) -> int | None:
-        """The Deployment's replicas, or ``None`` when the watch cannot say."""
-        return self._replicas.get(name) if self.synced else None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"watch/{self.namespace}")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-        self.synced = False
-
-    async def _run(self) -> None:
-        delay = WATCH_RETRY_S[0]
-        while True:
-            try:
-                version = await self._list()
-                self.synced = True
-                while True:
-                    version = await self._watch(version)
-                    delay = WATCH_RETRY_S[0]
-            except _GoneError:
-                # Resumed too late (the history was compacted): list again, after a
-                # pause so a server that keeps answering 410 is not hammered.
-                self.synced = False
-                await asyncio.sleep(WATCH_RETRY_S[0])
-            except Exception as exc:  # API errors, dropped connections, bad JSON
-                self.synced = False
-                log.warning(
-                    "watching the Deployments in %s failed (%s); reading /scale per poll "
-                    "there, next try in %.0fs",
-                    self.namespace,
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, WATCH_RETRY_S[1])
-
-    async def _list(self) -> str:
-        try:
-            listing = await self._apps.list_namespaced_deployment(
-                self.namespace, _request_timeout=WATCH_S
-            )
-        except ApiException as exc:
-            raise KubeError(_describe("list the Deployments in", self.namespace, exc)) from exc
-        self._replicas = {
-            item.metadata.name: _spec_replicas(item.spec.replicas) for item in listing.items
-        }
-        return str(listing.metadata.resource_version)
-
-    async def _watch(self, version: str) -> str:
-        """Apply the events of one watch request; the resourceVersion to resume from."""
-        # Raw JSON lines: only the name and the replicas are needed, and building
-        # a V1Deployment model per event would cost more than everything else here.
-        response: aiohttp.ClientResponse = await self._apps.list_namespaced_deployment(  # type: ignore[assignment]
-            self.namespace,
-            watch=True,
-            resource_version=version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=WATCH_S,
-            _preload_content=False,
-            _request_timeout=WATCH_S + WATCH_GRACE_S,
-        )
-        try:
-            if response.status == 410:
-                raise _GoneError
-            if response.status != 200:
-                raise KubeError(
-                    f"could not watch the Deployments in {self.namespace}: "
-                    f"HTTP {response.status} {response.reason}"
-                )
-            async for line in response.content:
-                if line.strip():
-                    version = self._apply(json.loads(line), version)
-        finally:
-            response.release()
-        return version
-
-    def _apply(self, event: dict[str, Any], version: str) -> str:
-        kind, obj = event.get("type"), event.get("object") or {}
-        if kind == "ERROR":
-            if obj.get("code") == 410:
-                raise _GoneError
-            raise KubeError(f"watch of the Deployments in {self.namespace}: {obj.get('message')}")
-        meta = obj.get("metadata") or {}
-        if kind == "DELETED":
-            self._replicas.pop(str(meta.get("name")), None)
-        elif kind in ("ADDED", "MODIFIED"):
-            self._replicas[meta["name"]] = _spec_replicas((obj.get("spec") or {}).get("replicas"))
-        return str(meta.get("resourceVersion") or version)
-
-
-def _spec_replicas(value: object) -> int:
-    """A Deployment's ``spec.replicas``; the API server's default when it is unset."""
-    return 1 if value is None else int(value)  # type: ignore[call-overload]
 
 
 class Kube:
@@ -294,8 +138,11 @@ class Kube:
             return None
         watch = self._watches.get(namespace)
         if watch is None:
+            apps = client.AppsV1Api(self._watch_api)
             watch = self._watches[namespace] = ReplicaWatch(
-                client.AppsV1Api(self._watch_api), namespace
+                namespace,
+                functools.partial(_list_replicas, apps, namespace),
+                functools.partial(_open_watch, apps, namespace),
             )
             watch.start()
         return watch.get(name)
@@ -505,6 +352,32 @@ class Kube:
             await self._core.create_namespaced_event(ref.namespace, body)
         except ApiException:
             return
+
+
+async def _list_replicas(apps: client.AppsV1Api, namespace: str) -> tuple[dict[str, int], str]:
+    """Every Deployment's replicas in ``namespace`` and the list's resourceVersion."""
+    try:
+        listing = await apps.list_namespaced_deployment(namespace, _request_timeout=WATCH_S)
+    except ApiException as exc:
+        raise KubeError(_describe("list the Deployments in", namespace, exc)) from exc
+    replicas = {item.metadata.name: spec_replicas(item.spec.replicas) for item in listing.items}
+    return replicas, str(listing.metadata.resource_version)
+
+
+async def _open_watch(
+    apps: client.AppsV1Api, namespace: str, version: str
+) -> aiohttp.ClientResponse:
+    """A watch from ``version`` as raw JSON lines: a V1Deployment model per event costs more."""
+    response: aiohttp.ClientResponse = await apps.list_namespaced_deployment(  # type: ignore[assignment]
+        namespace,
+        watch=True,
+        resource_version=version,
+        allow_watch_bookmarks=True,
+        timeout_seconds=WATCH_S,
+        _preload_content=False,
+        _request_timeout=WATCH_S + WATCH_GRACE_S,
+    )
+    return response
 
 
 def _pod_view(pod: Any) -> PodView:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from jobqueue_operator import metrics
-from jobqueue_operator.kube import Kube, KubeError, LeaseView
+from jobqueue_operator.ports import KubeError, LeasePort, LeaseView
 
 DURATION_S = 10
 RETRY_S = 2.0
@@ -57,7 +57,7 @@ def next_lease(
 class LeaderElector:
     """Holds or waits for one Lease; :attr:`is_leader` says whether this replica may act."""
 
-    kube: Kube
+    kube: LeasePort
     namespace: str
     name: str
     identity: str

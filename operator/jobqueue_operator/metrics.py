@@ -1,15 +1,14 @@
 """Every Prometheus series of the operator, defined once.
 
 Labels are ``namespace`` and ``jobqueue`` (plus a closed set like ``direction``),
-never anything unbounded or secret. KEDA leaves replica counts to
-kube-state-metrics; here current and desired replicas sit next to the signal that
-moved them.
+never anything unbounded or secret. Current and desired replicas sit next to
+the signal that moved them, so one dashboard explains a scale without a second
+exporter for the Deployment's replicas.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from prometheus_client import (
     CollectorRegistry,
@@ -19,6 +18,8 @@ from prometheus_client import (
     disable_created_metrics,
     start_http_server,
 )
+
+from jobqueue_operator.ports import QueueSample
 
 # No ``<name>_created`` series: one more series per counter and histogram child
 # that no query here reads.
@@ -140,17 +141,6 @@ QUEUE_DEAD = Gauge(
 #: (namespace, jobqueue) → the label tuples of its per-queue children, to remove
 #: the ones of a queue that left the JobQueue and all of them when it goes.
 _QUEUE_CHILDREN: dict[tuple[str, str], set[tuple[str, ...]]] = {}
-
-
-@dataclass(frozen=True, slots=True)
-class QueueSample:
-    """One queue's numbers from one poll (what ``jobqueue_protocol.stats`` read)."""
-
-    waiting_by_priority: Mapping[int, int]
-    oldest_age_s: float
-    delayed: int
-    in_flight: int
-    dead: int
 
 
 def set_queue_gauges(namespace: str, jobqueue: str, samples: Mapping[str, QueueSample]) -> None:

@@ -1,64 +1,33 @@
-"""The JobQueue resource as pydantic models, and the resolution of its defaults.
+"""``spec`` of a JobQueue as pydantic models, and :class:`EffectiveSpec`, its resolved form.
 
 The CRD in ``crds/jobqueues.yaml`` is the schema the API server enforces; these
 models are the same schema as the operator reads it. ``tests/unit/operator/
 test_crd_agreement.py`` keeps the two in step (fields, required, defaults).
-
-Thresholds, cooldowns and the replica bounds have **no** default in the CRD on
-purpose: an API-server default would always win over the operator-wide
-defaults (``SCALE_UP_QUEUE_DEPTH``, ``MIN_WORKERS``, ...). They are resolved
-here, in this order: the JobQueue's own field, then (for min and max replicas)
-its ``priorityClass`` when one is set, then the operator's settings. :func:`resolve` returns an
-:class:`EffectiveSpec` in which nothing is optional any more, which is what the
-pure policy works on.
+``effective.resolve`` fills what a JobQueue leaves unset; ``redis_spec`` holds
+``spec.redis`` and ``status_models`` the status.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, StringConstraints, model_validator
 
-# The status models live in status_models.py; re-exported for the callers that
-# read the whole resource from one place.
-from jobqueue_operator.status_models import (
-    Condition,
-    DecisionRecord,
-    EffectiveRecord,
-    JobQueueStatus,
-    ObservedMetrics,
-    PodSelectionRecord,
-    QueueDiscoveryRecord,
-)
+from jobqueue_operator.camel_model import CamelModel as _Model
+from jobqueue_operator.camel_model import K8sName
+from jobqueue_operator.redis_spec import RedisConnection
 
-#: Annotation that pauses a JobQueue like ``spec.paused: true`` (KEDA's habit).
+#: Annotation that pauses a JobQueue like ``spec.paused: true``, for a tool (or a
+#: person during an incident) that may annotate but should not own the spec.
 PAUSED_ANNOTATION = "jobqueue.dev/paused"
 
-_T = TypeVar("_T")
-
-DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 #: Queue names become part of Redis keys inside a ``{queue}`` hash tag, so no braces.
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9:._-]*$"
-REDIS_URL_PATTERN = r"^rediss?://"
-#: Printable ASCII without spaces: AUTH would split a name with a space or newline.
-REDIS_USERNAME_PATTERN = r"^[!-~]+$"
 #: A glob over queue names for SCAN MATCH: the queue-name characters plus * and ?
 #: (no [ ] classes, no backslash, no braces: the name sits inside a hash tag).
 QUEUE_GLOB_PATTERN = r"^[A-Za-z0-9:._*?-]*[*?][A-Za-z0-9:._*?-]*$"
-
-
-class _Model(BaseModel):
-    """camelCase on the wire, snake_case in Python; unknown fields are refused."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-    )
 
 
 class PriorityClass(enum.StrEnum):
@@ -71,8 +40,9 @@ class PriorityClass(enum.StrEnum):
     BACKGROUND = "background"
 
 
-#: Default (min, max) replicas per priority class. The seeds give the ends
-#: (critical 2..20, background 1..5); normal is the seeds' 1..10.
+#: Default (min, max) replicas per priority tier: a critical queue keeps two workers
+#: so one can fail without a gap, a background queue may not take more than a few;
+#: normal is the operator-wide 1..10.
 PRIORITY_BOUNDS: dict[PriorityClass, tuple[int, int]] = {
     PriorityClass.CRITICAL: (2, 20),
     PriorityClass.HIGH: (1, 15),
@@ -81,7 +51,6 @@ PRIORITY_BOUNDS: dict[PriorityClass, tuple[int, int]] = {
     PriorityClass.BACKGROUND: (1, 5),
 }
 
-K8sName = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=DNS_LABEL_PATTERN)]
 QueueName = Annotated[
     str, StringConstraints(min_length=1, max_length=200, pattern=QUEUE_NAME_PATTERN)
 ]
@@ -92,48 +61,6 @@ class ScaleTargetRef(_Model):
 
     kind: Literal["Deployment"] = "Deployment"
     name: K8sName
-
-
-class SecretKeyRef(_Model):
-    """A key of a Secret in the JobQueue's namespace."""
-
-    name: K8sName
-    key: Annotated[str, StringConstraints(min_length=1, max_length=253)] = "password"
-
-
-class RedisTLS(_Model):
-    """TLS towards Redis."""
-
-    enabled: bool = False
-    insecure_skip_verify: bool = False
-
-
-class RedisConnection(_Model):
-    """Where the queues live. Either ``url`` or ``host``; never a password inline."""
-
-    url: Annotated[str, StringConstraints(max_length=2048, pattern=REDIS_URL_PATTERN)] | None = None
-    host: Annotated[str, StringConstraints(min_length=1, max_length=253)] | None = None
-    port: Annotated[int, Field(ge=1, le=65535)] = 6379
-    db: Annotated[int, Field(ge=0, le=1023)] = 0
-    username: (
-        Annotated[
-            str, StringConstraints(min_length=1, max_length=256, pattern=REDIS_USERNAME_PATTERN)
-        ]
-        | None
-    ) = None
-    password_secret_ref: SecretKeyRef | None = None
-    tls: RedisTLS = Field(default_factory=RedisTLS)
-    timeout_seconds: Annotated[float, Field(ge=0.1, le=30)] = 2.0
-
-    @model_validator(mode="after")
-    def _one_address(self) -> RedisConnection:
-        if (self.url is None) == (self.host is None):
-            raise ValueError("set exactly one of redis.url and redis.host")
-        if self.url is not None and "@" in self.url:
-            raise ValueError("redis.url must not carry credentials; use passwordSecretRef")
-        if self.tls.insecure_skip_verify and not self.tls.enabled:
-            raise ValueError("redis.tls.insecureSkipVerify needs redis.tls.enabled")
-        return self
 
 
 class ScaleUp(_Model):
@@ -285,27 +212,6 @@ class JobQueueSpec(_Model):
         return self
 
 
-class OperatorDefaults(_Model):
-    """The operator-wide defaults a JobQueue's unset fields fall back to."""
-
-    scale_up_queue_depth: int = 100
-    scale_up_queue_latency_s: float = 30.0
-    scale_down_queue_depth: int = 10
-    scale_down_queue_latency_s: float = 5.0
-    min_workers: int = 1
-    max_workers: int = 10
-    scale_up_cooldown_s: int = 60
-    scale_down_cooldown_s: int = 300
-    scale_up_cpu_percent: int | None = None
-    scale_up_memory_percent: int | None = None
-    scale_down_cpu_percent: int | None = None
-    scale_down_memory_percent: int | None = None
-
-
-class InvalidSpecError(ValueError):
-    """The schema let a spec through but its resolved values cannot work."""
-
-
 @dataclass(frozen=True, slots=True)
 class EffectiveSpec:
     """Everything the policy needs, with every default resolved."""
@@ -323,7 +229,7 @@ class EffectiveSpec:
     fallback_replicas: int | None
     fallback_threshold: int
     paused: bool
-    #: With ``paused``: the count to set and then hold (KEDA's paused-replicas);
+    #: With ``paused``: the count to set and then hold;
     #: ``None`` holds whatever runs.
     paused_replicas: int | None = None
     #: Scale down below the busy workers (and to zero with jobs in flight); the
@@ -344,129 +250,3 @@ class EffectiveSpec:
     #: Seconds from a new Pod to a working worker (scheduling, image pull, start):
     #: how far ahead the sizing looks, and how soon a delayed job counts as work.
     pod_startup_s: float = 30.0
-
-
-def resolve(spec: JobQueueSpec, defaults: OperatorDefaults, *, paused: bool) -> EffectiveSpec:
-    """Fill every unset field: the JobQueue, then its priority class, then the operator.
-
-    ``paused`` is the spec field OR the annotation, decided by the caller. Raises
-    :class:`InvalidSpecError` when the resolved values contradict each other, for
-    example ``minReplicas: 8`` on a background queue whose default max is 5.
-    """
-    class_min, class_max = PRIORITY_BOUNDS[spec.tier] if spec.tier else (None, None)
-    lo = _first(spec.min_replicas, class_min, defaults.min_workers)
-    hi = _first(spec.max_replicas, class_max, defaults.max_workers)
-    up, down = spec.scale_up, spec.scale_down
-    eff = EffectiveSpec(
-        min_replicas=lo,
-        max_replicas=hi,
-        up_depth=_first(up.queue_depth, defaults.scale_up_queue_depth),
-        up_latency_s=_first(up.queue_latency_seconds, defaults.scale_up_queue_latency_s),
-        up_cooldown_s=_first(up.cooldown_seconds, defaults.scale_up_cooldown_s),
-        max_step=up.max_step,
-        down_depth=_first(down.queue_depth, defaults.scale_down_queue_depth),
-        down_latency_s=_first(down.queue_latency_seconds, defaults.scale_down_queue_latency_s),
-        down_cooldown_s=_first(down.cooldown_seconds, defaults.scale_down_cooldown_s),
-        down_step=down.step,
-        fallback_replicas=spec.fallback.replicas if spec.fallback else None,
-        fallback_threshold=spec.fallback.failure_threshold if spec.fallback else 3,
-        paused=paused or spec.paused_replicas is not None,
-        paused_replicas=spec.paused_replicas,
-        allow_disruption=down.allow_disruption,
-        scale_to_zero_after_s=down.scale_to_zero_after_seconds,
-        slo_max_wait_s=spec.slo.max_wait_seconds if spec.slo else None,
-        concurrency_per_pod=spec.slo.concurrency_per_pod if spec.slo else 1,
-        up_cpu_pct=_maybe(up.cpu_percent, defaults.scale_up_cpu_percent),
-        up_memory_pct=_maybe(up.memory_percent, defaults.scale_up_memory_percent),
-        down_cpu_pct=_maybe(down.cpu_percent, defaults.scale_down_cpu_percent),
-        down_memory_pct=_maybe(down.memory_percent, defaults.scale_down_memory_percent),
-        pod_startup_s=up.pod_startup_seconds,
-    )
-    _check_effective(eff)
-    return eff
-
-
-def _first(*values: _T | None) -> _T:
-    for value in values:
-        if value is not None:
-            return value
-    raise AssertionError("the last candidate is never None")
-
-
-def _maybe(*values: int | None) -> float | None:
-    """The first value set, as a float; ``None`` when none is (the trigger is off)."""
-    for value in values:
-        if value is not None:
-            return float(value)
-    return None
-
-
-_SUFFIX = {
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-    "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
-    "E": 1e18,
-}  # fmt: skip
-
-
-def parse_quantity(value: object) -> float | None:
-    """A Kubernetes resource quantity ("500m", "1.5", "512Mi", "1e9") as a number.
-
-    ``None`` for anything unreadable: a resource trigger without a readable
-    request is off, not a crash.
-    """
-    if isinstance(value, int | float):
-        return float(value)
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip()
-    for suffix in sorted(_SUFFIX, key=len, reverse=True):
-        if text.endswith(suffix) and not (suffix == "E" and "e" in text.lower()[:-1]):
-            try:
-                return float(text[: -len(suffix)]) * _SUFFIX[suffix]
-            except ValueError:
-                return None
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def _check_effective(eff: EffectiveSpec) -> None:
-    problems = []
-    if eff.min_replicas > eff.max_replicas:
-        problems.append(
-            f"minReplicas {eff.min_replicas} is above maxReplicas {eff.max_replicas} "
-            "(after priority-class and operator defaults)"
-        )
-    if eff.down_depth >= eff.up_depth:
-        problems.append(
-            f"scale-down depth {eff.down_depth} must be below scale-up depth {eff.up_depth}"
-        )
-    if eff.down_latency_s >= eff.up_latency_s:
-        problems.append(
-            f"scale-down latency {eff.down_latency_s}s must be below "
-            f"scale-up latency {eff.up_latency_s}s"
-        )
-    for what, hi, lo in (
-        ("CPU", eff.up_cpu_pct, eff.down_cpu_pct),
-        ("memory", eff.up_memory_pct, eff.down_memory_pct),
-    ):
-        if hi is not None and lo is not None and lo >= hi:
-            problems.append(f"scale-down {what} {lo:g}% must be below scale-up {what} {hi:g}%")
-    if eff.fallback_replicas is not None and eff.fallback_replicas > eff.max_replicas:
-        problems.append(
-            f"fallback replicas {eff.fallback_replicas} exceed maxReplicas {eff.max_replicas}"
-        )
-    if problems:
-        raise InvalidSpecError("; ".join(problems))
-
-
-__all__ = [
-    "Condition",
-    "DecisionRecord",
-    "EffectiveRecord",
-    "JobQueueStatus",
-    "ObservedMetrics",
-    "PodSelectionRecord",
-    "QueueDiscoveryRecord",
-]

@@ -1,9 +1,10 @@
 """The operator's only Redis module: pooled clients, one stats read per poll, pattern SCANs.
 
-KEDA keeps one client per trigger and has leaked connections for it
-(kedacore/keda#6266). Here every JobQueue that points at the same endpoint
-(address, db, user, password, TLS) shares one client and its connection pool;
-the client is closed when the last JobQueue using it lets go. A poll is one call
+A client per JobQueue would open connections in proportion to the JobQueues
+and leak them whenever a JobQueue's loop ends without closing its own. Here every
+JobQueue that points at the same endpoint (address, db, user, password, TLS)
+shares one client and its connection pool; the client is closed when the last
+JobQueue using it lets go. A poll is one call
 of :func:`jobqueue_protocol.stats.queue_stats`, i.e. one pipelined round trip
 for all of a JobQueue's queues, with no Lua (a read-only ACL user is enough).
 
@@ -25,18 +26,27 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio
 from redis.exceptions import RedisError
 
-from jobqueue_operator.metrics import QueueSample
-from jobqueue_operator.models import RedisConnection
-from jobqueue_operator.policy import Counters, Observation, WorkerLoad
+from jobqueue_operator.policy import Observation
+from jobqueue_operator.ports import (
+    DrainError,
+    Expansion,
+    MetricsUnavailableError,
+    PollRequest,
+    QueuePoll,
+    QueueSource,
+    WatchedQueue,
+)
+from jobqueue_operator.queue_summary import queue_samples, summarise
+from jobqueue_operator.redis_endpoint import Endpoint, endpoint_for
 from jobqueue_protocol import keys
 from jobqueue_protocol.redis_health import startup_warnings_async
-from jobqueue_protocol.stats import QueueStats, WorkerHeartbeat, queue_stats
+from jobqueue_protocol.stats import QueueStats, queue_stats
 
 log = logging.getLogger("jobqueue_operator")
 
@@ -44,81 +54,6 @@ log = logging.getLogger("jobqueue_operator")
 #: 20 × 500 = 10,000 keys examined, a few ms of Redis time, every refreshEveryPolls polls.
 SCAN_COUNT = 500
 SCAN_MAX_CALLS = 20
-
-
-@dataclass(frozen=True, slots=True)
-class QueueSource:
-    """One entry of the spec's queue list: a name or a pattern, with its weights."""
-
-    name: str | None = None
-    pattern: str | None = None
-    weight: float = 1.0
-    priority: int = 0
-    reserved: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class WatchedQueue:
-    """A concrete queue the loop reads, and the source that brought it in."""
-
-    name: str
-    weight: float = 1.0
-    priority: int = 0
-    reserved: int = 0
-    source: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Expansion:
-    """The queues to read, and what the pattern expansion found and left out."""
-
-    queues: tuple[WatchedQueue, ...]
-    matched: int = 0  # queues the patterns matched, before the cap
-    truncated: bool = False  # more queues than queueDiscovery.maxQueues: the rest is not read
-    complete: bool = True  # every SCAN finished within SCAN_MAX_CALLS
-    refreshed_at_poll: int = 0
-
-
-class MetricsUnavailableError(Exception):
-    """Redis could not be read; the message is safe to show (no credentials)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """What identifies one pool. The password is part of it but never printed."""
-
-    url: str | None
-    host: str | None
-    port: int
-    db: int
-    username: str | None
-    password: str | None = field(repr=False)
-    tls: bool
-    verify: bool
-    timeout_s: float
-
-    def display(self) -> str:
-        """A description for conditions and logs, never with credentials."""
-        if self.url is not None:
-            return self.url
-        scheme = "rediss" if self.tls else "redis"
-        return f"{scheme}://{self.host}:{self.port}/{self.db}"
-
-
-def endpoint_for(conn: RedisConnection, password: str | None) -> Endpoint:
-    """The endpoint of a JobQueue's ``spec.redis`` plus the password from its Secret."""
-    tls = conn.tls.enabled or (conn.url or "").startswith("rediss://")
-    return Endpoint(
-        url=conn.url,
-        host=conn.host,
-        port=conn.port,
-        db=conn.db,
-        username=conn.username,
-        password=password,
-        tls=tls,
-        verify=not conn.tls.insecure_skip_verify,
-        timeout_s=conn.timeout_seconds,
-    )
 
 
 class RedisPools:
@@ -157,6 +92,10 @@ class RedisPools:
         _BACKGROUND.add(task)
         task.add_done_callback(_BACKGROUND.discard)
 
+    def queues_for(self, owner: str) -> RedisQueues:
+        """``owner``'s side of Redis, on the pools it shares with the other JobQueues."""
+        return RedisQueues(self, owner)
+
     def release(self, owner: str) -> None:
         """``owner`` stopped (deleted JobQueue); close its client if nobody else uses it."""
         endpoint = self._owners.pop(owner, None)
@@ -188,8 +127,8 @@ class RedisPools:
         """A client on a *blocking* pool: a poll waits for a free connection.
 
         Many JobQueues share one endpoint's pool; a plain pool raises
-        MaxConnectionsError when every connection is busy, which the operator
-        benchmark saw as failed polls (and held scaling) at 300 JobQueues.
+        MaxConnectionsError when every connection is busy, which shows as failed
+        polls (and held scaling) once there are more JobQueues than connections.
         Waiting up to the endpoint's timeout turns that into a short queue.
         """
         cert_reqs = ssl.CERT_REQUIRED if ep.verify else ssl.CERT_NONE
@@ -226,8 +165,65 @@ class RedisPools:
 _BACKGROUND: set[asyncio.Task[None]] = set()
 
 
-class DrainError(Exception):
-    """The drain hash could not be written (Redis down, or a read-only ACL user)."""
+class RedisQueues:
+    """One JobQueue's side of Redis (:class:`~jobqueue_operator.ports.QueuePort`).
+
+    Its client comes from the shared pools; its pattern expansion is cached between
+    polls; its drain requests go to the queues of its last poll.
+    """
+
+    def __init__(self, pools: RedisPools, owner: str) -> None:
+        self._pools, self._owner = pools, owner
+        self._patterns = PatternCache()
+        self._drain: DrainTarget | None = None
+
+    async def poll(self, request: PollRequest) -> QueuePoll:
+        """Expand the patterns (when due), then one round trip for every queue."""
+        endpoint = endpoint_for(request.conn, request.password)
+        client = self._pools.client(self._owner, endpoint)
+        try:
+            expansion = await self._patterns.expand(
+                client,
+                request.sources,
+                max_queues=request.max_queues,
+                refresh_every=request.refresh_every,
+                timeout_s=endpoint.timeout_s,
+            )
+        except MetricsUnavailableError as exc:
+            return QueuePoll(None, {}, None, str(exc))
+        queues = tuple(q.name for q in expansion.queues)
+        drain = self._drain
+        if drain is None or drain.client is not client or drain.queues != queues:
+            self._drain = DrainTarget(client, queues, endpoint.display(), endpoint.timeout_s)
+        try:
+            observation, per_queue = await read(
+                client,
+                list(queues),
+                display=endpoint.display(),
+                timeout_s=endpoint.timeout_s,
+                weights={q.name: q for q in expansion.queues},
+            )
+        except MetricsUnavailableError as exc:
+            return QueuePoll(None, {}, expansion, str(exc))
+        return QueuePoll(observation, queue_samples(per_queue), expansion)
+
+    async def request_drain(self, pods: Sequence[str], now: float, ttl_s: float) -> bool:
+        """List ``pods`` in the drain hashes; ``False`` before the first poll."""
+        if self._drain is None:
+            return False
+        await self._drain.request(pods, now, ttl_s)
+        return True
+
+    async def withdraw_drain(self, pods: Sequence[str]) -> bool:
+        """Take ``pods`` off the drain hashes; ``False`` before the first poll."""
+        if self._drain is None:
+            return False
+        await self._drain.withdraw(pods)
+        return True
+
+    def close(self) -> None:
+        """The JobQueue's loop stops: release its pool."""
+        self._pools.release(self._owner)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,103 +273,6 @@ async def read(
     except (RedisError, OSError, TimeoutError) as exc:
         raise MetricsUnavailableError(f"Redis at {display}: {type(exc).__name__}: {exc}") from exc
     return summarise(stats, weights), stats
-
-
-def summarise(
-    stats: Mapping[str, QueueStats], weights: Mapping[str, WatchedQueue] | None = None
-) -> Observation:
-    """Depth and counts add up over the queues; latency is the oldest job anywhere.
-
-    With weights (``spec.weightedQueues``) the depth is the weighted sum (a job of
-    a weight-2 queue counts as two: the pool's work in worker-seconds) and the
-    age is the largest weighted age (a weight-2 queue's job at 10 s presses like
-    one at 20 s). In flight, delayed, dead and the workers are plain counts. The
-    reserved floor is the largest ``reservedReplicas`` of a queue that has work.
-
-    A worker that consumes several of the queues heartbeats into each, so workers
-    are counted once by id.
-    """
-    weights = weights or {}
-
-    def weight(queue: str) -> float:
-        found = weights.get(queue)
-        return found.weight if found is not None else 1.0
-
-    workers = {hb.worker_id: hb for s in stats.values() for hb in s.workers}
-    server_time = max((s.server_time for s in stats.values()), default=0.0)
-    reserved = [
-        w.reserved
-        for q, w in weights.items()
-        if q in stats and (stats[q].waiting or stats[q].delayed_due or stats[q].in_flight)
-    ]
-    return Observation(
-        # A delayed job that is already due waits like a ready one; only a worker's
-        # fetch promotes it, so at zero replicas it would otherwise never wake a pool.
-        depth=round(sum((s.waiting + s.delayed_due) * weight(q) for q, s in stats.items())),
-        oldest_age_s=max((s.oldest_age_s() * weight(q) for q, s in stats.items()), default=0.0),
-        reserved_floor=max(reserved, default=0),
-        in_flight=sum(s.in_flight for s in stats.values()),
-        busy_workers=sum(1 for hb in workers.values() if hb.active_jobs > 0),
-        delayed=sum(s.delayed for s in stats.values()),
-        dead=sum(s.dead for s in stats.values()),
-        workers=len(workers),
-        worker_loads=tuple(
-            _load(hb, server_time) for hb in workers.values() if hb.pod_name is not None
-        ),
-        counters=_counters(stats) if stats else None,
-        pod_concurrency=max(
-            (hb.concurrency for hb in workers.values() if hb.concurrency), default=None
-        ),
-        next_delayed_in_s=min(
-            (
-                s.next_delayed_at - s.server_time
-                for s in stats.values()
-                if s.next_delayed_at is not None
-            ),
-            default=None,
-        ),
-    )
-
-
-def queue_samples(stats: Mapping[str, QueueStats]) -> dict[str, QueueSample]:
-    """Each queue's numbers for the per-queue gauges (``metrics.set_queue_gauges``)."""
-    return {
-        queue: QueueSample(
-            waiting_by_priority=dict(s.waiting_by_priority),
-            oldest_age_s=s.oldest_age_s(),
-            delayed=s.delayed,
-            in_flight=s.in_flight,
-            dead=s.dead,
-        )
-        for queue, s in stats.items()
-    }
-
-
-def _counters(stats: Mapping[str, QueueStats]) -> Counters:
-    """The workers' cumulative counters summed over the queues, for the SLO/rate sizing."""
-
-    def total(name: str) -> int:
-        return sum(s.counters.get(name, 0) for s in stats.values())
-
-    return Counters(
-        enqueued=total(keys.COUNTER_ENQUEUED),
-        finished=total(keys.COUNTER_COMPLETED) + total(keys.COUNTER_FAILED),
-        busy_ms=total(keys.COUNTER_BUSY_MS),
-    )
-
-
-def _load(hb: WorkerHeartbeat, server_time: float) -> WorkerLoad:
-    """The heartbeat fields the victim choice and the resource triggers use."""
-    return WorkerLoad(
-        pod_name=hb.pod_name or "",
-        state=hb.state,
-        active_jobs=hb.active_jobs,
-        busy_s=sum(max(0.0, server_time - job.started_at) for job in hb.jobs),
-        longest_s=max((max(0.0, server_time - job.started_at) for job in hb.jobs), default=0.0),
-        processed=hb.processed,
-        rss_bytes=hb.rss_bytes,
-        cpu_cores=hb.cpu_cores,
-    )
 
 
 def _queue_of(key: str | bytes) -> str | None:

@@ -1,8 +1,9 @@
 """Operator-wide settings, read once from the environment at startup.
 
-The scaling defaults keep the seeds' environment names (``SCALE_UP_QUEUE_DEPTH``,
-``MIN_WORKERS``, ...) without a prefix, so an existing deployment's values carry
-over; a JobQueue's own fields override them (see ``models.resolve``). Settings of
+The scaling defaults keep the environment names the first version of this
+operator read (``SCALE_UP_QUEUE_DEPTH``, ``MIN_WORKERS``, ...) without a prefix,
+so an existing deployment's values carry over; a JobQueue's own fields override
+them (see ``effective.resolve``). Settings of
 the operator process itself use the ``JQO_`` prefix. A bad value fails the process
 at boot with one message naming the variable.
 
@@ -21,7 +22,7 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from jobqueue_operator.models import OperatorDefaults
+from jobqueue_operator.effective import OperatorDefaults
 
 
 def _env(name: str) -> AliasChoices:
@@ -33,23 +34,23 @@ class OperatorSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
-    # Scaling defaults for JobQueues that leave a field unset (seeds' names).
+    # Scaling defaults for JobQueues that leave a field unset (unprefixed names).
     scale_up_queue_depth: Annotated[
         int, Field(ge=1, validation_alias=_env("SCALE_UP_QUEUE_DEPTH"))
     ] = 100
-    """Waiting jobs at which a queue scales up (seeds: 100)."""
+    """Waiting jobs at which a queue scales up."""
     scale_up_queue_latency_s: Annotated[
         float, Field(gt=0, validation_alias=_env("SCALE_UP_QUEUE_LATENCY"))
     ] = 30.0
-    """Age in seconds of the oldest waiting job at which a queue scales up (seeds: 30)."""
+    """Age in seconds of the oldest waiting job at which a queue scales up."""
     scale_down_queue_depth: Annotated[
         int, Field(ge=1, validation_alias=_env("SCALE_DOWN_QUEUE_DEPTH"))
     ] = 10
-    """A queue may scale down only below this many waiting jobs (seeds: 10)."""
+    """A queue may scale down only below this many waiting jobs."""
     scale_down_queue_latency_s: Annotated[
         float, Field(gt=0, validation_alias=_env("SCALE_DOWN_QUEUE_LATENCY"))
     ] = 5.0
-    """... and only while the oldest waiting job is younger than this (seeds: 5 s)."""
+    """... and only while the oldest waiting job is younger than this many seconds."""
     min_workers: Annotated[int, Field(ge=0, validation_alias=_env("MIN_WORKERS"))] = 1
     """Minimum replicas of a JobQueue that sets neither minReplicas nor a priorityClass."""
     max_workers: Annotated[int, Field(ge=1, validation_alias=_env("MAX_WORKERS"))] = 10
@@ -57,11 +58,13 @@ class OperatorSettings(BaseSettings):
     scale_up_cooldown_s: Annotated[int, Field(ge=0, validation_alias=_env("SCALE_UP_COOLDOWN"))] = (
         60
     )
-    """Seconds between two scale-ups; at least a worker's start time (seeds: 60)."""
+    """Seconds between two scale-ups; at least a worker's start time, so a new worker
+    shows in the queue depth before the next step."""
     scale_down_cooldown_s: Annotated[
         int, Field(ge=0, validation_alias=_env("SCALE_DOWN_COOLDOWN"))
     ] = 300
-    """Seconds after any scale before a scale-down (seeds: 300, like the HPA's window)."""
+    """Seconds after any scale before a scale-down; as long as the HPA's default
+    stabilization window, so a short lull does not remove workers a burst needs again."""
     scale_up_cpu_threshold: Annotated[
         int | None, Field(ge=1, le=1000, validation_alias=_env("SCALE_UP_CPU_THRESHOLD"))
     ] = None
@@ -82,8 +85,6 @@ class OperatorSettings(BaseSettings):
     # The process.
     metrics_port: Annotated[int, Field(ge=0, le=65535, validation_alias="JQO_METRICS_PORT")] = 8080
     """Port of the Prometheus ``/metrics`` endpoint (0: do not serve)."""
-    probe_port: Annotated[int, Field(ge=0, le=65535, validation_alias="JQO_PROBE_PORT")] = 8081
-    """Port of kopf's liveness endpoint ``/healthz`` (0: do not serve)."""
     ready_port: Annotated[int, Field(ge=0, le=65535, validation_alias="JQO_READY_PORT")] = 0
     """Port of the readiness endpoint ``/readyz`` (0: do not serve; the Deployment sets 8082)."""
     lease_namespace: Annotated[str, Field(validation_alias="JQO_LEASE_NAMESPACE")] = (
@@ -94,8 +95,6 @@ class OperatorSettings(BaseSettings):
         int, Field(ge=1, le=1000, validation_alias="JQO_REDIS_MAX_CONNECTIONS")
     ] = 8
     """Connections per Redis endpoint pool; one poll uses one connection for one round trip."""
-    namespace: Annotated[str | None, Field(validation_alias="JQO_NAMESPACE")] = None
-    """Watch only this namespace; unset watches all namespaces (needs a ClusterRole)."""
     webhook_port: Annotated[int, Field(ge=0, le=65535, validation_alias="JQO_WEBHOOK_PORT")] = 0
     """Port of the admission webhook (0: no webhook; the Deployment sets 9443)."""
     listen_addr: Annotated[str, Field(validation_alias="JQO_LISTEN_ADDR")] = "0.0.0.0"

@@ -1,8 +1,9 @@
 """The status patch of a JobQueue, as a pure function of one tick's outcome.
 
-Everything written here is declared in the CRD's status schema: a structural
-schema prunes undeclared fields silently, so kopf's habit of storing handler
-results in status is not used (``style.md`` §6).
+Everything written here is declared in the CRD's status schema (the pydantic
+``status_models.JobQueueStatus`` is that schema): a structural schema prunes
+undeclared fields silently, so kopf's habit of storing handler results in
+status is not used.
 
 The last scale times live in status, not in memory, so a restarted operator
 keeps its cooldowns. ``decisions`` keeps the last :data:`MAX_DECISIONS` decisions
@@ -15,12 +16,28 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import ValidationError
 
 from jobqueue_operator.models import EffectiveSpec
 from jobqueue_operator.policy import Action, Decision, Limit, Observation, Reason
+from jobqueue_operator.ports import Expansion
+from jobqueue_operator.status_models import (
+    Condition,
+    DecisionRecord,
+    EffectiveRecord,
+    EffectiveScaleDown,
+    EffectiveScaleUp,
+    JobQueueStatus,
+    ObservedMetrics,
+    PodSelectionRecord,
+    QueueDiscoveryRecord,
+)
 
 MAX_DECISIONS = 20
+#: The most queue names listed in ``status.queueDiscovery``.
+MAX_LISTED_QUEUES = 50
 
 READY = "Ready"
 ACTIVE = "Active"
@@ -59,43 +76,61 @@ class Tick:
     paused: bool = False
     #: ``status.podSelection`` when this tick chose Pods or saw a choice settle;
     #: otherwise the previous one stays (the status is merge-patched).
-    pod_selection: Mapping[str, Any] | None = None
+    pod_selection: PodSelectionRecord | None = None
     #: ``status.queueDiscovery`` when the spec has weightedQueues.
-    queue_discovery: Mapping[str, Any] | None = None
+    queue_discovery: QueueDiscoveryRecord | None = None
     #: ``status.effective``: the bounds and thresholds in force once the spec parsed.
-    effective: Mapping[str, Any] | None = None
+    effective: EffectiveRecord | None = None
 
 
-def effective_record(eff: EffectiveSpec, source: str) -> dict[str, Any]:
+def effective_record(eff: EffectiveSpec, source: str) -> EffectiveRecord:
     """``status.effective``: what the policy applies, after the spec, class and defaults."""
-    record: dict[str, Any] = {
-        "minReplicas": eff.min_replicas,
-        "maxReplicas": eff.max_replicas,
-        "defaultsSource": source,
-        "scaleUp": _without_none(
-            queueDepth=eff.up_depth,
-            queueLatencySeconds=eff.up_latency_s,
-            cooldownSeconds=eff.up_cooldown_s,
-            maxStep=eff.max_step,
-            cpuPercent=eff.up_cpu_pct,
-            memoryPercent=eff.up_memory_pct,
+    return EffectiveRecord(
+        min_replicas=eff.min_replicas,
+        max_replicas=eff.max_replicas,
+        defaults_source=source,
+        scale_up=EffectiveScaleUp(
+            max_step=eff.max_step,
+            **_thresholds(
+                eff.up_depth, eff.up_latency_s, eff.up_cooldown_s, eff.up_cpu_pct, eff.up_memory_pct
+            ),
         ),
-        "scaleDown": _without_none(
-            queueDepth=eff.down_depth,
-            queueLatencySeconds=eff.down_latency_s,
-            cooldownSeconds=eff.down_cooldown_s,
+        scale_down=EffectiveScaleDown(
             step=eff.down_step,
-            cpuPercent=eff.down_cpu_pct,
-            memoryPercent=eff.down_memory_pct,
+            **_thresholds(
+                eff.down_depth,
+                eff.down_latency_s,
+                eff.down_cooldown_s,
+                eff.down_cpu_pct,
+                eff.down_memory_pct,
+            ),
         ),
+        fallback_replicas=eff.fallback_replicas,
+    )
+
+
+def _thresholds(
+    depth: int, latency_s: float, cooldown_s: float, cpu_pct: float | None, memory_pct: float | None
+) -> dict[str, Any]:
+    """The fields a scale-up and a scale-down record share."""
+    return {
+        "queue_depth": depth,
+        "queue_latency_seconds": latency_s,
+        "cooldown_seconds": cooldown_s,
+        "cpu_percent": cpu_pct,
+        "memory_percent": memory_pct,
     }
-    if eff.fallback_replicas is not None:
-        record["fallbackReplicas"] = eff.fallback_replicas
-    return record
 
 
-def _without_none(**values: object) -> dict[str, object]:
-    return {key: value for key, value in values.items() if value is not None}
+def discovery_record(found: Expansion) -> QueueDiscoveryRecord:
+    """``status.queueDiscovery``: what the patterns matched and what the cap left out."""
+    return QueueDiscoveryRecord(
+        watched_queues=len(found.queues),
+        matched_queues=found.matched,
+        truncated=found.truncated,
+        scan_complete=found.complete,
+        queues=[q.name for q in found.queues[:MAX_LISTED_QUEUES]],
+    )
 
 
 def to_rfc3339(ts: float) -> str:
@@ -113,36 +148,45 @@ def from_rfc3339(value: object) -> float | None:
         return None
 
 
-def build(previous: Mapping[str, Any], tick: Tick) -> dict[str, Any]:
-    """The full ``status`` to merge-patch, given the previous status and this tick."""
-    status: dict[str, Any] = {
-        "observedGeneration": tick.generation,
-        "target": tick.target,
-        "currentReplicas": tick.current_replicas,
-        "consecutiveFailures": tick.consecutive_failures,
-        "lastScaleUpTime": _time_or_none(tick.last_scale_up),
-        "lastScaleDownTime": _time_or_none(tick.last_scale_down),
-        "conditions": conditions(previous.get("conditions") or [], tick),
-        "decisions": decisions(previous.get("decisions") or [], tick),
-    }
-    if tick.observation is not None:
-        status["observed"] = _observed(tick.observation, tick.now)
-    if tick.pod_selection is not None:
-        status["podSelection"] = dict(tick.pod_selection)
-    if tick.queue_discovery is not None:
-        status["queueDiscovery"] = dict(tick.queue_discovery)
-    if tick.effective is not None:
-        status["effective"] = dict(tick.effective)
+def model(previous: Mapping[str, Any], tick: Tick) -> JobQueueStatus:
+    """The status of this tick, given the previous status (for history and transitions)."""
+    last: tuple[str | None, str | None, str | None] = (None, None, None)
     if tick.decision is not None:
-        status["desiredReplicas"] = tick.decision.desired
-        status["lastAction"] = tick.decision.action.value
-        status["lastReason"] = tick.decision.reason.value
-        status["lastMessage"] = tick.decision.message
+        decision = tick.decision
+        last = (decision.action.value, decision.reason.value, decision.message)
     elif tick.problem is not None:
-        status["lastAction"] = Action.HOLD.value
-        status["lastReason"] = tick.problem.reason
-        status["lastMessage"] = tick.problem.message
-    return {key: value for key, value in status.items() if value is not None}
+        last = (Action.HOLD.value, tick.problem.reason, tick.problem.message)
+    return JobQueueStatus(
+        observed_generation=tick.generation,
+        target=tick.target,
+        current_replicas=tick.current_replicas,
+        desired_replicas=tick.decision.desired if tick.decision is not None else None,
+        observed=None if tick.observation is None else _observed(tick.observation, tick.now),
+        last_scale_up_time=_time_or_none(tick.last_scale_up),
+        last_scale_down_time=_time_or_none(tick.last_scale_down),
+        last_action=last[0],
+        last_reason=last[1],
+        last_message=last[2],
+        consecutive_failures=tick.consecutive_failures,
+        pod_selection=tick.pod_selection,
+        queue_discovery=tick.queue_discovery,
+        effective=tick.effective,
+        decisions=decisions(previous.get("decisions") or [], tick),
+        conditions=conditions(previous.get("conditions") or [], tick),
+    )
+
+
+def build(previous: Mapping[str, Any], tick: Tick) -> dict[str, Any]:
+    """The full ``status`` to merge-patch, given the previous status and this tick.
+
+    Unset fields are left out, so the previous value stays (the status is
+    merge-patched), except an unsettled pod selection's ``removedPods``: its
+    ``null`` removes the list a previous, settled selection left.
+    """
+    status = model(previous, tick).model_dump(by_alias=True, exclude_none=True)
+    if tick.pod_selection is not None and tick.pod_selection.removed_pods is None:
+        status["podSelection"]["removedPods"] = None
+    return status
 
 
 def same_decision(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
@@ -171,48 +215,53 @@ def _time_or_none(ts: float | None) -> str | None:
     return None if ts is None else to_rfc3339(ts)
 
 
-def _observed(obs: Observation, now: float) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "depth": obs.depth,
-        "delayed": obs.delayed,
-        "inFlight": obs.in_flight,
-        "dead": obs.dead,
-        "oldestAgeSeconds": round(obs.oldest_age_s, 3),
-        "workers": obs.workers,
-        "busyWorkers": obs.busy_workers,
-        "observedAt": to_rfc3339(now),
-    }
-    if obs.arrival_rate is not None:
-        out["arrivalPerSecond"] = round(obs.arrival_rate, 3)
-    if obs.mean_service_s is not None:
-        out["meanServiceSeconds"] = round(obs.mean_service_s, 3)
-    return out
+def _observed(obs: Observation, now: float) -> ObservedMetrics:
+    return ObservedMetrics(
+        depth=obs.depth,
+        delayed=obs.delayed,
+        in_flight=obs.in_flight,
+        dead=obs.dead,
+        oldest_age_seconds=round(obs.oldest_age_s, 3),
+        workers=obs.workers,
+        busy_workers=obs.busy_workers,
+        observed_at=to_rfc3339(now),
+        arrival_per_second=None if obs.arrival_rate is None else round(obs.arrival_rate, 3),
+        mean_service_seconds=None if obs.mean_service_s is None else round(obs.mean_service_s, 3),
+    )
 
 
-def decisions(previous: Sequence[Mapping[str, Any]], tick: Tick) -> list[dict[str, Any]]:
+def _readable(item: Mapping[str, Any]) -> DecisionRecord | None:
+    try:
+        return DecisionRecord.model_validate(item)
+    except ValidationError:  # hand-edited status: drop the entry rather than the history
+        return None
+
+
+def decisions(previous: Sequence[Mapping[str, Any]], tick: Tick) -> list[DecisionRecord]:
     """Append this tick's decision when it scaled or its reason changed; keep the last 20."""
-    history = [dict(item) for item in previous][-MAX_DECISIONS:]
+    read = (_readable(item) for item in list(previous)[-MAX_DECISIONS:])
+    history = [item for item in read if item is not None]
     decision = tick.decision
     if decision is None or tick.current_replicas is None:
         return history
-    last_reason = history[-1].get("reason") if history else None
+    last_reason = history[-1].reason if history else None
     if decision.action is Action.HOLD and decision.reason.value == last_reason:
         return history
     history.append(
-        {
-            "time": to_rfc3339(tick.now),
-            "action": decision.action.value,
-            "fromReplicas": tick.current_replicas,
-            "toReplicas": decision.desired,
-            "reason": decision.reason.value,
-            "message": decision.message,
-            "limitedBy": sorted(limit.value for limit in decision.limited_by),
-        }
+        DecisionRecord(
+            time=to_rfc3339(tick.now),
+            action=decision.action.value,
+            from_replicas=tick.current_replicas,
+            to_replicas=decision.desired,
+            reason=decision.reason.value,
+            message=decision.message,
+            limited_by=sorted(limit.value for limit in decision.limited_by),
+        )
     )
     return history[-MAX_DECISIONS:]
 
 
-def conditions(previous: Sequence[Mapping[str, Any]], tick: Tick) -> list[dict[str, Any]]:
+def conditions(previous: Sequence[Mapping[str, Any]], tick: Tick) -> list[Condition]:
     """The six conditions; ``lastTransitionTime`` moves only when a status flips."""
     before = {str(c.get("type")): c for c in previous}
     fresh = [
@@ -228,21 +277,21 @@ def conditions(previous: Sequence[Mapping[str, Any]], tick: Tick) -> list[dict[s
         old = before.get(ctype)
         changed = old is None or old.get("status") != status
         out.append(
-            {
-                "type": ctype,
-                "status": status,
-                "reason": reason,
-                "message": message,
-                "lastTransitionTime": (
+            Condition(
+                type=ctype,
+                status=status,
+                reason=reason,
+                message=message,
+                last_transition_time=(
                     to_rfc3339(tick.now) if changed or old is None else old["lastTransitionTime"]
                 ),
-                "observedGeneration": tick.generation,
-            }
+                observed_generation=tick.generation,
+            )
         )
-    return [{k: v for k, v in c.items() if v is not None} for c in out]
+    return out
 
 
-_Cond = tuple[str, str, str, str]
+_Cond = tuple[str, Literal["True", "False", "Unknown"], str, str]
 
 
 def _ready(tick: Tick) -> _Cond:

@@ -8,23 +8,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
-
-class _Model(BaseModel):
-    """camelCase on the wire, snake_case in Python; unknown fields are refused."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-    )
+from jobqueue_operator.camel_model import CamelModel as _Model
 
 
 class Condition(_Model):
-    """A Kubernetes-style condition (KEP-1623)."""
+    """A condition in the shape of ``metav1.Condition``, so kubectl and tools read it."""
 
     type: str
     status: Literal["True", "False", "Unknown"]

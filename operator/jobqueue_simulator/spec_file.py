@@ -17,14 +17,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from jobqueue_operator.models import (
-    PAUSED_ANNOTATION,
-    EffectiveSpec,
-    InvalidSpecError,
-    JobQueueSpec,
-    OperatorDefaults,
-    resolve,
-)
+from jobqueue_operator.effective import InvalidSpecError, OperatorDefaults, resolve
+from jobqueue_operator.models import PAUSED_ANNOTATION, EffectiveSpec, JobQueueSpec
 
 
 class SpecError(ValueError):

@@ -14,7 +14,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from jobqueue_operator import observe
+from jobqueue_operator.redis_endpoint import Endpoint
 from jobqueue_protocol import clikit, logformat
 
 PROG = "jobqueue-operator keda-scaler"
@@ -33,7 +33,7 @@ def redis_endpoint(
     password: str | None = None,
     timeout_s: float = 2.0,
     insecure: bool = False,
-) -> observe.Endpoint:
+) -> Endpoint:
     """The scaler's Redis endpoint; the URL must not carry credentials (it is printed)."""
     if not url.startswith(("redis://", "rediss://")):
         raise clikit.CliError(
@@ -44,7 +44,7 @@ def redis_endpoint(
             "--redis-url must not carry credentials; use --redis-username and JQO_REDIS_PASSWORD",
             clikit.ExitCode.USAGE,
         )
-    return observe.Endpoint(
+    return Endpoint(
         url=url,
         host=None,
         port=6379,

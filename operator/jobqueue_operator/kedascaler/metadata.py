@@ -27,13 +27,8 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from jobqueue_operator.models import (
-    EffectiveSpec,
-    InvalidSpecError,
-    JobQueueSpec,
-    OperatorDefaults,
-    resolve,
-)
+from jobqueue_operator.effective import InvalidSpecError, OperatorDefaults, resolve
+from jobqueue_operator.models import EffectiveSpec, JobQueueSpec
 
 #: The trigger metadata keys KEDA itself reads for an ``external`` trigger; passed on to us.
 KEDA_KEYS = frozenset({"scalerAddress", "enableTLS", "unsafeSsl"})

@@ -24,6 +24,9 @@ from jobqueue_operator.kedascaler import answers
 from jobqueue_operator.kedascaler import externalscaler_pb2 as pb
 from jobqueue_operator.kedascaler.metadata import BadMetadataError, Trigger, parse
 from jobqueue_operator.observation import Observation
+from jobqueue_operator.ports import MetricsUnavailableError
+from jobqueue_operator.queue_summary import summarise
+from jobqueue_operator.redis_endpoint import Endpoint
 
 log = logging.getLogger("jobqueue_operator.kedascaler")
 
@@ -42,7 +45,7 @@ class UnknownQueueError(Exception):
 class RedisSource:
     """The one Redis endpoint this scaler reads, through the operator's pools."""
 
-    endpoint: observe.Endpoint
+    endpoint: Endpoint
     pools: observe.RedisPools = field(default_factory=observe.RedisPools)
 
     async def poll(self, queues: tuple[str, ...]) -> Observation:
@@ -52,7 +55,7 @@ class RedisSource:
             client, list(queues), display=self.endpoint.display(), timeout_s=self.endpoint.timeout_s
         )
         for queue, queue_stats in stats.items():
-            seen = observe.summarise({queue: queue_stats})
+            seen = summarise({queue: queue_stats})
             enqueued = seen.counters.enqueued if seen.counters is not None else 0
             if not (enqueued or seen.workers or seen.depth or seen.in_flight or seen.delayed):
                 raise UnknownQueueError(
@@ -141,7 +144,7 @@ class ScalerService:
             obs = await self.source.poll(trigger.queues)
         except UnknownQueueError as exc:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, _named(ref, str(exc)))
-        except observe.MetricsUnavailableError as exc:
+        except MetricsUnavailableError as exc:
             await _abort(context, grpc.StatusCode.UNAVAILABLE, _named(ref, str(exc)))
         return trigger, obs, self._state(ref, trigger)
 

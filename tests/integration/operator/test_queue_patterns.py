@@ -9,7 +9,8 @@ import redis
 import redis.asyncio
 from operator_harness import Kubectl, OperatorProcess, deployment, fill, jobqueue, wait_for
 
-from jobqueue_operator.observe import PatternCache, QueueSource, scan_queues
+from jobqueue_operator.observe import PatternCache, scan_queues
+from jobqueue_operator.ports import QueueSource
 from jobqueue_protocol import keys
 
 pytestmark = [pytest.mark.redis]

@@ -10,8 +10,9 @@ import asyncio
 
 import pytest
 
-from jobqueue_operator.models import RedisConnection
-from jobqueue_operator.observe import RedisPools, endpoint_for, read
+from jobqueue_operator.observe import RedisPools, read
+from jobqueue_operator.redis_endpoint import endpoint_for
+from jobqueue_operator.redis_spec import RedisConnection
 
 pytestmark = pytest.mark.redis
 

@@ -17,14 +17,10 @@ import pytest
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from jobqueue_operator.models import (
-    InvalidSpecError,
-    JobQueueSpec,
-    JobQueueStatus,
-    OperatorDefaults,
-    resolve,
-)
+from jobqueue_operator.effective import InvalidSpecError, OperatorDefaults, resolve
+from jobqueue_operator.models import JobQueueSpec
 from jobqueue_operator.settings import OperatorSettings
+from jobqueue_operator.status_models import JobQueueStatus
 
 ROOT = Path(__file__).resolve().parents[3]
 CRD = yaml.safe_load((ROOT / "crds" / "jobqueues.yaml").read_text())
@@ -221,7 +217,7 @@ def test_example_validates_against_crd_and_model(path: Path) -> None:
     resolve(spec, OperatorDefaults(), paused=False)
 
 
-def test_there_are_examples_for_the_seeds_queues() -> None:
+def test_there_are_examples_for_the_queues_of_the_email_pipeline_and_friends() -> None:
     queues = {q for p in EXAMPLES for q in yaml.safe_load(p.read_text())["spec"]["queues"]}
     for expected in (
         "email:processing:high",

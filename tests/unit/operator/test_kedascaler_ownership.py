@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from jobqueue_operator.admission import claimed_by
+from jobqueue_operator.claims import Claim, conflict
 from jobqueue_operator.kedascaler.ownership import describe_hpa
-from jobqueue_operator.reconcile import Claim, conflict
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from jobqueue_operator.kube import LeaseView
 from jobqueue_operator.leader import next_lease
+from jobqueue_operator.ports import LeaseView
 
 ME = "op-a"
 OTHER = LeaseView(holder="op-b", duration_s=10, renewed="t1", transitions=3, version="42")

@@ -5,14 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from jobqueue_operator.models import (
-    PRIORITY_BOUNDS,
-    InvalidSpecError,
-    JobQueueSpec,
-    OperatorDefaults,
-    PriorityClass,
-    resolve,
-)
+from jobqueue_operator.effective import InvalidSpecError, OperatorDefaults, resolve
+from jobqueue_operator.models import PRIORITY_BOUNDS, JobQueueSpec, PriorityClass
 from jobqueue_operator.settings import OperatorSettings
 
 BASE = {"scaleTargetRef": {"name": "w"}, "redis": {"host": "r"}, "queues": ["q"]}
@@ -78,7 +72,7 @@ def test_resolved_contradiction_is_an_invalid_spec() -> None:
         resolve(spec(scaleUp={"queueDepth": 5}), OperatorDefaults(), paused=False)
 
 
-def test_settings_read_the_seeds_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_read_the_unprefixed_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {
         "SCALE_UP_QUEUE_DEPTH": "250",
         "SCALE_UP_QUEUE_LATENCY": "12.5",
@@ -127,7 +121,7 @@ def test_bad_setting_fails_naming_the_variable(monkeypatch: pytest.MonkeyPatch) 
     ],
 )
 def test_parse_quantity(text: object, value: float | None) -> None:
-    from jobqueue_operator.models import parse_quantity
+    from jobqueue_operator.quantity import parse_quantity
 
     assert parse_quantity(text) == value
 

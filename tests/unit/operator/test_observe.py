@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from jobqueue_operator.models import RedisConnection
-from jobqueue_operator.observe import endpoint_for, summarise
+from jobqueue_operator.queue_summary import summarise
+from jobqueue_operator.redis_endpoint import endpoint_for
+from jobqueue_operator.redis_spec import RedisConnection
 from jobqueue_protocol.stats import QueueStats, WorkerHeartbeat
 
 
@@ -96,7 +97,7 @@ def test_worker_loads_by_pod_with_the_run_time_of_their_jobs() -> None:
 
 
 def test_weights_scale_depth_and_age_and_a_queue_with_work_claims_its_floor() -> None:
-    from jobqueue_operator.observe import WatchedQueue
+    from jobqueue_operator.ports import WatchedQueue
 
     weights = {
         "a": WatchedQueue("a", weight=2.0, reserved=3),
@@ -119,9 +120,9 @@ def test_weights_scale_depth_and_age_and_a_queue_with_work_claims_its_floor() ->
 
 
 def test_sources_merge_named_queues_with_their_weighted_entries() -> None:
+    from jobqueue_operator.gather import queue_sources
     from jobqueue_operator.models import JobQueueSpec
-    from jobqueue_operator.observe import QueueSource
-    from jobqueue_operator.reconcile import _sources
+    from jobqueue_operator.ports import QueueSource
 
     spec = JobQueueSpec.model_validate(
         {
@@ -135,7 +136,7 @@ def test_sources_merge_named_queues_with_their_weighted_entries() -> None:
             ],
         }
     )
-    assert _sources(spec) == (
+    assert queue_sources(spec) == (
         QueueSource("a"),
         QueueSource("b", weight=3.0, reserved=2),
         QueueSource("c", priority=5),

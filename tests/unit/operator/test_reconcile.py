@@ -1,4 +1,4 @@
-"""The loop's glue with a fake Kubernetes API and a fake stats read (no services).
+"""The loop's glue with fakes of its two ports, Kubernetes and the queues (no services).
 
 What only the glue can get wrong: a failed /scale write is not remembered as a
 scale (so it is retried, not skipped by a cooldown), a failed status write does
@@ -14,11 +14,17 @@ from typing import Any
 
 import pytest
 
-from jobqueue_operator import reconcile
-from jobqueue_operator.kube import KubeError, ObjectRef
-from jobqueue_operator.observe import DrainError, MetricsUnavailableError, RedisPools
+from jobqueue_operator.claims import HPA_REFRESH_S, Claim
 from jobqueue_operator.policy import Observation, WorkerLoad
-from jobqueue_operator.reconcile import Claim, Context, Loop
+from jobqueue_operator.ports import (
+    DrainError,
+    KubeError,
+    ObjectRef,
+    PollRequest,
+    QueuePoll,
+)
+from jobqueue_operator.reconcile import Context, Loop
+from jobqueue_operator.scaledown import SETTLE_S
 from jobqueue_operator.settings import OperatorSettings
 from jobqueue_operator.status import to_rfc3339
 from jobqueue_operator.victims import PodView
@@ -47,7 +53,9 @@ class FakeKube:
             raise KubeError("could not list the Pods of Deployment w: HTTP 403 Forbidden")
         return list(self.pods)
 
-    async def get_worker_requests(self, namespace: str, name: str) -> tuple[float, float]:
+    async def get_worker_requests(
+        self, namespace: str, name: str
+    ) -> tuple[float | None, float | None]:
         self.lookups["requests"] = self.lookups.get("requests", 0) + 1
         return 0.5, 100 * 2**20
 
@@ -112,43 +120,47 @@ BODY: dict[str, Any] = {
 }
 
 
+class FakeQueues:
+    """The queue side of one JobQueue: a poll returns ``obs`` (or fails with ``error``);
+    drain requests and withdrawals are recorded instead of written."""
+
+    def __init__(self) -> None:
+        self.obs = Observation(depth=0, oldest_age_s=0.0)
+        self.error: str | None = None
+        self.polled = False
+        self.requested: list[tuple[str, ...]] = []
+        self.withdrawn: list[tuple[str, ...]] = []
+        self.fail_drain = False
+        self.closed = False
+
+    async def poll(self, request: PollRequest) -> QueuePoll:
+        self.polled = True
+        if self.error:
+            return QueuePoll(None, {}, None, self.error)
+        return QueuePoll(self.obs, {}, None)
+
+    async def request_drain(self, pods: Sequence[str], now: float, ttl_s: float) -> bool:
+        if not self.polled:
+            return False
+        if self.fail_drain:
+            raise DrainError("Redis at r: NOPERM this user has no permissions")
+        assert ttl_s > SETTLE_S
+        self.requested.append(tuple(pods))
+        return True
+
+    async def withdraw_drain(self, pods: Sequence[str]) -> bool:
+        if not self.polled:
+            return False
+        self.withdrawn.append(tuple(pods))
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    state: dict[str, Any] = {"obs": Observation(depth=0, oldest_age_s=0.0), "error": None}
-
-    async def fake_read(
-        client: object,
-        queues: list[str],
-        *,
-        display: str,
-        timeout_s: float,
-        weights: object = None,
-    ) -> tuple[Observation, dict[str, Any]]:
-        if state["error"]:
-            raise MetricsUnavailableError(state["error"])
-        return state["obs"], {}
-
-    monkeypatch.setattr(reconcile, "read", fake_read)
-    drains: dict[str, Any] = {"requested": [], "withdrawn": [], "fail": False}
-
-    class FakeDrain:
-        """Records drain requests instead of writing the drain hashes."""
-
-        def __init__(self, client: object, queues: tuple[str, ...], *_: object) -> None:
-            self.client, self.queues = client, queues
-
-        async def request(self, pods: Sequence[str], now: float, ttl_s: float) -> None:
-            if drains["fail"]:
-                raise DrainError("Redis at r: NOPERM this user has no permissions")
-            assert ttl_s > reconcile.SETTLE_S
-            drains["requested"].append(tuple(pods))
-
-        async def withdraw(self, pods: Sequence[str]) -> None:
-            drains["withdrawn"].append(tuple(pods))
-
-    monkeypatch.setattr(reconcile, "DrainTarget", FakeDrain)
-    state["drains"] = drains
-    return state
+def world() -> FakeQueues:
+    return FakeQueues()
 
 
 def make_loop(
@@ -156,16 +168,20 @@ def make_loop(
     clock: Clock,
     status: dict[str, Any] | None = None,
     claims: dict[tuple[str, str], list[Claim]] | None = None,
+    queues: FakeQueues | None = None,
 ) -> Loop:
-    ctx = Context(kube=kube, pools=RedisPools(), settings=OperatorSettings(), clock=clock)  # type: ignore[arg-type]
+    fake = queues or FakeQueues()
+    ctx = Context(
+        kube=kube, queues_for=lambda owner: fake, settings=OperatorSettings(), clock=clock
+    )
     index = claims or {}
-    return Loop.from_status(ctx, "ns", "q", status or {}, lambda ns, t: index.get((ns, t), []))
+    return Loop(ctx, "ns", "q", status or {}, lambda ns, t: index.get((ns, t), []))
 
 
-async def test_failed_scale_is_retried_next_tick_not_cooled_down(world: dict[str, Any]) -> None:
+async def test_failed_scale_is_retried_next_tick_not_cooled_down(world: FakeQueues) -> None:
     kube, clock = FakeKube(replicas=1), Clock()
-    loop = make_loop(kube, clock)
-    world["obs"] = Observation(depth=15, oldest_age_s=0.0)
+    loop = make_loop(kube, clock, queues=world)
+    world.obs = Observation(depth=15, oldest_age_s=0.0)
     kube.fail_scale = True
     assert await loop.tick(BODY) == 2.0
     assert loop.last_up is None
@@ -178,16 +194,16 @@ async def test_failed_scale_is_retried_next_tick_not_cooled_down(world: dict[str
 
 
 async def test_hold_never_writes_and_a_scale_writes_the_absolute_count_once(
-    world: dict[str, Any],
+    world: FakeQueues,
 ) -> None:
     kube, clock = FakeKube(replicas=3), Clock()
-    loop = make_loop(kube, clock)
-    world["obs"] = Observation(depth=5, oldest_age_s=0.0)  # in the band
+    loop = make_loop(kube, clock, queues=world)
+    world.obs = Observation(depth=5, oldest_age_s=0.0)  # in the band
     for _ in range(3):
         await loop.tick(BODY)
         clock.now += 2
     assert kube.writes == []
-    world["obs"] = Observation(depth=40, oldest_age_s=0.0)  # 4x: +3
+    world.obs = Observation(depth=40, oldest_age_s=0.0)  # 4x: +3
     for _ in range(3):
         await loop.tick(BODY)
         clock.now += 2
@@ -195,9 +211,9 @@ async def test_hold_never_writes_and_a_scale_writes_the_absolute_count_once(
     assert [e for e in kube.events if e[0] == "ScaledUp"] == [("ScaledUp", False)]
 
 
-async def test_status_write_failure_keeps_the_loop_going(world: dict[str, Any]) -> None:
+async def test_status_write_failure_keeps_the_loop_going(world: FakeQueues) -> None:
     kube, clock = FakeKube(replicas=1), Clock()
-    loop = make_loop(kube, clock)
+    loop = make_loop(kube, clock, queues=world)
     kube.fail_status = True
     await loop.tick(BODY)
     kube.fail_status = False
@@ -205,12 +221,12 @@ async def test_status_write_failure_keeps_the_loop_going(world: dict[str, Any]) 
     assert len(kube.statuses) == 1
 
 
-async def test_restart_resumes_cooldown_from_status(world: dict[str, Any]) -> None:
+async def test_restart_resumes_cooldown_from_status(world: FakeQueues) -> None:
     kube, clock = FakeKube(replicas=2), Clock()
     status = {"lastScaleUpTime": to_rfc3339(clock.now - 30), "consecutiveFailures": 2}
-    loop = make_loop(kube, clock, status)
-    assert loop.failures == 2
-    world["obs"] = Observation(depth=15, oldest_age_s=0.0)
+    loop = make_loop(kube, clock, status, queues=world)
+    assert loop.gather.failures == 2
+    world.obs = Observation(depth=15, oldest_age_s=0.0)
     await loop.tick(BODY)
     assert kube.writes == [], "still 30 s of cooldown left"
     clock.now += 31
@@ -219,12 +235,12 @@ async def test_restart_resumes_cooldown_from_status(world: dict[str, Any]) -> No
 
 
 async def test_a_stamp_from_a_clock_an_hour_ahead_holds_one_cooldown_not_an_hour(
-    world: dict[str, Any],
+    world: FakeQueues,
 ) -> None:
     """Another node wrote lastScaleUpTime with its clock an hour ahead of ours."""
     kube, clock = FakeKube(replicas=2), Clock()
-    loop = make_loop(kube, clock, {"lastScaleUpTime": to_rfc3339(clock.now + 3600)})
-    world["obs"] = Observation(depth=15, oldest_age_s=0.0)
+    loop = make_loop(kube, clock, {"lastScaleUpTime": to_rfc3339(clock.now + 3600)}, queues=world)
+    world.obs = Observation(depth=15, oldest_age_s=0.0)
     await loop.tick(BODY)
     assert kube.writes == []
     assert "cooldown for 60s" in kube.statuses[-1]["lastMessage"]
@@ -233,27 +249,27 @@ async def test_a_stamp_from_a_clock_an_hour_ahead_holds_one_cooldown_not_an_hour
     assert kube.writes == [3]
 
 
-async def test_warnings_on_change_only_and_recovery_event(world: dict[str, Any]) -> None:
+async def test_warnings_on_change_only_and_recovery_event(world: FakeQueues) -> None:
     kube, clock = FakeKube(replicas=2), Clock()
-    loop = make_loop(kube, clock)
-    world["error"] = "Redis at redis://r:6379/0: ConnectionError"
+    loop = make_loop(kube, clock, queues=world)
+    world.error = "Redis at redis://r:6379/0: ConnectionError"
     for _ in range(4):
         await loop.tick(BODY)
     assert kube.events == [("MetricsUnavailable", True)]
     assert kube.writes == []
     assert kube.statuses[-1]["consecutiveFailures"] == 4
-    world["error"] = None
-    world["obs"] = Observation(depth=5, oldest_age_s=0.0)
+    world.error = None
+    world.obs = Observation(depth=5, oldest_age_s=0.0)
     await loop.tick(BODY)
     assert kube.events[-1] == ("Recovered", False)
     assert kube.statuses[-1]["consecutiveFailures"] == 0
 
 
 async def test_invalid_spec_is_a_condition_and_the_interval_still_applies(
-    world: dict[str, Any],
+    world: FakeQueues,
 ) -> None:
     kube, clock = FakeKube(), Clock()
-    loop = make_loop(kube, clock)
+    loop = make_loop(kube, clock, queues=world)
     body = {**BODY, "spec": {**BODY["spec"], "queues": [], "pollingIntervalSeconds": 7}}
     assert await loop.tick(body) == 7.0
     ready = kube.statuses[-1]["conditions"][0]
@@ -262,20 +278,22 @@ async def test_invalid_spec_is_a_condition_and_the_interval_still_applies(
     assert kube.events == [("InvalidSpec", True)]
 
 
-async def test_missing_target(world: dict[str, Any]) -> None:
+async def test_missing_target(world: FakeQueues) -> None:
     kube, clock = FakeKube(replicas=None), Clock()
-    await make_loop(kube, clock).tick(BODY)
+    await make_loop(kube, clock, queues=world).tick(BODY)
     assert kube.statuses[-1]["conditions"][0]["reason"] == "TargetNotFound"
 
 
 async def test_an_hpa_on_the_target_is_refused_and_the_list_is_shared_per_namespace(
-    world: dict[str, Any],
+    world: FakeQueues,
 ) -> None:
     kube, clock = FakeKube(replicas=1), Clock()
     kube.hpas = [("cpu", "w"), ("other", "elsewhere")]
-    ctx = Context(kube=kube, pools=RedisPools(), settings=OperatorSettings(), clock=clock)  # type: ignore[arg-type]
-    loops = [Loop.from_status(ctx, "ns", f"q{i}", {}) for i in range(3)]
-    world["obs"] = Observation(depth=50, oldest_age_s=0.0)
+    ctx = Context(
+        kube=kube, queues_for=lambda owner: world, settings=OperatorSettings(), clock=clock
+    )
+    loops = [Loop(ctx, "ns", f"q{i}") for i in range(3)]
+    world.obs = Observation(depth=50, oldest_age_s=0.0)
     for _ in range(4):  # 8 s of ticks of three JobQueues
         for loop in loops:
             await loop.tick(MINE)
@@ -286,17 +304,17 @@ async def test_an_hpa_on_the_target_is_refused_and_the_list_is_shared_per_namesp
     assert "HorizontalPodAutoscaler cpu already scales w" in ready["message"]
     assert kube.writes == []
     kube.hpas = []  # the HPA is deleted: the next list frees the target
-    clock.now += reconcile.HPA_REFRESH_S
+    clock.now += HPA_REFRESH_S
     await loops[0].tick(MINE)
     assert kube.lookups["hpa"] == 2
     assert kube.writes, "scaled once the HPA was gone"
 
 
-async def test_an_unreadable_hpa_list_is_a_condition_not_a_stall(world: dict[str, Any]) -> None:
+async def test_an_unreadable_hpa_list_is_a_condition_not_a_stall(world: FakeQueues) -> None:
     kube, clock = FakeKube(replicas=1), Clock()
     kube.fail_hpa = True
-    loop = make_loop(kube, clock)
-    world["obs"] = Observation(depth=50, oldest_age_s=0.0)
+    loop = make_loop(kube, clock, queues=world)
+    world.obs = Observation(depth=50, oldest_age_s=0.0)
     await loop.tick(MINE)
     ready = kube.statuses[-1]["conditions"][0]
     assert ready["reason"] == "KubernetesAPIError"
@@ -308,9 +326,9 @@ async def test_an_unreadable_hpa_list_is_a_condition_not_a_stall(world: dict[str
     assert kube.writes, "a failed list is not cached: the next tick reads again and acts"
 
 
-async def test_secret_is_reread_every_30s_not_every_tick(world: dict[str, Any]) -> None:
+async def test_secret_is_reread_every_30s_not_every_tick(world: FakeQueues) -> None:
     kube, clock = FakeKube(replicas=1), Clock()
-    loop = make_loop(kube, clock)
+    loop = make_loop(kube, clock, queues=world)
     spec = {**BODY["spec"], "redis": {"host": "r", "passwordSecretRef": {"name": "s"}}}
     body = {**BODY, "spec": spec}
     for _ in range(10):  # 20 s of ticks
@@ -338,11 +356,13 @@ MINE = {**BODY, "metadata": {**BODY["metadata"], "creationTimestamp": "2026-05-0
     ],
 )
 async def test_a_claimed_target_is_refused_and_never_scaled(
-    world: dict[str, Any], claims: list[Claim], reason: str | None
+    world: FakeQueues, claims: list[Claim], reason: str | None
 ) -> None:
     kube, clock = FakeKube(replicas=1), Clock()
-    loop = make_loop(kube, clock, claims={("ns", "w"): claims, ("ns", "other"): [Claim("", "x")]})
-    world["obs"] = Observation(depth=50, oldest_age_s=0.0)
+    loop = make_loop(
+        kube, clock, queues=world, claims={("ns", "w"): claims, ("ns", "other"): [Claim("", "x")]}
+    )
+    world.obs = Observation(depth=50, oldest_age_s=0.0)
     await loop.tick(MINE)
     ready = kube.statuses[-1]["conditions"][0]
     if reason is None:
@@ -373,18 +393,18 @@ DOWN_BODY: dict[str, Any] = {
 }
 
 
-async def after_scale_down(world: dict[str, Any]) -> tuple[FakeKube, Clock, Loop]:
+async def after_scale_down(world: FakeQueues) -> tuple[FakeKube, Clock, Loop]:
     """Three Ready workers, one busy (DOWN), and one tick that scales 3 → 1."""
     kube, clock = FakeKube(replicas=3), Clock()
     kube.pods = [PodView("w-a", True), PodView("w-b", True), PodView("w-c", True)]
-    loop = make_loop(kube, clock)
-    world["obs"] = DOWN
+    loop = make_loop(kube, clock, queues=world)
+    world.obs = DOWN
     await loop.tick(DOWN_BODY)
     return kube, clock, loop
 
 
 async def test_scale_down_annotates_before_scaling_then_settles_and_cleans_up(
-    world: dict[str, Any],
+    world: FakeQueues,
 ) -> None:
     kube, clock, loop = await after_scale_down(world)
     assert kube.writes == [1]
@@ -395,11 +415,11 @@ async def test_scale_down_annotates_before_scaling_then_settles_and_cleans_up(
     assert chosen["protectedPods"] == ["w-b"]
     assert chosen["settled"] is False
     # the chosen workers were told to stop fetching before /scale was lowered
-    assert world["drains"]["requested"] == [("w-a", "w-c")]
+    assert world.requested == [("w-a", "w-c")]
     assert chosen["drainRequested"] == ["w-a", "w-c"]
     # the ReplicaSet has not acted yet: nothing settles, annotations stay
     clock.now += 2
-    world["obs"] = dataclasses.replace(DOWN, worker_loads=DOWN.worker_loads[1:2])
+    world.obs = dataclasses.replace(DOWN, worker_loads=DOWN.worker_loads[1:2])
     await loop.tick(DOWN_BODY)
     assert "podSelection" not in kube.statuses[-1]
     assert kube.costs
@@ -413,11 +433,11 @@ async def test_scale_down_annotates_before_scaling_then_settles_and_cleans_up(
     assert "exactly the chosen" in settled["message"]
     assert kube.costs == {"w-a": -1000, "w-c": -1000}, "only live pods are cleaned"
     assert ("w-b", None) in kube.cost_writes
-    assert loop.selection is None
-    assert world["drains"]["withdrawn"] == [("w-a", "w-c")], "drain entries go once settled"
+    assert loop.scale_down.selection is None
+    assert world.withdrawn == [("w-a", "w-c")], "drain entries go once settled"
 
 
-async def test_unexpected_removal_is_reported(world: dict[str, Any]) -> None:
+async def test_unexpected_removal_is_reported(world: FakeQueues) -> None:
     kube, clock, loop = await after_scale_down(world)
     kube.pods = [PodView("w-a", True)]
     clock.now += 2
@@ -427,16 +447,16 @@ async def test_unexpected_removal_is_reported(world: dict[str, Any]) -> None:
     assert "not chosen" in message
 
 
-async def test_unsettled_selection_times_out_and_still_cleans_up(world: dict[str, Any]) -> None:
+async def test_unsettled_selection_times_out_and_still_cleans_up(world: FakeQueues) -> None:
     kube, clock, loop = await after_scale_down(world)
-    world["obs"] = Observation(depth=5, oldest_age_s=0.0)  # band: hold
-    clock.now += reconcile.SETTLE_S + 1
+    world.obs = Observation(depth=5, oldest_age_s=0.0)  # band: hold
+    clock.now += SETTLE_S + 1
     await loop.tick(DOWN_BODY)
     assert kube.costs == {}
     assert kube.statuses[-1]["podSelection"]["removedPods"] == []
 
 
-async def test_restart_cleans_up_a_selection_left_in_status(world: dict[str, Any]) -> None:
+async def test_restart_cleans_up_a_selection_left_in_status(world: FakeQueues) -> None:
     kube, clock = FakeKube(replicas=1), Clock()
     kube.pods = [PodView("w-b", True)]
     kube.costs = {"w-b": 1012}
@@ -451,30 +471,30 @@ async def test_restart_cleans_up_a_selection_left_in_status(world: dict[str, Any
             "settled": False,
         }
     }
-    loop = make_loop(kube, clock, status)
-    world["obs"] = Observation(depth=5, oldest_age_s=0.0)
+    loop = make_loop(kube, clock, status, queues=world)
+    world.obs = Observation(depth=5, oldest_age_s=0.0)
     await loop.tick(DOWN_BODY)
     assert kube.costs == {}
     assert kube.statuses[-1]["podSelection"]["removedPods"] == ["w-a", "w-c"]
     # and the drain the previous operator requested is taken off again
-    assert world["drains"]["withdrawn"] == [("w-a", "w-c")]
+    assert world.withdrawn == [("w-a", "w-c")]
 
 
-async def test_drain_off_or_failing_still_scales_down(world: dict[str, Any]) -> None:
+async def test_drain_off_or_failing_still_scales_down(world: FakeQueues) -> None:
     kube, clock = FakeKube(replicas=3), Clock()
     kube.pods = [PodView("w-a", True), PodView("w-b", True), PodView("w-c", True)]
-    world["obs"] = DOWN
+    world.obs = DOWN
     off = {**DOWN_BODY, "spec": {**DOWN_BODY["spec"]}}
     off["spec"]["scaleDown"] = {**off["spec"]["scaleDown"], "drainChosenPods": False}
-    await make_loop(kube, clock).tick(off)
+    await make_loop(kube, clock, queues=world).tick(off)
     assert kube.writes == [1]
-    assert world["drains"]["requested"] == []
+    assert world.requested == []
     assert kube.statuses[-1]["podSelection"]["drainRequested"] == []
 
     kube2 = FakeKube(replicas=3)
     kube2.pods = list(kube.pods)
-    world["drains"]["fail"] = True
-    await make_loop(kube2, clock).tick(DOWN_BODY)
+    world.fail_drain = True
+    await make_loop(kube2, clock, queues=world).tick(DOWN_BODY)
     assert kube2.writes == [1], "a read-only Redis user does not stop the scale-down"
     selection = kube2.statuses[-1]["podSelection"]
     assert selection["drainRequested"] == []
@@ -483,43 +503,43 @@ async def test_drain_off_or_failing_still_scales_down(world: dict[str, Any]) -> 
 
 
 async def test_a_scale_up_before_settling_withdraws_the_drain_at_once(
-    world: dict[str, Any],
+    world: FakeQueues,
 ) -> None:
     kube, clock, loop = await after_scale_down(world)
-    assert world["drains"]["requested"] == [("w-a", "w-c")]
+    assert world.requested == [("w-a", "w-c")]
     # the ReplicaSet has not removed them yet, and a burst arrives
     clock.now += 2
-    world["obs"] = Observation(depth=500, oldest_age_s=0.0, workers=3)
+    world.obs = Observation(depth=500, oldest_age_s=0.0, workers=3)
     await loop.tick(DOWN_BODY)
     assert kube.writes[-1] > 1, "scaled up"
-    assert world["drains"]["withdrawn"] == [("w-a", "w-c")], "they fetch again at once"
+    assert world.withdrawn == [("w-a", "w-c")], "they fetch again at once"
 
 
-async def test_pods_unreadable_still_scales_down_and_says_why(world: dict[str, Any]) -> None:
+async def test_pods_unreadable_still_scales_down_and_says_why(world: FakeQueues) -> None:
     kube, clock = FakeKube(replicas=3), Clock()
     kube.fail_pods = True
-    loop = make_loop(kube, clock)
-    world["obs"] = DOWN
+    loop = make_loop(kube, clock, queues=world)
+    world.obs = DOWN
     await loop.tick(DOWN_BODY)
     assert kube.writes == [1]
     assert "403" in kube.statuses[-1]["podSelection"]["message"]
-    assert loop.selection is None
+    assert loop.scale_down.selection is None
 
 
 async def test_rates_from_counter_deltas_and_a_restart_waits_one_tick(
-    world: dict[str, Any],
+    world: FakeQueues,
 ) -> None:
     from jobqueue_operator.policy import Counters
 
     kube, clock = FakeKube(replicas=2), Clock()
-    loop = make_loop(kube, clock)
-    world["obs"] = Observation(depth=5, oldest_age_s=0.0, counters=Counters(100, 50, 100_000))
+    loop = make_loop(kube, clock, queues=world)
+    world.obs = Observation(depth=5, oldest_age_s=0.0, counters=Counters(100, 50, 100_000))
     await loop.tick(BODY)
     observed = kube.statuses[-1]["observed"]
     assert "arrivalPerSecond" not in observed
     assert observed["meanServiceSeconds"] == 2.0
     clock.now += 40  # past the status refresh: only the sample moved
-    world["obs"] = Observation(depth=5, oldest_age_s=0.0, counters=Counters(300, 60, 130_000))
+    world.obs = Observation(depth=5, oldest_age_s=0.0, counters=Counters(300, 60, 130_000))
     await loop.tick(BODY)
     observed = kube.statuses[-1]["observed"]
     assert observed["arrivalPerSecond"] == 5.0
@@ -527,16 +547,16 @@ async def test_rates_from_counter_deltas_and_a_restart_waits_one_tick(
 
 
 async def test_memory_trigger_reads_the_requests_every_30s_and_scales_up(
-    world: dict[str, Any],
+    world: FakeQueues,
 ) -> None:
     kube, clock = FakeKube(replicas=2), Clock()
-    loop = make_loop(kube, clock)
+    loop = make_loop(kube, clock, queues=world)
     body = {
         **BODY,
         "spec": {**BODY["spec"], "scaleUp": {**BODY["spec"]["scaleUp"], "memoryPercent": 80}},
     }
     hot = tuple(WorkerLoad(f"w-{i}", "idle", 0, rss_bytes=120 * 2**20) for i in range(2))
-    world["obs"] = Observation(depth=5, oldest_age_s=0.0, worker_loads=hot)
+    world.obs = Observation(depth=5, oldest_age_s=0.0, worker_loads=hot)
     await loop.tick(body)
     assert kube.writes == [3], "2 pods at 120% of an 80% target: ceil(2 x 1.5) = 3"
     assert kube.statuses[-1]["lastReason"] == "MemoryHigh"
@@ -551,12 +571,12 @@ async def test_memory_trigger_reads_the_requests_every_30s_and_scales_up(
 
 
 async def test_a_moving_sample_is_written_every_30s_and_a_new_decision_at_once(
-    world: dict[str, Any],
+    world: FakeQueues,
 ) -> None:
     kube, clock = FakeKube(replicas=1), Clock()
-    loop = make_loop(kube, clock)
+    loop = make_loop(kube, clock, queues=world)
     for i in range(10):  # 20 s in the band: the depth and the oldest age move every tick
-        world["obs"] = Observation(depth=5 + i % 3, oldest_age_s=2.0 * i)
+        world.obs = Observation(depth=5 + i % 3, oldest_age_s=2.0 * i)
         await loop.tick(BODY)
         clock.now += 2
     assert len(kube.statuses) == 1, [s["observed"] for s in kube.statuses]
@@ -565,11 +585,11 @@ async def test_a_moving_sample_is_written_every_30s_and_a_new_decision_at_once(
     await loop.tick(BODY)
     assert len(kube.statuses) == 2, "the sample is refreshed after 30 s"
     assert kube.statuses[-1]["observed"]["oldestAgeSeconds"] == 18.0
-    world["obs"] = Observation(depth=0, oldest_age_s=0.0)
+    world.obs = Observation(depth=0, oldest_age_s=0.0)
     await loop.tick(BODY)
     assert len(kube.statuses) == 3, "the queue going idle flips Active: written at once"
     assert kube.statuses[-1]["observed"]["depth"] == 0
-    world["obs"] = Observation(depth=40, oldest_age_s=1.0)
+    world.obs = Observation(depth=40, oldest_age_s=1.0)
     clock.now += 1
     await loop.tick(BODY)
     assert len(kube.writes) == 1, "depth 40 is past the scale-up threshold"
@@ -584,12 +604,12 @@ async def test_a_moving_sample_is_written_every_30s_and_a_new_decision_at_once(
 
 
 async def test_replicas_from_the_watch_cost_no_request_until_the_loop_acts(
-    world: dict[str, Any],
+    world: FakeQueues,
 ) -> None:
     kube, clock = FakeKube(replicas=2), Clock()
     kube.watched = 2
-    loop = make_loop(kube, clock)
-    world["obs"] = Observation(depth=5, oldest_age_s=0.0)
+    loop = make_loop(kube, clock, queues=world)
+    world.obs = Observation(depth=5, oldest_age_s=0.0)
     for _ in range(3):
         await loop.tick(BODY)
         clock.now += 2
@@ -598,7 +618,7 @@ async def test_replicas_from_the_watch_cost_no_request_until_the_loop_acts(
     # Someone scaled to 5 and the watch has not delivered it: the loop decides
     # again from /scale before it writes, and writes from 5, not from 2.
     kube.replicas = 5
-    world["obs"] = Observation(depth=40, oldest_age_s=0.0)
+    world.obs = Observation(depth=40, oldest_age_s=0.0)
     await loop.tick(BODY)
     assert kube.lookups["scale"] == 1
     assert len(kube.writes) == 1, kube.writes
@@ -606,7 +626,7 @@ async def test_replicas_from_the_watch_cost_no_request_until_the_loop_acts(
     assert kube.statuses[-1]["decisions"][-1]["fromReplicas"] == 5
     # Without the watch (not listed yet, failing), every tick reads /scale.
     kube.watched = None
-    world["obs"] = Observation(depth=5, oldest_age_s=0.0)
+    world.obs = Observation(depth=5, oldest_age_s=0.0)
     clock.now += 120
     await loop.tick(BODY)
     assert kube.lookups["scale"] == 2

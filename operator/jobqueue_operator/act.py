@@ -1,0 +1,119 @@
+"""Phase 3 of a poll: the writes. ``/scale``, deletion costs and drain requests.
+
+The decisions were made before (``policy.decide`` and the
+:class:`~jobqueue_operator.scaledown.ScaleDown` state machine); this module
+carries them out in the order that makes them safe (costs and drains before
+``/scale`` is lowered) and tells the state machine how each write went.
+Every write is best effort except ``/scale`` itself: a scale-down whose Pods
+could not be annotated still happens (the policy already kept the busy
+workers' count), and the reason is in ``status.podSelection.message``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from jobqueue_operator import metrics
+from jobqueue_operator.ports import DrainError, KubeError, KubePort, QueuePort
+from jobqueue_operator.scaledown import DRAIN_TTL_S, Choice, ScaleDown
+from jobqueue_operator.status_models import PodSelectionRecord
+
+log = logging.getLogger("jobqueue_operator")
+
+
+@dataclass
+class Actor:
+    """The writes of one JobQueue's loop."""
+
+    kube: KubePort
+    queues: QueuePort
+    namespace: str
+    name: str
+
+    @property
+    def owner(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def _api_error(self, what: str) -> None:
+        metrics.API_ERRORS.labels(self.namespace, self.name, what).inc()
+
+    async def remove_costs(self, pods: Sequence[str]) -> bool:
+        """Take the deletion costs off again; ``False`` (retry next tick) on an API error."""
+        for pod in pods:
+            try:
+                await self.kube.set_deletion_cost(self.namespace, pod, None)
+            except KubeError:
+                self._api_error("pods")
+                return False  # the annotation must not stay: the next tick tries again
+        return True
+
+    async def withdraw(self, machine: ScaleDown) -> None:
+        """Take settled or superseded Pods off the drain hashes (retried every tick)."""
+        if not machine.undrain:
+            return
+        pods = sorted(machine.undrain)
+        try:
+            done = await self.queues.withdraw_drain(pods)
+        except DrainError as exc:
+            log.warning(
+                "JobQueue %s: could not withdraw the drain of %s: %s", self.owner, pods, exc
+            )
+            return
+        if done:
+            machine.withdrawn(pods)
+
+    async def prepare_scale_down(
+        self, machine: ScaleDown, choice: Choice, target: str
+    ) -> PodSelectionRecord:
+        """Annotate the chosen Pods and request their drain, right before ``/scale``."""
+        for pod in choice.stale:
+            with contextlib.suppress(KubeError):
+                await self.kube.set_deletion_cost(self.namespace, pod, None)
+        annotated, problems = [], []
+        for pod, cost in choice.costs.items():
+            try:
+                await self.kube.set_deletion_cost(self.namespace, pod, cost)
+                annotated.append(pod)
+            except KubeError as exc:
+                problems.append(str(exc))
+        if problems:
+            self._api_error("pods")
+        chosen = choice.selection
+        drained: tuple[str, ...] = ()
+        if choice.drain:
+            try:
+                if await self.queues.request_drain(choice.drain, chosen.at, ttl_s=DRAIN_TTL_S):
+                    drained = choice.drain
+            except DrainError as exc:
+                problems.append(f"drain request failed: {exc}")
+        log.info(
+            "JobQueue %s: scaling %s down to %d; chosen to go: %s; kept busy: %s",
+            self.owner,
+            target,
+            chosen.to_replicas,
+            ", ".join(chosen.chosen) or "-",
+            ", ".join(chosen.protected) or "-",
+        )
+        return machine.chosen(choice, annotated=annotated, drained=drained, problems=problems)
+
+    async def scale(self, target: str, current: int, desired: int, reason: str) -> KubeError | None:
+        """Write the absolute count through ``/scale``; the error when it failed."""
+        try:
+            await self.kube.set_replicas(self.namespace, target, desired)
+        except KubeError as exc:
+            self._api_error("scale")
+            return exc
+        up = desired > current
+        metrics.SCALE_ACTIONS.labels(self.namespace, self.name, "up" if up else "down").inc()
+        log.info(
+            "Scaled Deployment %s of JobQueue %s from %d to %d (%s)",
+            target,
+            self.owner,
+            current,
+            desired,
+            reason,
+        )
+        return None
