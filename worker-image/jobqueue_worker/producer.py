@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import JsonValue, ValidationError
 
-from jobqueue_worker.broker import Broker, Limits, NewJob, SyncBroker
+from jobqueue_worker.broker import Broker, SyncBroker
 from jobqueue_worker.envelope import (
     JobEnvelope,
     Priority,
@@ -26,6 +26,7 @@ from jobqueue_worker.envelope import (
 )
 from jobqueue_worker.errors import EnqueueError
 from jobqueue_worker.records import JobRecord
+from jobqueue_worker.wire import BrokerSettings, NewJob
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class Producer:
         *,
         default_queue: str = "default",
         max_payload_bytes: int = 1_000_000,
-        limits: Limits | None = None,
+        limits: BrokerSettings | None = None,
     ) -> None:
         self.broker = Broker(redis_url, limits)
         self.default_queue = default_queue
@@ -157,7 +158,7 @@ class SyncProducer:
         *,
         default_queue: str = "default",
         max_payload_bytes: int = 1_000_000,
-        limits: Limits | None = None,
+        limits: BrokerSettings | None = None,
     ) -> None:
         self.broker = SyncBroker(redis_url, limits)
         self.default_queue = default_queue

@@ -12,7 +12,8 @@ import threading
 from collections.abc import Callable, Sequence
 
 from jobqueue_worker import metrics
-from jobqueue_worker.broker import FetchPlan, SyncBroker
+from jobqueue_worker.broker import SyncBroker
+from jobqueue_worker.wire import FetchPlan
 
 log = logging.getLogger(__name__)
 

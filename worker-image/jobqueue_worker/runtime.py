@@ -12,45 +12,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import json
 import logging
 import random
 import threading
 import time
-import traceback as tb
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from jobqueue_protocol import logformat
 from jobqueue_protocol.stats import ActiveJob, WorkerHeartbeat, heartbeat_json
 from jobqueue_worker import identity, metrics
-from jobqueue_worker.backoff import GiveUp, RetryLater, next_outcome
-from jobqueue_worker.broker import (
-    Broker,
-    Fetched,
-    FetchPlan,
-    FinishOp,
-    StepResult,
-    SyncBroker,
-    is_transient,
-)
-from jobqueue_worker.envelope import DeadReason, JobEnvelope, describe, jsonable
-from jobqueue_worker.errors import ConfigError, JobTimeout, MemoryLimitExceeded, PermanentError
+from jobqueue_worker.attempt import Attempts, Rejected, open_envelope, rejected_op
+from jobqueue_worker.broker import Broker, SyncBroker, is_transient
+from jobqueue_worker.errors import ConfigError
 from jobqueue_worker.execution import Supervisor
 from jobqueue_worker.memlimit import MemoryPolicy, cgroup_limit, default_policy
 from jobqueue_worker.registry import Job, JobType, Registry
 from jobqueue_worker.renewer import Held, LeaseRenewer
 from jobqueue_worker.seams import Admission, AdmitAll, ExecutionGuard, JobEvents
 from jobqueue_worker.settings import WorkerSettings
-from jobqueue_worker.timeouts import History, timeout_retry_delay
+from jobqueue_worker.timeouts import History
+from jobqueue_worker.wire import Fetched, FetchPlan, FinishOp, StepResult
 from jobqueue_worker.writeback import events_for
 
 log = logging.getLogger(__name__)
-
-_MAX_ERROR = 4000
-_MAX_TRACEBACK = 16000
 
 
 @dataclass
@@ -127,6 +113,14 @@ class Worker:
         self._pending: list[FinishOp] = []
         self._executor = ThreadPoolExecutor(
             max_workers=settings.concurrency, thread_name_prefix="jq-job"
+        )
+        self.attempts = Attempts(
+            guard=self.guard.run,
+            executor=self._executor,
+            rng=self.rng,
+            max_payload_bytes=settings.max_payload_bytes,
+            timeout_backoff_multiplier=settings.timeout_backoff_multiplier,
+            log_payloads=settings.log_payloads,
         )
         self.started_at = time.time()
         self.processed = 0
@@ -405,13 +399,6 @@ class Worker:
                 running[a.type] = running.get(a.type, 0) + 1
         return {t: max(0, cap - running.get(t, 0)) for t, cap in self.type_caps.items()}
 
-    def running_by_type(self) -> dict[str, int]:
-        with self._active_lock:
-            out: dict[str, int] = {}
-            for a in self._active.values():
-                out[a.type] = out.get(a.type, 0) + 1
-        return out
-
     def _start(self, fetched: Fetched, started_at: float) -> None:
         """``started_at`` is Redis time, like every timestamp the operator compares."""
         active = _Active(
@@ -441,152 +428,23 @@ class Worker:
             self._changed.set()
 
     # -- one attempt -----------------------------------------------------------
-    def _dead(self, f: Fetched, reason: DeadReason, error: str, dur_ms: int = 0) -> FinishOp:
-        metrics.DEAD_LETTERS.labels(f.queue, reason.value).inc()
-        log.error(
-            "Dead-lettered job",
-            extra={"job_id": f.id, "queue": f.queue, "reason": reason.value, "error": error},
-        )
-        return FinishOp(
-            queue=f.queue,
-            id=f.id,
-            token=f.token,
-            op="dead",
-            reason=reason.value,
-            error=error[:_MAX_ERROR],
-            duration_ms=dur_ms,
-        )
-
     async def _execute(self, f: Fetched, active: _Active) -> FinishOp:
-        if len(f.envelope_raw.encode()) > self.settings.max_payload_bytes:
-            return self._dead(
-                f, DeadReason.TOO_LARGE, f"envelope over {self.settings.max_payload_bytes} bytes"
-            )
-        try:
-            env = JobEnvelope.from_json(f.envelope_raw)
-        except ValueError as exc:
-            return self._dead(f, DeadReason.MALFORMED, f"invalid envelope: {describe(exc)}")
-        jt = self.registry.get(env.type)
-        if jt is None:
-            return self._dead(f, DeadReason.UNKNOWN_TYPE, f"no handler for job type {env.type!r}")
+        opened = open_envelope(f.envelope_raw, self.settings.max_payload_bytes, self.registry)
+        if isinstance(opened, Rejected):
+            return rejected_op(f, opened)
+        env, jt = opened
         active.type = env.type
-        max_attempts = env.max_attempts or jt.backoff.max_attempts
-        job = Job(
-            id=f.id,
-            type=env.type,
-            queue=f.queue,
-            payload=env.payload,
-            priority=env.priority,
-            attempt=f.attempt,
-            max_attempts=max_attempts,
-            deliveries=f.deliveries,
-            idempotency_key=env.idempotency_key,
-            timeout_s=env.timeout_s,
-        )
         deferred = self._memory_precheck(f, jt, active)
         if deferred is not None:
             return deferred
-        ctx = {"job_id": f.id, "job_type": env.type, "queue": f.queue, "attempt": f.attempt}
-        if self.settings.log_payloads:
-            ctx["payload"] = env.payload
-        series = metrics.job_series(f.queue, env.type)
-        series.wait.observe(max(0.0, time.time() - env.enqueued_at.timestamp()))
-        t0 = time.monotonic()
-        try:
-            result = await self.guard.run(job, jt, lambda: self._call(jt, job))
-            result_json = jsonable(result)
-            if len(result_json) > self.settings.max_payload_bytes:
-                # Results live in Redis next to the queue; an unbounded one could
-                # exhaust its memory. Running the job again would not shrink it.
-                raise PermanentError(
-                    f"result is {len(result_json)} bytes, over the"
-                    f" {self.settings.max_payload_bytes}-byte limit"
-                )
-        except Exception as exc:
-            dur = time.monotonic() - t0
-            return self._failed(f, jt, job, exc, dur=dur, ctx=ctx)
-        dur = time.monotonic() - t0
+        ran = await self.attempts.run(f, env, jt)
         self.processed += 1
-        self._busy_s += dur
-        self.history.add(env.type, dur)
-        series.duration.observe(dur)
-        series.completed.inc()
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("Completed job", extra={**ctx, "duration_s": round(dur, 6)})
-        return FinishOp(
-            queue=f.queue,
-            id=f.id,
-            token=f.token,
-            op="complete",
-            result=result_json,
-            duration_ms=int(dur * 1000),
-        )
-
-    async def _call(self, jt: JobType, job: Job) -> Any:
-        # A handler's own log lines carry the job's fields too; a thread gets a
-        # copy of the context, since the executor would not pass it on.
-        fields = {
-            "job_id": job.id,
-            "job_type": job.type,
-            "queue": job.queue,
-            "attempt": job.attempt,
-        }
-        with logformat.bound(**fields):
-            if jt.is_async:
-                return await jt.handler(job)
-            loop = asyncio.get_running_loop()
-            run = contextvars.copy_context().run
-            return await loop.run_in_executor(self._executor, run, jt.handler, job)
-
-    def _failed(
-        self, f: Fetched, jt: JobType, job: Job, exc: Exception, *, dur: float, ctx: dict[str, Any]
-    ) -> FinishOp:
-        self.processed += 1
-        self.failed += 1
-        self._busy_s += dur
-        metrics.DURATION.labels(f.queue, jt.name).observe(dur)
-        trace = "".join(tb.format_exception(exc))[-_MAX_TRACEBACK:]
-        error = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR]
-        outcome = next_outcome(exc, job.attempt, job.max_attempts, jt.failure_policy, self.rng)
-        common: dict[str, Any] = {
-            "queue": f.queue,
-            "id": f.id,
-            "token": f.token,
-            "duration_ms": int(dur * 1000),
-            "error": error,
-            "traceback": trace,
-        }
-        if isinstance(outcome, RetryLater) and isinstance(exc, JobTimeout):
-            outcome = RetryLater(
-                timeout_retry_delay(outcome.delay_s, self.settings.timeout_backoff_multiplier)
-            )
-        if isinstance(outcome, RetryLater):
-            metrics.RETRIES.labels(f.queue, jt.name).inc()
-            metrics.JOBS.labels(f.queue, jt.name, "retried").inc()
-            log.warning(
-                "Job failed, retry scheduled",
-                exc_info=exc,
-                extra={**ctx, "retry_in_s": round(outcome.delay_s, 3)},
-            )
-            return FinishOp(op="retry", delay_ms=int(outcome.delay_s * 1000), **common)
-        assert isinstance(outcome, GiveUp)
-        reason = (
-            DeadReason.PERMANENT
-            if outcome.permanent
-            else DeadReason.TIMEOUT
-            if isinstance(exc, JobTimeout)
-            else DeadReason.MEMORY_LIMIT
-            if isinstance(exc, MemoryLimitExceeded)
-            else DeadReason.EXCEPTION
-        )
-        if not jt.dead_letter:
-            metrics.JOBS.labels(f.queue, jt.name, "failed").inc()
-            log.error("Job failed for good", exc_info=exc, extra=ctx)
-            return FinishOp(op="failed", **common)
-        metrics.JOBS.labels(f.queue, jt.name, "dead").inc()
-        metrics.DEAD_LETTERS.labels(f.queue, reason.value).inc()
-        log.error("Job failed, dead-lettered", exc_info=exc, extra={**ctx, "reason": reason.value})
-        return FinishOp(op="dead", reason=reason.value, **common)
+        self._busy_s += ran.duration_s
+        if ran.op.op == "complete":
+            self.history.add(env.type, ran.duration_s)
+        else:
+            self.failed += 1
+        return ran.op
 
     # -- runtime limits: memory, recycling -------------------------------------
     def recycle(self, reason: str, why: str) -> None:

@@ -24,10 +24,10 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator, mode
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from jobqueue_protocol import keys
-from jobqueue_worker.broker import Limits
 from jobqueue_worker.errors import ConfigError
 from jobqueue_worker.memlimit import EXPECTED_BYTES, parse_bytes
 from jobqueue_worker.ratelimit import Limit, parse_limits
+from jobqueue_worker.wire import BrokerSettings
 
 # Per-type settings: environment prefix → field (a dict keyed by the type key).
 PER_TYPE = {
@@ -278,8 +278,8 @@ class WorkerSettings(BaseSettings):
             out += [f"{env}{k}" for k in mapping if k not in known]
         return sorted(out)
 
-    def limits(self) -> Limits:
-        return Limits(
+    def limits(self) -> BrokerSettings:
+        return BrokerSettings(
             lease_ms=int(self.lease_s * 1000),
             max_deliveries=self.max_deliveries,
             job_ttl_ms=int(self.job_ttl_s * 1000),

@@ -1,0 +1,257 @@
+"""The values that cross between the worker and the Redis scripts, and their encoding.
+
+Pure (no Redis client): what a finished job asks the scripts to do (``FinishOp``),
+what a fetch hands back (``Fetched``, ``StepResult``), how a worker chooses among
+its queues (``FetchPlan``), a producer's new job (``NewJob``) and the broker's
+timings (``BrokerSettings``). ``broker.py`` sends them; the runtime, the producer
+and the tests build and read them without a connection.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from jobqueue_protocol import keys
+from jobqueue_worker.ratelimit import Limit
+
+
+@functools.lru_cache(maxsize=4096)
+def queue_keys(queue: str) -> tuple[str, ...]:
+    """The 19-key block every script receives per queue (order is the scripts' contract).
+
+    Cached: a producer builds it for every enqueue, and the strings never change.
+    """
+    return (
+        *keys.ready_keys(queue),
+        keys.delayed_key(queue),
+        keys.lease_key(queue),
+        keys.dead_key(queue),
+        keys.counters_key(queue),
+        keys.wake_key(queue),
+        keys.job_key_prefix(queue),
+        keys.idem_key_prefix(queue),
+        keys.reaper_key(queue),
+        keys.drain_key(queue),
+    )
+
+
+TypeLimits = tuple[tuple[str, tuple[Limit, ...]], ...]
+
+
+def limit_spec(lim: Limit) -> list[str | int]:
+    return [lim.kind, lim.limit, lim.period_ms, lim.burst]
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """The lease, delivery cap, retention and batch sizes, in ms as the scripts use them.
+
+    Not a rate limit (``ratelimit.RateLimit``): how long things live in Redis.
+    """
+
+    lease_ms: int = 30_000
+    max_deliveries: int = 3
+    job_ttl_ms: int = 14 * 86_400_000
+    result_ttl_ms: int = 86_400_000
+    idem_ttl_ms: int = 86_400_000
+    dlq_max_age_ms: int = 7 * 86_400_000
+    dlq_max_count: int = 10_000
+    promote_batch: int = 100
+    reap_batch: int = 100
+
+
+@dataclass(frozen=True)
+class NewJob:
+    id: str
+    envelope_json: str
+    priority: int
+    max_attempts: int
+    delay_ms: int = 0
+    run_at_ms: int = 0
+    idempotency_key: str | None = None
+
+
+FinishKind = Literal["complete", "retry", "dead", "failed", "release", "defer"]
+
+
+# Not frozen, on purpose: a frozen dataclass's __init__ costs about three times as
+# much, and the worker builds a Fetched and a FinishOp for every job. Treat both as
+# values; nothing mutates them.
+@dataclass(slots=True)
+class FinishOp:
+    queue: str
+    id: str
+    token: str
+    op: FinishKind
+    duration_ms: int = 0
+    result: str | None = None
+    delay_ms: int = 0
+    error: str | None = None
+    traceback: str | None = None
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class Fetched:
+    queue: str
+    id: str
+    envelope_raw: str
+    attempt: int
+    deliveries: int
+    token: str
+    type: str = ""  # known when the fetch checked limits or caps, else ""
+
+
+@dataclass(frozen=True)
+class StepResult:
+    acks: list[bool]
+    jobs: list[Fetched]
+    next_due_ms: int | None
+    now_ms: int
+    # (queue, job type, jobs deferred) for rate limits in this call
+    throttled: list[tuple[str, str, int]] = field(default_factory=list)
+    # The operator chose this worker's Pod to go (keys.drain_key): nothing fetched.
+    drained: bool = False
+
+
+@dataclass(frozen=True)
+class FetchPlan:
+    """How to choose among the served queues; queue order is strict priority order."""
+
+    queues: tuple[str, ...]
+    mode: Literal["strict", "weighted"] = "strict"
+    weights: tuple[float, ...] = ()
+    aging_ms: int = 0
+    # Rate limits per job type, checked by the fetch (global keys, see keys.py).
+    rate_limits: TypeLimits = ()
+    all_keys: list[str] = field(default_factory=list)
+    step_keys: list[str] = field(default_factory=list)
+    limits_json: str = "{}"
+
+    def __post_init__(self) -> None:
+        for q in self.queues:
+            keys.validate_queue(q)
+        object.__setattr__(self, "all_keys", [k for q in self.queues for k in queue_keys(q)])
+        step_keys = list(self.all_keys)
+        spec: dict[str, list[list[str | int]]] = {}
+        for job_type, lims in self.rate_limits:
+            for lim in lims:
+                step_keys.append(keys.limiter_key(job_type, lim.label))
+                spec.setdefault(job_type, []).append([*limit_spec(lim), len(step_keys)])
+        if spec:
+            step_keys.append(keys.limiter_stats_key())
+        object.__setattr__(self, "step_keys", step_keys)
+        object.__setattr__(self, "limits_json", json.dumps(spec) if spec else "{}")
+
+    def index(self, queue: str) -> int:
+        return self.queues.index(queue) + 1
+
+
+def enqueue_args(limits: BrokerSettings, jobs: Sequence[NewJob]) -> list[str | int]:
+    args: list[str | int] = [limits.job_ttl_ms, limits.idem_ttl_ms]
+    for j in jobs:
+        args += [
+            j.id,
+            j.envelope_json,
+            j.priority,
+            j.max_attempts,
+            j.delay_ms,
+            j.run_at_ms,
+            j.idempotency_key or "",
+        ]
+    return args
+
+
+def enqueue_reply(reply: Sequence[Any]) -> list[tuple[str, bool]]:
+    return [(str(reply[i]), int(reply[i + 1]) == 1) for i in range(0, len(reply), 2)]
+
+
+def renew_args(
+    plan: FetchPlan, lease_ms: int, held: Sequence[tuple[str, str, str]]
+) -> list[str | int]:
+    args: list[str | int] = [lease_ms]
+    for queue, job_id, token in held:
+        args += [plan.index(queue), job_id, token]
+    return args
+
+
+def step_args(
+    plan: FetchPlan,
+    lim: BrokerSettings,
+    worker_id: str,
+    finishes: Sequence[FinishOp],
+    *,
+    n_fetch: int,
+    rnd: float,
+    caps: Mapping[str, int] | None,
+    pod_name: str | None,
+) -> list[str | int]:
+    """ARGV of ``step.lua``."""
+    ops = [
+        {
+            "q": plan.index(f.queue),
+            "id": f.id,
+            "token": f.token,
+            "op": f.op,
+            "duration_ms": f.duration_ms,
+            "result": f.result,
+            "delay_ms": f.delay_ms,
+            "error": f.error,
+            "traceback": f.traceback,
+            "reason": f.reason,
+        }
+        for f in finishes
+    ]
+    return [
+        worker_id,
+        lim.lease_ms,
+        lim.max_deliveries,
+        n_fetch,
+        plan.mode,
+        plan.aging_ms,
+        repr(rnd),
+        lim.promote_batch,
+        lim.job_ttl_ms,
+        lim.result_ttl_ms,
+        lim.dlq_max_age_ms,
+        lim.dlq_max_count,
+        json.dumps([{k: v for k, v in o.items() if v is not None} for o in ops]) if ops else "[]",
+        json.dumps(list(plan.weights)) if plan.weights else "[]",
+        plan.limits_json,
+        len(plan.queues),
+        json.dumps(dict(caps)) if caps else "{}",
+        pod_name or "",
+    ]
+
+
+def step_result(plan: FetchPlan, reply: Sequence[Any]) -> StepResult:
+    """The reply of ``step.lua``."""
+    acks, flat, next_due, now, thr, drained = reply
+    jobs = [
+        Fetched(
+            queue=plan.queues[int(flat[i]) - 1],
+            id=flat[i + 1],
+            envelope_raw=flat[i + 2],
+            attempt=int(flat[i + 3]),
+            deliveries=int(flat[i + 4]),
+            token=flat[i + 5],
+            type=flat[i + 6],
+        )
+        for i in range(0, len(flat), 7)
+    ]
+    due = int(next_due)
+    return StepResult(
+        acks=[int(a) == 1 for a in acks],
+        jobs=jobs,
+        next_due_ms=due if due >= 0 else None,
+        now_ms=int(now),
+        throttled=[
+            (plan.queues[int(thr[i]) - 1], str(thr[i + 1]), int(thr[i + 2]))
+            for i in range(0, len(thr), 3)
+        ],
+        drained=int(drained) == 1,
+    )
