@@ -1,8 +1,8 @@
 """The ONLY module of the worker runtime that talks to Redis.
 
-Every state change is one Lua script (``scripts/*.lua``; each header lists its
-KEYS and ARGV); every key comes from ``jobqueue_protocol.keys`` and reaches the
-scripts through KEYS. The async ``Broker`` serves the worker and the async
+Every state change is one Lua script (``scripts/*.lua``, sent as ``lua.py``
+assembles it: named KEYS and ARGV, the shared prelude); every key comes from
+``jobqueue_protocol.keys`` and reaches the scripts through KEYS. The async ``Broker`` serves the worker and the async
 producer; ``SyncBroker`` serves the lease-renewal thread (its own connection, so
 renewals keep flowing while a handler hogs the event loop) and the sync producer.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from typing import Any, cast
 
 import redis
@@ -25,6 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from jobqueue_protocol import keys
 from jobqueue_protocol.redis_health import startup_warnings_async
 from jobqueue_protocol.stats import QueueStats, queue_stats
+from jobqueue_worker import lua
 from jobqueue_worker.ratelimit import Limit
 from jobqueue_worker.wire import (
     BrokerSettings,
@@ -36,8 +36,8 @@ from jobqueue_worker.wire import (
     TypeLimits,
     enqueue_args,
     enqueue_reply,
-    limit_spec,
-    queue_keys,
+    ratelimit_args,
+    reap_args,
     renew_args,
     step_args,
     step_result,
@@ -79,18 +79,6 @@ def describe_redis_error(exc: BaseException) -> tuple[bool, str] | None:
     return None
 
 
-def _load_script(name: str) -> str:
-    text = (resources.files("jobqueue_worker") / "scripts" / f"{name}.lua").read_text()
-    if name in _WITH_RATELIMIT_LIB:
-        lib = (resources.files("jobqueue_worker") / "scripts" / "ratelimit_lib.lua").read_text()
-        text = lib + "\n" + text
-    return text
-
-
-SCRIPT_NAMES = ("step", "reap", "renew", "enqueue", "replay", "heartbeat", "ratelimit")
-_WITH_RATELIMIT_LIB = frozenset({"step", "ratelimit"})
-
-
 class Broker:
     """Async access for the worker loop, producers and the CLI."""
 
@@ -123,7 +111,7 @@ class Broker:
             socket_timeout=max_block_s + 5.0,
             socket_connect_timeout=5.0,
         )
-        self._scripts = {n: self.redis.register_script(_load_script(n)) for n in SCRIPT_NAMES}
+        self._scripts = {s.name: self.redis.register_script(lua.source(s)) for s in lua.SCRIPTS}
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -141,7 +129,9 @@ class Broker:
         """
         script = self._scripts["enqueue"]
         calls = [
-            (queue_keys(q), enqueue_args(self.limits, jobs)) for q, jobs in by_queue.items() if jobs
+            (keys.queue_block(q), enqueue_args(self.limits, jobs))
+            for q, jobs in by_queue.items()
+            if jobs
         ]
         if len(calls) == 1:  # the common case: EVALSHA alone, not a pipeline
             replies = [await script(keys=calls[0][0], args=calls[0][1])]
@@ -224,7 +214,7 @@ class Broker:
         """One admission for a handler-side limiter: 0 if admitted, else ms to wait."""
         ok, retry = await self._scripts["ratelimit"](
             keys=list(limiter_keys),
-            args=["acquire", member, json.dumps([limit_spec(lim) for lim in limits])],
+            args=ratelimit_args("acquire", member, limits),
         )
         return 0 if int(ok) == 1 else max(1, int(retry))
 
@@ -237,7 +227,7 @@ class Broker:
         for job_type, lims in rate_limits:
             await self._scripts["ratelimit"](
                 keys=[keys.limiter_key(job_type, lim.label) for lim in lims],
-                args=["usage", "", json.dumps([limit_spec(lim) for lim in lims])],
+                args=ratelimit_args("usage", "", lims),
                 client=pipe,
             )
         for (job_type, lims), flat in zip(rate_limits, await pipe.execute(), strict=True):
@@ -257,18 +247,9 @@ class Broker:
         return got is not None
 
     async def reap(self, queue: str, worker_id: str, gate_ms: int) -> tuple[int, int]:
-        lim = self.limits
         requeued, dead = await self._scripts["reap"](
-            keys=queue_keys(queue),
-            args=[
-                gate_ms,
-                lim.reap_batch,
-                lim.max_deliveries,
-                lim.dlq_max_age_ms,
-                lim.dlq_max_count,
-                lim.job_ttl_ms,
-                worker_id,
-            ],
+            keys=keys.queue_block(queue),
+            args=reap_args(self.limits, worker_id, gate_ms),
         )
         return int(requeued), int(dead)
 
@@ -276,7 +257,8 @@ class Broker:
         self, queues: Sequence[str], worker_id: str, body_json: str, stale_s: float
     ) -> None:
         await self._scripts["heartbeat"](
-            keys=[keys.workers_key(q) for q in queues], args=[worker_id, body_json, stale_s]
+            keys=[keys.workers_key(q) for q in queues],
+            args=lua.HEARTBEAT.argv(worker_id=worker_id, body_json=body_json, stale_s=stale_s),
         )
 
     async def forget_worker(self, queues: Sequence[str], worker_id: str) -> None:
@@ -349,7 +331,8 @@ class Broker:
             return 0
         return int(
             await self._scripts["replay"](
-                keys=queue_keys(queue), args=[self.limits.job_ttl_ms, *ids]
+                keys=keys.queue_block(queue),
+                args=lua.REPLAY.argv(ids, job_ttl_ms=self.limits.job_ttl_ms),
             )
         )
 
@@ -382,7 +365,7 @@ class SyncBroker:
             socket_timeout=5.0,
             socket_connect_timeout=5.0,
         )
-        self._scripts = {n: self.redis.register_script(_load_script(n)) for n in SCRIPT_NAMES}
+        self._scripts = {s.name: self.redis.register_script(lua.source(s)) for s in lua.SCRIPTS}
 
     def close(self) -> None:
         self.redis.close()
@@ -399,7 +382,9 @@ class SyncBroker:
         """As :meth:`Broker.enqueue`, blocking."""
         script = self._scripts["enqueue"]
         calls = [
-            (queue_keys(q), enqueue_args(self.limits, jobs)) for q, jobs in by_queue.items() if jobs
+            (keys.queue_block(q), enqueue_args(self.limits, jobs))
+            for q, jobs in by_queue.items()
+            if jobs
         ]
         replies: list[Any] = []
         if len(calls) == 1:

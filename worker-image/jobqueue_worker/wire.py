@@ -9,35 +9,14 @@ and the tests build and read them without a connection.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from jobqueue_protocol import keys
+from jobqueue_worker.lua import ENQUEUE, RATELIMIT, REAP, RENEW, STEP, Value
 from jobqueue_worker.ratelimit import Limit
-
-
-@functools.lru_cache(maxsize=4096)
-def queue_keys(queue: str) -> tuple[str, ...]:
-    """The 19-key block every script receives per queue (order is the scripts' contract).
-
-    Cached: a producer builds it for every enqueue, and the strings never change.
-    """
-    return (
-        *keys.ready_keys(queue),
-        keys.delayed_key(queue),
-        keys.lease_key(queue),
-        keys.dead_key(queue),
-        keys.counters_key(queue),
-        keys.wake_key(queue),
-        keys.job_key_prefix(queue),
-        keys.idem_key_prefix(queue),
-        keys.reaper_key(queue),
-        keys.drain_key(queue),
-    )
-
 
 TypeLimits = tuple[tuple[str, tuple[Limit, ...]], ...]
 
@@ -73,6 +52,19 @@ class NewJob:
     delay_ms: int = 0
     run_at_ms: int = 0
     idempotency_key: str | None = None
+    # The job type, stored next to the envelope for the fetch's caps and limits;
+    # "" when the caller only has the envelope (it is read from there, once).
+    type: str = ""
+
+    def job_type(self) -> str:
+        if self.type:
+            return self.type
+        try:
+            decoded = json.loads(self.envelope_json)
+        except ValueError:
+            return ""
+        found = decoded.get("type") if isinstance(decoded, dict) else None
+        return found if isinstance(found, str) else ""
 
 
 FinishKind = Literal["complete", "retry", "dead", "failed", "release", "defer"]
@@ -135,7 +127,7 @@ class FetchPlan:
     def __post_init__(self) -> None:
         for q in self.queues:
             keys.validate_queue(q)
-        object.__setattr__(self, "all_keys", [k for q in self.queues for k in queue_keys(q)])
+        object.__setattr__(self, "all_keys", [k for q in self.queues for k in keys.queue_block(q)])
         step_keys = list(self.all_keys)
         spec: dict[str, list[list[str | int]]] = {}
         for job_type, lims in self.rate_limits:
@@ -151,10 +143,10 @@ class FetchPlan:
         return self.queues.index(queue) + 1
 
 
-def enqueue_args(limits: BrokerSettings, jobs: Sequence[NewJob]) -> list[str | int]:
-    args: list[str | int] = [limits.job_ttl_ms, limits.idem_ttl_ms]
+def enqueue_args(limits: BrokerSettings, jobs: Sequence[NewJob]) -> list[Value]:
+    tail: list[Value] = []
     for j in jobs:
-        args += [
+        tail += [
             j.id,
             j.envelope_json,
             j.priority,
@@ -162,21 +154,20 @@ def enqueue_args(limits: BrokerSettings, jobs: Sequence[NewJob]) -> list[str | i
             j.delay_ms,
             j.run_at_ms,
             j.idempotency_key or "",
+            j.job_type(),
         ]
-    return args
+    return ENQUEUE.argv(tail, job_ttl_ms=limits.job_ttl_ms, idem_ttl_ms=limits.idem_ttl_ms)
 
 
 def enqueue_reply(reply: Sequence[Any]) -> list[tuple[str, bool]]:
     return [(str(reply[i]), int(reply[i + 1]) == 1) for i in range(0, len(reply), 2)]
 
 
-def renew_args(
-    plan: FetchPlan, lease_ms: int, held: Sequence[tuple[str, str, str]]
-) -> list[str | int]:
-    args: list[str | int] = [lease_ms]
+def renew_args(plan: FetchPlan, lease_ms: int, held: Sequence[tuple[str, str, str]]) -> list[Value]:
+    tail: list[Value] = []
     for queue, job_id, token in held:
-        args += [plan.index(queue), job_id, token]
-    return args
+        tail += [plan.index(queue), job_id, token]
+    return RENEW.argv(tail, lease_ms=lease_ms)
 
 
 def step_args(
@@ -189,7 +180,7 @@ def step_args(
     rnd: float,
     caps: Mapping[str, int] | None,
     pod_name: str | None,
-) -> list[str | int]:
+) -> list[Value]:
     """ARGV of ``step.lua``."""
     ops = [
         {
@@ -206,26 +197,28 @@ def step_args(
         }
         for f in finishes
     ]
-    return [
-        worker_id,
-        lim.lease_ms,
-        lim.max_deliveries,
-        n_fetch,
-        plan.mode,
-        plan.aging_ms,
-        repr(rnd),
-        lim.promote_batch,
-        lim.job_ttl_ms,
-        lim.result_ttl_ms,
-        lim.dlq_max_age_ms,
-        lim.dlq_max_count,
-        json.dumps([{k: v for k, v in o.items() if v is not None} for o in ops]) if ops else "[]",
-        json.dumps(list(plan.weights)) if plan.weights else "[]",
-        plan.limits_json,
-        len(plan.queues),
-        json.dumps(dict(caps)) if caps else "{}",
-        pod_name or "",
-    ]
+    return STEP.argv(
+        worker_id=worker_id,
+        lease_ms=lim.lease_ms,
+        max_deliveries=lim.max_deliveries,
+        n_fetch=n_fetch,
+        mode=plan.mode,
+        aging_ms=plan.aging_ms,
+        rnd=repr(rnd),
+        promote_batch=lim.promote_batch,
+        job_ttl_ms=lim.job_ttl_ms,
+        result_ttl_ms=lim.result_ttl_ms,
+        dlq_max_age_ms=lim.dlq_max_age_ms,
+        dlq_max_count=lim.dlq_max_count,
+        finish_ops=json.dumps([{k: v for k, v in o.items() if v is not None} for o in ops])
+        if ops
+        else "[]",
+        weights=json.dumps(list(plan.weights)) if plan.weights else "[]",
+        rate_limits=plan.limits_json,
+        n_queues=len(plan.queues),
+        caps=json.dumps(dict(caps)) if caps else "{}",
+        pod_name=pod_name or "",
+    )
 
 
 def step_result(plan: FetchPlan, reply: Sequence[Any]) -> StepResult:
@@ -254,4 +247,22 @@ def step_result(plan: FetchPlan, reply: Sequence[Any]) -> StepResult:
             for i in range(0, len(thr), 3)
         ],
         drained=int(drained) == 1,
+    )
+
+
+def reap_args(lim: BrokerSettings, worker_id: str, gate_ms: int) -> list[Value]:
+    return REAP.argv(
+        gate_ms=gate_ms,
+        reap_batch=lim.reap_batch,
+        max_deliveries=lim.max_deliveries,
+        dlq_max_age_ms=lim.dlq_max_age_ms,
+        dlq_max_count=lim.dlq_max_count,
+        job_ttl_ms=lim.job_ttl_ms,
+        worker_id=worker_id,
+    )
+
+
+def ratelimit_args(op: str, member: str, limits: Sequence[Limit]) -> list[Value]:
+    return RATELIMIT.argv(
+        op=op, member=member, limits=json.dumps([limit_spec(lim) for lim in limits])
     )

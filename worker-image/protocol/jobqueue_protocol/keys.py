@@ -199,6 +199,45 @@ def drain_key(queue: str) -> str:
     return f"{queue_prefix(queue)}drain"
 
 
+#: The names of one queue's keys, in the order the worker's Lua scripts receive
+#: them in KEYS (``queue_block``). The script loader turns these names into Lua
+#: locals, so no script addresses a key by a bare position.
+QUEUE_BLOCK: Final[tuple[str, ...]] = (
+    *(f"READY_{p}" for p in PRIORITIES),
+    "DELAYED",
+    "LEASES",
+    "DEAD",
+    "COUNTERS",
+    "WAKE",
+    "JOB_PREFIX",
+    "IDEM_PREFIX",
+    "REAPER",
+    "DRAIN",
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def queue_block(queue: str) -> tuple[str, ...]:
+    """One queue's keys in ``QUEUE_BLOCK`` order.
+
+    Cached: a producer builds it for every enqueue, and the strings never change.
+    """
+    block = (
+        *ready_keys(queue),
+        delayed_key(queue),
+        lease_key(queue),
+        dead_key(queue),
+        counters_key(queue),
+        wake_key(queue),
+        job_key_prefix(queue),
+        idem_key_prefix(queue),
+        reaper_key(queue),
+        drain_key(queue),
+    )
+    assert len(block) == len(QUEUE_BLOCK)
+    return block
+
+
 LIMITS_PREFIX: Final = f"{PREFIX}{{limits}}:"
 
 
