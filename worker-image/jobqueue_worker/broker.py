@@ -2,9 +2,10 @@
 
 Every state change is one Lua script (``scripts/*.lua``, sent as ``lua.py``
 assembles it: named KEYS and ARGV, the shared prelude); every key comes from
-``jobqueue_protocol.keys`` and reaches the scripts through KEYS. The async ``Broker`` serves the worker and the async
-producer; ``SyncBroker`` serves the lease-renewal thread (its own connection, so
-renewals keep flowing while a handler hogs the event loop) and the sync producer.
+``jobqueue_protocol.keys`` and reaches the scripts through KEYS. The async
+``Broker`` serves the worker, the producers and the CLI; ``SyncBroker`` serves
+the lease-renewal thread (its own connection, so renewals keep flowing while a
+handler hogs the event loop).
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from jobqueue_protocol import keys
-from jobqueue_protocol.redis_health import startup_warnings_async
+from jobqueue_protocol import drain, keys
+from jobqueue_protocol.redis_health import RedisFacts, read_facts_async, startup_warnings_async
 from jobqueue_protocol.stats import QueueStats, queue_stats
 from jobqueue_worker import lua
-from jobqueue_worker.ratelimit import Limit
+from jobqueue_worker.ratelimit import RateLimit
 from jobqueue_worker.wire import (
     BrokerSettings,
     Fetched,
@@ -209,7 +210,7 @@ class Broker:
 
     # -- rate limits -----------------------------------------------------------
     async def acquire_limit(
-        self, limiter_keys: Sequence[str], limits: Sequence[Limit], member: str
+        self, limiter_keys: Sequence[str], limits: Sequence[RateLimit], member: str
     ) -> int:
         """One admission for a handler-side limiter: 0 if admitted, else ms to wait."""
         ok, retry = await self._scripts["ratelimit"](
@@ -301,8 +302,18 @@ class Broker:
     ) -> dict[str, QueueStats]:
         return await queue_stats(self.redis, queues, heartbeat_ttl_s=heartbeat_ttl_s)
 
+    async def drain_requests(self, queues: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Queue → Pods the operator asked to drain (``jobqueue_protocol.drain``)."""
+        pipe = self.redis.pipeline(transaction=False)
+        drain.read(pipe, queues)
+        return drain.parse_read(queues, await pipe.execute())
+
+    async def server_facts(self) -> RedisFacts:
+        """The Redis server's settings and state that ``redis_health.assess`` judges."""
+        return await read_facts_async(self.redis)
+
     async def server_warnings(self) -> list[str]:
-        """Settings under which Redis itself may lose or evict jobs (R10).
+        """Settings under which Redis itself may lose or evict jobs.
 
         The shared check (``jobqueue_protocol.redis_health``) so the worker, the
         operator and ``jobqueue health`` agree; it never raises.
@@ -354,7 +365,7 @@ class Broker:
 
 
 class SyncBroker:
-    """Blocking access for the lease-renewal thread and the sync producer."""
+    """Blocking access for the lease-renewal thread."""
 
     def __init__(self, url: str, limits: BrokerSettings | None = None) -> None:
         self.limits = limits or BrokerSettings()
@@ -377,35 +388,3 @@ class SyncBroker:
             keys=plan.all_keys, args=renew_args(plan, self.limits.lease_ms, held)
         )
         return [int(x) == 1 for x in reply]
-
-    def enqueue(self, by_queue: Mapping[str, Sequence[NewJob]]) -> list[tuple[str, bool]]:
-        """As :meth:`Broker.enqueue`, blocking."""
-        script = self._scripts["enqueue"]
-        calls = [
-            (keys.queue_block(q), enqueue_args(self.limits, jobs))
-            for q, jobs in by_queue.items()
-            if jobs
-        ]
-        replies: list[Any] = []
-        if len(calls) == 1:
-            replies = [script(keys=calls[0][0], args=calls[0][1])]
-        elif calls:
-            for attempt in (1, 2):
-                pipe = self.redis.pipeline(transaction=False)
-                for k, a in calls:
-                    pipe.evalsha(script.sha, len(k), *k, *a)
-                try:
-                    replies = pipe.execute()
-                    break
-                except NoScriptError:
-                    if attempt == 2:
-                        raise
-                    self.redis.script_load(script.script)
-        out: list[tuple[str, bool]] = []
-        for reply in replies:
-            out += enqueue_reply(reply)
-        return out
-
-    def job(self, queue: str, job_id: str) -> dict[str, str] | None:
-        raw = self.redis.hgetall(keys.job_key(queue, job_id))
-        return cast(dict[str, str], raw) or None

@@ -7,15 +7,17 @@ payload is the producer's error, raised at once, never clamped or truncated.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import JsonValue, ValidationError
 
-from jobqueue_worker.broker import Broker, SyncBroker
+from jobqueue_worker.broker import Broker
 from jobqueue_worker.envelope import (
     JobEnvelope,
     Priority,
@@ -106,6 +108,9 @@ def _ids_in_request_order(
     return [flat[offsets[q] + k][0] for q, k in where]
 
 
+T = TypeVar("T")
+
+
 class Producer:
     """Async producer. ``enqueue_many`` costs one round trip whatever the queues."""
 
@@ -150,7 +155,12 @@ class Producer:
 
 
 class SyncProducer:
-    """The same API for code without an event loop (web views, scripts)."""
+    """The same API for code without an event loop (web views, scripts).
+
+    It drives a :class:`Producer` on an event loop of its own, in a daemon
+    thread, so the two share one code path; its methods may be called from any
+    thread (each call waits for its own result).
+    """
 
     def __init__(
         self,
@@ -160,26 +170,40 @@ class SyncProducer:
         max_payload_bytes: int = 1_000_000,
         limits: BrokerSettings | None = None,
     ) -> None:
-        self.broker = SyncBroker(redis_url, limits)
+        self._producer = Producer(
+            redis_url,
+            default_queue=default_queue,
+            max_payload_bytes=max_payload_bytes,
+            limits=limits,
+        )
         self.default_queue = default_queue
-        self.max_payload_bytes = max_payload_bytes
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="jq-sync-producer", daemon=True
+        )
+        self._thread.start()
+
+    def _wait(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def close(self) -> None:
-        self.broker.close()
+        if self._loop.is_closed():
+            return
+        try:
+            self._wait(self._producer.close())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5.0)
+            self._loop.close()
 
     def enqueue(self, type: str, payload: JsonValue = None, **opts: Any) -> str:
-        return self.enqueue_many([JobRequest(type=type, payload=payload, **opts)])[0]
+        return self._wait(self._producer.enqueue(type, payload, **opts))
 
     def enqueue_many(self, reqs: Sequence[JobRequest]) -> list[str]:
-        by_queue, where = _group(reqs, self.default_queue, self.max_payload_bytes)
-        flat = self.broker.enqueue(by_queue)
-        return _ids_in_request_order(by_queue, where, flat)
+        return self._wait(self._producer.enqueue_many(reqs))
 
     def status(self, job_id: str, queue: str | None = None) -> JobRecord | None:
-        q = queue or self.default_queue
-        raw = self.broker.job(q, job_id)
-        return JobRecord.from_hash(q, job_id, raw) if raw else None
+        return self._wait(self._producer.status(job_id, queue))
 
     def result(self, job_id: str, queue: str | None = None) -> Any:
-        rec = self.status(job_id, queue)
-        return rec.result if rec is not None else None
+        return self._wait(self._producer.result(job_id, queue))

@@ -16,12 +16,12 @@ from typing import Any, Literal
 
 from jobqueue_protocol import keys
 from jobqueue_worker.lua import ENQUEUE, RATELIMIT, REAP, RENEW, STEP, Value
-from jobqueue_worker.ratelimit import Limit
+from jobqueue_worker.ratelimit import RateLimit
 
-TypeLimits = tuple[tuple[str, tuple[Limit, ...]], ...]
+TypeLimits = tuple[tuple[str, tuple[RateLimit, ...]], ...]
 
 
-def limit_spec(lim: Limit) -> list[str | int]:
+def limit_spec(lim: RateLimit) -> list[str | int]:
     return [lim.kind, lim.limit, lim.period_ms, lim.burst]
 
 
@@ -67,6 +67,7 @@ class NewJob:
         return found if isinstance(found, str) else ""
 
 
+Held = tuple[str, str, str]  # a lease a worker holds: queue, job id, token
 FinishKind = Literal["complete", "retry", "dead", "failed", "release", "defer"]
 
 
@@ -262,7 +263,14 @@ def reap_args(lim: BrokerSettings, worker_id: str, gate_ms: int) -> list[Value]:
     )
 
 
-def ratelimit_args(op: str, member: str, limits: Sequence[Limit]) -> list[Value]:
+def ratelimit_args(op: str, member: str, limits: Sequence[RateLimit]) -> list[Value]:
     return RATELIMIT.argv(
         op=op, member=member, limits=json.dumps([limit_spec(lim) for lim in limits])
     )
+
+
+def block_s(res: StepResult | None, idle_block_s: float) -> float:
+    """Block until woken, but no longer than until the next delayed job is due."""
+    if res is not None and res.next_due_ms is not None:
+        return min(idle_block_s, max(0.0, (res.next_due_ms - res.now_ms) / 1000))
+    return idle_block_s
