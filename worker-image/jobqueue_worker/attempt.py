@@ -251,15 +251,7 @@ class Attempts:
             exc, job, jt, self.rng, timeout_backoff_multiplier=self.timeout_backoff_multiplier
         )
         error, trace = error_text(exc)
-        op = FinishOp(
-            queue=f.queue,
-            id=f.id,
-            token=f.token,
-            op=verdict.op,
-            duration_ms=int(dur * 1000),
-            error=error,
-            traceback=trace,
-        )
+        reason = verdict.reason.value if verdict.reason is not None else None
         if verdict.op == "retry":
             metrics.RETRIES.labels(f.queue, jt.name).inc()
             metrics.JOBS.labels(f.queue, jt.name, "retried").inc()
@@ -268,14 +260,22 @@ class Attempts:
                 exc_info=exc,
                 extra={**ctx, "retry_in_s": round(verdict.delay_s, 3)},
             )
-            op.delay_ms = int(verdict.delay_s * 1000)
         elif verdict.op == "failed":
             metrics.JOBS.labels(f.queue, jt.name, "failed").inc()
             log.error("Job failed for good", exc_info=exc, extra=ctx)
         else:
-            assert verdict.reason is not None
-            op.reason = verdict.reason.value
+            assert reason is not None
             metrics.JOBS.labels(f.queue, jt.name, "dead").inc()
-            metrics.DEAD_LETTERS.labels(f.queue, op.reason).inc()
-            log.error("Job failed, dead-lettered", exc_info=exc, extra={**ctx, "reason": op.reason})
-        return op
+            metrics.DEAD_LETTERS.labels(f.queue, reason).inc()
+            log.error("Job failed, dead-lettered", exc_info=exc, extra={**ctx, "reason": reason})
+        return FinishOp(
+            queue=f.queue,
+            id=f.id,
+            token=f.token,
+            op=verdict.op,
+            duration_ms=int(dur * 1000),
+            delay_ms=int(verdict.delay_s * 1000),
+            error=error,
+            traceback=trace,
+            reason=reason,
+        )

@@ -18,7 +18,6 @@ from jobqueue_worker.wire import FetchPlan, Held
 log = logging.getLogger(__name__)
 
 
-
 class LeaseRenewer(threading.Thread):
     def __init__(
         self,

@@ -71,9 +71,9 @@ Held = tuple[str, str, str]  # a lease a worker holds: queue, job id, token
 FinishKind = Literal["complete", "retry", "dead", "failed", "release", "defer"]
 
 
-# Not frozen, on purpose: a frozen dataclass's __init__ costs about three times as
-# much, and the worker builds a Fetched and a FinishOp for every job. Treat both as
-# values; nothing mutates them.
+# Not frozen, on purpose: a frozen dataclass's __init__ sets every field through
+# object.__setattr__, and the worker builds a Fetched and a FinishOp for every
+# job. Treat both as values; nothing mutates them.
 @dataclass(slots=True)
 class FinishOp:
     queue: str
