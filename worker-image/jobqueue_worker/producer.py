@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from pydantic import JsonValue, ValidationError
 
@@ -154,6 +154,14 @@ class Producer:
         return rec.result if rec is not None else None
 
 
+class ProducerOptions(TypedDict, total=False):
+    """:class:`Producer`'s keyword options, which :class:`SyncProducer` passes on."""
+
+    default_queue: str
+    max_payload_bytes: int
+    limits: BrokerSettings | None
+
+
 class SyncProducer:
     """The same API for code without an event loop (web views, scripts).
 
@@ -162,21 +170,9 @@ class SyncProducer:
     thread (each call waits for its own result).
     """
 
-    def __init__(
-        self,
-        redis_url: str,
-        *,
-        default_queue: str = "default",
-        max_payload_bytes: int = 1_000_000,
-        limits: BrokerSettings | None = None,
-    ) -> None:
-        self._producer = Producer(
-            redis_url,
-            default_queue=default_queue,
-            max_payload_bytes=max_payload_bytes,
-            limits=limits,
-        )
-        self.default_queue = default_queue
+    def __init__(self, redis_url: str, **options: Unpack[ProducerOptions]) -> None:
+        self._producer = Producer(redis_url, **options)
+        self.default_queue = self._producer.default_queue
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="jq-sync-producer", daemon=True
