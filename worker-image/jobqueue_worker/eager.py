@@ -26,9 +26,9 @@ from jobqueue_worker.attempt import (
     open_envelope,
 )
 from jobqueue_worker.envelope import JobEnvelope, JobStatus
-from jobqueue_worker.producer import JobRequest, build
 from jobqueue_worker.records import JobRecord
 from jobqueue_worker.registry import Registry
+from jobqueue_worker.request import JobRequest, build
 
 # Eager mode holds everything in memory: the size limit is the producer's, at build().
 _NO_SIZE_LIMIT = 10**12
