@@ -42,19 +42,14 @@ class BackoffPolicy:
         return self.retries + 1
 
 
-# The seeds' presets. "orders: 3 attempts at 2/4/8 s" = three retries after 2, 4 and 8 s.
+# Ready-made policies for common kinds of work. ORDERS retries three times, after
+# 2, 4 and 8 s; EMAIL rides out a few minutes of a mail server being down; PAYMENTS
+# waits a fixed 5 s so a payment provider's idempotency window is not outrun.
 ORDERS = BackoffPolicy(retries=3, base_s=2.0, factor=2.0, cap_s=8.0)
 EMAIL = BackoffPolicy(retries=5, base_s=1.0, factor=2.0, cap_s=16.0)
 PAYMENTS = BackoffPolicy(retries=3, kind="fixed", base_s=5.0, cap_s=5.0)
 DEFAULT = BackoffPolicy(retries=8, base_s=2.0, factor=2.0, cap_s=300.0)
 NO_RETRY = BackoffPolicy(retries=0)
-PRESETS: dict[str, BackoffPolicy] = {
-    "orders": ORDERS,
-    "email": EMAIL,
-    "payments": PAYMENTS,
-    "default": DEFAULT,
-    "none": NO_RETRY,
-}
 
 
 def retry_delay(retry: int, policy: BackoffPolicy, rng: random.Random) -> float:

@@ -1,20 +1,18 @@
 """The ONLY module of the worker runtime that talks to Redis.
 
-Every state change is one Lua script (``scripts/*.lua``; each header lists its
-KEYS and ARGV); every key comes from ``jobqueue_protocol.keys`` and reaches the
-scripts through KEYS. The async ``Broker`` serves the worker and the async
-producer; ``SyncBroker`` serves the lease-renewal thread (its own connection, so
-renewals keep flowing while a handler hogs the event loop) and the sync producer.
+Every state change is one Lua script (``scripts/*.lua``, sent as ``lua.py``
+assembles it: named KEYS and ARGV, the shared prelude); every key comes from
+``jobqueue_protocol.keys`` and reaches the scripts through KEYS. The async
+``Broker`` serves the worker, the producers and the CLI; ``SyncBroker`` serves
+the lease-renewal thread (its own connection, so renewals keep flowing while a
+handler hogs the event loop).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, Literal, cast
 
 import redis
@@ -24,10 +22,30 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from jobqueue_protocol import keys
-from jobqueue_protocol.redis_health import startup_warnings_async
+from jobqueue_protocol import drain, keys
+from jobqueue_protocol.redis_health import RedisFacts, read_facts_async, startup_warnings_async
 from jobqueue_protocol.stats import QueueStats, queue_stats
-from jobqueue_worker.ratelimit import Limit
+from jobqueue_worker import lua
+from jobqueue_worker.ratelimit import RateLimit
+from jobqueue_worker.wire import (
+    BrokerSettings,
+    Fetched,
+    FetchPlan,
+    FinishOp,
+    NewJob,
+    StepResult,
+    TypeLimits,
+    enqueue_args,
+    enqueue_reply,
+    ratelimit_args,
+    reap_args,
+    renew_args,
+    step_args,
+    step_result,
+)
+
+# Re-exported for the modules that name them next to the broker.
+__all__ = ["Broker", "Fetched", "FinishOp", "NewJob", "SyncBroker", "is_transient"]
 
 log = logging.getLogger(__name__)
 
@@ -62,186 +80,19 @@ def describe_redis_error(exc: BaseException) -> tuple[bool, str] | None:
     return None
 
 
-@functools.lru_cache(maxsize=4096)
-def queue_keys(queue: str) -> tuple[str, ...]:
-    """The 19-key block every script receives per queue (order is the scripts' contract).
-
-    Cached: a producer builds it for every enqueue, and the strings never change.
-    """
-    return (
-        *keys.ready_keys(queue),
-        keys.delayed_key(queue),
-        keys.lease_key(queue),
-        keys.dead_key(queue),
-        keys.counters_key(queue),
-        keys.wake_key(queue),
-        keys.job_key_prefix(queue),
-        keys.idem_key_prefix(queue),
-        keys.reaper_key(queue),
-        keys.drain_key(queue),
-    )
-
-
-def _load_script(name: str) -> str:
-    text = (resources.files("jobqueue_worker") / "scripts" / f"{name}.lua").read_text()
-    if name in _WITH_RATELIMIT_LIB:
-        lib = (resources.files("jobqueue_worker") / "scripts" / "ratelimit_lib.lua").read_text()
-        text = lib + "\n" + text
-    return text
-
-
-SCRIPT_NAMES = ("step", "reap", "renew", "enqueue", "replay", "heartbeat", "ratelimit")
-_WITH_RATELIMIT_LIB = frozenset({"step", "ratelimit"})
-TypeLimits = tuple[tuple[str, tuple[Limit, ...]], ...]
-
-
-def _limit_spec(lim: Limit) -> list[str | int]:
-    return [lim.kind, lim.limit, lim.period_ms, lim.burst]
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Broker-side knobs, in milliseconds as the scripts use them."""
-
-    lease_ms: int = 30_000
-    max_deliveries: int = 3
-    job_ttl_ms: int = 14 * 86_400_000
-    result_ttl_ms: int = 86_400_000
-    idem_ttl_ms: int = 86_400_000
-    dlq_max_age_ms: int = 7 * 86_400_000
-    dlq_max_count: int = 10_000
-    promote_batch: int = 100
-    reap_batch: int = 100
-
-
-@dataclass(frozen=True)
-class NewJob:
-    id: str
-    envelope_json: str
-    priority: int
-    max_attempts: int
-    delay_ms: int = 0
-    run_at_ms: int = 0
-    idempotency_key: str | None = None
-
-
-FinishKind = Literal["complete", "retry", "dead", "failed", "release", "defer"]
-
-
-# Not frozen, on purpose: a frozen dataclass's __init__ costs about three times as
-# much, and the worker builds a Fetched and a FinishOp for every job. Treat both as
-# values; nothing mutates them.
-@dataclass(slots=True)
-class FinishOp:
-    queue: str
-    id: str
-    token: str
-    op: FinishKind
-    duration_ms: int = 0
-    result: str | None = None
-    delay_ms: int = 0
-    error: str | None = None
-    traceback: str | None = None
-    reason: str | None = None
-
-
-@dataclass(slots=True)
-class Fetched:
-    queue: str
-    id: str
-    envelope_raw: str
-    attempt: int
-    deliveries: int
-    token: str
-    type: str = ""  # known when the fetch checked limits or caps, else ""
-
-
-@dataclass(frozen=True)
-class StepResult:
-    acks: list[bool]
-    jobs: list[Fetched]
-    next_due_ms: int | None
-    now_ms: int
-    # (queue, job type, jobs deferred) for rate limits in this call
-    throttled: list[tuple[str, str, int]] = field(default_factory=list)
-    # The operator chose this worker's Pod to go (keys.drain_key): nothing fetched.
-    drained: bool = False
-
-
-@dataclass(frozen=True)
-class FetchPlan:
-    """How to choose among the served queues; queue order is strict priority order."""
-
-    queues: tuple[str, ...]
-    mode: Literal["strict", "weighted"] = "strict"
-    weights: tuple[float, ...] = ()
-    aging_ms: int = 0
-    # Rate limits per job type, checked by the fetch (global keys, see keys.py).
-    rate_limits: TypeLimits = ()
-    all_keys: list[str] = field(default_factory=list)
-    step_keys: list[str] = field(default_factory=list)
-    limits_json: str = "{}"
-
-    def __post_init__(self) -> None:
-        for q in self.queues:
-            keys.validate_queue(q)
-        object.__setattr__(self, "all_keys", [k for q in self.queues for k in queue_keys(q)])
-        step_keys = list(self.all_keys)
-        spec: dict[str, list[list[str | int]]] = {}
-        for job_type, lims in self.rate_limits:
-            for lim in lims:
-                step_keys.append(keys.limiter_key(job_type, lim.label))
-                spec.setdefault(job_type, []).append([*_limit_spec(lim), len(step_keys)])
-        if spec:
-            step_keys.append(keys.limiter_stats_key())
-        object.__setattr__(self, "step_keys", step_keys)
-        object.__setattr__(self, "limits_json", json.dumps(spec) if spec else "{}")
-
-    def index(self, queue: str) -> int:
-        return self.queues.index(queue) + 1
-
-
-def _enqueue_args(limits: Limits, jobs: Sequence[NewJob]) -> list[str | int]:
-    args: list[str | int] = [limits.job_ttl_ms, limits.idem_ttl_ms]
-    for j in jobs:
-        args += [
-            j.id,
-            j.envelope_json,
-            j.priority,
-            j.max_attempts,
-            j.delay_ms,
-            j.run_at_ms,
-            j.idempotency_key or "",
-        ]
-    return args
-
-
-def _enqueue_reply(reply: Sequence[Any]) -> list[tuple[str, bool]]:
-    return [(str(reply[i]), int(reply[i + 1]) == 1) for i in range(0, len(reply), 2)]
-
-
-def _renew_args(
-    plan: FetchPlan, lease_ms: int, held: Sequence[tuple[str, str, str]]
-) -> list[str | int]:
-    args: list[str | int] = [lease_ms]
-    for queue, job_id, token in held:
-        args += [plan.index(queue), job_id, token]
-    return args
-
-
 class Broker:
     """Async access for the worker loop, producers and the CLI."""
 
     def __init__(
         self,
         url: str,
-        limits: Limits | None = None,
+        limits: BrokerSettings | None = None,
         *,
         socket_timeout_s: float = 10.0,
         max_block_s: float = 5.0,
     ) -> None:
         self.url = url
-        self.limits = limits or Limits()
+        self.limits = limits or BrokerSettings()
         self.redis: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
             url,
             decode_responses=True,
@@ -261,7 +112,7 @@ class Broker:
             socket_timeout=max_block_s + 5.0,
             socket_connect_timeout=5.0,
         )
-        self._scripts = {n: self.redis.register_script(_load_script(n)) for n in SCRIPT_NAMES}
+        self._scripts = {s.name: self.redis.register_script(lua.source(s)) for s in lua.SCRIPTS}
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -279,7 +130,7 @@ class Broker:
         """
         script = self._scripts["enqueue"]
         calls = [
-            (queue_keys(q), _enqueue_args(self.limits, jobs))
+            (keys.queue_block(q), enqueue_args(self.limits, jobs))
             for q, jobs in by_queue.items()
             if jobs
         ]
@@ -289,7 +140,7 @@ class Broker:
             replies = await self._evalsha_pipelined(script, calls)
         out: list[tuple[str, bool]] = []
         for reply in replies:
-            out += _enqueue_reply(reply)
+            out += enqueue_reply(reply)
         return out
 
     async def _evalsha_pipelined(
@@ -342,81 +193,29 @@ class Broker:
         With ``pod_name``, a Pod the operator listed in a served queue's drain hash
         fetches nothing (``StepResult.drained``); acks still go through.
         """
-        lim = self.limits
-        ops = [
-            {
-                "q": plan.index(f.queue),
-                "id": f.id,
-                "token": f.token,
-                "op": f.op,
-                "duration_ms": f.duration_ms,
-                "result": f.result,
-                "delay_ms": f.delay_ms,
-                "error": f.error,
-                "traceback": f.traceback,
-                "reason": f.reason,
-            }
-            for f in finishes
-        ]
         reply = await self._scripts["step"](
             keys=plan.step_keys,
-            args=[
+            args=step_args(
+                plan,
+                self.limits,
                 worker_id,
-                lim.lease_ms,
-                lim.max_deliveries,
-                n_fetch,
-                plan.mode,
-                plan.aging_ms,
-                repr(rnd),
-                lim.promote_batch,
-                lim.job_ttl_ms,
-                lim.result_ttl_ms,
-                lim.dlq_max_age_ms,
-                lim.dlq_max_count,
-                json.dumps([{k: v for k, v in o.items() if v is not None} for o in ops])
-                if ops
-                else "[]",
-                json.dumps(list(plan.weights)) if plan.weights else "[]",
-                plan.limits_json,
-                len(plan.queues),
-                json.dumps(dict(caps)) if caps else "{}",
-                pod_name or "",
-            ],
+                finishes,
+                n_fetch=n_fetch,
+                rnd=rnd,
+                caps=caps,
+                pod_name=pod_name,
+            ),
         )
-        acks, flat, next_due, now, thr, drained = reply
-        jobs = [
-            Fetched(
-                queue=plan.queues[int(flat[i]) - 1],
-                id=flat[i + 1],
-                envelope_raw=flat[i + 2],
-                attempt=int(flat[i + 3]),
-                deliveries=int(flat[i + 4]),
-                token=flat[i + 5],
-                type=flat[i + 6],
-            )
-            for i in range(0, len(flat), 7)
-        ]
-        due = int(next_due)
-        return StepResult(
-            acks=[int(a) == 1 for a in acks],
-            jobs=jobs,
-            next_due_ms=due if due >= 0 else None,
-            now_ms=int(now),
-            throttled=[
-                (plan.queues[int(thr[i]) - 1], str(thr[i + 1]), int(thr[i + 2]))
-                for i in range(0, len(thr), 3)
-            ],
-            drained=int(drained) == 1,
-        )
+        return step_result(plan, reply)
 
     # -- rate limits -----------------------------------------------------------
     async def acquire_limit(
-        self, limiter_keys: Sequence[str], limits: Sequence[Limit], member: str
+        self, limiter_keys: Sequence[str], limits: Sequence[RateLimit], member: str
     ) -> int:
         """One admission for a handler-side limiter: 0 if admitted, else ms to wait."""
         ok, retry = await self._scripts["ratelimit"](
             keys=list(limiter_keys),
-            args=["acquire", member, json.dumps([_limit_spec(lim) for lim in limits])],
+            args=ratelimit_args("acquire", member, limits),
         )
         return 0 if int(ok) == 1 else max(1, int(retry))
 
@@ -429,7 +228,7 @@ class Broker:
         for job_type, lims in rate_limits:
             await self._scripts["ratelimit"](
                 keys=[keys.limiter_key(job_type, lim.label) for lim in lims],
-                args=["usage", "", json.dumps([_limit_spec(lim) for lim in lims])],
+                args=ratelimit_args("usage", "", lims),
                 client=pipe,
             )
         for (job_type, lims), flat in zip(rate_limits, await pipe.execute(), strict=True):
@@ -449,18 +248,9 @@ class Broker:
         return got is not None
 
     async def reap(self, queue: str, worker_id: str, gate_ms: int) -> tuple[int, int]:
-        lim = self.limits
         requeued, dead = await self._scripts["reap"](
-            keys=queue_keys(queue),
-            args=[
-                gate_ms,
-                lim.reap_batch,
-                lim.max_deliveries,
-                lim.dlq_max_age_ms,
-                lim.dlq_max_count,
-                lim.job_ttl_ms,
-                worker_id,
-            ],
+            keys=keys.queue_block(queue),
+            args=reap_args(self.limits, worker_id, gate_ms),
         )
         return int(requeued), int(dead)
 
@@ -468,7 +258,8 @@ class Broker:
         self, queues: Sequence[str], worker_id: str, body_json: str, stale_s: float
     ) -> None:
         await self._scripts["heartbeat"](
-            keys=[keys.workers_key(q) for q in queues], args=[worker_id, body_json, stale_s]
+            keys=[keys.workers_key(q) for q in queues],
+            args=lua.HEARTBEAT.argv(worker_id=worker_id, body_json=body_json, stale_s=stale_s),
         )
 
     async def forget_worker(self, queues: Sequence[str], worker_id: str) -> None:
@@ -511,8 +302,18 @@ class Broker:
     ) -> dict[str, QueueStats]:
         return await queue_stats(self.redis, queues, heartbeat_ttl_s=heartbeat_ttl_s)
 
+    async def drain_requests(self, queues: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Queue → Pods the operator asked to drain (``jobqueue_protocol.drain``)."""
+        pipe = self.redis.pipeline(transaction=False)
+        drain.read(pipe, queues)
+        return drain.parse_read(queues, await pipe.execute())
+
+    async def server_facts(self) -> RedisFacts:
+        """The Redis server's settings and state that ``redis_health.assess`` judges."""
+        return await read_facts_async(self.redis)
+
     async def server_warnings(self) -> list[str]:
-        """Settings under which Redis itself may lose or evict jobs (R10).
+        """Settings under which Redis itself may lose or evict jobs.
 
         The shared check (``jobqueue_protocol.redis_health``) so the worker, the
         operator and ``jobqueue health`` agree; it never raises.
@@ -541,7 +342,8 @@ class Broker:
             return 0
         return int(
             await self._scripts["replay"](
-                keys=queue_keys(queue), args=[self.limits.job_ttl_ms, *ids]
+                keys=keys.queue_block(queue),
+                args=lua.REPLAY.argv(ids, job_ttl_ms=self.limits.job_ttl_ms),
             )
         )
 
@@ -615,10 +417,10 @@ class Broker:
 
 
 class SyncBroker:
-    """Blocking access for the lease-renewal thread and the sync producer."""
+    """Blocking access for the lease-renewal thread."""
 
-    def __init__(self, url: str, limits: Limits | None = None) -> None:
-        self.limits = limits or Limits()
+    def __init__(self, url: str, limits: BrokerSettings | None = None) -> None:
+        self.limits = limits or BrokerSettings()
         self.redis: redis.Redis = redis.Redis.from_url(
             url,
             decode_responses=True,
@@ -626,7 +428,7 @@ class SyncBroker:
             socket_timeout=5.0,
             socket_connect_timeout=5.0,
         )
-        self._scripts = {n: self.redis.register_script(_load_script(n)) for n in SCRIPT_NAMES}
+        self._scripts = {s.name: self.redis.register_script(lua.source(s)) for s in lua.SCRIPTS}
 
     def close(self) -> None:
         self.redis.close()
@@ -635,38 +437,6 @@ class SyncBroker:
         if not held:
             return []
         reply = self._scripts["renew"](
-            keys=plan.all_keys, args=_renew_args(plan, self.limits.lease_ms, held)
+            keys=plan.all_keys, args=renew_args(plan, self.limits.lease_ms, held)
         )
         return [int(x) == 1 for x in reply]
-
-    def enqueue(self, by_queue: Mapping[str, Sequence[NewJob]]) -> list[tuple[str, bool]]:
-        """As :meth:`Broker.enqueue`, blocking."""
-        script = self._scripts["enqueue"]
-        calls = [
-            (queue_keys(q), _enqueue_args(self.limits, jobs))
-            for q, jobs in by_queue.items()
-            if jobs
-        ]
-        replies: list[Any] = []
-        if len(calls) == 1:
-            replies = [script(keys=calls[0][0], args=calls[0][1])]
-        elif calls:
-            for attempt in (1, 2):
-                pipe = self.redis.pipeline(transaction=False)
-                for k, a in calls:
-                    pipe.evalsha(script.sha, len(k), *k, *a)
-                try:
-                    replies = pipe.execute()
-                    break
-                except NoScriptError:
-                    if attempt == 2:
-                        raise
-                    self.redis.script_load(script.script)
-        out: list[tuple[str, bool]] = []
-        for reply in replies:
-            out += _enqueue_reply(reply)
-        return out
-
-    def job(self, queue: str, job_id: str) -> dict[str, str] | None:
-        raw = self.redis.hgetall(keys.job_key(queue, job_id))
-        return cast(dict[str, str], raw) or None

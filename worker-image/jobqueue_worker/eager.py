@@ -1,28 +1,37 @@
 """Eager mode: run handlers inline without Redis, for tests and development.
 
-Best-effort by design: no leases, no heartbeats, no persistence; retries run at
-once (no waiting) up to the job type's attempts; a failure that exhausts them is
-recorded as ``dead`` in memory. Use it to exercise handler code, not the queue.
+Best-effort by design: no leases, no heartbeats, no persistence, no timeouts;
+retries run at once (no waiting) up to the job type's attempts. Each attempt and
+its outcome (retry, dead-letter and its reason, or failed for good) are decided by
+``attempt.py``, as in the worker. Use it to exercise handler code, not the queue.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import random
 import time
-import traceback
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import JsonValue
 
-from jobqueue_worker.backoff import GiveUp, next_outcome
-from jobqueue_worker.envelope import DeadReason, JobEnvelope, JobStatus
-from jobqueue_worker.producer import JobRequest, build
+from jobqueue_worker.attempt import (
+    Rejected,
+    call_handler,
+    error_text,
+    job_for,
+    judge_failure,
+    open_envelope,
+)
+from jobqueue_worker.envelope import JobEnvelope, JobStatus
 from jobqueue_worker.records import JobRecord
-from jobqueue_worker.registry import Job, Registry
+from jobqueue_worker.registry import Registry
+from jobqueue_worker.request import JobRequest, build
+
+# Eager mode holds everything in memory: the size limit is the producer's, at build().
+_NO_SIZE_LIMIT = 10**12
 
 
 class EagerProducer:
@@ -60,46 +69,35 @@ class EagerProducer:
         return rec.result if rec else None
 
     async def _run(self, env: JobEnvelope) -> JobRecord:
-        jt = self.registry.get(env.type)
         fields: dict[str, str] = {
             "envelope": env.to_json(),
             "priority": str(env.priority),
             "enqueued_at": str(int(time.time() * 1000)),
         }
-        if jt is None:
-            fields |= {"status": "dead", "dead_reason": DeadReason.UNKNOWN_TYPE.value}
+        opened = open_envelope(fields["envelope"], _NO_SIZE_LIMIT, self.registry)
+        if isinstance(opened, Rejected):
+            fields |= {"status": JobStatus.DEAD.value, "dead_reason": opened.reason.value}
             return JobRecord.from_hash(env.queue, env.id, fields)
-        max_attempts = env.max_attempts or jt.backoff.max_attempts
+        env, jt = opened
         attempt = 1
         while True:
-            job = Job(
-                id=env.id,
-                type=env.type,
-                queue=env.queue,
-                payload=env.payload,
-                priority=env.priority,
-                attempt=attempt,
-                max_attempts=max_attempts,
-                deliveries=1,
-                idempotency_key=env.idempotency_key,
-            )
+            job = job_for(env, jt, id=env.id, queue=env.queue, attempt=attempt, deliveries=1)
             try:
-                out = jt.handler(job)
-                if inspect.isawaitable(out):
-                    out = await out
+                out = await call_handler(jt, job, executor=None)
                 fields |= {"status": JobStatus.COMPLETED.value, "result": json.dumps(out)}
                 break
             except Exception as exc:
-                decision = next_outcome(exc, attempt, max_attempts, jt.failure_policy, self.rng)
-                fields |= {
-                    "error": f"{type(exc).__name__}: {exc}",
-                    "traceback": "".join(traceback.format_exception(exc)),
-                }
-                if isinstance(decision, GiveUp):
-                    reason = DeadReason.PERMANENT if decision.permanent else DeadReason.EXCEPTION
-                    fields |= {"status": JobStatus.DEAD.value, "dead_reason": reason.value}
+                verdict = judge_failure(exc, job, jt, self.rng)
+                error, trace = error_text(exc)
+                fields |= {"error": error, "traceback": trace}
+                if verdict.op == "failed":
+                    fields |= {"status": JobStatus.FAILED.value}
+                    break
+                if verdict.op == "dead":
+                    assert verdict.reason is not None
+                    fields |= {"status": JobStatus.DEAD.value, "dead_reason": verdict.reason.value}
                     break
                 attempt += 1
                 await asyncio.sleep(0)
-        fields |= {"attempt": str(attempt), "max_attempts": str(max_attempts)}
+        fields |= {"attempt": str(attempt), "max_attempts": str(job.max_attempts)}
         return JobRecord.from_hash(env.queue, env.id, fields)

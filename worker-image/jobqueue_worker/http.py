@@ -1,9 +1,9 @@
 """The worker's HTTP face for Kubernetes: /healthz, /readyz, /metrics.
 
 /healthz answers "is this process making progress": the event loop ticks and
-the heartbeat reached Redis within ``heartbeat_ttl_s`` (after that the operator
-no longer sees the worker, anchors R9). /readyz answers "count me": Redis
-reachable and not draining.
+the heartbeat reached Redis within ``heartbeat_ttl_s`` (after that the
+operator no longer counts the worker as alive, so neither should Kubernetes).
+/readyz answers "count me": Redis reachable and not draining.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from types import TracebackType
 
 from jobqueue_protocol import keys
 from jobqueue_worker.broker import Broker
-from jobqueue_worker.ratelimit import Limit, parse_limits
+from jobqueue_worker.ratelimit import RateLimit, parse_limits
 
 
 class RateLimited(Exception):  # noqa: N818 - a state, like Retry
@@ -30,7 +30,7 @@ class RateLimiter:
         self,
         broker: Broker,
         name: str,
-        limits: str | tuple[Limit, ...],
+        limits: str | tuple[RateLimit, ...],
         *,
         max_wait_s: float = 30.0,
     ) -> None:

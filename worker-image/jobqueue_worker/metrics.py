@@ -48,7 +48,7 @@ ROUND_TRIPS = Counter(
     ["op"],
 )
 REDIS_ERRORS = Counter("jobqueue_redis_errors_total", "Failed Redis round trips.", ["op"])
-# -- runtime limits (issue 4) ---------------------------------------------------
+# -- runtime limits: memory, recycling, timeouts ------------------------------
 RATE_LIMITED = Counter(
     "jobqueue_rate_limited_total",
     "Jobs this worker's fetch deferred because their type was over a rate limit"

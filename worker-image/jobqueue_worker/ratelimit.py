@@ -59,7 +59,7 @@ EXPECTED = (
 
 
 @dataclass(frozen=True)
-class Limit:
+class RateLimit:
     limit: int
     period_ms: int
     kind: Kind = "sliding"
@@ -91,12 +91,12 @@ class Limit:
         return f"{self.limit}/{self.period_ms}ms:{self.kind}{tail}"
 
 
-def parse_limits(text: str) -> tuple[Limit, ...]:
+def parse_limits(text: str) -> tuple[RateLimit, ...]:
     """``"300/minute,10000/hour"`` → limits; ``ValueError`` says what is expected."""
     items = [p.strip().lower() for p in text.split(",") if p.strip()]
     if not items:
         raise ValueError(f"empty; expected {EXPECTED}")
-    out: list[Limit] = []
+    out: list[RateLimit] = []
     for item in items:
         m = _ITEM.match(item)
         if m is None:
@@ -118,7 +118,7 @@ def parse_limits(text: str) -> tuple[Limit, ...]:
         if burst is not None and int(burst) < 1:
             raise ValueError(f"{item!r}: the burst must be ≥ 1")
         out.append(
-            Limit(
+            RateLimit(
                 limit=int(n),
                 period_ms=_PERIODS_MS[unit] * mult,
                 kind=kind,
@@ -137,7 +137,7 @@ class Decision:
     retry_ms: int  # 0 when allowed
 
 
-def sliding_check(log: Sequence[int], now: int, lim: Limit) -> Decision:
+def sliding_check(log: Sequence[int], now: int, lim: RateLimit) -> Decision:
     """``log``: admission times still stored (any order)."""
     live = sorted(t for t in log if t > now - lim.period_ms)
     if len(live) < lim.limit:
@@ -147,11 +147,11 @@ def sliding_check(log: Sequence[int], now: int, lim: Limit) -> Decision:
     return Decision(False, max(1, oldest + lim.period_ms - now))
 
 
-def sliding_admit(log: Sequence[int], now: int, lim: Limit) -> list[int]:
+def sliding_admit(log: Sequence[int], now: int, lim: RateLimit) -> list[int]:
     return [t for t in log if t > now - lim.period_ms] + [now]
 
 
-def gcra_check(tat: float | None, now: int, lim: Limit) -> Decision:
+def gcra_check(tat: float | None, now: int, lim: RateLimit) -> Decision:
     t = lim.emission_ms
     base = max(tat if tat is not None else now, now)
     allow_at = base - (lim.capacity - 1) * t
@@ -160,11 +160,11 @@ def gcra_check(tat: float | None, now: int, lim: Limit) -> Decision:
     return Decision(True, 0)
 
 
-def gcra_admit(tat: float | None, now: int, lim: Limit) -> float:
+def gcra_admit(tat: float | None, now: int, lim: RateLimit) -> float:
     return max(tat if tat is not None else now, now) + lim.emission_ms
 
 
-def fixed_check(count: int, ttl_ms: int, now: int, lim: Limit) -> Decision:
+def fixed_check(count: int, ttl_ms: int, now: int, lim: RateLimit) -> Decision:
     """``count`` in the current window, ``ttl_ms`` until it ends (≤ 0: no window)."""
     del now
     if ttl_ms > 0 and count >= lim.limit:
@@ -182,14 +182,14 @@ def combine(decisions: Sequence[Decision]) -> Decision:
 class Simulated:
     """One limiter's state in memory: the model the Lua is tested against."""
 
-    lim: Limit
+    lim: RateLimit
     log: list[int]
     tat: float | None = None
     count: int = 0
     window_end: int = 0
 
     @classmethod
-    def new(cls, lim: Limit) -> Simulated:
+    def new(cls, lim: RateLimit) -> Simulated:
         return cls(lim=lim, log=[])
 
     def check(self, now: int) -> Decision:
@@ -217,15 +217,3 @@ def try_acquire(limiters: Sequence[Simulated], now: int) -> Decision:
         for s in limiters:
             s.admit(now)
     return d
-
-
-def max_in_any_window(times: Sequence[int], period_ms: int) -> int:
-    """The most admissions in any half-open window ``[s, s + period)``, s over the times."""
-    ts = sorted(times)
-    best, j = 0, 0
-    for i, s in enumerate(ts):
-        j = max(j, i)
-        while j < len(ts) and ts[j] < s + period_ms:
-            j += 1
-        best = max(best, j - i)
-    return best

@@ -12,11 +12,10 @@ import threading
 from collections.abc import Callable, Sequence
 
 from jobqueue_worker import metrics
-from jobqueue_worker.broker import FetchPlan, SyncBroker
+from jobqueue_worker.broker import SyncBroker
+from jobqueue_worker.wire import FetchPlan, Held
 
 log = logging.getLogger(__name__)
-
-Held = tuple[str, str, str]  # queue, job id, token
 
 
 class LeaseRenewer(threading.Thread):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from jobqueue_worker.registry import Job, JobType
 
 if TYPE_CHECKING:
-    from jobqueue_worker.broker import Fetched, FinishOp
+    from jobqueue_worker.wire import Fetched, FinishOp
 
 
 class Admission(Protocol):

@@ -3,7 +3,8 @@
 A bad value stops the process before it touches Redis, with a message naming the
 setting (``settings.load`` turns pydantic's error into a ``ConfigError``).
 
-Runtime limits also take the seeds' names without a prefix: per job type
+Runtime limits also take plain names without a prefix (the names an operator of
+the worker types most often, documented in docs/worker.md): per job type
 ``RATE_LIMIT_<TYPE>``, ``WORKER_CONCURRENCY_<TYPE>``, ``TIMEOUT_<TYPE>`` (hard,
 seconds), ``SOFT_TIMEOUT_<TYPE>``, ``JOB_MEMORY_<TYPE>`` (expected bytes), and
 ``WORKER_MEMORY_SOFT_LIMIT``, ``WORKER_MEMORY_HARD_LIMIT``,
@@ -24,10 +25,10 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator, mode
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from jobqueue_protocol import keys
-from jobqueue_worker.broker import Limits
 from jobqueue_worker.errors import ConfigError
 from jobqueue_worker.memlimit import EXPECTED_BYTES, parse_bytes
-from jobqueue_worker.ratelimit import Limit, parse_limits
+from jobqueue_worker.ratelimit import RateLimit, parse_limits
+from jobqueue_worker.wire import BrokerSettings, FetchPlan
 
 # Per-type settings: environment prefix → field (a dict keyed by the type key).
 PER_TYPE = {
@@ -77,7 +78,7 @@ class WorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="JQW_", extra="forbid")
 
     redis_url: str = "redis://127.0.0.1:6379/0"
-    # Served in this order under strict mode (the seeds' high, normal, low queues).
+    # Served in this order under strict mode (e.g. high,normal,low).
     queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["default"])
     # No default: a worker loads only the job code it is pointed at (the shipped
     # examples include handlers that crash or leak memory on purpose).
@@ -125,8 +126,8 @@ class WorkerSettings(BaseSettings):
     postgres_flush_events: int = Field(default=500, ge=1, le=100_000)
     postgres_buffer_max: int = Field(default=100_000, ge=100, le=10_000_000)
 
-    # -- runtime limits (issue 4); per-type dicts are keyed by ``type_key`` ------
-    rate_limits: dict[str, tuple[Limit, ...]] = Field(default_factory=dict)
+    # -- runtime limits; per-type dicts are keyed by ``type_key`` ----------------
+    rate_limits: dict[str, tuple[RateLimit, ...]] = Field(default_factory=dict)
     type_concurrency: dict[str, Annotated[int, Field(ge=1, le=1000)]] = Field(default_factory=dict)
     timeouts: dict[str, PositiveSeconds] = Field(default_factory=dict)
     soft_timeouts: dict[str, PositiveSeconds] = Field(default_factory=dict)
@@ -254,7 +255,7 @@ class WorkerSettings(BaseSettings):
         return self
 
     # -- per-type lookups --------------------------------------------------------
-    def limits_for(self, job_type: str) -> tuple[Limit, ...]:
+    def limits_for(self, job_type: str) -> tuple[RateLimit, ...]:
         return self.rate_limits.get(type_key(job_type), ())
 
     def concurrency_for(self, job_type: str) -> int | None:
@@ -278,8 +279,31 @@ class WorkerSettings(BaseSettings):
             out += [f"{env}{k}" for k in mapping if k not in known]
         return sorted(out)
 
-    def limits(self) -> Limits:
-        return Limits(
+    def fetch_plan(self, type_names: list[str]) -> tuple[FetchPlan, dict[str, int]]:
+        """How this worker fetches, and its per-type caps (WORKER_CONCURRENCY_<TYPE>).
+
+        Raises ``ConfigError`` for a per-type variable naming no registered type.
+        """
+        unknown = self.unknown_type_keys(type_names)
+        if unknown:
+            raise ConfigError(
+                f"{', '.join(unknown)}: no registered job type has this name"
+                f" (known: {', '.join(type_names) or 'none'}; <TYPE> is the name"
+                " upper-cased, other characters as _)"
+            )
+        rate_limits = tuple((n, self.limits_for(n)) for n in type_names if self.limits_for(n))
+        caps = {n: cap for n in type_names if (cap := self.concurrency_for(n)) is not None}
+        plan = FetchPlan(
+            queues=tuple(self.queues),
+            mode=self.mode,
+            weights=tuple(self.weights),
+            aging_ms=int(self.aging_s * 1000),
+            rate_limits=rate_limits,
+        )
+        return plan, caps
+
+    def limits(self) -> BrokerSettings:
+        return BrokerSettings(
             lease_ms=int(self.lease_s * 1000),
             max_deliveries=self.max_deliveries,
             job_ttl_ms=int(self.job_ttl_s * 1000),

@@ -90,17 +90,6 @@ class Timeouts:
     soft_s: float | None
 
 
-def timeouts_for(
-    configured_hard_s: float | None,
-    adaptive_s: float | None,
-    soft_ratio: float,
-) -> Timeouts:
-    hard = adaptive_s if adaptive_s is not None else configured_hard_s
-    if hard is None:
-        return Timeouts(None, None)
-    return Timeouts(hard, hard * soft_ratio)
-
-
 def timeout_retry_delay(backoff_delay_s: float, multiplier: float) -> float:
     """A timed-out attempt waits longer before its retry than a plain failure."""
     return backoff_delay_s * multiplier

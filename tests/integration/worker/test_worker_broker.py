@@ -8,8 +8,9 @@ import pytest
 import redis.asyncio
 
 from jobqueue_protocol import keys
-from jobqueue_worker.broker import Broker, FetchPlan, FinishOp, Limits, NewJob, SyncBroker
+from jobqueue_worker.broker import Broker, SyncBroker
 from jobqueue_worker.envelope import JobEnvelope
+from jobqueue_worker.wire import BrokerSettings, FetchPlan, FinishOp, NewJob
 
 pytestmark = pytest.mark.redis
 
@@ -27,7 +28,7 @@ async def expire_leases(r: redis.asyncio.Redis) -> None:
 
 
 async def test_fencing_refuses_the_ack_of_a_worker_whose_job_was_re_leased(redis_url: str) -> None:
-    b = Broker(redis_url, Limits(lease_ms=60_000, max_deliveries=5))
+    b = Broker(redis_url, BrokerSettings(lease_ms=60_000, max_deliveries=5))
     r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
     job = new_job()
     await b.enqueue({"q": [job]})
@@ -69,8 +70,8 @@ async def test_a_late_ack_of_a_reaped_job_not_yet_refetched_wins(redis_url: str)
 
 
 async def test_renewal_keeps_held_leases_and_reports_lost_ones(redis_url: str) -> None:
-    b = Broker(redis_url, Limits(lease_ms=1000))
-    sb = SyncBroker(redis_url, Limits(lease_ms=5000))
+    b = Broker(redis_url, BrokerSettings(lease_ms=1000))
+    sb = SyncBroker(redis_url, BrokerSettings(lease_ms=5000))
     r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
     await b.enqueue({"q": [new_job(), new_job()]})
     a, c = (await b.step(PLAN, "A", [], 2, 0.5)).jobs

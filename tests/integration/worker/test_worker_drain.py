@@ -13,7 +13,7 @@ from typing import Any
 
 import redis.asyncio
 
-from jobqueue_protocol import keys
+from jobqueue_protocol import drain
 from jobqueue_worker import metrics
 from jobqueue_worker.producer import JobRequest, Producer
 from jobqueue_worker.registry import Job, Registry
@@ -34,7 +34,9 @@ async def test_a_pod_chosen_to_go_takes_no_job_until_the_request_is_withdrawn(
     redis_url: str, start_worker: Any, until: Any
 ) -> None:
     r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
-    await r.hset(keys.drain_key("default"), "pod-going", "1")
+    pipe = r.pipeline(transaction=False)
+    drain.request(pipe, ["default"], ["pod-going"], now_ms=1, ttl_ms=600_000)
+    await pipe.execute()
     going: dict[str, str] = {}
     staying: dict[str, str] = {}
     w_going = await start_worker(_registry(going, "pod-going"), pod_name="pod-going", concurrency=4)
@@ -51,7 +53,11 @@ async def test_a_pod_chosen_to_go_takes_no_job_until_the_request_is_withdrawn(
     assert w_going.drain_requested
     assert metrics.DRAIN_REQUESTED._value.get() == 1  # type: ignore[attr-defined]
 
-    await r.hdel(keys.drain_key("default"), "pod-going")
+    assert (await w_going.broker.drain_requests(["default"]))["default"] == {"pod-going": 1}
+    pipe = r.pipeline(transaction=False)
+    drain.withdraw(pipe, ["default"], ["pod-going"])
+    await pipe.execute()
+    assert await w_going.broker.drain_requests(["default"]) == {"default": {}}
     async with Producer(redis_url) as p:
         second = await p.enqueue_many([JobRequest(type="tagged") for _ in range(200)])
 

@@ -14,16 +14,9 @@ import pytest
 import redis.asyncio
 
 from jobqueue_protocol import keys
-from jobqueue_worker.broker import (
-    Broker,
-    Fetched,
-    FetchPlan,
-    FinishKind,
-    FinishOp,
-    Limits,
-    NewJob,
-)
+from jobqueue_worker.broker import Broker
 from jobqueue_worker.envelope import JobEnvelope
+from jobqueue_worker.wire import BrokerSettings, Fetched, FetchPlan, FinishKind, FinishOp, NewJob
 
 pytestmark = pytest.mark.redis
 
@@ -52,7 +45,7 @@ async def test_random_walk_never_loses_or_duplicates_a_job(redis_url: str, seed:
     rng = random.Random(seed)
     r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
     await r.flushall()
-    b = Broker(redis_url, Limits(lease_ms=60_000, max_deliveries=3))
+    b = Broker(redis_url, BrokerSettings(lease_ms=60_000, max_deliveries=3))
     jobs: dict[str, str] = {}  # id -> queue
     held: list[Fetched] = []
     stale: list[Fetched] = []

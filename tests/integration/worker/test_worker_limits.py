@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 import redis.asyncio
 
+from jobqueue_devkit.ratecheck import max_in_any_window
 from jobqueue_protocol import keys
 from jobqueue_worker import metrics
 from jobqueue_worker.broker import Broker
 from jobqueue_worker.envelope import JobStatus
 from jobqueue_worker.limiter import RateLimited, RateLimiter
 from jobqueue_worker.producer import JobRequest, Producer
-from jobqueue_worker.ratelimit import max_in_any_window, parse_limits
+from jobqueue_worker.ratelimit import parse_limits
 from jobqueue_worker.registry import Job, Registry
 from jobqueue_worker.runtime import Worker
 

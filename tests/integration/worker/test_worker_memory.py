@@ -101,7 +101,7 @@ async def test_recycle_after_n_jobs_exits_gracefully_and_leaves_the_rest_queued(
     w = await start_worker(reg, concurrency=1, recycle_after_jobs=3)
 
     async def stopped() -> bool:
-        return w.draining and not w._active
+        return w.draining and not w.inflight.running
 
     await until(stopped, 30)
     await asyncio.sleep(0.3)

@@ -134,10 +134,10 @@ async def test_http_probes_and_metrics(redis_url: str, start_worker: StartWorker
             async with s.get(f"http://127.0.0.1:{port}/healthz") as resp:
                 assert resp.status == 200
                 assert (await resp.json())["heartbeat_fresh"] is True
-            w.last_heartbeat_ok -= 3600  # as if Redis had refused heartbeats for an hour
+            w.chores.last_ok -= 3600  # as if Redis had refused heartbeats for an hour
             async with s.get(f"http://127.0.0.1:{port}/healthz") as resp:
                 assert resp.status == 503
-            w.last_heartbeat_ok += 3600
+            w.chores.last_ok += 3600
             async with s.get(f"http://127.0.0.1:{port}/readyz") as resp:
                 assert resp.status == 200
             async with s.get(f"http://127.0.0.1:{port}/metrics") as resp:

@@ -6,15 +6,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jobqueue_devkit.ratecheck import max_in_any_window
 from jobqueue_worker.ratelimit import (
     Decision,
-    Limit,
+    RateLimit,
     Simulated,
     combine,
     fixed_check,
     gcra_admit,
     gcra_check,
-    max_in_any_window,
     parse_limits,
     sliding_check,
     try_acquire,
@@ -24,19 +24,19 @@ from jobqueue_worker.ratelimit import (
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("300/minute", (Limit(300, 60_000),)),
+        ("300/minute", (RateLimit(300, 60_000),)),
         (
             "300/minute,10000/hour,100000/day",
-            (Limit(300, 60_000), Limit(10_000, 3_600_000), Limit(100_000, 86_400_000)),
+            (RateLimit(300, 60_000), RateLimit(10_000, 3_600_000), RateLimit(100_000, 86_400_000)),
         ),
-        ("5/second:bucket", (Limit(5, 1_000, "bucket"),)),
-        ("5/second:bucket:20", (Limit(5, 1_000, "bucket", 20),)),
-        ("10/30s:fixed", (Limit(10, 30_000, "fixed"),)),
-        (" 2 / h ", (Limit(2, 3_600_000),)),
-        ("1/d:sliding", (Limit(1, 86_400_000),)),
+        ("5/second:bucket", (RateLimit(5, 1_000, "bucket"),)),
+        ("5/second:bucket:20", (RateLimit(5, 1_000, "bucket", 20),)),
+        ("10/30s:fixed", (RateLimit(10, 30_000, "fixed"),)),
+        (" 2 / h ", (RateLimit(2, 3_600_000),)),
+        ("1/d:sliding", (RateLimit(1, 86_400_000),)),
     ],
 )
-def test_parse_limits(text: str, expected: tuple[Limit, ...]) -> None:
+def test_parse_limits(text: str, expected: tuple[RateLimit, ...]) -> None:
     assert parse_limits(text) == expected
 
 
@@ -62,7 +62,7 @@ def test_parse_limits_refuses(bad: str) -> None:
         parse_limits(bad)
 
 
-SLIDING_3_PER_S = Limit(3, 1000)
+SLIDING_3_PER_S = RateLimit(3, 1000)
 
 
 @pytest.mark.parametrize(
@@ -81,7 +81,7 @@ def test_sliding_window_table(log: list[int], now: int, expected: Decision) -> N
 
 
 def test_gcra_allows_the_burst_then_one_per_emission_interval() -> None:
-    lim = Limit(10, 1000, "bucket", 4)  # 4 at once, then one per 100 ms
+    lim = RateLimit(10, 1000, "bucket", 4)  # 4 at once, then one per 100 ms
     tat = None
     for _ in range(4):
         assert gcra_check(tat, 0, lim).allowed
@@ -96,7 +96,7 @@ def test_gcra_allows_the_burst_then_one_per_emission_interval() -> None:
     [(0, 0, True), (4, 500, True), (5, 500, False), (5, 0, True), (9, -2, True)],
 )
 def test_fixed_window_table(count: int, ttl: int, expected: bool) -> None:
-    d = fixed_check(count, ttl, 0, Limit(5, 1000, "fixed"))
+    d = fixed_check(count, ttl, 0, RateLimit(5, 1000, "fixed"))
     assert d.allowed is expected
     assert d.retry_ms == (0 if expected else ttl)
 
@@ -122,7 +122,7 @@ times = st.lists(st.integers(0, 20_000), min_size=1, max_size=300).map(sorted)
 def test_sliding_never_exceeds_its_limit_in_any_window(
     requests: list[int], n: int, period: int
 ) -> None:
-    lim = Limit(n, period)
+    lim = RateLimit(n, period)
     sim = [Simulated.new(lim)]
     admitted = [t for t in requests if try_acquire(sim, t).allowed]
     assert max_in_any_window(admitted, period) <= n
@@ -137,7 +137,7 @@ def test_sliding_never_exceeds_its_limit_in_any_window(
 def test_token_bucket_bounds_any_interval_by_burst_plus_rate(
     requests: list[int], n: int, burst: int, period: int
 ) -> None:
-    lim = Limit(n, period, "bucket", burst)
+    lim = RateLimit(n, period, "bucket", burst)
     sim = [Simulated.new(lim)]
     admitted = [t for t in requests if try_acquire(sim, t).allowed]
     t_ms = period / n
@@ -152,7 +152,7 @@ def test_token_bucket_bounds_any_interval_by_burst_plus_rate(
 def test_fixed_window_admits_at_most_twice_the_limit_across_an_edge(
     requests: list[int], n: int, period: int
 ) -> None:
-    sim = [Simulated.new(Limit(n, period, "fixed"))]
+    sim = [Simulated.new(RateLimit(n, period, "fixed"))]
     admitted = [t for t in requests if try_acquire(sim, t).allowed]
     assert max_in_any_window(admitted, period) <= 2 * n
 
@@ -160,7 +160,7 @@ def test_fixed_window_admits_at_most_twice_the_limit_across_an_edge(
 @settings(max_examples=100, deadline=None)
 @given(times)
 def test_several_limits_hold_together(requests: list[int]) -> None:
-    lims = [Limit(3, 100), Limit(5, 1000), Limit(2, 50, "bucket")]
+    lims = [RateLimit(3, 100), RateLimit(5, 1000), RateLimit(2, 50, "bucket")]
     sims = [Simulated.new(lim) for lim in lims]
     admitted = [t for t in requests if try_acquire(sims, t).allowed]
     assert max_in_any_window(admitted, 100) <= 3

@@ -100,3 +100,20 @@ async def test_no_timeout_runs_the_handler_as_is() -> None:
         return {"n": 1}
 
     assert await _run(value, "sup_none", None) == {"n": 1}
+
+
+@pytest.mark.parametrize(
+    ("default_s", "job_s", "hard", "soft"),
+    [(10.0, None, 10.0, 8.0), (10.0, 5.0, 5.0, 4.0), (None, None, None, None)],
+)
+def test_soft_timeout_defaults_to_a_ratio_of_the_hard_one(
+    default_s: float | None, job_s: float | None, hard: float | None, soft: float | None
+) -> None:
+    reg = Registry()
+    reg.register("ratio", lambda job: None)
+    jt = reg.get("ratio")
+    assert jt is not None
+    settings = WorkerSettings(default_timeout_s=default_s, soft_timeout_ratio=0.8)
+    t = Supervisor(settings, History()).timeouts(_job("ratio", job_s), jt)
+    assert t.hard_s == (pytest.approx(hard) if hard is not None else None)
+    assert t.soft_s == (pytest.approx(soft) if soft is not None else None)

@@ -28,7 +28,7 @@ from rich.table import Table
 
 from jobqueue_protocol.health import Health, Level, Thresholds, queue_health, worst
 from jobqueue_protocol.logformat import redact_url as redact
-from jobqueue_protocol.redis_health import Finding, RedisFacts, assess, read_facts_async
+from jobqueue_protocol.redis_health import Finding, RedisFacts, assess
 from jobqueue_protocol.stats import QueueStats
 from jobqueue_worker.broker import Broker
 from jobqueue_worker.cli.common import (
@@ -50,7 +50,7 @@ async def _read(
     broker = Broker(redis_url, socket_timeout_s=5.0)
     try:
         try:
-            facts = await read_facts_async(broker.redis)
+            facts = await broker.server_facts()
         except Exception as exc:
             return None, f"{type(exc).__name__}: {exc}", {}, None
         stats = await broker.stats(queues)

@@ -1,28 +1,25 @@
 --[[ enqueue: store jobs of ONE queue and make them ready or delayed, atomically.
 An idempotency key seen within its TTL returns the first job's id and enqueues nothing.
 
-KEYS: the 19-key block of the queue (see step.lua)
-ARGV: [1] job ttl ms  [2] idempotency ttl ms, then 7 per job:
-      id, envelope JSON, priority, max attempts, delay ms, run-at ms (0: none), idem key ("": none)
+KEYS: one queue block (KEY_* locals)
+ARGV: job_ttl_ms, idem_ttl_ms, then from ARGV_TAIL 8 per job: id, envelope JSON,
+      priority, max attempts, delay ms, run-at ms (0: none), idem key ("": none),
+      job type (stored next to the envelope, so no script has to decode it)
 Returns: flat list of 2 per job: id (the existing one for a duplicate), 1 if created else 0
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local job_ttl = tonumber(ARGV[1])
-local idem_ttl = tonumber(ARGV[2])
 local out = {}
 local created, ready_n = 0, 0
 -- FIFO within a priority even for jobs enqueued in the same millisecond: scores
 -- advance by at least 1 microsecond per job (kept as an integer in counters).
-local last_us = tonumber(redis.call('HGET', KEYS[14], 'last_ready_us') or 0)
-for i = 3, #ARGV, 7 do
+local last_us = tonumber(redis.call('HGET', KEY_COUNTERS, 'last_ready_us') or 0)
+for i = ARGV_TAIL, #ARGV, 8 do
   local id, env, prio = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local delay, at, idem = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5]), ARGV[i + 6]
   local existing = nil
-  if redis.call('EXISTS', KEYS[16] .. id) == 1 then existing = id end
+  if redis.call('EXISTS', KEY_JOB_PREFIX .. id) == 1 then existing = id end
   if (not existing) and idem ~= '' then
-    if not redis.call('SET', KEYS[17] .. idem, id, 'NX', 'PX', idem_ttl) then
-      existing = redis.call('GET', KEYS[17] .. idem)
+    if not redis.call('SET', KEY_IDEM_PREFIX .. idem, id, 'NX', 'PX', idem_ttl_ms) then
+      existing = redis.call('GET', KEY_IDEM_PREFIX .. idem)
     end
   end
   if existing then
@@ -31,36 +28,32 @@ for i = 3, #ARGV, 7 do
   else
     local due = now
     if at > 0 then due = at elseif delay > 0 then due = now + delay end
-    local jk = KEYS[16] .. id
-    if due > now then
-      redis.call('HSET', jk, 'envelope', env, 'priority', prio, 'attempt', 1,
-        'max_attempts', ARGV[i + 3], 'deliveries', 0, 'epoch', 0, 'enqueued_at', now,
-        'ready_at', due, 'due_at', due, 'idem', idem, 'status', 'queued')
-      redis.call('ZADD', KEYS[11], due, id)
-    else
+    local jk = KEY_JOB_PREFIX .. id
+    local ready_at = due
+    if due <= now then
       last_us = math.max(now * 1000, last_us + 1)
-      redis.call('HSET', jk, 'envelope', env, 'priority', prio, 'attempt', 1,
-        'max_attempts', ARGV[i + 3], 'deliveries', 0, 'epoch', 0, 'enqueued_at', now,
-        'ready_at', last_us / 1000, 'idem', idem, 'status', 'queued')
-      redis.call('ZADD', KEYS[prio], last_us / 1000, id)
+      ready_at = last_us / 1000
+    end
+    redis.call('HSET', jk, 'envelope', env, 'type', ARGV[i + 7], 'priority', prio,
+      'attempt', 1, 'max_attempts', ARGV[i + 3], 'deliveries', 0, 'epoch', 0,
+      'enqueued_at', now, 'ready_at', ready_at, 'idem', idem, 'status', 'queued')
+    if due > now then
+      redis.call('HSET', jk, 'due_at', due)
+      redis.call('ZADD', KEY_DELAYED, due, id)
+    else
+      redis.call('ZADD', ready_key(1, prio), ready_at, id)
       ready_n = ready_n + 1
     end
-    redis.call('PEXPIRE', jk, job_ttl + math.max(0, due - now))
+    redis.call('PEXPIRE', jk, job_ttl_ms + math.max(0, due - now))
     created = created + 1
     out[#out + 1] = id
     out[#out + 1] = 1
   end
 end
--- Once per call, not per job: the counter, the FIFO cursor, and one wake token
--- per ready job (at most 100: enough to wake every idle worker) in one RPUSH.
-if created > 0 then redis.call('HINCRBY', KEYS[14], 'enqueued', created) end
+-- Once per call, not per job: the counter, the FIFO cursor, and the wake tokens.
+if created > 0 then redis.call('HINCRBY', KEY_COUNTERS, 'enqueued', created) end
 if ready_n > 0 then
-  redis.call('HSET', KEYS[14], 'last_ready_us', string.format('%d', last_us))
-  local tokens = {}
-  for j = 1, math.min(ready_n, 100) do tokens[j] = '1' end
-  if redis.call('RPUSH', KEYS[15], unpack(tokens)) > 100 then
-    redis.call('LTRIM', KEYS[15], 0, 99)
-  end
-  redis.call('PEXPIRE', KEYS[15], 60000)
+  redis.call('HSET', KEY_COUNTERS, 'last_ready_us', string.format('%d', last_us))
+  wake(1, ready_n)
 end
 return out

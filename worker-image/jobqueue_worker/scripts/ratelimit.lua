@@ -1,18 +1,15 @@
 --[[ ratelimit: a handler-side limiter (RateLimiter), or a usage read.
-Prefixed with ratelimit_lib.lua by the broker.
+Prefixed with ratelimit_lib.lua by the loader.
 
-KEYS: one key per limit, in the order of ARGV[3]
-ARGV: [1] op: acquire|usage  [2] member (acquire: unique per request)
-      [3] limits JSON array of {kind, limit, period_ms, burst}
+KEYS: one key per limit, in the order of limits
+ARGV: op (acquire|usage), member (acquire: unique per request),
+      limits: JSON array of {kind, limit, period_ms, burst}
 Returns: acquire: {1, 0} admitted, or {0, retry_ms}
          usage: flat {used, capacity} per limit
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local lims = cjson.decode(ARGV[3])
-for i, l in ipairs(lims) do l[5] = KEYS[i] end
-if ARGV[1] == 'usage' then return rl_usage(lims, now) end
-local retry = rl_check(lims, now)
+for i, l in ipairs(limits) do l[5] = KEYS[i] end
+if op == 'usage' then return rl_usage(limits, now) end
+local retry = rl_check(limits, now)
 if retry > 0 then return {0, retry} end
-rl_record(lims, now, ARGV[2])
+rl_record(limits, now, member)
 return {1, 0}

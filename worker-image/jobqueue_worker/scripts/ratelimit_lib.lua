@@ -1,4 +1,4 @@
---[[ ratelimit_lib: shared by step.lua and ratelimit.lua (the broker prepends it).
+--[[ ratelimit_lib: shared by step.lua and ratelimit.lua (lua.py prepends it).
 Mirrors jobqueue_worker/ratelimit.py (the tested specification); times in ms.
 A limit is a table {kind, limit, period_ms, burst, key}:
   sliding: ZSET log of admission times, exact; admitted when fewer than `limit`

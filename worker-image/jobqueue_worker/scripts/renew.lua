@@ -2,23 +2,20 @@
 Called from the worker's renewal thread (its own connection), so it keeps ticking
 while a handler hogs the event loop or the GIL-free CPU.
 
-KEYS: the 19-key block of each served queue (see step.lua)
-ARGV: [1] lease ms, then triples: queue index, job id, token
+KEYS: one queue block per served queue
+ARGV: lease_ms, then from ARGV_TAIL triples: queue index, job id, token
 Returns: 1/0 per triple (0: the lease is gone or the token changed; the job's
          final ack will be refused, another worker may run it)
 ]]
-local QK = 19
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local deadline = now + tonumber(ARGV[1])
+local deadline = now + lease_ms
 local out = {}
-for i = 2, #ARGV, 3 do
-  local base = (tonumber(ARGV[i]) - 1) * QK
+for i = ARGV_TAIL, #ARGV, 3 do
+  local q = tonumber(ARGV[i])
   local id = ARGV[i + 1]
   local ok = 0
-  if redis.call('HGET', KEYS[base + 16] .. id, 'token') == ARGV[i + 2]
-      and redis.call('ZSCORE', KEYS[base + 12], id) then
-    redis.call('ZADD', KEYS[base + 12], 'XX', deadline, id)
+  if redis.call('HGET', K(q, JOB_PREFIX) .. id, 'token') == ARGV[i + 2]
+      and redis.call('ZSCORE', K(q, LEASES), id) then
+    redis.call('ZADD', K(q, LEASES), 'XX', deadline, id)
     ok = 1
   end
   out[#out + 1] = ok

@@ -1,58 +1,28 @@
---[[ step: apply finished jobs (ack/retry/dead/failed/release), promote due delayed
-jobs, then lease up to N ready jobs. Ack + next fetch is ONE round trip.
+--[[ step: apply finished jobs (ack/retry/dead/failed/release/defer), promote due
+delayed jobs, then lease up to n_fetch ready jobs. Ack + next fetch is ONE round trip.
 
-KEYS: for each served queue, a block of 19 keys (broker.queue_keys), in order:
-  [1..10] ready:1..10 ZSET   [11] delayed ZSET   [12] leases ZSET   [13] dead ZSET
-  [14] counters HASH  [15] wake LIST  [16] job key prefix  [17] idem key prefix
-  [18] reaper gate    [19] drain HASH (Pods the operator chose to remove)
-ARGV:
-  [1] worker id          [2] lease ms           [3] max deliveries
-  [4] n to fetch         [5] mode: strict|weighted
-  [6] aging ms (0: off)  [7] random in [0,1) (weighted pick; passed in so tests are exact)
-  [8] promote batch      [9] job ttl ms         [10] result ttl ms
-  [11] dlq max age ms    [12] dlq max count     [13] finish ops JSON array
-  [14] queue weights JSON array ("[]" in strict mode)
-  [15] rate limits JSON object: job type -> array of {kind, limit, period_ms, burst,
-       key index}; the limiter keys follow the queue blocks in KEYS ("{}": none)
-  [16] number of served queues (KEYS = their blocks, then limiter keys, then the
-       limiter stats HASH last when [15] is not empty)
-Rate limits (ratelimit_lib.lua, prepended by the broker) are admission control
-inside the fetch: a popped job whose type is over a limit goes to `delayed` for
-its retry-after (spread by the limit's spacing) WITHOUT counting a delivery or an
-attempt, and the fetch goes on with the next job, so other types are not blocked.
-At most 100 jobs are deferred per call.
-  [17] this worker's free slots per capped job type, JSON object ("{}": no caps)
-  [18] this worker's Pod name ("": none); a Pod listed in a served queue's drain
-       hash fetches nothing (acks still apply)
-Finish op: {q, id, token, op: complete|retry|dead|failed|release|defer,
-            result?, duration_ms?, delay_ms?, error?, traceback?, reason?}
+KEYS: one queue block per served queue (keys.QUEUE_BLOCK, offsets named in the
+  generated header: K(q, DELAYED) ...), then the rate limiters' keys, then the
+  limiter stats HASH last when rate_limits is not empty.
+ARGV: named in jobqueue_worker/lua.py (STEP). Of note:
+  rnd          random in [0,1) for the weighted pick (passed in so tests are exact)
+  finish_ops   [{q, id, token, op: complete|retry|dead|failed|release|defer,
+                 result?, duration_ms?, delay_ms?, error?, traceback?, reason?}]
+  weights      per-queue weights ([] in strict mode)
+  rate_limits  job type -> [{kind, limit, period_ms, burst, key index}] ({}: none)
+  caps         this worker's free slots per capped job type ({}: no caps)
+  pod_name     a Pod listed in a served queue's drain hash fetches nothing ('': none)
+Rate limits (ratelimit_lib.lua) are admission control inside the fetch: a popped
+job whose type is over a limit goes to `delayed` for its retry-after (spread by
+the limit's spacing) WITHOUT counting a delivery or an attempt, and the fetch goes
+on with the next job, so other types are not blocked. At most 100 are deferred.
 Returns: {acks, fetched, next_due_ms, now_ms, throttled, drained (1/0)}
   acks: 1/0 per finish op (0: the fencing token no longer matches; ignored)
-  fetched: flat list of 7 per job: queue index, id, envelope, attempt, deliveries, token,
-           job type ('' unless limits or caps are in use)
+  fetched: flat list of 7 per job: queue index, id, envelope, attempt, deliveries,
+           token, job type (as the producer stored it; '' if it did not)
   next_due_ms: earliest delayed due time over the queues, or -1
   throttled: flat list of 3 per deferred job type: queue index, type, count
 ]]
-local QK = 19
-local nq = tonumber(ARGV[16]) or (#KEYS / QK)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-
-local worker = ARGV[1]
-local lease_ms = tonumber(ARGV[2])
-local max_deliveries = tonumber(ARGV[3])
-local n_fetch = tonumber(ARGV[4])
-local mode = ARGV[5]
-local aging_ms = tonumber(ARGV[6])
-local rnd = tonumber(ARGV[7])
-local batch = tonumber(ARGV[8])
-local job_ttl = tonumber(ARGV[9])
-local result_ttl = tonumber(ARGV[10])
-local dlq_age = tonumber(ARGV[11])
-local dlq_count = tonumber(ARGV[12])
-local ops = cjson.decode(ARGV[13])
-local weights = cjson.decode(ARGV[14])
-local rate_limits = cjson.decode(ARGV[15] or '{}')
 local has_limits = next(rate_limits) ~= nil
 local rl_stats = KEYS[#KEYS]
 if has_limits then
@@ -61,129 +31,77 @@ if has_limits then
   end
 end
 
-local function K(q, i) return KEYS[(q - 1) * QK + i] end
--- A corrupt priority field must not index another key: fall back to NORMAL (5).
-local function band(p)
-  p = tonumber(p)
-  if p == nil or p < 1 or p > 10 or p ~= math.floor(p) then return 5 end
-  return p
-end
-local function ready(q, p) return K(q, band(p)) end
-
-local function wake(q)
-  redis.call('RPUSH', K(q, 15), '1')
-  redis.call('LTRIM', K(q, 15), 0, 99)
-  redis.call('PEXPIRE', K(q, 15), 60000)
-end
-
-local function trim_dead(q)
-  local jp = K(q, 16)
-  local old = redis.call('ZRANGEBYSCORE', K(q, 13), '-inf', now - dlq_age, 'LIMIT', 0, 100)
-  for _, id in ipairs(old) do
-    redis.call('DEL', jp .. id)
-    redis.call('ZREM', K(q, 13), id)
-  end
-  local over = redis.call('ZCARD', K(q, 13)) - dlq_count
-  if over > 0 then
-    local ids = redis.call('ZRANGE', K(q, 13), 0, math.min(over, 100) - 1)
-    for _, id in ipairs(ids) do
-      redis.call('DEL', jp .. id)
-      redis.call('ZREM', K(q, 13), id)
-    end
-  end
-end
-
--- Dead-letter scores advance by at least 1 microsecond per job, so jobs dead-lettered
--- in the same millisecond keep their order and count-based retention drops the oldest.
-local function dead_score(q)
-  local last = tonumber(redis.call('HGET', K(q, 14), 'last_dead_us') or 0)
-  local us = math.max(now * 1000, last + 1)
-  redis.call('HSET', K(q, 14), 'last_dead_us', string.format('%d', us))
-  return us / 1000
-end
-
-local function to_dead(q, id, jk, reason, err, tb)
-  redis.call('ZREM', K(q, 12), id)
-  redis.call('ZADD', K(q, 13), dead_score(q), id)
-  redis.call('HSET', jk, 'status', 'dead', 'dead_reason', reason, 'dead_at', now,
-    'last_failed_at', now, 'error', err or '', 'traceback', tb or '')
-  redis.call('HSETNX', jk, 'first_failed_at', now)
-  redis.call('PEXPIRE', jk, dlq_age)
-  redis.call('HINCRBY', K(q, 14), 'dead', 1)
-  trim_dead(q)
-end
-
 -- 1. finished jobs
 local acks = {}
 -- Completions are counted once per queue per call, not once per job.
 local completed, completed_ms = {}, {}
-for i, op in ipairs(ops) do
+for i, op in ipairs(finish_ops) do
   local q = tonumber(op.q)
   local id = op.id
-  local jk = K(q, 16) .. id
+  local jk = K(q, JOB_PREFIX) .. id
   local f = redis.call('HMGET', jk, 'token', 'priority', 'ready_at')
   local ok = 0
   if f[1] and f[1] == tostring(op.token) then
-    local held = redis.call('ZSCORE', K(q, 12), id)
+    local held = redis.call('ZSCORE', K(q, LEASES), id)
     -- Reaped but not yet fetched again: the late ack still wins (saves a duplicate).
-    local reaped = (not held) and f[2] and redis.call('ZSCORE', ready(q, f[2]), id)
+    local reaped = (not held) and f[2] and redis.call('ZSCORE', ready_key(q, f[2]), id)
     if held or reaped then
       ok = 1
-      if reaped then redis.call('ZREM', ready(q, f[2]), id) end
+      if reaped then redis.call('ZREM', ready_key(q, f[2]), id) end
       local dur = tonumber(op.duration_ms or 0)
       if op.op == 'complete' then
-        redis.call('ZREM', K(q, 12), id)
+        redis.call('ZREM', K(q, LEASES), id)
         redis.call('HSET', jk, 'status', 'completed', 'finished_at', now,
-          'duration_ms', dur, 'result', op.result or 'null', 'worker', worker)
-        redis.call('PEXPIRE', jk, result_ttl)
+          'duration_ms', dur, 'result', op.result or 'null', 'worker', worker_id)
+        redis.call('PEXPIRE', jk, result_ttl_ms)
         completed[q] = (completed[q] or 0) + 1
         completed_ms[q] = (completed_ms[q] or 0) + dur
       elseif op.op == 'retry' then
         local due = now + tonumber(op.delay_ms or 0)
-        redis.call('ZREM', K(q, 12), id)
-        redis.call('ZADD', K(q, 11), due, id)
+        redis.call('ZREM', K(q, LEASES), id)
+        redis.call('ZADD', K(q, DELAYED), due, id)
         redis.call('HINCRBY', jk, 'attempt', 1)
         redis.call('HSET', jk, 'status', 'retry_scheduled', 'deliveries', 0, 'due_at', due,
           'last_failed_at', now, 'error', op.error or '', 'traceback', op.traceback or '',
           'duration_ms', dur)
         redis.call('HSETNX', jk, 'first_failed_at', now)
-        redis.call('PEXPIRE', jk, job_ttl + tonumber(op.delay_ms or 0))
-        redis.call('HINCRBY', K(q, 14), 'failed', 1)
-        redis.call('HINCRBY', K(q, 14), 'retried', 1)
-        redis.call('HINCRBY', K(q, 14), 'busy_ms', dur)
-        wake(q)
+        redis.call('PEXPIRE', jk, job_ttl_ms + tonumber(op.delay_ms or 0))
+        redis.call('HINCRBY', K(q, COUNTERS), 'failed', 1)
+        redis.call('HINCRBY', K(q, COUNTERS), 'retried', 1)
+        redis.call('HINCRBY', K(q, COUNTERS), 'busy_ms', dur)
+        wake(q, 1)
       elseif op.op == 'dead' then
         if op.reason == 'exception' or op.reason == 'permanent' then
-          redis.call('HINCRBY', K(q, 14), 'failed', 1)
-          redis.call('HINCRBY', K(q, 14), 'busy_ms', dur)
+          redis.call('HINCRBY', K(q, COUNTERS), 'failed', 1)
+          redis.call('HINCRBY', K(q, COUNTERS), 'busy_ms', dur)
         end
         redis.call('HSET', jk, 'duration_ms', dur)
-        to_dead(q, id, jk, op.reason, op.error, op.traceback)
+        dead_letter(q, id, jk, op.reason, op.error, op.traceback)
       elseif op.op == 'failed' then
-        redis.call('ZREM', K(q, 12), id)
+        redis.call('ZREM', K(q, LEASES), id)
         redis.call('HSET', jk, 'status', 'failed', 'finished_at', now, 'last_failed_at', now,
           'duration_ms', dur, 'error', op.error or '', 'traceback', op.traceback or '')
         redis.call('HSETNX', jk, 'first_failed_at', now)
-        redis.call('PEXPIRE', jk, result_ttl)
-        redis.call('HINCRBY', K(q, 14), 'failed', 1)
-        redis.call('HINCRBY', K(q, 14), 'busy_ms', dur)
+        redis.call('PEXPIRE', jk, result_ttl_ms)
+        redis.call('HINCRBY', K(q, COUNTERS), 'failed', 1)
+        redis.call('HINCRBY', K(q, COUNTERS), 'busy_ms', dur)
       elseif op.op == 'defer' then
         -- Not run (the expected-memory pre-check): back to delayed, no delivery,
         -- no attempt.
         local due = now + tonumber(op.delay_ms or 0)
-        redis.call('ZREM', K(q, 12), id)
-        redis.call('ZADD', K(q, 11), due, id)
+        redis.call('ZREM', K(q, LEASES), id)
+        redis.call('ZADD', K(q, DELAYED), due, id)
         redis.call('HINCRBY', jk, 'deliveries', -1)
         redis.call('HSET', jk, 'status', 'deferred', 'due_at', due)
-        redis.call('HINCRBY', K(q, 14), 'deferred', 1)
-        wake(q)
+        redis.call('HINCRBY', K(q, COUNTERS), 'deferred', 1)
+        wake(q, 1)
       elseif op.op == 'release' then
         -- Handed back at shutdown: front of its band, and the delivery does not count.
-        redis.call('ZREM', K(q, 12), id)
-        redis.call('ZADD', ready(q, f[2]), tonumber(f[3]) or now, id)
+        redis.call('ZREM', K(q, LEASES), id)
+        redis.call('ZADD', ready_key(q, f[2]), tonumber(f[3]) or now, id)
         redis.call('HINCRBY', jk, 'deliveries', -1)
         redis.call('HSET', jk, 'status', 'queued')
-        wake(q)
+        wake(q, 1)
       else
         ok = 0
       end
@@ -195,30 +113,29 @@ for i, op in ipairs(ops) do
   acks[i] = ok
 end
 for q, n in pairs(completed) do
-  redis.call('HINCRBY', K(q, 14), 'completed', n)
-  redis.call('HINCRBY', K(q, 14), 'busy_ms', completed_ms[q])
+  redis.call('HINCRBY', K(q, COUNTERS), 'completed', n)
+  redis.call('HINCRBY', K(q, COUNTERS), 'busy_ms', completed_ms[q])
 end
 
 -- 2. promote due delayed jobs (bounded per call)
-for q = 1, nq do
-  local due = redis.call('ZRANGEBYSCORE', K(q, 11), '-inf', now, 'WITHSCORES', 'LIMIT', 0, batch)
+for q = 1, n_queues do
+  local due = redis.call('ZRANGEBYSCORE', K(q, DELAYED), '-inf', now, 'WITHSCORES', 'LIMIT', 0, promote_batch)
   for j = 1, #due, 2 do
     local id, score = due[j], due[j + 1]
-    local p = redis.call('HGET', K(q, 16) .. id, 'priority')
-    redis.call('ZREM', K(q, 11), id)
+    local p = redis.call('HGET', K(q, JOB_PREFIX) .. id, 'priority')
+    redis.call('ZREM', K(q, DELAYED), id)
     if p then
-      redis.call('ZADD', ready(q, p), score, id)
-      redis.call('HSET', K(q, 16) .. id, 'status', 'queued', 'ready_at', score)
+      redis.call('ZADD', ready_key(q, p), score, id)
+      redis.call('HSET', K(q, JOB_PREFIX) .. id, 'status', 'queued', 'ready_at', score)
     end
   end
 end
 
 -- 3. pick and lease up to n_fetch jobs, unless the operator chose this Pod to go
-local pod = ARGV[18] or ''
 local drained = 0
-if pod ~= '' then
-  for q = 1, nq do
-    if redis.call('HEXISTS', K(q, 19), pod) == 1 then
+if pod_name ~= '' then
+  for q = 1, n_queues do
+    if redis.call('HEXISTS', K(q, DRAIN), pod_name) == 1 then
       drained = 1
       n_fetch = 0
       break
@@ -226,23 +143,13 @@ if pod ~= '' then
   end
 end
 
--- The job's type from the hash (cached there from the envelope the first time).
-local function job_type(jk)
-  local jt = redis.call('HGET', jk, 'type')
-  if jt then return jt end
-  local ok, dec = pcall(cjson.decode, redis.call('HGET', jk, 'envelope') or '')
-  if ok and type(dec) == 'table' and type(dec.type) == 'string' then
-    redis.call('HSET', jk, 'type', dec.type)
-    return dec.type
-  end
-  return nil
-end
+-- The job's type, as the producer stored it next to the envelope.
+local function job_type(jk) return redis.call('HGET', jk, 'type') or nil end
 
 -- Per-type concurrency of THIS worker: a job whose type has no free slot here
 -- stays where it is (another worker may take it); the fetch looks past it at
 -- most 50 deep in its band, and a band with nothing eligible counts as empty
 -- for the rest of this call.
-local caps = cjson.decode(ARGV[17] or '{}')
 local has_caps = next(caps) ~= nil
 local blocked = {}
 -- Bands found empty stay empty for the rest of this call (nothing is added to a
@@ -256,7 +163,7 @@ local function has_jobs(key)
   return false
 end
 local function take(q, p)
-  local key = ready(q, p)
+  local key = ready_key(q, p)
   if not has_caps then
     local popped = redis.call('ZPOPMIN', key)
     return popped[1], popped[2], nil
@@ -264,7 +171,7 @@ local function take(q, p)
   local cand = redis.call('ZRANGE', key, 0, 49, 'WITHSCORES')
   for j = 1, #cand, 2 do
     local id = cand[j]
-    local jt = job_type(K(q, 16) .. id)
+    local jt = job_type(K(q, JOB_PREFIX) .. id)
     local c = jt and caps[jt]
     if c == nil or c > 0 then
       redis.call('ZREM', key, id)
@@ -285,7 +192,7 @@ local function pick_in(q)
   local best, best_score = nil, nil
   if aging_ms > 0 then
     for p = 1, 10 do
-      local key = ready(q, p)
+      local key = ready_key(q, p)
       local s = (not blocked[key]) and (not empty[key]) and head(key)
       if s == nil then empty[key] = true end
       if s and s <= now - aging_ms and (not best_score or s < best_score) then
@@ -295,7 +202,7 @@ local function pick_in(q)
     if best then return best, best_score end
   end
   for p = 1, 10 do
-    if has_jobs(ready(q, p)) then return p, nil end
+    if has_jobs(ready_key(q, p)) then return p, nil end
   end
   return nil, nil
 end
@@ -303,7 +210,7 @@ end
 local function pick()
   if mode == 'weighted' then
     local total, avail = 0, {}
-    for q = 1, nq do
+    for q = 1, n_queues do
       local w = tonumber(weights[q] or 1)
       local p = pick_in(q)
       if p and w > 0 then
@@ -324,13 +231,13 @@ local function pick()
   -- strict: aging across every queue first, then queue order, then priority
   if aging_ms > 0 then
     local bq, bp, bs = nil, nil, nil
-    for q = 1, nq do
+    for q = 1, n_queues do
       local p, s = pick_in(q)
       if p and s and (not bs or s < bs) then bq, bp, bs = q, p, s end
     end
     if bq then return bq, bp end
   end
-  for q = 1, nq do
+  for q = 1, n_queues do
     local p = pick_in(q)
     if p then return q, p end
   end
@@ -357,9 +264,9 @@ local function throttle(q, id, jk)
   local k = nthrottled[jt] or 0
   nthrottled[jt] = k + 1
   local due = now + d[1] + math.floor(k * d[2])
-  redis.call('ZADD', K(q, 11), due, id)
+  redis.call('ZADD', K(q, DELAYED), due, id)
   redis.call('HSET', jk, 'status', 'throttled', 'due_at', due)
-  redis.call('HINCRBY', K(q, 14), 'throttled', 1)
+  redis.call('HINCRBY', K(q, COUNTERS), 'throttled', 1)
   redis.call('HINCRBY', rl_stats, jt .. ':throttled', 1)
   local tk = q .. '|' .. jt
   throttled[tk] = (throttled[tk] or 0) + 1
@@ -375,7 +282,7 @@ while got < n_fetch and guard < n_fetch + 100 do
   if not q then break end
   local id, score, taken_type = take(q, p)
   if not id and not has_caps then break end
-  local jk = id and (K(q, 16) .. id)
+  local jk = id and (K(q, JOB_PREFIX) .. id)
   local deferred = false
   if id and has_limits and redis.call('EXISTS', jk) == 1 then
     deferred = throttle(q, id, jk)
@@ -386,49 +293,49 @@ while got < n_fetch and guard < n_fetch + 100 do
     -- moved to delayed; no delivery, no attempt
   elseif redis.call('EXISTS', jk) == 1 then
     local deliveries = redis.call('HINCRBY', jk, 'deliveries', 1)
-    if deliveries > max_deliveries then
-      to_dead(q, id, jk, 'poison',
+    if poisoned(deliveries - 1) then
+      dead_letter(q, id, jk, 'poison',
         'delivered ' .. (deliveries - 1) .. ' times without finishing', '')
     else
       local token = redis.call('HINCRBY', jk, 'epoch', 1)
       if taken_type and caps[taken_type] then caps[taken_type] = caps[taken_type] - 1 end
-      redis.call('ZADD', K(q, 12), now + lease_ms, id)
-      redis.call('HSET', jk, 'status', 'active', 'worker', worker, 'started_at', now,
+      redis.call('ZADD', K(q, LEASES), now + lease_ms, id)
+      redis.call('HSET', jk, 'status', 'active', 'worker', worker_id, 'started_at', now,
         'ready_at', score, 'token', token)
-      redis.call('PEXPIRE', jk, job_ttl)
-      local f = redis.call('HMGET', jk, 'envelope', 'attempt')
+      redis.call('PEXPIRE', jk, job_ttl_ms)
+      local f = redis.call('HMGET', jk, 'envelope', 'attempt', 'type')
       fetched[#fetched + 1] = tostring(q)
       fetched[#fetched + 1] = id
       fetched[#fetched + 1] = f[1] or ''
       fetched[#fetched + 1] = f[2] or '1'
       fetched[#fetched + 1] = tostring(deliveries)
       fetched[#fetched + 1] = tostring(token)
-      fetched[#fetched + 1] = taken_type or ((has_limits or has_caps) and job_type(jk)) or ''
+      fetched[#fetched + 1] = f[3] or ''
       got = got + 1
     end
   else
-    redis.call('HINCRBY', K(q, 14), 'missing', 1)
+    redis.call('HINCRBY', K(q, COUNTERS), 'missing', 1)
   end
 end
 
 -- Nothing left to fetch: wake tokens of empty queues are stale; drop them so idle
 -- workers do not wake up for nothing (a new enqueue pushes a fresh one).
 if got < n_fetch then
-  for q = 1, nq do
+  for q = 1, n_queues do
     local none = true
     for p = 1, 10 do
-      if has_jobs(ready(q, p)) then
+      if has_jobs(ready_key(q, p)) then
         none = false
         break
       end
     end
-    if none then redis.call('DEL', K(q, 15)) end
+    if none then redis.call('DEL', K(q, WAKE)) end
   end
 end
 
 local next_due = -1
-for q = 1, nq do
-  local s = head(K(q, 11))
+for q = 1, n_queues do
+  local s = head(K(q, DELAYED))
   if s and (next_due < 0 or s < next_due) then next_due = s end
 end
 local thr = {}

@@ -3,8 +3,8 @@
 Pure on purpose: no Redis, no clock, no I/O. The ``jobqueue health`` CLI, the
 operator (a future condition or Event) and the tests all feed it the same
 snapshot from ``jobqueue_protocol.stats.queue_stats`` and get the same answer,
-so "warning" means one thing everywhere. The default thresholds are the seeds'
-(queue depth warning 200, critical 500) and match the PrometheusRule in
+so "warning" means one thing everywhere. The default thresholds
+(queue depth warning 200, critical 500) match the PrometheusRule in
 ``manifests/monitoring/prometheusrule.yaml``; callers may pass their own.
 
 ``jobqueue_protocol.stats`` is imported for its type only, under

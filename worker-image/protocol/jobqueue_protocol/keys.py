@@ -41,7 +41,7 @@ key                            type    writer                 reader
 Rate-limit keys are GLOBAL, not per queue: an external API's quota does not care
 which queue a job came from, so every worker of every queue shares one limiter per
 job type and limit. They live under their own ``{limits}`` hash tag (one slot for
-all limiters). ``<limit>`` is ``Limit.label`` (e.g. ``300/60000ms:sliding``), so
+all limiters). ``<limit>`` is ``RateLimit.label`` (e.g. ``300/60000ms:sliding``), so
 changing a limit's number, period or algorithm starts a fresh key instead of
 reinterpreting old state. ``rl-stats`` fields: ``<type>:admitted`` and
 ``<type>:throttled`` (jobs deferred by the fetch). Like a worker serving several
@@ -199,6 +199,45 @@ def drain_key(queue: str) -> str:
     return f"{queue_prefix(queue)}drain"
 
 
+#: The names of one queue's keys, in the order the worker's Lua scripts receive
+#: them in KEYS (``queue_block``). The script loader turns these names into Lua
+#: locals, so no script addresses a key by a bare position.
+QUEUE_BLOCK: Final[tuple[str, ...]] = (
+    *(f"READY_{p}" for p in PRIORITIES),
+    "DELAYED",
+    "LEASES",
+    "DEAD",
+    "COUNTERS",
+    "WAKE",
+    "JOB_PREFIX",
+    "IDEM_PREFIX",
+    "REAPER",
+    "DRAIN",
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def queue_block(queue: str) -> tuple[str, ...]:
+    """One queue's keys in ``QUEUE_BLOCK`` order.
+
+    Cached: a producer builds it for every enqueue, and the strings never change.
+    """
+    block = (
+        *ready_keys(queue),
+        delayed_key(queue),
+        lease_key(queue),
+        dead_key(queue),
+        counters_key(queue),
+        wake_key(queue),
+        job_key_prefix(queue),
+        idem_key_prefix(queue),
+        reaper_key(queue),
+        drain_key(queue),
+    )
+    assert len(block) == len(QUEUE_BLOCK)
+    return block
+
+
 LIMITS_PREFIX: Final = f"{PREFIX}{{limits}}:"
 
 
@@ -219,18 +258,11 @@ def limiter_stats_key() -> str:
     return f"{LIMITS_PREFIX}rl-stats"
 
 
-# Field names of the counters HASH; the operator may derive rates from them.
+# Field names of the counters HASH that readers use by name (the operator derives
+# rates from them). The scripts also write: retried, dead, throttled, reaped,
+# deferred, missing (rates for people, via ``jobqueue stats``) and the cursors
+# last_ready_us and last_dead_us (FIFO and dead-letter order within a millisecond).
 COUNTER_ENQUEUED: Final = "enqueued"
 COUNTER_COMPLETED: Final = "completed"
 COUNTER_FAILED: Final = "failed"  # failed attempts (retried or not)
-COUNTER_RETRIED: Final = "retried"
-COUNTER_DEAD: Final = "dead"
 COUNTER_BUSY_MS: Final = "busy_ms"  # handler wall time of finished attempts
-COUNTER_THROTTLED: Final = "throttled"  # jobs the fetch deferred for a rate limit
-COUNTER_REAPED: Final = "reaped"  # leases that expired (their worker died or hung)
-# Not a rate: the last ready score handed out, in microseconds (keeps FIFO order
-# for jobs enqueued within the same millisecond).
-COUNTER_LAST_READY_US: Final = "last_ready_us"
-# Not a rate: the last dead-letter score handed out, in microseconds (keeps the
-# dead-letter order, so count-based retention drops the oldest first).
-COUNTER_LAST_DEAD_US: Final = "last_dead_us"

@@ -275,9 +275,7 @@ def startup_warnings(client: redis.Redis) -> list[str]:
     try:
         facts = read_facts(client)
     except Exception as exc:
-        return [
-            f"Redis: could not check eviction and persistence settings: {type(exc).__name__}: {exc}"
-        ]
+        return [_unreadable(exc)]
     return _startup_messages(facts)
 
 
@@ -286,7 +284,5 @@ async def startup_warnings_async(client: redis.asyncio.Redis) -> list[str]:
     try:
         facts = await read_facts_async(client)
     except Exception as exc:
-        return [
-            f"Redis: could not check eviction and persistence settings: {type(exc).__name__}: {exc}"
-        ]
+        return [_unreadable(exc)]
     return _startup_messages(facts)
