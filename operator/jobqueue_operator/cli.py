@@ -78,19 +78,8 @@ def run(  # noqa: PLR0917 - typer maps parameters to options
         logformat.LogFormatChoice,
         typer.Option(envvar="JQO_LOG_FORMAT", help="json or text log lines, kopf's included"),
     ] = logformat.LogFormatChoice.TEXT,
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version",
-            is_eager=True,
-            callback=clikit.version_option(PROG, "jobqueue_operator"),
-            help="print the version and exit",
-        ),
-    ] = False,
-    debug: Annotated[
-        bool,
-        typer.Option("--debug", envvar="JOBQUEUE_DEBUG", help="print tracebacks of failures"),
-    ] = False,
+    version: Annotated[bool, clikit.version_flag(PROG, "jobqueue_operator")] = False,
+    debug: clikit.DebugFlag = False,
 ) -> None:
     clikit.set_debug(debug)
     if standalone and lease is not None:

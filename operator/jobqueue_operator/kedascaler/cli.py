@@ -101,10 +101,7 @@ def keda_scaler(  # noqa: PLR0917 - typer maps parameters to options
         logformat.LogFormatChoice,
         typer.Option(envvar="JQO_LOG_FORMAT", help="json or text log lines"),
     ] = logformat.LogFormatChoice.TEXT,
-    debug: Annotated[
-        bool,
-        typer.Option("--debug", envvar="JOBQUEUE_DEBUG", help="print tracebacks of failures"),
-    ] = False,
+    debug: clikit.DebugFlag = False,
 ) -> None:
     clikit.set_debug(debug)
     from jobqueue_operator.kedascaler.server import ServerSetupError, TlsFiles, serve

@@ -32,19 +32,8 @@ app = typer.Typer(
 
 @app.callback()
 def _global_options(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version",
-            is_eager=True,
-            callback=clikit.version_option(PROG, "jobqueue_worker"),
-            help="print the version and exit",
-        ),
-    ] = False,
-    debug: Annotated[
-        bool,
-        typer.Option("--debug", envvar="JOBQUEUE_DEBUG", help="print tracebacks of failures"),
-    ] = False,
+    version: Annotated[bool, clikit.version_flag(PROG, "jobqueue_worker")] = False,
+    debug: clikit.DebugFlag = False,
 ) -> None:
     """jobqueue: a reliable Redis job queue."""
     clikit.set_debug(debug)

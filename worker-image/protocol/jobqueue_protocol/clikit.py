@@ -23,7 +23,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Annotated, Any, NoReturn
 from urllib.parse import unquote, urlsplit
 
 import typer
@@ -120,6 +120,22 @@ def version_option(prog: str, package: str) -> Callable[[bool], None]:
             raise typer.Exit(0)
 
     return show
+
+
+def version_flag(prog: str, package: str) -> Any:
+    """The ``--version`` option of a command line, for ``Annotated[bool, ...]``."""
+    return typer.Option(
+        "--version",
+        is_eager=True,
+        callback=version_option(prog, package),
+        help="print the version and exit",
+    )
+
+
+#: ``--debug``: tracebacks instead of one-line errors, the same on both command lines.
+DebugFlag = Annotated[
+    bool, typer.Option("--debug", envvar="JOBQUEUE_DEBUG", help="print tracebacks of failures")
+]
 
 
 def _command_path(exc: typer.TyperException, prog: str) -> str:
