@@ -136,6 +136,10 @@ class Migrator:
         A refusal (no schema, a wrong password) is configuration, not an outage: it
         ends the run with its one-line message.
         """
+        log.info(
+            "Started migrator",
+            extra={"batch": self.batch, "poll_interval_s": self.poll_interval_s},
+        )
         backoff = 0.1
         while not self._stopping:
             try:

@@ -137,22 +137,27 @@ async def test_chaos_transactional_enqueue_with_kills_and_a_postgres_restart(  #
                 await asyncio.sleep(1.0)
                 server.start()
                 restarted = True
-            if now >= next_migrator_kill:
+            # A kill picks among the processes that got as far as running: on a
+            # loaded machine a fresh process may need seconds just to start, and
+            # killing only those would test nothing but start-up.
+            started = [i for i, m in enumerate(migrators) if "Started migrator" in m.output()]
+            if now >= next_migrator_kill and started:
                 gen += 1
-                slot = rng.randrange(N_MIGRATORS)
+                slot = rng.choice(started)
                 migrators[slot].kill9()
                 migrators[slot] = new_migrator(slot, gen)
                 migrator_kills += 1
-                next_migrator_kill += MIGRATOR_KILL_EVERY_S
-            if now >= next_worker_kill:
+                next_migrator_kill = now + MIGRATOR_KILL_EVERY_S
+            started = [i for i, (_, w) in enumerate(workers) if "Started worker" in w.output()]
+            if now >= next_worker_kill and started:
                 gen += 1
-                slot = rng.randrange(N_WORKERS)
+                slot = rng.choice(started)
                 pod, victim = workers[slot]
                 held_at_kills += _held_by(r, pod)
                 victim.kill9()
                 workers[slot] = (f"w{slot}-g{gen}", new_worker(slot, gen))
                 worker_kills += 1
-                next_worker_kill += WORKER_KILL_EVERY_S
+                next_worker_kill = now + WORKER_KILL_EVERY_S
             if enqueue.done() and _completed(dsn) == N_JOBS:
                 break
             await asyncio.sleep(0.1)
