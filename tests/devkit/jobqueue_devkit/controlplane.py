@@ -372,14 +372,7 @@ class ControlPlane:
             return
         for path in files:
             self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-        self.kubectl(
-            "wait",
-            "--for=condition=Established",
-            f"--timeout={CRD_TIMEOUT_S:.0f}s",
-            "crd",
-            "--all",
-            timeout_s=CRD_TIMEOUT_S + 10,
-        )
+        self.wait_crds_established()
         names = [n for n in self.kubectl("get", "crd", "-o", "name").split() if n]
         plurals = [n.split("/", 1)[1] for n in names]
         deadline = time.monotonic() + CRD_TIMEOUT_S
@@ -390,6 +383,24 @@ class ControlPlane:
             if time.monotonic() > deadline:
                 missing = [p for p in plurals if p not in resources]
                 raise DevkitError(f"CRDs not discoverable after {CRD_TIMEOUT_S:.0f}s: {missing}")
+            time.sleep(0.2)
+
+    def wait_crds_established(self, timeout_s: float = CRD_TIMEOUT_S) -> None:
+        """Until every CRD reports Established.
+
+        Not ``kubectl wait``: it fails at once, instead of waiting, on a CRD that has
+        no status yet, which one applied a moment before can have on a busy machine.
+        """
+        established = '{.status.conditions[?(@.type=="Established")].status}'
+        query = f'{{range .items[*]}}{{.metadata.name}}={established}{{" "}}{{end}}'
+        deadline = time.monotonic() + timeout_s
+        while True:
+            states = self.kubectl("get", "crd", "-o", f"jsonpath={query}").split()
+            pending = [state for state in states if not state.endswith("=True")]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise DevkitError(f"CRDs not Established within {timeout_s:.0f}s: {pending}")
             time.sleep(0.2)
 
     # ------------------------------------------------------------------ stop

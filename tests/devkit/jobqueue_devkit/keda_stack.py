@@ -70,26 +70,7 @@ class KedaStack:
         return self
 
     def _install_crds(self) -> None:
-        """KEDA's six CRDs, each Established before the plane's own wait and discovery check.
-
-        ``kubectl wait`` fails at once (it does not wait) on a CRD that has no status
-        yet, which a CRD applied a moment before can be; a re-apply of unchanged CRDs
-        keeps their status, so the plane's check then passes.
-        """
-        files = sorted(self.binaries.crds.glob("*.yaml"))
-        for path in files:
-            self.plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-        deadline = time.monotonic() + START_TIMEOUT_S
-        established = '{.status.conditions[?(@.type=="Established")].status}'
-        query = f'{{range .items[*]}}{{.metadata.name}}={established}{{" "}}{{end}}'
-        while True:
-            states = self.plane.kubectl("get", "crd", "-o", f"jsonpath={query}").split()
-            pending = [line for line in states if not line.endswith("=True")]
-            if not pending:
-                break
-            if time.monotonic() > deadline:
-                raise DevkitError(f"CRDs not Established within {START_TIMEOUT_S:.0f}s: {pending}")
-            time.sleep(0.2)
+        """KEDA's six CRDs, applied and Established like the plane's own."""
         self.plane.install_crds(self.binaries.crds)
 
     def _start_operator(self) -> str:

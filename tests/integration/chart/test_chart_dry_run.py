@@ -46,11 +46,7 @@ def apply_crds(plane: ControlPlane, crds: list[Doc]) -> None:
         stdin=yaml.safe_dump_all(crds),
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    names = [c["metadata"]["name"] for c in crds]
-    out = kubectl(
-        plane, "wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in names)
-    )
-    assert out.returncode == 0, out.stderr
+    plane.wait_crds_established(60)
 
 
 def make_namespace(plane: ControlPlane, name: str) -> None:
