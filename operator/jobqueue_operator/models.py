@@ -19,8 +19,12 @@ import enum
 from dataclasses import dataclass
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, StringConstraints, model_validator
+
+from jobqueue_operator.model_base import K8sName, _Model
+from jobqueue_operator.redis_spec import (
+    RedisConnection,
+)
 
 # The status models live in status_models.py; re-exported for the callers that
 # read the whole resource from one place.
@@ -39,26 +43,11 @@ PAUSED_ANNOTATION = "jobqueue.dev/paused"
 
 _T = TypeVar("_T")
 
-DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 #: Queue names become part of Redis keys inside a ``{queue}`` hash tag, so no braces.
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9:._-]*$"
-REDIS_URL_PATTERN = r"^rediss?://"
-#: Printable ASCII without spaces: AUTH would split a name with a space or newline.
-REDIS_USERNAME_PATTERN = r"^[!-~]+$"
 #: A glob over queue names for SCAN MATCH: the queue-name characters plus * and ?
 #: (no [ ] classes, no backslash, no braces: the name sits inside a hash tag).
 QUEUE_GLOB_PATTERN = r"^[A-Za-z0-9:._*?-]*[*?][A-Za-z0-9:._*?-]*$"
-
-
-class _Model(BaseModel):
-    """camelCase on the wire, snake_case in Python; unknown fields are refused."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-    )
 
 
 class PriorityClass(enum.StrEnum):
@@ -81,7 +70,6 @@ PRIORITY_BOUNDS: dict[PriorityClass, tuple[int, int]] = {
     PriorityClass.BACKGROUND: (1, 5),
 }
 
-K8sName = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=DNS_LABEL_PATTERN)]
 QueueName = Annotated[
     str, StringConstraints(min_length=1, max_length=200, pattern=QUEUE_NAME_PATTERN)
 ]
@@ -92,48 +80,6 @@ class ScaleTargetRef(_Model):
 
     kind: Literal["Deployment"] = "Deployment"
     name: K8sName
-
-
-class SecretKeyRef(_Model):
-    """A key of a Secret in the JobQueue's namespace."""
-
-    name: K8sName
-    key: Annotated[str, StringConstraints(min_length=1, max_length=253)] = "password"
-
-
-class RedisTLS(_Model):
-    """TLS towards Redis."""
-
-    enabled: bool = False
-    insecure_skip_verify: bool = False
-
-
-class RedisConnection(_Model):
-    """Where the queues live. Either ``url`` or ``host``; never a password inline."""
-
-    url: Annotated[str, StringConstraints(max_length=2048, pattern=REDIS_URL_PATTERN)] | None = None
-    host: Annotated[str, StringConstraints(min_length=1, max_length=253)] | None = None
-    port: Annotated[int, Field(ge=1, le=65535)] = 6379
-    db: Annotated[int, Field(ge=0, le=1023)] = 0
-    username: (
-        Annotated[
-            str, StringConstraints(min_length=1, max_length=256, pattern=REDIS_USERNAME_PATTERN)
-        ]
-        | None
-    ) = None
-    password_secret_ref: SecretKeyRef | None = None
-    tls: RedisTLS = Field(default_factory=RedisTLS)
-    timeout_seconds: Annotated[float, Field(ge=0.1, le=30)] = 2.0
-
-    @model_validator(mode="after")
-    def _one_address(self) -> RedisConnection:
-        if (self.url is None) == (self.host is None):
-            raise ValueError("set exactly one of redis.url and redis.host")
-        if self.url is not None and "@" in self.url:
-            raise ValueError("redis.url must not carry credentials; use passwordSecretRef")
-        if self.tls.insecure_skip_verify and not self.tls.enabled:
-            raise ValueError("redis.tls.insecureSkipVerify needs redis.tls.enabled")
-        return self
 
 
 class ScaleUp(_Model):

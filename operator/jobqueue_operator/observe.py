@@ -32,7 +32,7 @@ import redis.asyncio
 from redis.exceptions import RedisError
 
 from jobqueue_operator.metrics import QueueSample
-from jobqueue_operator.models import RedisConnection
+from jobqueue_operator.redis_spec import RedisConnection
 from jobqueue_operator.policy import Counters, Observation, WorkerLoad
 from jobqueue_protocol import keys
 from jobqueue_protocol.redis_health import startup_warnings_async

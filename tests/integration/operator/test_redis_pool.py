@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from jobqueue_operator.models import RedisConnection
+from jobqueue_operator.redis_spec import RedisConnection
 from jobqueue_operator.observe import RedisPools, endpoint_for, read
 
 pytestmark = pytest.mark.redis
