@@ -23,19 +23,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis.asyncio
 from redis.exceptions import RedisError
 
 from jobqueue_operator.metrics import QueueSample
-from jobqueue_operator.redis_spec import RedisConnection
 from jobqueue_operator.policy import Counters, Observation, WorkerLoad
+from jobqueue_operator.redis_spec import RedisConnection
 from jobqueue_protocol import keys
+from jobqueue_protocol.redis_connect import async_client
 from jobqueue_protocol.redis_health import startup_warnings_async
+from jobqueue_protocol.redis_url import RedisTarget, TlsOptions, parse_redis_url
 from jobqueue_protocol.stats import QueueStats, WorkerHeartbeat, queue_stats
 
 log = logging.getLogger("jobqueue_operator")
@@ -85,40 +86,70 @@ class MetricsUnavailableError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """What identifies one pool. The password is part of it but never printed."""
+    """What identifies one pool: the target with its credentials (never printed)."""
 
-    url: str | None
-    host: str | None
-    port: int
-    db: int
-    username: str | None
-    password: str | None = field(repr=False)
-    tls: bool
-    verify: bool
+    target: RedisTarget
     timeout_s: float
+
+    @property
+    def tls(self) -> bool:
+        return self.target.tls is not None
 
     def display(self) -> str:
         """A description for conditions and logs, never with credentials."""
-        if self.url is not None:
-            return self.url
-        scheme = "rediss" if self.tls else "redis"
-        return f"{scheme}://{self.host}:{self.port}/{self.db}"
+        return self.target.display()
 
 
-def endpoint_for(conn: RedisConnection, password: str | None) -> Endpoint:
-    """The endpoint of a JobQueue's ``spec.redis`` plus the password from its Secret."""
-    tls = conn.tls.enabled or (conn.url or "").startswith("rediss://")
-    return Endpoint(
-        url=conn.url,
-        host=conn.host,
-        port=conn.port,
-        db=conn.db,
-        username=conn.username,
-        password=password,
-        tls=tls,
-        verify=not conn.tls.insecure_skip_verify,
-        timeout_s=conn.timeout_seconds,
-    )
+def endpoint_for(
+    conn: RedisConnection, password: str | None, secrets: Mapping[str, str] | None = None
+) -> Endpoint:
+    """The endpoint of a JobQueue's ``spec.redis`` plus the values of its Secrets.
+
+    ``secrets`` holds the other Secret values by the roles of
+    :func:`~jobqueue_operator.redis_spec.secret_refs` (sentinel_password, ca, cert, key).
+    """
+    found = dict(secrets or {})
+    tls = None
+    if conn.tls_on:
+        tls = TlsOptions(
+            ca_pem=found.get("ca"),
+            cert_pem=found.get("cert"),
+            key_pem=found.get("key"),
+            server_name=conn.tls.server_name,
+            verify=not conn.tls.insecure_skip_verify,
+        )
+    if conn.url is not None:
+        parsed = parse_redis_url(conn.url)
+        target = replace(parsed, tls=tls, username=conn.username, password=password)
+        if parsed.mode == "sentinel":
+            target = replace(target, sentinel_password=found.get("sentinel_password"))
+    elif conn.sentinel is not None:
+        target = RedisTarget(
+            mode="sentinel",
+            hosts=tuple(_address(a) for a in conn.sentinel.addresses),
+            db=conn.db,
+            username=conn.username,
+            password=password,
+            master_name=conn.sentinel.master_name,
+            sentinel_username=conn.sentinel.username,
+            sentinel_password=found.get("sentinel_password"),
+            tls=tls,
+        )
+    else:
+        target = RedisTarget(
+            mode="direct",
+            hosts=((conn.host or "localhost", conn.port),),
+            db=conn.db,
+            username=conn.username,
+            password=password,
+            tls=tls,
+        )
+    return Endpoint(target=target, timeout_s=conn.timeout_seconds)
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 class RedisPools:
@@ -192,35 +223,15 @@ class RedisPools:
         benchmark saw as failed polls (and held scaling) at 300 JobQueues.
         Waiting up to the endpoint's timeout turns that into a short queue.
         """
-        cert_reqs = ssl.CERT_REQUIRED if ep.verify else ssl.CERT_NONE
-        common: dict[str, Any] = {
-            "username": ep.username,
-            "password": ep.password,
-            "socket_timeout": ep.timeout_s,
-            "socket_connect_timeout": ep.timeout_s,
-            "health_check_interval": 30,
-            "max_connections": self._max_connections,
-            "timeout": ep.timeout_s,  # how long a poll waits for a free connection
-        }
-        pool: redis.asyncio.BlockingConnectionPool
-        if ep.url is not None:
-            url = ep.url
-            if ep.tls and url.startswith("redis://"):
-                url = "rediss://" + url.removeprefix("redis://")
-            extra = {"ssl_cert_reqs": cert_reqs} if ep.tls else {}
-            pool = redis.asyncio.BlockingConnectionPool.from_url(url, **common, **extra)
-        else:
-            kwargs: dict[str, Any] = {
-                "host": ep.host or "localhost",
-                "port": ep.port,
-                "db": ep.db,
-                **common,
-            }
-            if ep.tls:
-                kwargs["connection_class"] = redis.asyncio.SSLConnection
-                kwargs["ssl_cert_reqs"] = cert_reqs
-            pool = redis.asyncio.BlockingConnectionPool(**kwargs)
-        return redis.asyncio.Redis.from_pool(pool)
+        return async_client(
+            ep.target,
+            blocking_pool=True,
+            socket_timeout=ep.timeout_s,
+            socket_connect_timeout=ep.timeout_s,
+            health_check_interval=30,
+            max_connections=self._max_connections,
+            timeout=ep.timeout_s,  # how long a poll waits for a free connection
+        )
 
 
 _BACKGROUND: set[asyncio.Task[None]] = set()

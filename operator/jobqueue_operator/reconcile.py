@@ -61,6 +61,7 @@ from jobqueue_operator.policy import (
     Reason,
     decide,
 )
+from jobqueue_operator.redis_spec import secret_refs
 from jobqueue_operator.settings import OperatorSettings
 from jobqueue_operator.status import Problem, Tick, effective_record
 from jobqueue_operator.victims import choose_victims
@@ -244,7 +245,8 @@ class Loop:
     #: Where drain requests go (known after the first poll) and Pods to take off again.
     _drain: DrainTarget | None = None
     _undrain: set[str] = field(default_factory=set)
-    _secret: tuple[tuple[str, str], float, str] | None = None  # ((name, key), read at, value)
+    #: (Secret name, key) -> (read at, value); re-read every REFRESH_S so rotation is seen.
+    _secrets: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     #: This tick's replicas came from the namespace's Deployment watch, not /scale.
     _replicas_watched: bool = False
 
@@ -572,14 +574,13 @@ class Loop:
         return current
 
     async def _observe(self, spec: JobQueueSpec) -> Observation | MetricsMissing | Problem:
-        password = None
-        ref = spec.redis.password_secret_ref
-        if ref is not None:
-            try:
-                password = await self._password(ref.name, ref.key)
-            except SecretError as exc:
-                return Problem("SecretNotFound", str(exc))
-        endpoint = endpoint_for(spec.redis, password)
+        secrets: dict[str, str] = {}
+        try:
+            for role, (name, key) in secret_refs(spec.redis).items():
+                secrets[role] = await self._secret_value(name, key)
+        except SecretError as exc:
+            return Problem("SecretNotFound", str(exc))
+        endpoint = endpoint_for(spec.redis, secrets.get("password"), secrets)
         client = self.ctx.pools.client(self.owner, endpoint)
         try:
             expansion = await self._patterns.expand(
@@ -612,13 +613,13 @@ class Loop:
         metrics.set_queue_gauges(self.namespace, self.name, queue_samples(per_queue))
         return observation
 
-    async def _password(self, name: str, key: str) -> str:
+    async def _secret_value(self, name: str, key: str) -> str:
         now = self.ctx.clock()
-        cached = self._secret
-        if cached is not None and cached[0] == (name, key) and now - cached[1] < REFRESH_S:
-            return cached[2]
+        cached = self._secrets.get((name, key))
+        if cached is not None and now - cached[0] < REFRESH_S:
+            return cached[1]
         value = await self.ctx.kube.read_secret_key(self.namespace, name, key)
-        self._secret = ((name, key), now, value)
+        self._secrets[(name, key)] = (now, value)
         return value
 
     async def _act(self, tick: Tick, target: str, current: int, desired: int, now: float) -> Tick:

@@ -25,7 +25,9 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobqueue_protocol import keys
+from jobqueue_protocol.redis_connect import async_client, sync_client
 from jobqueue_protocol.redis_health import startup_warnings_async
+from jobqueue_protocol.redis_url import parse_redis_url
 from jobqueue_protocol.stats import QueueStats, queue_stats
 from jobqueue_worker.ratelimit import Limit
 
@@ -242,8 +244,9 @@ class Broker:
     ) -> None:
         self.url = url
         self.limits = limits or Limits()
-        self.redis: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
-            url,
+        target = parse_redis_url(url)
+        self.redis: redis.asyncio.Redis = async_client(
+            target,
             decode_responses=True,
             # A hostile or buggy producer may store bytes that are not UTF-8 (a
             # pickle): they must become a malformed job, not a crashed worker.
@@ -254,8 +257,8 @@ class Broker:
         )
         # Blocking wake-ups get their own client: a BLPOP must not starve the pool
         # and needs a socket timeout longer than its block time.
-        self._blocking: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
-            url,
+        self._blocking: redis.asyncio.Redis = async_client(
+            target,
             decode_responses=True,
             encoding_errors="replace",
             socket_timeout=max_block_s + 5.0,
@@ -567,8 +570,8 @@ class SyncBroker:
 
     def __init__(self, url: str, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
-        self.redis: redis.Redis = redis.Redis.from_url(
-            url,
+        self.redis: redis.Redis = sync_client(
+            parse_redis_url(url),
             decode_responses=True,
             encoding_errors="replace",
             socket_timeout=5.0,

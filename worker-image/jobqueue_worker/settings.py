@@ -24,6 +24,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator, mode
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from jobqueue_protocol import keys
+from jobqueue_protocol.redis_url import parse_redis_url
 from jobqueue_worker.broker import Limits
 from jobqueue_worker.errors import ConfigError
 from jobqueue_worker.memlimit import EXPECTED_BYTES, parse_bytes
@@ -212,9 +213,8 @@ class WorkerSettings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, v: str) -> str:
-        # The value is not echoed: it may carry a password.
-        if v.split("://", 1)[0] not in ("redis", "rediss", "unix") or "://" not in v:
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        # parse_redis_url's messages never echo the value: it may carry a password.
+        parse_redis_url(v)
         return v
 
     @model_validator(mode="after")

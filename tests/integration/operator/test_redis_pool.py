@@ -10,8 +10,8 @@ import asyncio
 
 import pytest
 
-from jobqueue_operator.redis_spec import RedisConnection
 from jobqueue_operator.observe import RedisPools, endpoint_for, read
+from jobqueue_operator.redis_spec import RedisConnection
 
 pytestmark = pytest.mark.redis
 

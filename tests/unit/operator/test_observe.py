@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from jobqueue_operator.redis_spec import RedisConnection
 from jobqueue_operator.observe import endpoint_for, summarise
+from jobqueue_operator.redis_spec import RedisConnection
 from jobqueue_protocol.stats import QueueStats, WorkerHeartbeat
 
 
