@@ -114,6 +114,26 @@ class Limits:
     dlq_max_count: int = 10_000
     promote_batch: int = 100
     reap_batch: int = 100
+    #: Durable enqueue: an enqueue returns only once this many replicas hold it
+    #: (Redis WAIT), else DurabilityError. 0: acked by the master alone.
+    durable_replicas: int = 0
+    durable_timeout_ms: int = 1000
+
+
+class DurabilityError(Exception):
+    """The jobs reached the master but too few replicas confirmed them in time.
+
+    They may still run, or be lost if the master fails before replicating.
+    Enqueueing the same ids again is safe (the script keeps the job it holds),
+    so the caller can retry until it is confirmed.
+    """
+
+    def __init__(self, job_ids: Sequence[str], confirmed: int, wanted: int, timeout_ms: int):
+        self.job_ids = list(job_ids)
+        super().__init__(
+            f"durable enqueue: {confirmed} of {wanted} replicas confirmed"
+            f" {len(self.job_ids)} job(s) within {timeout_ms} ms"
+        )
 
 
 @dataclass(frozen=True)
@@ -222,6 +242,22 @@ def _enqueue_reply(reply: Sequence[Any]) -> list[tuple[str, bool]]:
     return [(str(reply[i]), int(reply[i + 1]) == 1) for i in range(0, len(reply), 2)]
 
 
+def _durable_reply(limits: Limits, replies: Sequence[Any], durable: bool) -> list[tuple[str, bool]]:
+    """The enqueue replies; with ``durable``, the last reply is WAIT's replica count."""
+    scripts = replies[:-1] if durable else replies
+    out: list[tuple[str, bool]] = []
+    for reply in scripts:
+        out += _enqueue_reply(reply)
+    if durable and int(replies[-1]) < limits.durable_replicas:
+        raise DurabilityError(
+            [job_id for job_id, _ in out],
+            int(replies[-1]),
+            limits.durable_replicas,
+            limits.durable_timeout_ms,
+        )
+    return out
+
+
 def _renew_args(
     plan: FetchPlan, lease_ms: int, held: Sequence[tuple[str, str, str]]
 ) -> list[str | int]:
@@ -286,27 +322,35 @@ class Broker:
             for q, jobs in by_queue.items()
             if jobs
         ]
-        if len(calls) == 1:  # the common case: EVALSHA alone, not a pipeline
+        durable = self.limits.durable_replicas > 0 and bool(calls)
+        if len(calls) == 1 and not durable:  # the common case: EVALSHA alone, not a pipeline
             replies = [await script(keys=calls[0][0], args=calls[0][1])]
         else:
-            replies = await self._evalsha_pipelined(script, calls)
-        out: list[tuple[str, bool]] = []
-        for reply in replies:
-            out += _enqueue_reply(reply)
-        return out
+            replies = await self._evalsha_pipelined(script, calls, wait=durable)
+        return _durable_reply(self.limits, replies, durable)
 
     async def _evalsha_pipelined(
-        self, script: AsyncScript, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
+        self,
+        script: AsyncScript,
+        calls: Sequence[tuple[Sequence[str], Sequence[Any]]],
+        *,
+        wait: bool = False,
     ) -> list[Any]:
         """One script over several key sets in one pipeline.
 
         redis-py's pipelined ``Script`` sends SCRIPT EXISTS before every pipeline, a
         second round trip each time; here the script is loaded only after a NOSCRIPT.
+        ``wait`` ends the pipeline with WAIT: it counts the replicas that hold this
+        connection's writes, so it must travel on the same connection as the scripts.
         """
         for attempt in (1, 2):
             pipe = self.redis.pipeline(transaction=False)
             for k, a in calls:
                 pipe.evalsha(script.sha, len(k), *k, *a)
+            if wait:
+                pipe.execute_command(
+                    "WAIT", self.limits.durable_replicas, self.limits.durable_timeout_ms
+                )
             try:
                 return await pipe.execute()
             except NoScriptError:
@@ -599,13 +643,18 @@ class SyncBroker:
             if jobs
         ]
         replies: list[Any] = []
-        if len(calls) == 1:
+        durable = self.limits.durable_replicas > 0 and bool(calls)
+        if len(calls) == 1 and not durable:
             replies = [script(keys=calls[0][0], args=calls[0][1])]
         elif calls:
             for attempt in (1, 2):
                 pipe = self.redis.pipeline(transaction=False)
                 for k, a in calls:
                     pipe.evalsha(script.sha, len(k), *k, *a)
+                if durable:  # same connection as the scripts: see Broker._evalsha_pipelined
+                    pipe.execute_command(  # type: ignore[no-untyped-call]
+                        "WAIT", self.limits.durable_replicas, self.limits.durable_timeout_ms
+                    )
                 try:
                     replies = pipe.execute()
                     break
@@ -613,10 +662,7 @@ class SyncBroker:
                     if attempt == 2:
                         raise
                     self.redis.script_load(script.script)
-        out: list[tuple[str, bool]] = []
-        for reply in replies:
-            out += _enqueue_reply(reply)
-        return out
+        return _durable_reply(self.limits, replies, durable)
 
     def job(self, queue: str, job_id: str) -> dict[str, str] | None:
         raw = self.redis.hgetall(keys.job_key(queue, job_id))

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 
 from jobqueue_devkit.errors import DevkitError
+from jobqueue_devkit.redis_sentinel import SentinelTopology
 from jobqueue_devkit.redis_server import RedisServer
 from jobqueue_devkit.redis_tls import TlsFiles, make_certs
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -28,3 +37,85 @@ def tls_redis(tls_files: TlsFiles) -> Iterator[RedisServer]:
         pytest.fail(f"TLS redis-server did not start: {exc}", pytrace=False)
     yield server
     server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def sentinel() -> Iterator[SentinelTopology]:
+    """1 master + 2 replicas + 3 sentinels (Debian's redis-server and redis-sentinel)."""
+    topology = SentinelTopology()
+    try:
+        topology.start()
+    except DevkitError as exc:
+        topology.cleanup()
+        pytest.fail(f"Sentinel topology did not start: {exc}", pytrace=False)
+    yield topology
+    topology.cleanup()
+
+
+@pytest.fixture
+def settled(sentinel: SentinelTopology) -> SentinelTopology:
+    """The topology with every server up again (a test may have killed the master), emptied."""
+    for server in sentinel.servers:
+        if server.process is None:
+            server.start()
+    port = sentinel.wait_settled(60)
+    client = redis.Redis(port=port, socket_timeout=5)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return sentinel
+
+
+class Spawned:
+    """A worker process (``python -m jobqueue_worker worker``) with its log."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.proc = proc
+        self.log = log
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-6000:]
+
+
+SpawnWorker = Callable[..., Spawned]
+
+
+@pytest.fixture
+def spawn_worker(tmp_path: Path) -> Iterator[SpawnWorker]:
+    procs: list[Spawned] = []
+
+    def spawn(redis_url: str, pod: str, **settings: Any) -> Spawned:
+        env = {
+            **os.environ,
+            "JQW_REDIS_URL": redis_url,
+            "JQW_HANDLERS": "jobqueue_worker.examples",
+            "POD_NAME": pod,
+            "PYTHONPATH": os.pathsep.join(
+                [str(REPO / "worker-image"), str(REPO / "worker-image/protocol")]
+            ),
+        }
+        for k, v in settings.items():
+            env[f"JQW_{k.upper()}"] = str(v)
+        log = tmp_path / f"{pod}.log"
+        with log.open("wb") as fh:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "jobqueue_worker", "worker"],
+                env=env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
+        spawned = Spawned(proc, log)
+        procs.append(spawned)
+        return spawned
+
+    yield spawn
+    for s in procs:
+        if s.proc.poll() is None:
+            s.proc.send_signal(signal.SIGTERM)
+    for s in procs:
+        try:
+            s.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            s.proc.kill()
+            s.proc.wait(10)
