@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from jobqueue_devkit.errors import DevkitError
+from jobqueue_devkit.fault_proxy import FaultProxy
 from jobqueue_devkit.redis_sentinel import SentinelTopology
 from jobqueue_devkit.redis_server import RedisServer
 from jobqueue_devkit.redis_tls import TlsFiles, make_certs
@@ -119,3 +120,11 @@ def spawn_worker(tmp_path: Path) -> Iterator[SpawnWorker]:
         except subprocess.TimeoutExpired:
             s.proc.kill()
             s.proc.wait(10)
+
+
+@pytest.fixture
+def fault_proxy(redis_server: RedisServer, redis_url: str) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the shared (emptied) test Redis."""
+    proxy = FaultProxy(redis_server.host, redis_server.port).start()
+    yield proxy
+    proxy.stop()
