@@ -27,7 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from jobqueue_protocol import keys
 from jobqueue_protocol.redis_connect import async_client, sync_client
 from jobqueue_protocol.redis_health import startup_warnings_async
-from jobqueue_protocol.redis_url import parse_redis_url
+from jobqueue_protocol.redis_url import RedisTarget, parse_redis_url
 from jobqueue_protocol.stats import QueueStats, queue_stats
 from jobqueue_worker.ratelimit import Limit
 
@@ -242,6 +242,13 @@ def _enqueue_reply(reply: Sequence[Any]) -> list[tuple[str, bool]]:
     return [(str(reply[i]), int(reply[i + 1]) == 1) for i in range(0, len(reply), 2)]
 
 
+def _refuse_durable_on_cluster(target: RedisTarget, limits: Limits) -> None:
+    # WAIT counts the replicas of the connection's own node; a cluster pipeline does
+    # not promise that WAIT travels with the scripts to the queue's master.
+    if target.mode == "cluster" and limits.durable_replicas > 0:
+        raise ValueError("durable enqueue (WAIT) is not available on Redis Cluster yet")
+
+
 def _durable_reply(limits: Limits, replies: Sequence[Any], durable: bool) -> list[tuple[str, bool]]:
     """The enqueue replies; with ``durable``, the last reply is WAIT's replica count."""
     scripts = replies[:-1] if durable else replies
@@ -281,6 +288,7 @@ class Broker:
         self.url = url
         self.limits = limits or Limits()
         target = parse_redis_url(url)
+        _refuse_durable_on_cluster(target, self.limits)
         self.redis: redis.asyncio.Redis = async_client(
             target,
             decode_responses=True,
@@ -614,8 +622,10 @@ class SyncBroker:
 
     def __init__(self, url: str, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
+        target = parse_redis_url(url)
+        _refuse_durable_on_cluster(target, self.limits)
         self.redis: redis.Redis = sync_client(
-            parse_redis_url(url),
+            target,
             decode_responses=True,
             encoding_errors="replace",
             socket_timeout=5.0,

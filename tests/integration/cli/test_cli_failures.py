@@ -39,8 +39,8 @@ USAGE = [
      "cannot read /nonexistent/jobs.jsonl: No such file or directory"),
     ("redis-url-scheme", ["stats", "--redis-url", "http://u:pw@host/"], 2,
      "'--redis-url' (env var: 'JQW_REDIS_URL'): "
-     "must start with redis://, rediss://, unix://, redis+sentinel:// or rediss+sentinel://"
-     " (got http scheme)"),
+     "must start with redis://, rediss://, unix://, redis+sentinel://, redis+cluster://"
+     " or their rediss forms (got http scheme)"),
     ("limit-zero", ["dlq", "list", "--limit", "0"], 2, "'--limit'"),
     ("offset-negative", ["dlq", "list", "--offset", "-1"], 2, "'--offset'"),
     ("replay-nothing-chosen", ["dlq", "replay"], 2, "give job ids, --all, --type or --reason"),

@@ -48,6 +48,14 @@ ACCEPTED: list[tuple[str, RedisTarget]] = [
         ),
     ),
     (
+        "redis+cluster://:pw@c1:7000,c2",
+        RedisTarget(mode="cluster", hosts=(("c1", 7000), ("c2", 6379)), password="pw"),
+    ),
+    (
+        "rediss+cluster://c1:7000?ssl_ca_certs=/ca.pem",
+        RedisTarget(mode="cluster", hosts=(("c1", 7000),), tls=TlsOptions(ca_file="/ca.pem")),
+    ),
+    (
         "rediss+sentinel://s1:1/m",
         RedisTarget(mode="sentinel", hosts=(("s1", 1),), master_name="m", tls=TlsOptions()),
     ),
@@ -66,7 +74,8 @@ REFUSED = [
     ("redis://h:99999/0", "port '99999' of host 'h' is not a number from 1 to 65535"),
     ("redis://h:1/abc", "database 'abc' is not a number from 0 to 1023"),
     ("redis://h:1/0/1", "the URL's path is the database number only"),
-    ("redis://a:1,b:2/0", "only a sentinel URL (redis+sentinel://) lists several hosts"),
+    ("redis://a:1,b:2/0", "only a sentinel or cluster URL lists several hosts"),
+    ("redis+cluster://a:1/3", "a Redis Cluster has database 0 only"),
     ("redis+sentinel://s:1", "a sentinel URL needs the master name"),
     ("redis+sentinel://s:1/m/0/x", "a sentinel URL's path is /master or /master/db"),
     ("redis+sentinel://s:1,,s:2/m", "an empty host in the host list"),

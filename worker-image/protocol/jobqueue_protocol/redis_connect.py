@@ -4,6 +4,11 @@ The one place where a target becomes a redis-py client, for both sides (the
 worker's broker and the operator's observe module call it), so Sentinel and TLS
 behave the same everywhere.
 
+Cluster: the client is a ``RedisCluster`` typed as a ``Redis``: callers use only
+what both offer (single-slot commands and scripts, non-transactional pipelines,
+which the cluster client splits per node). Every key of a queue shares one hash
+tag, so each script call stays in one slot.
+
 Sentinel: the client is ``Sentinel.master_for``; every new connection asks the
 sentinels where the master is, and a connection that meets ``READONLY`` (it
 reached a demoted master) is dropped, so callers follow a failover by retrying,
@@ -27,7 +32,9 @@ from typing import Any, cast
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
 import redis.asyncio.sentinel
+import redis.cluster
 import redis.sentinel
 
 from jobqueue_protocol.redis_url import RedisTarget, TlsOptions
@@ -148,6 +155,8 @@ def async_client(
     free connection instead of failing when ``max_connections`` are busy.
     """
     kwargs = _common(target, options)
+    if target.mode == "cluster":
+        return cast(redis.asyncio.Redis, _async_cluster(target, kwargs))
     if target.mode == "sentinel":
         kwargs.pop("timeout", None)
         kwargs.pop("max_connections", None)
@@ -178,6 +187,8 @@ def async_client(
 def sync_client(target: RedisTarget, **options: Any) -> redis.Redis:
     """A blocking client for ``target`` (lease renewal thread, sync producer)."""
     kwargs = _common(target, options)
+    if target.mode == "cluster":
+        return cast(redis.Redis, _sync_cluster(target, kwargs))
     if target.mode == "sentinel":
         sentinel = redis.sentinel.Sentinel(
             target.hosts, sentinel_kwargs=_sentinel_kwargs(target, options)
@@ -195,3 +206,21 @@ def sync_client(target: RedisTarget, **options: Any) -> redis.Redis:
         if target.tls is not None:
             kwargs["connection_class"] = _SyncNamedSSL
     return redis.Redis(connection_pool=redis.ConnectionPool(**kwargs))
+
+
+def _cluster_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    # A cluster has no db, no pool timeout; TLS is a flag plus the ssl_* options.
+    out = {k: v for k, v in kwargs.items() if k not in ("db", "timeout", "ssl_server_name")}
+    if "ssl_cert_reqs" in out:
+        out["ssl"] = True
+    return out
+
+
+def _async_cluster(target: RedisTarget, kwargs: dict[str, Any]) -> redis.asyncio.RedisCluster:
+    nodes = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in target.hosts]
+    return redis.asyncio.RedisCluster(startup_nodes=nodes, **_cluster_kwargs(kwargs))
+
+
+def _sync_cluster(target: RedisTarget, kwargs: dict[str, Any]) -> redis.cluster.RedisCluster:
+    nodes = [redis.cluster.ClusterNode(h, p) for h, p in target.hosts]  # type: ignore[no-untyped-call]
+    return redis.cluster.RedisCluster(startup_nodes=nodes, **_cluster_kwargs(kwargs))

@@ -9,6 +9,9 @@ works for one works for all of them:
   ``rediss+sentinel://`` (TLS to the sentinels and to the data nodes): the hosts are
   the *sentinels*; ``master`` is the monitored name. Clients ask the sentinels for the
   current master on every (re)connect, so a failover needs no restart.
+* ``redis+cluster://host:port[,host:port...]`` and ``rediss+cluster://``: a Redis
+  Cluster; the hosts are seed nodes (any few), the client learns the slot map
+  from them and follows it through failovers and resharding. Database 0 only.
 
 Query parameters (all optional): ``sentinel_username`` and ``sentinel_password``
 (sentinels protected with their own ``requirepass``/ACL); for TLS schemes
@@ -31,8 +34,18 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 DEFAULT_PORT = 6379
 DEFAULT_SENTINEL_PORT = 26379
-SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
-_SCHEME_LIST = "redis://, rediss://, unix://, redis+sentinel:// or rediss+sentinel://"
+SCHEMES = (
+    "redis",
+    "rediss",
+    "unix",
+    "redis+sentinel",
+    "rediss+sentinel",
+    "redis+cluster",
+    "rediss+cluster",
+)
+_SCHEME_LIST = (
+    "redis://, rediss://, unix://, redis+sentinel://, redis+cluster:// or their rediss forms"
+)
 _TLS_PARAMS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_server_name", "ssl_cert_reqs")
 _PARAMS = ("db", "sentinel_username", "sentinel_password", *_TLS_PARAMS)
 
@@ -55,8 +68,8 @@ class TlsOptions:
 class RedisTarget:
     """A parsed Redis address. Credentials are kept but never shown by ``display``."""
 
-    mode: Literal["direct", "sentinel"]
-    #: direct: the one server; sentinel: the sentinels.
+    mode: Literal["direct", "sentinel", "cluster"]
+    #: direct: the one server; sentinel: the sentinels; cluster: seed nodes.
     hosts: tuple[tuple[str, int], ...] = ()
     unix_path: str | None = None
     db: int = 0
@@ -75,6 +88,8 @@ class RedisTarget:
         scheme = "rediss" if self.tls is not None else "redis"
         if self.mode == "sentinel":
             return f"{scheme}+sentinel://{where}/{self.master_name}/{self.db}"
+        if self.mode == "cluster":
+            return f"{scheme}+cluster://{where}"
         return f"{scheme}://{where}/{self.db}"
 
 
@@ -105,7 +120,9 @@ def _tls(params: dict[str, str], tls: bool) -> TlsOptions | None:
     given = [k for k in _TLS_PARAMS if k in params]
     if not tls:
         if given:
-            raise ValueError(f"{given[0]} needs a TLS scheme (rediss:// or rediss+sentinel://)")
+            raise ValueError(
+                f"{given[0]} needs a TLS scheme (rediss://, rediss+sentinel://, rediss+cluster://)"
+            )
         return None
     reqs = params.get("ssl_cert_reqs", "required")
     if reqs not in ("required", "none"):
@@ -164,8 +181,20 @@ def parse_redis_url(url: str) -> RedisTarget:
             sentinel_password=params.get("sentinel_password"),
             tls=tls,
         )
+    if scheme.endswith("+cluster"):
+        if path or params.get("db", "0") != "0":
+            raise ValueError("a Redis Cluster has database 0 only: no /db in a cluster URL")
+        if "sentinel_username" in params or "sentinel_password" in params:
+            raise ValueError("sentinel_username/sentinel_password need a redis+sentinel:// URL")
+        return RedisTarget(
+            mode="cluster",
+            hosts=tuple(_host_port(h, DEFAULT_PORT) for h in netloc.split(",")),
+            username=username,
+            password=password,
+            tls=tls,
+        )
     if "," in netloc:
-        raise ValueError("only a sentinel URL (redis+sentinel://) lists several hosts")
+        raise ValueError("only a sentinel or cluster URL lists several hosts")
     if "sentinel_username" in params or "sentinel_password" in params:
         raise ValueError("sentinel_username/sentinel_password need a redis+sentinel:// URL")
     if len(path) > 1:
