@@ -200,6 +200,8 @@ class FetchPlan:
     aging_ms: int = 0
     # Rate limits per job type, checked by the fetch (global keys, see keys.py).
     rate_limits: TypeLimits = ()
+    #: Keep the limiter keys in this queue's slot (Redis Cluster); None: global keys.
+    limiter_queue: str | None = None
     all_keys: list[str] = field(default_factory=list)
     step_keys: list[str] = field(default_factory=list)
     limits_json: str = "{}"
@@ -212,10 +214,10 @@ class FetchPlan:
         spec: dict[str, list[list[str | int]]] = {}
         for job_type, lims in self.rate_limits:
             for lim in lims:
-                step_keys.append(keys.limiter_key(job_type, lim.label))
+                step_keys.append(keys.limiter_key(job_type, lim.label, self.limiter_queue))
                 spec.setdefault(job_type, []).append([*_limit_spec(lim), len(step_keys)])
         if spec:
-            step_keys.append(keys.limiter_stats_key())
+            step_keys.append(keys.limiter_stats_key(self.limiter_queue))
         object.__setattr__(self, "step_keys", step_keys)
         object.__setattr__(self, "limits_json", json.dumps(spec) if spec else "{}")
 

@@ -118,6 +118,7 @@ class Worker:
             weights=tuple(settings.weights),
             aging_ms=int(settings.aging_s * 1000),
             rate_limits=rate_limits,
+            limiter_queue=settings.queues[0] if settings.on_cluster else None,
         )
         self.broker = Broker(
             settings.redis_url, settings.limits(), max_block_s=settings.idle_block_s
