@@ -8,8 +8,9 @@ from pydantic import Field, StringConstraints, model_validator
 
 from jobqueue_operator.model_base import K8sName, SecretKeyRef, _Model
 
-#: redis://, rediss:// and their Sentinel forms (the hosts are then the sentinels).
-REDIS_URL_PATTERN = r"^rediss?(\+sentinel)?://"
+#: redis://, rediss:// and their Sentinel and Cluster forms (the hosts are then the
+#: sentinels, or seed nodes of the cluster).
+REDIS_URL_PATTERN = r"^rediss?(\+sentinel|\+cluster)?://"
 #: Printable ASCII without spaces: AUTH would split a name with a space or newline.
 REDIS_USERNAME_PATTERN = r"^[!-~]+$"
 #: host:port of a sentinel; an IPv6 address in brackets.

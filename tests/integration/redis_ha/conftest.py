@@ -16,6 +16,7 @@ import redis
 
 from jobqueue_devkit.errors import DevkitError
 from jobqueue_devkit.fault_proxy import FaultProxy
+from jobqueue_devkit.redis_cluster import RedisClusterNodes
 from jobqueue_devkit.redis_sentinel import SentinelTopology
 from jobqueue_devkit.redis_server import RedisServer
 from jobqueue_devkit.redis_tls import TlsFiles, make_certs
@@ -128,3 +129,16 @@ def fault_proxy(redis_server: RedisServer, redis_url: str) -> Iterator[FaultProx
     proxy = FaultProxy(redis_server.host, redis_server.port).start()
     yield proxy
     proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisClusterNodes]:
+    """A Redis Cluster: 3 masters, 3 replicas (redis-cli --cluster create)."""
+    nodes = RedisClusterNodes()
+    try:
+        nodes.start()
+    except DevkitError as exc:
+        nodes.cleanup()
+        pytest.fail(f"Redis Cluster did not start: {exc}", pytrace=False)
+    yield nodes
+    nodes.cleanup()

@@ -1,0 +1,132 @@
+"""Queues spread over a real Redis Cluster (3 masters, 3 replicas).
+
+Every key of a queue shares the queue's hash tag, so each script call stays in
+one slot; queues themselves land on different shards. One pool of workers (one
+process per queue) drains queues on all three shards, the operator and the CLI
+read them all, and a shard master killed mid-run is replaced by its replica
+without any client restarting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from redis.exceptions import RedisError
+
+from jobqueue_devkit.redis_cluster import RedisClusterNodes
+from jobqueue_operator.observe import MetricsUnavailableError, RedisPools, endpoint_for, read
+from jobqueue_operator.redis_spec import RedisConnection
+from jobqueue_protocol import keys
+from jobqueue_worker.producer import JobRequest, Producer
+from jobqueue_worker.settings import load
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+JOBS_PER_QUEUE = 1000
+
+
+def queues_on_every_shard(cluster: RedisClusterNodes) -> dict[int, str]:
+    """One queue name per master port."""
+    found: dict[int, str] = {}
+    for i in range(200):
+        name = f"shard-q{i}"
+        found.setdefault(cluster.master_port_for(keys.queue_prefix(name)), name)
+        if len(found) == len(cluster.master_ports()):
+            return found
+    raise AssertionError(f"no queue names on every shard: {found}")
+
+
+def runs(ledger: Path) -> collections.Counter[str]:
+    if not ledger.exists():
+        return collections.Counter()
+    return collections.Counter(line.split()[0] for line in ledger.read_text().splitlines())
+
+
+async def depths(client: object, queues: list[str]) -> dict[str, int]:
+    _, per_queue = await read(client, queues, display="cluster", timeout_s=5)  # type: ignore[arg-type]
+    return {q: s.waiting for q, s in per_queue.items()}
+
+
+def test_a_cluster_worker_serves_one_queue() -> None:
+    with pytest.raises(Exception, match="on Redis Cluster a worker serves one queue"):
+        load(redis_url="redis+cluster://127.0.0.1:7000", queues=["a", "b"])
+
+
+async def test_queues_on_three_shards_one_pool_and_a_shard_failover(
+    cluster: RedisClusterNodes, spawn_worker, tmp_path: Path
+) -> None:
+    shards = queues_on_every_shard(cluster)
+    queues = sorted(shards.values())
+    url = cluster.url
+    ledger = tmp_path / "ledger"
+    async with Producer(url) as producer:
+        ids = await producer.enqueue_many(
+            [
+                JobRequest(type="record", queue=q, payload={"ledger": str(ledger)})
+                for q in queues
+                for _ in range(JOBS_PER_QUEUE)
+            ]
+        )
+    assert len(ids) == 3 * JOBS_PER_QUEUE
+    await asyncio.sleep(1.0)  # asynchronous replication catches up before any kill
+
+    pools = RedisPools()
+    conn = RedisConnection.model_validate({"url": url})
+    client = pools.client("ns/jq", endpoint_for(conn, None))
+    try:
+        assert await depths(client, queues) == dict.fromkeys(queues, JOBS_PER_QUEUE)
+        cli = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "jobqueue_worker", "stats", "--redis-url", url,
+             "-q", ",".join(queues), "--json"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert cli.returncode == 0, cli.stderr
+        stats = json.loads(cli.stdout)
+        assert all(q in json.dumps(stats) for q in queues)
+
+        for q in queues:
+            spawn_worker(
+                url, f"w-{q}", queues=q, concurrency=10, lease_s=2.0,
+                reap_interval_s=0.5, heartbeat_interval_s=1.0, idle_block_s=0.5, http_port=0,
+            )  # fmt: skip
+        total = 3 * JOBS_PER_QUEUE
+        started = time.monotonic()
+        while len(runs(ledger)) < total // 3:
+            assert time.monotonic() - started < 120, "the workers ran nothing"
+            await asyncio.sleep(0.05)
+        victim = next(iter(shards))  # the master of the first queue's shard
+        cluster.kill(victim)
+        killed_at = time.monotonic()
+
+        deadline = time.monotonic() + 180
+        while not all(i in runs(ledger) for i in ids):
+            assert time.monotonic() < deadline, f"{total - len(runs(ledger))} jobs never ran"
+            await asyncio.sleep(0.2)
+        drained_s = time.monotonic() - killed_at
+
+        # The operator's client (not recreated) reads every shard again.
+        while True:
+            try:
+                after = await depths(client, queues)
+                break
+            except (MetricsUnavailableError, RedisError):
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+        assert after == dict.fromkeys(queues, 0)
+    finally:
+        await pools.close()
+    counts = runs(ledger)
+    duplicates = sum(n - 1 for n in counts.values())
+    assert duplicates <= 3 * 10 * 2, duplicates  # what the workers could hold at the kill
+    print(
+        f"\ncluster: {total} jobs on 3 shards, shard master killed, all ran;"
+        f" {duplicates} duplicate runs; drained {drained_s:.1f} s after the kill"
+    )
