@@ -13,6 +13,9 @@ from jobqueue_operator.model_base import K8sName, SecretKeyRef, _Model
 REDIS_URL_PATTERN = r"^rediss?(\+sentinel|\+cluster)?://"
 #: Printable ASCII without spaces: AUTH would split a name with a space or newline.
 REDIS_USERNAME_PATTERN = r"^[!-~]+$"
+RedisUsername = Annotated[
+    str, StringConstraints(min_length=1, max_length=256, pattern=REDIS_USERNAME_PATTERN)
+]
 #: host:port of a sentinel; an IPv6 address in brackets.
 SENTINEL_ADDRESS_PATTERN = r"^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$"
 
@@ -53,12 +56,7 @@ class RedisSentinel(_Model):
     master_name: Annotated[
         str, StringConstraints(min_length=1, max_length=253, pattern=r"^[!-~]+$")
     ]
-    username: (
-        Annotated[
-            str, StringConstraints(min_length=1, max_length=256, pattern=REDIS_USERNAME_PATTERN)
-        ]
-        | None
-    ) = None
+    username: RedisUsername | None = None
     #: The sentinels' own password (``requirepass`` in sentinel.conf), not the data password.
     password_secret_ref: SecretKeyRef | None = None
 
@@ -71,12 +69,7 @@ class RedisConnection(_Model):
     sentinel: RedisSentinel | None = None
     port: Annotated[int, Field(ge=1, le=65535)] = 6379
     db: Annotated[int, Field(ge=0, le=1023)] = 0
-    username: (
-        Annotated[
-            str, StringConstraints(min_length=1, max_length=256, pattern=REDIS_USERNAME_PATTERN)
-        ]
-        | None
-    ) = None
+    username: RedisUsername | None = None
     password_secret_ref: SecretKeyRef | None = None
     tls: RedisTLS = Field(default_factory=RedisTLS)
     timeout_seconds: Annotated[float, Field(ge=0.1, le=30)] = 2.0

@@ -7,7 +7,6 @@ client can check it either by address or by a server name it is told.
 
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
 import ssl
 from dataclasses import dataclass
@@ -16,7 +15,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from jobqueue_devkit.certs import _builder, _name, _write_key
 
 SERVER_NAME = "redis.test"
 
@@ -49,18 +50,8 @@ class TlsFiles:
         return ctx
 
 
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
 def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> Path:
-    path.with_suffix(".key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    _write_key(path.with_suffix(".key"), key)
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return path
 
@@ -68,46 +59,19 @@ def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) 
 def make_certs(directory: Path) -> TlsFiles:
     """A fresh CA, a server certificate for redis.test/127.0.0.1 and a client certificate."""
     directory.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name("jobqueue test CA")
     ca = (
-        x509.CertificateBuilder()
-        .subject_name(_name("jobqueue test CA"))
-        .issuer_name(_name("jobqueue test CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
+        _builder(ca_name, ca_name, ca_key.public_key())
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
         .sign(ca_key, hashes.SHA256())
     )
     _write(directory / "ca.crt", ca, ca_key)
 
     def leaf(name: str, usage: list[x509.ObjectIdentifier], sans: list[x509.GeneralName]) -> Path:
         key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(_name(name))
-            .issuer_name(ca.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
+        builder = _builder(_name(name), ca_name, key.public_key()).add_extension(
+            x509.ExtendedKeyUsage(usage), critical=False
         )
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)

@@ -65,36 +65,35 @@ def _ssl_kwargs(tls: TlsOptions) -> dict[str, Any]:
     }
 
 
-class _AsyncNamedSSL(redis.asyncio.SSLConnection):
-    """An async TLS connection that checks the certificate against ``ssl_server_name``."""
+class _AsyncServerName:
+    """For async TLS connections: check the certificate against ``ssl_server_name``."""
+
+    _server_name: str | None
 
     def __init__(self, *, ssl_server_name: str | None = None, **kwargs: Any) -> None:
         self._server_name = ssl_server_name
         super().__init__(**kwargs)
 
     def _connection_arguments(self) -> Any:
-        args = dict(super()._connection_arguments())
+        args = dict(super()._connection_arguments())  # type: ignore[misc]
         if self._server_name:
             args["server_hostname"] = self._server_name
         return args
 
 
-class _AsyncSentinelNamedSSL(redis.asyncio.sentinel.SentinelManagedSSLConnection):
+class _AsyncNamedSSL(_AsyncServerName, redis.asyncio.SSLConnection):
+    pass
+
+
+class _AsyncSentinelNamedSSL(_AsyncServerName, redis.asyncio.sentinel.SentinelManagedSSLConnection):
     """The same for a connection whose address the sentinels give."""
 
-    def __init__(self, *, ssl_server_name: str | None = None, **kwargs: Any) -> None:
-        self._server_name = ssl_server_name
-        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
 
-    def _connection_arguments(self) -> Any:
-        args = dict(super()._connection_arguments())
-        if self._server_name:
-            args["server_hostname"] = self._server_name
-        return args
+class _SyncServerName:
+    """For blocking TLS connections: check the certificate against ``ssl_server_name``."""
 
-
-class _SyncNamedSSL(redis.SSLConnection):
-    """A blocking TLS connection that checks the certificate against ``ssl_server_name``."""
+    _server_name: str | None
+    host: str
 
     def __init__(self, *, ssl_server_name: str | None = None, **kwargs: Any) -> None:
         self._server_name = ssl_server_name
@@ -103,27 +102,20 @@ class _SyncNamedSSL(redis.SSLConnection):
     def _wrap_socket_with_ssl(self, sock: Any) -> Any:
         # redis-py passes self.host as the TLS server name; swap it for the wrap only.
         if not self._server_name:
-            return super()._wrap_socket_with_ssl(sock)  # type: ignore[no-untyped-call]
+            return super()._wrap_socket_with_ssl(sock)  # type: ignore[misc]
         dialled, self.host = self.host, self._server_name
         try:
-            return super()._wrap_socket_with_ssl(sock)  # type: ignore[no-untyped-call]
+            return super()._wrap_socket_with_ssl(sock)  # type: ignore[misc]
         finally:
             self.host = dialled
 
 
-class _SyncSentinelNamedSSL(redis.sentinel.SentinelManagedSSLConnection):
-    def __init__(self, *, ssl_server_name: str | None = None, **kwargs: Any) -> None:
-        self._server_name = ssl_server_name
-        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+class _SyncNamedSSL(_SyncServerName, redis.SSLConnection):
+    pass
 
-    def _wrap_socket_with_ssl(self, sock: Any) -> Any:
-        if not self._server_name:
-            return super()._wrap_socket_with_ssl(sock)  # type: ignore[no-untyped-call]
-        dialled, self.host = self.host, self._server_name
-        try:
-            return super()._wrap_socket_with_ssl(sock)  # type: ignore[no-untyped-call]
-        finally:
-            self.host = dialled
+
+class _SyncSentinelNamedSSL(_SyncServerName, redis.sentinel.SentinelManagedSSLConnection):
+    pass
 
 
 def _common(target: RedisTarget, options: dict[str, Any]) -> dict[str, Any]:
