@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,8 +18,7 @@ from jobqueue_devkit.redis_cluster import RedisClusterNodes
 from jobqueue_devkit.redis_sentinel import SentinelTopology
 from jobqueue_devkit.redis_server import RedisServer
 from jobqueue_devkit.redis_tls import TlsFiles, make_certs
-
-REPO = Path(__file__).resolve().parents[3]
+from jobqueue_devkit.worker_process import WorkerProcess, spawn_worker_process
 
 
 @pytest.fixture(scope="module")
@@ -69,45 +66,15 @@ def settled(sentinel: SentinelTopology) -> SentinelTopology:
     return sentinel
 
 
-class Spawned:
-    """A worker process (``python -m jobqueue_worker worker``) with its log."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], log: Path) -> None:
-        self.proc = proc
-        self.log = log
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-6000:]
-
-
-SpawnWorker = Callable[..., Spawned]
+SpawnWorker = Callable[..., WorkerProcess]
 
 
 @pytest.fixture
 def spawn_worker(tmp_path: Path) -> Iterator[SpawnWorker]:
-    procs: list[Spawned] = []
+    procs: list[WorkerProcess] = []
 
-    def spawn(redis_url: str, pod: str, **settings: Any) -> Spawned:
-        env = {
-            **os.environ,
-            "JQW_REDIS_URL": redis_url,
-            "JQW_HANDLERS": "jobqueue_worker.examples",
-            "POD_NAME": pod,
-            "PYTHONPATH": os.pathsep.join(
-                [str(REPO / "worker-image"), str(REPO / "worker-image/protocol")]
-            ),
-        }
-        for k, v in settings.items():
-            env[f"JQW_{k.upper()}"] = str(v)
-        log = tmp_path / f"{pod}.log"
-        with log.open("wb") as fh:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "jobqueue_worker", "worker"],
-                env=env,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-            )
-        spawned = Spawned(proc, log)
+    def spawn(redis_url: str, pod: str, **settings: Any) -> WorkerProcess:
+        spawned = spawn_worker_process(redis_url, pod, tmp_path / f"{pod}.log", settings)
         procs.append(spawned)
         return spawned
 

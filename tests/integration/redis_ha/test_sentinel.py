@@ -130,3 +130,21 @@ async def test_durable_enqueue_waits_for_replicas_and_says_when_it_cannot(
             sync.enqueue("noop")
     finally:
         sync.close()
+
+
+def test_cli_durable_enqueue(settled: SentinelTopology) -> None:
+    def enqueue(replicas: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "jobqueue_worker", "enqueue", "noop", "-q", "cli",
+             "--durable-replicas", str(replicas), "--durable-timeout", "0.3",
+             "--redis-url", settled.url],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    ok = enqueue(2)
+    assert ok.returncode == 0, ok.stderr
+    assert len(ok.stdout.split()) == 1
+    short = enqueue(3)
+    assert short.returncode == 1
+    assert "durable enqueue: 2 of 3 replicas confirmed 1 job(s) within 300 ms" in short.stderr
+    assert "Traceback" not in short.stderr

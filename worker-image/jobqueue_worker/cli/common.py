@@ -24,7 +24,7 @@ from jobqueue_protocol import keys
 from jobqueue_protocol.clikit import CliError, ExitCode
 from jobqueue_protocol.logformat import redact_url
 from jobqueue_protocol.redis_url import parse_redis_url
-from jobqueue_worker.broker import Broker, describe_redis_error
+from jobqueue_worker.broker import Broker, DurabilityError, describe_redis_error
 from jobqueue_worker.records import JobRecord
 
 T = TypeVar("T")
@@ -102,6 +102,8 @@ def env_queues(given: list[str] | None) -> list[str]:
 
 def classify(exc: BaseException) -> CliError | None:
     """Redis errors as one line: exit 3 when Redis is unreachable, 1 when it refused."""
+    if isinstance(exc, DurabilityError):
+        return CliError(f"{exc}; the jobs may be lost if the master fails now", ExitCode.FAILED)
     found = describe_redis_error(exc)
     if found is None:
         return None
