@@ -45,6 +45,9 @@ class SentinelTopology:
     sentinels: int = 3
     down_after_ms: int = 1000
     failover_timeout_ms: int = 5000
+    #: The data nodes' password (requirepass + masterauth) and the sentinels' own.
+    password: str | None = None
+    sentinel_password: str | None = None
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="jq-sentinel-")))
     servers: list[RedisServer] = field(default_factory=list, init=False)
     sentinel_ports: list[int] = field(default_factory=list, init=False)
@@ -53,17 +56,26 @@ class SentinelTopology:
     @property
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
-        return f"redis+sentinel://{hosts}/{MASTER_NAME}/0"
+        auth = f":{self.password}@" if self.password else ""
+        query = f"?sentinel_password={self.sentinel_password}" if self.sentinel_password else ""
+        return f"redis+sentinel://{auth}{hosts}/{MASTER_NAME}/0{query}"
+
+    def _auth_args(self) -> tuple[str, ...]:
+        if not self.password:
+            return ()
+        return ("--requirepass", self.password, "--masterauth", self.password)
 
     def start(self) -> SentinelTopology:
         binary = find_redis_binary()
-        master = RedisServer(workdir=self.workdir / "r0", binary=binary).start()
+        master = RedisServer(
+            workdir=self.workdir / "r0", binary=binary, extra_args=self._auth_args()
+        ).start()
         self.servers.append(master)
         for i in range(1, self.replicas + 1):
             replica = RedisServer(
                 workdir=self.workdir / f"r{i}",
                 binary=binary,
-                extra_args=("--replicaof", "127.0.0.1", str(master.port)),
+                extra_args=("--replicaof", "127.0.0.1", str(master.port), *self._auth_args()),
             )
             self.servers.append(replica.start())
         for i in range(self.sentinels):
@@ -89,6 +101,17 @@ class SentinelTopology:
                         f"sentinel down-after-milliseconds {MASTER_NAME} {self.down_after_ms}",
                         f"sentinel failover-timeout {MASTER_NAME} {self.failover_timeout_ms}",
                         f"sentinel parallel-syncs {MASTER_NAME} 1",
+                        *(
+                            [f"sentinel auth-pass {MASTER_NAME} {self.password}"]
+                            if self.password
+                            else []
+                        ),
+                        # Sentinels authenticate to each other with their own requirepass.
+                        *(
+                            [f"requirepass {self.sentinel_password}"]
+                            if self.sentinel_password
+                            else []
+                        ),
                         "",
                     ]
                 )
@@ -112,7 +135,9 @@ class SentinelTopology:
         raise DevkitError("redis-sentinel: no free port after 5 attempts")
 
     def _ask(self, port: int, *command: str) -> object:
-        client = redis.Redis(port=port, socket_timeout=2, decode_responses=True)
+        client = redis.Redis(
+            port=port, socket_timeout=2, decode_responses=True, password=self.sentinel_password
+        )
         try:
             reply: object = client.execute_command(*command)  # type: ignore[no-untyped-call]
             return reply
@@ -148,7 +173,7 @@ class SentinelTopology:
                 if len(ports) == 1:
                     (addr,) = ports
                     port = int(addr[1])
-                    info = redis.Redis(port=port, socket_timeout=2, decode_responses=True)
+                    info = self.data_client(port)
                     try:
                         repl = info.info("replication")
                     finally:
@@ -174,6 +199,11 @@ class SentinelTopology:
                 last = str(exc)
             time.sleep(0.2)
         raise DevkitError(f"Sentinel topology did not settle in {timeout_s:.0f} s: {last}")
+
+    def data_client(self, port: int) -> redis.Redis:
+        return redis.Redis(
+            port=port, socket_timeout=2, decode_responses=True, password=self.password
+        )
 
     def server_on(self, port: int) -> RedisServer:
         for server in self.servers:

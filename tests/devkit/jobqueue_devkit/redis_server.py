@@ -50,7 +50,8 @@ def ping(host: str, port: int, timeout_s: float = 0.5, tls: TlsFiles | None = No
         with socket.create_connection((host, port), timeout=timeout_s) as raw:
             sock = tls.client_context().wrap_socket(raw, server_hostname=host) if tls else raw
             sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            # A server with a password answers NOAUTH: it is up all the same.
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 

@@ -11,15 +11,16 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import pytest
 from redis.exceptions import RedisError
 
+from jobqueue_devkit.errors import DevkitError
 from jobqueue_devkit.redis_sentinel import MASTER_NAME, SentinelTopology
 from jobqueue_operator.observe import MetricsUnavailableError, RedisPools, endpoint_for, read
-from jobqueue_operator.redis_spec import RedisConnection
+from jobqueue_operator.redis_spec import RedisConnection, secret_refs
 from jobqueue_worker.broker import DurabilityError, Limits
 from jobqueue_worker.producer import Producer, SyncProducer
 
@@ -148,3 +149,51 @@ def test_cli_durable_enqueue(settled: SentinelTopology) -> None:
     assert short.returncode == 1
     assert "durable enqueue: 2 of 3 replicas confirmed 1 job(s) within 300 ms" in short.stderr
     assert "Traceback" not in short.stderr
+
+
+@pytest.fixture(scope="module")
+def guarded() -> Iterator[SentinelTopology]:
+    """Sentinel with passwords: the data nodes' and, a different one, the sentinels'."""
+    topology = SentinelTopology(password="data-pw", sentinel_password="sentinel-pw")
+    try:
+        topology.start()
+    except DevkitError as exc:
+        topology.cleanup()
+        pytest.fail(f"Sentinel topology with passwords did not start: {exc}", pytrace=False)
+    yield topology
+    topology.cleanup()
+
+
+async def test_both_passwords_from_the_url_and_from_the_spec(guarded: SentinelTopology) -> None:
+    async with Producer(guarded.url, default_queue="auth") as producer:
+        await producer.enqueue("noop")
+    no_sentinel_pw = guarded.url.split("?", 1)[0]
+    async with Producer(no_sentinel_pw, default_queue="auth") as producer:
+        with pytest.raises(RedisError):
+            await producer.enqueue("noop")
+
+    conn = RedisConnection.model_validate(
+        {
+            "sentinel": {
+                "addresses": [f"127.0.0.1:{p}" for p in guarded.sentinel_ports],
+                "masterName": MASTER_NAME,
+                "passwordSecretRef": {"name": "sentinel-auth"},
+            },
+            "passwordSecretRef": {"name": "redis-auth"},
+        }
+    )
+    assert secret_refs(conn) == {
+        "password": ("redis-auth", "password"),
+        "sentinel_password": ("sentinel-auth", "password"),
+    }
+    pools = RedisPools()
+    try:
+        secrets = {"sentinel_password": "sentinel-pw"}
+        client = pools.client("ns/jq", endpoint_for(conn, "data-pw", secrets))
+        observed, _ = await read(client, ["auth"], display="auth", timeout_s=5)
+        assert observed.depth == 1
+        wrong = pools.client("ns/wrong", endpoint_for(conn, "data-pw", {}))
+        with pytest.raises(MetricsUnavailableError):
+            await read(wrong, ["auth"], display="auth", timeout_s=5)
+    finally:
+        await pools.close()
