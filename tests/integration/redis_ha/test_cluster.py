@@ -130,3 +130,26 @@ async def test_queues_on_three_shards_one_pool_and_a_shard_failover(
         f"\ncluster: {total} jobs on 3 shards, shard master killed, all ran;"
         f" {duplicates} duplicate runs; drained {drained_s:.1f} s after the kill"
     )
+
+
+async def test_startup_check_reads_every_master(cluster: RedisClusterNodes) -> None:
+    """An evicting master is named; the others are not blamed."""
+    import redis as sync_redis
+
+    from jobqueue_protocol.redis_connect import async_client
+    from jobqueue_protocol.redis_health import startup_warnings_async
+    from jobqueue_protocol.redis_url import parse_redis_url
+
+    port = min(cluster.master_ports())
+    admin = sync_redis.Redis(port=port)
+    admin.config_set("maxmemory-policy", "allkeys-lru")
+    client = async_client(parse_redis_url(cluster.url), decode_responses=True)
+    try:
+        warnings = await startup_warnings_async(client)
+    finally:
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.close()
+        await client.aclose()
+    evicting = [w for w in warnings if "allkeys-lru" in w]
+    assert len(evicting) == 1, warnings
+    assert f"cluster node 127.0.0.1:{port}" in evicting[0]
