@@ -9,9 +9,11 @@ renewals keep flowing while a handler hogs the event loop) and the sync producer
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -29,6 +31,7 @@ from jobqueue_protocol.redis_connect import async_client, sync_client
 from jobqueue_protocol.redis_health import startup_warnings_async
 from jobqueue_protocol.redis_url import RedisTarget, parse_redis_url
 from jobqueue_protocol.stats import QueueStats, queue_stats
+from jobqueue_worker import slot_fanout
 from jobqueue_worker.ratelimit import Limit
 
 log = logging.getLogger(__name__)
@@ -291,6 +294,10 @@ class Broker:
         self.limits = limits or Limits()
         target = parse_redis_url(url)
         _refuse_durable_on_cluster(target, self.limits)
+        #: Redis Cluster: several queues are served by one script call per queue.
+        self.cluster = target.mode == "cluster"
+        #: queue -> (the plan it came from, that plan narrowed to the queue)
+        self._single: dict[str, tuple[FetchPlan, FetchPlan]] = {}
         self.redis: redis.asyncio.Redis = async_client(
             target,
             decode_responses=True,
@@ -399,6 +406,10 @@ class Broker:
         With ``pod_name``, a Pod the operator listed in a served queue's drain hash
         fetches nothing (``StepResult.drained``); acks still go through.
         """
+        if self.cluster and len(plan.queues) > 1:
+            return await self._step_each_queue(
+                plan, worker_id, finishes, n_fetch, rnd, caps=caps, pod_name=pod_name
+            )
         lim = self.limits
         ops = [
             {
@@ -466,6 +477,45 @@ class Broker:
             drained=int(drained) == 1,
         )
 
+    async def _step_each_queue(
+        self,
+        plan: FetchPlan,
+        worker_id: str,
+        finishes: Sequence[FinishOp],
+        n_fetch: int,
+        rnd: float,
+        *,
+        caps: Mapping[str, int] | None,
+        pod_name: str | None,
+    ) -> StepResult:
+        """``step`` on a Redis Cluster: one single-slot call per queue (see slot_fanout)."""
+        parts: list[tuple[str, StepResult]] = []
+        left, drained, fetched = n_fetch, False, Counter[str]()
+        for queue in slot_fanout.queue_order(plan, rnd):
+            ops = slot_fanout.ops_for(finishes, queue)
+            want = 0 if drained else max(0, left)
+            if not ops and want == 0:
+                continue
+            cached = self._single.get(queue)
+            if cached is None or cached[0] is not plan:
+                cached = self._single[queue] = (plan, slot_fanout.single_queue_plan(plan, queue))
+            single = cached[1]
+            res = await self.step(
+                single,
+                worker_id,
+                ops,
+                want,
+                rnd,
+                caps=slot_fanout.caps_left(caps, fetched),
+                pod_name=pod_name,
+            )
+            parts.append((queue, res))
+            left -= len(res.jobs)
+            fetched.update(j.type for j in res.jobs)
+            drained = drained or res.drained
+        empty = StepResult(acks=[], jobs=[], next_due_ms=None, now_ms=0)
+        return slot_fanout.merge(finishes, parts, empty)
+
     # -- rate limits -----------------------------------------------------------
     async def acquire_limit(
         self, limiter_keys: Sequence[str], limits: Sequence[Limit], member: str
@@ -502,8 +552,28 @@ class Broker:
     async def wait_for_wake(self, plan: FetchPlan, timeout_s: float) -> bool:
         """Block until a producer (or a retry, reap, replay) leaves a wake token."""
         wake = [keys.wake_key(q) for q in plan.queues]
+        if self.cluster and len(wake) > 1:
+            return await self._wait_for_any(wake, timeout_s)
         got = await self._blocking.blpop(wake, timeout=max(0.01, timeout_s))
         return got is not None
+
+    async def _wait_for_any(self, wake: Sequence[str], timeout_s: float) -> bool:
+        """One BLPOP per queue (each in its own slot); the first token wins.
+
+        A BLPOP cancelled after it took a token loses that token: harmless, a
+        token is only a hint to fetch now instead of after the block time.
+        """
+        waits = [
+            asyncio.ensure_future(self._blocking.blpop([k], timeout=max(0.01, timeout_s)))
+            for k in wake
+        ]
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        return any(not w.cancelled() and w.exception() is None and w.result() for w in done)
 
     async def reap(self, queue: str, worker_id: str, gate_ms: int) -> tuple[int, int]:
         lim = self.limits
@@ -524,9 +594,11 @@ class Broker:
     async def heartbeat(
         self, queues: Sequence[str], worker_id: str, body_json: str, stale_s: float
     ) -> None:
-        await self._scripts["heartbeat"](
-            keys=[keys.workers_key(q) for q in queues], args=[worker_id, body_json, stale_s]
-        )
+        groups = [[q] for q in queues] if self.cluster else [list(queues)]  # one slot each
+        for group in groups:
+            await self._scripts["heartbeat"](
+                keys=[keys.workers_key(q) for q in group], args=[worker_id, body_json, stale_s]
+            )
 
     async def forget_worker(self, queues: Sequence[str], worker_id: str) -> None:
         pipe = self.redis.pipeline(transaction=False)
@@ -626,6 +698,7 @@ class SyncBroker:
         self.limits = limits or Limits()
         target = parse_redis_url(url)
         _refuse_durable_on_cluster(target, self.limits)
+        self.cluster = target.mode == "cluster"
         self.redis: redis.Redis = sync_client(
             target,
             decode_responses=True,
@@ -641,10 +714,26 @@ class SyncBroker:
     def renew(self, plan: FetchPlan, held: Sequence[tuple[str, str, str]]) -> list[bool]:
         if not held:
             return []
+        if self.cluster and len(plan.queues) > 1:
+            return self._renew_each_queue(plan, held)
         reply = self._scripts["renew"](
             keys=plan.all_keys, args=_renew_args(plan, self.limits.lease_ms, held)
         )
         return [int(x) == 1 for x in reply]
+
+    def _renew_each_queue(
+        self, plan: FetchPlan, held: Sequence[tuple[str, str, str]]
+    ) -> list[bool]:
+        """``renew`` on a Redis Cluster: one single-slot call per queue, answers in order."""
+        answers: dict[int, bool] = {}
+        for queue in plan.queues:
+            mine = [(i, h) for i, h in enumerate(held) if h[0] == queue]
+            if not mine:
+                continue
+            single = slot_fanout.single_queue_plan(plan, queue)
+            ok = self.renew(single, [h for _, h in mine])
+            answers.update((i, o) for (i, _), o in zip(mine, ok, strict=True))
+        return [answers.get(i, False) for i in range(len(held))]
 
     def enqueue(self, by_queue: Mapping[str, Sequence[NewJob]]) -> list[tuple[str, bool]]:
         """As :meth:`Broker.enqueue`, blocking."""

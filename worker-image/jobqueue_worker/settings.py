@@ -219,11 +219,6 @@ class WorkerSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> WorkerSettings:
-        if self.on_cluster and len(self.queues) > 1:
-            raise ValueError(
-                "queues: on Redis Cluster a worker serves one queue (its fetch touches"
-                " only that queue's slot); run one worker per queue"
-            )
         if self.mode == "weighted" and self.weights and len(self.weights) != len(self.queues):
             raise ValueError("weights: one weight per queue is needed in weighted mode")
         if any(w < 0 for w in self.weights):
@@ -285,7 +280,7 @@ class WorkerSettings(BaseSettings):
 
     @property
     def on_cluster(self) -> bool:
-        """Redis Cluster: one queue per worker, limiter keys in the queue's slot."""
+        """Redis Cluster: one script call per queue, limiter keys in the queue's slot."""
         return parse_redis_url(self.redis_url).mode == "cluster"
 
     def limits(self) -> Limits:

@@ -49,7 +49,7 @@ Handler-side limiters have one tag per limiter name (``{rl:<name>}``).
 limit's number, period or algorithm starts a fresh key instead of reinterpreting
 old state. ``rl-stats`` fields: ``<type>:admitted`` and ``<type>:throttled`` (jobs
 deferred by the fetch). A step call for several queues touches several slots, so
-on a Redis Cluster a worker serves one queue (docs/redis-ha.md).
+on a Redis Cluster the worker makes one call per queue (jobqueue_worker.slot_fanout).
 
 Scores: ``ready:<p>`` = ms since epoch when the job became ready (FIFO within a
 priority; the lowest score is the oldest waiting job); ``delayed`` = due ms;
