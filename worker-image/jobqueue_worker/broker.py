@@ -14,10 +14,11 @@ import functools
 import json
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import resources
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 import redis
 import redis.asyncio
@@ -27,7 +28,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobqueue_protocol import keys
-from jobqueue_protocol.redis_connect import async_client, sync_client
+from jobqueue_protocol.redis_connect import SlotClients, async_client, sync_client
 from jobqueue_protocol.redis_health import startup_warnings_async
 from jobqueue_protocol.redis_url import RedisTarget, parse_redis_url
 from jobqueue_protocol.stats import QueueStats, queue_stats
@@ -35,6 +36,7 @@ from jobqueue_worker import slot_fanout
 from jobqueue_worker.ratelimit import Limit
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Errors after which the right move is "back off and try again"; redis-py
 # reconnects on the next command by itself.
@@ -248,10 +250,17 @@ def _enqueue_reply(reply: Sequence[Any]) -> list[tuple[str, bool]]:
 
 
 def _refuse_durable_on_cluster(target: RedisTarget, limits: Limits) -> None:
-    # WAIT counts the replicas of the connection's own node; a cluster pipeline does
-    # not promise that WAIT travels with the scripts to the queue's master.
+    # WAIT counts the replicas of the connection's own node: the async broker sends
+    # it to the slot's master with the scripts (SlotClients); the blocking one cannot.
     if target.mode == "cluster" and limits.durable_replicas > 0:
-        raise ValueError("durable enqueue (WAIT) is not available on Redis Cluster yet")
+        raise ValueError(
+            "durable enqueue (WAIT) on Redis Cluster needs the asyncio Producer;"
+            " SyncProducer cannot send it"
+        )
+
+
+async def _call_on(run: Callable[..., Awaitable[T]], client: redis.asyncio.Redis) -> T:
+    return await run(on=client)
 
 
 def _durable_reply(limits: Limits, replies: Sequence[Any], durable: bool) -> list[tuple[str, bool]]:
@@ -293,7 +302,6 @@ class Broker:
         self.url = url
         self.limits = limits or Limits()
         target = parse_redis_url(url)
-        _refuse_durable_on_cluster(target, self.limits)
         #: Redis Cluster: several queues are served by one script call per queue.
         self.cluster = target.mode == "cluster"
         #: queue -> (the plan it came from, that plan narrowed to the queue)
@@ -318,10 +326,34 @@ class Broker:
             socket_connect_timeout=5.0,
         )
         self._scripts = {n: self.redis.register_script(_load_script(n)) for n in SCRIPT_NAMES}
+        self._slots = (
+            SlotClients(
+                cast(redis.asyncio.RedisCluster, self.redis),
+                target,
+                decode_responses=True,
+                encoding_errors="replace",
+                socket_timeout=socket_timeout_s,
+                socket_connect_timeout=5.0,
+            )
+            if self.cluster
+            else None
+        )
 
     async def close(self) -> None:
         await self.redis.aclose()
         await self._blocking.aclose()
+        if self._slots is not None:
+            await self._slots.close()
+
+    async def _on_slot_master(self, key: str, run: Callable[[Any], Awaitable[T]]) -> T:
+        """``run(client)`` on the master of ``key``'s slot; a failure re-reads the slot map."""
+        assert self._slots is not None
+        client = await self._slots.for_key(key)
+        try:
+            return await run(client)
+        except (RedisError, OSError):
+            await self._slots.refresh()
+            raise
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
@@ -340,6 +372,14 @@ class Broker:
             if jobs
         ]
         durable = self.limits.durable_replicas > 0 and bool(calls)
+        if durable and self._slots is not None:
+            # One slot per queue, each on its own master: each gets its own WAIT.
+            out: list[tuple[str, bool]] = []
+            for call in calls:
+                run = partial(self._evalsha_pipelined, script, [call], wait=True)
+                replies = await self._on_slot_master(call[0][0], partial(_call_on, run))
+                out += _durable_reply(self.limits, replies, durable)
+            return out
         if len(calls) == 1 and not durable:  # the common case: EVALSHA alone, not a pipeline
             replies = [await script(keys=calls[0][0], args=calls[0][1])]
         else:
@@ -352,6 +392,7 @@ class Broker:
         calls: Sequence[tuple[Sequence[str], Sequence[Any]]],
         *,
         wait: bool = False,
+        on: redis.asyncio.Redis | None = None,
     ) -> list[Any]:
         """One script over several key sets in one pipeline.
 
@@ -359,9 +400,11 @@ class Broker:
         second round trip each time; here the script is loaded only after a NOSCRIPT.
         ``wait`` ends the pipeline with WAIT: it counts the replicas that hold this
         connection's writes, so it must travel on the same connection as the scripts.
+        ``on``: another client than the broker's (a cluster slot's master).
         """
+        client = self.redis if on is None else on
         for attempt in (1, 2):
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = client.pipeline(transaction=False)
             for k, a in calls:
                 pipe.evalsha(script.sha, len(k), *k, *a)
             if wait:
@@ -373,7 +416,7 @@ class Broker:
             except NoScriptError:
                 if attempt == 2:
                     raise
-                await self.redis.script_load(script.script)
+                await client.script_load(script.script)
         raise AssertionError("unreachable")
 
     async def job(self, queue: str, job_id: str) -> dict[str, str] | None:
@@ -684,11 +727,17 @@ class Broker:
     async def purge(self, queue: str, ids: Sequence[str]) -> int:
         if not ids:
             return 0
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.zrem(keys.dead_key(queue), *ids)
-        pipe.delete(*[keys.job_key(queue, i) for i in ids])
-        removed, _ = await pipe.execute()
-        return int(removed)
+
+        async def run(client: redis.asyncio.Redis) -> int:
+            pipe = client.pipeline(transaction=True)
+            pipe.zrem(keys.dead_key(queue), *ids)
+            pipe.delete(*[keys.job_key(queue, i) for i in ids])
+            removed, _ = await pipe.execute()
+            return int(removed)
+
+        if self._slots is not None:  # a cluster pipeline has no MULTI: the slot's master has
+            return await self._on_slot_master(keys.dead_key(queue), run)
+        return await run(self.redis)
 
 
 class SyncBroker:

@@ -166,6 +166,33 @@ class RedisClusterNodes:
                 return s
         raise DevkitError(f"no node of this cluster on port {port}")
 
+    def revive(self, timeout_s: float = 60.0) -> None:
+        """Restart killed nodes (they rejoin as replicas) until every master has a replica."""
+        for s in self.servers:
+            if s.process is None:
+                s.start()
+        self.wait_healthy(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            synced = []
+            for port in self.master_ports():
+                client = self._client(port)
+                try:
+                    repl = client.info("replication")
+                finally:
+                    client.close()
+                synced.append(
+                    any(
+                        isinstance(v, dict) and v.get("state") == "online"
+                        for k, v in repl.items()
+                        if k.startswith("slave")
+                    )
+                )
+            if len(synced) == self.masters and all(synced):
+                return
+            time.sleep(0.2)
+        raise DevkitError(f"cluster masters without a synced replica after {timeout_s:.0f} s")
+
     def stop(self) -> None:
         for s in self.servers:
             s.stop(grace_s=2)

@@ -25,6 +25,7 @@ from jobqueue_devkit.redis_cluster import RedisClusterNodes
 from jobqueue_operator.observe import MetricsUnavailableError, RedisPools, endpoint_for, read
 from jobqueue_operator.redis_spec import RedisConnection
 from jobqueue_protocol import keys
+from jobqueue_worker.broker import DurabilityError, Limits
 from jobqueue_worker.producer import JobRequest, Producer
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -162,3 +163,81 @@ async def test_startup_check_reads_every_master(cluster: RedisClusterNodes) -> N
     evicting = [w for w in warnings if "allkeys-lru" in w]
     assert len(evicting) == 1, warnings
     assert f"cluster node 127.0.0.1:{port}" in evicting[0]
+
+
+async def test_durable_enqueue_survives_a_shard_failover(cluster: RedisClusterNodes) -> None:
+    """WAIT goes to each queue's own master; a shard master killed mid-run loses no ack."""
+    cluster.revive()  # an earlier test killed a master: every shard has a replica again
+    queues = sorted(queues_on_every_shard(cluster).values())
+    url = cluster.url
+    async with Producer(url, limits=Limits(durable_replicas=2, durable_timeout_ms=200)) as p:
+        with pytest.raises(DurabilityError, match="1 of 2 replicas confirmed"):
+            await p.enqueue("noop", queue=queues[0])
+
+    jobs, batch = 6000, 60
+    acked: dict[str, str] = {}
+    limits = Limits(durable_replicas=1, durable_timeout_ms=2000)
+
+    async def produce() -> int:
+        errors = 0
+        async with Producer(url, limits=limits) as producer:
+            for start in range(0, jobs, batch):
+                reqs = [
+                    JobRequest(type="noop", queue=queues[i % 3], id=f"d{i:06d}")
+                    for i in range(start, start + batch)
+                ]
+                while True:
+                    try:
+                        await producer.enqueue_many(reqs)
+                        break
+                    except (RedisError, DurabilityError, OSError):
+                        errors += 1
+                        await asyncio.sleep(0.05)
+                for r in reqs:
+                    assert r.id is not None
+                    assert r.queue is not None
+                    acked[r.id] = r.queue
+        return errors
+
+    task = asyncio.create_task(produce())
+    started = time.monotonic()
+    while len(acked) < jobs // 2:
+        assert time.monotonic() - started < 120, "the producer made no progress"
+        assert not task.done() or task.exception() is None
+        await asyncio.sleep(0.01)
+    victim = cluster.master_port_for(keys.queue_prefix(queues[0]))
+    cluster.kill(victim)
+    while cluster.master_port_for(keys.queue_prefix(queues[0])) == victim:
+        assert time.monotonic() - started < 180, "the replica was never promoted"
+        await asyncio.sleep(0.1)
+    # The promoted replica has no replica of its own until the old master comes back:
+    # until then WAIT 1 cannot be met and the producer keeps retrying, as it should.
+    await asyncio.to_thread(cluster.revive, 90)
+    errors = await asyncio.wait_for(task, 300)
+
+    lost = []
+    async with Producer(url) as reader:
+        for job_id, queue in acked.items():
+            if await reader.status(job_id, queue) is None:
+                lost.append(job_id)
+    assert lost == [], f"{len(lost)} acked durable enqueues lost"
+    print(f"\ncluster durable enqueue: {jobs} acked, 0 lost, {errors} retries during failover")
+
+
+async def test_dlq_purge_runs_as_a_transaction_on_the_queue_master(
+    cluster: RedisClusterNodes,
+) -> None:
+    from jobqueue_worker.broker import Broker
+
+    queue = "purge-q"
+    broker = Broker(cluster.url)
+    try:
+        for i in range(3):
+            await broker.redis.hset(keys.job_key(queue, f"x{i}"), mapping={"status": "dead"})
+            await broker.redis.zadd(keys.dead_key(queue), {f"x{i}": i})
+        assert await broker.purge(queue, ["x0", "x1"]) == 2
+        assert await broker.redis.zrange(keys.dead_key(queue), 0, -1) == ["x2"]
+        assert await broker.job(queue, "x0") is None
+        assert await broker.job(queue, "x2") is not None
+    finally:
+        await broker.close()

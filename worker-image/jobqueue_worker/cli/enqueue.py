@@ -18,7 +18,6 @@ from typing import Annotated, Any
 import typer
 
 from jobqueue_protocol.clikit import CliError, ExitCode
-from jobqueue_protocol.redis_url import parse_redis_url
 from jobqueue_worker.broker import Limits
 from jobqueue_worker.cli.common import (
     DEFAULT_REDIS_URL,
@@ -191,8 +190,6 @@ def enqueue(  # noqa: PLR0917 - typer maps parameters to options
             raise CliError(str(exc), ExitCode.USAGE) from None
         # One key means one job: copies would all resolve to the first id.
         reqs = [req] * (1 if idempotency_key else count)
-    if durable_replicas and parse_redis_url(redis_url).mode == "cluster":
-        raise bad_option("--durable-replicas", "not available on Redis Cluster yet")
     limits = Limits(
         durable_replicas=durable_replicas, durable_timeout_ms=int(durable_timeout * 1000)
     )

@@ -27,6 +27,7 @@ import hashlib
 import os
 import ssl
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -216,3 +217,40 @@ def _async_cluster(target: RedisTarget, kwargs: dict[str, Any]) -> redis.asyncio
 def _sync_cluster(target: RedisTarget, kwargs: dict[str, Any]) -> redis.cluster.RedisCluster:
     nodes = [redis.cluster.ClusterNode(h, p) for h, p in target.hosts]  # type: ignore[no-untyped-call]
     return redis.cluster.RedisCluster(startup_nodes=nodes, **_cluster_kwargs(kwargs))
+
+
+class SlotClients:
+    """Plain clients to the master holding a key's slot, for what a cluster client cannot do.
+
+    A cluster pipeline offers no MULTI/EXEC and does not promise that a ``WAIT``
+    travels on the connection that carried the writes; a plain client to the
+    slot's master does both. ``refresh()`` after an error makes the next call
+    re-read the slot map (a failover moved the slot).
+    """
+
+    def __init__(
+        self, cluster: redis.asyncio.RedisCluster, target: RedisTarget, **options: Any
+    ) -> None:
+        self._cluster = cluster
+        self._target = target
+        self._options = options
+        self._clients: dict[str, redis.asyncio.Redis] = {}
+
+    async def for_key(self, key: str) -> redis.asyncio.Redis:
+        await self._cluster.initialize()
+        node = self._cluster.get_node_from_key(key)
+        if node is None:
+            raise redis.exceptions.ConnectionError(f"no cluster node serves the slot of {key}")
+        found = self._clients.get(node.name)
+        if found is None:
+            direct = replace(self._target, mode="direct", hosts=((node.host, int(node.port)),))
+            found = self._clients[node.name] = async_client(direct, **self._options)
+        return found
+
+    async def refresh(self) -> None:
+        await self._cluster.nodes_manager.initialize()
+
+    async def close(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
