@@ -794,8 +794,9 @@ class SyncBroker:
         ]
         replies: list[Any] = []
         durable = self.limits.durable_replicas > 0 and bool(calls)
-        if len(calls) == 1 and not durable:
-            replies = [script(keys=calls[0][0], args=calls[0][1])]
+        if (len(calls) == 1 and not durable) or (calls and self.cluster):
+            # A cluster pipeline would split per node anyway: one call per queue.
+            replies = [script(keys=k, args=a) for k, a in calls]
         elif calls:
             for attempt in (1, 2):
                 pipe = self.redis.pipeline(transaction=False)

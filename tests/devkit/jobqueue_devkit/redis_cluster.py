@@ -69,6 +69,7 @@ class RedisClusterNodes:
         if create.returncode != 0:
             raise DevkitError(f"redis-cli --cluster create failed: {create.stdout[-2000:]}")
         self.wait_healthy(START_TIMEOUT_S)
+        self.wait_replicas_synced(START_TIMEOUT_S)
         return self
 
     def _start_node(self, index: int, binary: Path, rng: random.Random) -> RedisServer:
@@ -172,6 +173,10 @@ class RedisClusterNodes:
             if s.process is None:
                 s.start()
         self.wait_healthy(timeout_s)
+        self.wait_replicas_synced(timeout_s)
+
+    def wait_replicas_synced(self, timeout_s: float) -> None:
+        """Until every master has a replica online: one that never synced cannot take over."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             synced = []

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import base64
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from operator_harness import Kubectl, OperatorProcess, deployment, fill, wait_for
+from redis.exceptions import RedisError
 
+from jobqueue_devkit.redis_cluster import RedisClusterNodes
 from jobqueue_devkit.redis_sentinel import MASTER_NAME, SentinelTopology
 from jobqueue_devkit.redis_server import RedisServer
 from jobqueue_devkit.redis_tls import SERVER_NAME, TlsFiles, make_certs
+from jobqueue_protocol import keys
 
 pytestmark = [pytest.mark.k8s, pytest.mark.redis, pytest.mark.slow]
 
@@ -31,6 +35,13 @@ def sentinel() -> Iterator[SentinelTopology]:
 
 
 @pytest.fixture
+def cluster() -> Iterator[RedisClusterNodes]:
+    nodes = RedisClusterNodes().start()
+    yield nodes
+    nodes.cleanup()
+
+
+@pytest.fixture
 def tls() -> Iterator[tuple[RedisServer, TlsFiles]]:
     files = make_certs(Path(tempfile.mkdtemp(prefix="jq-op-certs-")))
     server = RedisServer(tls=files).start()
@@ -38,7 +49,9 @@ def tls() -> Iterator[tuple[RedisServer, TlsFiles]]:
     server.cleanup()
 
 
-def _jobqueue(name: str, namespace: str, redis: dict[str, object]) -> dict[str, object]:
+def _jobqueue(
+    name: str, namespace: str, redis: dict[str, object], queues: list[str] | None = None
+) -> dict[str, object]:
     return {
         "apiVersion": "jobqueue.dev/v1alpha1",
         "kind": "JobQueue",
@@ -46,7 +59,7 @@ def _jobqueue(name: str, namespace: str, redis: dict[str, object]) -> dict[str, 
         "spec": {
             "scaleTargetRef": {"name": f"{name}-worker"},
             "redis": redis,
-            "queues": [f"{name}:jobs"],
+            "queues": queues or [f"{name}:jobs"],
             "pollingIntervalSeconds": 1,
             "minReplicas": 1,
             "maxReplicas": 10,
@@ -144,3 +157,44 @@ def test_operator_reads_redis_over_mutual_tls_from_secrets(
         "a certificate that does not name serverName is refused",
     )
     assert kubectl.replicas("bad-worker", namespace) == 1
+
+
+def test_operator_reads_queues_on_every_shard_through_a_shard_failover(
+    kubectl: Kubectl,
+    namespace: str,
+    cluster: RedisClusterNodes,
+    start_operator: Callable[..., OperatorProcess],
+) -> None:
+    shards: dict[int, str] = {}
+    for i in range(200):
+        shards.setdefault(cluster.master_port_for(keys.queue_prefix(f"op-q{i}")), f"op-q{i}")
+    assert len(shards) == 3
+    queues = sorted(shards.values())
+    kubectl.apply(
+        deployment("cl-worker", namespace, replicas=1),
+        _jobqueue("cl", namespace, {"url": cluster.url}, queues),
+    )
+    operator = start_operator()
+    wait_for(
+        lambda: kubectl.condition("cl", namespace, "Ready").get("status") == "True", 30, "Ready"
+    )
+    for q in queues:
+        fill(cluster.url, q, 4)  # 12 in all, 4 per shard: only the sum is over the threshold
+    wait_for(lambda: kubectl.replicas("cl-worker", namespace) > 1, 20, "a scale-up")
+    assert kubectl.replicas("cl-worker", namespace) < 10
+
+    victim = next(iter(shards))
+    cluster.kill(victim)
+    for q in queues:  # the producer retries while the victim's slots move
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                fill(cluster.url, q, 20)
+                break
+            except RedisError:
+                assert time.monotonic() < deadline, "the cluster never took writes again"
+                time.sleep(0.2)
+    wait_for(
+        lambda: kubectl.replicas("cl-worker", namespace) == 10, 40, "scale-up after the failover"
+    )
+    assert operator.proc.poll() is None
