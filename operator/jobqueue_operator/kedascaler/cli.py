@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -16,6 +17,7 @@ import typer
 
 from jobqueue_operator.redis_endpoint import Endpoint
 from jobqueue_protocol import clikit, logformat
+from jobqueue_protocol.redis_url import parse_redis_url
 
 PROG = "jobqueue-operator keda-scaler"
 HELP = (
@@ -44,17 +46,12 @@ def redis_endpoint(
             "--redis-url must not carry credentials; use --redis-username and JQO_REDIS_PASSWORD",
             clikit.ExitCode.USAGE,
         )
-    return Endpoint(
-        url=url,
-        host=None,
-        port=6379,
-        db=0,
-        username=username,
-        password=password,
-        tls=url.startswith("rediss://"),
-        verify=not insecure,
-        timeout_s=timeout_s,
-    )
+    parsed = parse_redis_url(url)
+    tls = parsed.tls
+    if tls is not None and insecure:
+        tls = replace(tls, verify=False)
+    target = replace(parsed, username=username, password=password, tls=tls)
+    return Endpoint(target=target, timeout_s=timeout_s)
 
 
 def _password(file: Path | None) -> str | None:

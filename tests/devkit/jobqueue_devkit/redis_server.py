@@ -19,6 +19,7 @@ from pathlib import Path
 from jobqueue_devkit.errors import DevkitError
 from jobqueue_devkit.ports import free_port
 from jobqueue_devkit.procs import ManagedProcess
+from jobqueue_devkit.redis_tls import TlsFiles
 
 START_TIMEOUT_S = 15.0
 PORT_ATTEMPTS = 5
@@ -43,12 +44,14 @@ def find_redis_binary() -> Path:
     )
 
 
-def ping(host: str, port: int, timeout_s: float = 0.5) -> bool:
+def ping(host: str, port: int, timeout_s: float = 0.5, tls: TlsFiles | None = None) -> bool:
     """A RESP PING without a client library, so readiness needs no dependency."""
     try:
-        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+        with socket.create_connection((host, port), timeout=timeout_s) as raw:
+            sock = tls.client_context().wrap_socket(raw, server_hostname=host) if tls else raw
             sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            # A server with a password answers NOAUTH: it is up all the same.
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 
@@ -66,11 +69,15 @@ class RedisServer:
     port: int = 0
     appendonly: bool = True
     binary: Path | None = None
+    #: TLS only (the plaintext port off), with client certificates required.
+    tls: TlsFiles | None = None
+    #: More redis-server options (``--replicaof``, ``--cluster-enabled``, ...).
+    extra_args: tuple[str, ...] = ()
     process: ManagedProcess | None = field(default=None, init=False)
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}/0"
 
     def _argv(self, binary: Path) -> list[str]:
         return [
@@ -96,6 +103,8 @@ class RedisServer:
             "no",
             "--logfile",
             "",
+            *(self.tls.server_args(self.port) if self.tls else ()),
+            *self.extra_args,
         ]
 
     def start(self) -> RedisServer:
@@ -109,7 +118,9 @@ class RedisServer:
             proc.start()
             try:
                 proc.wait_ready(
-                    lambda: ping(self.host, self.port), START_TIMEOUT_S, "answering PING"
+                    lambda: ping(self.host, self.port, tls=self.tls),
+                    START_TIMEOUT_S,
+                    "answering PING",
                 )
             except DevkitError:
                 proc.stop(grace_s=2)

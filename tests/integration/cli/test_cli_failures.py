@@ -39,7 +39,8 @@ USAGE = [
      "cannot read /nonexistent/jobs.jsonl: No such file or directory"),
     ("redis-url-scheme", ["stats", "--redis-url", "http://u:pw@host/"], 2,
      "'--redis-url' (env var: 'JQW_REDIS_URL'): "
-     "must start with redis://, rediss:// or unix:// (got http scheme)"),
+     "must start with redis://, rediss://, unix://, redis+sentinel://, redis+cluster://"
+     " or their rediss forms (got http scheme)"),
     ("limit-zero", ["dlq", "list", "--limit", "0"], 2, "'--limit'"),
     ("offset-negative", ["dlq", "list", "--offset", "-1"], 2, "'--offset'"),
     ("replay-nothing-chosen", ["dlq", "replay"], 2, "give job ids, --all, --type or --reason"),
@@ -53,7 +54,7 @@ USAGE = [
     ("log-format", ["worker", "--log-format", "xml"], 2, "'--log-format'"),
     ("concurrency-zero", ["worker", "--concurrency", "0"], 2, "'--concurrency'"),
     ("worker-redis-url", ["worker", "--redis-url", "http://u:pw@h"], 2,
-     "invalid configuration: JQW_REDIS_URL: must start with redis://, rediss:// or unix://"),
+     "invalid configuration: JQW_REDIS_URL: must start with redis://, rediss://, unix://"),
     ("worker-queues", ["worker", "--queues", "a,a b"], 2,
      "JQW_QUEUES: queue name must not contain braces or whitespace: 'a b'"),
     ("worker-handlers", ["worker", "--handlers", "no_such_module"], 2,

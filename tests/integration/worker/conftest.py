@@ -8,11 +8,6 @@ signal tests. Both are torn down after the test.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,14 +15,13 @@ from typing import Any
 import pytest
 
 from jobqueue_devkit.waiting import eventually
+from jobqueue_devkit.worker_process import WorkerProcess, spawn_worker_process
 from jobqueue_worker.envelope import JobStatus
 from jobqueue_worker.producer import Producer
 from jobqueue_worker.records import JobRecord
 from jobqueue_worker.registry import Registry
 from jobqueue_worker.runtime import Worker
 from jobqueue_worker.settings import WorkerSettings, load
-
-REPO = Path(__file__).resolve().parents[3]
 
 FAST = {
     "http_port": 0,
@@ -114,26 +108,7 @@ async def start_worker(
             raise
 
 
-class Spawned:
-    def __init__(self, proc: subprocess.Popen[bytes], log: Path, pod: str) -> None:
-        self.proc = proc
-        self.log = log
-        self.pod = pod
-
-    def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def dump_stacks(self) -> str:
-        """For a process that does not exit: its threads' stacks, then its log."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGABRT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(5)
-        return self.output()[-8000:]
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
+Spawned = WorkerProcess
 
 
 @pytest.fixture
@@ -141,28 +116,8 @@ def spawn_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Spawn
     procs: list[Spawned] = []
 
     def spawn(pod: str = "w", **settings: Any) -> Spawned:
-        env = {
-            **os.environ,
-            "JQW_REDIS_URL": redis_url,
-            "JQW_HANDLERS": "jobqueue_worker.examples",
-            "POD_NAME": pod,
-            "PYTHONPATH": os.pathsep.join(
-                [str(REPO / "worker-image"), str(REPO / "worker-image/protocol")]
-            ),
-            # SIGABRT (Spawned.dump_stacks) prints every thread's stack to the log.
-            "PYTHONFAULTHANDLER": "1",
-        }
-        for k, v in {**FAST, **settings}.items():
-            env[f"JQW_{k.upper()}"] = str(v)
         log = tmp_path / f"{pod}-{len(procs)}.log"
-        with log.open("wb") as fh:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "jobqueue_worker", "worker"],
-                env=env,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-            )
-        s = Spawned(proc, log, pod)
+        s = spawn_worker_process(redis_url, pod, log, {**FAST, **settings})
         procs.append(s)
         return s
 

@@ -68,14 +68,19 @@ def test_bad_ids_are_rejected() -> None:
         keys.idem_key("q", "a\nb")
 
 
-def test_golden_limiter_keys_are_global_under_one_tag() -> None:
+def test_golden_limiter_keys_global_per_queue_and_per_name() -> None:
     assert keys.limiter_key("send_email", "300/60000ms:sliding") == (
         "jq:v1:{limits}:rl:send_email:300/60000ms:sliding"
     )
     assert keys.named_limiter_key("smtp", "5/1000ms:bucket:20") == (
-        "jq:v1:{limits}:rl-named:smtp:5/1000ms:bucket:20"
+        "jq:v1:{rl:smtp}:5/1000ms:bucket:20"
     )
     assert keys.limiter_stats_key() == "jq:v1:{limits}:rl-stats"
+    # Per queue (Redis Cluster): in the queue's own slot.
+    assert keys.limiter_key("send_email", "1/1000ms:sliding", "mail") == (
+        "jq:v1:{mail}:rl:send_email:1/1000ms:sliding"
+    )
+    assert keys.limiter_stats_key("mail") == "jq:v1:{mail}:rl-stats"
     assert keys.exec_stats_key("email:processing") == "jq:v1:{email:processing}:exec"
     with pytest.raises(keys.InvalidKeyPartError):
         keys.limiter_key("bad}type", "1/1000ms:sliding")

@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
-from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -24,7 +23,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from jobqueue_protocol import keys
 from jobqueue_protocol.clikit import CliError, ExitCode
 from jobqueue_protocol.logformat import redact_url
-from jobqueue_worker.broker import Broker, describe_redis_error
+from jobqueue_protocol.redis_url import parse_redis_url
+from jobqueue_worker.broker import Broker, DurabilityError, describe_redis_error
 from jobqueue_worker.records import JobRecord
 
 T = TypeVar("T")
@@ -33,18 +33,15 @@ console = Console()
 err = Console(stderr=True)
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
 # The URL of this invocation, so a connection error can say where it failed.
 _target: dict[str, str] = {}
 
 
 def _redis_url(value: str) -> str:
-    scheme = urlsplit(value).scheme
-    if scheme not in _REDIS_SCHEMES:
-        # The value itself is not echoed: it may carry a password.
-        raise typer.BadParameter(
-            f"must start with redis://, rediss:// or unix:// (got {scheme or 'no'} scheme)"
-        )
+    try:
+        parse_redis_url(value)  # its messages never echo the value: it may carry a password
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     _target["redis_url"] = value
     return value
 
@@ -68,7 +65,9 @@ def _queues(values: list[str] | None) -> list[str] | None:
 RedisUrl = Annotated[
     str,
     typer.Option(
-        envvar="JQW_REDIS_URL", help="Redis URL (redis://, rediss://, unix://)", callback=_redis_url
+        envvar="JQW_REDIS_URL",
+        help="Redis URL (redis://, rediss://, unix://, redis+sentinel://host:port,.../master)",
+        callback=_redis_url,
     ),
 ]
 QueueOpt = Annotated[str, typer.Option("--queue", "-q", help="queue name", callback=_queue)]
@@ -103,6 +102,8 @@ def env_queues(given: list[str] | None) -> list[str]:
 
 def classify(exc: BaseException) -> CliError | None:
     """Redis errors as one line: exit 3 when Redis is unreachable, 1 when it refused."""
+    if isinstance(exc, DurabilityError):
+        return CliError(f"{exc}; the jobs may be lost if the master fails now", ExitCode.FAILED)
     found = describe_redis_error(exc)
     if found is None:
         return None

@@ -29,6 +29,7 @@ from jobqueue_worker.cli.common import (
 from jobqueue_worker.envelope import parse_priority
 from jobqueue_worker.errors import EnqueueError
 from jobqueue_worker.producer import JobRequest, Producer, build
+from jobqueue_worker.wire import BrokerSettings
 
 BATCH = 500
 MAX_PAYLOAD_BYTES = 1_000_000
@@ -102,14 +103,14 @@ def _from_file(path: str, defaults: JobRequest) -> list[JobRequest]:
     return reqs
 
 
-def _send(redis_url: str, queue: str, reqs: list[JobRequest]) -> None:
+def _send(redis_url: str, queue: str, reqs: list[JobRequest], limits: BrokerSettings) -> None:
     """Enqueue in batches under a progress bar, printing ids as they land."""
     sent = 0
 
     async def go(update: Any) -> None:
         nonlocal sent
         async with Producer(
-            redis_url, default_queue=queue, max_payload_bytes=MAX_PAYLOAD_BYTES
+            redis_url, default_queue=queue, max_payload_bytes=MAX_PAYLOAD_BYTES, limits=limits
         ) as producer:
             for i in range(0, len(reqs), BATCH):
                 ids = await producer.enqueue_many(reqs[i : i + BATCH])
@@ -154,6 +155,17 @@ def enqueue(  # noqa: PLR0917 - typer maps parameters to options
             "- reads stdin; the options above are the defaults of every line",
         ),
     ] = None,
+    durable_replicas: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=10,
+            help="return only once this many replicas hold the jobs (Redis WAIT); 0: off",
+        ),
+    ] = 0,
+    durable_timeout: Annotated[
+        float, typer.Option(min=0.01, max=60, help="seconds to wait for the replicas")
+    ] = 1.0,
     redis_url: RedisUrl = DEFAULT_REDIS_URL,
 ) -> None:
     """Enqueue jobs and print their ids, one per line."""
@@ -178,4 +190,7 @@ def enqueue(  # noqa: PLR0917 - typer maps parameters to options
             raise CliError(str(exc), ExitCode.USAGE) from None
         # One key means one job: copies would all resolve to the first id.
         reqs = [req] * (1 if idempotency_key else count)
-    _send(redis_url, queue, reqs)
+    limits = BrokerSettings(
+        durable_replicas=durable_replicas, durable_timeout_ms=int(durable_timeout * 1000)
+    )
+    _send(redis_url, queue, reqs, limits)

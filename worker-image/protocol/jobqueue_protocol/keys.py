@@ -32,21 +32,24 @@ key                            type    writer                 reader
                                        to go on a scale-      fetches nothing)
                                        down), pod → ms
 ``jq:v1:{limits}:rl:<type>:     ZSET /  step (fetch admission)  step, stats CLI,
-<limit>``                      STRING                         /metrics
-``jq:v1:{limits}:rl-named:      ZSET /  RateLimiter (handler)   RateLimiter
-<name>:<limit>``               STRING
+<limit>`` (or ``{q}``)         STRING                         /metrics
+``jq:v1:{rl:<name>}:<limit>``  ZSET /  RateLimiter (handler)   RateLimiter
+                               STRING
 ``jq:v1:{limits}:rl-stats``    HASH    step                   stats CLI, /metrics
+(or ``{q}``)
 =============================  ======  =====================  ======================
 
-Rate-limit keys are GLOBAL, not per queue: an external API's quota does not care
-which queue a job came from, so every worker of every queue shares one limiter per
-job type and limit. They live under their own ``{limits}`` hash tag (one slot for
-all limiters). ``<limit>`` is ``RateLimit.label`` (e.g. ``300/60000ms:sliding``), so
-changing a limit's number, period or algorithm starts a fresh key instead of
-reinterpreting old state. ``rl-stats`` fields: ``<type>:admitted`` and
-``<type>:throttled`` (jobs deferred by the fetch). Like a worker serving several
-queues, a step call that checks limits touches several slots: single node or
-Sentinel only (see docs/worker.md, Redis Cluster).
+Rate-limit keys are GLOBAL by default, not per queue: an external API's quota does
+not care which queue a job came from, so every worker of every queue shares one
+limiter per job type and limit, under their own ``{limits}`` hash tag. On Redis
+Cluster a fetch may touch one slot only, so there the fetch's limiter keys live
+under the queue's own tag (``jq:v1:{q}:rl:...``): the limit applies per queue.
+Handler-side limiters have one tag per limiter name (``{rl:<name>}``).
+``<limit>`` is ``RateLimit.label`` (e.g. ``300/60000ms:sliding``), so changing a
+limit's number, period or algorithm starts a fresh key instead of reinterpreting
+old state. ``rl-stats`` fields: ``<type>:admitted`` and ``<type>:throttled`` (jobs
+deferred by the fetch). A step call for several queues touches several slots, so
+on a Redis Cluster the worker makes one call per queue (jobqueue_worker.slot_fanout).
 
 Scores: ``ready:<p>`` = ms since epoch when the job became ready (FIFO within a
 priority; the lowest score is the oldest waiting job); ``delayed`` = due ms;
@@ -241,21 +244,31 @@ def queue_block(queue: str) -> tuple[str, ...]:
 LIMITS_PREFIX: Final = f"{PREFIX}{{limits}}:"
 
 
-def limiter_key(job_type: str, limit_label: str) -> str:
-    """The fetch's limiter state for one job type and one of its limits (global)."""
-    return f"{LIMITS_PREFIX}rl:{validate_name(job_type)}:{_id_part(limit_label, 'limit')}"
+def _limits_prefix(queue: str | None) -> str:
+    return LIMITS_PREFIX if queue is None else queue_prefix(queue)
+
+
+def limiter_key(job_type: str, limit_label: str, queue: str | None = None) -> str:
+    """The fetch's limiter state for one job type and one of its limits.
+
+    Global (``{limits}``) by default. With ``queue``, under that queue's own hash
+    tag: per-queue limits, in the queue's slot, which a Redis Cluster needs so the
+    fetch script stays single-slot.
+    """
+    return f"{_limits_prefix(queue)}rl:{validate_name(job_type)}:{_id_part(limit_label, 'limit')}"
 
 
 def named_limiter_key(name: str, limit_label: str) -> str:
-    """A handler-side limiter's state (``RateLimiter(name, ...)``), global."""
-    return (
-        f"{LIMITS_PREFIX}rl-named:{validate_name(name, 'limiter name')}:"
-        f"{_id_part(limit_label, 'limit')}"
-    )
+    """A handler-side limiter's state (``RateLimiter(name, ...)``), global.
+
+    Each name has its own hash tag: its limits share one slot (one script call),
+    and different names spread over a cluster's shards.
+    """
+    return f"{PREFIX}{{rl:{validate_name(name, 'limiter name')}}}:{_id_part(limit_label, 'limit')}"
 
 
-def limiter_stats_key() -> str:
-    return f"{LIMITS_PREFIX}rl-stats"
+def limiter_stats_key(queue: str | None = None) -> str:
+    return f"{_limits_prefix(queue)}rl-stats"
 
 
 # Field names of the counters HASH that readers use by name (the operator derives

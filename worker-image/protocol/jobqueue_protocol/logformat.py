@@ -41,6 +41,7 @@ class LogFormatChoice(enum.StrEnum):
 MASK = "***"
 
 # scheme://user:password@ — the password is everything up to the @.
+_QUERY_SECRET = re.compile(r"(?P<key>\b[a-z_]*password)=[^&]*")
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s\"']*:)[^@\s\"']+@")
 _SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|api_?key|authorization|credential", re.I)
 # kopf's own extras: `settings` is its whole configuration object, `k8s_skip` a flag.
@@ -53,15 +54,22 @@ _context: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.Context
 
 
 def redact_url(url: str) -> str:
-    """The URL without its password, so it can be logged or pasted into a ticket."""
+    """The URL without its passwords, so it can be logged or pasted into a ticket.
+
+    Both the data password (``user:password@``) and a sentinel's
+    (``?sentinel_password=``); a sentinel URL lists several hosts, which
+    ``urlsplit``'s port parsing refuses, so the netloc is masked as text.
+    """
     parts = urlsplit(url)
-    if parts.password is None:
+    netloc = parts.netloc
+    if "@" in netloc:
+        creds, _, hosts = netloc.rpartition("@")
+        if ":" in creds:
+            netloc = f"{creds.split(':', 1)[0]}:{MASK}@{hosts}"
+    query = _QUERY_SECRET.sub(lambda m: f"{m['key']}={MASK}", parts.query)
+    if netloc == parts.netloc and query == parts.query:
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def redact_text(text: str) -> str:

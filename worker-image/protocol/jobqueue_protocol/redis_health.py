@@ -91,6 +91,18 @@ class RedisThresholds:
     clients_warning: float = 0.90
 
 
+#: The reads of one check, in the order facts_from_replies expects.
+_COMMANDS: tuple[tuple[str, ...], ...] = (
+    ("PING",),
+    ("INFO", "memory"),
+    ("INFO", "persistence"),
+    ("INFO", "clients"),
+    ("INFO", "server"),
+    ("CONFIG GET", "maxmemory-policy"),
+    ("CONFIG GET", "save"),
+)
+
+
 def _queue_commands(pipe: Any) -> None:
     pipe.ping()
     pipe.info("memory")
@@ -279,10 +291,35 @@ def startup_warnings(client: redis.Redis) -> list[str]:
     return _startup_messages(facts)
 
 
-async def startup_warnings_async(client: redis.asyncio.Redis) -> list[str]:
-    """``startup_warnings`` for an asyncio client (the worker's broker, the operator)."""
+async def startup_warnings_async(
+    client: redis.asyncio.Redis | redis.asyncio.RedisCluster,
+) -> list[str]:
+    """``startup_warnings`` for an asyncio client (the worker's broker, the operator).
+
+    On a Redis Cluster (whose client the connection helper types as a ``Redis``)
+    every master is checked: each holds its own queues.
+    """
     try:
+        if isinstance(client, redis.asyncio.RedisCluster):
+            return await _cluster_warnings(client)
         facts = await read_facts_async(client)
     except Exception as exc:
         return [_unreadable(exc)]
     return _startup_messages(facts)
+
+
+async def _cluster_warnings(client: redis.asyncio.RedisCluster) -> list[str]:
+    # A cluster pipeline refuses keyless commands: ask each master in turn.
+    await client.initialize()
+    messages = []
+    for node in client.get_primaries():
+        started = time.monotonic()
+        replies: list[Any] = []
+        for command in _COMMANDS:
+            try:
+                replies.append(await client.execute_command(*command, target_nodes=node))
+            except Exception as exc:  # a refused CONFIG is a fact to report, not a failure
+                replies.append(exc)
+        facts = facts_from_replies(replies, time.monotonic() - started)
+        messages += [f"{m} (cluster node {node.name})" for m in _startup_messages(facts)]
+    return messages

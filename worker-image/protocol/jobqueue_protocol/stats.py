@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio
+import redis.asyncio as redis_asyncio
 
 from jobqueue_protocol import keys
 from jobqueue_protocol.heartbeat import ActiveJob, WorkerHeartbeat, heartbeat_json
@@ -70,8 +71,13 @@ async def queue_stats(
     queues; heartbeats older than ``heartbeat_ttl_s`` (Redis clock) are dropped.
     """
     now_ms_client = int(time.time() * 1000)
+    # A cluster pipeline refuses keyless commands (TIME): ask one node first; the
+    # pipeline then goes out as one batch per node, all nodes at once.
+    on_cluster = isinstance(redis, redis_asyncio.RedisCluster)
+    clock = await redis.time() if on_cluster else None
     pipe = redis.pipeline(transaction=False)
-    pipe.time()
+    if clock is None:
+        pipe.time()
     for queue in queues:
         for p in keys.PRIORITIES:
             pipe.zcard(keys.ready_key(queue, p))
@@ -85,6 +91,8 @@ async def queue_stats(
         pipe.hgetall(keys.workers_key(queue))
         pipe.hgetall(keys.counters_key(queue))
     replies = await pipe.execute()
+    if clock is not None:
+        replies = [clock, *replies]
 
     secs, micros = replies[0]
     server_time = int(secs) + int(micros) / 1_000_000

@@ -1,86 +1,57 @@
-"""The ONLY module of the worker runtime that talks to Redis.
+"""The worker's async access to Redis: the producers, the worker loop and the CLI.
 
 Every state change is one Lua script (``scripts/*.lua``, sent as ``lua.py``
 assembles it: named KEYS and ARGV, the shared prelude); every key comes from
-``jobqueue_protocol.keys`` and reaches the scripts through KEYS. The async
-``Broker`` serves the worker, the producers and the CLI; ``SyncBroker`` serves
-the lease-renewal thread (its own connection, so renewals keep flowing while a
-handler hogs the event loop).
+``jobqueue_protocol.keys`` and reaches the scripts through KEYS. On a Redis
+Cluster a worker's queues sit in several slots: ``slot_fanout`` makes one call
+per queue where one call would span slots.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal, cast
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
+from typing import Any, TypeVar, cast
 
 import redis
 import redis.asyncio
 from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import NoScriptError, RedisError
 
 from jobqueue_protocol import drain, keys
+from jobqueue_protocol.redis_connect import SlotClients, async_client
 from jobqueue_protocol.redis_health import RedisFacts, read_facts_async, startup_warnings_async
+from jobqueue_protocol.redis_url import parse_redis_url
 from jobqueue_protocol.stats import QueueStats, queue_stats
-from jobqueue_worker import lua
+from jobqueue_worker import lua, slot_fanout
+from jobqueue_worker.broker.browse import BrowseReads
 from jobqueue_worker.ratelimit import RateLimit
 from jobqueue_worker.wire import (
     BrokerSettings,
-    Fetched,
     FetchPlan,
     FinishOp,
     NewJob,
     StepResult,
     TypeLimits,
+    durable_reply,
     enqueue_args,
-    enqueue_reply,
     ratelimit_args,
     reap_args,
-    renew_args,
     step_args,
     step_result,
 )
 
-# Re-exported for the modules that name them next to the broker.
-__all__ = ["Broker", "Fetched", "FinishOp", "NewJob", "SyncBroker", "is_transient"]
-
 log = logging.getLogger(__name__)
-
-# Errors after which the right move is "back off and try again"; redis-py
-# reconnects on the next command by itself.
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    OSError,
-)
+T = TypeVar("T")
 
 
-def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, TRANSIENT_ERRORS):
-        return True
-    text = str(exc)
-    return isinstance(exc, ResponseError) and (
-        text.startswith("LOADING") or text.startswith("READONLY") or "UNBLOCKED" in text
-    )
+async def _call_on(run: Callable[..., Awaitable[T]], client: redis.asyncio.Redis) -> T:
+    return await run(on=client)
 
 
-def describe_redis_error(exc: BaseException) -> tuple[bool, str] | None:
-    """``(unreachable, one-line reason)`` for an error raised by redis-py, else None.
-
-    Unreachable covers a refused or timed-out connection and a refused login, so
-    a command line can tell "Redis is down" from "Redis said no".
-    """
-    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
-        return True, str(exc) or type(exc).__name__
-    if isinstance(exc, RedisError):
-        return False, str(exc) or type(exc).__name__
-    return None
-
-
-class Broker:
+class Broker(BrowseReads):
     """Async access for the worker loop, producers and the CLI."""
 
     def __init__(
@@ -93,8 +64,13 @@ class Broker:
     ) -> None:
         self.url = url
         self.limits = limits or BrokerSettings()
-        self.redis: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
-            url,
+        target = parse_redis_url(url)
+        #: Redis Cluster: a worker's queues sit in several slots, one call per queue.
+        self.cluster = target.mode == "cluster"
+        #: queue -> (the plan it came from, that plan narrowed to the queue)
+        self._single: dict[str, tuple[FetchPlan, FetchPlan]] = {}
+        self.redis: redis.asyncio.Redis = async_client(
+            target,
             decode_responses=True,
             # A hostile or buggy producer may store bytes that are not UTF-8 (a
             # pickle): they must become a malformed job, not a crashed worker.
@@ -105,18 +81,43 @@ class Broker:
         )
         # Blocking wake-ups get their own client: a BLPOP must not starve the pool
         # and needs a socket timeout longer than its block time.
-        self._blocking: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
-            url,
+        self._blocking: redis.asyncio.Redis = async_client(
+            target,
             decode_responses=True,
             encoding_errors="replace",
             socket_timeout=max_block_s + 5.0,
             socket_connect_timeout=5.0,
         )
         self._scripts = {s.name: self.redis.register_script(lua.source(s)) for s in lua.SCRIPTS}
+        # On a cluster, a WAIT and a MULTI must reach the slot's own master.
+        self._slots = (
+            SlotClients(
+                cast(redis.asyncio.RedisCluster, self.redis),
+                target,
+                decode_responses=True,
+                encoding_errors="replace",
+                socket_timeout=socket_timeout_s,
+                socket_connect_timeout=5.0,
+            )
+            if self.cluster
+            else None
+        )
 
     async def close(self) -> None:
         await self.redis.aclose()
         await self._blocking.aclose()
+        if self._slots is not None:
+            await self._slots.close()
+
+    async def _on_slot_master(self, key: str, run: Callable[[Any], Awaitable[T]]) -> T:
+        """``run(client)`` on the master of ``key``'s slot; a failure re-reads the slot map."""
+        assert self._slots is not None
+        client = await self._slots.for_key(key)
+        try:
+            return await run(client)
+        except (RedisError, OSError):
+            await self._slots.refresh()
+            raise
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
@@ -134,33 +135,52 @@ class Broker:
             for q, jobs in by_queue.items()
             if jobs
         ]
-        if len(calls) == 1:  # the common case: EVALSHA alone, not a pipeline
+        durable = self.limits.durable_replicas > 0 and bool(calls)
+        if calls and self._slots is not None:
+            # One slot per queue, each on its own master (with its own WAIT).
+            out: list[tuple[str, bool]] = []
+            for call in calls:
+                run = partial(self._evalsha_pipelined, script, [call], wait=durable)
+                replies = await self._on_slot_master(call[0][0], partial(_call_on, run))
+                out += durable_reply(self.limits, replies, durable)
+            return out
+        if len(calls) == 1 and not durable:  # the common case: EVALSHA alone
             replies = [await script(keys=calls[0][0], args=calls[0][1])]
         else:
-            replies = await self._evalsha_pipelined(script, calls)
-        out: list[tuple[str, bool]] = []
-        for reply in replies:
-            out += enqueue_reply(reply)
-        return out
+            replies = await self._evalsha_pipelined(script, calls, wait=durable)
+        return durable_reply(self.limits, replies, durable)
 
     async def _evalsha_pipelined(
-        self, script: AsyncScript, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
+        self,
+        script: AsyncScript,
+        calls: Sequence[tuple[Sequence[str], Sequence[Any]]],
+        *,
+        wait: bool = False,
+        on: redis.asyncio.Redis | None = None,
     ) -> list[Any]:
         """One script over several key sets in one pipeline.
 
         redis-py's pipelined ``Script`` sends SCRIPT EXISTS before every pipeline, a
         second round trip each time; here the script is loaded only after a NOSCRIPT.
+        ``wait`` ends the pipeline with WAIT: it counts the replicas that hold this
+        connection's writes, so it travels on the same connection as the scripts.
+        ``on``: another client than the broker's (a cluster slot's master).
         """
+        client = self.redis if on is None else on
         for attempt in (1, 2):
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = client.pipeline(transaction=False)
             for k, a in calls:
                 pipe.evalsha(script.sha, len(k), *k, *a)
+            if wait:
+                pipe.execute_command(
+                    "WAIT", self.limits.durable_replicas, self.limits.durable_timeout_ms
+                )
             try:
                 return await pipe.execute()
             except NoScriptError:
                 if attempt == 2:
                     raise
-                await self.redis.script_load(script.script)
+                await client.script_load(script.script)
         raise AssertionError("unreachable")
 
     async def job(self, queue: str, job_id: str) -> dict[str, str] | None:
@@ -193,6 +213,10 @@ class Broker:
         With ``pod_name``, a Pod the operator listed in a served queue's drain hash
         fetches nothing (``StepResult.drained``); acks still go through.
         """
+        if self.cluster and len(plan.queues) > 1:
+            return await slot_fanout.step_each_queue(
+                self.step, self._single, plan, worker_id, finishes, n_fetch, rnd, caps, pod_name
+            )
         reply = await self._scripts["step"](
             keys=plan.step_keys,
             args=step_args(
@@ -244,6 +268,8 @@ class Broker:
     async def wait_for_wake(self, plan: FetchPlan, timeout_s: float) -> bool:
         """Block until a producer (or a retry, reap, replay) leaves a wake token."""
         wake = [keys.wake_key(q) for q in plan.queues]
+        if self.cluster and len(wake) > 1:  # one BLPOP per slot
+            return await slot_fanout.wait_for_any(self._blocking.blpop, wake, timeout_s)
         got = await self._blocking.blpop(wake, timeout=max(0.01, timeout_s))
         return got is not None
 
@@ -257,10 +283,12 @@ class Broker:
     async def heartbeat(
         self, queues: Sequence[str], worker_id: str, body_json: str, stale_s: float
     ) -> None:
-        await self._scripts["heartbeat"](
-            keys=[keys.workers_key(q) for q in queues],
-            args=lua.HEARTBEAT.argv(worker_id=worker_id, body_json=body_json, stale_s=stale_s),
-        )
+        groups = [[q] for q in queues] if self.cluster else [list(queues)]  # one slot each
+        for group in groups:
+            await self._scripts["heartbeat"](
+                keys=[keys.workers_key(q) for q in group],
+                args=lua.HEARTBEAT.argv(worker_id=worker_id, body_json=body_json, stale_s=stale_s),
+            )
 
     async def forget_worker(self, queues: Sequence[str], worker_id: str) -> None:
         pipe = self.redis.pipeline(transaction=False)
@@ -357,86 +385,14 @@ class Broker:
     async def purge(self, queue: str, ids: Sequence[str]) -> int:
         if not ids:
             return 0
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.zrem(keys.dead_key(queue), *ids)
-        pipe.delete(*[keys.job_key(queue, i) for i in ids])
-        removed, _ = await pipe.execute()
-        return int(removed)
 
-    # -- reads for the web UI (each one round trip, bounded) --------------------
-    async def dead_page(
-        self, queue: str, max_score_ms: float | None, skip: int, limit: int
-    ) -> list[tuple[str, float]]:
-        """Up to ``limit`` dead ids with a score <= ``max_score_ms``, newest first,
-        after skipping ``skip`` of them: a cursor that stays O(log n) on a large DLQ."""
-        top: float | str = "+inf" if max_score_ms is None else max_score_ms
-        rows = cast(
-            list[tuple[str, float]],
-            await self.redis.zrevrangebyscore(
-                keys.dead_key(queue), top, "-inf", start=skip, num=limit, withscores=True
-            ),
-        )
-        return [(str(i), float(s)) for i, s in rows]
+        async def run(client: redis.asyncio.Redis) -> int:
+            pipe = client.pipeline(transaction=True)
+            pipe.zrem(keys.dead_key(queue), *ids)
+            pipe.delete(*[keys.job_key(queue, i) for i in ids])
+            removed, _ = await pipe.execute()
+            return int(removed)
 
-    async def job_fields(
-        self, queue: str, ids: Sequence[str], fields: Sequence[str]
-    ) -> list[dict[str, str]]:
-        """The named fields of each job's record (empty for a record that expired)."""
-        pipe = self.redis.pipeline(transaction=False)
-        for i in ids:
-            pipe.hmget(keys.job_key(queue, i), list(fields))
-        out: list[dict[str, str]] = []
-        for values in await pipe.execute():
-            out.append({f: v for f, v in zip(fields, values, strict=True) if v is not None})
-        return out
-
-    async def ids_by_state(
-        self, queue: str, state: Literal["queued", "delayed", "running"], limit: int
-    ) -> list[str]:
-        """Up to ``limit`` ids of jobs waiting, scheduled or leased (one round trip)."""
-        pipe = self.redis.pipeline(transaction=False)
-        sets = {
-            "queued": keys.ready_keys(queue),
-            "delayed": (keys.delayed_key(queue),),
-            "running": (keys.lease_key(queue),),
-        }[state]
-        for key in sets:
-            pipe.zrange(key, 0, limit - 1)
-        ids = [str(i) for reply in await pipe.execute() for i in reply]
-        return ids[:limit]
-
-    async def known_queues(self, limit: int = 1000) -> list[str]:
-        """Queue names that have a counters hash (every queue that saw a job)."""
-        found: set[str] = set()
-        async for key in self.redis.scan_iter(match=f"{keys.PREFIX}{{*}}:counters", count=5000):
-            text = str(key)
-            found.add(text[text.index("{") + 1 : text.rindex("}")])
-            if len(found) >= limit:
-                break
-        return sorted(found)
-
-
-class SyncBroker:
-    """Blocking access for the lease-renewal thread."""
-
-    def __init__(self, url: str, limits: BrokerSettings | None = None) -> None:
-        self.limits = limits or BrokerSettings()
-        self.redis: redis.Redis = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            encoding_errors="replace",
-            socket_timeout=5.0,
-            socket_connect_timeout=5.0,
-        )
-        self._scripts = {s.name: self.redis.register_script(lua.source(s)) for s in lua.SCRIPTS}
-
-    def close(self) -> None:
-        self.redis.close()
-
-    def renew(self, plan: FetchPlan, held: Sequence[tuple[str, str, str]]) -> list[bool]:
-        if not held:
-            return []
-        reply = self._scripts["renew"](
-            keys=plan.all_keys, args=renew_args(plan, self.limits.lease_ms, held)
-        )
-        return [int(x) == 1 for x in reply]
+        if self._slots is not None:  # a cluster pipeline has no MULTI; the slot's master has
+            return await self._on_slot_master(keys.dead_key(queue), run)
+        return await run(self.redis)

@@ -1,0 +1,64 @@
+"""A worker as a real process (``python -m jobqueue_worker worker``), for kill and fault tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+class WorkerProcess:
+    """One spawned worker and its log file."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], log: Path, pod: str) -> None:
+        self.proc = proc
+        self.log = log
+        self.pod = pod
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def dump_stacks(self) -> str:
+        """For a process that does not exit: its threads' stacks, then its log."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(5)
+        return self.output()[-8000:]
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def spawn_worker_process(
+    redis_url: str, pod: str, log: Path, settings: Mapping[str, object]
+) -> WorkerProcess:
+    """Start a worker with the example handlers; ``settings`` become ``JQW_<NAME>``."""
+    env = {
+        **os.environ,
+        "JQW_REDIS_URL": redis_url,
+        "JQW_HANDLERS": "jobqueue_worker.examples",
+        "POD_NAME": pod,
+        "PYTHONPATH": os.pathsep.join(
+            [str(REPO / "worker-image"), str(REPO / "worker-image/protocol")]
+        ),
+        # SIGABRT (dump_stacks) prints every thread's stack to the log.
+        "PYTHONFAULTHANDLER": "1",
+    }
+    for k, v in settings.items():
+        env[f"JQW_{k.upper()}"] = str(v)
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jobqueue_worker", "worker"],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+    return WorkerProcess(proc, log, pod)
