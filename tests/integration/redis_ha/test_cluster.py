@@ -22,11 +22,14 @@ import pytest
 from redis.exceptions import RedisError
 
 from jobqueue_devkit.redis_cluster import RedisClusterNodes
-from jobqueue_operator.observe import MetricsUnavailableError, RedisPools, endpoint_for, read
+from jobqueue_operator.observe import RedisPools, read
+from jobqueue_operator.ports import MetricsUnavailableError
+from jobqueue_operator.redis_endpoint import endpoint_for
 from jobqueue_operator.redis_spec import RedisConnection
 from jobqueue_protocol import keys
-from jobqueue_worker.broker import DurabilityError, Limits
+from jobqueue_worker.broker import DurabilityError
 from jobqueue_worker.producer import JobRequest, Producer
+from jobqueue_worker.wire import BrokerSettings
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -170,13 +173,15 @@ async def test_durable_enqueue_survives_a_shard_failover(cluster: RedisClusterNo
     cluster.revive()  # an earlier test killed a master: every shard has a replica again
     queues = sorted(queues_on_every_shard(cluster).values())
     url = cluster.url
-    async with Producer(url, limits=Limits(durable_replicas=2, durable_timeout_ms=200)) as p:
+    async with Producer(
+        url, limits=BrokerSettings(durable_replicas=2, durable_timeout_ms=200)
+    ) as p:
         with pytest.raises(DurabilityError, match="1 of 2 replicas confirmed"):
             await p.enqueue("noop", queue=queues[0])
 
     jobs, batch = 6000, 60
     acked: dict[str, str] = {}
-    limits = Limits(durable_replicas=1, durable_timeout_ms=2000)
+    limits = BrokerSettings(durable_replicas=1, durable_timeout_ms=2000)
 
     async def produce() -> int:
         errors = 0

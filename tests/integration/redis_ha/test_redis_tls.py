@@ -14,7 +14,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from jobqueue_devkit.redis_server import RedisServer
 from jobqueue_devkit.redis_tls import SERVER_NAME, TlsFiles
-from jobqueue_operator.observe import RedisPools, endpoint_for, read
+from jobqueue_operator.observe import RedisPools, read
+from jobqueue_operator.redis_endpoint import endpoint_for
 from jobqueue_operator.redis_spec import RedisConnection, secret_refs
 from jobqueue_worker.broker import Broker
 from jobqueue_worker.producer import Producer, SyncProducer

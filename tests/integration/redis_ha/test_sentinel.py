@@ -19,10 +19,13 @@ from redis.exceptions import RedisError
 
 from jobqueue_devkit.errors import DevkitError
 from jobqueue_devkit.redis_sentinel import MASTER_NAME, SentinelTopology
-from jobqueue_operator.observe import MetricsUnavailableError, RedisPools, endpoint_for, read
+from jobqueue_operator.observe import RedisPools, read
+from jobqueue_operator.ports import MetricsUnavailableError
+from jobqueue_operator.redis_endpoint import endpoint_for
 from jobqueue_operator.redis_spec import RedisConnection, secret_refs
-from jobqueue_worker.broker import DurabilityError, Limits
+from jobqueue_worker.broker import DurabilityError
 from jobqueue_worker.producer import Producer, SyncProducer
+from jobqueue_worker.wire import BrokerSettings
 
 pytestmark = pytest.mark.redis
 
@@ -109,14 +112,14 @@ async def test_producer_cli_and_operator_follow_a_failover(settled: SentinelTopo
 async def test_durable_enqueue_waits_for_replicas_and_says_when_it_cannot(
     settled: SentinelTopology,
 ) -> None:
-    enough = Limits(durable_replicas=2, durable_timeout_ms=2000)
+    enough = BrokerSettings(durable_replicas=2, durable_timeout_ms=2000)
     async with Producer(settled.url, default_queue="durable", limits=enough) as producer:
         job_id = await producer.enqueue("noop")
         ids = await producer.enqueue_many([])
         assert ids == []
         assert await producer.status(job_id) is not None
 
-    too_many = Limits(durable_replicas=3, durable_timeout_ms=300)
+    too_many = BrokerSettings(durable_replicas=3, durable_timeout_ms=300)
     async with Producer(settled.url, default_queue="durable", limits=too_many) as producer:
         started = time.monotonic()
         with pytest.raises(DurabilityError, match="2 of 3 replicas confirmed 1 job") as info:

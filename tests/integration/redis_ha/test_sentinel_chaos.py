@@ -28,8 +28,9 @@ import pytest
 from redis.exceptions import RedisError
 
 from jobqueue_devkit.redis_sentinel import SentinelTopology
-from jobqueue_worker.broker import DurabilityError, Limits
+from jobqueue_worker.broker import DurabilityError
 from jobqueue_worker.producer import JobRequest, Producer
+from jobqueue_worker.wire import BrokerSettings
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -55,7 +56,7 @@ def ledger_lines(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
-async def produce(url: str, ledger: Path, limits: Limits, acked: dict[str, float]) -> int:
+async def produce(url: str, ledger: Path, limits: BrokerSettings, acked: dict[str, float]) -> int:
     """Enqueue JOBS jobs; ``acked`` gets each id with the time its enqueue returned OK."""
     errors = 0
     async with Producer(url, default_queue="chaos", limits=limits) as producer:
@@ -84,7 +85,9 @@ async def test_master_killed_mid_run(
 ) -> None:
     url = settled.url
     ledger = tmp_path / "ledger"
-    limits = Limits(durable_replicas=1, durable_timeout_ms=2000) if durable else Limits()
+    limits = (
+        BrokerSettings(durable_replicas=1, durable_timeout_ms=2000) if durable else BrokerSettings()
+    )
     workers = [
         spawn_worker(
             url,
