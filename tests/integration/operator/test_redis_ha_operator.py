@@ -103,7 +103,17 @@ def test_operator_scales_through_a_sentinel_failover_without_restart(
     assert old is not None
     sentinel.kill_master()
     sentinel.wait_failover(old, 30)
-    fill(sentinel.url, "ha:jobs", 50)  # 80 waiting now, on the promoted replica
+    # One sentinel announcing the new master does not mean every sentinel agrees
+    # yet: a client asking another may still hear "no master" for a moment.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            fill(sentinel.url, "ha:jobs", 50)  # 80 waiting now, on the promoted replica
+            break
+        except RedisError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
     wait_for(
         lambda: kubectl.replicas("ha-worker", namespace) >= 8, 40, "scale-up after the failover"
     )

@@ -8,8 +8,8 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobqueue_worker.broker import Fetched, FetchPlan, FinishOp, StepResult
 from jobqueue_worker.slot_fanout import caps_left, merge, queue_order, single_queue_plan
+from jobqueue_worker.wire import Fetched, FetchPlan, FinishOp, StepResult
 
 
 def test_strict_keeps_the_plan_order() -> None:
