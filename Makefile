@@ -9,7 +9,7 @@ PYTHON       ?= python3
 VENV         ?= .venv
 PY           := $(VENV)/bin/python
 PHASE        := tests/devkit/phase
-DEVKIT       := PYTHONPATH=tests/devkit $(PY) -m jobqueue_devkit
+DEVKIT       := env PYTHONPATH=tests/devkit $(PY) -m jobqueue_devkit
 PACKAGES     := worker-image/jobqueue_cli worker-image/jobqueue_web worker-image/protocol/jobqueue_protocol worker-image/jobqueue_worker operator/jobqueue_operator operator/jobqueue_simulator tests/devkit/jobqueue_devkit
 # The three distributions, installed editable into the development venv.
 DISTS        := worker-image/protocol worker-image operator
