@@ -391,12 +391,18 @@ class ControlPlane:
         Not ``kubectl wait``: it fails at once, instead of waiting, on a CRD that has
         no status yet, which one applied a moment before can have on a busy machine.
         """
-        established = '{.status.conditions[?(@.type=="Established")].status}'
-        query = f'{{range .items[*]}}{{.metadata.name}}={established}{{" "}}{{end}}'
         deadline = time.monotonic() + timeout_s
         while True:
-            states = self.kubectl("get", "crd", "-o", f"jsonpath={query}").split()
-            pending = [state for state in states if not state.endswith("=True")]
+            # JSON, not a jsonpath filter: the filter errors out on a CRD without status.
+            items = json.loads(self.kubectl("get", "crd", "-o", "json")).get("items", [])
+            pending = [
+                str(item.get("metadata", {}).get("name"))
+                for item in items
+                if not any(
+                    c.get("type") == "Established" and c.get("status") == "True"
+                    for c in (item.get("status") or {}).get("conditions") or []
+                )
+            ]
             if not pending:
                 return
             if time.monotonic() > deadline:
