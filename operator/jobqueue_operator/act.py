@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from jobqueue_operator import metrics
 from jobqueue_operator.ports import DrainError, KubeError, KubePort, QueuePort
-from jobqueue_operator.scaledown import DRAIN_TTL_S, Choice, ScaleDown
+from jobqueue_operator.scaledown import DRAIN_TTL_S, Choice, DrainStep, ScaleDown
 from jobqueue_operator.status_models import PodSelectionRecord
 
 log = logging.getLogger("jobqueue_operator")
@@ -65,6 +65,28 @@ class Actor:
         if done:
             machine.withdrawn(pods)
 
+    async def drain(self, machine: ScaleDown, step: DrainStep, now: float) -> DrainError | None:
+        """Write a drain-first step's drain hashes; the error when Redis refused them.
+
+        Every Pod still drained is listed again each tick (the hash has a TTL, so
+        the drains of an operator that died do not keep workers idle), with the
+        idle ones about to be removed, which must not fetch before they go.
+        """
+        plan = step.plan
+        listed = sorted({*plan.drained, *plan.remove})
+        if listed:
+            try:
+                await self.queues.request_drain(listed, now, ttl_s=DRAIN_TTL_S)
+            except DrainError as exc:
+                log.warning("JobQueue %s: could not drain %s: %s", self.owner, listed, exc)
+                return exc
+        new = sorted(set(plan.drained) - set(machine.draining))
+        if new:
+            log.info("JobQueue %s: draining %s before removing them", self.owner, ", ".join(new))
+        machine.drains_written(plan)
+        await self.withdraw(machine)
+        return None
+
     async def prepare_scale_down(
         self, machine: ScaleDown, choice: Choice, target: str
     ) -> PodSelectionRecord:
@@ -83,7 +105,7 @@ class Actor:
             self._api_error("pods")
         chosen = choice.selection
         drained: tuple[str, ...] = ()
-        if choice.drain:
+        if choice.drain:  # a drain-first removal's Pods were listed already
             try:
                 if await self.queues.request_drain(choice.drain, chosen.at, ttl_s=DRAIN_TTL_S):
                     drained = choice.drain

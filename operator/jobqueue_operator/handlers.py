@@ -30,8 +30,9 @@ from jobqueue_operator.defaults_source import DefaultsSource
 from jobqueue_operator.kube import GROUP, PLURAL, VERSION, Kube
 from jobqueue_operator.leader import LeaderElector
 from jobqueue_operator.observe import RedisPools
+from jobqueue_operator.parse import DEFAULT_INTERVAL_S
 from jobqueue_operator.ports import KubeError
-from jobqueue_operator.reconcile import DEFAULT_INTERVAL_S, Context, Loop
+from jobqueue_operator.reconcile import Context, Loop
 from jobqueue_operator.settings import OperatorSettings
 from jobqueue_protocol import logformat
 

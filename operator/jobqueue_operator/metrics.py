@@ -81,6 +81,12 @@ MAX_REPLICAS = Gauge(
     _LABELS,
     registry=REGISTRY,
 )
+DRAINING_PODS = Gauge(
+    "jobqueue_operator_draining_pods",
+    "Pods drained before removal: in spec.replicas, taking no new job (scaleDown.drainChosenPods).",
+    _LABELS,
+    registry=REGISTRY,
+)
 SCALE_ACTIONS = Counter(
     "jobqueue_operator_scale_actions_total",
     "Scale writes by direction.",
@@ -182,6 +188,7 @@ _PER_JOBQUEUE = (
     DESIRED_REPLICAS,
     MIN_REPLICAS,
     MAX_REPLICAS,
+    DRAINING_PODS,
     REDIS_ERRORS,
     LOOP_SECONDS,
 )

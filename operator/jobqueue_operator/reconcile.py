@@ -3,7 +3,7 @@
 Framework-free so it reads top to bottom; ``handlers.py`` runs it from a kopf
 daemon every ``pollingIntervalSeconds``. Each phase has its module:
 
-1. parse: the live spec with every default resolved (``models``, ``effective``);
+1. parse: the live spec with every default resolved (``parse``);
 2. gather: every read of Kubernetes and Redis (``gather.Gatherer``);
 3. decide: pure. ``policy.decide`` for the replica count and the
    ``scaledown.ScaleDown`` state machine for which Pods go and when a
@@ -30,15 +30,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pydantic import ValidationError
-
 from jobqueue_operator import metrics
 from jobqueue_operator.act import Actor
 from jobqueue_operator.claims import ClaimsOn, HpaClaims, no_claims
-from jobqueue_operator.effective import InvalidSpecError, resolve
 from jobqueue_operator.gather import Gatherer, Queues, Target
-from jobqueue_operator.models import PAUSED_ANNOTATION, EffectiveSpec, JobQueueSpec
+from jobqueue_operator.models import EffectiveSpec, JobQueueSpec
 from jobqueue_operator.observation import CounterWindow
+from jobqueue_operator.parse import interval, parse
 from jobqueue_operator.policy import Decision, MetricsMissing, Observation, decide
 from jobqueue_operator.ports import KubeError, KubePort, QueuesFor
 from jobqueue_operator.report import Reporter
@@ -48,14 +46,11 @@ from jobqueue_operator.status import (
     Problem,
     Tick,
     discovery_record,
-    effective_record,
     from_rfc3339,
 )
-from jobqueue_operator.victims import PodView
+from jobqueue_operator.victims import PodView, drained_capacity, without_drained
 
 log = logging.getLogger("jobqueue_operator")
-
-DEFAULT_INTERVAL_S = 5.0
 
 
 @dataclass
@@ -112,7 +107,9 @@ class Loop:
             claims_on,
             failures=int(status.get("consecutiveFailures") or 0),
         )
-        self.scale_down = ScaleDown.from_status(status.get("podSelection"))
+        self.scale_down = ScaleDown.from_status(
+            status.get("podSelection"), status.get("drainingPods"), now=ctx.clock()
+        )
         self.act = Actor(ctx.kube, queues, namespace, name)
         self.reporter = Reporter(ctx.kube, namespace, name, previous_status=dict(status))
         #: The previous poll's counters, for the arrival rate (memory only: a restart
@@ -129,9 +126,10 @@ class Loop:
         """Run one pass; returns the seconds to sleep before the next one."""
         started = time.monotonic()
         tick = await self._run(body)
+        tick = replace(tick, draining=tuple(sorted(self.scale_down.draining)))
         await self.reporter.report(body, tick)
         metrics.LOOP_SECONDS.labels(self.namespace, self.name).observe(time.monotonic() - started)
-        return _interval(body)
+        return interval(body)
 
     def close(self) -> None:
         """The JobQueue is gone or the operator stops: release its pool, drop its series."""
@@ -148,7 +146,7 @@ class Loop:
             last_scale_up=self.last_up,
             last_scale_down=self.last_down,
         )
-        parsed = _parse(body, base, self.ctx.settings, self.ctx.defaults_source)
+        parsed = parse(body, base, self.ctx.settings, self.ctx.defaults_source)
         if isinstance(parsed, Tick):
             return parsed
         spec, effective, base = parsed
@@ -161,6 +159,9 @@ class Loop:
             base = await self._settle(base, seen.pods)
         if isinstance(seen.queues, Problem):
             return replace(base, problem=seen.queues)
+        drain_first = spec.scale_down.drain_chosen_pods and not effective.paused
+        if not drain_first:
+            self.scale_down.stop_draining()
         await self.act.withdraw(self.scale_down)
         if seen.queues.expansion is not None:
             base = replace(base, queue_discovery=discovery_record(seen.queues.expansion))
@@ -171,13 +172,24 @@ class Loop:
                 observation = await self.gather.with_requests(
                     observation, spec.scale_target_ref.name, now
                 )
-        decided = await self._decide_count(effective, observation, seen.target, base, spec)
+        decided = await self._decide_count(
+            effective, observation, seen.target, base, spec, drain_first=drain_first
+        )
         if isinstance(decided, Tick):
             return decided
         tick, current = decided
-        if tick.decision is None or tick.decision.desired == current:
+        decision = tick.decision
+        if decision is None:
             return tick
-        return await self._act(tick, spec, observation, current, tick.decision)
+        if drain_first and isinstance(observation, Observation):
+            if decision.desired == current and not self.scale_down.draining:
+                return tick
+            return await self._drain_first(
+                tick, spec, observation, decision, current=current, pods=seen.pods
+            )
+        if drain_first and decision.desired == self.scale_down.capacity(current):
+            return tick  # no heartbeats to go by: the drains stay as they are
+        return await self._without_drains(tick, spec, observation, current, decision)
 
     async def _gather(self, spec: JobQueueSpec, created: str, base: Tick) -> Seen | Tick:
         """Every read the tick needs before it decides; a Tick when a problem ends it."""
@@ -198,8 +210,14 @@ class Loop:
         target: Target,
         base: Tick,
         spec: JobQueueSpec,
+        *,
+        drain_first: bool,
     ) -> tuple[Tick, int] | Tick:
-        """The policy's decision, made again from ``/scale`` when the watch's count may lag."""
+        """The policy's decision, made again from ``/scale`` when the watch's count may lag.
+
+        Drain first, the policy decides on the Pods that fetch: ``/scale`` less
+        the drained Pods, whose jobs are neither work for the others nor capacity.
+        """
         now = base.now
         # A stamp from status written by a clock ahead of ours (another node, a clock
         # stepped back) counts as now, once, instead of freezing scaling.
@@ -207,8 +225,12 @@ class Loop:
             None if t is None else min(t, now) for t in (self.last_up, self.last_down)
         )
         current = target.replicas
-        decision = self._decide(effective, observation, current, now)
-        if decision.desired != current and target.watched:
+        drained = self.scale_down.draining if drain_first else {}
+        seen = observation
+        if drained and isinstance(observation, Observation):
+            seen = without_drained(observation, drained)
+        decision = self._decide(effective, seen, drained_capacity(current, drained), now)
+        if decision.desired != drained_capacity(current, drained) and target.watched:
             # About to write: decide from /scale itself, not from the watch's copy,
             # so a change the watch has not delivered yet cannot skew the step.
             fresh = await self.gather.fresh_replicas(spec.scale_target_ref.name)
@@ -217,11 +239,65 @@ class Loop:
             if fresh != current:
                 current = fresh
                 base = replace(base, current_replicas=fresh)
-                decision = self._decide(effective, observation, current, now)
+                decision = self._decide(effective, seen, drained_capacity(current, drained), now)
         tick = replace(base, decision=decision, consecutive_failures=self.gather.failures)
         if isinstance(observation, Observation):
             return replace(tick, observation=observation), current
         return replace(tick, metrics_error=observation.error), current
+
+    async def _drain_first(
+        self,
+        tick: Tick,
+        spec: JobQueueSpec,
+        obs: Observation,
+        decision: Decision,
+        *,
+        current: int,
+        pods: list[PodView] | KubeError | None,
+    ) -> Tick:
+        """Drain the Pods to go, remove the drained ones a heartbeat shows idle.
+
+        A scale-up withdraws drains before it raises ``/scale`` (a drained Pod is
+        warm). Without the Pods or the drain write (a read-only Redis user) it
+        scales as with drain-first off, and ``status.podSelection`` says why.
+        """
+        target = spec.scale_target_ref.name
+        if not isinstance(pods, list):
+            pods = await self.gather.pods(target)
+        if isinstance(pods, KubeError):
+            return await self._without_drains(tick, spec, obs, current, decision)
+        capacity = self.scale_down.capacity(current)
+        if decision.desired > capacity:
+            self.scale_down.scaling_up()  # Pods removed but not gone yet fetch again too
+        step = self.scale_down.plan(
+            pods, obs.worker_loads, replicas=current, desired=decision.desired, now=tick.now
+        )
+        if await self.act.drain(self.scale_down, step, tick.now) is not None:
+            return await self._without_drains(tick, spec, obs, current, decision)
+        if step.removal is not None:
+            record = await self.act.prepare_scale_down(self.scale_down, step.removal, target)
+            tick = replace(tick, pod_selection=record)
+        replicas = step.plan.replicas
+        if replicas != current:
+            failed = await self.act.scale(target, current, replicas, decision.reason.value)
+            if failed is not None:
+                return replace(tick, decision=None, problem=Problem("ScaleFailed", str(failed)))
+        return self._stamp(tick, capacity, decision.desired)
+
+    async def _without_drains(
+        self,
+        tick: Tick,
+        spec: JobQueueSpec,
+        observation: Observation | MetricsMissing,
+        current: int,
+        decision: Decision,
+    ) -> Tick:
+        """Scale ``/scale`` straight to the decision; Pods drained so far fetch again."""
+        if self.scale_down.stop_draining():
+            await self.act.withdraw(self.scale_down)
+        if decision.desired == current:
+            return tick
+        return await self._act(tick, spec, observation, current, decision)
 
     async def _act(
         self,
@@ -281,9 +357,13 @@ class Loop:
         failed = await self.act.scale(target, current, decision.desired, decision.reason.value)
         if failed is not None:
             return replace(tick, decision=None, problem=Problem("ScaleFailed", str(failed)))
-        if decision.desired > current:
+        return self._stamp(tick, current, decision.desired)
+
+    def _stamp(self, tick: Tick, before: int, desired: int) -> Tick:
+        """Record a change of the capacity (not of ``/scale``) for the cooldowns."""
+        if desired > before:
             self.last_up = tick.now
-        else:
+        elif desired < before:
             self.last_down = tick.now
         return replace(tick, last_scale_up=self.last_up, last_scale_down=self.last_down)
 
@@ -305,54 +385,9 @@ class Loop:
         )
 
 
-def _parse(
-    body: Mapping[str, Any], base: Tick, settings: OperatorSettings, defaults_source: str
-) -> tuple[JobQueueSpec, EffectiveSpec, Tick] | Tick:
-    """The live spec with every default resolved, or a tick carrying InvalidSpec."""
-    meta = body.get("metadata", {})
-    try:
-        spec = JobQueueSpec.model_validate(body.get("spec") or {})
-        paused = spec.paused or meta.get("annotations", {}).get(PAUSED_ANNOTATION) == "true"
-        effective = resolve(spec, settings.scaling_defaults(), paused=paused)
-    except (ValidationError, InvalidSpecError) as exc:
-        return replace(base, problem=Problem("InvalidSpec", _short(exc)))
-    return (
-        spec,
-        effective,
-        replace(
-            base,
-            target=spec.scale_target_ref.name,
-            paused=effective.paused,
-            min_replicas=effective.min_replicas,
-            max_replicas=effective.max_replicas,
-            effective=effective_record(effective, defaults_source),
-        ),
-    )
-
-
 def _resource_triggers(spec: EffectiveSpec) -> bool:
     """Whether any CPU or memory trigger is on (only then is the Pod template read)."""
     return any(
         v is not None
         for v in (spec.up_cpu_pct, spec.up_memory_pct, spec.down_cpu_pct, spec.down_memory_pct)
     )
-
-
-def _interval(body: Mapping[str, Any]) -> float:
-    """The spec's interval even when the rest of the spec is invalid; 1..300 s."""
-    raw = (body.get("spec") or {}).get("pollingIntervalSeconds", DEFAULT_INTERVAL_S)
-    try:
-        return min(max(float(raw), 1.0), 300.0)
-    except (TypeError, ValueError):
-        return DEFAULT_INTERVAL_S
-
-
-def _short(exc: Exception) -> str:
-    """A one-paragraph message for a condition; pydantic's errors become one line each."""
-    if isinstance(exc, ValidationError):
-        parts = [
-            f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}"
-            for err in exc.errors(include_url=False)
-        ]
-        return "invalid spec: " + "; ".join(parts)
-    return f"invalid spec: {exc}"

@@ -96,6 +96,8 @@ class Reporter:
             metrics.CURRENT_REPLICAS.labels(*labels).set(tick.current_replicas)
         if tick.decision is not None:
             metrics.DESIRED_REPLICAS.labels(*labels).set(tick.decision.desired)
+        if tick.draining is not None:
+            metrics.DRAINING_PODS.labels(*labels).set(len(tick.draining))
         if tick.min_replicas is not None and tick.max_replicas is not None:
             metrics.MIN_REPLICAS.labels(*labels).set(tick.min_replicas)
             metrics.MAX_REPLICAS.labels(*labels).set(tick.max_replicas)

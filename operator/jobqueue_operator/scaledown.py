@@ -1,11 +1,12 @@
 """The busy-aware scale-down of one JobQueue, as one state machine (pure, no I/O).
 
-Right before ``/scale`` is lowered the loop lists the target's Pods and
-:meth:`ScaleDown.choose` picks the ones to go from the worker heartbeats
-(:func:`~jobqueue_operator.victims.choose_victims`): a low
-``pod-deletion-cost`` on those, a high one on the busy survivors, and
-(``scaleDown.drainChosenPods``) their names in the queues' drain hashes so
-their workers start no job the deletion would interrupt. On a later tick, when
+Without drain-first (``scaleDown.drainChosenPods: false``, or a drain write
+Redis refused), right before ``/scale`` is lowered the loop lists the target's
+Pods and :meth:`ScaleDown.choose` picks the ones to go from the worker
+heartbeats (:func:`~jobqueue_operator.victims.choose_victims`): a low
+``pod-deletion-cost`` on those, a high one on the busy survivors, and, when
+Redis takes it, their names in the queues' drain hashes so their workers start
+no job the deletion would interrupt. On a later tick, when
 the ReplicaSet has acted or after :data:`SETTLE_S`, :meth:`ScaleDown.settle_due`
 says which annotations to remove and :meth:`ScaleDown.settled` records which
 Pods actually went. The costs are written once and removed again because the
@@ -16,6 +17,14 @@ States: idle (no selection) → chosen (annotated, maybe drained) → settled
 (back to idle). A scale-up while chosen withdraws the drain at once; a new
 scale-down while chosen replaces the choice. Pods taken off a selection are
 queued in :attr:`ScaleDown.undrain` until their withdrawal succeeds.
+
+Drain first (``scaleDown.drainChosenPods``, the default): a scale-down does not
+lower ``/scale`` at once. :meth:`ScaleDown.plan` drains the Pods to go
+(:func:`~jobqueue_operator.victims.plan_drain`): they stay in
+:attr:`ScaleDown.draining`, still counted in ``/scale`` but not in the capacity
+the policy decides on, and fetch nothing; a later tick removes each one a
+heartbeat shows idle, through the same choice → settled states. So no job is
+cut short by a scale-down, however long it runs.
 
 The machine decides; ``act.py`` does the writes and reports their outcome back
 through :meth:`ScaleDown.chosen` and :meth:`ScaleDown.withdrawn`.
@@ -29,7 +38,13 @@ from dataclasses import dataclass, field, replace
 from jobqueue_operator.policy import WorkerLoad
 from jobqueue_operator.status import from_rfc3339, to_rfc3339
 from jobqueue_operator.status_models import PodSelectionRecord
-from jobqueue_operator.victims import PodView, choose_victims
+from jobqueue_operator.victims import (
+    DrainPlan,
+    PodView,
+    choose_victims,
+    drained_capacity,
+    plan_drain,
+)
 
 #: How long after a scale-down the loop waits for the ReplicaSet to remove the
 #: Pods before it records what went and removes the deletion costs anyway.
@@ -112,6 +127,17 @@ class Choice:
     stale: tuple[str, ...]
     #: The Pods to list in the drain hashes (empty when draining is off).
     drain: tuple[str, ...]
+    #: Pods a drain-first step listed already (recorded as drained, not written again).
+    already_drained: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DrainStep:
+    """One tick of a drain-first scale-down: the plan, and the removal of idle drained Pods."""
+
+    plan: DrainPlan
+    #: The costs and selection of ``plan.remove``; ``None`` when no drained Pod is idle.
+    removal: Choice | None
 
 
 @dataclass
@@ -121,16 +147,79 @@ class ScaleDown:
     selection: PodSelection | None = None
     #: Pods to take off the drain hashes again (retried every tick until it works).
     undrain: set[str] = field(default_factory=set)
+    #: Drain first: Pod → when it was drained; still in ``/scale``, fetching nothing.
+    draining: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def from_status(cls, raw: object) -> ScaleDown:
-        """Resume from ``status.podSelection`` (an unsettled one is cleaned up later)."""
-        return cls(selection=PodSelection.from_status(raw))
+    def from_status(cls, raw: object, draining: object = None, *, now: float = 0.0) -> ScaleDown:
+        """Resume from ``status.podSelection`` and ``status.drainingPods``.
+
+        An unsettled selection is cleaned up later. The Pods a previous operator
+        drained stay drained, as of ``now``: a heartbeat must show each idle
+        :data:`~jobqueue_operator.victims.DRAIN_CONFIRM_S` after this restart
+        before it goes, whatever happened to the drain hash meanwhile.
+        """
+        names = draining if isinstance(draining, list) else []
+        return cls(
+            selection=PodSelection.from_status(raw),
+            draining={str(name): now for name in names},
+        )
 
     @property
     def pending(self) -> bool:
-        """Whether a scale-down waits to settle (then every tick lists the Pods)."""
-        return self.selection is not None
+        """Whether a scale-down waits to settle or Pods drain (then every tick lists the Pods)."""
+        return self.selection is not None or bool(self.draining)
+
+    def capacity(self, replicas: int) -> int:
+        """The replicas the policy counts on: ``/scale`` less the Pods draining."""
+        return drained_capacity(replicas, self.draining)
+
+    def plan(
+        self,
+        pods: Sequence[PodView],
+        loads: Sequence[WorkerLoad],
+        *,
+        replicas: int,
+        desired: int,
+        now: float,
+    ) -> DrainStep:
+        """Drain first: move the drained set towards ``desired`` Pods that fetch.
+
+        ``desired`` is the policy's count for the Pods that fetch (it decided on
+        :meth:`capacity`). Nothing changes here until :meth:`drains_written`.
+        """
+        plan = plan_drain(pods, loads, self.draining, replicas=replicas, desired=desired, now=now)
+        if not plan.remove:
+            return DrainStep(plan, None)
+        stale: tuple[str, ...] = ()
+        if self.selection is not None:  # an earlier removal that has not settled yet
+            stale = tuple(sorted(set(self.selection.annotated) - set(plan.costs)))
+            self.undrain.update(set(self.selection.drained) - set(plan.remove))
+        protected = tuple(sorted(pod for pod in plan.costs if pod not in plan.remove))
+        before = tuple(p.name for p in pods if not p.terminating)
+        note = "drained first: removed once a heartbeat after the drain showed them idle"
+        selection = PodSelection(
+            now, replicas, plan.replicas, plan.remove, protected, (), before, note
+        )
+        choice = Choice(selection, dict(plan.costs), stale, (), already_drained=plan.remove)
+        return DrainStep(plan, choice)
+
+    def drains_written(self, plan: DrainPlan) -> None:
+        """The drain hashes list ``plan``'s Pods: they are the drained set now."""
+        self.draining = dict(plan.drained)
+        self.undrain.update(plan.withdrawn)
+        self.undrain.difference_update(plan.drained)
+        self.undrain.difference_update(plan.remove)
+
+    def stop_draining(self) -> bool:
+        """Drain first is off (paused, switched off, or it could not write): all fetch again.
+
+        ``True`` when there were drains to withdraw.
+        """
+        had = bool(self.draining)
+        self.undrain.update(self.draining)
+        self.draining = {}
+        return had
 
     def settle_due(self, live: Iterable[str], now: float) -> tuple[str, ...] | None:
         """The annotations to remove when the pending scale-down has settled, else ``None``.
@@ -187,6 +276,7 @@ class ScaleDown:
         problems: Sequence[str],
     ) -> PodSelectionRecord:
         """The writes of ``choice`` are done (some may have failed): it is now pending."""
+        drained = (*choice.already_drained, *drained)
         self.undrain.difference_update(drained)
         proposed = choice.selection
         self.selection = replace(

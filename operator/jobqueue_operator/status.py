@@ -38,6 +38,8 @@ from jobqueue_operator.status_models import (
 MAX_DECISIONS = 20
 #: The most queue names listed in ``status.queueDiscovery``.
 MAX_LISTED_QUEUES = 50
+#: The most Pod names listed in ``status.drainingPods``.
+MAX_LISTED_DRAINING = 200
 
 READY = "Ready"
 ACTIVE = "Active"
@@ -81,6 +83,8 @@ class Tick:
     queue_discovery: QueueDiscoveryRecord | None = None
     #: ``status.effective``: the bounds and thresholds in force once the spec parsed.
     effective: EffectiveRecord | None = None
+    #: ``status.drainingPods``: Pods drained first, still in ``/scale`` until idle.
+    draining: tuple[str, ...] | None = None
 
 
 def effective_record(eff: EffectiveSpec, source: str) -> EffectiveRecord:
@@ -169,6 +173,7 @@ def model(previous: Mapping[str, Any], tick: Tick) -> JobQueueStatus:
         last_message=last[2],
         consecutive_failures=tick.consecutive_failures,
         pod_selection=tick.pod_selection,
+        draining_pods=None if tick.draining is None else list(tick.draining[:MAX_LISTED_DRAINING]),
         queue_discovery=tick.queue_discovery,
         effective=tick.effective,
         decisions=decisions(previous.get("decisions") or [], tick),

@@ -123,6 +123,7 @@ class JobQueueStatus(_Model):
     last_message: str | None = None
     consecutive_failures: int = 0
     pod_selection: PodSelectionRecord | None = None
+    draining_pods: list[str] | None = None
     queue_discovery: QueueDiscoveryRecord | None = None
     effective: EffectiveRecord | None = None
     decisions: list[DecisionRecord] = Field(default_factory=list)

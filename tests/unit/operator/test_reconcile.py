@@ -27,7 +27,7 @@ from jobqueue_operator.reconcile import Context, Loop
 from jobqueue_operator.scaledown import SETTLE_S
 from jobqueue_operator.settings import OperatorSettings
 from jobqueue_operator.status import to_rfc3339
-from jobqueue_operator.victims import PodView
+from jobqueue_operator.victims import DRAIN_CONFIRM_S, PodView
 
 
 class FakeKube:
@@ -394,11 +394,17 @@ DOWN_BODY: dict[str, Any] = {
 
 
 async def after_scale_down(world: FakeQueues) -> tuple[FakeKube, Clock, Loop]:
-    """Three Ready workers, one busy (DOWN), and one tick that scales 3 → 1."""
+    """Three Ready workers, one busy (DOWN): a tick drains the idle two, the next removes them."""
     kube, clock = FakeKube(replicas=3), Clock()
     kube.pods = [PodView("w-a", True), PodView("w-b", True), PodView("w-c", True)]
     loop = make_loop(kube, clock, queues=world)
     world.obs = DOWN
+    await loop.tick(DOWN_BODY)
+    assert kube.writes == [], "drain first: /scale stays while the chosen Pods drain"
+    assert kube.statuses[-1]["drainingPods"] == ["w-a", "w-c"]
+    assert kube.statuses[-1]["desiredReplicas"] == 1
+    assert world.requested == [("w-a", "w-c")]
+    clock.now += DRAIN_CONFIRM_S
     await loop.tick(DOWN_BODY)
     return kube, clock, loop
 
@@ -415,8 +421,9 @@ async def test_scale_down_annotates_before_scaling_then_settles_and_cleans_up(
     assert chosen["protectedPods"] == ["w-b"]
     assert chosen["settled"] is False
     # the chosen workers were told to stop fetching before /scale was lowered
-    assert world.requested == [("w-a", "w-c")]
+    assert world.requested == [("w-a", "w-c")] * 2
     assert chosen["drainRequested"] == ["w-a", "w-c"]
+    assert kube.statuses[-1]["drainingPods"] == [], "removed, no longer draining"
     # the ReplicaSet has not acted yet: nothing settles, annotations stay
     clock.now += 2
     world.obs = dataclasses.replace(DOWN, worker_loads=DOWN.worker_loads[1:2])
@@ -506,7 +513,7 @@ async def test_a_scale_up_before_settling_withdraws_the_drain_at_once(
     world: FakeQueues,
 ) -> None:
     kube, clock, loop = await after_scale_down(world)
-    assert world.requested == [("w-a", "w-c")]
+    assert world.requested == [("w-a", "w-c")] * 2
     # the ReplicaSet has not removed them yet, and a burst arrives
     clock.now += 2
     world.obs = Observation(depth=500, oldest_age_s=0.0, workers=3)
@@ -630,3 +637,96 @@ async def test_replicas_from_the_watch_cost_no_request_until_the_loop_acts(
     clock.now += 120
     await loop.tick(BODY)
     assert kube.lookups["scale"] == 2
+
+
+#: Two workers of concurrency 10, one job each: one Pod's slots suffice for both jobs.
+TWO_BUSY = Observation(
+    depth=0,
+    oldest_age_s=0.0,
+    in_flight=2,
+    busy_workers=2,
+    workers=2,
+    pod_concurrency=10,
+    worker_loads=(
+        WorkerLoad("w-a", "busy", 1, busy_s=5.0, longest_s=5.0),
+        WorkerLoad("w-b", "busy", 1, busy_s=50.0, longest_s=50.0),
+    ),
+)
+
+
+async def test_a_busy_drained_pod_stays_until_a_heartbeat_shows_it_idle(
+    world: FakeQueues,
+) -> None:
+    kube, clock = FakeKube(replicas=2), Clock()
+    kube.pods = [PodView("w-a", True), PodView("w-b", True)]
+    loop = make_loop(kube, clock, queues=world)
+    world.obs = TWO_BUSY
+    await loop.tick(DOWN_BODY)
+    # the job that has run the least is on w-a: it drains, the long one stays put
+    assert kube.statuses[-1]["drainingPods"] == ["w-a"]
+    assert world.requested == [("w-a",)]
+    for _ in range(3):  # its job still runs: it stays, whatever the time
+        clock.now += DRAIN_CONFIRM_S
+        await loop.tick(DOWN_BODY)
+        assert kube.writes == []
+        assert world.requested[-1] == ("w-a",), "the drain is written again (it has a TTL)"
+    # the policy decided on the Pods that fetch: no second Pod is drained meanwhile
+    assert loop.scale_down.draining.keys() == {"w-a"}
+    clock.now += 2
+    idle_a = (WorkerLoad("w-a", "idle", 0), TWO_BUSY.worker_loads[1])
+    world.obs = dataclasses.replace(TWO_BUSY, in_flight=1, busy_workers=1, worker_loads=idle_a)
+    await loop.tick(DOWN_BODY)
+    assert kube.writes == [1]
+    assert kube.scaled_with_costs == {"w-a": -1000, "w-b": 1050}
+    assert kube.statuses[-1]["podSelection"]["chosenPods"] == ["w-a"]
+    assert kube.statuses[-1]["drainingPods"] == []
+
+
+async def test_a_surge_takes_drained_pods_back_before_raising_scale(world: FakeQueues) -> None:
+    kube, clock = FakeKube(replicas=3), Clock()
+    kube.pods = [PodView("w-a", True), PodView("w-b", True), PodView("w-c", True)]
+    loop = make_loop(kube, clock, queues=world)
+    world.obs = DOWN
+    await loop.tick(DOWN_BODY)
+    assert loop.scale_down.draining.keys() == {"w-a", "w-c"}
+    clock.now += 2
+    world.obs = dataclasses.replace(DOWN, depth=500)
+    await loop.tick(DOWN_BODY)
+    assert sorted(p for batch in world.withdrawn for p in batch) == ["w-a", "w-c"]
+    assert loop.scale_down.draining == {}
+    assert max(kube.writes, default=0) > 3, "the rest of the surge raises /scale"
+    assert kube.statuses[-1]["drainingPods"] == []
+
+
+async def test_a_restart_keeps_the_drains_and_confirms_them_again(world: FakeQueues) -> None:
+    kube, clock = FakeKube(replicas=3), Clock()
+    kube.pods = [PodView("w-a", True), PodView("w-b", True), PodView("w-c", True)]
+    loop = make_loop(kube, clock, {"drainingPods": ["w-a", "w-c"]}, queues=world)
+    world.obs = DOWN
+    await loop.tick(DOWN_BODY)
+    assert kube.writes == [], "a heartbeat after this operator's start must show them idle"
+    assert world.requested == [("w-a", "w-c")]
+    clock.now += DRAIN_CONFIRM_S
+    await loop.tick(DOWN_BODY)
+    assert kube.writes == [1]
+
+
+async def test_pausing_or_missing_metrics_never_remove_drained_pods(world: FakeQueues) -> None:
+    kube, clock = FakeKube(replicas=3), Clock()
+    kube.pods = [PodView("w-a", True), PodView("w-b", True), PodView("w-c", True)]
+    loop = make_loop(kube, clock, queues=world)
+    world.obs = DOWN
+    await loop.tick(DOWN_BODY)
+    # Redis unreadable: no heartbeat to go by, so nothing is removed and nothing withdrawn
+    world.error = "Redis at r: ConnectionError"
+    clock.now += DRAIN_CONFIRM_S
+    await loop.tick(DOWN_BODY)
+    assert kube.writes == []
+    assert loop.scale_down.draining.keys() == {"w-a", "w-c"}
+    # paused: the count is left alone and the drained Pods fetch again
+    world.error = None
+    clock.now += 2
+    await loop.tick({**DOWN_BODY, "spec": {**DOWN_BODY["spec"], "paused": True}})
+    assert kube.writes == []
+    assert sorted(p for batch in world.withdrawn for p in batch) == ["w-a", "w-c"]
+    assert kube.statuses[-1]["drainingPods"] == []

@@ -1,0 +1,68 @@
+"""Phase 1 of a poll: the JobQueue's live spec with every default resolved.
+
+Pure: the body as kopf hands it, the operator's settings for the defaults. A
+spec the API server let through but the operator cannot use (an admission
+webhook that was not installed, a spec written before a field's rules
+tightened) becomes an ``InvalidSpec`` problem on the tick, not an exception,
+and the polling interval still applies so a fix is picked up on time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from pydantic import ValidationError
+
+from jobqueue_operator.effective import InvalidSpecError, resolve
+from jobqueue_operator.models import PAUSED_ANNOTATION, EffectiveSpec, JobQueueSpec
+from jobqueue_operator.settings import OperatorSettings
+from jobqueue_operator.status import Problem, Tick, effective_record
+
+DEFAULT_INTERVAL_S = 5.0
+
+
+def parse(
+    body: Mapping[str, Any], base: Tick, settings: OperatorSettings, defaults_source: str
+) -> tuple[JobQueueSpec, EffectiveSpec, Tick] | Tick:
+    """The live spec with every default resolved, or a tick carrying InvalidSpec."""
+    meta = body.get("metadata", {})
+    try:
+        spec = JobQueueSpec.model_validate(body.get("spec") or {})
+        paused = spec.paused or meta.get("annotations", {}).get(PAUSED_ANNOTATION) == "true"
+        effective = resolve(spec, settings.scaling_defaults(), paused=paused)
+    except (ValidationError, InvalidSpecError) as exc:
+        return replace(base, problem=Problem("InvalidSpec", _short(exc)))
+    return (
+        spec,
+        effective,
+        replace(
+            base,
+            target=spec.scale_target_ref.name,
+            paused=effective.paused,
+            min_replicas=effective.min_replicas,
+            max_replicas=effective.max_replicas,
+            effective=effective_record(effective, defaults_source),
+        ),
+    )
+
+
+def interval(body: Mapping[str, Any]) -> float:
+    """The spec's interval even when the rest of the spec is invalid; 1..300 s."""
+    raw = (body.get("spec") or {}).get("pollingIntervalSeconds", DEFAULT_INTERVAL_S)
+    try:
+        return min(max(float(raw), 1.0), 300.0)
+    except (TypeError, ValueError):
+        return DEFAULT_INTERVAL_S
+
+
+def _short(exc: Exception) -> str:
+    """A one-paragraph message for a condition; pydantic's errors become one line each."""
+    if isinstance(exc, ValidationError):
+        parts = [
+            f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        ]
+        return "invalid spec: " + "; ".join(parts)
+    return f"invalid spec: {exc}"
