@@ -189,7 +189,7 @@ class Loop:
             )
         if drain_first and decision.desired == self.scale_down.capacity(current):
             return tick  # no heartbeats to go by: the drains stay as they are
-        return await self._without_drains(tick, spec, observation, current, decision)
+        return await self._act(tick, spec, observation, current, decision)
 
     async def _gather(self, spec: JobQueueSpec, created: str, base: Tick) -> Seen | Tick:
         """Every read the tick needs before it decides; a Tick when a problem ends it."""
@@ -265,7 +265,7 @@ class Loop:
         if not isinstance(pods, list):
             pods = await self.gather.pods(target)
         if isinstance(pods, KubeError):
-            return await self._without_drains(tick, spec, obs, current, decision)
+            return await self._act(tick, spec, obs, current, decision)
         capacity = self.scale_down.capacity(current)
         if decision.desired > capacity:
             self.scale_down.scaling_up()  # Pods removed but not gone yet fetch again too
@@ -273,7 +273,7 @@ class Loop:
             pods, obs.worker_loads, replicas=current, desired=decision.desired, now=tick.now
         )
         if await self.act.drain(self.scale_down, step, tick.now) is not None:
-            return await self._without_drains(tick, spec, obs, current, decision)
+            return await self._act(tick, spec, obs, current, decision)
         if step.removal is not None:
             record = await self.act.prepare_scale_down(self.scale_down, step.removal, target)
             tick = replace(tick, pod_selection=record)
@@ -284,21 +284,6 @@ class Loop:
                 return replace(tick, decision=None, problem=Problem("ScaleFailed", str(failed)))
         return self._stamp(tick, capacity, decision.desired)
 
-    async def _without_drains(
-        self,
-        tick: Tick,
-        spec: JobQueueSpec,
-        observation: Observation | MetricsMissing,
-        current: int,
-        decision: Decision,
-    ) -> Tick:
-        """Scale ``/scale`` straight to the decision; Pods drained so far fetch again."""
-        if self.scale_down.stop_draining():
-            await self.act.withdraw(self.scale_down)
-        if decision.desired == current:
-            return tick
-        return await self._act(tick, spec, observation, current, decision)
-
     async def _act(
         self,
         tick: Tick,
@@ -307,7 +292,14 @@ class Loop:
         current: int,
         decision: Decision,
     ) -> Tick:
-        """The writes of a change: the Pods of a scale-down first, then ``/scale``."""
+        """``/scale`` straight to the decision, the Pods of a scale-down chosen first.
+
+        Without drain-first, or when it could not run: Pods drained so far fetch again.
+        """
+        if self.scale_down.stop_draining():
+            await self.act.withdraw(self.scale_down)
+        if decision.desired == current:
+            return tick
         if decision.desired < current and isinstance(observation, Observation):
             tick = await self._choose_pods(tick, spec, observation, current, decision.desired)
         elif self.scale_down.scaling_up():
