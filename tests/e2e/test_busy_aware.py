@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ import redis.asyncio
 
 from jobqueue_devkit.controlplane import ControlPlane
 from jobqueue_devkit.redis_server import RedisServer
-from jobqueue_devkit.stack import LocalLoop, LoopSpec
+from jobqueue_devkit.stack import LocalLoop, LoopSpec, Snapshot
 from jobqueue_protocol import keys
 from jobqueue_worker.producer import JobRequest, Producer
 
@@ -137,6 +138,92 @@ async def test_scale_down_removes_the_idle_pods_and_keeps_the_busy_one(
     print(f"\nbusy pod {busy_pod} kept; removed {sorted(idle_pods)}; mid-job: {removed_mid_job}")
     assert removed_mid_job == []
     assert ran.count(job) == 1, "the long job ran once, to the end, on the pod that was kept"
+
+
+def busy(pod: str) -> Callable[[Snapshot], bool]:
+    return lambda s: any(w.pod_name == pod and w.active_jobs == 1 for w in s.stats.workers)
+
+
+DRAIN = LoopSpec(
+    namespace="drain",
+    name="drain",
+    queue="drain",
+    min_replicas=1,
+    max_replicas=4,
+    polling_interval_s=1,
+    scale_down_cooldown_s=1,
+    scale_down_step=2,
+    worker_concurrency=2,
+    worker_grace_s=2.0,
+    jobqueue_extra={"paused": True},
+)
+#: Far longer than the grace period: only a scale-down that waits for it keeps it whole.
+DRAINED_JOB_S = 15.0
+
+
+async def test_a_drained_pod_finishes_a_job_longer_than_its_grace_period_before_it_goes(
+    control_plane: ControlPlane, redis_server: RedisServer, redis_url: str, tmp_path: Path
+) -> None:
+    """Two workers of concurrency 2, one long job each: one Pod's slots hold both jobs.
+
+    The policy wants one replica. Drain first, the Pod whose job has run the
+    least takes no new job but stays in ``/scale`` until its job is done, then
+    goes. Lowering ``/scale`` at once would SIGTERM it mid-job, and with a grace
+    period of 2 s its 15 s job would be handed back.
+    """
+    ledger = tmp_path / "ledger.txt"
+    ns, deployment = DRAIN.namespace, f"{DRAIN.name}-worker"
+    r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    drain_key = keys.drain_key(DRAIN.queue)
+    async with LocalLoop(control_plane, redis_server, DRAIN, tmp_path / "loop") as loop:
+        await loop.wait_for(lambda s: s.ready_replicas == 1, 90, "the first worker Ready")
+        control_plane.kubectl("scale", "deployment", deployment, "-n", ns, "--replicas=2")
+        snap = await loop.wait_for(
+            lambda s: s.ready_replicas == 2 and len({w.pod_name for w in s.stats.workers}) == 2,
+            90,
+            "two workers Ready and heartbeating",
+        )
+        first, second = sorted(str(w.pod_name) for w in snap.stats.workers)
+        jobs: dict[str, str] = {}
+        async with Producer(redis_url, default_queue=DRAIN.queue) as producer:
+            # One job on each Pod: the other one is held off by the drain hash the
+            # workers read on every fetch (the paused operator writes none).
+            for runs_on, held_off in ((first, second), (second, first)):
+                await r.hset(drain_key, held_off, 1)
+                jobs[runs_on] = await producer.enqueue(
+                    "record", {"ledger": str(ledger), "sleep": DRAINED_JOB_S}
+                )
+                await loop.wait_for(busy(runs_on), 20, f"{runs_on} busy with its long job")
+                await r.delete(drain_key)
+        control_plane.kubectl(
+            "patch", "jobqueue", DRAIN.name, "-n", ns, "--type=merge",
+            "-p", '{"spec":{"paused":false}}',
+        )  # fmt: skip
+        draining = await loop.wait_for(
+            lambda s: bool(s.jobqueue_status.get("drainingPods")),
+            20,
+            "the operator draining a Pod",
+        )
+        # the job that started last has run the least: its Pod is the one to drain
+        assert draining.jobqueue_status["drainingPods"] == [second], draining.jobqueue_status
+        assert draining.spec_replicas == 2, "drained, still counted until its job is done"
+        assert await r.hexists(drain_key, second)
+        removed = await loop.wait_for(
+            lambda s: s.spec_replicas == 1, DRAINED_JOB_S + 30, "the drained Pod removed"
+        )
+        assert removed.stats.in_flight <= 1, "the other long job may still run"
+        deadline = time.monotonic() + 30
+        while set(pods_of(control_plane, ns)) != {first}:
+            assert time.monotonic() < deadline, pods_of(control_plane, ns)
+            await asyncio.sleep(0.25)
+        await loop.wait_for(lambda s: s.stats.in_flight == 0, 30, "both long jobs done")
+        handed_back = loop.removed_pods_logging(HANDED_BACK)
+        had_jobs = loop.removed_pods_logging(HAD_JOBS)
+    await r.aclose()
+    ran = ledger.read_text().split() if ledger.exists() else []
+    assert (handed_back, had_jobs) == ([], []), "the Pod went only once idle"
+    for pod, job in jobs.items():
+        assert ran.count(job) == 1, f"the job on {pod} ran once, to the end"
 
 
 ZERO = LoopSpec(
