@@ -33,22 +33,29 @@ What is modelled, and why this way:
   old. Arrivals, completions, pods becoming ready and grace periods ending are
   exact events in between.
 
-Events at the same instant run in a fixed order: arrivals, completions, pods
-becoming ready, then timers (in the policy's declared order), then the sample
-for the plot, so a controller always sees the state *after* what happened at
-that instant.
+Events at the same instant run in a fixed order, kept by ``eventqueue.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import itertools
 import math
 import random
 from collections import deque
 from collections.abc import Sequence
 
+from jobqueue_simulator.eventqueue import (
+    APPLY,
+    ARRIVE,
+    DONE,
+    KILL,
+    READY,
+    SAMPLE,
+    SNAP,
+    TIMER,
+    EventQueue,
+)
 from jobqueue_simulator.world import (
     ClusterView,
     Distribution,
@@ -76,13 +83,6 @@ __all__ = [
     "Timer",
     "simulate",
 ]
-
-
-# Event kinds; the heap orders by (time, order, sequence).
-_ARRIVE, _DONE, _READY, _TIMER, _SAMPLE, _KILL, _APPLY, _SNAP = range(8)
-_ORDER = {
-    _ARRIVE: 0, _DONE: 1, _READY: 2, _KILL: 3, _APPLY: 4, _SNAP: 5, _TIMER: 10, _SAMPLE: 1000,
-}  # fmt: skip
 
 
 class _Pod:
@@ -132,8 +132,7 @@ class _Run:
         self.service = [config.service.draw(rng) for _ in self.arrivals]
         self.startup_rng = random.Random(rng.random())
         self.now = 0.0
-        self.heap: list[tuple[float, int, int, int, int, int]] = []
-        self.seq = 0
+        self.agenda = EventQueue()
         self.queue: deque[int] = deque()  # job ids; ids follow enqueue time
         self.pods: dict[int, _Pod] = {}
         self.draining: dict[int, _Pod] = {}  # removed, finishing their jobs
@@ -168,41 +167,33 @@ class _Run:
         for _ in range(cfg.initial_replicas):
             self._add_pod(ready_at=0.0)
         if self.arrivals:
-            self._push(self.arrivals[0], _ARRIVE)
+            self.agenda.push(self.arrivals[0], ARRIVE)
         for index, timer in enumerate(self.timers):
             if timer.period_s <= 0:
                 raise ValueError(f"timer {timer.name}: period must be positive")
             self._schedule(index, timer.first_at_s)
-        self._push(0.0, _SAMPLE)
-        while self.heap and self.heap[0][0] <= cfg.horizon_s:
-            t, _, _, kind, a, b = heapq.heappop(self.heap)
+        self.agenda.push(0.0, SAMPLE)
+        while (event := self.agenda.pop_until(cfg.horizon_s)) is not None:
+            t, kind, a, b = event
             self._advance(t)
-            if kind == _ARRIVE:
+            if kind == ARRIVE:
                 self._on_arrivals()
-            elif kind == _DONE:
+            elif kind == DONE:
                 self._on_done(a, b)
-            elif kind == _READY:
+            elif kind == READY:
                 self._on_ready(a)
-            elif kind == _TIMER:
+            elif kind == TIMER:
                 self._on_timer(a)
-            elif kind == _KILL:
+            elif kind == KILL:
                 self._on_kill(a)
-            elif kind == _APPLY:
+            elif kind == APPLY:
                 self._on_apply(a, b)
-            elif kind == _SNAP:
+            elif kind == SNAP:
                 self.snapshots[a] = self._view()
             else:
                 self._on_sample()
         self._advance(cfg.horizon_s)
         return self._result()
-
-    def _push(
-        self, t: float, kind: int, a: int = 0, b: int = 0, *, order: int | None = None
-    ) -> None:
-        self.seq += 1
-        heapq.heappush(
-            self.heap, (t, _ORDER[kind] if order is None else order, self.seq, kind, a, b)
-        )
 
     def _advance(self, t: float) -> None:
         # Draining pods still run (and cost) until their last job ends or the grace does.
@@ -218,7 +209,7 @@ class _Run:
             self.next_arrival += 1
         self.max_depth = max(self.max_depth, len(self.queue))
         if self.next_arrival < len(self.arrivals):
-            self._push(self.arrivals[self.next_arrival], _ARRIVE)
+            self.agenda.push(self.arrivals[self.next_arrival], ARRIVE)
         self._dispatch()
 
     def _on_done(self, job: int, attempt: int) -> None:
@@ -248,8 +239,8 @@ class _Run:
     def _schedule(self, index: int, at: float) -> None:
         timer = self.timers[index]
         if self.config.staleness_s > 0:
-            self._push(max(0.0, at - self.config.staleness_s), _SNAP, index)
-        self._push(at, _TIMER, index, order=_ORDER[_TIMER] + timer.order)
+            self.agenda.push(max(0.0, at - self.config.staleness_s), SNAP, index)
+        self.agenda.push(at, TIMER, index, after=timer.order)
 
     def _on_timer(self, index: int) -> None:
         timer = self.timers[index]
@@ -267,7 +258,7 @@ class _Run:
             written = max(0, desired)
             if self.config.actuation_s > 0:
                 self.pending = (written, timer.name)
-                self._push(self.now + self.config.actuation_s, _APPLY, written, index)
+                self.agenda.push(self.now + self.config.actuation_s, APPLY, written, index)
             else:
                 self._scale(written)
         after = self._capacity(written)
@@ -323,7 +314,7 @@ class _Run:
         ready = sum(1 for p in self.pods.values() if p.ready_at <= self.now)
         busy = sum(1 for p in self.pods.values() if p.running)
         self.samples.append(Sample(self.now, len(self.queue), len(self.pods), ready, busy))
-        self._push(self.now + self.config.sample_every_s, _SAMPLE)
+        self.agenda.push(self.now + self.config.sample_every_s, SAMPLE)
 
     # ------------------------------------------------------------ mechanics
     def _dispatch(self) -> None:
@@ -338,7 +329,7 @@ class _Run:
             pod.running[slot] = job
             self.location[job] = (pod_id, slot)
             self.in_flight += 1
-            self._push(self.now + self.service[job], _DONE, job, self.attempt[job])
+            self.agenda.push(self.now + self.service[job], DONE, job, self.attempt[job])
 
     def _add_pod(self, ready_at: float) -> None:
         pod = _Pod(self.next_pid, self.now, ready_at)
@@ -347,7 +338,7 @@ class _Run:
         if ready_at <= self.now:
             self.free.extend((pod.pid, slot) for slot in range(self.config.concurrency))
         else:
-            self._push(ready_at, _READY, pod.pid)
+            self.agenda.push(ready_at, READY, pod.pid)
 
     def _scale(self, desired: int) -> None:
         current = len(self.pods)
@@ -373,7 +364,7 @@ class _Run:
             self.drained.discard(pod.pid)
             if pod.running:
                 self.draining[pod.pid] = pod
-                self._push(self.now + self.config.grace_s, _KILL, pod.pid)
+                self.agenda.push(self.now + self.config.grace_s, KILL, pod.pid)
 
     def _deletion_rank(self, pod: _Pod) -> tuple[int, int, int, float]:
         """The ReplicaSet's order, lower goes first: not Ready; the lowest
