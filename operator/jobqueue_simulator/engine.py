@@ -12,8 +12,8 @@ What is modelled, and why this way:
   Every policy compared with the same seed therefore sees exactly the same jobs;
   only the decisions differ.
 * **Pods** have ``concurrency`` slots each (the worker's ``JQW_CONCURRENCY``) and
-  take work once started: ``startup_delay_s``, or lognormal per pod around it
-  (``startup_sigma``). Starting pods cost replica-seconds like ready ones.
+  take work once started (start-up time: ``replicaset.py``). Starting pods cost
+  replica-seconds like ready ones.
 * **Which slot gets the next job**: idle worker slots block on Redis, and Redis
   serves the client that has blocked longest; so free slots form a FIFO by the
   time they became free.
@@ -25,9 +25,7 @@ What is modelled, and why this way:
   the policy lists fetches nothing from the moment of the tick (the worker's
   step script reads the drain hash atomically) but runs, counts in the replicas
   and costs until it is removed; withdrawn, its free slots fetch again.
-* **Which pods go**: the ReplicaSet's ranking: not-Ready first, then the lowest
-  ``pod-deletion-cost`` (written by a policy that chooses pods), then Ready for
-  a shorter time in log₂ buckets, ties at random; blind to jobs.
+* **Which pods go**: the ReplicaSet's ranking, blind to jobs (``replicaset.py``).
 * **Decisions** happen only on the policy's own timers; a write takes effect
   ``actuation_s`` later, and the queue figures a policy reads are ``staleness_s``
   old. Arrivals, completions, pods becoming ready and grace periods ending are
@@ -40,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import random
 from collections import deque
 from collections.abc import Sequence
@@ -56,6 +53,7 @@ from jobqueue_simulator.eventqueue import (
     TIMER,
     EventQueue,
 )
+from jobqueue_simulator.replicaset import Pod, pods_to_remove, startup_delay
 from jobqueue_simulator.world import (
     ClusterView,
     Distribution,
@@ -83,16 +81,6 @@ __all__ = [
     "Timer",
     "simulate",
 ]
-
-
-class _Pod:
-    __slots__ = ("created_at", "pid", "ready_at", "running")
-
-    def __init__(self, pid: int, created_at: float, ready_at: float) -> None:
-        self.pid = pid
-        self.created_at = created_at
-        self.ready_at = ready_at
-        self.running: dict[int, int] = {}  # slot -> job
 
 
 def simulate(
@@ -134,8 +122,8 @@ class _Run:
         self.now = 0.0
         self.agenda = EventQueue()
         self.queue: deque[int] = deque()  # job ids; ids follow enqueue time
-        self.pods: dict[int, _Pod] = {}
-        self.draining: dict[int, _Pod] = {}  # removed, finishing their jobs
+        self.pods: dict[int, Pod] = {}
+        self.draining: dict[int, Pod] = {}  # removed, finishing their jobs
         self.chooser = chooses_pods(policy)
         self.drained: set[int] = set()  # listed in the drain hash: fetch nothing
         self.costs: dict[str, int] = {}
@@ -332,7 +320,7 @@ class _Run:
             self.agenda.push(self.now + self.service[job], DONE, job, self.attempt[job])
 
     def _add_pod(self, ready_at: float) -> None:
-        pod = _Pod(self.next_pid, self.now, ready_at)
+        pod = Pod(self.next_pid, self.now, ready_at)
         self.pods[pod.pid] = pod
         self.next_pid += 1
         if ready_at <= self.now:
@@ -344,37 +332,20 @@ class _Run:
         current = len(self.pods)
         if desired > current:
             for _ in range(desired - current):
-                self._add_pod(ready_at=self.now + self._startup())
+                self._add_pod(ready_at=self.now + startup_delay(self.config, self.startup_rng))
         else:
             self._remove(current - desired)
         self._dispatch()
 
-    def _startup(self) -> float:
-        cfg = self.config
-        if cfg.startup_sigma <= 0 or cfg.startup_delay_s <= 0:
-            return cfg.startup_delay_s
-        return self.startup_rng.lognormvariate(math.log(cfg.startup_delay_s), cfg.startup_sigma)
-
     def _remove(self, count: int) -> None:
         """Remove ``count`` pods, chosen by the ReplicaSet; they finish their jobs within
         the grace period (jobs are lost only when it ends)."""
-        ranked = sorted(self.pods.values(), key=self._deletion_rank)
-        for pod in ranked[:count]:
+        for pod in pods_to_remove(self.pods.values(), count, self.now, self.costs, self.rng):
             del self.pods[pod.pid]
             self.drained.discard(pod.pid)
             if pod.running:
                 self.draining[pod.pid] = pod
                 self.agenda.push(self.now + self.config.grace_s, KILL, pod.pid)
-
-    def _deletion_rank(self, pod: _Pod) -> tuple[int, int, int, float]:
-        """The ReplicaSet's order, lower goes first: not Ready; the lowest
-        pod-deletion-cost; Ready for less time (log₂ buckets); at random."""
-        tie = self.rng.random()
-        if pod.ready_at > self.now:
-            return (0, 0, 0, tie)
-        ready_for = self.now - pod.ready_at
-        bucket = int(math.log2(ready_for)) if ready_for >= 1.0 else 0
-        return (1, self.costs.get(pod_name(pod.pid), 0), bucket, tie)
 
     def _requeue(self, jobs: list[int]) -> None:
         """Put interrupted jobs back at the head, keeping the queue sorted by enqueue order."""
