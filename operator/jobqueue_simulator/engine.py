@@ -42,17 +42,7 @@ import random
 from collections import deque
 from collections.abc import Sequence
 
-from jobqueue_simulator.eventqueue import (
-    APPLY,
-    ARRIVE,
-    DONE,
-    KILL,
-    READY,
-    SAMPLE,
-    SNAP,
-    TIMER,
-    EventQueue,
-)
+from jobqueue_simulator import eventqueue as ev
 from jobqueue_simulator.replicaset import Pod, pods_to_remove, startup_delay
 from jobqueue_simulator.world import (
     ClusterView,
@@ -120,7 +110,7 @@ class _Run:
         self.service = [config.service.draw(rng) for _ in self.arrivals]
         self.startup_rng = random.Random(rng.random())
         self.now = 0.0
-        self.agenda = EventQueue()
+        self.agenda = ev.EventQueue()
         self.queue: deque[int] = deque()  # job ids; ids follow enqueue time
         self.pods: dict[int, Pod] = {}
         self.draining: dict[int, Pod] = {}  # removed, finishing their jobs
@@ -155,28 +145,28 @@ class _Run:
         for _ in range(cfg.initial_replicas):
             self._add_pod(ready_at=0.0)
         if self.arrivals:
-            self.agenda.push(self.arrivals[0], ARRIVE)
+            self.agenda.push(self.arrivals[0], ev.ARRIVE)
         for index, timer in enumerate(self.timers):
             if timer.period_s <= 0:
                 raise ValueError(f"timer {timer.name}: period must be positive")
             self._schedule(index, timer.first_at_s)
-        self.agenda.push(0.0, SAMPLE)
+        self.agenda.push(0.0, ev.SAMPLE)
         while (event := self.agenda.pop_until(cfg.horizon_s)) is not None:
             t, kind, a, b = event
             self._advance(t)
-            if kind == ARRIVE:
+            if kind == ev.ARRIVE:
                 self._on_arrivals()
-            elif kind == DONE:
+            elif kind == ev.DONE:
                 self._on_done(a, b)
-            elif kind == READY:
+            elif kind == ev.READY:
                 self._on_ready(a)
-            elif kind == TIMER:
+            elif kind == ev.TIMER:
                 self._on_timer(a)
-            elif kind == KILL:
+            elif kind == ev.KILL:
                 self._on_kill(a)
-            elif kind == APPLY:
+            elif kind == ev.APPLY:
                 self._on_apply(a, b)
-            elif kind == SNAP:
+            elif kind == ev.SNAP:
                 self.snapshots[a] = self._view()
             else:
                 self._on_sample()
@@ -197,7 +187,7 @@ class _Run:
             self.next_arrival += 1
         self.max_depth = max(self.max_depth, len(self.queue))
         if self.next_arrival < len(self.arrivals):
-            self.agenda.push(self.arrivals[self.next_arrival], ARRIVE)
+            self.agenda.push(self.arrivals[self.next_arrival], ev.ARRIVE)
         self._dispatch()
 
     def _on_done(self, job: int, attempt: int) -> None:
@@ -227,8 +217,8 @@ class _Run:
     def _schedule(self, index: int, at: float) -> None:
         timer = self.timers[index]
         if self.config.staleness_s > 0:
-            self.agenda.push(max(0.0, at - self.config.staleness_s), SNAP, index)
-        self.agenda.push(at, TIMER, index, after=timer.order)
+            self.agenda.push(max(0.0, at - self.config.staleness_s), ev.SNAP, index)
+        self.agenda.push(at, ev.TIMER, index, after=timer.order)
 
     def _on_timer(self, index: int) -> None:
         timer = self.timers[index]
@@ -246,7 +236,7 @@ class _Run:
             written = max(0, desired)
             if self.config.actuation_s > 0:
                 self.pending = (written, timer.name)
-                self.agenda.push(self.now + self.config.actuation_s, APPLY, written, index)
+                self.agenda.push(self.now + self.config.actuation_s, ev.APPLY, written, index)
             else:
                 self._scale(written)
         after = self._capacity(written)
@@ -302,7 +292,7 @@ class _Run:
         ready = sum(1 for p in self.pods.values() if p.ready_at <= self.now)
         busy = sum(1 for p in self.pods.values() if p.running)
         self.samples.append(Sample(self.now, len(self.queue), len(self.pods), ready, busy))
-        self.agenda.push(self.now + self.config.sample_every_s, SAMPLE)
+        self.agenda.push(self.now + self.config.sample_every_s, ev.SAMPLE)
 
     # ------------------------------------------------------------ mechanics
     def _dispatch(self) -> None:
@@ -317,7 +307,7 @@ class _Run:
             pod.running[slot] = job
             self.location[job] = (pod_id, slot)
             self.in_flight += 1
-            self.agenda.push(self.now + self.service[job], DONE, job, self.attempt[job])
+            self.agenda.push(self.now + self.service[job], ev.DONE, job, self.attempt[job])
 
     def _add_pod(self, ready_at: float) -> None:
         pod = Pod(self.next_pid, self.now, ready_at)
@@ -326,7 +316,7 @@ class _Run:
         if ready_at <= self.now:
             self.free.extend((pod.pid, slot) for slot in range(self.config.concurrency))
         else:
-            self.agenda.push(ready_at, READY, pod.pid)
+            self.agenda.push(ready_at, ev.READY, pod.pid)
 
     def _scale(self, desired: int) -> None:
         current = len(self.pods)
@@ -345,7 +335,7 @@ class _Run:
             self.drained.discard(pod.pid)
             if pod.running:
                 self.draining[pod.pid] = pod
-                self.agenda.push(self.now + self.config.grace_s, KILL, pod.pid)
+                self.agenda.push(self.now + self.config.grace_s, ev.KILL, pod.pid)
 
     def _requeue(self, jobs: list[int]) -> None:
         """Put interrupted jobs back at the head, keeping the queue sorted by enqueue order."""
