@@ -12,8 +12,8 @@ What is modelled, and why this way:
   Every policy compared with the same seed therefore sees exactly the same jobs;
   only the decisions differ.
 * **Pods** have ``concurrency`` slots each (the worker's ``JQW_CONCURRENCY``) and
-  take work once started: ``startup_delay_s``, or lognormal per pod around it
-  (``startup_sigma``). Starting pods cost replica-seconds like ready ones.
+  take work once started (start-up time: ``replicaset.py``). Starting pods cost
+  replica-seconds like ready ones.
 * **Which slot gets the next job**: idle worker slots block on Redis, and Redis
   serves the client that has blocked longest; so free slots form a FIFO by the
   time they became free.
@@ -25,30 +25,25 @@ What is modelled, and why this way:
   the policy lists fetches nothing from the moment of the tick (the worker's
   step script reads the drain hash atomically) but runs, counts in the replicas
   and costs until it is removed; withdrawn, its free slots fetch again.
-* **Which pods go**: the ReplicaSet's ranking: not-Ready first, then the lowest
-  ``pod-deletion-cost`` (written by a policy that chooses pods), then Ready for
-  a shorter time in log₂ buckets, ties at random; blind to jobs.
+* **Which pods go**: the ReplicaSet's ranking, blind to jobs (``replicaset.py``).
 * **Decisions** happen only on the policy's own timers; a write takes effect
   ``actuation_s`` later, and the queue figures a policy reads are ``staleness_s``
   old. Arrivals, completions, pods becoming ready and grace periods ending are
   exact events in between.
 
-Events at the same instant run in a fixed order: arrivals, completions, pods
-becoming ready, then timers (in the policy's declared order), then the sample
-for the plot, so a controller always sees the state *after* what happened at
-that instant.
+Events at the same instant run in a fixed order, kept by ``eventqueue.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import itertools
-import math
 import random
 from collections import deque
 from collections.abc import Sequence
 
+from jobqueue_simulator import eventqueue as ev
+from jobqueue_simulator.replicaset import Pod, pods_to_remove, startup_delay
 from jobqueue_simulator.world import (
     ClusterView,
     Distribution,
@@ -76,23 +71,6 @@ __all__ = [
     "Timer",
     "simulate",
 ]
-
-
-# Event kinds; the heap orders by (time, order, sequence).
-_ARRIVE, _DONE, _READY, _TIMER, _SAMPLE, _KILL, _APPLY, _SNAP = range(8)
-_ORDER = {
-    _ARRIVE: 0, _DONE: 1, _READY: 2, _KILL: 3, _APPLY: 4, _SNAP: 5, _TIMER: 10, _SAMPLE: 1000,
-}  # fmt: skip
-
-
-class _Pod:
-    __slots__ = ("created_at", "pid", "ready_at", "running")
-
-    def __init__(self, pid: int, created_at: float, ready_at: float) -> None:
-        self.pid = pid
-        self.created_at = created_at
-        self.ready_at = ready_at
-        self.running: dict[int, int] = {}  # slot -> job
 
 
 def simulate(
@@ -132,11 +110,10 @@ class _Run:
         self.service = [config.service.draw(rng) for _ in self.arrivals]
         self.startup_rng = random.Random(rng.random())
         self.now = 0.0
-        self.heap: list[tuple[float, int, int, int, int, int]] = []
-        self.seq = 0
+        self.agenda = ev.EventQueue()
         self.queue: deque[int] = deque()  # job ids; ids follow enqueue time
-        self.pods: dict[int, _Pod] = {}
-        self.draining: dict[int, _Pod] = {}  # removed, finishing their jobs
+        self.pods: dict[int, Pod] = {}
+        self.draining: dict[int, Pod] = {}  # removed, finishing their jobs
         self.chooser = chooses_pods(policy)
         self.drained: set[int] = set()  # listed in the drain hash: fetch nothing
         self.costs: dict[str, int] = {}
@@ -168,41 +145,33 @@ class _Run:
         for _ in range(cfg.initial_replicas):
             self._add_pod(ready_at=0.0)
         if self.arrivals:
-            self._push(self.arrivals[0], _ARRIVE)
+            self.agenda.push(self.arrivals[0], ev.ARRIVE)
         for index, timer in enumerate(self.timers):
             if timer.period_s <= 0:
                 raise ValueError(f"timer {timer.name}: period must be positive")
             self._schedule(index, timer.first_at_s)
-        self._push(0.0, _SAMPLE)
-        while self.heap and self.heap[0][0] <= cfg.horizon_s:
-            t, _, _, kind, a, b = heapq.heappop(self.heap)
+        self.agenda.push(0.0, ev.SAMPLE)
+        while (event := self.agenda.pop_until(cfg.horizon_s)) is not None:
+            t, kind, a, b = event
             self._advance(t)
-            if kind == _ARRIVE:
+            if kind == ev.ARRIVE:
                 self._on_arrivals()
-            elif kind == _DONE:
+            elif kind == ev.DONE:
                 self._on_done(a, b)
-            elif kind == _READY:
+            elif kind == ev.READY:
                 self._on_ready(a)
-            elif kind == _TIMER:
+            elif kind == ev.TIMER:
                 self._on_timer(a)
-            elif kind == _KILL:
+            elif kind == ev.KILL:
                 self._on_kill(a)
-            elif kind == _APPLY:
+            elif kind == ev.APPLY:
                 self._on_apply(a, b)
-            elif kind == _SNAP:
+            elif kind == ev.SNAP:
                 self.snapshots[a] = self._view()
             else:
                 self._on_sample()
         self._advance(cfg.horizon_s)
         return self._result()
-
-    def _push(
-        self, t: float, kind: int, a: int = 0, b: int = 0, *, order: int | None = None
-    ) -> None:
-        self.seq += 1
-        heapq.heappush(
-            self.heap, (t, _ORDER[kind] if order is None else order, self.seq, kind, a, b)
-        )
 
     def _advance(self, t: float) -> None:
         # Draining pods still run (and cost) until their last job ends or the grace does.
@@ -218,7 +187,7 @@ class _Run:
             self.next_arrival += 1
         self.max_depth = max(self.max_depth, len(self.queue))
         if self.next_arrival < len(self.arrivals):
-            self._push(self.arrivals[self.next_arrival], _ARRIVE)
+            self.agenda.push(self.arrivals[self.next_arrival], ev.ARRIVE)
         self._dispatch()
 
     def _on_done(self, job: int, attempt: int) -> None:
@@ -248,8 +217,8 @@ class _Run:
     def _schedule(self, index: int, at: float) -> None:
         timer = self.timers[index]
         if self.config.staleness_s > 0:
-            self._push(max(0.0, at - self.config.staleness_s), _SNAP, index)
-        self._push(at, _TIMER, index, order=_ORDER[_TIMER] + timer.order)
+            self.agenda.push(max(0.0, at - self.config.staleness_s), ev.SNAP, index)
+        self.agenda.push(at, ev.TIMER, index, after=timer.order)
 
     def _on_timer(self, index: int) -> None:
         timer = self.timers[index]
@@ -267,7 +236,7 @@ class _Run:
             written = max(0, desired)
             if self.config.actuation_s > 0:
                 self.pending = (written, timer.name)
-                self._push(self.now + self.config.actuation_s, _APPLY, written, index)
+                self.agenda.push(self.now + self.config.actuation_s, ev.APPLY, written, index)
             else:
                 self._scale(written)
         after = self._capacity(written)
@@ -323,7 +292,7 @@ class _Run:
         ready = sum(1 for p in self.pods.values() if p.ready_at <= self.now)
         busy = sum(1 for p in self.pods.values() if p.running)
         self.samples.append(Sample(self.now, len(self.queue), len(self.pods), ready, busy))
-        self._push(self.now + self.config.sample_every_s, _SAMPLE)
+        self.agenda.push(self.now + self.config.sample_every_s, ev.SAMPLE)
 
     # ------------------------------------------------------------ mechanics
     def _dispatch(self) -> None:
@@ -338,52 +307,35 @@ class _Run:
             pod.running[slot] = job
             self.location[job] = (pod_id, slot)
             self.in_flight += 1
-            self._push(self.now + self.service[job], _DONE, job, self.attempt[job])
+            self.agenda.push(self.now + self.service[job], ev.DONE, job, self.attempt[job])
 
     def _add_pod(self, ready_at: float) -> None:
-        pod = _Pod(self.next_pid, self.now, ready_at)
+        pod = Pod(self.next_pid, self.now, ready_at)
         self.pods[pod.pid] = pod
         self.next_pid += 1
         if ready_at <= self.now:
             self.free.extend((pod.pid, slot) for slot in range(self.config.concurrency))
         else:
-            self._push(ready_at, _READY, pod.pid)
+            self.agenda.push(ready_at, ev.READY, pod.pid)
 
     def _scale(self, desired: int) -> None:
         current = len(self.pods)
         if desired > current:
             for _ in range(desired - current):
-                self._add_pod(ready_at=self.now + self._startup())
+                self._add_pod(ready_at=self.now + startup_delay(self.config, self.startup_rng))
         else:
             self._remove(current - desired)
         self._dispatch()
 
-    def _startup(self) -> float:
-        cfg = self.config
-        if cfg.startup_sigma <= 0 or cfg.startup_delay_s <= 0:
-            return cfg.startup_delay_s
-        return self.startup_rng.lognormvariate(math.log(cfg.startup_delay_s), cfg.startup_sigma)
-
     def _remove(self, count: int) -> None:
         """Remove ``count`` pods, chosen by the ReplicaSet; they finish their jobs within
         the grace period (jobs are lost only when it ends)."""
-        ranked = sorted(self.pods.values(), key=self._deletion_rank)
-        for pod in ranked[:count]:
+        for pod in pods_to_remove(self.pods.values(), count, self.now, self.costs, self.rng):
             del self.pods[pod.pid]
             self.drained.discard(pod.pid)
             if pod.running:
                 self.draining[pod.pid] = pod
-                self._push(self.now + self.config.grace_s, _KILL, pod.pid)
-
-    def _deletion_rank(self, pod: _Pod) -> tuple[int, int, int, float]:
-        """The ReplicaSet's order, lower goes first: not Ready; the lowest
-        pod-deletion-cost; Ready for less time (log₂ buckets); at random."""
-        tie = self.rng.random()
-        if pod.ready_at > self.now:
-            return (0, 0, 0, tie)
-        ready_for = self.now - pod.ready_at
-        bucket = int(math.log2(ready_for)) if ready_for >= 1.0 else 0
-        return (1, self.costs.get(pod_name(pod.pid), 0), bucket, tie)
+                self.agenda.push(self.now + self.config.grace_s, ev.KILL, pod.pid)
 
     def _requeue(self, jobs: list[int]) -> None:
         """Put interrupted jobs back at the head, keeping the queue sorted by enqueue order."""
