@@ -27,6 +27,8 @@ class JobQueueView:
     scale_down_depth: float | None
     conditions: tuple[dict[str, Any], ...] = field(default=())
     decisions: tuple[dict[str, Any], ...] = field(default=())
+    #: Pods drained before removal: in ``current``, taking no new job until idle.
+    draining: tuple[str, ...] = field(default=())
 
 
 def _num(value: Any) -> float | None:
@@ -67,6 +69,7 @@ def view_of(obj: dict[str, Any]) -> JobQueueView:
         decisions=tuple(
             reversed([d for d in status.get("decisions") or [] if isinstance(d, dict)])
         ),
+        draining=tuple(str(p) for p in status.get("drainingPods") or [] if isinstance(p, str)),
     )
 
 

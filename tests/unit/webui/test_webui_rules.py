@@ -187,10 +187,12 @@ def test_jobqueue_view_reads_spec_and_status() -> None:
                 "desiredReplicas": 4,
                 "decisions": [{"action": "a"}, {"action": "b"}, "junk"],
                 "conditions": [{"type": "Ready", "status": "True"}],
+                "drainingPods": ["w-1", 7],
             },
         }
     )
     assert (view.current, view.desired, view.min_replicas, view.max_replicas) == (2, 4, 0, 9)
+    assert view.draining == ("w-1",), "a name that is not a string is dropped"
     assert view.target == "Deployment/w"
     assert view.queues == ("emails",)
     assert (view.scale_up_depth, view.scale_down_depth) == (20.0, 5.0)
