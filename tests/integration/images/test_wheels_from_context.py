@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tests" / "unit" / "images"))
 from dockerfile_checks import DockerIgnore, parse, tracked_files, wheel_sources  # noqa: E402
 
-pytestmark = pytest.mark.slow
+# One xdist worker builds both images' wheels once, not one worker per test.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("wheels")]
 
 
 @dataclass(frozen=True)

@@ -238,7 +238,7 @@ def test_down_leaves_nothing_and_a_second_start_works(
     real_node.stop()
 
     assert not any(pid_alive(int(pid)) for pid in pids.values()), pids
-    assert not node_network.bridge_exists(real_node.bridge)
+    assert not node_network.bridge_exists(real_node.bridge), _who_made_the_bridge()
     mounts = Path("/proc/self/mountinfo").read_text()
     assert str(workdir) not in mounts
     assert kubelet_chains() == []
@@ -260,3 +260,22 @@ def test_down_leaves_nothing_and_a_second_start_works(
     assert real_node.plane is not None
     assert real_node.plane.kubectl("logs", "-n", ns, "after").strip() == "second start ok"
     assert "jobqueues" in real_node.plane.kubectl("api-resources", "-o", "name")
+
+
+def _who_made_the_bridge() -> str:
+    """What a bridge left after stop says about itself, and who could have made it."""
+    link = subprocess.run(
+        ["ip", "-d", "-s", "link", "show", "jqbr0"], capture_output=True, text=True, check=False
+    ).stdout
+    ports = subprocess.run(
+        ["ip", "link", "show", "master", "jqbr0"], capture_output=True, text=True, check=False
+    ).stdout
+    procs = subprocess.run(
+        ["ps", "-eo", "pid,ppid,etimes,args"], capture_output=True, text=True, check=False
+    ).stdout
+    suspects = [
+        line
+        for line in procs.splitlines()
+        if any(k in line for k in ("cni", "containerd", "kubelet", "bridge"))
+    ]
+    return f"bridge still there:\n{link}\nports:\n{ports}\nprocesses:\n" + "\n".join(suspects)
