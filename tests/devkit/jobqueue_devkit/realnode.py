@@ -301,15 +301,7 @@ def stop_from_state(workdir: Path, release_claim: bool = True) -> list[str]:
         stopped += stop_plane(Path(plane))
     _unmount_under(workdir)
     if state:
-        bridge = Bridge(name=str(state.get("bridge", Bridge().name)))
-        node_network.delete_bridge(bridge)
-        # A CNI call still in flight when containerd went can re-create the bridge
-        # (the bridge plugin makes it if missing): look again before calling it gone.
-        for _ in range(20):
-            time.sleep(0.25)
-            if not node_network.bridge_exists(bridge):
-                break
-            node_network.delete_bridge(bridge)
+        node_network.delete_bridge(Bridge(name=str(state.get("bridge", Bridge().name))))
         node_network.remove_kubelet_chains()
         node_network.remove_host_leftovers()
     shutil.rmtree(workdir, ignore_errors=True)

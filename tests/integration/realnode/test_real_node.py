@@ -263,7 +263,11 @@ def test_down_leaves_nothing_and_a_second_start_works(
 
 
 def _who_made_the_bridge() -> str:
-    """What a bridge left after stop says about itself, and who could have made it."""
+    """What a bridge left after stop says about itself, and who could have made it.
+
+    (A second session's node waiting for the machine's one bridge takes it the
+    moment this one lets go: the real-node tests must share one pytest worker.)
+    """
     link = subprocess.run(
         ["ip", "-d", "-s", "link", "show", "jqbr0"], capture_output=True, text=True, check=False
     ).stdout
