@@ -176,6 +176,8 @@ def plan_drain(
     only when nothing is drained. A drained Pod goes off ``/scale`` once it is
     idle: a heartbeat read ``confirm_s`` or more after its drain shows no job
     (or there is no heartbeat: a worker that never came up has nothing to lose).
+    A Pod to go that is not Ready and has no heartbeat at all is not drained but
+    removed at once, like a replica with no Pod yet.
     While another Pod is NotReady nothing is removed, as the ReplicaSet would
     take that Pod first, whatever its cost.
     """
@@ -185,6 +187,7 @@ def plan_drain(
     kept = {name: at for name, at in drained.items() if name in names}
     capacity = drained_capacity(replicas, kept)
     withdrawn: list[str] = []
+    cold: tuple[str, ...] = ()
     if desired > capacity:
         # Busiest first: a drained Pod with work has the least left to wait for.
         back = sorted(
@@ -205,8 +208,11 @@ def plan_drain(
             (p for p in live if p.name not in kept),
             key=lambda p: _removal_rank(p, by_pod.get(p.name)),
         )[: capacity - desired - unlisted]
-        kept.update((p.name, now) for p in candidates)
-    remove = _idle_drained(live, by_pod, kept, now, confirm_s)
+        # Not Ready with no heartbeat (Pending, or a worker that never came up): no job
+        # to protect, and the ReplicaSet removes such Pods first anyway. They go now.
+        cold = tuple(p.name for p in candidates if not p.ready and p.name not in by_pod)
+        kept.update((p.name, now) for p in candidates if p.name not in cold)
+    remove = (*cold, *_idle_drained(live, by_pod, kept, now, confirm_s=confirm_s, going=cold))
     costs: dict[str, int] = {}
     if remove:
         costs = dict.fromkeys(remove, VICTIM_COST)
@@ -228,9 +234,11 @@ def _idle_drained(
     by_pod: Mapping[str, WorkerLoad],
     drained: Mapping[str, float],
     now: float,
+    *,
     confirm_s: float,
+    going: Collection[str],
 ) -> tuple[str, ...]:
-    if any(not p.ready and p.name not in drained for p in live):
+    if any(not p.ready and p.name not in drained and p.name not in going for p in live):
         return ()
     out = []
     for pod in live:

@@ -99,6 +99,24 @@ def test_replicas_without_a_pod_yet_go_first_and_at_once() -> None:
     assert plan.drained == {"a": NOW}
 
 
+def test_a_pod_that_never_ran_a_worker_goes_at_once() -> None:
+    # "p" is Pending (no heartbeat ever): nothing to protect, so it is not drained
+    plan = plan_drain(
+        pods("a", "b", "p", not_ready="p"), [load("a", 1), load("b", 0)], {},
+        replicas=3, desired=1, now=NOW,
+    )  # fmt: skip
+    assert plan.remove == ("p",)
+    assert plan.replicas == 2
+    assert plan.drained == {"b": NOW}, "the idle worker still drains first"
+    # a NotReady Pod whose worker did heartbeat may hold a job: it drains like the rest
+    plan = plan_drain(
+        pods("a", "p", not_ready="p"), [load("a", 1), load("p", 1)], {},
+        replicas=2, desired=1, now=NOW,
+    )  # fmt: skip
+    assert plan.remove == ()
+    assert plan.drained == {"p": NOW}
+
+
 def test_the_policy_sees_the_drained_pods_apart() -> None:
     obs = Observation(
         depth=0, oldest_age_s=0.0, in_flight=5, busy_workers=2, workers=3,
@@ -144,7 +162,11 @@ def test_properties(
     names_live = {p.name for p in live if not p.terminating}
     # never a pod with a job: only drained pods, idle in a heartbeat read after the drain
     for name in plan.remove:
-        assert name in drained
+        pod = next(p for p in live if p.name == name and not p.terminating)
+        if name not in drained:  # removed at once: a Pod that never ran a worker
+            assert not pod.ready
+            assert name not in by_pod
+            continue
         assert name in names_live
         assert name not in by_pod or by_pod[name].active_jobs == 0
         assert NOW - drained[name] >= DRAIN_CONFIRM_S
@@ -152,7 +174,7 @@ def test_properties(
     # and nothing removed while the ReplicaSet would take an undrained NotReady pod first
     kept = set(plan.drained) | set(plan.remove)
     if any(not p.ready and not p.terminating and p.name not in kept for p in live):
-        assert plan.remove == ()
+        assert not set(plan.remove) & set(drained)
     # every survivor's cost is above every victim's
     assert all(c > VICTIM_COST for n, c in plan.costs.items() if n not in plan.remove)
     # /scale is raised only when nothing stays drained
