@@ -42,9 +42,11 @@ SPEC = LoopSpec(
     scale_down_depth=10,
     scale_down_cooldown_s=6,
     scale_down_step=1,
-    # The operator keeps busy workers by default; this test opts out so that a
-    # scale-down really removes a worker mid-job and proves nothing is lost.
+    # The operator keeps busy workers and drains before it removes by default; this
+    # test opts out of both so that a scale-down really removes a worker mid-job and
+    # proves its graceful shutdown loses nothing.
     scale_down_allow_disruption=True,
+    scale_down_drain_first=False,
     # One job per worker: when every pod holds a long job, any pod the
     # ReplicaSet removes is busy, so the test really removes a worker mid-job.
     worker_concurrency=1,

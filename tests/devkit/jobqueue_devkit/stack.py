@@ -66,6 +66,9 @@ class LoopSpec:
     # False (the default) keeps busy workers; True lets scale-down remove them
     # and trusts the workers' graceful shutdown (finish or hand back).
     scale_down_allow_disruption: bool = False
+    # False: lower /scale in the tick that chooses (no drain-first), so a busy
+    # worker can be removed mid-job and its graceful shutdown is what is tested.
+    scale_down_drain_first: bool = True
     worker_concurrency: int = 4
     worker_lease_s: float = 10.0
     worker_grace_s: float = 10.0
@@ -141,6 +144,7 @@ def jobqueue_manifest(spec: LoopSpec, redis: RedisServer) -> dict[str, Any]:
                 "cooldownSeconds": spec.scale_down_cooldown_s,
                 "step": spec.scale_down_step,
                 "allowDisruption": spec.scale_down_allow_disruption,
+                "drainChosenPods": spec.scale_down_drain_first,
             },
             **spec.jobqueue_extra,
         },
