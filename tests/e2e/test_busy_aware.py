@@ -144,18 +144,8 @@ def busy(pod: str) -> Callable[[Snapshot], bool]:
     return lambda s: any(w.pod_name == pod and w.active_jobs == 1 for w in s.stats.workers)
 
 
-DRAIN = LoopSpec(
-    namespace="drain",
-    name="drain",
-    queue="drain",
-    min_replicas=1,
-    max_replicas=4,
-    polling_interval_s=1,
-    scale_down_cooldown_s=1,
-    scale_down_step=2,
-    worker_concurrency=2,
-    worker_grace_s=2.0,
-    jobqueue_extra={"paused": True},
+DRAIN = dataclasses.replace(
+    BUSY, namespace="drain", name="drain", queue="drain", worker_concurrency=2, worker_grace_s=2.0
 )
 #: Far longer than the grace period: only a scale-down that waits for it keeps it whole.
 DRAINED_JOB_S = 15.0
