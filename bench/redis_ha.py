@@ -391,6 +391,20 @@ def summarize(row: Row) -> dict[str, Any]:
     return out
 
 
+def add_summaries(results: dict[str, Any]) -> None:
+    """Each row's median summary from its saved trials (a saved run can be re-rendered)."""
+    for entry in results["rows"].values():
+        row = Row(
+            key=entry["key"],
+            label=entry["label"],
+            baseline=entry["baseline"],
+            queues=entry["queues"],
+            trials=entry["trials"],
+            problems=entry["problems"],
+        )
+        entry["summary"] = summarize(row) if row.trials else None
+
+
 # ---------------------------------------------------------------- report
 def _f(v: float | None, spec: str = ".0f") -> str:
     return "—" if v is None else format(v, spec)
@@ -495,8 +509,11 @@ NOTES = [
     "Cluster: three queues chosen so that their hash tags ({bench<n>}) land on the three "
     "masters (checked with CLUSTER KEYSLOT); jobs dealt round-robin over them; every worker "
     "process serves all three queues (one step call per queue). Jobs per master are the "
-    "difference of the queues' `completed` counters over the window. The three worker "
-    "processes are not pinned one per shard.",
+    "difference of the queues' `completed` counters over the window. The producer deals the "
+    "jobs evenly, so the split check says whether the workers drained every shard's queue "
+    "in the window (not how a real key population hashes); the per-master CPU per job says "
+    "whether the Redis work splits too. The three worker processes are not pinned one per "
+    "shard.",
     "Standalone with three queues runs the same three queue names on one server: the "
     "baseline for the Cluster row; standalone with one queue is the baseline for Sentinel.",
     "Jobs/s at 1 core is 1e6 / (Redis CPU µs per job): what one Redis main thread would carry "
@@ -570,6 +587,8 @@ def run_rows(
             runner = Runner(peer, env, cast(RedisServer, target), run_dir / key)
             (run_dir / key).mkdir(exist_ok=True)
             runner.out = run_dir / key / "ours.records"
+            runner.logs = runner.logs / key  # one log directory per row
+            runner.logs.mkdir(parents=True, exist_ok=True)
             runner.queue = ONE_QUEUE if rows[key].queues == ONE_QUEUE else ",".join(names)
             runners[key] = runner
         for trial in range(1, args.trials + 1):
@@ -586,6 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(raw[1:])
     if args.render:
         saved: dict[str, Any] = json.loads(Path(args.render).read_text())
+        add_summaries(saved)
         write_between(Path(args.output), BEGIN, END, render(saved))
         return 0
     procs.install_handlers()
@@ -605,12 +625,11 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"meta": meta, "rows": {}, "missing": {}, "pids": {}}
     run_rows(rows, results, run_dir, args)
     results["pids_stopped"] = True  # the ExitStack in run_rows stopped every node
-    for key, row in rows.items():
-        entry = asdict(row)
-        entry["summary"] = summarize(row) if row.trials else None
-        results["rows"][key] = entry
+    results["rows"] = {key: asdict(row) for key, row in rows.items()}
     out = REPO_ROOT / "bench" / "results" / f"redis-ha-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str))  # raw, before any summary
+    add_summaries(results)
     out.write_text(json.dumps(results, indent=2, default=str))
     text = render(results)
     print(text)

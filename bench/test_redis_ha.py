@@ -121,3 +121,43 @@ def test_render_ratios_split_and_missing(tmp_path: Path) -> None:
     written = out.read_text()
     assert "<!-- worker-bench:begin -->\nx\n" in written
     assert written.count(redis_ha.BEGIN) == 1
+
+
+def test_summaries_from_saved_trials() -> None:
+    def trial(rate: float, jobs: tuple[int, int, int]) -> dict[str, Any]:
+        return {
+            "drain1": {"jobs_per_s": rate, "redis_cpu_us_per_job": 90.0, "redis_cmds_per_job": 4},
+            "latency": {"p50_ms": 2.0, "p99_ms": 9.0},
+            "shards1": [
+                {"port": p, "queue": f"q{p}", "jobs": j, "cpu_s": 0.0, "cpu_us_per_job": 30.0}
+                for p, j in zip((1, 2, 3), jobs, strict=True)
+            ],
+        }
+
+    results: dict[str, Any] = {
+        "rows": {
+            "cluster": {
+                "key": "cluster",
+                "label": "Cluster",
+                "baseline": None,
+                "queues": "3",
+                "trials": [trial(900.0, (100, 100, 100)), trial(1100.0, (100, 100, 100))],
+                "problems": [],
+            },
+            "sentinel": {
+                "key": "sentinel",
+                "label": "Sentinel",
+                "baseline": None,
+                "queues": "1",
+                "trials": [],
+                "problems": ["did not start"],
+            },
+        }
+    }
+    redis_ha.add_summaries(results)
+    summary = results["rows"]["cluster"]["summary"]
+    assert summary["jobs_per_s_1"] == 1000.0
+    assert summary["jobs_per_s_3"] is None
+    assert summary["split_ok1"] is True
+    assert [s["ceiling_jobs_per_s"] for s in summary["shards1"]] == pytest.approx([1e6 / 30] * 3)
+    assert results["rows"]["sentinel"]["summary"] is None
