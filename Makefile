@@ -230,6 +230,11 @@ bench: install redis postgres controlplane ## Benchmarks side by side with the p
 		$(PY) -m bench.operator $(BENCH_OPERATOR_ARGS)
 	PYTHONPATH=tests/devkit:worker-image:worker-image/protocol $(PY) -m bench.postgres --output BENCHMARKS.md $(BENCH_POSTGRES_ARGS)
 	$(MAKE) bench-scaling
+	JOBQUEUE_BENCH_VIA="make bench" $(MAKE) bench-redis-ha
+
+.PHONY: bench-redis-ha
+bench-redis-ha: install redis ## Our worker on Sentinel and a 3-shard Cluster against standalone Redis; writes its BENCHMARKS.md section.
+	PYTHONPATH=tests/devkit $(PY) -m bench.redis_ha $(BENCH_REDIS_HA_ARGS)
 
 .PHONY: bench-scaling
 bench-scaling: install ## The operator's policy against tuned and default KEDA on the simulator; writes its BENCHMARKS.md section.

@@ -5,6 +5,10 @@ Worker: ``python -m jobqueue_worker worker --handlers ours_app --queues Q --conc
 JQW_LOG_LEVEL=WARNING; everything else is the worker's defaults (30 s leases renewed by the
 renewal thread, at-least-once delivery, results kept 1 day). Bulk enqueue is the documented
 ``Producer.enqueue_many`` (one round trip per call), 1000 jobs per call.
+
+``BENCH_QUEUE`` may name several queues (``a,b,c``, as the worker's ``--queues`` takes them):
+jobs are then dealt round-robin over them (bench/redis_ha.py spreads a drain over the shards
+of a Redis Cluster that way). One queue is the default and behaves as before.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Awaitable
 
 from common import apace, emit, parse_args, queue_name, record, redis_url
 
@@ -30,20 +35,36 @@ async def noop(job: Job) -> None:
     record(float(payload.get("enq", 0.0)))  # type: ignore[arg-type]
 
 
+def _queues() -> list[str]:
+    return [q for q in queue_name().split(",") if q]
+
+
 async def _enqueue(n: int) -> dict[str, object]:
-    async with Producer(redis_url(), default_queue=queue_name()) as producer:
+    queues = _queues()
+    async with Producer(redis_url(), default_queue=queues[0]) as producer:
         t0 = time.perf_counter()
         batch = 1000
         for i in range(0, n, batch):
-            req = JobRequest(type="noop", payload={"enq": time.time()})
-            await producer.enqueue_many([req] * min(batch, n - i))
+            ts = time.time()
+            reqs = [
+                JobRequest(type="noop", payload={"enq": ts}, queue=queues[(i + k) % len(queues)])
+                for k in range(min(batch, n - i))
+            ]
+            await producer.enqueue_many(reqs)
         seconds = time.perf_counter() - t0
     return {"seconds": seconds, "method": "Producer.enqueue_many, 1000 per call"}
 
 
 async def _produce(n: int, rate: float, deadline: float) -> dict[str, object]:
-    async with Producer(redis_url(), default_queue=queue_name()) as producer:
-        sent = await apace(n, rate, lambda ts: producer.enqueue("noop", {"enq": ts}), deadline)
+    queues = _queues()
+    turn = iter(range(n))
+    async with Producer(redis_url(), default_queue=queues[0]) as producer:
+
+        def send(ts: float) -> Awaitable[str]:
+            queue = queues[next(turn, 0) % len(queues)]
+            return producer.enqueue("noop", {"enq": ts}, queue=queue)
+
+        sent = await apace(n, rate, send, deadline)
     return {"sent": sent}
 
 
