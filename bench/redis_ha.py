@@ -484,8 +484,9 @@ def render(results: dict[str, Any]) -> str:
             "at its Redis CPU ceiling (one core for Redis's main thread: 1 / the shard's "
             "measured CPU per job, from the one-process drain), against "
             f"{_f(ceiling_jobs_per_s(alone))} jobs/s for standalone Redis with the same three "
-            "queues. An upper bound for Redis only: it assumes enough worker processes "
-            "(here one worker process reached the figure in the first table), that the "
+            "queues. An upper bound for Redis only: it assumes enough worker processes to "
+            "load every shard (here the workers were the limit: see the throughput above), "
+            "that the "
             "queues' slots spread evenly, and that Redis's CPU per job stays as measured at "
             "this load; the network between workers and shards is loopback here.",
         ]
