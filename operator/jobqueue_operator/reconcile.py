@@ -241,6 +241,8 @@ class Loop:
                 base = replace(base, current_replicas=fresh)
                 decision = self._decide(effective, seen, drained_capacity(current, drained), now)
         tick = replace(base, decision=decision, consecutive_failures=self.gather.failures)
+        if drained:
+            tick = replace(tick, capacity=drained_capacity(current, drained))
         if isinstance(observation, Observation):
             return replace(tick, observation=observation), current
         return replace(tick, metrics_error=observation.error), current

@@ -85,6 +85,9 @@ class Tick:
     effective: EffectiveRecord | None = None
     #: ``status.drainingPods``: Pods drained first, still in ``/scale`` until idle.
     draining: tuple[str, ...] | None = None
+    #: ``current_replicas`` less the drained Pods, when some drain: what the decision
+    #: was made from, so the history reads "from capacity to desired".
+    capacity: int | None = None
 
 
 def effective_record(eff: EffectiveSpec, source: str) -> EffectiveRecord:
@@ -256,7 +259,7 @@ def decisions(previous: Sequence[Mapping[str, Any]], tick: Tick) -> list[Decisio
         DecisionRecord(
             time=to_rfc3339(tick.now),
             action=decision.action.value,
-            from_replicas=tick.current_replicas,
+            from_replicas=tick.current_replicas if tick.capacity is None else tick.capacity,
             to_replicas=decision.desired,
             reason=decision.reason.value,
             message=decision.message,

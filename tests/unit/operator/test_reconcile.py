@@ -695,6 +695,8 @@ async def test_a_surge_takes_drained_pods_back_before_raising_scale(world: FakeQ
     assert sorted(p for batch in world.withdrawn for p in batch) == ["w-a", "w-c"]
     assert loop.scale_down.draining == {}
     assert max(kube.writes, default=0) > 3, "the rest of the surge raises /scale"
+    up = kube.statuses[-1]["decisions"][-1]
+    assert (up["action"], up["fromReplicas"]) == ("ScaleUp", 1), "from the Pods that fetched"
     assert kube.statuses[-1]["drainingPods"] == []
 
 
