@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import os
 import secrets
 import socket
@@ -13,6 +15,15 @@ def worker_id(pod_name: str | None) -> str:
         # A restarted container keeps its pod name; the suffix keeps leases apart.
         return f"{pod_name}:{os.getpid()}"
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@functools.cache
+def worker_version() -> str | None:
+    """The installed jobqueue-worker's version, for the heartbeat (None if not installed)."""
+    try:
+        return importlib.metadata.version("jobqueue-worker")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def rss_bytes(pid: int | None = None) -> int:

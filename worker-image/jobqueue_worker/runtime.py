@@ -386,6 +386,7 @@ class Worker:
             pod_name=self.settings.pod_name,
             cpu_cores=self._cpu.sample(),
             concurrency=self.settings.concurrency,
+            version=identity.worker_version(),
         )
 
     @property

@@ -8,6 +8,7 @@ Screenshots of every page are taken; `make webui-screenshots` puts them in docs/
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,7 @@ def test_fail_inspect_fix_replay_complete(
     worker_row = page.locator("tbody tr[data-worker]")
     assert worker_row.count() == 1
     assert "webui-worker-0" in worker_row.inner_text()
+    assert importlib.metadata.version("jobqueue-worker") in worker_row.inner_text()
     _shot(page, web_server, "workers")
     page.get_by_role("link", name="Jobs").click()
     page.wait_for_url("**/jobs")

@@ -21,6 +21,8 @@ def beat(cpu: float | None) -> WorkerHeartbeat:
         mean_processing_s=0.25,
         pod_name="worker-abc",
         cpu_cores=cpu,
+        concurrency=10,
+        version="1.2.3",
     )
 
 

@@ -38,6 +38,9 @@ class WorkerHeartbeat:
     # Jobs this worker runs at once (JQW_CONCURRENCY); None from an older worker.
     # The operator's floor is the slots the running jobs fill, which needs it.
     concurrency: int | None = None
+    # The worker's package version; None from an older worker. Shown by `jobqueue web`,
+    # so a half-finished rollout is visible.
+    version: str | None = None
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> WorkerHeartbeat | None:
@@ -51,6 +54,7 @@ class WorkerHeartbeat:
             pod = data.get("pod_name")
             cpu = data.get("cpu_cores")
             slots = data.get("concurrency")
+            version = data.get("version")
             return cls(
                 worker_id=str(data["worker_id"]),
                 state=str(data["state"]),
@@ -65,6 +69,7 @@ class WorkerHeartbeat:
                 pod_name=None if pod is None else str(pod),
                 cpu_cores=None if cpu is None else float(cpu),
                 concurrency=None if slots is None else int(slots),
+                version=None if version is None else str(version),
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
@@ -90,6 +95,7 @@ def heartbeat_json(hb: WorkerHeartbeat) -> str:
             "pod_name": hb.pod_name,
             "cpu_cores": hb.cpu_cores,
             "concurrency": hb.concurrency,
+            "version": hb.version,
         },
         separators=(",", ":"),
     )
