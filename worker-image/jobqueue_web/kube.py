@@ -2,15 +2,27 @@
 
 Optional: without a kubeconfig or in-cluster credentials the Scaling page says so
 and every other page works.
+
+In a Pod it needs no Kubernetes client: one authenticated GET with the Pod's
+service-account token (re-read every time: bound tokens rotate) and CA, through
+aiohttp, which the worker image has anyway. The worker image must not carry a
+Kubernetes client, so this is what the shipped Deployment uses. Outside a
+cluster it reads the kubeconfig through kubernetes_asyncio, when installed.
 """
 
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 GROUP, VERSION, PLURAL = "jobqueue.dev", "v1alpha1", "jobqueues"
+#: Where Kubernetes mounts a Pod's service-account token and the cluster's CA.
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 @dataclass(frozen=True)
@@ -76,44 +88,84 @@ def view_of(obj: dict[str, Any]) -> JobQueueView:
 class Cluster:
     """Lists JobQueues; ``problem`` says why it cannot (then ``list`` returns nothing)."""
 
-    def __init__(self, namespace: str | None) -> None:
+    def __init__(
+        self, namespace: str | None, service_account_dir: Path = SERVICE_ACCOUNT_DIR
+    ) -> None:
         self.namespace = namespace
         self.problem: str | None = None
         self._api: Any = None
+        self._account = service_account_dir
+        self._in_cluster: tuple[str, aiohttp.ClientSession] | None = None
 
     async def start(self) -> None:
+        host = os.environ.get("KUBERNETES_SERVICE_HOST")
+        if host:
+            await self._start_in_cluster(host, os.environ.get("KUBERNETES_SERVICE_PORT", "443"))
+            return
         try:
             from kubernetes_asyncio import client, config
         except ImportError:
-            self.problem = "the Kubernetes client is not installed (pip install kubernetes_asyncio)"
+            self.problem = (
+                "outside a cluster the Scaling page reads the kubeconfig through "
+                "kubernetes_asyncio, which is not installed (pip install kubernetes_asyncio)"
+            )
             return
         try:
-            if os.environ.get("KUBERNETES_SERVICE_HOST"):
-                config.load_incluster_config()  # type: ignore[no-untyped-call]
-            else:
-                await config.load_kube_config()
+            await config.load_kube_config()
         except Exception as exc:  # no kubeconfig is normal on a laptop
             self.problem = f"no cluster access: {str(exc).splitlines()[0][:200]}"
             return
         self._api = client.CustomObjectsApi(client.ApiClient())
 
+    async def _start_in_cluster(self, host: str, port: str) -> None:
+        try:
+            tls = ssl.create_default_context(cafile=str(self._account / "ca.crt"))
+        except OSError as exc:
+            self.problem = f"no cluster access: the service account's CA: {exc}"
+            return
+        base = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+        timeout = aiohttp.ClientTimeout(total=10)
+        connector = aiohttp.TCPConnector(ssl=tls)
+        self._in_cluster = (base, aiohttp.ClientSession(timeout=timeout, connector=connector))
+
     async def close(self) -> None:
         if self._api is not None:
             await self._api.api_client.close()
+        if self._in_cluster is not None:
+            await self._in_cluster[1].close()
 
     async def list(self) -> list[JobQueueView]:
-        if self._api is None:
-            return []
         try:
-            if self.namespace:
-                body = await self._api.list_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, PLURAL
-                )
+            if self._in_cluster is not None:
+                body = await self._get_in_cluster(*self._in_cluster)
+            elif self._api is not None:
+                body = await self._list_kubeconfig()
             else:
-                body = await self._api.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+                return []
         except Exception as exc:  # forbidden, unreachable: the page says which
             self.problem = f"cannot list JobQueues: {str(exc).splitlines()[0][:200]}"
             return []
         self.problem = None
         items = [view_of(o) for o in body.get("items", [])]
         return sorted(items, key=lambda v: (v.namespace, v.name))
+
+    async def _list_kubeconfig(self) -> dict[str, Any]:
+        if self.namespace:
+            body = await self._api.list_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL
+            )
+        else:
+            body = await self._api.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+        return dict(body)
+
+    async def _get_in_cluster(self, base: str, session: aiohttp.ClientSession) -> dict[str, Any]:
+        token = (self._account / "token").read_text().strip()
+        scope = f"/namespaces/{self.namespace}" if self.namespace else ""
+        url = f"{base}/apis/{GROUP}/{VERSION}{scope}/{PLURAL}"
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        async with session.get(url, headers=headers) as response:
+            if response.status != 200:
+                reason = (await response.text()).strip().replace("\n", " ")[:200]
+                raise RuntimeError(f"HTTP {response.status} from the API server: {reason}")
+            body: dict[str, Any] = await response.json()
+            return body
