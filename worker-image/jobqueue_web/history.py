@@ -25,6 +25,7 @@ class Attempt:
     outcome: str
     error: str | None
     duration_s: float | None
+    traceback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ async def attempts(dsn: str, job_id: str) -> tuple[list[Attempt], str | None]:
             outcome=str(r["outcome"]),
             error=r.get("error"),
             duration_s=None if r.get("duration_ms") is None else r["duration_ms"] / 1000.0,
+            traceback=r.get("traceback"),
         )
         for r in rows
     ], None

@@ -68,6 +68,8 @@ class JobEvent:
     started_at: float | None = None
     error: str | None = None
     duration_ms: int | None = None
+    #: The failed attempt's traceback (bounded by the worker, like the error).
+    traceback: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -83,8 +85,16 @@ class JobEvent:
 
     @property
     def clean_error(self) -> str | None:
-        # PostgreSQL text cannot hold NUL; an exception message can.
-        return self.error.replace("\x00", "\\0") if self.error else None
+        return _without_nul(self.error)
+
+    @property
+    def clean_traceback(self) -> str | None:
+        return _without_nul(self.traceback)
+
+
+def _without_nul(text: str | None) -> str | None:
+    # PostgreSQL text cannot hold NUL; an exception message can.
+    return text.replace("\x00", "\\0") if text else None
 
 
 @dataclass(frozen=True)
@@ -99,7 +109,7 @@ class Batch:
 
     jobs: list[list[Any]]  # id, attempt, status, rank, worker, at, terminal, started
     failures: list[list[Any]]  # id, error, at
-    # id, attempt, worker, started_at, finished_at, outcome, error, duration_ms
+    # id, attempt, worker, started_at, finished_at, outcome, error, duration_ms, traceback
     attempts: list[list[Any]]
 
 
@@ -152,6 +162,7 @@ def collapse(events: Iterable[JobEvent]) -> Batch:
             [ATTEMPT_OUTCOME[e.status] for e in ats],
             [e.clean_error for e in ats],
             [e.duration_ms for e in ats],
+            [e.clean_traceback for e in ats],
         ],
     )
 

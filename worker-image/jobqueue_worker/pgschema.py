@@ -85,6 +85,13 @@ CREATE TRIGGER jobs_notify AFTER INSERT ON jobs
     FOR EACH STATEMENT EXECUTE FUNCTION jobqueue_notify_jobs();
 """,
     ),
+    (
+        2,
+        "job_attempts.traceback",
+        # Nullable, no default: adding it rewrites nothing and locks the table only
+        # for the catalogue change.
+        "ALTER TABLE job_attempts ADD COLUMN traceback text;",
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]

@@ -62,12 +62,12 @@ WHERE j.id = e.id AND j.status <> 'purged'
 
 APPLY_ATTEMPTS = f"""
 INSERT INTO job_attempts AS a
-    (job_id, attempt, worker_id, started_at, finished_at, outcome, error, duration_ms)
+    (job_id, attempt, worker_id, started_at, finished_at, outcome, error, duration_ms, traceback)
 SELECT e.id, e.attempt, NULLIF(e.worker, ''), to_timestamp(e.started_at),
-       to_timestamp(e.finished_at), e.outcome, e.error, e.duration_ms
+       to_timestamp(e.finished_at), e.outcome, e.error, e.duration_ms, e.traceback
 FROM unnest(%b::text[], %b::int[], %b::text[], %b::float8[], %b::float8[], %b::text[],
-            %b::text[], %b::int[])
-     AS e(id, attempt, worker, started_at, finished_at, outcome, error, duration_ms)
+            %b::text[], %b::int[], %b::text[])
+     AS e(id, attempt, worker, started_at, finished_at, outcome, error, duration_ms, traceback)
 WHERE EXISTS (SELECT 1 FROM jobs WHERE jobs.id = e.id)
 ORDER BY e.id, e.attempt
 ON CONFLICT (job_id, attempt) DO UPDATE SET
@@ -77,7 +77,8 @@ ON CONFLICT (job_id, attempt) DO UPDATE SET
     finished_at = excluded.finished_at,
     outcome = excluded.outcome,
     error = excluded.error,
-    duration_ms = excluded.duration_ms
+    duration_ms = excluded.duration_ms,
+    traceback = excluded.traceback
 WHERE {OUTCOME_RANK.format("a.outcome")} <= {OUTCOME_RANK.format("excluded.outcome")}
 """
 

@@ -118,6 +118,7 @@ class PgWriteback:
                 started_at,
                 error=op.error,
                 duration_ms=op.duration_ms,
+                traceback=op.traceback,
             )
         )
 

@@ -108,6 +108,15 @@ async def test_worker_writes_every_status_and_attempt(pg_dsn: str, redis_url: st
         (3, "completed", False),
     ]
     assert _job(pg_dsn, doomed)[:3] == ("dead", 1, "PermanentError: this job can never succeed")
+    # Every failed attempt keeps its traceback, not only the last one (Redis keeps that).
+    with psycopg.connect(pg_dsn) as conn:
+        traces = conn.execute(
+            "SELECT attempt, traceback FROM job_attempts WHERE job_id = %s ORDER BY attempt",
+            (flaky,),
+        ).fetchall()
+    assert [a for a, _ in traces] == [1, 2, 3]
+    assert all("Traceback (most recent call last)" in (t or "") for _, t in traces[:2]), traces
+    assert traces[2][1] is None
 
     # DLQ replay resets the row; the migrator then finds nothing new to create.
     assert await dlq.replay(broker, "default", [doomed], records=store) == 1

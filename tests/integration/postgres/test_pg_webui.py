@@ -36,7 +36,17 @@ async def two_jobs(pg_dsn: str) -> tuple[str, str]:
     await store.write_events(
         [
             JobEvent(job_id, 1, "running", "w1:7", 100.0, 100.0),
-            JobEvent(job_id, 1, "retry_scheduled", "w1:7", 101.0, 100.0, "RuntimeError: x", 42),
+            JobEvent(
+                job_id,
+                1,
+                "retry_scheduled",
+                "w1:7",
+                101.0,
+                100.0,
+                "RuntimeError: x",
+                42,
+                'Traceback (most recent call last):\n  File "h.py", line 3\nRuntimeError: <x>',
+            ),
             JobEvent(job_id, 2, "running", "w2:9", 102.0, 102.0),
             JobEvent(job_id, 2, "completed", "w2:9", 103.0, 102.0, None, 17),
         ]
@@ -57,6 +67,9 @@ def test_job_page_lists_every_attempt_and_jobs_page_the_finished(
         assert "<td>failed</td>" in rows[0][1]
         assert "RuntimeError: x" in rows[0][1]
         assert "w1:7" in rows[0][1]
+        # the first attempt's traceback, escaped, though a later attempt succeeded
+        assert "line 3\nRuntimeError: &lt;x&gt;</pre>" in rows[0][1]
+        assert "Traceback" not in rows[1][1]
         assert "completed" in rows[1][1]
         assert "w2:9" in rows[1][1]
         listed = client.get("/jobs?queue=mail&hstatus=completed")

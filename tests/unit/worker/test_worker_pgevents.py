@@ -34,7 +34,7 @@ def test_a_hand_back_ranks_with_running_so_the_next_start_still_applies() -> Non
 def _life(job_id: str) -> list[JobEvent]:
     return [
         JobEvent(job_id, 1, "running", "a", 10.0, 10.0),
-        JobEvent(job_id, 1, "retry_scheduled", "a", 11.0, 10.0, "boom\x00", 1000),
+        JobEvent(job_id, 1, "retry_scheduled", "a", 11.0, 10.0, "boom\x00", 1000, "Tb\x00"),
         JobEvent(job_id, 2, "running", "b", 12.0, 12.0),
         JobEvent(job_id, 2, "completed", "b", 13.0, 12.0, None, 900),
     ]
@@ -44,7 +44,7 @@ def test_collapse_keeps_the_furthest_change_per_row() -> None:
     batch = collapse(_life("x"))
     assert batch.jobs == [["x"], [2], ["completed"], [2], ["b"], [13.0], [True], [12.0]]
     assert batch.failures == [["x"], ["boom\\0"], [11.0]]
-    ids, attempts, workers, started, finished, outcomes, errors, durations = batch.attempts
+    ids, attempts, workers, started, finished, outcomes, errors, durations, traces = batch.attempts
     assert ids == ["x", "x"]
     assert attempts == [1, 2]
     assert workers == ["a", "b"]
@@ -53,6 +53,7 @@ def test_collapse_keeps_the_furthest_change_per_row() -> None:
     assert outcomes == ["failed", "completed"]
     assert errors == ["boom\\0", None]
     assert durations == [1000, 900]
+    assert traces == ["Tb\\0", None]
 
 
 def test_a_running_attempt_has_no_finish_time() -> None:
