@@ -199,6 +199,20 @@ def first_time(series: Series, after_s: float, done: Callable[[int], bool]) -> f
     return None
 
 
+def startup_lags(wanted: Series, ready: Series) -> list[float]:
+    """For each rise of ``wanted`` to n: seconds until ``ready`` reaches n (rises that
+    are withdrawn or never met are left out). Write → Pods ready, all the way."""
+    lags = []
+    for t, before, n in changes(wanted):
+        if n <= before:
+            continue
+        met = first_time(ready, t, lambda v, n=n: v >= n)
+        later_drop = first_time(wanted, t, lambda v, n=n: v < n)
+        if met is not None and (later_drop is None or met <= later_drop):
+            lags.append(met)
+    return lags
+
+
 @dataclass(frozen=True)
 class Waits:
     p50_s: float
@@ -363,6 +377,11 @@ class Run:
     @property
     def peak(self) -> int:
         return max((s.spec_replicas for s in self.samples), default=0)
+
+    @property
+    def startup_median_s(self) -> float | None:
+        lags = sorted(startup_lags(self.series(), self.series("ready")))
+        return percentile(lags, 50) if lags else None
 
     def first_scale_up_s(self, trace: Trace) -> float | None:
         series = self.series()
@@ -724,17 +743,23 @@ def _idle_notes(results: list[TraceResult]) -> list[str]:
 def _model_lines(results: list[TraceResult]) -> list[str]:
     lines = [
         "| trace | real KEDA: spec.replicas (value@t) | simulator's KEDA model: /scale writes "
-        "| worst gap (±15 s) | seconds within 1 replica, ±15 s | agree? |",
-        "|---|---|---|---:|---:|---|",
+        "| worst gap (±15 s) | seconds within 1 replica, ±15 s | agree? "
+        "| real write → Pods ready, median |",
+        "|---|---|---|---:|---:|---|---:|",
     ]
     for r in results:
         a = r.agreement
         if a is None or r.keda is None:
-            lines.append(f"| {r.trace.name} | not measured | {_timeline(r.model)} | – | – | – |")
+            lines.append(
+                f"| {r.trace.name} | not measured | {_timeline(r.model)} | – | – | – | – |"
+            )
             continue
+        lag = r.keda.startup_median_s
         lines.append(
             f"| {r.trace.name} | {_timeline(r.keda.series())} | {_timeline(r.model)} | "
-            f"{a.max_gap} | {a.share_within:.0%} | {'yes' if a.agrees else '**no**'} |"
+            f"{a.max_gap} | {a.share_within:.0%} | {'yes' if a.agrees else '**no**'} | "
+            + ("–" if lag is None else f"{lag:.0f} s")
+            + " |"
         )
     return lines
 

@@ -69,6 +69,15 @@ def test_first_time_is_measured_from_the_surge() -> None:
     assert ck.first_time(series, 30.0, lambda v: v > 9) is None
 
 
+def test_startup_lags_follow_each_rise_until_the_pods_are_ready() -> None:
+    wanted = [(0.0, 0), (10.0, 2), (20.0, 5), (30.0, 1), (40.0, 6)]
+    ready = [(0.0, 0), (13.0, 2), (24.0, 5), (31.0, 1)]
+    # 0→2 at 10 s ready at 13 s; 2→5 at 20 s ready at 24 s; 1→6 at 40 s never ready
+    assert ck.startup_lags(wanted, ready) == [3.0, 4.0]
+    withdrawn = [(0.0, 0), (10.0, 3), (12.0, 0)]
+    assert ck.startup_lags(withdrawn, [(0.0, 0), (15.0, 3)]) == []
+
+
 def test_agreement_allows_one_replica_and_one_period() -> None:
     measured = [(0.0, 0), (20.0, 3), (50.0, 5)]
     late = [(0.0, 0), (32.0, 3), (62.0, 4)]  # 12 s later, one replica short
