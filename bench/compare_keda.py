@@ -33,9 +33,11 @@ import argparse
 import asyncio
 import contextlib
 import copy
+import functools
 import itertools
 import json
 import math
+import operator
 import random
 import shutil
 import signal
@@ -206,8 +208,8 @@ def startup_lags(wanted: Series, ready: Series) -> list[float]:
     for t, before, n in changes(wanted):
         if n <= before:
             continue
-        met = first_time(ready, t, lambda v, n=n: v >= n)
-        later_drop = first_time(wanted, t, lambda v, n=n: v < n)
+        met = first_time(ready, t, functools.partial(operator.le, n))  # n <= v
+        later_drop = first_time(wanted, t, functools.partial(operator.gt, n))  # v < n
         if met is not None and (later_drop is None or met <= later_drop):
             lags.append(met)
     return lags
