@@ -38,6 +38,7 @@ import itertools
 import json
 import math
 import operator
+import os
 import random
 import shutil
 import signal
@@ -402,6 +403,8 @@ class TraceResult:
     keda: Run | None = None
     model: list[tuple[float, int]] = field(default_factory=list)
     error: str = ""
+    #: The machine's 1-min load average when the trace began and ended (context only).
+    load: tuple[float, float] | None = None
 
     @property
     def agreement(self) -> Agreement | None:
@@ -642,6 +645,7 @@ async def run_all(selected: Sequence[Trace], workdir: Path) -> Outcome:
         print(f"plane {plane.server}, redis {redis_server.url}, logs {workdir}", flush=True)
         for result in results:
             print(f"{result.trace.name}: running ({result.trace.description})", flush=True)
+            load_before = os.getloadavg()[0]
             try:
                 result.ours, result.keda = await run_trace(
                     plane, redis_server, scaler.address, result.trace, workdir / result.trace.name
@@ -649,6 +653,7 @@ async def run_all(selected: Sequence[Trace], workdir: Path) -> Outcome:
             except Exception as exc:
                 traceback.print_exc()
                 result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            result.load = (load_before, os.getloadavg()[0])
             print(_progress(result), flush=True)
     except Exception as exc:
         traceback.print_exc()
@@ -817,6 +822,15 @@ def render(outcome: Outcome) -> str:
         lines += [
             "",
             "Samples lost to a failed API read (the step function holds): " + "; ".join(missed),
+        ]
+    loads = [
+        f"`{r.trace.name}` {r.load[0]:.1f} → {r.load[1]:.1f}" for r in outcome.results if r.load
+    ]
+    if loads:
+        lines += [
+            "",
+            f"Machine load (1-min average, {os.cpu_count()} CPUs) at each trace's start → end, "
+            "everything on this machine included: " + "; ".join(loads) + ".",
         ]
     idle = _idle_notes(outcome.results)
     if idle:
