@@ -240,6 +240,10 @@ bench-redis-ha: install redis ## Our worker on Sentinel and a 3-shard Cluster ag
 bench-scaling: install ## The operator's policy against tuned and default KEDA on the simulator; writes its BENCHMARKS.md section.
 	$(PY) -m bench.scaling
 
+.PHONY: compare-keda
+compare-keda: install redis controlplane keda ## The operator against real KEDA on short traces (real Redis, workers; ~20 min); writes its BENCHMARKS.md section.
+	PYTHONPATH=tests/devkit:worker-image:worker-image/protocol:operator $(PY) -m bench.compare_keda $(COMPARE_KEDA_ARGS)
+
 .PHONY: bench-quick
 bench-quick: install redis controlplane ## A small-sample smoke run of both benchmarks (minutes, not an hour).
 	$(PY) -m bench.run --quick

@@ -54,7 +54,7 @@ NODE_CONTROLLERS = (
 # With the aggregation layer (real KEDA beside us): the HPA controller too, syncing
 # every 5 s instead of 15 s so a test sees its decisions in seconds.
 AGGREGATION_CONTROLLERS = ("horizontal-pod-autoscaler-controller",)
-HPA_SYNC_PERIOD = "5s"
+HPA_SYNC_PERIOD_S = 5
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CRDS_DIR = REPO_ROOT / "crds"
 
@@ -97,6 +97,8 @@ class ControlPlane:
     #: Serve aggregated APIs (external.metrics.k8s.io from KEDA's adapter) and run
     #: the HPA controller. Off by default: every other test keeps HPAs inert.
     aggregation: bool = False
+    #: The HPA controller's sync period (aggregation only); Kubernetes' default is 15 s.
+    hpa_sync_period_s: int = HPA_SYNC_PERIOD_S
 
     @property
     def host(self) -> str:
@@ -295,7 +297,7 @@ class ControlPlane:
         hpa: list[str] = []
         if self.aggregation:
             controllers += AGGREGATION_CONTROLLERS
-            hpa = [f"--horizontal-pod-autoscaler-sync-period={HPA_SYNC_PERIOD}"]
+            hpa = [f"--horizontal-pod-autoscaler-sync-period={self.hpa_sync_period_s}s"]
         if self.node_access is None:
             return [f"--controllers={','.join(controllers)}", *hpa]
         return [

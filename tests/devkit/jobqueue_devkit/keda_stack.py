@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +26,42 @@ from jobqueue_devkit.controlplane import HOST, START_TIMEOUT_S, ControlPlane, _g
 from jobqueue_devkit.errors import DevkitError
 from jobqueue_devkit.keda_binaries import KedaBinaries
 from jobqueue_devkit.ports import free_port, is_listening
+from jobqueue_devkit.procs import ManagedProcess
 
 EXTERNAL_METRICS = "/apis/external.metrics.k8s.io/v1beta1"
 APISERVICE = "v1beta1.external.metrics.k8s.io"
 ADAPTER_SERVICE = "keda-metrics-apiserver"
+SCALER_START_TIMEOUT_S = 60.0
+
+
+@dataclass
+class KedaScaler:
+    """`jobqueue-operator keda-scaler` on a loopback port, as KEDA's external trigger dials it."""
+
+    process: ManagedProcess
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        self.process.stop(grace_s)
+
+
+def start_keda_scaler(redis_url: str, log: Path) -> KedaScaler:
+    """Our external scaler (gRPC, plaintext on loopback), reading ``redis_url``; ready to dial."""
+    port = free_port()
+    argv = [sys.executable, "-m", "jobqueue_operator.cli", "keda-scaler",
+            "--listen", f"127.0.0.1:{port}", "--redis-url", redis_url]  # fmt: skip
+    proc = ManagedProcess("keda-scaler", argv, log)
+    proc.start()
+    try:
+        proc.wait_ready(lambda: is_listening(port), SCALER_START_TIMEOUT_S, "listening")
+    except BaseException:
+        proc.stop(grace_s=2)
+        raise
+    return KedaScaler(proc, port)
 
 
 @dataclass

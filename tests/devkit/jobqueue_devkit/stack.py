@@ -231,12 +231,23 @@ class Snapshot:
 
 
 class LocalLoop:
-    """Start everything for one LoopSpec on an existing plane and Redis; stop it all."""
+    """Start everything for one LoopSpec on an existing plane and Redis; stop it all.
+
+    ``jobqueue=False`` leaves out the operator and the JobQueue: the worker
+    Deployment and its pod runner only, for another autoscaler (KEDA) to scale.
+    """
 
     def __init__(
-        self, plane: ControlPlane, redis_server: RedisServer, spec: LoopSpec, workdir: Path
+        self,
+        plane: ControlPlane,
+        redis_server: RedisServer,
+        spec: LoopSpec,
+        workdir: Path,
+        *,
+        jobqueue: bool = True,
     ):
         self.plane, self.redis_server, self.spec, self.workdir = plane, redis_server, spec, workdir
+        self.jobqueue = jobqueue
         self.operator: ManagedProcess | None = None
         self.runner: PodRunner | None = None
         self._runner_task: asyncio.Task[None] | None = None
@@ -249,14 +260,16 @@ class LocalLoop:
         spec = self.spec
         with contextlib.suppress(DevkitError):
             self.plane.kubectl("create", "namespace", spec.namespace)
-        operator_kubeconfig = install_operator_identity(self.plane, [spec.namespace], self.workdir)
-        self.operator, _ = start_operator(operator_kubeconfig, [spec.namespace], self.workdir)
+        if self.jobqueue:
+            kubeconfig = install_operator_identity(self.plane, [spec.namespace], self.workdir)
+            self.operator, _ = start_operator(kubeconfig, [spec.namespace], self.workdir)
         self.runner = PodRunner(spec.namespace, self.workdir / "pods")
         self._runner_task = asyncio.create_task(
             self.runner.run(self.plane.kubeconfig, self._runner_stop)
         )
         _apply(self.plane, worker_deployment(spec, self.redis_server.url), self.workdir)
-        _apply(self.plane, jobqueue_manifest(spec, self.redis_server), self.workdir)
+        if self.jobqueue:
+            _apply(self.plane, jobqueue_manifest(spec, self.redis_server), self.workdir)
         await config.load_kube_config(config_file=str(self.plane.kubeconfig))
         self._api = client.ApiClient()
         self._redis = aioredis.Redis.from_url(self.redis_server.url)
@@ -264,15 +277,16 @@ class LocalLoop:
 
     async def __aexit__(self, *_: object) -> None:
         with contextlib.suppress(DevkitError):
-            self.plane.kubectl(
-                "delete",
-                "jobqueue",
-                self.spec.name,
-                "-n",
-                self.spec.namespace,
-                "--ignore-not-found",
-                "--wait=false",
-            )
+            if self.jobqueue:
+                self.plane.kubectl(
+                    "delete",
+                    "jobqueue",
+                    self.spec.name,
+                    "-n",
+                    self.spec.namespace,
+                    "--ignore-not-found",
+                    "--wait=false",
+                )
         if self.operator is not None:
             self.operator.stop(grace_s=10)
         self._runner_stop.set()

@@ -9,10 +9,7 @@ run-wide plane keeps off (an HPA there would fight every other test's scaling).
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +18,7 @@ import pytest
 from jobqueue_devkit import binaries, keda_binaries
 from jobqueue_devkit.controlplane import ControlPlane
 from jobqueue_devkit.errors import DevkitError
-from jobqueue_devkit.keda_stack import KedaStack
-from jobqueue_devkit.ports import free_port, is_listening
+from jobqueue_devkit.keda_stack import KedaStack, start_keda_scaler
 
 # --import-mode=importlib puts no test folder on sys.path: this one's helpers, and the
 # operator tests' (kubectl, Deployments, JobQueues, waiting), serve here.
@@ -67,29 +63,10 @@ def keda_namespace(real_keda: KedaStack) -> Iterator[str]:
 
 @pytest.fixture
 def keda_scaler(redis_url: str, tmp_path: Path) -> Iterator[ScalerProcess]:
-    port = free_port()
     log = tmp_path / "keda-scaler.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "jobqueue_operator.cli", "keda-scaler",
-                "--listen", f"127.0.0.1:{port}", "--redis-url", redis_url,
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not is_listening(port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"keda-scaler did not listen: {log.read_text()}")
-        time.sleep(0.2)
-    yield ScalerProcess(proc, port, log)
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
+    scaler = start_keda_scaler(redis_url, log)
+    assert scaler.process.popen is not None
+    yield ScalerProcess(scaler.process.popen, scaler.port, log)
+    scaler.stop(grace_s=15)
     print("--- keda-scaler log (last 20 lines)")
     print("\n".join(log.read_text(errors="replace").splitlines()[-20:]))
