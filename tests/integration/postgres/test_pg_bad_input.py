@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from jobqueue_devkit.postgres_server import PostgresServer
-from jobqueue_worker import examples, pgstore
+from jobqueue_worker import examples, pgschema, pgstore
 from jobqueue_worker.errors import ConfigError, EnqueueError
 from jobqueue_worker.runtime import Worker
 from jobqueue_worker.settings import load
@@ -85,7 +85,7 @@ def test_a_database_without_the_schema(pg_empty_dsn: str) -> None:
         pgstore.enqueue(conn, "noop")
     proc = jobqueue("db", "upgrade", dsn=pg_empty_dsn)
     assert proc.returncode == 0, proc.stderr
-    assert "upgraded from nothing to 1" in proc.stdout
+    assert f"upgraded from nothing to {pgschema.LATEST}" in proc.stdout
     assert jobqueue("history", dsn=pg_empty_dsn).returncode == 0
 
 
