@@ -1,4 +1,4 @@
-"""Our worker on Redis behind Sentinel and on a 3-shard Cluster, against standalone (issue 20).
+"""Our worker on Redis behind Sentinel and on a 3-shard Cluster, against standalone Redis.
 
 Usage (from the repo root, with the project venv; the devkit starts the topologies)::
 
@@ -419,7 +419,7 @@ def render(results: dict[str, Any]) -> str:
     meta = results["meta"]
     rows: dict[str, dict[str, Any]] = results["rows"]
     lines = [
-        "## Redis HA: Sentinel and a 3-shard Cluster against standalone Redis (issue 20)",
+        "## Redis HA: Sentinel and a 3-shard Cluster against standalone Redis",
         "",
         f"Commit `{meta['git']}`, {meta['date']}, command `{meta['command']}`"
         + (f" (via `{meta['via']}`)" if meta.get("via") else "")
