@@ -23,6 +23,7 @@ from jobqueue_worker import identity, metrics
 from jobqueue_worker.attempt import Attempts, Rejected, open_envelope, rejected_op
 from jobqueue_worker.broker import Broker, SyncBroker, is_transient
 from jobqueue_worker.chores import Chores
+from jobqueue_worker.durable_acks import DurableAcks
 from jobqueue_worker.execution import Supervisor
 from jobqueue_worker.inflight import InFlight, Running
 from jobqueue_worker.registry import Registry
@@ -101,6 +102,7 @@ class Worker:
         self.fast = False
         self._changed: asyncio.Event | None = None
         self._retry_s = 0.05
+        self.durable = DurableAcks(settings.durable_replicas, settings.durable_timeout_s)
         self._stop_requested: asyncio.Event | None = None
         self._fast_requested: asyncio.Event | None = None
 
@@ -230,7 +232,11 @@ class Worker:
                 self._changed.clear()
                 if self.draining and not self.inflight.running and not self.inflight.pending:
                     return
-                free = 0 if self.draining else self.settings.concurrency - len(self.inflight)
+                if self.durable.held and not self.inflight.pending:
+                    await self._confirm()
+                    continue
+                held = self.draining or self.durable.held
+                free = 0 if held else self.settings.concurrency - len(self.inflight)
                 if self.inflight.pending or (free > 0 and not idle):
                     # Acks always carry a fetch for the free slots: one round trip.
                     fetch_n = self.admission.admit(free) if free > 0 else 0
@@ -306,6 +312,7 @@ class Worker:
             await self._back_off()
             return None
         self._retry_s = 0.05
+        self.durable.note(res.confirmed)
         if res.drained != self.drain_requested:
             self.drain_requested = res.drained
             report_drain(res.drained, self.settings.pod_name)
@@ -316,6 +323,16 @@ class Worker:
         # started are exactly the changes since the last write.
         metrics.IN_FLIGHT.set(len(self.inflight))
         return res
+
+    async def _confirm(self) -> None:
+        """Durable acks: wait (WAIT's timeout at a time) until the replicas hold them."""
+        try:
+            self.durable.note(await self.broker.confirm(self.plan))
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            metrics.REDIS_ERRORS.labels(op="step").inc()
+            await self._back_off()
 
     def _start(self, fetched: Fetched, started_at: float) -> None:
         """``started_at`` is Redis time, like every timestamp the operator compares."""

@@ -119,6 +119,10 @@ class WorkerSettings(BaseSettings):
     log_level: str = "INFO"
     log_payloads: bool = False
     pod_name: str | None = Field(default=None, validation_alias="POD_NAME")
+    # Durable acks: every step waits for this many replicas (Redis WAIT), and no new
+    # job is fetched until they confirm, so a failover re-runs only jobs in flight.
+    durable_replicas: int = Field(default=0, ge=0, le=100)
+    durable_timeout_s: float = Field(default=1.0, gt=0, le=60)
     config_file: str | None = None
 
     # -- durable records in PostgreSQL: off unless a DSN is given -----------------
@@ -232,6 +236,8 @@ class WorkerSettings(BaseSettings):
             )
         if self.lease_s < 3 * 0.1:
             raise ValueError("lease_s: too short to be renewed every lease_s/3")
+        if self.durable_replicas and self.on_cluster:
+            raise ValueError("durable_replicas: durable acks are not supported on a Redis Cluster")
         soft, hard = self.memory_soft_limit, self.memory_hard_limit
         if soft is not None and hard is not None and soft >= hard:
             raise ValueError(
@@ -317,6 +323,8 @@ class WorkerSettings(BaseSettings):
             idem_ttl_ms=int(self.idempotency_ttl_s * 1000),
             dlq_max_age_ms=int(self.dlq_max_age_s * 1000),
             dlq_max_count=self.dlq_max_count,
+            durable_replicas=self.durable_replicas,
+            durable_timeout_ms=int(self.durable_timeout_s * 1000),
         )
 
 

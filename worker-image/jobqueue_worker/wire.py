@@ -42,7 +42,8 @@ class BrokerSettings:
     promote_batch: int = 100
     reap_batch: int = 100
     #: Durable enqueue: an enqueue returns only once this many replicas hold it
-    #: (Redis WAIT), else DurabilityError. 0: acked by the master alone.
+    #: (Redis WAIT), else DurabilityError. 0: acked by the master alone. On a
+    #: worker, the same WAIT ends every step (durable acks, see runtime).
     durable_replicas: int = 0
     durable_timeout_ms: int = 1000
 
@@ -113,6 +114,8 @@ class StepResult:
     throttled: list[tuple[str, str, int]] = field(default_factory=list)
     # The operator chose this worker's Pod to go (keys.drain_key): nothing fetched.
     drained: bool = False
+    # Durable acks: False when fewer replicas than asked confirmed this call in time.
+    confirmed: bool = True
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,15 @@ error re-sends the same jobs and cannot duplicate them) while two worker
 processes run them; each run appends the job id to a ledger file. Half-way
 through the producer's acks the master is SIGKILLed and a replica promoted.
 
-* Durable enqueue on (WAIT 1 replica): every acked job runs (lost = 0), and
-  duplicate runs stay within what the workers held at the failover.
-* Durable enqueue off: Redis replicates asynchronously, so jobs acked shortly
-  before the kill may be gone. The test reports how many, and checks that none
-  acked after the failover is ever lost.
+* Durable mode on (WAIT 1 replica after every enqueue and every worker step, the
+  workers fetching nothing while a WAIT falls short): every acked job runs
+  (lost = 0), and duplicate runs stay within what the workers held at the
+  failover. Without the workers' WAIT a replica lagging by seconds (a loaded
+  host) would make every completion of those seconds run again.
+* Durable mode off: Redis replicates asynchronously, so jobs acked shortly
+  before the kill may be gone, and jobs finished shortly before it run again.
+  The test reports how many of each, and checks that no enqueue acked after the
+  failover is ever lost.
 
 The figures are printed (``-s``) and go in docs/redis-ha.md. N is 50,000 unless
 JQ_SENTINEL_CHAOS_JOBS says otherwise.
@@ -99,6 +103,7 @@ async def test_master_killed_mid_run(
             heartbeat_interval_s=1.0,
             idle_block_s=0.5,
             http_port=0,
+            **({"durable_replicas": 1, "durable_timeout_s": 1.0} if durable else {}),
         )
         for i in range(WORKERS)
     ]
@@ -139,7 +144,7 @@ async def test_master_killed_mid_run(
     lost = sorted(i for i in acked if i not in counts)
     duplicates = sum(n - 1 for n in counts.values())
     report = {
-        "mode": "durable enqueue (WAIT 1)" if durable else "async replication",
+        "mode": "durable enqueue and acks (WAIT 1)" if durable else "async replication",
         "jobs_acked": len(acked),
         "acked_lost": len(lost),
         "duplicate_runs": duplicates,
@@ -149,10 +154,12 @@ async def test_master_killed_mid_run(
     }
     print("\nSENTINEL CHAOS", json.dumps(report))
 
-    assert duplicates <= IN_FLIGHT_BOUND, report
     assert resumed_s <= failover_s + LEASE_S + 15.0, report  # 15 s: a loaded 2-core machine
     if durable:
         assert lost == [], report
+        assert duplicates <= IN_FLIGHT_BOUND, report
     else:
+        # Completions replicate asynchronously too: every job the promoted replica
+        # had not seen finish runs again, as many as its lag held (reported only).
         # A write the new master acknowledged cannot be lost by this failover.
         assert all(acked[i] < killed_at + failover_s for i in lost), report

@@ -9,6 +9,7 @@ per queue where one call would span slots.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -217,20 +218,37 @@ class Broker(BrowseReads):
             return await slot_fanout.step_each_queue(
                 self.step, self._single, plan, worker_id, finishes, n_fetch, rnd, caps, pod_name
             )
-        reply = await self._scripts["step"](
-            keys=plan.step_keys,
-            args=step_args(
-                plan,
-                self.limits,
-                worker_id,
-                finishes,
-                n_fetch=n_fetch,
-                rnd=rnd,
-                caps=caps,
-                pod_name=pod_name,
-            ),
+        args = step_args(
+            plan,
+            self.limits,
+            worker_id,
+            finishes,
+            n_fetch=n_fetch,
+            rnd=rnd,
+            caps=caps,
+            pod_name=pod_name,
         )
-        return step_result(plan, reply)
+        if self.limits.durable_replicas > 0:
+            script = self._scripts["step"]
+            reply, replicas = await self._evalsha_pipelined(
+                script, [(plan.step_keys, args)], wait=True
+            )
+            confirmed = int(replicas) >= self.limits.durable_replicas
+            return dataclasses.replace(step_result(plan, reply), confirmed=confirmed)
+        return step_result(plan, await self._scripts["step"](keys=plan.step_keys, args=args))
+
+    async def confirm(self, plan: FetchPlan) -> bool:
+        """Durable acks: have enough replicas caught up with every earlier write?
+
+        WAIT counts the replicas holding this connection's last write, and replication
+        is one ordered stream, so a fresh write on whichever connection the pool gives
+        covers every step sent before it.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hincrby(keys.counters_key(plan.queues[0]), keys.COUNTER_DURABLE_WAITS, 1)
+        pipe.execute_command("WAIT", self.limits.durable_replicas, self.limits.durable_timeout_ms)
+        _, replicas = await pipe.execute()
+        return int(replicas) >= self.limits.durable_replicas
 
     # -- rate limits -----------------------------------------------------------
     async def acquire_limit(

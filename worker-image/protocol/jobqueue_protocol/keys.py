@@ -279,3 +279,6 @@ COUNTER_ENQUEUED: Final = "enqueued"
 COUNTER_COMPLETED: Final = "completed"
 COUNTER_FAILED: Final = "failed"  # failed attempts (retried or not)
 COUNTER_BUSY_MS: Final = "busy_ms"  # handler wall time of finished attempts
+# A worker with durable acks bumps this to give WAIT a write of its own to confirm
+# when it has no step to send (how often it waited for its replicas, for people).
+COUNTER_DURABLE_WAITS: Final = "durable_waits"
