@@ -16,7 +16,7 @@ from jobqueue_web.app import create_app
 from jobqueue_web.auth import AuthConfig, bind_problem
 from jobqueue_web.config import WebConfig
 from jobqueue_web.redact import DEFAULT_FIELDS
-from jobqueue_worker.cli.common import QueuesOpt, RedisUrl, env_queues
+from jobqueue_worker.cli.options import QueuesOpt, RedisUrl, env_queues
 
 app = typer.Typer(pretty_exceptions_enable=False)
 

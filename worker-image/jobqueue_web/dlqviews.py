@@ -12,8 +12,8 @@ from jobqueue_web.cursor import parse_cursor
 from jobqueue_web.guard import checked_form
 from jobqueue_web.reads import Reads
 from jobqueue_web.render import page
-from jobqueue_worker.dlq import DeadFilter
 from jobqueue_worker.envelope import DeadReason
+from jobqueue_worker.records import DeadFilter
 
 PAGE = 50
 ACTIONS = ("replay", "purge")

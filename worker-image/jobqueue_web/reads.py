@@ -19,7 +19,7 @@ from jobqueue_web.cursor import Cursor, advance
 from jobqueue_worker import dlq
 from jobqueue_worker.broker import Broker, describe_redis_error
 from jobqueue_worker.envelope import JobEnvelope
-from jobqueue_worker.records import JobRecord
+from jobqueue_worker.records import DeadFilter, JobRecord
 
 # Per request (a ContextVar): the middleware sets a fresh [0] for each request.
 round_trips: ContextVar[list[int] | None] = ContextVar("round_trips", default=None)
@@ -129,7 +129,7 @@ class Reads:
         queue: str,
         cursor: Cursor,
         limit: int,
-        flt: dlq.DeadFilter,
+        flt: DeadFilter,
     ) -> DeadPage:
         """``limit`` dead jobs matching ``flt`` from ``cursor``; unfiltered: 2 round trips.
 
@@ -170,7 +170,7 @@ class Reads:
         return DeadPage(rows, cursor, scanned)
 
     async def dead_select(
-        self, queue: str, ids: Sequence[str], flt: dlq.DeadFilter
+        self, queue: str, ids: Sequence[str], flt: DeadFilter
     ) -> tuple[list[str], list[str]]:
         """(dead ids to act on, given ids no longer dead): the ids, else all matching ``flt``."""
         _count()

@@ -7,11 +7,10 @@ limits (count and age) keep finite.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from jobqueue_worker.broker import Broker
-from jobqueue_worker.records import JobRecord
+from jobqueue_worker.records import DeadFilter, JobRecord
 
 _PAGE = 500
 
@@ -25,17 +24,6 @@ class DeadRecords(Protocol):
     async def replayed(self, ids: Sequence[str]) -> int: ...
 
     async def purged(self, ids: Sequence[str]) -> int: ...
-
-
-@dataclass(frozen=True)
-class DeadFilter:
-    type: str | None = None
-    reason: str | None = None
-
-    def matches(self, rec: JobRecord) -> bool:
-        return (self.type is None or rec.type == self.type) and (
-            self.reason is None or rec.dead_reason == self.reason
-        )
 
 
 async def list_dead(

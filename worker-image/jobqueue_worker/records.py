@@ -76,3 +76,14 @@ class JobRecord:
             result_json=raw.get("result"),
             envelope_json=envelope,
         )
+
+
+@dataclass(frozen=True)
+class DeadFilter:
+    type: str | None = None
+    reason: str | None = None
+
+    def matches(self, rec: JobRecord) -> bool:
+        return (self.type is None or rec.type == self.type) and (
+            self.reason is None or rec.dead_reason == self.reason
+        )

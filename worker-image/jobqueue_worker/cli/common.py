@@ -1,8 +1,6 @@
-"""What every ``jobqueue`` command shares: validated options, Redis access, output.
+"""What every ``jobqueue`` command shares: Redis access, errors, output.
 
-Options are declared once here (``RedisUrl``, ``QueueOpt``, ...) and validated
-by their callbacks, so a bad value is a usage error naming the option before
-anything touches Redis. Tables go to stdout, ``--json`` documents go to stdout
+Options are declared once in ``cli.options``. Tables go to stdout, ``--json`` documents go to stdout
 (their schemas are in ``docs/cli.md``), progress bars and errors go to stderr.
 """
 
@@ -10,94 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from jobqueue_protocol import keys
 from jobqueue_protocol.clikit import CliError, ExitCode
 from jobqueue_protocol.logformat import redact_url
-from jobqueue_protocol.redis_url import parse_redis_url
 from jobqueue_worker.broker import Broker, DurabilityError, describe_redis_error
+from jobqueue_worker.cli import options
 from jobqueue_worker.records import JobRecord
 
 T = TypeVar("T")
 
 console = Console()
 err = Console(stderr=True)
-
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-# The URL of this invocation, so a connection error can say where it failed.
-_target: dict[str, str] = {}
-
-
-def _redis_url(value: str) -> str:
-    try:
-        parse_redis_url(value)  # its messages never echo the value: it may carry a password
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    _target["redis_url"] = value
-    return value
-
-
-def _queue(value: str) -> str:
-    try:
-        return keys.validate_queue(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-
-
-def _queues(values: list[str] | None) -> list[str] | None:
-    if not values:
-        return values
-    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
-    for name in names:
-        _queue(name)
-    return list(dict.fromkeys(names))
-
-
-RedisUrl = Annotated[
-    str,
-    typer.Option(
-        envvar="JQW_REDIS_URL",
-        help="Redis URL (redis://, rediss://, unix://, redis+sentinel://host:port,.../master)",
-        callback=_redis_url,
-    ),
-]
-QueueOpt = Annotated[str, typer.Option("--queue", "-q", help="queue name", callback=_queue)]
-QueuesOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--queue",
-        "-q",
-        help="queue (repeat, or comma-separated); default JQW_QUEUES",
-        callback=_queues,
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON (schema in docs/cli.md)")]
-
-
-def bad_option(option: str, message: str) -> typer.BadParameter:
-    """A usage error naming ``option``, raised from a command's body."""
-    return typer.BadParameter(message, param_hint=f"'{option}'")
-
-
-def env_queues(given: list[str] | None) -> list[str]:
-    if given:
-        return given
-    names = [q.strip() for q in os.environ.get("JQW_QUEUES", "default").split(",") if q.strip()]
-    for name in names:
-        try:
-            keys.validate_queue(name)
-        except ValueError as exc:
-            raise CliError(f"JQW_QUEUES: {exc}", ExitCode.USAGE) from None
-    return names or ["default"]
 
 
 def classify(exc: BaseException) -> CliError | None:
@@ -108,7 +37,7 @@ def classify(exc: BaseException) -> CliError | None:
     if found is None:
         return None
     unreachable, reason = found
-    where = redact_url(_target.get("redis_url", DEFAULT_REDIS_URL))
+    where = redact_url(options.target.get("redis_url", options.DEFAULT_REDIS_URL))
     if unreachable:
         return CliError(f"cannot reach Redis at {where}: {reason}", ExitCode.UNREACHABLE)
     return CliError(f"Redis at {where} refused: {reason}", ExitCode.FAILED)

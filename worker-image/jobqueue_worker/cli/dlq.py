@@ -19,10 +19,6 @@ from jobqueue_protocol.clikit import CliError, ExitCode
 from jobqueue_worker import dlq as dlq_ops
 from jobqueue_worker.cli import postgres
 from jobqueue_worker.cli.common import (
-    DEFAULT_REDIS_URL,
-    JsonOpt,
-    QueueOpt,
-    RedisUrl,
     console,
     local_time,
     print_json,
@@ -30,7 +26,9 @@ from jobqueue_worker.cli.common import (
     record_json,
     with_broker,
 )
+from jobqueue_worker.cli.options import DEFAULT_REDIS_URL, JsonOpt, QueueOpt, RedisUrl
 from jobqueue_worker.cli.stats import print_record
+from jobqueue_worker.records import DeadFilter
 
 dlq_app = typer.Typer(help="Inspect and act on the dead-letter queue.", no_args_is_help=True)
 
@@ -109,7 +107,7 @@ def _act(  # noqa: PLR0917
         raise typer.BadParameter("give job ids, --all, --type or --reason", param_hint="selection")
     if job_ids and (all_ or type_ or reason):
         raise typer.BadParameter("give job ids or a filter, not both", param_hint="selection")
-    flt = dlq_ops.DeadFilter(type=type_, reason=reason)
+    flt = DeadFilter(type=type_, reason=reason)
     chosen, unknown = with_broker(redis_url, lambda b: dlq_ops.select(b, queue, job_ids, flt))
     if action == "purge" and chosen and not yes:
         _confirm(f"Purge {len(chosen)} dead-lettered job(s) of queue {queue} for good?")

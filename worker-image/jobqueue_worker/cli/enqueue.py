@@ -18,14 +18,8 @@ from typing import Annotated, Any
 import typer
 
 from jobqueue_protocol.clikit import CliError, ExitCode
-from jobqueue_worker.cli.common import (
-    DEFAULT_REDIS_URL,
-    QueueOpt,
-    RedisUrl,
-    bad_option,
-    classify,
-    progress,
-)
+from jobqueue_worker.cli.common import classify, progress
+from jobqueue_worker.cli.options import DEFAULT_REDIS_URL, QueueOpt, RedisUrl, bad_option
 from jobqueue_worker.envelope import parse_priority
 from jobqueue_worker.errors import EnqueueError
 from jobqueue_worker.producer import JobRequest, Producer, build

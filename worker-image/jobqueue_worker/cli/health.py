@@ -31,13 +31,7 @@ from jobqueue_protocol.logformat import redact_url as redact
 from jobqueue_protocol.redis_health import Finding, RedisFacts, assess
 from jobqueue_protocol.stats import QueueStats
 from jobqueue_worker.broker import Broker
-from jobqueue_worker.cli.common import (
-    DEFAULT_REDIS_URL,
-    JsonOpt,
-    QueuesOpt,
-    RedisUrl,
-    env_queues,
-)
+from jobqueue_worker.cli.options import DEFAULT_REDIS_URL, JsonOpt, QueuesOpt, RedisUrl, env_queues
 
 EXIT_CODES = {Level.HEALTHY: 0, Level.WARNING: 1, Level.CRITICAL: 2}
 _COLOURS = {Level.HEALTHY: "green", Level.WARNING: "yellow", Level.CRITICAL: "red"}

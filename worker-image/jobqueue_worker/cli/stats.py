@@ -12,18 +12,8 @@ from jobqueue_protocol.clikit import CliError, ExitCode
 from jobqueue_protocol.stats import QueueStats
 from jobqueue_worker.broker import Broker
 from jobqueue_worker.cli import postgres
-from jobqueue_worker.cli.common import (
-    DEFAULT_REDIS_URL,
-    JsonOpt,
-    QueuesOpt,
-    RedisUrl,
-    console,
-    env_queues,
-    local_time,
-    print_json,
-    record_json,
-    with_broker,
-)
+from jobqueue_worker.cli.common import console, local_time, print_json, record_json, with_broker
+from jobqueue_worker.cli.options import DEFAULT_REDIS_URL, JsonOpt, QueuesOpt, RedisUrl, env_queues
 from jobqueue_worker.cli.run import load_registry
 from jobqueue_worker.errors import ConfigError
 from jobqueue_worker.records import JobRecord

@@ -17,7 +17,7 @@ from pydantic import JsonValue
 
 from jobqueue_worker import pgsql as sql
 from jobqueue_worker.pgstore.errors import translate
-from jobqueue_worker.producer import JobRequest, build
+from jobqueue_worker.request import JobRequest, build
 
 DEFAULT_QUEUE = "default"
 DEFAULT_MAX_PAYLOAD = 1_000_000
