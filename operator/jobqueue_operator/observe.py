@@ -6,7 +6,9 @@ JobQueue that points at the same endpoint (address, db, user, password, TLS)
 shares one client and its connection pool; the client is closed when the last
 JobQueue using it lets go. A poll is one call
 of :func:`jobqueue_protocol.stats.queue_stats`, i.e. one pipelined round trip
-for all of a JobQueue's queues, with no Lua (a read-only ACL user is enough).
+for all of a JobQueue's queues, with no Lua (a read-only ACL user is enough);
+the polls of an endpoint's JobQueues that meet share that round trip
+(:mod:`jobqueue_operator.coalesce`).
 
 Its one write is the drain request of a scale-down (:class:`DrainTarget`, on when
 ``scaleDown.drainChosenPods``): the Pods chosen to go are listed in each queue's
@@ -26,11 +28,13 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import redis.asyncio
 from redis.exceptions import RedisError
 
+from jobqueue_operator.coalesce import Coalescer
 from jobqueue_operator.policy import Observation
 from jobqueue_operator.ports import (
     DrainError,
@@ -62,6 +66,7 @@ class RedisPools:
     def __init__(self, max_connections: int = 8) -> None:
         self._max_connections = max_connections
         self._clients: dict[Endpoint, redis.asyncio.Redis] = {}
+        self._coalescers: dict[Endpoint, Coalescer[QueueStats]] = {}
         self._owners: dict[str, Endpoint] = {}
 
     def client(self, owner: str, endpoint: Endpoint) -> redis.asyncio.Redis:
@@ -92,6 +97,14 @@ class RedisPools:
         _BACKGROUND.add(task)
         task.add_done_callback(_BACKGROUND.discard)
 
+    def coalescer(self, endpoint: Endpoint) -> Coalescer[QueueStats]:
+        """The shared stats reads of ``endpoint``'s JobQueues (see ``coalesce``)."""
+        found = self._coalescers.get(endpoint)
+        if found is None:
+            client = self._clients[endpoint]
+            found = self._coalescers[endpoint] = Coalescer(partial(queue_stats, client))
+        return found
+
     def queues_for(self, owner: str) -> RedisQueues:
         """``owner``'s side of Redis, on the pools it shares with the other JobQueues."""
         return RedisQueues(self, owner)
@@ -110,6 +123,9 @@ class RedisPools:
     async def close(self) -> None:
         """Close every pool (operator shutdown)."""
         clients, self._clients = list(self._clients.values()), {}
+        for coalescer in self._coalescers.values():
+            coalescer.close()
+        self._coalescers.clear()
         self._owners.clear()
         for client in clients:
             await client.aclose()
@@ -118,6 +134,9 @@ class RedisPools:
         if endpoint in self._owners.values():
             return
         client = self._clients.pop(endpoint, None)
+        coalescer = self._coalescers.pop(endpoint, None)
+        if coalescer is not None:
+            coalescer.close()
         if client is not None:
             task = asyncio.get_running_loop().create_task(client.aclose())
             _BACKGROUND.add(task)
@@ -182,6 +201,7 @@ class RedisQueues:
                 display=endpoint.display(),
                 timeout_s=endpoint.timeout_s,
                 weights={q.name: q for q in expansion.queues},
+                via=self._pools.coalescer(endpoint),
             )
         except MetricsUnavailableError as exc:
             return QueuePoll(None, {}, expansion, str(exc))
@@ -245,11 +265,12 @@ async def read(
     display: str,
     timeout_s: float,
     weights: Mapping[str, WatchedQueue] | None = None,
+    via: Coalescer[QueueStats] | None = None,
 ) -> tuple[Observation, dict[str, QueueStats]]:
-    """One poll: one round trip, summed into an :class:`Observation`."""
+    """One poll: one round trip (``via``: shared with the polls meeting it), summed up."""
     try:
         async with asyncio.timeout(timeout_s * 2):
-            stats = await queue_stats(client, queues)
+            stats = await (queue_stats(client, queues) if via is None else via.read(queues))
     except (RedisError, OSError, TimeoutError) as exc:
         raise MetricsUnavailableError(f"Redis at {display}: {type(exc).__name__}: {exc}") from exc
     return summarise(stats, weights), stats

@@ -61,3 +61,33 @@ async def test_an_evicting_redis_is_reported_once_per_endpoint(
     warnings = [r.getMessage() for r in caplog.records if "allkeys-lru" in r.getMessage()]
     assert len(warnings) == 1, warnings
     assert f"127.0.0.1:{port}" in warnings[0]
+
+
+async def test_polls_that_meet_share_one_pipeline_and_each_sees_its_own_queues(
+    redis_url: str,
+) -> None:
+    """200 JobQueues polling at once on one endpoint: a handful of reads, right depths."""
+    from jobqueue_worker.producer import JobRequest, Producer
+
+    async with Producer(redis_url, default_queue="unused") as producer:
+        for i in range(20):
+            await producer.enqueue_many(
+                [JobRequest(type="noop", payload={}, queue=f"share{i}") for _ in range(i)]
+            )
+    port = int(redis_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
+    endpoint = endpoint_for(RedisConnection(host="127.0.0.1", port=port), None)
+    pools = RedisPools(max_connections=2)
+    try:
+        client = pools.client("ns/jq", endpoint)
+        via = pools.coalescer(endpoint)
+        polls = [[f"share{i % 20}", f"share{(i + 1) % 20}"] for i in range(200)]
+        results = await asyncio.gather(
+            *(read(client, p, display="test", timeout_s=5.0, via=via) for p in polls)
+        )
+    finally:
+        await pools.close()
+    for queues, (observation, per_queue) in zip(polls, results, strict=True):
+        assert sorted(per_queue) == sorted(queues)
+        assert observation.depth == sum(int(q.removeprefix("share")) for q in queues)
+    assert via.polls == 200
+    assert via.reads <= 3, via.reads  # the first turn's polls share one read
