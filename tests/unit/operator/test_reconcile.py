@@ -27,6 +27,7 @@ from jobqueue_operator.reconcile import Context, Loop
 from jobqueue_operator.scaledown import SETTLE_S
 from jobqueue_operator.settings import OperatorSettings
 from jobqueue_operator.status import to_rfc3339
+from jobqueue_operator.targets import TargetKey, TargetRef
 from jobqueue_operator.victims import DRAIN_CONFIRM_S, PodView
 
 
@@ -43,7 +44,7 @@ class FakeKube:
         self.costs: dict[str, int] = {}
         self.cost_writes: list[tuple[str, int | None]] = []
         self.fail_pods = False
-        self.hpas: list[tuple[str, str]] = []
+        self.hpas: list[tuple[str, TargetRef]] = []
         self.fail_hpa = False
         #: What the namespace's Deployment watch says (None: it does not know).
         self.watched: int | None = None
@@ -80,7 +81,7 @@ class FakeKube:
         self.replicas = replicas
         self.scaled_with_costs = dict(self.costs)
 
-    async def hpa_targets(self, namespace: str) -> list[tuple[str, str]]:
+    async def hpa_targets(self, namespace: str) -> list[tuple[str, TargetRef]]:
         self.lookups["hpa"] = self.lookups.get("hpa", 0) + 1
         if self.fail_hpa:
             raise KubeError("could not list the HorizontalPodAutoscalers in ns: HTTP 403")
@@ -167,7 +168,7 @@ def make_loop(
     kube: FakeKube,
     clock: Clock,
     status: dict[str, Any] | None = None,
-    claims: dict[tuple[str, str], list[Claim]] | None = None,
+    claims: dict[tuple[str, TargetKey], list[Claim]] | None = None,
     queues: FakeQueues | None = None,
 ) -> Loop:
     fake = queues or FakeQueues()
@@ -288,7 +289,11 @@ async def test_an_hpa_on_the_target_is_refused_and_the_list_is_shared_per_namesp
     world: FakeQueues,
 ) -> None:
     kube, clock = FakeKube(replicas=1), Clock()
-    kube.hpas = [("cpu", "w"), ("other", "elsewhere")]
+    kube.hpas = [
+        ("cpu", TargetRef("w")),
+        ("other", TargetRef("elsewhere")),
+        ("same-name", TargetRef("w", "StatefulSet")),  # another target: no conflict
+    ]
     ctx = Context(
         kube=kube, queues_for=lambda owner: world, settings=OperatorSettings(), clock=clock
     )
@@ -301,7 +306,7 @@ async def test_an_hpa_on_the_target_is_refused_and_the_list_is_shared_per_namesp
     assert kube.lookups["hpa"] == 1, "one LIST per namespace per 10 s, shared"
     ready = kube.statuses[-1]["conditions"][0]
     assert ready["reason"] == "TargetConflict"
-    assert "HorizontalPodAutoscaler cpu already scales w" in ready["message"]
+    assert "HorizontalPodAutoscaler cpu already scales Deployment w" in ready["message"]
     assert kube.writes == []
     kube.hpas = []  # the HPA is deleted: the next list frees the target
     clock.now += HPA_REFRESH_S
@@ -351,8 +356,8 @@ MINE = {**BODY, "metadata": {**BODY["metadata"], "creationTimestamp": "2026-05-0
     [
         ([Claim("2026-05-01T00:00:00Z", "q")], None),  # only its own claim
         ([Claim("2026-05-01T00:00:00Z", "q"), Claim("2026-06-01T00:00:00Z", "young")], None),
-        ([Claim("2026-04-01T00:00:00Z", "old")], "JobQueue old already scales w"),
-        ([Claim("2026-05-01T00:00:00Z", "a")], "JobQueue a already scales w"),  # same second
+        ([Claim("2026-04-01T00:00:00Z", "old")], "JobQueue old already scales Deployment w"),
+        ([Claim("2026-05-01T00:00:00Z", "a")], "JobQueue a already scales Deployment w"),
     ],
 )
 async def test_a_claimed_target_is_refused_and_never_scaled(
@@ -360,7 +365,14 @@ async def test_a_claimed_target_is_refused_and_never_scaled(
 ) -> None:
     kube, clock = FakeKube(replicas=1), Clock()
     loop = make_loop(
-        kube, clock, queues=world, claims={("ns", "w"): claims, ("ns", "other"): [Claim("", "x")]}
+        kube,
+        clock,
+        queues=world,
+        claims={
+            ("ns", ("apps", "Deployment", "w")): claims,
+            ("ns", ("apps", "Deployment", "other")): [Claim("", "x")],
+            ("ns", ("apps", "StatefulSet", "w")): [Claim("", "sts")],  # same name, other kind
+        },
     )
     world.obs = Observation(depth=50, oldest_age_s=0.0)
     await loop.tick(MINE)
