@@ -19,9 +19,11 @@ from jobqueue_operator.policy import Observation, WorkerLoad
 from jobqueue_operator.ports import (
     DrainError,
     KubeError,
+    NoPodSelectorError,
     ObjectRef,
     PollRequest,
     QueuePoll,
+    TargetKindError,
 )
 from jobqueue_operator.reconcile import Context, Loop
 from jobqueue_operator.scaledown import SETTLE_S
@@ -44,6 +46,10 @@ class FakeKube:
         self.costs: dict[str, int] = {}
         self.cost_writes: list[tuple[str, int | None]] = []
         self.fail_pods = False
+        #: The target's /scale has no status.selector (a CRD without labelSelectorPath).
+        self.no_selector = False
+        #: The target's kind cannot be scaled here (what discovery would say).
+        self.kind_error: str | None = None
         self.hpas: list[tuple[str, TargetRef]] = []
         self.fail_hpa = False
         #: What the namespace's Deployment watch says (None: it does not know).
@@ -52,6 +58,8 @@ class FakeKube:
     async def list_target_pods(self, namespace: str, name: str) -> list[PodView]:
         if self.fail_pods:
             raise KubeError("could not list the Pods of Deployment w: HTTP 403 Forbidden")
+        if self.no_selector:
+            raise NoPodSelectorError("WorkerPool w reports no Pod selector: plain scaling")
         return list(self.pods)
 
     async def get_worker_requests(
@@ -72,6 +80,8 @@ class FakeKube:
 
     async def get_replicas(self, namespace: str, name: str) -> int | None:
         self.lookups["scale"] = self.lookups.get("scale", 0) + 1
+        if self.kind_error is not None:
+            raise TargetKindError(self.kind_error)
         return self.replicas
 
     async def set_replicas(self, namespace: str, name: str, replicas: int) -> None:
@@ -543,6 +553,52 @@ async def test_pods_unreadable_still_scales_down_and_says_why(world: FakeQueues)
     assert kube.writes == [1]
     assert "403" in kube.statuses[-1]["podSelection"]["message"]
     assert loop.scale_down.selection is None
+
+
+async def test_no_pod_selector_scales_down_plainly_and_says_so(world: FakeQueues) -> None:
+    """Drain first needs the Pods; a target whose /scale names no selector scales blind."""
+    kube, clock = FakeKube(replicas=3), Clock()
+    kube.no_selector = True
+    loop = make_loop(kube, clock, queues=world)
+    world.obs = DOWN
+    await loop.tick(DOWN_BODY)
+    assert kube.writes == [1]
+    selection = kube.statuses[-1]["podSelection"]
+    assert "no Pod selector" in selection["message"]
+    assert selection["chosenPods"] == []
+    assert world.requested == [], "nothing is drained when the Pods cannot be found"
+    assert loop.scale_down.selection is None
+
+
+async def test_an_unscalable_kind_is_a_condition_and_an_event_not_a_crash(
+    world: FakeQueues,
+) -> None:
+    kube, clock = FakeKube(replicas=1), Clock()
+    kube.kind_error = "spec.scaleTargetRef.kind: Report (example.com/v1) has no /scale subresource"
+    loop = make_loop(kube, clock, queues=world)
+    world.obs = Observation(depth=50, oldest_age_s=0.0)
+    for _ in range(3):
+        await loop.tick(BODY)
+        clock.now += 2
+    ready = kube.statuses[-1]["conditions"][0]
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidTarget")
+    assert ready["message"].startswith("spec.scaleTargetRef.kind:")
+    assert kube.events.count(("InvalidTarget", True)) == 1, "one Warning, not one per tick"
+    assert kube.writes == []
+    kube.kind_error = None  # the CRD got its scale subresource
+    await loop.tick(BODY)
+    assert kube.writes, "picked up on the next tick"
+    assert ("Recovered", False) in kube.events
+
+
+async def test_status_and_events_name_the_target_by_kind(world: FakeQueues) -> None:
+    kube, clock = FakeKube(replicas=1), Clock()
+    loop = make_loop(kube, clock, queues=world)
+    world.obs = Observation(depth=50, oldest_age_s=0.0)
+    spec = {**BODY["spec"], "scaleTargetRef": {"kind": "StatefulSet", "name": "w"}}
+    await loop.tick({**BODY, "spec": spec})
+    assert kube.statuses[-1]["target"] == "StatefulSet/w"
+    assert kube.writes
 
 
 async def test_rates_from_counter_deltas_and_a_restart_waits_one_tick(
