@@ -20,6 +20,7 @@ from jobqueue_operator import metrics
 from jobqueue_operator.ports import DrainError, KubeError, KubePort, QueuePort
 from jobqueue_operator.scaledown import DRAIN_TTL_S, Choice, DrainStep, ScaleDown
 from jobqueue_operator.status_models import PodSelectionRecord
+from jobqueue_operator.targets import TargetRef
 
 log = logging.getLogger("jobqueue_operator")
 
@@ -88,7 +89,7 @@ class Actor:
         return None
 
     async def prepare_scale_down(
-        self, machine: ScaleDown, choice: Choice, target: str
+        self, machine: ScaleDown, choice: Choice, target: TargetRef
     ) -> PodSelectionRecord:
         """Annotate the chosen Pods and request their drain, right before ``/scale``."""
         for pod in choice.stale:
@@ -114,14 +115,16 @@ class Actor:
         log.info(
             "JobQueue %s: scaling %s down to %d; chosen to go: %s; kept busy: %s",
             self.owner,
-            target,
+            target.describe(),
             chosen.to_replicas,
             ", ".join(chosen.chosen) or "-",
             ", ".join(chosen.protected) or "-",
         )
         return machine.chosen(choice, annotated=annotated, drained=drained, problems=problems)
 
-    async def scale(self, target: str, current: int, desired: int, reason: str) -> KubeError | None:
+    async def scale(
+        self, target: TargetRef, current: int, desired: int, reason: str
+    ) -> KubeError | None:
         """Write the absolute count through ``/scale``; the error when it failed."""
         try:
             await self.kube.set_replicas(self.namespace, target, desired)
@@ -131,8 +134,8 @@ class Actor:
         up = desired > current
         metrics.SCALE_ACTIONS.labels(self.namespace, self.name, "up" if up else "down").inc()
         log.info(
-            "Scaled Deployment %s of JobQueue %s from %d to %d (%s)",
-            target,
+            "Scaled %s of JobQueue %s from %d to %d (%s)",
+            target.describe(),
             self.owner,
             current,
             desired,

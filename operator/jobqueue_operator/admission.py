@@ -1,12 +1,13 @@
 """What the admission webhook decides about a JobQueue, as pure functions.
 
-The webhook refuses what needs other objects to judge: a target that an HPA or
-another JobQueue already scales (two writers of one replica count fight, each
-undoing the other's count every poll). It only judges a JobQueue that is created or
-whose target changes, so an update of anything else (a finalizer removed, a
-threshold tuned) is never blocked by a conflict that already existed. The
-scale loop still checks at run time (``claims.conflict``), for objects made
-while the webhook was down and for HPAs created later.
+The webhook refuses what needs other objects to judge: a target (its API
+group, kind and name) that an HPA or another JobQueue already scales (two
+writers of one replica count fight, each undoing the other's count every
+poll). It only judges a JobQueue that is created or whose target changes, so
+an update of anything else (a finalizer removed, a threshold tuned) is never
+blocked by a conflict that already existed. The scale loop still checks at run
+time (``claims.conflict``), for objects made while the webhook was down and for
+HPAs created later.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from jobqueue_operator.kedascaler.ownership import describe_hpa
+from jobqueue_operator.targets import TargetRef, ref_from
 
 
-def target_of(spec: Mapping[str, Any] | None) -> str | None:
-    """The name in ``spec.scaleTargetRef``, or ``None`` when there is none."""
-    ref = (spec or {}).get("scaleTargetRef") or {}
-    name = ref.get("name") if isinstance(ref, Mapping) else None
-    return name if isinstance(name, str) and name else None
+def target_of(spec: Mapping[str, Any] | None) -> TargetRef | None:
+    """``spec.scaleTargetRef`` with its defaults, or ``None`` when it names nothing.
+
+    A JobQueue stored before ``apiVersion`` and ``kind`` existed has only ``name``:
+    it means the same Deployment as one with the defaults spelled out.
+    """
+    return ref_from((spec or {}).get("scaleTargetRef"))
 
 
 def target_changed(
@@ -30,20 +34,23 @@ def target_changed(
     """Whether this request makes the JobQueue claim a target it did not claim before."""
     if operation == "CREATE":
         return True
-    return operation == "UPDATE" and target_of(old_spec) != target_of(new_spec)
+    old, new = target_of(old_spec), target_of(new_spec)
+    return operation == "UPDATE" and (old and old.key) != (new and new.key)
 
 
-def claimed_by(name: str, target: str, jobqueues: Iterable[str], hpas: Iterable[str]) -> str | None:
+def claimed_by(
+    name: str, target: TargetRef, jobqueues: Iterable[str], hpas: Iterable[str]
+) -> str | None:
     """Why ``name`` may not scale ``target``: the first other claimant, in one line."""
     for hpa in sorted(hpas):
         return (
-            f"spec.scaleTargetRef: Deployment {target} is already scaled by "
+            f"spec.scaleTargetRef: {target.describe()} is already scaled by "
             f"{describe_hpa(hpa)}; delete it or point the JobQueue elsewhere"
         )
     others = sorted(set(jobqueues) - {name})
     if others:
         return (
-            f"spec.scaleTargetRef: Deployment {target} is already scaled by JobQueue "
+            f"spec.scaleTargetRef: {target.describe()} is already scaled by JobQueue "
             f"{others[0]}; one replica count can have only one writer"
         )
     return None

@@ -1,6 +1,8 @@
 """Who else scales a target: other JobQueues (the older one keeps it) and HPAs.
 
-Two scalers on one Deployment fight: each undoes the other's count every poll.
+Two scalers on one target fight: each undoes the other's count every poll. A
+target is its (API group, kind, name), so a StatefulSet and a Deployment of the
+same name are two targets.
 The loop refuses to act when :func:`conflict` names a rival.
 """
 
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 
 from jobqueue_operator.kedascaler.ownership import describe_hpa
 from jobqueue_operator.ports import KubePort
+from jobqueue_operator.targets import TargetKey
 
 #: The HPAs of a namespace are listed this often (one LIST shared by its JobQueues).
 HPA_REFRESH_S = 10.0
@@ -19,26 +22,27 @@ HPA_REFRESH_S = 10.0
 
 @dataclass(frozen=True, order=True)
 class Claim:
-    """Something that scales a Deployment: a JobQueue (the older one keeps it) or an HPA."""
+    """Something that scales a target: a JobQueue (the older one keeps it) or an HPA."""
 
     created: str  # RFC 3339, sorts in time order
     name: str
     kind: str = "JobQueue"
-    target: str = ""  # the Deployment, where the claim comes from a namespace-wide list
+    #: The target, where the claim comes from a namespace-wide list (the HPAs).
+    target: TargetKey = ("", "", "")
 
 
-#: (namespace, Deployment) → the JobQueues that scale it, read from the operator's
+#: (namespace, target) → the JobQueues that scale it, read from the operator's
 #: in-memory index of its JobQueue watch (``handlers.py``): no API request.
-ClaimsOn = Callable[[str, str], Iterable[Claim]]
+ClaimsOn = Callable[[str, TargetKey], Iterable[Claim]]
 
 
-def no_claims(namespace: str, target: str) -> Iterable[Claim]:
+def no_claims(namespace: str, target: TargetKey) -> Iterable[Claim]:
     """For a loop run outside kopf (tests, the simulator): nobody else claims anything."""
     return ()
 
 
 def conflict(me: Claim, target: str, claims: Iterable[Claim]) -> str | None:
-    """Why ``me`` must not scale ``target``: an HPA scales it, or an older JobQueue does.
+    """Why ``me`` must not scale ``target`` (as messages name it): an HPA or an older JobQueue does.
 
     The oldest JobQueue (creation time, then name) keeps the target, so exactly one
     of several claimants acts and the choice survives operator restarts.
@@ -78,7 +82,7 @@ class HpaClaims:
             if cached is not None and now - cached[0] < HPA_REFRESH_S:
                 return cached[1]
             claims = [
-                Claim("", name, kind="HorizontalPodAutoscaler", target=target)
+                Claim("", name, kind="HorizontalPodAutoscaler", target=target.key)
                 for name, target in await self.kube.hpa_targets(namespace)
             ]
             self._cache[namespace] = (now, claims)

@@ -3,7 +3,8 @@
 Reads that rarely change are cached here (the Secret, the worker's resource
 requests, the namespace's HPAs in :class:`~jobqueue_operator.claims.HpaClaims`),
 so a poll normally costs one Redis round trip and no API request: the target's
-replicas come from the namespace's Deployment watch. Two reads depend on the
+replicas of a Deployment come from the namespace's Deployment watch (any other
+kind costs one ``/scale`` read per poll). Two reads depend on the
 decision and are made only when the loop is about to write: ``/scale`` itself
 (:meth:`Gatherer.fresh_replicas`) and the target's Pods for a scale-down
 (:meth:`Gatherer.pods`).
@@ -25,13 +26,16 @@ from jobqueue_operator.ports import (
     Expansion,
     KubeError,
     KubePort,
+    NoPodSelectorError,
     PollRequest,
     QueuePort,
     QueueSource,
     SecretError,
+    TargetKindError,
 )
 from jobqueue_operator.redis_spec import secret_refs
 from jobqueue_operator.status import Problem
+from jobqueue_operator.targets import TargetRef
 from jobqueue_operator.victims import PodView
 
 #: How long a Secret read and the worker's resource requests stay fresh. Both
@@ -75,13 +79,13 @@ class Gatherer:
     failures: int = 0
     #: (Secret name, key) -> (read at, value); re-read every REFRESH_S so rotation is seen.
     _secrets: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
-    _requests: tuple[str, float, tuple[float | None, float | None]] | None = None
+    _requests: tuple[TargetRef, float, tuple[float | None, float | None]] | None = None
     _expansion: Expansion | None = None
 
     def _api_error(self, what: str) -> None:
         metrics.API_ERRORS.labels(self.namespace, self.name, what).inc()
 
-    async def target(self, target: str, created: str, now: float) -> Target | Problem:
+    async def target(self, target: TargetRef, created: str, now: float) -> Target | Problem:
         """The target's replicas, or why it cannot be scaled (missing, unreadable, claimed)."""
         watched = self.kube.watched_replicas(self.namespace, target)
         current = watched if watched is not None else await self.fresh_replicas(target)
@@ -93,30 +97,34 @@ class Gatherer:
             self._api_error("read")
             return Problem("KubernetesAPIError", str(exc))
         claims = [
-            *self.claims_on(self.namespace, target),
-            *(hpa for hpa in hpas if hpa.target == target),
+            *self.claims_on(self.namespace, target.key),
+            *(hpa for hpa in hpas if hpa.target == target.key),
         ]
-        found = conflict(Claim(created, self.name), target, claims)
+        found = conflict(Claim(created, self.name), target.describe(), claims)
         problem = None if found is None else Problem("TargetConflict", f"{found}; refusing to act")
         return Target(current, watched is not None, problem)
 
-    async def fresh_replicas(self, target: str) -> int | Problem:
+    async def fresh_replicas(self, target: TargetRef) -> int | Problem:
         """``spec.replicas`` read through ``/scale``, or why the tick cannot go on."""
         try:
             current = await self.kube.get_replicas(self.namespace, target)
+        except TargetKindError as exc:
+            return Problem("InvalidTarget", str(exc))
         except KubeError as exc:
             self._api_error("read")
             return Problem("KubernetesAPIError", str(exc))
         if current is None:
             return Problem(
-                "TargetNotFound", f"Deployment {target} does not exist in {self.namespace}"
+                "TargetNotFound", f"{target.describe()} does not exist in {self.namespace}"
             )
         return current
 
-    async def pods(self, target: str) -> list[PodView] | KubeError:
+    async def pods(self, target: TargetRef) -> list[PodView] | KubeError:
         """The target's Pods (for the scale-down's choice and its settling)."""
         try:
             return await self.kube.list_target_pods(self.namespace, target)
+        except NoPodSelectorError as exc:
+            return exc  # a fact about the target, not a failed call
         except KubeError as exc:
             self._api_error("pods")
             return exc
@@ -157,7 +165,7 @@ class Gatherer:
         self._secrets[(name, key)] = (now, value)
         return value
 
-    async def with_requests(self, obs: Observation, target: str, now: float) -> Observation:
+    async def with_requests(self, obs: Observation, target: TargetRef, now: float) -> Observation:
         """The worker container's requests, re-read every :data:`REFRESH_S` (rarely changes).
 
         A failed read leaves the triggers without a reference, so they neither

@@ -34,6 +34,7 @@ from jobqueue_operator.parse import DEFAULT_INTERVAL_S
 from jobqueue_operator.ports import KubeError
 from jobqueue_operator.reconcile import Context, Loop
 from jobqueue_operator.settings import OperatorSettings
+from jobqueue_operator.targets import TargetKey
 from jobqueue_protocol import logformat
 
 FINALIZER = f"{GROUP}/finalizer"
@@ -118,28 +119,28 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
         await kube.close()
 
 
-TargetKey = tuple[str, str]  # (namespace, Deployment name)
-ClaimIndex = kopf.Index[TargetKey, Claim]
+ClaimKey = tuple[str, str, str, str]  # (namespace, API group, kind, name)
+ClaimIndex = kopf.Index[ClaimKey, Claim]
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
 def jobqueue_claims(
     namespace: str | None, name: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
-) -> dict[TargetKey, Claim]:
-    """Which Deployment each JobQueue scales, kept in memory from kopf's watch.
+) -> dict[ClaimKey, Claim]:
+    """Which target each JobQueue scales, kept in memory from kopf's watch.
 
     Conflict checks read this instead of listing every JobQueue from every loop,
     which cost N² list requests with N JobQueues.
     """
-    target = (spec.get("scaleTargetRef") or {}).get("name")
-    if not namespace or not isinstance(target, str) or not target:
+    target = admission.target_of(spec)
+    if not namespace or target is None:
         return {}
-    return {(namespace, target): Claim(str(meta.get("creationTimestamp") or ""), name)}
+    return {(namespace, *target.key): Claim(str(meta.get("creationTimestamp") or ""), name)}
 
 
-def _claims_reader(*indices: ClaimIndex) -> Callable[[str, str], Iterable[Claim]]:
-    def claims_on(namespace: str, target: str) -> Iterable[Claim]:
-        key = (namespace, target)
+def _claims_reader(*indices: ClaimIndex) -> Callable[[str, TargetKey], Iterable[Claim]]:
+    def claims_on(namespace: str, target: TargetKey) -> Iterable[Claim]:
+        key = (namespace, *target)
         return [claim for index in indices for claim in index.get(key, ())]
 
     return claims_on
@@ -212,12 +213,12 @@ async def refuse_a_claimed_target(
         return
     ctx: Context = memo["ctx"]
     index: ClaimIndex = kwargs["jobqueue_claims"]
-    claims = index.get((namespace, target), ())
+    claims = index.get((namespace, *target.key), ())
     try:
-        hpas = [hpa for hpa, on in await ctx.kube.hpa_targets(namespace) if on == target]
+        hpas = [hpa for hpa, on in await ctx.kube.hpa_targets(namespace) if on.key == target.key]
     except KubeError as exc:
         # Without the HPA list the run-time check still refuses to act; say so.
-        warnings.append(f"could not check for an HPA on {target}: {exc}")
+        warnings.append(f"could not check for an HPA on {target.describe()}: {exc}")
         hpas = []
     found = admission.claimed_by(name, target, (c.name for c in claims), hpas)
     if found is not None:

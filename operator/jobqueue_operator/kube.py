@@ -2,15 +2,20 @@
 
 What it does, and so what RBAC the operator needs (``manifests/rbac``):
 
-* read and merge-patch a Deployment's ``/scale`` (deployments/scale get, patch);
-  the absolute count is written, never an increment, so a repeated write is harmless;
+* read and merge-patch the target's ``/scale`` (``<plural>/scale`` get, patch),
+  for any kind that has one: the ``apps/v1`` workloads by their known plural,
+  anything else by its group/version's discovery document (read once and cached,
+  ``targets.DiscoveryCache``); the absolute count is written, never an increment,
+  so a repeated write is harmless;
 * list and watch the Deployments of each namespace that has JobQueues, to know
   their replicas without a request per poll (deployments list, watch);
+* ``get`` the target itself for its Pod template's requests, only when a CPU or
+  memory trigger is on;
 * ``get`` one Secret key by name for the Redis password (never list or watch);
 * ``get`` the operator's defaults ConfigMap (configmaps get, one name);
 * read, create and replace the leader-election Lease (leases get, create, update);
-* list HorizontalPodAutoscalers and JobQueues of the namespace to refuse a target
-  that something else already scales;
+* list HorizontalPodAutoscalers of the namespace to refuse a target that
+  something else already scales;
 * list the target's Pods (by the selector ``/scale`` reports) and merge-patch
   their ``controller.kubernetes.io/pod-deletion-cost`` annotation, once, right
   before a scale-down and to remove it afterwards (pods get, list, patch);
@@ -27,6 +32,7 @@ import base64
 import functools
 import os
 import socket
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,10 +40,25 @@ import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from jobqueue_operator.ports import KubeError, LeaseView, ObjectRef, SecretError
-from jobqueue_operator.quantity import parse_quantity
+from jobqueue_operator.http_session import skip_netrc_lookups
+from jobqueue_operator.ports import (
+    KubeError,
+    LeaseView,
+    NoPodSelectorError,
+    ObjectRef,
+    SecretError,
+    TargetKindError,
+)
+from jobqueue_operator.quantity import template_requests
 from jobqueue_operator.replica_watch import ReplicaWatch, spec_replicas
-from jobqueue_operator.victims import PodView
+from jobqueue_operator.targets import (
+    DiscoveryCache,
+    ScaleResource,
+    TargetRef,
+    builtin_resource,
+    ref_from,
+)
+from jobqueue_operator.victims import PodView, pod_view
 
 GROUP = "jobqueue.dev"
 VERSION = "v1alpha1"
@@ -62,36 +83,6 @@ async def load_configuration() -> client.Configuration:
     return cfg
 
 
-#: With one of these set, aiohttp keeps trusting the environment (see skip_netrc_lookups).
-PROXY_VARIABLES = (
-    "HTTPS_PROXY",
-    "HTTP_PROXY",
-    "ALL_PROXY",
-    "https_proxy",
-    "http_proxy",
-    "all_proxy",
-)
-
-
-def skip_netrc_lookups(api: client.ApiClient) -> bool:
-    """Stop aiohttp reading ``~/.netrc`` in a worker thread before every API request.
-
-    kubernetes_asyncio opens its aiohttp session with ``trust_env=True``, and aiohttp
-    then looks up netrc credentials for each request that has no ``auth=`` (ours carry
-    a bearer token or a client certificate, never netrc). With many JobQueues that
-    thread hop per request is a large share of the operator's CPU (BENCHMARKS.md). ``trust_env``
-    also enables the proxy variables, so it stays on when one of them is set.
-    Returns whether the lookups are now off.
-    """
-    if any(os.environ.get(name) for name in PROXY_VARIABLES):
-        return False
-    session = api.rest_client.pool_manager
-    if getattr(session, "_trust_env", None) is None:  # an aiohttp without the attribute
-        return False
-    session._trust_env = False
-    return True
-
-
 class Kube:
     """A thin, typed facade over the calls the operator makes."""
 
@@ -107,6 +98,7 @@ class Kube:
         #: the request session's pool (100) must stay free for the loops' requests.
         self._watch_api = watch_api
         self._watches: dict[str, ReplicaWatch] = {}
+        self._discovery = DiscoveryCache()
 
     @classmethod
     async def connect(cls) -> Kube:
@@ -128,13 +120,14 @@ class Kube:
             await self._watch_api.close()
         await self._api.close()
 
-    def watched_replicas(self, namespace: str, name: str) -> int | None:
-        """The Deployment's replicas from its namespace's watch (started on first use).
+    def watched_replicas(self, namespace: str, target: TargetRef) -> int | None:
+        """A Deployment's replicas from its namespace's watch (started on first use).
 
-        ``None`` when the watch does not know (not listed yet, failing, or no such
-        Deployment): read ``/scale`` with :meth:`get_replicas` instead.
+        ``None`` when the watch does not know (not listed yet, failing, no such
+        Deployment, or a target of another kind): read ``/scale`` with
+        :meth:`get_replicas` instead.
         """
-        if self._watch_api is None:
+        if self._watch_api is None or not target.is_deployment:
             return None
         watch = self._watches.get(namespace)
         if watch is None:
@@ -145,66 +138,102 @@ class Kube:
                 functools.partial(_open_watch, apps, namespace),
             )
             watch.start()
-        return watch.get(name)
+        return watch.get(target.name)
 
-    async def get_replicas(self, namespace: str, name: str) -> int | None:
-        """``spec.replicas`` of the Deployment via ``/scale``; ``None`` if it does not exist."""
+    async def _resource(self, target: TargetRef) -> ScaleResource:
+        """Where the target's ``/scale`` is; :class:`TargetKindError` when it has none."""
+        known = builtin_resource(target)
+        if known is not None:
+            return known
+        now = time.monotonic()
+        if target.group and self._discovery.due(target, now):
+            try:
+                found = await self._custom.get_api_resources(target.group, target.version)
+                listing = tuple((r.name, r.kind) for r in found.resources or [])
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise KubeError(_describe("discover", target.api_version, exc)) from exc
+                listing = None  # the group/version is not served
+            self._discovery.store(target.api_version, listing, now)
+        resolved = self._discovery.resolve(target)
+        if isinstance(resolved, str):
+            raise TargetKindError(resolved)
+        return resolved
+
+    async def _read_scale(self, namespace: str, target: TargetRef) -> dict[str, Any] | None:
+        """The target's Scale object (a dict); ``None`` when the target does not exist."""
+        res = await self._resource(target)
         try:
-            scale = await self._apps.read_namespaced_deployment_scale(name, namespace)
+            scale: dict[str, Any] = await self._custom.get_namespaced_custom_object_scale(
+                res.group, res.version, namespace, res.plural, target.name
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
-            raise KubeError(_describe("read the scale of Deployment", name, exc)) from exc
-        return int(scale.spec.replicas or 0)
+            raise KubeError(_describe_target("read the scale of", target, res, exc)) from exc
+        return scale
 
-    async def set_replicas(self, namespace: str, name: str, replicas: int) -> None:
+    async def get_replicas(self, namespace: str, target: TargetRef) -> int | None:
+        """``spec.replicas`` of the target via ``/scale``; ``None`` if it does not exist."""
+        scale = await self._read_scale(namespace, target)
+        return None if scale is None else int((scale.get("spec") or {}).get("replicas") or 0)
+
+    async def set_replicas(self, namespace: str, target: TargetRef, replicas: int) -> None:
         """Write the absolute count through ``/scale`` (idempotent, no resourceVersion)."""
+        res = await self._resource(target)
         try:
-            await self._apps.patch_namespaced_deployment_scale(
-                name,
+            await self._custom.patch_namespaced_custom_object_scale(
+                res.group,
+                res.version,
                 namespace,
+                res.plural,
+                target.name,
                 {"spec": {"replicas": replicas}},
                 field_manager=FIELD_MANAGER,
                 _content_type=MERGE_PATCH,  # type: ignore[call-arg]
             )
         except ApiException as exc:
-            raise KubeError(_describe("scale Deployment", name, exc)) from exc
+            raise KubeError(_describe_target("scale", target, res, exc)) from exc
 
-    async def list_target_pods(self, namespace: str, name: str) -> list[PodView]:
-        """The Pods the Deployment's selector matches (``/scale`` carries the selector).
+    async def list_target_pods(self, namespace: str, target: TargetRef) -> list[PodView]:
+        """The Pods the selector in the target's ``/scale`` status matches.
 
-        Readiness, a deletion timestamp and the owning ReplicaSet are what the victim
-        choice needs; nothing else of the Pod is kept.
+        Deployments, StatefulSets and well-formed CRDs (``labelSelectorPath``) fill
+        it in; without one, :class:`NoPodSelectorError`. Readiness, a deletion
+        timestamp, the controlling owner and a StatefulSet ordinal are what the
+        victim choice needs; nothing else of the Pod is kept.
         """
+        scale = await self._read_scale(namespace, target)
+        selector = ((scale or {}).get("status") or {}).get("selector")
+        if not selector:
+            raise NoPodSelectorError(
+                f"{target.describe()} reports no Pod selector in its /scale status "
+                "(status.selector), so its Pods cannot be chosen: plain scaling"
+            )
         try:
-            scale = await self._apps.read_namespaced_deployment_scale(name, namespace)
-            selector = scale.status.selector if scale.status else None
-            if not selector:
-                return []
             pods = await self._core.list_namespaced_pod(namespace, label_selector=selector)
         except ApiException as exc:
-            raise KubeError(_describe("list the Pods of Deployment", name, exc)) from exc
-        return [_pod_view(pod) for pod in pods.items]
+            raise KubeError(_describe("list the Pods of", target.describe(), exc)) from exc
+        return [pod_view(pod) for pod in pods.items]
 
     async def get_worker_requests(
-        self, namespace: str, name: str
+        self, namespace: str, target: TargetRef
     ) -> tuple[float | None, float | None]:
-        """The CPU (cores) and memory (bytes) request of the Deployment's first container.
+        """The CPU (cores) and memory (bytes) request of the first container of the target.
 
         What the CPU and memory triggers count utilisation against, as the HPA
-        does; a limit stands in for a missing request. ``None`` where neither is set.
+        does; a limit stands in for a missing request. ``None`` where neither is
+        set, or where the target has no Pod template at ``spec.template`` (a custom
+        resource may keep it elsewhere).
         """
+        res = await self._resource(target)
         try:
-            dep = await self._apps.read_namespaced_deployment(name, namespace)
+            obj = await self._custom.get_namespaced_custom_object(
+                res.group, res.version, namespace, res.plural, target.name
+            )
         except ApiException as exc:
-            raise KubeError(_describe("read Deployment", name, exc)) from exc
-        containers = dep.spec.template.spec.containers or []
-        resources = containers[0].resources if containers else None
-        requests = (resources.requests if resources else None) or {}
-        limits = (resources.limits if resources else None) or {}
-        cpu = parse_quantity(requests.get("cpu", limits.get("cpu")))
-        memory = parse_quantity(requests.get("memory", limits.get("memory")))
-        return cpu, memory
+            raise KubeError(_describe_target("read", target, res, exc)) from exc
+        return template_requests(obj)
 
     async def set_deletion_cost(self, namespace: str, pod: str, cost: int | None) -> None:
         """Write (or with ``None`` remove) a Pod's deletion cost; a vanished Pod is fine."""
@@ -258,25 +287,11 @@ class Kube:
         ``False`` when another replica wrote it first (409): the optimistic lock is
         what makes one leader out of two replicas that both saw it expire.
         """
-        spec: dict[str, Any] = {
-            "holderIdentity": lease.holder,
-            "leaseDurationSeconds": lease.duration_s,
-            "renewTime": datetime.now(UTC).isoformat(timespec="microseconds"),
-            "leaseTransitions": lease.transitions,
-        }
-        if acquired is not None:
-            spec["acquireTime"] = acquired.isoformat(timespec="microseconds")
-        body: dict[str, Any] = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": spec,
-        }
+        body = lease.manifest(namespace, name, datetime.now(UTC), acquired)
         try:
             if not lease.version:
                 await self._leases.create_namespaced_lease(namespace, body)  # type: ignore[arg-type]
             else:
-                body["metadata"]["resourceVersion"] = lease.version
                 await self._leases.replace_namespaced_lease(name, namespace, body)  # type: ignore[arg-type]
         except ApiException as exc:
             if exc.status in (409, 422) or (exc.status == 404 and lease.version):
@@ -294,19 +309,21 @@ class Kube:
             raise KubeError(_describe("read ConfigMap", name, exc)) from exc
         return dict(found.data or {})
 
-    async def hpa_targets(self, namespace: str) -> list[tuple[str, str]]:
-        """(HPA name, Deployment name) for every HPA in ``namespace`` that scales a Deployment."""
+    async def hpa_targets(self, namespace: str) -> list[tuple[str, TargetRef]]:
+        """(HPA name, its target) for every HPA in ``namespace``."""
         try:
             hpas = await self._hpa.list_namespaced_horizontal_pod_autoscaler(namespace)
         except ApiException as exc:
             raise KubeError(
                 _describe("list the HorizontalPodAutoscalers in", namespace, exc)
             ) from exc
-        return [
-            (hpa.metadata.name, hpa.spec.scale_target_ref.name)
-            for hpa in hpas.items
-            if hpa.spec.scale_target_ref.kind == "Deployment"
-        ]
+        found = []
+        for hpa in hpas.items:
+            ref = hpa.spec.scale_target_ref
+            target = ref_from({"apiVersion": ref.api_version, "kind": ref.kind, "name": ref.name})
+            if target is not None:
+                found.append((hpa.metadata.name, target))
+        return found
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge-patch ``status`` through the status subresource."""
@@ -380,18 +397,13 @@ async def _open_watch(
     return response
 
 
-def _pod_view(pod: Any) -> PodView:
-    meta, status = pod.metadata, pod.status
-    conditions = (status.conditions if status else None) or []
-    ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
-    owners = [ref.name for ref in (meta.owner_references or []) if ref.kind == "ReplicaSet"]
-    return PodView(
-        name=meta.name,
-        ready=ready,
-        terminating=meta.deletion_timestamp is not None,
-        owner=owners[0] if owners else None,
-    )
-
-
 def _describe(what: str, name: str, exc: ApiException) -> str:
     return f"could not {what} {name}: HTTP {exc.status} {exc.reason}"
+
+
+def _describe_target(what: str, target: TargetRef, res: ScaleResource, exc: ApiException) -> str:
+    """As :func:`_describe`; a 403 says which right is missing (a custom resource's)."""
+    text = _describe(what, target.describe(), exc)
+    if exc.status == 403:
+        text += f" (grant the operator get and patch on {res.describe()}; docs/operator.md)"
+    return text

@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field, StringConstraints, model_validator
 
 from jobqueue_operator.camel_model import CamelModel as _Model
 from jobqueue_operator.camel_model import K8sName
 from jobqueue_operator.redis_spec import RedisConnection
+from jobqueue_operator.targets import (
+    API_VERSION_PATTERN,
+    DEFAULT_API_VERSION,
+    DEFAULT_KIND,
+    KIND_PATTERN,
+    TargetRef,
+)
 
 #: Annotation that pauses a JobQueue like ``spec.paused: true``, for a tool (or a
 #: person during an incident) that may annotate but should not own the spec.
@@ -57,10 +64,19 @@ QueueName = Annotated[
 
 
 class ScaleTargetRef(_Model):
-    """The Deployment to scale; always in the JobQueue's own namespace."""
+    """What to scale: any kind with a ``/scale`` subresource, in the JobQueue's own namespace."""
 
-    kind: Literal["Deployment"] = "Deployment"
+    api_version: Annotated[
+        str, StringConstraints(min_length=1, max_length=253, pattern=API_VERSION_PATTERN)
+    ] = DEFAULT_API_VERSION
+    kind: Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=KIND_PATTERN)] = (
+        DEFAULT_KIND
+    )
     name: K8sName
+
+    def ref(self) -> TargetRef:
+        """The target as the loop and the Kubernetes port name it."""
+        return TargetRef(self.name, self.kind, self.api_version)
 
 
 class ScaleUp(_Model):

@@ -39,7 +39,7 @@ def parse(
         effective,
         replace(
             base,
-            target=spec.scale_target_ref.name,
+            target=spec.scale_target_ref.ref(),
             paused=effective.paused,
             min_replicas=effective.min_replicas,
             max_replicas=effective.max_replicas,

@@ -17,11 +17,20 @@ from typing import Any, Protocol
 
 from jobqueue_operator.policy import Observation
 from jobqueue_operator.redis_spec import RedisConnection
+from jobqueue_operator.targets import TargetRef
 from jobqueue_operator.victims import PodView
 
 
 class KubeError(Exception):
     """An API call failed in a way the loop reports as a condition and retries."""
+
+
+class TargetKindError(KubeError):
+    """The target's kind cannot be scaled in this cluster; the message names the field."""
+
+
+class NoPodSelectorError(KubeError):
+    """The target's ``/scale`` reports no Pod selector: its Pods cannot be found."""
 
 
 class SecretError(Exception):
@@ -126,6 +135,24 @@ class LeaseView:
     transitions: int = 0
     version: str = ""
 
+    def manifest(
+        self, namespace: str, name: str, renewed: datetime, acquired: datetime | None
+    ) -> dict[str, Any]:
+        """The Lease to create (``version`` empty) or to replace at ``version``."""
+        spec: dict[str, Any] = {
+            "holderIdentity": self.holder,
+            "leaseDurationSeconds": self.duration_s,
+            "renewTime": renewed.isoformat(timespec="microseconds"),
+            "leaseTransitions": self.transitions,
+        }
+        if acquired is not None:
+            spec["acquireTime"] = acquired.isoformat(timespec="microseconds")
+        meta = {"name": name, "namespace": namespace}
+        if self.version:
+            meta["resourceVersion"] = self.version
+        kind = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease"}
+        return {**kind, "metadata": meta, "spec": spec}
+
 
 class LeasePort(Protocol):
     """The Lease calls of leader election (``kube.Kube``)."""
@@ -150,26 +177,30 @@ class ConfigMapPort(Protocol):
 
 
 class KubePort(Protocol):
-    """The Kubernetes calls one JobQueue's loop makes (``kube.Kube``)."""
+    """The Kubernetes calls one JobQueue's loop makes (``kube.Kube``).
 
-    def watched_replicas(self, namespace: str, name: str) -> int | None:
+    The target calls raise :class:`TargetKindError` (a :class:`KubeError` too)
+    when the target's kind cannot be scaled in this cluster.
+    """
+
+    def watched_replicas(self, namespace: str, target: TargetRef) -> int | None:
         """The target's replicas from a watch; ``None`` when the watch cannot say."""
         ...
 
-    async def get_replicas(self, namespace: str, name: str) -> int | None:
+    async def get_replicas(self, namespace: str, target: TargetRef) -> int | None:
         """``spec.replicas`` through ``/scale``; ``None`` when the target does not exist."""
         ...
 
-    async def set_replicas(self, namespace: str, name: str, replicas: int) -> None:
+    async def set_replicas(self, namespace: str, target: TargetRef, replicas: int) -> None:
         """Write the absolute count through ``/scale``."""
         ...
 
-    async def list_target_pods(self, namespace: str, name: str) -> list[PodView]:
-        """The Pods the target's selector matches."""
+    async def list_target_pods(self, namespace: str, target: TargetRef) -> list[PodView]:
+        """The Pods the target's ``/scale`` selector matches (:class:`NoPodSelectorError`)."""
         ...
 
     async def get_worker_requests(
-        self, namespace: str, name: str
+        self, namespace: str, target: TargetRef
     ) -> tuple[float | None, float | None]:
         """The worker container's CPU (cores) and memory (bytes) request."""
         ...
@@ -182,8 +213,8 @@ class KubePort(Protocol):
         """One key of one Secret (raises :class:`SecretError`)."""
         ...
 
-    async def hpa_targets(self, namespace: str) -> list[tuple[str, str]]:
-        """(HPA name, target name) for every HPA in the namespace."""
+    async def hpa_targets(self, namespace: str) -> list[tuple[str, TargetRef]]:
+        """(HPA name, its target) for every HPA in the namespace."""
         ...
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:

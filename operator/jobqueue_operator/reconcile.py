@@ -14,7 +14,7 @@ daemon every ``pollingIntervalSeconds``. Each phase has its module:
 The loop knows Kubernetes and Redis only through the ports in ``ports.py``.
 Every failure becomes a :class:`~jobqueue_operator.status.Problem` (a
 condition, an Event on change) and the loop goes on, so fixing the spec,
-creating the Deployment or bringing Redis back is picked up on the next tick
+creating the target or bringing Redis back is picked up on the next tick
 without a restart.
 
 State kept between ticks (the last scale times, the failure count, an
@@ -48,6 +48,7 @@ from jobqueue_operator.status import (
     discovery_record,
     from_rfc3339,
 )
+from jobqueue_operator.targets import TargetRef
 from jobqueue_operator.victims import PodView, drained_capacity, without_drained
 
 log = logging.getLogger("jobqueue_operator")
@@ -170,7 +171,7 @@ class Loop:
             observation = self._with_rates(observation, now)
             if _resource_triggers(effective):
                 observation = await self.gather.with_requests(
-                    observation, spec.scale_target_ref.name, now
+                    observation, spec.scale_target_ref.ref(), now
                 )
         decided = await self._decide_count(
             effective, observation, seen.target, base, spec, drain_first=drain_first
@@ -193,7 +194,7 @@ class Loop:
 
     async def _gather(self, spec: JobQueueSpec, created: str, base: Tick) -> Seen | Tick:
         """Every read the tick needs before it decides; a Tick when a problem ends it."""
-        target = spec.scale_target_ref.name
+        target = spec.scale_target_ref.ref()
         found = await self.gather.target(target, created, base.now)
         if isinstance(found, Problem):
             return replace(base, problem=found)
@@ -233,7 +234,7 @@ class Loop:
         if decision.desired != drained_capacity(current, drained) and target.watched:
             # About to write: decide from /scale itself, not from the watch's copy,
             # so a change the watch has not delivered yet cannot skew the step.
-            fresh = await self.gather.fresh_replicas(spec.scale_target_ref.name)
+            fresh = await self.gather.fresh_replicas(spec.scale_target_ref.ref())
             if isinstance(fresh, Problem):
                 return replace(base, problem=fresh)
             if fresh != current:
@@ -263,7 +264,7 @@ class Loop:
         warm). Without the Pods or the drain write (a read-only Redis user) it
         scales as with drain-first off, and ``status.podSelection`` says why.
         """
-        target = spec.scale_target_ref.name
+        target = spec.scale_target_ref.ref()
         if not isinstance(pods, list):
             pods = await self.gather.pods(target)
         if isinstance(pods, KubeError):
@@ -306,7 +307,7 @@ class Loop:
             tick = await self._choose_pods(tick, spec, observation, current, decision.desired)
         elif self.scale_down.scaling_up():
             await self.act.withdraw(self.scale_down)
-        return await self._scale(tick, spec.scale_target_ref.name, current, decision)
+        return await self._scale(tick, spec.scale_target_ref.ref(), current, decision)
 
     def _decide(
         self,
@@ -331,7 +332,7 @@ class Loop:
         self, tick: Tick, spec: JobQueueSpec, obs: Observation, current: int, desired: int
     ) -> Tick:
         """Choose the Pods to go and annotate them, right before ``/scale`` is lowered."""
-        target = spec.scale_target_ref.name
+        target = spec.scale_target_ref.ref()
         pods = await self.gather.pods(target)
         if isinstance(pods, KubeError):
             log.warning("JobQueue %s: cannot choose the Pods to remove: %s", self.owner, pods)
@@ -347,7 +348,7 @@ class Loop:
         record = await self.act.prepare_scale_down(self.scale_down, choice, target)
         return replace(tick, pod_selection=record)
 
-    async def _scale(self, tick: Tick, target: str, current: int, decision: Decision) -> Tick:
+    async def _scale(self, tick: Tick, target: TargetRef, current: int, decision: Decision) -> Tick:
         failed = await self.act.scale(target, current, decision.desired, decision.reason.value)
         if failed is not None:
             return replace(tick, decision=None, problem=Problem("ScaleFailed", str(failed)))

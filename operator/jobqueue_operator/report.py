@@ -64,8 +64,9 @@ class Reporter:
             reason = _SCALE_EVENTS[decision.action]
             if decision.reason is Reason.FALLBACK:
                 reason = "ScaledToFallback"
+            target = "the target" if tick.target is None else tick.target.describe()
             text = (
-                f"Scaled Deployment {tick.target} from {tick.current_replicas} to "
+                f"Scaled {target} from {tick.current_replicas} to "
                 f"{decision.desired}: {decision.reason.value}: {decision.message}"
             )
             await self.kube.post_event(ref, reason, text, warning=False)

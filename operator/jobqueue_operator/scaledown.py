@@ -26,6 +26,9 @@ the policy decides on, and fetch nothing; a later tick removes each one a
 heartbeat shows idle, through the same choice → settled states. So no job is
 cut short by a scale-down, however long it runs.
 
+A StatefulSet's Pods (``ordinals.is_ordered``) go by ordinal, not by cost: the
+same states, with ``ordinals.plan_top_drain`` and ``ordinals.choose_top``.
+
 The machine decides; ``act.py`` does the writes and reports their outcome back
 through :meth:`ScaleDown.chosen` and :meth:`ScaleDown.withdrawn`.
 """
@@ -35,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from jobqueue_operator.ordinals import choose_top, is_ordered, plan_top_drain
 from jobqueue_operator.policy import WorkerLoad
 from jobqueue_operator.status import from_rfc3339, to_rfc3339
 from jobqueue_operator.status_models import PodSelectionRecord
@@ -43,6 +47,7 @@ from jobqueue_operator.victims import (
     PodView,
     choose_victims,
     drained_capacity,
+    owner_note,
     plan_drain,
 )
 
@@ -69,6 +74,8 @@ class PodSelection:
     note: str = ""
     #: Listed in the queues' drain hashes (scaleDown.drainChosenPods), until settled.
     drained: tuple[str, ...] = ()
+    #: Who removes the Pods, for the record's message.
+    controller: str = "ReplicaSet"
 
     def record(self, *, removed: Sequence[str] | None = None) -> PodSelectionRecord:
         """``status.podSelection``; ``removed`` is known only once it settled."""
@@ -77,11 +84,12 @@ class PodSelection:
             unexpected = sorted(set(removed) - set(self.chosen))
             spared = sorted(set(self.chosen) - set(removed))
             if unexpected:
-                text = f"the ReplicaSet removed {', '.join(unexpected)}, which were not chosen"
+                went = ", ".join(unexpected)
+                text = f"the {self.controller} removed {went}, which were not chosen"
             elif spared:
                 text = f"chosen but still running: {', '.join(spared)}"
             else:
-                text = "the ReplicaSet removed exactly the chosen Pods"
+                text = f"the {self.controller} removed exactly the chosen Pods"
             message = "; ".join(filter(None, [text, self.note]))
         return PodSelectionRecord(
             time=to_rfc3339(self.at),
@@ -188,7 +196,9 @@ class ScaleDown:
         ``desired`` is the policy's count for the Pods that fetch (it decided on
         :meth:`capacity`). Nothing changes here until :meth:`drains_written`.
         """
-        plan = plan_drain(pods, loads, self.draining, replicas=replicas, desired=desired, now=now)
+        ordered = is_ordered(pods)
+        planner = plan_top_drain if ordered else plan_drain
+        plan = planner(pods, loads, self.draining, replicas=replicas, desired=desired, now=now)
         if not plan.remove:
             return DrainStep(plan, None)
         stale: tuple[str, ...] = ()
@@ -198,8 +208,12 @@ class ScaleDown:
         protected = tuple(sorted(pod for pod in plan.costs if pod not in plan.remove))
         before = tuple(p.name for p in pods if not p.terminating)
         note = "drained first: removed once a heartbeat after the drain showed them idle"
+        if ordered:
+            note += "; StatefulSet: the highest ordinals, drained before /scale went down"
+        note = "; ".join(filter(None, [note, owner_note(pods)]))
+        controller = "StatefulSet" if ordered else "ReplicaSet"
         selection = PodSelection(
-            now, replicas, plan.replicas, plan.remove, protected, (), before, note
+            now, replicas, plan.replicas, plan.remove, protected, (), before, note, (), controller
         )
         choice = Choice(selection, dict(plan.costs), stale, (), already_drained=plan.remove)
         return DrainStep(plan, choice)
@@ -256,14 +270,26 @@ class ScaleDown:
         drain: bool,
     ) -> Choice:
         """Which Pods go on this scale-down, and what an unsettled earlier choice leaves."""
-        plan = choose_victims(pods, loads, current - desired)
+        ordered = is_ordered(pods)
+        if ordered:
+            plan = choose_top(pods, loads, current=current, remove=current - desired)
+        else:
+            plan = choose_victims(pods, loads, current - desired)
         stale: tuple[str, ...] = ()
         if self.selection is not None:  # an earlier choice that has not settled yet
             stale = tuple(sorted(set(self.selection.annotated) - set(plan.costs)))
             self.undrain.update(set(self.selection.drained) - set(plan.victims))
         before = tuple(p.name for p in pods if not p.terminating)
         proposed = PodSelection(
-            now, current, desired, plan.victims, plan.protected, (), before, plan.note
+            now,
+            current,
+            desired,
+            plan.victims,
+            plan.protected,
+            (),
+            before,
+            plan.note,
+            controller="StatefulSet" if ordered else "ReplicaSet",
         )
         return Choice(proposed, dict(plan.costs), stale, plan.victims if drain else ())
 

@@ -34,6 +34,7 @@ from jobqueue_operator.status_models import (
     PodSelectionRecord,
     QueueDiscoveryRecord,
 )
+from jobqueue_operator.targets import TargetRef
 
 MAX_DECISIONS = 20
 #: The most queue names listed in ``status.queueDiscovery``.
@@ -64,7 +65,7 @@ class Tick:
 
     now: float
     generation: int | None
-    target: str | None = None
+    target: TargetRef | None = None
     current_replicas: int | None = None
     min_replicas: int | None = None
     max_replicas: int | None = None
@@ -165,7 +166,7 @@ def model(previous: Mapping[str, Any], tick: Tick) -> JobQueueStatus:
         last = (Action.HOLD.value, tick.problem.reason, tick.problem.message)
     return JobQueueStatus(
         observed_generation=tick.generation,
-        target=tick.target,
+        target=None if tick.target is None else str(tick.target),
         current_replicas=tick.current_replicas,
         desired_replicas=tick.decision.desired if tick.decision is not None else None,
         observed=None if tick.observation is None else _observed(tick.observation, tick.now),

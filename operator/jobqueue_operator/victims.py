@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from jobqueue_operator.observation import Observation, WorkerLoad
 
@@ -30,6 +31,10 @@ PROTECTED_COST = 1000
 PROTECTED_CAP_S = 86_400
 
 
+#: The label the StatefulSet controller puts on each of its Pods with its ordinal.
+POD_INDEX = "apps.kubernetes.io/pod-index"
+
+
 @dataclass(frozen=True, slots=True)
 class PodView:
     """A Pod of the target as the victim choice needs it (from the API server)."""
@@ -37,8 +42,44 @@ class PodView:
     name: str
     ready: bool
     terminating: bool = False
-    #: The owning ReplicaSet; pod-deletion-cost orders pods only within one.
+    #: The controlling owner (a Deployment's ReplicaSet); pod-deletion-cost orders
+    #: pods only within one ReplicaSet.
     owner: str | None = None
+    #: The owner's kind; ``None`` when unknown (then it is treated as a ReplicaSet).
+    owner_kind: str | None = None
+    #: A StatefulSet Pod's ordinal: the StatefulSet removes the highest first.
+    ordinal: int | None = None
+
+
+def pod_view(pod: Any) -> PodView:
+    """A Pod as the API client returns it (``V1Pod``), reduced to what the choice needs."""
+    meta, status = pod.metadata, pod.status
+    conditions = (status.conditions if status else None) or []
+    ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
+    owner = next((ref for ref in meta.owner_references or [] if ref.controller), None)
+    ordinal = None
+    if owner is not None and owner.kind == "StatefulSet":
+        index = (meta.labels or {}).get(POD_INDEX) or meta.name.rpartition("-")[2]
+        ordinal = int(index) if index.isdigit() else None
+    return PodView(
+        name=meta.name,
+        ready=ready,
+        terminating=meta.deletion_timestamp is not None,
+        owner=None if owner is None else owner.name,
+        owner_kind=None if owner is None else owner.kind,
+        ordinal=ordinal,
+    )
+
+
+def owner_note(pods: Sequence[PodView]) -> str:
+    """What the choice cannot promise when the Pods' controller is not a ReplicaSet."""
+    kinds = sorted({p.owner_kind for p in pods if p.owner_kind not in (None, "ReplicaSet")})
+    if not kinds:
+        return ""
+    return (
+        f"the Pods are controlled by {', '.join(kinds)}: ReplicaSets honour "
+        "pod-deletion-cost, whether this controller does is unknown (removedPods says what went)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,13 +137,14 @@ def choose_victims(pods: Sequence[PodView], loads: Sequence[WorkerLoad], remove:
         if load is not None and load.active_jobs > 0:
             protected.append(pod.name)
             costs[pod.name] = PROTECTED_COST + int(min(max(load.busy_s, 0.0), PROTECTED_CAP_S))
-    owners = {p.owner for p in live}
-    note = ""
+    owners = {p.owner for p in live if p.owner_kind in (None, "ReplicaSet")}
+    note = owner_note(live)
     if len(owners) > 1:
-        note = (
+        rollout = (
             f"pods belong to {len(owners)} ReplicaSets (a rollout): deletion cost orders "
             "pods only within one, so the choice may not be honoured"
         )
+        note = "; ".join(filter(None, [rollout, note]))
     if count < remove:
         note = "; ".join(filter(None, [note, f"only {count} pods to choose from"]))
     return VictimPlan(victims, tuple(protected), costs, note)

@@ -307,3 +307,90 @@ async def test_from_zero_straight_to_the_needed_count_and_never_to_zero_mid_job(
     ids = [line.split()[0] for line in ran if line.strip()]
     assert sorted(ids) == sorted([*short, long_job]), "every job ran exactly once"
     assert handed_back == []
+
+
+ORDERED = dataclasses.replace(
+    BUSY, namespace="ordered", name="ordered", queue="ordered", kind="StatefulSet"
+)
+#: Long enough that a scale-down that did not wait for it would show.
+ORDERED_JOB_S = 12.0
+
+
+async def test_a_statefulset_drains_its_highest_ordinals_and_waits_for_the_busy_top(
+    control_plane: ControlPlane, redis_server: RedisServer, redis_url: str, tmp_path: Path
+) -> None:
+    """Three StatefulSet workers, the highest ordinal busy: scaling to one waits for it.
+
+    A StatefulSet ignores pod-deletion-cost and removes the highest ordinals, so
+    the operator cannot keep the busy ``-2`` and remove ``-0`` instead. It drains
+    ``-2`` and ``-1`` (the Pods the StatefulSet will remove), keeps ``/scale`` at
+    3 while ``-2`` runs its job (lowering it would remove ``-2`` first), then
+    lowers it to 1 once ``-2`` is idle. The real StatefulSet controller removes
+    them; the job ran once, to the end.
+    """
+    ledger = tmp_path / "ledger.txt"
+    ns, workers = ORDERED.namespace, f"{ORDERED.name}-worker"
+    top, middle, bottom = (f"{workers}-{i}" for i in (2, 1, 0))
+    r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    drain_key = keys.drain_key(ORDERED.queue)
+    async with LocalLoop(control_plane, redis_server, ORDERED, tmp_path / "loop") as loop:
+        await loop.wait_for(lambda s: s.ready_replicas == 1, 90, "the first worker Ready")
+        control_plane.kubectl("scale", "statefulset", workers, "-n", ns, "--replicas=3")
+        await loop.wait_for(
+            lambda s: s.ready_replicas == 3 and len({w.pod_name for w in s.stats.workers}) == 3,
+            90,
+            "three workers Ready and heartbeating",
+        )
+        # The long job goes to the highest ordinal: the others are held off by the
+        # drain hash the workers read on every fetch (the paused operator writes none).
+        await r.hset(drain_key, mapping={bottom: 1, middle: 1})
+        async with Producer(redis_url, default_queue=ORDERED.queue) as producer:
+            job = await producer.enqueue("record", {"ledger": str(ledger), "sleep": ORDERED_JOB_S})
+        await loop.wait_for(busy(top), 20, f"{top} busy with the long job")
+        await r.delete(drain_key)
+        started = time.monotonic()
+
+        control_plane.kubectl(
+            "patch", "jobqueue", ORDERED.name, "-n", ns, "--type=merge",
+            "-p", '{"spec":{"paused":false}}',
+        )  # fmt: skip
+        draining = await loop.wait_for(
+            lambda s: len(s.jobqueue_status.get("drainingPods") or []) == 2,
+            20,
+            "the operator draining the two highest ordinals",
+        )
+        assert draining.jobqueue_status["drainingPods"] == [middle, top]
+        # While the top Pod's job runs, /scale stays: lowering it would remove the top first.
+        while time.monotonic() - started < ORDERED_JOB_S - 2:
+            snap = await loop.snapshot()
+            assert snap.spec_replicas == 3, f"lowered while {top} was busy: {snap}"
+            await asyncio.sleep(0.5)
+        snap = await loop.wait_for(
+            lambda s: s.spec_replicas == 1 and "podSelection" in s.jobqueue_status,
+            30,
+            "/scale lowered to 1 once the top was idle",
+        )
+        assert time.monotonic() - started >= ORDERED_JOB_S
+        chosen = snap.jobqueue_status["podSelection"]
+        assert chosen["chosenPods"] == [top, middle], chosen
+        assert "StatefulSet" in chosen["message"], chosen
+        assert chosen.get("protectedPods", []) == [], "no cost is written for a StatefulSet"
+
+        deadline = time.monotonic() + 40
+        while set(pods_of(control_plane, ns)) != {bottom}:
+            assert time.monotonic() < deadline, pods_of(control_plane, ns)
+            await asyncio.sleep(0.25)
+        assert all(DELETION_COST not in a for a in pods_of(control_plane, ns).values())
+        settled = await loop.wait_for(
+            lambda s: bool(s.jobqueue_status.get("podSelection", {}).get("settled")),
+            20,
+            "the scale-down settled",
+        )
+        selection = settled.jobqueue_status["podSelection"]
+        assert sorted(selection["removedPods"]) == sorted([top, middle]), selection
+        assert "the StatefulSet removed exactly the chosen Pods" in selection["message"]
+        removed_mid_job = loop.removed_pods_logging(HAD_JOBS)
+    await r.aclose()
+    ran = ledger.read_text().split() if ledger.exists() else []
+    assert removed_mid_job == [], "no Pod went while it had a job"
+    assert ran.count(job) == 1, "the long job ran once, to the end"

@@ -55,6 +55,20 @@ def _int(value: Any) -> int | None:
     return None if n is None else int(n)
 
 
+def _target(ref: Any, written: Any) -> str:
+    """``Kind/name`` from the live spec (the operator's ``status.target`` lags it).
+
+    ``apiVersion`` and ``kind`` default as the CRD defaults them; a custom
+    resource's group is added, since two groups may use the same kind.
+    """
+    if not isinstance(ref, dict) or not ref.get("name"):
+        return str(written or "?")
+    kind = ref.get("kind") or "Deployment"
+    group = str(ref.get("apiVersion") or "apps/v1").rpartition("/")[0]
+    shown = kind if group in ("", "apps") else f"{kind}.{group}"
+    return f"{shown}/{ref['name']}"
+
+
 def view_of(obj: dict[str, Any]) -> JobQueueView:
     """The fields the Scaling page shows, from one JobQueue object (pure)."""
     meta = obj.get("metadata") or {}
@@ -68,9 +82,7 @@ def view_of(obj: dict[str, Any]) -> JobQueueView:
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
         queues=tuple(str(q.get("name", q)) if isinstance(q, dict) else str(q) for q in queues),
-        target=str(
-            status.get("target") or f"{ref.get('kind', 'Deployment')}/{ref.get('name', '?')}"
-        ),
+        target=_target(ref, status.get("target")),
         min_replicas=_int(spec.get("minReplicas")),
         max_replicas=_int(spec.get("maxReplicas")),
         current=_int(status.get("currentReplicas")),

@@ -40,6 +40,7 @@ PORT_ATTEMPTS = 3
 CONTROLLERS = (
     "deployment-controller",
     "replicaset-controller",
+    "statefulset-controller",
     "garbage-collector-controller",
     "namespace-controller",
 )

@@ -76,10 +76,14 @@ class LoopSpec:
     worker_env: dict[str, str] = field(default_factory=dict)
     # Extra top-level JobQueue spec fields (e.g. paused, slo), merged over the above.
     jobqueue_extra: dict[str, Any] = field(default_factory=dict)
+    # The workers' kind: Deployment, or StatefulSet (Parallel Pod management, so
+    # its Pods start together as a Deployment's do; it still removes the highest
+    # ordinals first).
+    kind: str = "Deployment"
 
 
 def worker_deployment(spec: LoopSpec, redis_url: str) -> dict[str, Any]:
-    """The worker Deployment, shaped like `manifests/examples/workers.yaml`."""
+    """The worker Deployment (or StatefulSet), shaped like `manifests/examples/workers.yaml`."""
     labels = {"app.kubernetes.io/name": f"{spec.name}-worker", RUN_LABEL: "true"}
     env = {
         "JQW_REDIS_URL": redis_url,
@@ -91,9 +95,9 @@ def worker_deployment(spec: LoopSpec, redis_url: str) -> dict[str, Any]:
         "JQW_HEARTBEAT_INTERVAL_S": "1",
         **spec.worker_env,
     }
-    return {
+    workload: dict[str, Any] = {
         "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "kind": spec.kind,
         "metadata": {"name": f"{spec.name}-worker", "namespace": spec.namespace},
         "spec": {
             "replicas": spec.min_replicas,
@@ -118,6 +122,10 @@ def worker_deployment(spec: LoopSpec, redis_url: str) -> dict[str, Any]:
             },
         },
     }
+    if spec.kind == "StatefulSet":
+        workload["spec"]["serviceName"] = f"{spec.name}-worker"
+        workload["spec"]["podManagementPolicy"] = "Parallel"
+    return workload
 
 
 def jobqueue_manifest(spec: LoopSpec, redis: RedisServer) -> dict[str, Any]:
@@ -126,7 +134,7 @@ def jobqueue_manifest(spec: LoopSpec, redis: RedisServer) -> dict[str, Any]:
         "kind": "JobQueue",
         "metadata": {"name": spec.name, "namespace": spec.namespace},
         "spec": {
-            "scaleTargetRef": {"name": f"{spec.name}-worker"},
+            "scaleTargetRef": {"kind": spec.kind, "name": f"{spec.name}-worker"},
             "redis": {"host": redis.host, "port": redis.port},
             "queues": [spec.queue],
             "minReplicas": spec.min_replicas,
@@ -311,7 +319,12 @@ class LocalLoop:
         spec = self.spec
         stats = (await queue_stats(self._redis, [spec.queue]))[spec.queue]
         apps = client.AppsV1Api(self._api)
-        dep = await apps.read_namespaced_deployment(f"{spec.name}-worker", spec.namespace)
+        read = (
+            apps.read_namespaced_stateful_set
+            if spec.kind == "StatefulSet"
+            else apps.read_namespaced_deployment
+        )
+        dep = await read(f"{spec.name}-worker", spec.namespace)
         custom = client.CustomObjectsApi(self._api)
         try:
             jq = await custom.get_namespaced_custom_object(

@@ -153,6 +153,12 @@ def test_all_on_render_has_every_option(helm: Helm) -> None:
         "name": "webhook-tls",
         "secret": {"secretName": "jq-webhook-cert", "optional": True},
     } in pod["volumes"]
+    rules = one(docs, "ClusterRole", "jq-jobqueue-operator")["rules"]
+    granted = [(r["apiGroups"], r["resources"], r["verbs"]) for r in rules]
+    assert (["example.com"], ["workerpools/scale"], ["get", "patch"]) in granted
+    assert (["example.com"], ["workerpools"], ["get"]) in granted
+    assert (["batch.example.org"], ["crunchers/scale"], ["get", "patch"]) in granted
+    assert not any(r == ["crunchers"] for _, r, _ in granted), "readObject is off there"
     role = one(docs, "Role", "jq-jobqueue-operator-own")
     assert ["jq-lease"] in [r.get("resourceNames") for r in role["rules"]]
     assert ["jq-jobqueue-operator-defaults"] in [r.get("resourceNames") for r in role["rules"]]

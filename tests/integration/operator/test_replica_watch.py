@@ -18,6 +18,7 @@ from operator_harness import Kubectl, deployment
 from jobqueue_devkit.waiting import eventually
 from jobqueue_operator import kube as kube_mod
 from jobqueue_operator.kube import Kube
+from jobqueue_operator.targets import TargetRef
 
 pytestmark = [pytest.mark.k8s]
 
@@ -40,12 +41,14 @@ async def test_the_watch_follows_scale_create_and_delete_across_its_restarts(
     kubectl.apply(deployment("alpha", namespace, replicas=2))
 
     def seen(name: str, replicas: int | None) -> bool:
-        return kube.watched_replicas(namespace, name) == replicas
+        return kube.watched_replicas(namespace, TargetRef(name)) == replicas
 
     async def until(name: str, replicas: int | None) -> None:
         await eventually(lambda: asyncio.sleep(0, seen(name, replicas)), 15, 0.05)
 
-    assert kube.watched_replicas(namespace, "alpha") is None, "nothing is known before the list"
+    assert kube.watched_replicas(namespace, TargetRef("alpha")) is None, (
+        "nothing is known before the list"
+    )
     await until("alpha", 2)
     await asyncio.sleep(2.5)
     kubectl("scale", "deployment", "alpha", "-n", namespace, "--replicas=4")
@@ -55,8 +58,10 @@ async def test_the_watch_follows_scale_create_and_delete_across_its_restarts(
     await asyncio.sleep(2.5)
     kubectl("delete", "deployment", "alpha", "-n", namespace)
     await until("alpha", None)
-    assert await kube.get_replicas(namespace, "alpha") is None
-    assert kube.watched_replicas(namespace, "beta") == 3
+    assert await kube.get_replicas(namespace, TargetRef("alpha")) is None
+    assert kube.watched_replicas(namespace, TargetRef("beta")) == 3
+    # the watch is of Deployments: a StatefulSet of the same name is read through /scale
+    assert kube.watched_replicas(namespace, TargetRef("beta", "StatefulSet")) is None
 
 
 async def test_without_the_right_to_watch_it_says_it_does_not_know(
@@ -68,12 +73,14 @@ async def test_without_the_right_to_watch_it_says_it_does_not_know(
     try:
         kubectl.apply(deployment("gamma", other, replicas=2))
         for _ in range(20):
-            assert kube.watched_replicas(other, "gamma") is None
+            assert kube.watched_replicas(other, TargetRef("gamma")) is None
             await asyncio.sleep(0.1)
         # ... while the namespace it may watch is served from the watch
         kubectl.apply(deployment("delta", namespace, replicas=1))
         await eventually(
-            lambda: asyncio.sleep(0, kube.watched_replicas(namespace, "delta") == 1), 15, 0.05
+            lambda: asyncio.sleep(0, kube.watched_replicas(namespace, TargetRef("delta")) == 1),
+            15,
+            0.05,
         )
     finally:
         kubectl("delete", "namespace", other, "--wait=false")

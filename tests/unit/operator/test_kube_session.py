@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from kubernetes_asyncio import client
 
-from jobqueue_operator.kube import PROXY_VARIABLES, skip_netrc_lookups
+from jobqueue_operator.http_session import PROXY_VARIABLES, skip_netrc_lookups
 
 
 @pytest.fixture

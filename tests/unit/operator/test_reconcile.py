@@ -19,14 +19,17 @@ from jobqueue_operator.policy import Observation, WorkerLoad
 from jobqueue_operator.ports import (
     DrainError,
     KubeError,
+    NoPodSelectorError,
     ObjectRef,
     PollRequest,
     QueuePoll,
+    TargetKindError,
 )
 from jobqueue_operator.reconcile import Context, Loop
 from jobqueue_operator.scaledown import SETTLE_S
 from jobqueue_operator.settings import OperatorSettings
 from jobqueue_operator.status import to_rfc3339
+from jobqueue_operator.targets import TargetKey, TargetRef
 from jobqueue_operator.victims import DRAIN_CONFIRM_S, PodView
 
 
@@ -43,7 +46,11 @@ class FakeKube:
         self.costs: dict[str, int] = {}
         self.cost_writes: list[tuple[str, int | None]] = []
         self.fail_pods = False
-        self.hpas: list[tuple[str, str]] = []
+        #: The target's /scale has no status.selector (a CRD without labelSelectorPath).
+        self.no_selector = False
+        #: The target's kind cannot be scaled here (what discovery would say).
+        self.kind_error: str | None = None
+        self.hpas: list[tuple[str, TargetRef]] = []
         self.fail_hpa = False
         #: What the namespace's Deployment watch says (None: it does not know).
         self.watched: int | None = None
@@ -51,6 +58,8 @@ class FakeKube:
     async def list_target_pods(self, namespace: str, name: str) -> list[PodView]:
         if self.fail_pods:
             raise KubeError("could not list the Pods of Deployment w: HTTP 403 Forbidden")
+        if self.no_selector:
+            raise NoPodSelectorError("WorkerPool w reports no Pod selector: plain scaling")
         return list(self.pods)
 
     async def get_worker_requests(
@@ -71,6 +80,8 @@ class FakeKube:
 
     async def get_replicas(self, namespace: str, name: str) -> int | None:
         self.lookups["scale"] = self.lookups.get("scale", 0) + 1
+        if self.kind_error is not None:
+            raise TargetKindError(self.kind_error)
         return self.replicas
 
     async def set_replicas(self, namespace: str, name: str, replicas: int) -> None:
@@ -80,7 +91,7 @@ class FakeKube:
         self.replicas = replicas
         self.scaled_with_costs = dict(self.costs)
 
-    async def hpa_targets(self, namespace: str) -> list[tuple[str, str]]:
+    async def hpa_targets(self, namespace: str) -> list[tuple[str, TargetRef]]:
         self.lookups["hpa"] = self.lookups.get("hpa", 0) + 1
         if self.fail_hpa:
             raise KubeError("could not list the HorizontalPodAutoscalers in ns: HTTP 403")
@@ -167,7 +178,7 @@ def make_loop(
     kube: FakeKube,
     clock: Clock,
     status: dict[str, Any] | None = None,
-    claims: dict[tuple[str, str], list[Claim]] | None = None,
+    claims: dict[tuple[str, TargetKey], list[Claim]] | None = None,
     queues: FakeQueues | None = None,
 ) -> Loop:
     fake = queues or FakeQueues()
@@ -288,7 +299,11 @@ async def test_an_hpa_on_the_target_is_refused_and_the_list_is_shared_per_namesp
     world: FakeQueues,
 ) -> None:
     kube, clock = FakeKube(replicas=1), Clock()
-    kube.hpas = [("cpu", "w"), ("other", "elsewhere")]
+    kube.hpas = [
+        ("cpu", TargetRef("w")),
+        ("other", TargetRef("elsewhere")),
+        ("same-name", TargetRef("w", "StatefulSet")),  # another target: no conflict
+    ]
     ctx = Context(
         kube=kube, queues_for=lambda owner: world, settings=OperatorSettings(), clock=clock
     )
@@ -301,7 +316,7 @@ async def test_an_hpa_on_the_target_is_refused_and_the_list_is_shared_per_namesp
     assert kube.lookups["hpa"] == 1, "one LIST per namespace per 10 s, shared"
     ready = kube.statuses[-1]["conditions"][0]
     assert ready["reason"] == "TargetConflict"
-    assert "HorizontalPodAutoscaler cpu already scales w" in ready["message"]
+    assert "HorizontalPodAutoscaler cpu already scales Deployment w" in ready["message"]
     assert kube.writes == []
     kube.hpas = []  # the HPA is deleted: the next list frees the target
     clock.now += HPA_REFRESH_S
@@ -351,8 +366,8 @@ MINE = {**BODY, "metadata": {**BODY["metadata"], "creationTimestamp": "2026-05-0
     [
         ([Claim("2026-05-01T00:00:00Z", "q")], None),  # only its own claim
         ([Claim("2026-05-01T00:00:00Z", "q"), Claim("2026-06-01T00:00:00Z", "young")], None),
-        ([Claim("2026-04-01T00:00:00Z", "old")], "JobQueue old already scales w"),
-        ([Claim("2026-05-01T00:00:00Z", "a")], "JobQueue a already scales w"),  # same second
+        ([Claim("2026-04-01T00:00:00Z", "old")], "JobQueue old already scales Deployment w"),
+        ([Claim("2026-05-01T00:00:00Z", "a")], "JobQueue a already scales Deployment w"),
     ],
 )
 async def test_a_claimed_target_is_refused_and_never_scaled(
@@ -360,7 +375,14 @@ async def test_a_claimed_target_is_refused_and_never_scaled(
 ) -> None:
     kube, clock = FakeKube(replicas=1), Clock()
     loop = make_loop(
-        kube, clock, queues=world, claims={("ns", "w"): claims, ("ns", "other"): [Claim("", "x")]}
+        kube,
+        clock,
+        queues=world,
+        claims={
+            ("ns", ("apps", "Deployment", "w")): claims,
+            ("ns", ("apps", "Deployment", "other")): [Claim("", "x")],
+            ("ns", ("apps", "StatefulSet", "w")): [Claim("", "sts")],  # same name, other kind
+        },
     )
     world.obs = Observation(depth=50, oldest_age_s=0.0)
     await loop.tick(MINE)
@@ -531,6 +553,52 @@ async def test_pods_unreadable_still_scales_down_and_says_why(world: FakeQueues)
     assert kube.writes == [1]
     assert "403" in kube.statuses[-1]["podSelection"]["message"]
     assert loop.scale_down.selection is None
+
+
+async def test_no_pod_selector_scales_down_plainly_and_says_so(world: FakeQueues) -> None:
+    """Drain first needs the Pods; a target whose /scale names no selector scales blind."""
+    kube, clock = FakeKube(replicas=3), Clock()
+    kube.no_selector = True
+    loop = make_loop(kube, clock, queues=world)
+    world.obs = DOWN
+    await loop.tick(DOWN_BODY)
+    assert kube.writes == [1]
+    selection = kube.statuses[-1]["podSelection"]
+    assert "no Pod selector" in selection["message"]
+    assert selection["chosenPods"] == []
+    assert world.requested == [], "nothing is drained when the Pods cannot be found"
+    assert loop.scale_down.selection is None
+
+
+async def test_an_unscalable_kind_is_a_condition_and_an_event_not_a_crash(
+    world: FakeQueues,
+) -> None:
+    kube, clock = FakeKube(replicas=1), Clock()
+    kube.kind_error = "spec.scaleTargetRef.kind: Report (example.com/v1) has no /scale subresource"
+    loop = make_loop(kube, clock, queues=world)
+    world.obs = Observation(depth=50, oldest_age_s=0.0)
+    for _ in range(3):
+        await loop.tick(BODY)
+        clock.now += 2
+    ready = kube.statuses[-1]["conditions"][0]
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidTarget")
+    assert ready["message"].startswith("spec.scaleTargetRef.kind:")
+    assert kube.events.count(("InvalidTarget", True)) == 1, "one Warning, not one per tick"
+    assert kube.writes == []
+    kube.kind_error = None  # the CRD got its scale subresource
+    await loop.tick(BODY)
+    assert kube.writes, "picked up on the next tick"
+    assert ("Recovered", False) in kube.events
+
+
+async def test_status_and_events_name_the_target_by_kind(world: FakeQueues) -> None:
+    kube, clock = FakeKube(replicas=1), Clock()
+    loop = make_loop(kube, clock, queues=world)
+    world.obs = Observation(depth=50, oldest_age_s=0.0)
+    spec = {**BODY["spec"], "scaleTargetRef": {"kind": "StatefulSet", "name": "w"}}
+    await loop.tick({**BODY, "spec": spec})
+    assert kube.statuses[-1]["target"] == "StatefulSet/w"
+    assert kube.writes
 
 
 async def test_rates_from_counter_deltas_and_a_restart_waits_one_tick(

@@ -194,6 +194,11 @@ def test_jobqueue_view_reads_spec_and_status() -> None:
     assert (view.current, view.desired, view.min_replicas, view.max_replicas) == (2, 4, 0, 9)
     assert view.draining == ("w-1",), "a name that is not a string is dropped"
     assert view.target == "Deployment/w"
+    pool = {"apiVersion": "example.com/v1", "kind": "WorkerPool", "name": "p"}
+    assert view_of({"spec": {"scaleTargetRef": pool}}).target == "WorkerPool.example.com/p"
+    sts = {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "s"}
+    assert view_of({"spec": {"scaleTargetRef": sts}}).target == "StatefulSet/s"
+    assert view_of({"status": {"target": "Deployment/old"}}).target == "Deployment/old"
     assert view.queues == ("emails",)
     assert (view.scale_up_depth, view.scale_down_depth) == (20.0, 5.0)
     assert [d["action"] for d in view.decisions] == ["b", "a"]  # newest first
