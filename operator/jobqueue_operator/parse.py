@@ -9,6 +9,7 @@ and the polling interval still applies so a fix is picked up on time.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -23,17 +24,56 @@ from jobqueue_operator.status import Problem, Tick, effective_record
 DEFAULT_INTERVAL_S = 5.0
 
 
-def parse(
-    body: Mapping[str, Any], base: Tick, settings: OperatorSettings, defaults_source: str
-) -> tuple[JobQueueSpec, EffectiveSpec, Tick] | Tick:
-    """The live spec with every default resolved, or a tick carrying InvalidSpec."""
+class SpecCache:
+    """One JobQueue's last parse, reused while its spec, pause and defaults stand still.
+
+    Validating the spec was a third of the operator's CPU at 1,000 JobQueues (the
+    status the operator writes changes the body every few ticks, the spec almost
+    never). Comparing the raw spec with the one parsed last is a dict comparison
+    in C; only a change pays for validation again.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, ...] | None = None
+        self._value: tuple[JobQueueSpec, EffectiveSpec] | Problem | None = None
+
+    def parse(
+        self,
+        body: Mapping[str, Any],
+        base: Tick,
+        settings: OperatorSettings,
+        defaults_source: str,
+    ) -> tuple[JobQueueSpec, EffectiveSpec, Tick] | Tick:
+        """The live spec with every default resolved, or a tick carrying InvalidSpec."""
+        raw = dict(body.get("spec") or {})
+        pause = body.get("metadata", {}).get("annotations", {}).get(PAUSED_ANNOTATION)
+        key = (id(settings), defaults_source, pause)
+        if self._value is None or self._key is None or self._key[:3] != key or self._key[3] != raw:
+            self._value = _validate(body, settings)
+            # A deep copy: kopf may reuse and mutate the dicts it handed over.
+            self._key = (*key, copy.deepcopy(raw))
+        return _tick(self._value, base, defaults_source)
+
+
+def _validate(
+    body: Mapping[str, Any], settings: OperatorSettings
+) -> tuple[JobQueueSpec, EffectiveSpec] | Problem:
     meta = body.get("metadata", {})
     try:
         spec = JobQueueSpec.model_validate(body.get("spec") or {})
         paused = spec.paused or meta.get("annotations", {}).get(PAUSED_ANNOTATION) == "true"
         effective = resolve(spec, settings.scaling_defaults(), paused=paused)
     except (ValidationError, InvalidSpecError) as exc:
-        return replace(base, problem=Problem("InvalidSpec", _short(exc)))
+        return Problem("InvalidSpec", _short(exc))
+    return spec, effective
+
+
+def _tick(
+    parsed: tuple[JobQueueSpec, EffectiveSpec] | Problem, base: Tick, defaults_source: str
+) -> tuple[JobQueueSpec, EffectiveSpec, Tick] | Tick:
+    if isinstance(parsed, Problem):
+        return replace(base, problem=parsed)
+    spec, effective = parsed
     return (
         spec,
         effective,

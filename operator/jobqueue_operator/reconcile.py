@@ -36,7 +36,7 @@ from jobqueue_operator.claims import ClaimsOn, HpaClaims, no_claims
 from jobqueue_operator.gather import Gatherer, Queues, Target
 from jobqueue_operator.models import EffectiveSpec, JobQueueSpec
 from jobqueue_operator.observation import CounterWindow
-from jobqueue_operator.parse import interval, parse
+from jobqueue_operator.parse import SpecCache, interval
 from jobqueue_operator.policy import Decision, MetricsMissing, Observation, decide
 from jobqueue_operator.ports import KubeError, KubePort, QueuesFor
 from jobqueue_operator.report import Reporter
@@ -116,6 +116,7 @@ class Loop:
         #: The previous poll's counters, for the arrival rate (memory only: a restart
         #: waits one tick) and when anything was last waiting, running or busy.
         self._counters = CounterWindow()
+        self._specs = SpecCache()
         self._last_busy: float | None = None
 
     @property
@@ -147,7 +148,7 @@ class Loop:
             last_scale_up=self.last_up,
             last_scale_down=self.last_down,
         )
-        parsed = parse(body, base, self.ctx.settings, self.ctx.defaults_source)
+        parsed = self._specs.parse(body, base, self.ctx.settings, self.ctx.defaults_source)
         if isinstance(parsed, Tick):
             return parsed
         spec, effective, base = parsed
