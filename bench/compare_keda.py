@@ -50,9 +50,17 @@ from bench.keda_figures import (
     value_at,
     wait_figures,
 )
-from bench.keda_measure import Outcome, Run, Sample, TraceResult, run_all, run_trace
-from bench.keda_objects import model_config, model_timeline, our_jobqueue_fields, real_scaled_object
+from bench.keda_measure import Run, Sample, TraceResult, run_trace
+from bench.keda_objects import (
+    VARIANTS,
+    model_config,
+    model_timeline,
+    our_jobqueue_fields,
+    real_scaled_object,
+)
 from bench.keda_report import render
+from bench.keda_results import load, save
+from bench.keda_session import Outcome, model_results, run_all
 from bench.keda_traces import (
     CONCURRENCY,
     HPA_SYNC_S,
@@ -101,6 +109,13 @@ __all__ = [
 ]
 
 BEGIN, END = "<!-- compare-keda:begin -->", "<!-- compare-keda:end -->"
+RESULTS = REPO / "bench" / "results"
+
+
+def _markers(variant: str) -> tuple[str, str]:
+    if variant == "tuned":
+        return BEGIN, END
+    return f"<!-- compare-keda-{variant}:begin -->", f"<!-- compare-keda-{variant}:end -->"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,7 +124,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--traces", default=",".join(t.name for t in TRACES))
     parser.add_argument("--keep", action="store_true", help="keep the logs' directory")
+    parser.add_argument(
+        "--scaledobject",
+        choices=VARIANTS,
+        default="tuned",
+        help="tuned: specs/bench/keda-tuned.yaml; default: KEDA's redis trigger, every default",
+    )
+    parser.add_argument(
+        "--from-json",
+        metavar="PATH",
+        help="no run: a saved run's real timelines against the model as it is now",
+    )
     args = parser.parse_args(argv)
+    if args.from_json:
+        outcome = load(Path(args.from_json))
+        rerun = {r.trace.name: r for r in model_results([r.trace for r in outcome.results],
+                                                         outcome.variant)}  # fmt: skip
+        for r in outcome.results:
+            r.model, r.model_run = rerun[r.trace.name].model, rerun[r.trace.name].model_run
+        print(render(outcome))
+        for r in outcome.results:
+            print(r.trace.name, r.agreement)
+        return 0
     by_name = {t.name: t for t in TRACES}
     selected = [by_name[n] for n in args.traces.split(",") if n]
     workdir = Path(tempfile.mkdtemp(prefix="jq-cmpkeda-"))
@@ -121,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
-        return await run_all(selected, workdir)
+        return await run_all(selected, workdir, args.scaledobject)
 
     try:
         outcome = asyncio.run(_main())
@@ -129,10 +165,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted; everything started was stopped; logs in {workdir}")
         return 130
     outcome.seconds, outcome.commit = time.perf_counter() - started, tree()
+    saved = save(outcome, RESULTS, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+    print(f"raw timelines in {saved}")
     section = render(outcome)
     print(section)
     if not args.no_write:
-        write_between(Path(args.output), BEGIN, END, section)
+        write_between(Path(args.output), *_markers(outcome.variant), section)
         print(f"wrote the compare-keda section of {args.output}")
     if args.keep or outcome.setup_error or any(r.error for r in outcome.results):
         print(f"logs kept in {workdir}")

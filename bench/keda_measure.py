@@ -10,16 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
-import traceback
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
 import yaml
+from kubernetes_asyncio import client
 
 from bench.keda_figures import (
     Agreement,
@@ -32,7 +30,7 @@ from bench.keda_figures import (
     value_at,
     wait_figures,
 )
-from bench.keda_objects import model_config, model_timeline, our_jobqueue_fields, real_scaled_object
+from bench.keda_objects import ModelRun, our_jobqueue_fields, variant_scaled_object
 from bench.keda_traces import (
     CONCURRENCY,
     HPA_SYNC_S,
@@ -43,16 +41,16 @@ from bench.keda_traces import (
     Trace,
 )
 from bench.operator import _paths  # noqa: F401  (puts the devkit and sources on sys.path)
-from bench.scaling import GRACE_S, KEDA_TUNED, REPO, SPEC
-from jobqueue_devkit import binaries, keda_binaries
+from bench.scaling import GRACE_S, SPEC
 from jobqueue_devkit.controlplane import ControlPlane
 from jobqueue_devkit.errors import DevkitError
-from jobqueue_devkit.keda_stack import KedaStack, start_keda_scaler
 from jobqueue_devkit.redis_server import RedisServer
 from jobqueue_devkit.stack import LocalLoop, LoopSpec
 from jobqueue_protocol import keys
 from jobqueue_simulator.report import percentile
 from jobqueue_worker.producer import JobRequest, Producer
+
+DEPLOYMENT = "bench-worker"  # LoopSpec name "bench": its worker Deployment
 
 # ---------------------------------------------------------------- one measured run
 
@@ -68,11 +66,30 @@ class Sample:
 
 
 @dataclass
+class HpaSample:
+    """KEDA's HPA and ScaledObject as the API shows them at ``t`` (the KEDA side only)."""
+
+    t: float
+    #: status.desiredReplicas and status.currentReplicas (None before the first sync).
+    desired: int | None
+    current: int | None
+    #: status.currentMetrics: the average value per current replica the last sync read.
+    metric_average: float | None
+    last_scale_time: str | None
+    #: The ScaledObject's Active condition ("True", "False" or None).
+    active: str | None
+
+
+@dataclass
 class Run:
     """One autoscaler on one trace, as measured."""
 
     who: str
     samples: list[Sample] = field(default_factory=list)
+    hpa: list[HpaSample] = field(default_factory=list)
+    #: The HPA as KEDA made it (its spec, behaviour included) and the namespace's events.
+    hpa_object: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
     job_ids: list[str] = field(default_factory=list)
     records: list[tuple[float | None, float | None, int]] = field(default_factory=list)
     end_s: float = 0.0
@@ -122,6 +139,7 @@ class TraceResult:
     ours: Run | None = None
     keda: Run | None = None
     model: list[tuple[float, int]] = field(default_factory=list)
+    model_run: ModelRun | None = None
     error: str = ""
     #: The machine's 1-min load average when the trace began and ended (context only).
     load: tuple[float, float] | None = None
@@ -146,10 +164,52 @@ def loop_spec(namespace: str, queue: str, jobqueue_fields: dict[str, Any]) -> Lo
     )
 
 
-async def _sample(loop: LocalLoop, run: Run, t0: float, stop: asyncio.Event) -> None:
-    """One snapshot a second (Deployment, Pods, queue) until ``stop``."""
+def quantity(text: str | None) -> float | None:
+    """A Kubernetes quantity as the HPA writes metric values ("12", "12500m", "1.5k")."""
+    if text is None:
+        return None
+    scale = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9}
+    if text[-1:] in scale:
+        return float(text[:-1]) * scale[text[-1]]
+    return float(text)
+
+
+async def _read_hpa(api: client.ApiClient, namespace: str, t0: float) -> HpaSample:
+    hpa = await client.AutoscalingV2Api(api).read_namespaced_horizontal_pod_autoscaler(
+        f"keda-hpa-{DEPLOYMENT}", namespace
+    )
+    so = await client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "keda.sh", "v1alpha1", namespace, "scaledobjects", DEPLOYMENT
+    )
+    status = hpa.status
+    metrics = status.current_metrics or []
+    external = metrics[0].external if metrics else None
+    average = external.current.average_value if external and external.current else None
+    conditions = (so.get("status") or {}).get("conditions") or []
+    active = next((c.get("status") for c in conditions if c.get("type") == "Active"), None)
+    return HpaSample(
+        time.monotonic() - t0,
+        status.desired_replicas,
+        status.current_replicas,
+        quantity(average),
+        status.last_scale_time.isoformat() if status.last_scale_time else None,
+        active,
+    )
+
+
+async def _sample(
+    loop: LocalLoop,
+    run: Run,
+    t0: float,
+    stop: asyncio.Event,
+    hpa: tuple[client.ApiClient, str] | None = None,
+) -> None:
+    """One snapshot a second (Deployment, Pods, queue; KEDA's HPA) until ``stop``."""
     tick = 0
     while not stop.is_set():
+        if hpa is not None:
+            with contextlib.suppress(Exception):  # a missed HPA read leaves a gap, no more
+                run.hpa.append(await _read_hpa(*hpa, t0))
         try:
             snap = await loop.snapshot()
         except DevkitError:
@@ -246,19 +306,46 @@ async def _settle(ours: LocalLoop, keda: LocalLoop, plane: ControlPlane, namespa
     )
 
 
+async def _kube_objects(plane: ControlPlane, namespace: str, run: Run) -> None:
+    """KEDA's HPA and the namespace's events, kept with the run (best effort)."""
+    with contextlib.suppress(Exception):
+        hpa = json.loads(plane.kubectl("get", "hpa", "-n", namespace, "-o", "json"))
+        run.hpa_object = (hpa.get("items") or [{}])[0]
+    with contextlib.suppress(Exception):
+        events = json.loads(plane.kubectl("get", "events", "-n", namespace, "-o", "json"))
+        run.events = [
+            {
+                "time": e.get("eventTime") or e.get("lastTimestamp") or e.get("firstTimestamp"),
+                "first": e.get("firstTimestamp"),
+                "last": e.get("lastTimestamp"),
+                "count": e.get("count"),
+                "kind": (e.get("involvedObject") or {}).get("kind"),
+                "reason": e.get("reason"),
+                "message": e.get("message"),
+            }
+            for e in events.get("items") or []
+        ]
+
+
 async def run_trace(
-    plane: ControlPlane, redis_server: RedisServer, scaler_address: str, trace: Trace, workdir: Path
+    plane: ControlPlane,
+    redis_server: RedisServer,
+    scaler_address: str,
+    trace: Trace,
+    workdir: Path,
+    *,
+    variant: str = "tuned",
 ) -> tuple[Run, Run]:
     """Both autoscalers side by side on one trace; their namespaces are new each time."""
-    shipped = yaml.safe_load(KEDA_TUNED.read_text())
     fields = our_jobqueue_fields(yaml.safe_load(SPEC.read_text()), MAX_REPLICAS)
     ours_ns, keda_ns = f"cmp-{trace.name}-ours", f"cmp-{trace.name}-keda"
     runs = {ours_ns: Run("ours"), keda_ns: Run("KEDA")}  # namespace = queue name
-    so = real_scaled_object(
-        shipped,
+    so = variant_scaled_object(
+        variant,
         namespace=keda_ns,
-        deployment="bench-worker",
+        deployment=DEPLOYMENT,
         scaler_address=scaler_address,
+        redis_address=f"{redis_server.host}:{redis_server.port}",
         queue=keda_ns,
         max_replicas=MAX_REPLICAS,
     )
@@ -280,11 +367,13 @@ async def run_trace(
         )
         plane.kubectl("apply", "-f", str(so_file))
         await _settle(ours, keda, plane, keda_ns)
+        api = client.ApiClient()
+        stack.push_async_callback(api.close)
         t0 = time.monotonic()
         stop = asyncio.Event()
         samplers = [
             asyncio.create_task(_sample(ours, runs[ours_ns], t0, stop)),
-            asyncio.create_task(_sample(keda, runs[keda_ns], t0, stop)),
+            asyncio.create_task(_sample(keda, runs[keda_ns], t0, stop, (api, keda_ns))),
         ]
         try:
             await _replay(redis_server.url, trace, runs, t0)
@@ -298,76 +387,8 @@ async def run_trace(
         for queue, run in runs.items():
             run.end_s = float(trace.duration_s + TAIL_S)
             run.records = await _records(redis_server.url, queue, run.job_ids)
+        await _kube_objects(plane, keda_ns, runs[keda_ns])
     for ns in runs:
         with contextlib.suppress(Exception):
             plane.kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found")
     return runs[ours_ns], runs[keda_ns]
-
-
-# ---------------------------------------------------------------- the whole run
-
-
-@dataclass
-class Outcome:
-    results: list[TraceResult]
-    keda_version: str
-    setup_error: str = ""
-    seconds: float = 0.0
-    commit: str = ""
-
-
-async def run_all(selected: Sequence[Trace], workdir: Path) -> Outcome:
-    shipped = yaml.safe_load(KEDA_TUNED.read_text())
-    config = model_config(shipped, MAX_REPLICAS, HPA_SYNC_S)
-    results = [TraceResult(t, model=model_timeline(t, config)) for t in selected]
-    outcome = Outcome(results, keda_binaries.KEDA_VERSION)
-    bins = keda_binaries.cached_keda()
-    if bins is None:
-        outcome.setup_error = (
-            f"real KEDA {keda_binaries.KEDA_VERSION} is not built here (`make keda` builds it)"
-        )
-        return outcome
-    plane = ControlPlane(
-        binaries.ensure_binaries(),
-        workdir=workdir / "plane",
-        aggregation=True,
-        hpa_sync_period_s=HPA_SYNC_S,
-    )
-    redis_server = RedisServer(workdir=workdir / "redis")
-    scaler = None
-    try:
-        plane.start(REPO / "crds")
-        KedaStack(plane, bins).start()
-        redis_server.start()
-        scaler = start_keda_scaler(redis_server.url, workdir / "keda-scaler.log")
-        print(f"plane {plane.server}, redis {redis_server.url}, logs {workdir}", flush=True)
-        for result in results:
-            print(f"{result.trace.name}: running ({result.trace.description})", flush=True)
-            load_before = os.getloadavg()[0]
-            try:
-                result.ours, result.keda = await run_trace(
-                    plane, redis_server, scaler.address, result.trace, workdir / result.trace.name
-                )
-            except Exception as exc:
-                traceback.print_exc()
-                result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-            result.load = (load_before, os.getloadavg()[0])
-            print(_progress(result), flush=True)
-    except Exception as exc:
-        traceback.print_exc()
-        outcome.setup_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-    finally:
-        if scaler is not None:
-            scaler.stop()
-        redis_server.cleanup()
-        plane.stop()
-    return outcome
-
-
-def _progress(r: TraceResult) -> str:
-    if r.error or r.ours is None or r.keda is None:
-        return f"{r.trace.name}: not measured: {r.error}"
-    return (
-        f"{r.trace.name}: ours {r.ours.replica_seconds:.0f} replica·s p95 {r.ours.waits.p95_s:.1f}"
-        f" s; KEDA {r.keda.replica_seconds:.0f} replica·s p95 {r.keda.waits.p95_s:.1f} s"
-    )
