@@ -60,7 +60,7 @@ from bench.keda_objects import (
 )
 from bench.keda_report import render
 from bench.keda_results import load, save
-from bench.keda_session import Outcome, model_results, run_all
+from bench.keda_session import Outcome, run_all, run_model
 from bench.keda_traces import (
     CONCURRENCY,
     HPA_SYNC_S,
@@ -138,10 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.from_json:
         outcome = load(Path(args.from_json))
-        rerun = {r.trace.name: r for r in model_results([r.trace for r in outcome.results],
-                                                         outcome.variant)}  # fmt: skip
         for r in outcome.results:
-            r.model, r.model_run = rerun[r.trace.name].model, rerun[r.trace.name].model_run
+            run_model(r, outcome.variant)
         print(render(outcome))
         for r in outcome.results:
             print(r.trace.name, r.agreement)

@@ -90,6 +90,8 @@ class Run:
     #: The HPA as KEDA made it (its spec, behaviour included) and the namespace's events.
     hpa_object: dict[str, Any] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: KEDA side: how long before the trace began its ScaledObject was created.
+    started_before_s: float | None = None
     job_ids: list[str] = field(default_factory=list)
     records: list[tuple[float | None, float | None, int]] = field(default_factory=list)
     end_s: float = 0.0
@@ -366,10 +368,12 @@ async def run_trace(
             plane.kubectl, "delete", "-f", str(so_file), "--ignore-not-found", "--wait=false"
         )
         plane.kubectl("apply", "-f", str(so_file))
+        applied = time.monotonic()  # KEDA starts its poll and makes the HPA at once
         await _settle(ours, keda, plane, keda_ns)
         api = client.ApiClient()
         stack.push_async_callback(api.close)
         t0 = time.monotonic()
+        runs[keda_ns].started_before_s = t0 - applied
         stop = asyncio.Event()
         samplers = [
             asyncio.create_task(_sample(ours, runs[ours_ns], t0, stop)),

@@ -21,8 +21,17 @@ from typing import Any
 
 import yaml
 
-from bench.keda_traces import CONCURRENCY, SAMPLE_EVERY_S, SERVICE, SIM_STARTUP_S, TAIL_S, Trace
-from bench.scaling import ACTUATION_S, GRACE_S, KEDA_TUNED, STALENESS_S
+from bench.keda_traces import (
+    CONCURRENCY,
+    SAMPLE_EVERY_S,
+    SERVICE,
+    SIM_ACTUATION_S,
+    SIM_STALENESS_S,
+    SIM_STARTUP_S,
+    TAIL_S,
+    Trace,
+)
+from bench.scaling import GRACE_S, KEDA_TUNED
 from jobqueue_protocol import keys
 from jobqueue_simulator import traces as sim_traces
 from jobqueue_simulator.engine import ClusterView, SimConfig, Timer, simulate
@@ -148,12 +157,19 @@ def variant_scaled_object(
     )
 
 
-def variant_model(variant: str, max_replicas: int, hpa_sync_s: float) -> KedaModel:
-    """A fresh simulator model of ``variant``'s ScaledObject, with the same bounds."""
+def variant_model(
+    variant: str, max_replicas: int, hpa_sync_s: float, started_before_s: float = 0.0
+) -> KedaModel:
+    """A fresh simulator model of ``variant``'s ScaledObject, with the same bounds,
+    created ``started_before_s`` before the trace began (as measured)."""
     if variant == "default":
-        return KedaHpaModel(0, max_replicas)
-    shipped = yaml.safe_load(KEDA_TUNED.read_text())
-    return KedaModel(model_config(shipped, max_replicas, hpa_sync_s))
+        default = KedaHpaModel(0, max_replicas)
+        config = replace(default.config, hpa_sync_s=hpa_sync_s)
+        label = default.label
+    else:
+        config = model_config(yaml.safe_load(KEDA_TUNED.read_text()), max_replicas, hpa_sync_s)
+        label = None
+    return KedaModel(replace(config, started_before_s=started_before_s), label)
 
 
 @dataclass
@@ -216,8 +232,8 @@ def model_run(trace: Trace, model: KedaModel) -> ModelRun:
         horizon_s=trace.duration_s + TAIL_S,
         sample_every_s=SAMPLE_EVERY_S,
         grace_s=GRACE_S,
-        actuation_s=ACTUATION_S,
-        staleness_s=STALENESS_S,
+        actuation_s=SIM_ACTUATION_S,
+        staleness_s=SIM_STALENESS_S,
     )
     recorder = Recorder(model)
     result = simulate(parsed.arrivals, recorder, sim, random.Random(trace.seed))

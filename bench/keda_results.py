@@ -33,6 +33,7 @@ def _run(run: Run | None) -> dict[str, Any] | None:
         "events": run.events,
         "records": run.records,
         "missed": run.missed,
+        "started_before_s": run.started_before_s,
     }
 
 
@@ -82,6 +83,7 @@ def _load_run(raw: dict[str, Any] | None) -> Run | None:
         records=[(e, s, d) for e, s, d in raw["records"]],
         end_s=raw["end_s"],
         missed=raw.get("missed") or [],
+        started_before_s=raw.get("started_before_s"),
     )
 
 

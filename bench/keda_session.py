@@ -35,12 +35,20 @@ class Outcome:
     variant: str = "tuned"
 
 
+def run_model(result: TraceResult, variant: str) -> None:
+    """The simulator's model of ``variant`` on the trace, its timers started when the
+    real ScaledObject was (when measured; else at t = 0)."""
+    started = result.keda.started_before_s if result.keda is not None else None
+    model = variant_model(variant, MAX_REPLICAS, HPA_SYNC_S, started or 0.0)
+    result.model_run = model_run(result.trace, model)
+    result.model = result.model_run.writes
+
+
 def model_results(selected: Sequence[Trace], variant: str) -> list[TraceResult]:
     """Each trace with the simulator's model of ``variant`` already run on it."""
-    results = []
-    for trace in selected:
-        run = model_run(trace, variant_model(variant, MAX_REPLICAS, HPA_SYNC_S))
-        results.append(TraceResult(trace, model=run.writes, model_run=run))
+    results = [TraceResult(trace) for trace in selected]
+    for result in results:
+        run_model(result, variant)
     return results
 
 
@@ -83,6 +91,7 @@ async def run_all(selected: Sequence[Trace], workdir: Path, variant: str = "tune
                 traceback.print_exc()
                 result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
             result.load = (load_before, os.getloadavg()[0])
+            run_model(result, variant)  # again, from when the real ScaledObject was created
             print(_progress(result), flush=True)
     except Exception as exc:
         traceback.print_exc()

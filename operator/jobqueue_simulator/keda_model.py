@@ -26,7 +26,9 @@
   count), capped at max(2 × current, 4) per sync and not limited down.
 
 The HPA sync runs before KEDA's poll at the same instant, so an activation is
-seen by the HPA one sync later; both timers fire first one period after t = 0.
+seen by the HPA one sync later. Both timers start when the ScaledObject is
+created, ``started_before_s`` before t = 0, and first fire at the first multiple
+of their period after t = 0 counted from then (one period after t = 0 when 0).
 """
 
 from __future__ import annotations
@@ -49,6 +51,16 @@ def _ceil(x: float) -> int:
     return math.ceil(x - _EPS)
 
 
+def first_tick(period_s: float, started_before_s: float) -> float:
+    """The first tick after t = 0 of a timer started ``started_before_s`` before it.
+
+    A tick that would fall exactly on t = 0 is left for one period later: at t = 0
+    nothing has arrived, and the engine's timers start after it.
+    """
+    into = started_before_s % period_s
+    return period_s - into if into > _EPS else period_s
+
+
 class KedaModel:
     """The model of one ScaledObject; stateful, build one per run."""
 
@@ -61,9 +73,15 @@ class KedaModel:
         self.changes: deque[tuple[float, int]] = deque()  # (time, signed change) by the HPA
 
     def timers(self) -> Sequence[Timer]:
+        c = self.config
         return (
-            Timer("hpa", self.config.hpa_sync_s, self.config.hpa_sync_s, order=0),
-            Timer("keda", self.config.polling_interval_s, self.config.polling_interval_s, order=1),
+            Timer("hpa", c.hpa_sync_s, first_tick(c.hpa_sync_s, c.started_before_s), order=0),
+            Timer(
+                "keda",
+                c.polling_interval_s,
+                first_tick(c.polling_interval_s, c.started_before_s),
+                order=1,
+            ),
         )
 
     def on_tick(self, timer: str, view: ClusterView) -> int | None:

@@ -102,6 +102,11 @@ class KedaConfig:
     #: a sync, down at once to the highest recommendation of the controller's window
     #: (``down.stabilization_s``: 300 s by default), with the same tolerance.
     hpa_behavior: bool = False
+    #: How long before t = 0 the ScaledObject was created. KEDA starts its poll and
+    #: creates the HPA, which syncs at once, in that moment; both then tick every
+    #: period from there, so they are in phase with each other but not with the
+    #: trace. 0: both first tick one period after t = 0.
+    started_before_s: float = 0.0
 
 
 def load_scaled_object(path: Path) -> KedaConfig:

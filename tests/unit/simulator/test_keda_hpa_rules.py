@@ -1,4 +1,5 @@
-"""The HPA that KEDA makes when a ScaledObject sets no behaviour, as table tests.
+"""The HPA that KEDA makes when a ScaledObject sets no behaviour, and when its timers
+start, as table tests.
 
 KEDA copies ``advanced.horizontalPodAutoscalerConfig.behavior`` to its HPA only
 when it is set, and the API server fills in the behaviour defaults only for an
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 
 from jobqueue_simulator.engine import ClusterView
-from jobqueue_simulator.keda_model import KedaModel
+from jobqueue_simulator.keda_model import KedaModel, first_tick
 from jobqueue_simulator.policies import KedaHpaModel, KedaSettings
 from jobqueue_simulator.scaledobject import DEFAULT_DOWN, DEFAULT_UP, Rules, parse_scaled_object
 
@@ -195,3 +196,39 @@ def test_default_keda_with_behavior_set_uses_its_policies() -> None:
     fixed = KedaHpaModel(0, 100)
     assert with_policies.on_tick("hpa", view(15.0, 1, waiting=500)) == 5
     assert fixed.on_tick("hpa", view(15.0, 1, waiting=500)) == 4
+
+
+@pytest.mark.parametrize(
+    ("period_s", "started_before_s", "first_s"),
+    [
+        (15.0, 0.0, 15.0),
+        (15.0, 2.0, 13.0),
+        (15.0, 14.5, 0.5),
+        (15.0, 15.0, 15.0),  # a whole period before: in phase with t = 0
+        (15.0, 32.0, 13.0),
+        (30.0, 2.0, 28.0),
+    ],
+)
+def test_first_tick_after_the_scaledobject_was_created(
+    period_s: float, started_before_s: float, first_s: float
+) -> None:
+    assert first_tick(period_s, started_before_s) == pytest.approx(first_s)
+
+
+@pytest.mark.parametrize(
+    ("poll_s", "started_before_s", "expected"),
+    [(15.0, 0.0, (15.0, 15.0)), (15.0, 2.0, (13.0, 13.0)), (30.0, 2.0, (13.0, 28.0))],
+)
+def test_poll_and_sync_start_together_when_the_scaledobject_is_created(
+    poll_s: float, started_before_s: float, expected: tuple[float, float]
+) -> None:
+    """KEDA's poll and the HPA's sync start at the ScaledObject's creation, so both
+    are offset from the trace by the same amount (the HPA's period is 15 s)."""
+    config = dataclasses.replace(
+        parse_scaled_object(backlog_object(None)),
+        polling_interval_s=poll_s,
+        started_before_s=started_before_s,
+    )
+    timers = {t.name: t for t in KedaModel(config).timers()}
+    assert (timers["hpa"].first_at_s, timers["keda"].first_at_s) == pytest.approx(expected)
+    assert timers["hpa"].order < timers["keda"].order  # the sync first at one instant
