@@ -133,16 +133,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--from-json",
         metavar="PATH",
-        help="no run: a saved run's real timelines against the model as it is now",
+        help="no run: a saved run's real timelines against the model as it is now "
+        "(the section is written unless --no-write)",
     )
     args = parser.parse_args(argv)
     if args.from_json:
         outcome = load(Path(args.from_json))
         for r in outcome.results:
             run_model(r, outcome.variant)
-        print(render(outcome))
-        for r in outcome.results:
-            print(r.trace.name, r.agreement)
+        section = render(outcome)
+        print(section)
+        if not args.no_write:
+            write_between(Path(args.output), *_markers(outcome.variant), section)
+            print(f"wrote the compare-keda section of {args.output} from {args.from_json}")
         return 0
     by_name = {t.name: t for t in TRACES}
     selected = [by_name[n] for n in args.traces.split(",") if n]
