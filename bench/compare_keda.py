@@ -57,6 +57,8 @@ from bench.keda_objects import (
     model_timeline,
     our_jobqueue_fields,
     real_scaled_object,
+    variant_model,
+    variant_scaled_object,
 )
 from bench.keda_report import render
 from bench.keda_results import load, save
@@ -105,6 +107,8 @@ __all__ = [
     "run_trace",
     "startup_lags",
     "value_at",
+    "variant_model",
+    "variant_scaled_object",
     "wait_figures",
 ]
 

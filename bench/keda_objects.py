@@ -38,9 +38,11 @@ from jobqueue_simulator.engine import ClusterView, SimConfig, Timer, simulate
 from jobqueue_simulator.keda_model import KedaModel
 from jobqueue_simulator.policies import KedaHpaModel
 from jobqueue_simulator.scaledobject import KedaConfig, parse_scaled_object
+from jobqueue_worker.envelope import Priority
 
 VARIANTS = ("tuned", "default")
-DEFAULT_PRIORITY = 0  # the producer's jobs carry no priority
+# The producer's jobs carry no priority, so they wait in the NORMAL ready set only.
+DEFAULT_PRIORITY = int(Priority.NORMAL)
 
 
 def real_scaled_object(
