@@ -7,6 +7,8 @@ import yaml
 
 from bench import compare_keda as ck
 from bench.scaling import KEDA_TUNED
+from jobqueue_protocol import keys
+from jobqueue_worker.envelope import Priority
 
 
 def test_traces_are_reproducible_and_shaped_as_described() -> None:
@@ -137,3 +139,32 @@ def test_the_model_runs_each_trace_and_the_section_says_what_did_not_run() -> No
     measured.samples = [ck.Sample(float(t), min(t // 10, 4), 0, 0, 0, 0) for t in range(61)]
     results[0].keda, results[0].ours = measured, measured
     assert "| step | **ours** |" in ck.render(ck.Outcome(results, "v2.21.0"))
+
+
+def test_the_default_scaledobject_is_kedas_redis_trigger_on_the_normal_ready_set() -> None:
+    so = ck.variant_scaled_object(
+        "default",
+        namespace="ns",
+        deployment="bench-worker",
+        scaler_address="unused:1",
+        redis_address="127.0.0.1:6379",
+        queue="q",
+        max_replicas=10,
+    )
+    spec = so["spec"]
+    assert spec["maxReplicaCount"] == 10
+    assert "pollingInterval" not in spec  # every default
+    assert "advanced" not in spec
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "redis"
+    assert trigger["metadata"]["listName"] == keys.ready_key("q", int(Priority.NORMAL))
+    model = ck.variant_model("default", 10, 15.0, started_before_s=2.0)
+    assert model.config.polling_interval_s == 30.0
+    assert not model.config.hpa_behavior
+    assert {t.name: t.first_at_s for t in model.timers()} == {"hpa": 13.0, "keda": 28.0}
+
+
+def test_the_tuned_scaledobject_sets_no_hpa_behavior_either() -> None:
+    model = ck.variant_model("tuned", 10, 15.0)
+    assert model.config.polling_interval_s == 15.0
+    assert not model.config.hpa_behavior

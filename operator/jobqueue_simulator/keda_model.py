@@ -18,9 +18,17 @@
   truncated, as the controller does); ``selectPolicy`` Max takes the policy
   allowing the larger change, Min the smaller, Disabled none. Clamped to
   ``[max(1, min), max]``.
+* **An HPA without behaviour** (a ScaledObject with no
+  ``horizontalPodAutoscalerConfig.behavior``, which KEDA's examples and defaults
+  give): the controller's older fixed rules, which the behaviour defaults do not
+  reach. The count moves to the highest recommendation of the down window
+  (raw included; never lower than that, even when it is above the current
+  count), capped at max(2 × current, 4) per sync and not limited down.
 
 The HPA sync runs before KEDA's poll at the same instant, so an activation is
-seen by the HPA one sync later; both timers fire first one period after t = 0.
+seen by the HPA one sync later. Both timers start when the ScaledObject is
+created, ``started_before_s`` before t = 0, and first fire at the first multiple
+of their period after t = 0 counted from then (one period after t = 0 when 0).
 """
 
 from __future__ import annotations
@@ -33,10 +41,24 @@ from jobqueue_simulator.engine import ClusterView, Timer
 from jobqueue_simulator.scaledobject import KedaConfig, Rules
 
 _EPS = 1e-9
+# The HPA controller's fixed scale-up cap for an HPA without behaviour: per sync,
+# at most this factor of the current count, and never less than this many pods.
+LEGACY_UP_FACTOR = 2
+LEGACY_UP_MINIMUM = 4
 
 
 def _ceil(x: float) -> int:
     return math.ceil(x - _EPS)
+
+
+def first_tick(period_s: float, started_before_s: float) -> float:
+    """The first tick after t = 0 of a timer started ``started_before_s`` before it.
+
+    A tick that would fall exactly on t = 0 is left for one period later: at t = 0
+    nothing has arrived, and the engine's timers start after it.
+    """
+    into = started_before_s % period_s
+    return period_s - into if into > _EPS else period_s
 
 
 class KedaModel:
@@ -51,9 +73,15 @@ class KedaModel:
         self.changes: deque[tuple[float, int]] = deque()  # (time, signed change) by the HPA
 
     def timers(self) -> Sequence[Timer]:
+        c = self.config
         return (
-            Timer("hpa", self.config.hpa_sync_s, self.config.hpa_sync_s, order=0),
-            Timer("keda", self.config.polling_interval_s, self.config.polling_interval_s, order=1),
+            Timer("hpa", c.hpa_sync_s, first_tick(c.hpa_sync_s, c.started_before_s), order=0),
+            Timer(
+                "keda",
+                c.polling_interval_s,
+                first_tick(c.polling_interval_s, c.started_before_s),
+                order=1,
+            ),
         )
 
     def on_tick(self, timer: str, view: ClusterView) -> int | None:
@@ -127,8 +155,11 @@ class KedaModel:
             return None  # the HPA is inactive at 0; only KEDA's poll leaves 0
         c = self.config
         raw = self.raw_desired(view, current)
-        recommendation = self._stabilize(view.now, current, raw)
-        desired = self._rate_limit(view.now, current, recommendation)
+        if c.hpa_behavior:
+            recommendation = self._stabilize(view.now, current, raw)
+            desired = self._rate_limit(view.now, current, recommendation)
+        else:
+            desired = self._without_behavior(view.now, current, raw)
         desired = min(max(desired, 1, c.min_replicas), c.max_replicas)
         if desired == current:
             return None
@@ -136,15 +167,9 @@ class KedaModel:
         return desired
 
     def _stabilize(self, now: float, current: int, raw: int) -> int:
-        """The lowest recommendation of the up window, the highest of the down window.
-
-        On its first sync the HPA behaves as if its previous sync, one period
-        ago, had recommended the running count (the cluster was already running).
-        """
+        """The lowest recommendation of the up window, the highest of the down window."""
         c = self.config
-        if not self.seeded:
-            self.seeded = True
-            self.recommendations.append((now - c.hpa_sync_s, current))
+        self._seed(now, current)
         keep = max(c.up.stabilization_s, c.down.stabilization_s)
         while self.recommendations and self.recommendations[0][0] <= now - keep:
             self.recommendations.popleft()
@@ -158,6 +183,28 @@ class KedaModel:
         recommendation = current
         recommendation = max(recommendation, up_rec)
         return min(recommendation, down_rec)
+
+    def _without_behavior(self, now: float, current: int, raw: int) -> int:
+        """The highest recommendation of the down window, capped at max(2 × current, 4).
+
+        Unlike the behaviour path, the window's highest recommendation is taken
+        even above the current count (a capped scale-up goes on to what was asked),
+        and a scale-down is not rate-limited.
+        """
+        window = self.config.down.stabilization_s
+        self._seed(now, current)
+        while self.recommendations and self.recommendations[0][0] <= now - window:
+            self.recommendations.popleft()
+        highest = max([raw, *(r for t, r in self.recommendations if t > now - window)])
+        self.recommendations.append((now, raw))
+        return min(highest, max(LEGACY_UP_FACTOR * current, LEGACY_UP_MINIMUM))
+
+    def _seed(self, now: float, current: int) -> None:
+        """On its first sync the HPA behaves as if its previous sync, one period
+        ago, had recommended the running count (the cluster was already running)."""
+        if not self.seeded:
+            self.seeded = True
+            self.recommendations.append((now - self.config.hpa_sync_s, current))
 
     def _rate_limit(self, now: float, current: int, recommendation: int) -> int:
         c = self.config

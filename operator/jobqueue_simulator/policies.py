@@ -194,6 +194,9 @@ class KedaSettings:
     down_stabilization_s: float = 300.0
     down_percent: int = 100
     down_period_s: float = 15.0
+    #: KEDA's defaults set no HPA behaviour, so the ``up_*`` and ``down_percent``
+    #: policies apply only when this is True (``down_stabilization_s`` always does).
+    hpa_behavior: bool = False
 
 
 class KedaHpaModel(KedaModel):
@@ -201,8 +204,8 @@ class KedaHpaModel(KedaModel):
 
     The "default-configured KEDA" of the comparisons: what a user gets from the
     KEDA documentation's Redis example, as a :class:`KedaModel` on a ScaledObject
-    with one ``redis`` trigger of ``listLength`` 5 and the Kubernetes behaviour
-    defaults.
+    with one ``redis`` trigger of ``listLength`` 5 and no HPA behaviour (so the
+    HPA controller's fixed rules, not the behaviour defaults).
     """
 
     def __init__(
@@ -230,5 +233,6 @@ class KedaHpaModel(KedaModel):
                 tolerance=s.tolerance,
             ),
             hpa_sync_s=s.hpa_sync_s,
+            hpa_behavior=s.hpa_behavior,
         )
         super().__init__(config, label="KEDA default (redis listLength)")

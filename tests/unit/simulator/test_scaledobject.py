@@ -4,7 +4,9 @@ Every expected replica count below was computed by hand from the HPA's formula:
 ``ceil(value / target)`` for AverageValue, ``ceil(replicas × value / target)``
 for Value, the 0.1 tolerance, the stabilisation windows (the lowest
 recommendation of the up window, the highest of the down window) and the
-policies counted from the replicas at the start of each period.
+policies counted from the replicas at the start of each period; or, for a
+ScaledObject that sets no HPA behaviour, the controller's fixed rules (the
+highest recommendation of 300 s, at most max(2 × current, 4) a sync).
 """
 
 from __future__ import annotations
@@ -101,10 +103,12 @@ def test_the_documented_example_is_read_field_by_field() -> None:
     assert config.formula({"trig_one": 6.0, "trig_two": 2.0}) == 4.0
     assert (config.formula_target, config.formula_activation) == (2.0, 2.0)
     assert (config.up, config.down) == (DEFAULT_UP, DEFAULT_DOWN)
+    assert not config.hpa_behavior  # none set: KEDA's HPA gets none either
 
 
-def test_formula_example_scales_up_by_the_default_policies() -> None:
-    """(40 + 0)/2 = 20 against target 2 → 10 pods; from 1: max(1+4, 1×2) = 5, then 10."""
+def test_formula_example_scales_up_by_the_fixed_rules_without_behavior() -> None:
+    """(40 + 0)/2 = 20 against target 2 → 10 pods; no behaviour set, so from 1 the cap
+    is max(2 × 1, 4) = 4, then max(8, 4) = 8, then 10."""
     model = KedaModel(parse_scaled_object(so(DOC_EXAMPLE)))
     rows = [
         (15.0, "hpa", {"waiting": 40}),
@@ -112,7 +116,7 @@ def test_formula_example_scales_up_by_the_default_policies() -> None:
         (45.0, "hpa", {"waiting": 40}),
         (60.0, "hpa", {"waiting": 10, "in_flight": 30}),  # (10+30)/2 = 20 at 10: ratio 1
     ]
-    assert timeline(model, 1, rows) == [5, 10, 10, 10]
+    assert timeline(model, 1, rows) == [4, 8, 10, 10]
 
 
 def test_activation_uses_the_formula_and_the_poll() -> None:
@@ -187,7 +191,9 @@ def test_behavior_policies_and_windows_as_written() -> None:
 
 
 def test_a_value_metric_on_the_oldest_age() -> None:
-    """Value: ceil(4 × 25 / 10) = 10, limited to max(4 + 4, 4 × 2) = 8; 10.5/10 is in tolerance."""
+    """Value: ceil(4 × 25 / 10) = 10, capped at max(2 × 4, 4) = 8 (no behaviour set).
+    Then 10.5/10 is in tolerance (8 asked), but the window still holds the 10 asked
+    at 15 s, and an HPA without behaviour goes on to the window's highest: 10."""
     config = parse_scaled_object(
         so(
             """
@@ -204,7 +210,7 @@ def test_a_value_metric_on_the_oldest_age() -> None:
     )
     model = KedaModel(config)
     rows = [(15.0, "hpa", {"age": 25.0}), (30.0, "hpa", {"age": 10.5})]
-    assert timeline(model, 4, rows) == [8, 8]
+    assert timeline(model, 4, rows) == [8, 10]
 
 
 @pytest.mark.parametrize(
