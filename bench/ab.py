@@ -43,31 +43,43 @@ def _tree_env(tree: Path) -> dict[str, str]:
     return {"PYTHONPATH": os.pathsep.join(str(p) for p in paths)}
 
 
-def _ours(key: str, tree: Path, concurrency: int = 10, sleep_ms: int = 0) -> Peer:
+def _ours(
+    key: str, tree: Path, extra: dict[str, str], concurrency: int = 10, sleep_ms: int = 0
+) -> Peer:
     base = BY_KEY["ours"]
     worker = tuple(str(concurrency) if p == "10" else p for p in base.worker)
-    env = {**base.extra_env, **_tree_env(tree), "BENCH_SLEEP_MS": str(sleep_ms)}
+    env = {**base.extra_env, **_tree_env(tree), "BENCH_SLEEP_MS": str(sleep_ms), **extra}
     return replace(base, key=key, label=key, worker=worker, extra_env=env)
 
 
 def systems(args: argparse.Namespace) -> list[tuple[Peer, bool]]:
     """(peer, measure latency too)."""
     out: list[tuple[Peer, bool]] = []
-    trees = [("new", REPO_ROOT)] + ([("base", Path(args.base))] if args.base else [])
-    for name, tree in trees:
-        out.append((_ours(f"{name}", tree), True))
+    base_env = dict(kv.split("=", 1) for kv in args.base_env)
+    trees = [("new", REPO_ROOT, {})] + (
+        [("base", Path(args.base or REPO_ROOT), base_env)] if args.base or base_env else []
+    )
+    for name, tree, extra in trees:
+        out.append((_ours(name, tree, extra), True))
     if not args.no_bullmq:
         out.append((BY_KEY["bullmq"], True))
     if args.sleep:
-        for name, tree in trees:
-            out.append((_ours(f"{name}-c100-noop", tree, 100), False))
-            out.append((_ours(f"{name}-c100-sleep1ms", tree, 100, 1), False))
+        for name, tree, extra in trees:
+            out.append((_ours(f"{name}-c100-noop", tree, extra, 100), False))
+            out.append((_ours(f"{name}-c100-sleep1ms", tree, extra, 100, 1), False))
     return out
 
 
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.split("\n")[0])
     p.add_argument("--base", default="", help="a tree holding another commit's worker-image/")
+    p.add_argument(
+        "--base-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="the base worker's environment (no --base: this tree; e.g. JQW_EVENT_LOOP=asyncio)",
+    )
     p.add_argument("--jobs", type=int, default=10000)
     p.add_argument("--trials", type=int, default=3)
     p.add_argument("--latency-jobs", type=int, default=300)

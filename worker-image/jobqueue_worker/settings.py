@@ -118,6 +118,8 @@ class WorkerSettings(BaseSettings):
     log_format: Literal["json", "text"] | None = None
     log_level: str = "INFO"
     log_payloads: bool = False
+    # auto: uvloop when installed (the image's default), else asyncio's loop.
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     pod_name: str | None = Field(default=None, validation_alias="POD_NAME")
     config_file: str | None = None
 
