@@ -347,7 +347,7 @@ class Worker:
             return rejected_op(f, opened)
         env, jt = opened
         active.type = env.type
-        deferred = self.watchdog.precheck(f, jt, self.inflight.types_besides(active))
+        deferred = self.watchdog.precheck(f, jt, lambda: self.inflight.types_besides(active))
         if deferred is not None:
             return deferred
         ran = await self.attempts.run(f, env, jt)
