@@ -118,3 +118,25 @@ async def test_due_delayed_jobs_are_promoted_by_the_fetch(redis_url: str) -> Non
     res = await b.step(PLAN, "A", [], 1, 0.5)
     assert [j.id for j in res.jobs] == [job.id]
     await b.close()
+
+
+async def test_step_calls_survive_a_flushed_script_cache_and_a_dropped_connection(
+    redis_url: str,
+) -> None:
+    """The dispatcher's own step connection: NOSCRIPT reloads, a killed client redials,
+    and a step that runs while another is on its way takes the client's path."""
+    b = Broker(redis_url)
+    r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    jobs = [new_job() for _ in range(4)]
+    await b.enqueue({"q": jobs})
+    assert len((await b.step(PLAN, "A", [], 1, 0.5)).jobs) == 1
+    await r.script_flush()
+    assert len((await b.step(PLAN, "A", [], 1, 0.5)).jobs) == 1
+    await r.client_kill_filter(_type="normal", skipme=True)
+    with pytest.raises(Exception):  # noqa: B017, PT011 - the dropped connection's error
+        await b.step(PLAN, "A", [], 1, 0.5)
+    together = await asyncio.gather(b.step(PLAN, "A", [], 1, 0.5), b.step(PLAN, "A", [], 1, 0.5))
+    assert sorted(len(res.jobs) for res in together) == [1, 1]
+    assert await r.zcard(keys.lease_key("q")) == 4
+    await b.close()
+    await r.aclose()

@@ -27,6 +27,7 @@ from jobqueue_protocol.redis_url import parse_redis_url
 from jobqueue_protocol.stats import QueueStats, queue_stats
 from jobqueue_worker import lua, slot_fanout
 from jobqueue_worker.broker.browse import BrowseReads
+from jobqueue_worker.broker.stepconn import StepConnection
 from jobqueue_worker.ratelimit import RateLimit
 from jobqueue_worker.wire import (
     BrokerSettings,
@@ -89,6 +90,10 @@ class Broker(BrowseReads):
             socket_connect_timeout=5.0,
         )
         self._scripts = {s.name: self.redis.register_script(lua.source(s)) for s in lua.SCRIPTS}
+        # The worker's hot path, on a plain Redis (Sentinel and Cluster route per call).
+        self._step_conn = StepConnection(
+            self.redis, self._scripts["step"], socket_timeout_s, enabled=target.mode == "direct"
+        )
         # On a cluster, a WAIT and a MULTI must reach the slot's own master.
         self._slots = (
             SlotClients(
@@ -104,6 +109,7 @@ class Broker(BrowseReads):
         )
 
     async def close(self) -> None:
+        await self._step_conn.close()
         await self.redis.aclose()
         await self._blocking.aclose()
         if self._slots is not None:
@@ -217,20 +223,19 @@ class Broker(BrowseReads):
             return await slot_fanout.step_each_queue(
                 self.step, self._single, plan, worker_id, finishes, n_fetch, rnd, caps, pod_name
             )
-        reply = await self._scripts["step"](
-            keys=plan.step_keys,
-            args=step_args(
-                plan,
-                self.limits,
-                worker_id,
-                finishes,
-                n_fetch=n_fetch,
-                rnd=rnd,
-                caps=caps,
-                pod_name=pod_name,
-            ),
+        args = step_args(
+            plan,
+            self.limits,
+            worker_id,
+            finishes,
+            n_fetch=n_fetch,
+            rnd=rnd,
+            caps=caps,
+            pod_name=pod_name,
         )
-        return step_result(plan, reply)
+        if self._step_conn.available:
+            return step_result(plan, await self._step_conn.call(plan.step_keys, args))
+        return step_result(plan, await self._scripts["step"](keys=plan.step_keys, args=args))
 
     # -- rate limits -----------------------------------------------------------
     async def acquire_limit(
