@@ -25,23 +25,20 @@ from jobqueue_protocol.redis_connect import SlotClients, async_client
 from jobqueue_protocol.redis_health import RedisFacts, read_facts_async, startup_warnings_async
 from jobqueue_protocol.redis_url import parse_redis_url
 from jobqueue_protocol.stats import QueueStats, queue_stats
-from jobqueue_worker import lua, slot_fanout
+from jobqueue_worker import lua
 from jobqueue_worker.broker.browse import BrowseReads
+from jobqueue_worker.broker.dispatch import DispatchCalls
 from jobqueue_worker.broker.stepconn import StepConnection
 from jobqueue_worker.ratelimit import RateLimit
 from jobqueue_worker.wire import (
     BrokerSettings,
     FetchPlan,
-    FinishOp,
     NewJob,
-    StepResult,
     TypeLimits,
     durable_reply,
     enqueue_args,
     ratelimit_args,
     reap_args,
-    step_args,
-    step_result,
 )
 
 log = logging.getLogger(__name__)
@@ -52,7 +49,7 @@ async def _call_on(run: Callable[..., Awaitable[T]], client: redis.asyncio.Redis
     return await run(on=client)
 
 
-class Broker(BrowseReads):
+class Broker(BrowseReads, DispatchCalls):
     """Async access for the worker loop, producers and the CLI."""
 
     def __init__(
@@ -91,9 +88,10 @@ class Broker(BrowseReads):
         )
         self._scripts = {s.name: self.redis.register_script(lua.source(s)) for s in lua.SCRIPTS}
         # The worker's hot path, on a plain Redis (Sentinel and Cluster route per call).
-        self._step_conn = StepConnection(
-            self.redis, self._scripts["step"], socket_timeout_s, enabled=target.mode == "direct"
-        )
+        direct = target.mode == "direct"
+        step = self._scripts["step"]
+        self._step_conn = StepConnection(self.redis, step, socket_timeout_s, enabled=direct)
+        self._wait_conn = StepConnection(self.redis, step, socket_timeout_s, enabled=direct)
         # On a cluster, a WAIT and a MULTI must reach the slot's own master.
         self._slots = (
             SlotClients(
@@ -110,6 +108,7 @@ class Broker(BrowseReads):
 
     async def close(self) -> None:
         await self._step_conn.close()
+        await self._wait_conn.close()
         await self.redis.aclose()
         await self._blocking.aclose()
         if self._slots is not None:
@@ -202,41 +201,6 @@ class Broker(BrowseReads):
                 return q, cast(dict[str, str], raw)
         raise KeyError(job_id)
 
-    # -- worker side -----------------------------------------------------------
-    async def step(
-        self,
-        plan: FetchPlan,
-        worker_id: str,
-        finishes: Sequence[FinishOp],
-        n_fetch: int,
-        rnd: float,
-        *,
-        caps: Mapping[str, int] | None = None,
-        pod_name: str | None = None,
-    ) -> StepResult:
-        """Apply finished jobs and lease up to ``n_fetch`` new ones: one round trip.
-
-        With ``pod_name``, a Pod the operator listed in a served queue's drain hash
-        fetches nothing (``StepResult.drained``); acks still go through.
-        """
-        if self.cluster and len(plan.queues) > 1:
-            return await slot_fanout.step_each_queue(
-                self.step, self._single, plan, worker_id, finishes, n_fetch, rnd, caps, pod_name
-            )
-        args = step_args(
-            plan,
-            self.limits,
-            worker_id,
-            finishes,
-            n_fetch=n_fetch,
-            rnd=rnd,
-            caps=caps,
-            pod_name=pod_name,
-        )
-        if self._step_conn.available:
-            return step_result(plan, await self._step_conn.call(plan.step_keys, args))
-        return step_result(plan, await self._scripts["step"](keys=plan.step_keys, args=args))
-
     # -- rate limits -----------------------------------------------------------
     async def acquire_limit(
         self, limiter_keys: Sequence[str], limits: Sequence[RateLimit], member: str
@@ -269,14 +233,6 @@ class Broker(BrowseReads):
         """``<type>:admitted`` / ``<type>:throttled`` totals over all workers."""
         raw = await self.redis.hgetall(keys.limiter_stats_key())
         return {str(k): int(v) for k, v in cast(dict[str, str], raw).items()}
-
-    async def wait_for_wake(self, plan: FetchPlan, timeout_s: float) -> bool:
-        """Block until a producer (or a retry, reap, replay) leaves a wake token."""
-        wake = [keys.wake_key(q) for q in plan.queues]
-        if self.cluster and len(wake) > 1:  # one BLPOP per slot
-            return await slot_fanout.wait_for_any(self._blocking.blpop, wake, timeout_s)
-        got = await self._blocking.blpop(wake, timeout=max(0.01, timeout_s))
-        return got is not None
 
     async def reap(self, queue: str, worker_id: str, gate_ms: int) -> tuple[int, int]:
         requeued, dead = await self._scripts["reap"](

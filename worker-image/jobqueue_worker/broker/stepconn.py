@@ -44,6 +44,8 @@ class StepConnection:
         self._conn: AbstractConnection | None = None
         self._enabled = enabled
         self._busy = False
+        self._client_id: int | None = None  # asked once per connection, for CLIENT UNBLOCK
+        self._waiting = False
 
     @property
     def available(self) -> bool:
@@ -62,13 +64,55 @@ class StepConnection:
         finally:
             self._busy = False
 
-    async def _send(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+    async def call_after_wait(
+        self, wake_keys: Sequence[str], block_s: float, keys: Sequence[str], args: Sequence[Arg]
+    ) -> Any:
+        """BLPOP on ``wake_keys`` (up to ``block_s``) and the step, sent in one write.
+
+        Redis serves a connection's commands in order, so the step runs as soon as
+        the BLPOP returns (a token, or nil at the timeout or on CLIENT UNBLOCK).
+        """
+        self._busy = True
+        try:
+            wait: Any = ("BLPOP", *wake_keys, f"{max(0.01, block_s):.3f}")
+            try:
+                return await self._send(
+                    keys, args, before=hiredis.pack_command(wait), wait_s=block_s
+                )
+            except NoScriptError:
+                await self._client.script_load(self._script.script)
+                return await self._send(keys, args)
+        finally:
+            self._busy = False
+
+    async def unblock(self) -> bool:
+        """End a wait now, as its timeout would; False if nothing was waiting."""
+        if not (self._waiting and self._client_id is not None):
+            return False
+        return bool(await self._client.client_unblock(self._client_id))
+
+    async def _connected(self) -> AbstractConnection:
         conn = self._conn
         if conn is None:
             conn = self._client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
-            # Bounded below, once for the write and the read together.
+            # Bounded in _send, once for the write and the read together.
             conn.socket_timeout = None
             self._conn = conn
+            self._client_id = None
+        if self._client_id is None:
+            async with asyncio.timeout(self._timeout_s):
+                await conn.send_command("CLIENT", "ID", check_health=False)
+                self._client_id = int(await conn.read_response())
+        return conn
+
+    async def _send(
+        self, keys: Sequence[str], args: Sequence[Arg], *, before: bytes = b"", wait_s: float = 0.0
+    ) -> Any:
+        try:
+            conn = await self._connected()
+        except BaseException:
+            await self._drop()
+            raise
         # hiredis's stub declares a one-item tuple; it takes any number of items.
         command: Any = (
             "EVALSHA",
@@ -77,10 +121,19 @@ class StepConnection:
             *keys,
             *(repr(a) if isinstance(a, float) else a for a in args),
         )
-        packed = hiredis.pack_command(command)
+        packed = before + hiredis.pack_command(command)
         try:
-            async with asyncio.timeout(self._timeout_s):
+            async with asyncio.timeout(self._timeout_s + wait_s):
                 await conn.send_packed_command(packed, check_health=False)
+                if before:
+                    self._waiting = True
+                    try:
+                        await conn.read_response()  # the wait's reply: a token or nil
+                    except ResponseError:
+                        await self._drop()  # the step's reply is still on its way
+                        raise
+                    finally:
+                        self._waiting = False
                 return await conn.read_response()
         except ResponseError:
             raise  # the reply was read whole: the connection is still in step
@@ -95,6 +148,7 @@ class StepConnection:
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
+        self._client_id = None
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.disconnect(nowait=True)
