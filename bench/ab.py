@@ -55,8 +55,8 @@ def _ours(
 def systems(args: argparse.Namespace) -> list[tuple[Peer, bool]]:
     """(peer, measure latency too)."""
     out: list[tuple[Peer, bool]] = []
-    base_env = dict(kv.split("=", 1) for kv in args.base_env)
-    trees = [("new", REPO_ROOT, {})] + (
+    base_env: dict[str, str] = dict(kv.split("=", 1) for kv in args.base_env)
+    trees: list[tuple[str, Path, dict[str, str]]] = [("new", REPO_ROOT, {})] + (
         [("base", Path(args.base or REPO_ROOT), base_env)] if args.base or base_env else []
     )
     for name, tree, extra in trees:
