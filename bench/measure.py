@@ -362,9 +362,12 @@ class ProfileResult:
 # Own-time categories, first match wins (matched against "function (file:line)").
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("waiting in epoll (idle or waiting for Redis)", ("EpollSelector", "selectors.py")),
+    # uvloop's loop is C: its epoll wait and its own work show as the Python frame
+    # that started it.
+    ("uvloop's loop in C (epoll wait included)", ("Runner.run (asyncio/runners.py",)),
     (
         "socket writes (asyncio transport write: the send syscall)",
-        ("_SelectorSocketTransport.write",),
+        ("_SelectorSocketTransport.write", "StreamWriter.writelines"),
     ),
     ("the benchmark job itself (one write)", ("common.py", "ours_app.py")),
     ("metrics (prometheus_client)", ("prometheus_client",)),

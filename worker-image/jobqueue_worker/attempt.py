@@ -211,14 +211,6 @@ class Attempts:
 
     async def run(self, f: Fetched, env: JobEnvelope, jt: JobType) -> Ran:
         job = job_for(env, jt, id=f.id, queue=f.queue, attempt=f.attempt, deliveries=f.deliveries)
-        ctx: dict[str, Any] = {
-            "job_id": f.id,
-            "job_type": env.type,
-            "queue": f.queue,
-            "attempt": f.attempt,
-        }
-        if self.log_payloads:
-            ctx["payload"] = env.payload
         series = metrics.job_series(f.queue, env.type)
         series.wait.observe(max(0.0, time.time() - env.enqueued_at.timestamp()))
         t0 = time.monotonic()
@@ -228,12 +220,14 @@ class Attempts:
         except Exception as exc:
             dur = time.monotonic() - t0
             metrics.DURATION.labels(f.queue, jt.name).observe(dur)
-            return Ran(self._failed(f, job, jt, exc, dur=dur, ctx=ctx), dur)
+            return Ran(self._failed(f, job, jt, exc, dur=dur, ctx=self._log_context(f, env)), dur)
         dur = time.monotonic() - t0
         series.duration.observe(dur)
         series.completed.inc()
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("Completed job", extra={**ctx, "duration_s": round(dur, 6)})
+            log.debug(
+                "Completed job", extra={**self._log_context(f, env), "duration_s": round(dur, 6)}
+            )
         op = FinishOp(
             queue=f.queue,
             id=f.id,
@@ -243,6 +237,18 @@ class Attempts:
             duration_ms=int(dur * 1000),
         )
         return Ran(op, dur)
+
+    def _log_context(self, f: Fetched, env: JobEnvelope) -> dict[str, Any]:
+        """The job's fields for a log line; built only when a line is written."""
+        ctx: dict[str, Any] = {
+            "job_id": f.id,
+            "job_type": env.type,
+            "queue": f.queue,
+            "attempt": f.attempt,
+        }
+        if self.log_payloads:
+            ctx["payload"] = env.payload
+        return ctx
 
     def _failed(
         self, f: Fetched, job: Job, jt: JobType, exc: Exception, *, dur: float, ctx: dict[str, Any]

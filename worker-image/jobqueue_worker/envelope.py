@@ -122,4 +122,6 @@ def payload_size(envelope: JobEnvelope) -> int:
 
 def jsonable(value: Any) -> str:
     """Encode a handler's result; a result that is not JSON is a handler bug."""
+    if value is None:  # most handlers return nothing; json.dumps would say the same
+        return "null"
     return json.dumps(value, separators=(",", ":"))

@@ -1,11 +1,10 @@
 """The worker process: fetch, run, ack, renew, reap, heartbeat, shut down.
 
-One dispatcher coroutine owns the conversation with Redis for jobs: it batches
-the finished jobs and the free slots into ONE ``step`` script call, so ack plus
-next fetch is one round trip. When nothing is ready it blocks on the queues'
-wake lists (BLPOP) instead of polling, bounded by the next delayed due time.
-Shutdown has three phases: stop fetching; let in-flight jobs finish within the
-grace period; hand the rest back to the front of their queue at once.
+One dispatcher coroutine (``dispatcher.py``) owns the conversation with Redis for
+jobs: acks and the next fetch in ONE ``step`` call, and an idle wait that, on a
+plain Redis, brings the first new jobs back leased. Shutdown has three phases:
+stop fetching; let in-flight jobs finish within the grace period; hand the rest
+back to the front of their queue at once.
 """
 
 from __future__ import annotations
@@ -16,34 +15,29 @@ import logging
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from jobqueue_protocol.heartbeat import WorkerHeartbeat
 from jobqueue_worker import identity, metrics
 from jobqueue_worker.attempt import Attempts, Rejected, open_envelope, rejected_op
-from jobqueue_worker.broker import Broker, SyncBroker, is_transient
+from jobqueue_worker.broker import Broker, SyncBroker
 from jobqueue_worker.chores import Chores
+from jobqueue_worker.dispatcher import DispatchLoop
 from jobqueue_worker.durable_acks import DurableAcks
 from jobqueue_worker.execution import Supervisor
 from jobqueue_worker.inflight import InFlight, Running
 from jobqueue_worker.registry import Registry
 from jobqueue_worker.renewer import LeaseRenewer
-from jobqueue_worker.replies import report_acks, report_drain
 from jobqueue_worker.seams import Admission, AdmitAll, ExecutionGuard, JobEvents
 from jobqueue_worker.settings import WorkerSettings
 from jobqueue_worker.timeouts import History
 from jobqueue_worker.watchdog import Watchdog
-from jobqueue_worker.wire import Fetched, FinishOp, StepResult, block_s
+from jobqueue_worker.wire import Fetched, FinishOp
 from jobqueue_worker.writeback import events_for
 
 log = logging.getLogger(__name__)
 
 
-#: How often a worker whose Pod was chosen to go asks whether it still is.
-DRAIN_RECHECK_S = 1.0
-
-
-class Worker:
+class Worker(DispatchLoop):
     def __init__(
         self,
         settings: WorkerSettings,
@@ -221,132 +215,7 @@ class Worker:
         except Exception:
             log.exception("Dispatcher failed during shutdown")
 
-    # -- dispatcher ------------------------------------------------------------
-    async def _dispatch(self) -> None:
-        assert self._changed is not None
-        idle = False
-        res: StepResult | None = None
-        wake: asyncio.Task[bool] | None = None
-        try:
-            while True:
-                self._changed.clear()
-                if self.draining and not self.inflight.running and not self.inflight.pending:
-                    return
-                if self.durable.held and not self.inflight.pending:
-                    await self._confirm()
-                    continue
-                held = self.draining or self.durable.held
-                free = 0 if held else self.settings.concurrency - len(self.inflight)
-                if self.inflight.pending or (free > 0 and not idle):
-                    # Acks always carry a fetch for the free slots: one round trip.
-                    fetch_n = self.admission.admit(free) if free > 0 else 0
-                    got = await self._exchange(fetch_n)
-                    if got is not None:
-                        res = got
-                        if fetch_n > 0:
-                            idle = len(res.jobs) < fetch_n
-                    continue
-                waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._changed.wait())]
-                recheck: asyncio.Future[Any] | None = None
-                if free > 0 and idle and self.drain_requested:
-                    # No BLPOP while drained: it would take the wake tokens meant
-                    # for the workers that stay. Ask again now and then instead.
-                    recheck = asyncio.ensure_future(asyncio.sleep(DRAIN_RECHECK_S))
-                    waiters.append(recheck)
-                elif free > 0 and idle:
-                    if wake is None:
-                        wake = asyncio.create_task(
-                            self.broker.wait_for_wake(
-                                self.plan, block_s(res, self.settings.idle_block_s)
-                            )
-                        )
-                    waiters.append(wake)
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-                waiters[0].cancel()
-                if recheck is not None:
-                    idle = not recheck.done()
-                    recheck.cancel()
-                if wake is not None and wake.done():
-                    err = wake.exception()
-                    wake = None
-                    idle = False
-                    if err is not None:
-                        metrics.REDIS_ERRORS.labels(op="wait").inc()
-                        log.warning("Blocking wait failed", extra={"error": repr(err)})
-                        await self._back_off()
-        finally:
-            if wake is not None:
-                wake.cancel()
-                # A cancelled BLPOP closes its connection; never let that stall shutdown.
-                with contextlib.suppress(BaseException):
-                    await asyncio.wait_for(wake, 2.0)
-
-    async def _back_off(self) -> None:
-        await asyncio.sleep(self._retry_s)
-        self._retry_s = min(self._retry_s * 2, 5.0)
-
-    async def _exchange(self, fetch_n: int) -> StepResult | None:
-        """Send pending acks and fetch; on a Redis failure keep the acks for the next try."""
-        ops, self.inflight.pending = self.inflight.pending, []
-        self.step_calls += 1
-        metrics.ROUND_TRIPS.labels(op="step").inc()
-        try:
-            res = await self.broker.step(
-                self.plan,
-                self.id,
-                ops,
-                fetch_n,
-                self.rng.random(),
-                caps=self.inflight.free_caps(self.type_caps),
-                pod_name=self.settings.pod_name,
-            )
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            self.inflight.pending = ops + self.inflight.pending
-            metrics.REDIS_ERRORS.labels(op="step").inc()
-            log.warning(
-                "Redis unavailable, backing off",
-                extra={"error": repr(exc), "retry_in_s": self._retry_s},
-            )
-            await self._back_off()
-            return None
-        self._retry_s = 0.05
-        self.durable.note(res.confirmed)
-        if res.drained != self.drain_requested:
-            self.drain_requested = res.drained
-            report_drain(res.drained, self.settings.pod_name)
-        report_acks(ops, res, self.events)
-        for fetched in res.jobs:
-            self._start(fetched, res.now_ms / 1000)
-        # Once per round trip, not per job: the acks just sent and the jobs just
-        # started are exactly the changes since the last write.
-        metrics.IN_FLIGHT.set(len(self.inflight))
-        return res
-
-    async def _confirm(self) -> None:
-        """Durable acks: wait (WAIT's timeout at a time) until the replicas hold them."""
-        try:
-            self.durable.note(await self.broker.confirm(self.plan))
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            metrics.REDIS_ERRORS.labels(op="step").inc()
-            await self._back_off()
-
-    def _start(self, fetched: Fetched, started_at: float) -> None:
-        """``started_at`` is Redis time, like every timestamp the operator compares."""
-        active = Running(
-            queue=fetched.queue,
-            id=fetched.id,
-            token=fetched.token,
-            type=fetched.type or "?",
-            started_at=started_at,
-        )
-        self.inflight.start(active)
-        self.events.started(fetched, started_at)
-        active.task = asyncio.create_task(self._run_job(fetched, active), name=f"job-{fetched.id}")
-
+    # -- one job (the dispatcher loop is dispatcher.DispatchLoop) ---------------
     async def _run_job(self, fetched: Fetched, active: Running) -> None:
         op = await self._execute(fetched, active)
         if not self.inflight.finish(active, op):
@@ -364,7 +233,7 @@ class Worker:
             return rejected_op(f, opened)
         env, jt = opened
         active.type = env.type
-        deferred = self.watchdog.precheck(f, jt, self.inflight.types_besides(active))
+        deferred = self.watchdog.precheck(f, jt, lambda: self.inflight.types_besides(active))
         if deferred is not None:
             return deferred
         ran = await self.attempts.run(f, env, jt)

@@ -16,6 +16,7 @@ job type name upper-cased with every character other than A-Z and 0-9 as ``_``
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -43,8 +44,13 @@ _FIELD_ENV = {v: k for k, v in PER_TYPE.items()}
 _TYPE_KEY = re.compile(r"^[A-Z0-9_]+$")
 
 
+@functools.lru_cache(maxsize=4096)
 def type_key(job_type: str) -> str:
-    """The ``<TYPE>`` part of a per-type variable for a job type name."""
+    """The ``<TYPE>`` part of a per-type variable for a job type name.
+
+    Cached: the supervisor asks for it on every job (its timeouts), and the names
+    are the registered types.
+    """
     return re.sub(r"[^A-Z0-9]", "_", job_type.upper())
 
 
@@ -118,6 +124,8 @@ class WorkerSettings(BaseSettings):
     log_format: Literal["json", "text"] | None = None
     log_level: str = "INFO"
     log_payloads: bool = False
+    # auto: uvloop when installed (the image's default), else asyncio's loop.
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     pod_name: str | None = Field(default=None, validation_alias="POD_NAME")
     # Durable acks: every step waits for this many replicas (Redis WAIT), and no new
     # job is fetched until they confirm, so a failover re-runs only jobs in flight.

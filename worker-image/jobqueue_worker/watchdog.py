@@ -45,15 +45,18 @@ class Watchdog:
     def _expected(self, jt: JobType) -> int:
         return self.settings.memory_for(jt.name) or jt.memory_bytes
 
-    def precheck(self, f: Fetched, jt: JobType, other_types: Iterable[str]) -> FinishOp | None:
+    def precheck(
+        self, f: Fetched, jt: JobType, other_types: Callable[[], Iterable[str]]
+    ) -> FinishOp | None:
         """Defer (no attempt, no delivery) a job whose expected memory would pass the hard limit.
 
-        ``other_types``: the types of the jobs running beside it.
+        ``other_types``: the types of the jobs running beside it, asked for only when
+        this type has an expected memory (most jobs skip the list).
         """
         expected = self._expected(jt)
         if expected <= 0 or self.memory.hard is None:
             return None
-        others = list(other_types)
+        others = list(other_types())
         if not others:
             return None  # alone it always runs: a too-big type cannot wedge the queue
         reserved = sum(self._expected(j) for t in others if (j := self.registry.get(t)) is not None)

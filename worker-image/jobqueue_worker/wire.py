@@ -180,6 +180,27 @@ def renew_args(plan: FetchPlan, lease_ms: int, held: Sequence[tuple[str, str, st
     return RENEW.argv(tail, lease_ms=lease_ms)
 
 
+def _finish_json(f: FinishOp, queue_index: int) -> dict[str, Value]:
+    """One finish op as the script reads it; fields that are None are left out."""
+    out: dict[str, Value] = {
+        "q": queue_index,
+        "id": f.id,
+        "token": f.token,
+        "op": f.op,
+        "duration_ms": f.duration_ms,
+        "delay_ms": f.delay_ms,
+    }
+    if f.result is not None:
+        out["result"] = f.result
+    if f.error is not None:
+        out["error"] = f.error
+    if f.traceback is not None:
+        out["traceback"] = f.traceback
+    if f.reason is not None:
+        out["reason"] = f.reason
+    return out
+
+
 def step_args(
     plan: FetchPlan,
     lim: BrokerSettings,
@@ -192,21 +213,7 @@ def step_args(
     pod_name: str | None,
 ) -> list[Value]:
     """ARGV of ``step.lua``."""
-    ops = [
-        {
-            "q": plan.index(f.queue),
-            "id": f.id,
-            "token": f.token,
-            "op": f.op,
-            "duration_ms": f.duration_ms,
-            "result": f.result,
-            "delay_ms": f.delay_ms,
-            "error": f.error,
-            "traceback": f.traceback,
-            "reason": f.reason,
-        }
-        for f in finishes
-    ]
+    ops = [_finish_json(f, plan.index(f.queue)) for f in finishes]
     return STEP.argv(
         worker_id=worker_id,
         lease_ms=lim.lease_ms,
@@ -220,9 +227,7 @@ def step_args(
         result_ttl_ms=lim.result_ttl_ms,
         dlq_max_age_ms=lim.dlq_max_age_ms,
         dlq_max_count=lim.dlq_max_count,
-        finish_ops=json.dumps([{k: v for k, v in o.items() if v is not None} for o in ops])
-        if ops
-        else "[]",
+        finish_ops=json.dumps(ops) if ops else "[]",
         weights=json.dumps(list(plan.weights)) if plan.weights else "[]",
         rate_limits=plan.limits_json,
         n_queues=len(plan.queues),

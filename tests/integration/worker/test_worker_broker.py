@@ -118,3 +118,69 @@ async def test_due_delayed_jobs_are_promoted_by_the_fetch(redis_url: str) -> Non
     res = await b.step(PLAN, "A", [], 1, 0.5)
     assert [j.id for j in res.jobs] == [job.id]
     await b.close()
+
+
+async def test_step_calls_survive_a_flushed_script_cache_and_a_dropped_connection(
+    redis_url: str,
+) -> None:
+    """The dispatcher's own step connection: NOSCRIPT reloads, a killed client redials,
+    and a step that runs while another is on its way takes the client's path."""
+    b = Broker(redis_url)
+    r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    jobs = [new_job() for _ in range(4)]
+    await b.enqueue({"q": jobs})
+    assert len((await b.step(PLAN, "A", [], 1, 0.5)).jobs) == 1
+    await r.script_flush()
+    assert len((await b.step(PLAN, "A", [], 1, 0.5)).jobs) == 1
+    await r.client_kill_filter(_type="normal", skipme=True)
+    with pytest.raises(Exception):  # noqa: B017, PT011 - the dropped connection's error
+        await b.step(PLAN, "A", [], 1, 0.5)
+    together = await asyncio.gather(b.step(PLAN, "A", [], 1, 0.5), b.step(PLAN, "A", [], 1, 0.5))
+    assert sorted(len(res.jobs) for res in together) == [1, 1]
+    assert await r.zcard(keys.lease_key("q")) == 4
+    await b.close()
+    await r.aclose()
+
+
+async def test_wait_then_step_returns_the_job_enqueued_to_an_idle_worker_leased(
+    redis_url: str,
+) -> None:
+    """One call: the BLPOP on the wake list, then the step, in the same write."""
+    b = Broker(redis_url)
+    producer = Broker(redis_url)
+    r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    assert b.waits_with_step
+    waiting = asyncio.create_task(b.wait_then_step(PLAN, 5.0, "A", 2, 0.5))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    job = new_job()
+    await producer.enqueue({"q": [job]})
+    res = await asyncio.wait_for(waiting, 2.0)
+    assert [f.id for f in res.jobs] == [job.id]
+    assert await r.zscore(keys.lease_key("q"), job.id) is not None
+    assert await r.hget(keys.job_key("q", job.id), "token") == res.jobs[0].token
+    await b.close()
+    await producer.close()
+    await r.aclose()
+
+
+async def test_an_interrupted_wait_still_steps_and_returns_what_it_leased(redis_url: str) -> None:
+    """Shutdown ends a wait with CLIENT UNBLOCK: nothing it leases is left to the lease."""
+    b = Broker(redis_url)
+    r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    job = new_job()
+    await b.enqueue({"q": [job]})
+    await r.delete(keys.wake_key("q"))  # ready, but no token: the BLPOP blocks
+    assert not await b.interrupt_wait()  # nothing waits yet
+    waiting = asyncio.create_task(b.wait_then_step(PLAN, 30.0, "A", 1, 0.5))
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if await b.interrupt_wait():
+            break
+    res = await asyncio.wait_for(waiting, 2.0)
+    assert [f.id for f in res.jobs] == [job.id]
+    back = FinishOp(queue="q", id=job.id, token=res.jobs[0].token, op="release")
+    assert (await b.step(PLAN, "A", [back], 0, 0.5)).acks == [True]
+    assert await r.zscore(keys.ready_key("q", 5), job.id) is not None
+    await b.close()
+    await r.aclose()

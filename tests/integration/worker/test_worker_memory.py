@@ -34,6 +34,13 @@ async def _statuses(redis_url: str, ids: list[str]) -> list[dict[str, str]]:
     return [dict(x) for x in rows]
 
 
+def _running_or_gone(w: Any) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return "Started worker" in w.output() or w.proc.poll() is not None
+
+    return check
+
+
 async def test_a_leaking_handler_triggers_recycling_and_no_job_is_lost(
     redis_url: str, spawn_worker: Any, until: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -69,8 +76,13 @@ async def test_a_leaking_handler_triggers_recycling_and_no_job_is_lost(
             rows = await _statuses(redis_url, ids)
             if all(r.get("status") == "completed" for r in rows):
                 finished = True  # the last worker stays under its limit: stop it
+                # Once it runs: a SIGTERM while the interpreter still imports (the
+                # jobs may all be done before this worker got going) is the default
+                # action, not a graceful stop, and would prove nothing here.
+                await until(_running_or_gone(w), 30)
                 w.proc.send_signal(signal.SIGTERM)
-                assert await asyncio.to_thread(w.proc.wait, 15) == 0
+                code = await asyncio.to_thread(w.proc.wait, 15)
+                assert code == 0, w.output()[-3000:]
                 break
             await asyncio.sleep(0.1)
         else:

@@ -1,8 +1,10 @@
-"""The ONLY part of the worker runtime that talks to Redis (a package of four modules).
+"""The ONLY part of the worker runtime that talks to Redis (a package of six modules).
 
 ``client.Broker`` serves the worker, the producers and the CLI (with
-``browse.BrowseReads`` for the web UI); ``blocking.SyncBroker`` serves the
-lease-renewal thread; ``errors`` says which failures are worth a retry.
+``browse.BrowseReads`` for the web UI and ``dispatch.DispatchCalls`` for the
+worker's step and idle wait, which ``stepconn`` sends on connections of their
+own); ``blocking.SyncBroker`` serves the lease-renewal thread; ``errors`` says
+which failures are worth a retry.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ per queue where one call would span slots.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -26,22 +25,20 @@ from jobqueue_protocol.redis_connect import SlotClients, async_client
 from jobqueue_protocol.redis_health import RedisFacts, read_facts_async, startup_warnings_async
 from jobqueue_protocol.redis_url import parse_redis_url
 from jobqueue_protocol.stats import QueueStats, queue_stats
-from jobqueue_worker import lua, slot_fanout
+from jobqueue_worker import lua
 from jobqueue_worker.broker.browse import BrowseReads
+from jobqueue_worker.broker.dispatch import DispatchCalls
+from jobqueue_worker.broker.stepconn import StepConnection
 from jobqueue_worker.ratelimit import RateLimit
 from jobqueue_worker.wire import (
     BrokerSettings,
     FetchPlan,
-    FinishOp,
     NewJob,
-    StepResult,
     TypeLimits,
     durable_reply,
     enqueue_args,
     ratelimit_args,
     reap_args,
-    step_args,
-    step_result,
 )
 
 log = logging.getLogger(__name__)
@@ -52,7 +49,7 @@ async def _call_on(run: Callable[..., Awaitable[T]], client: redis.asyncio.Redis
     return await run(on=client)
 
 
-class Broker(BrowseReads):
+class Broker(BrowseReads, DispatchCalls):
     """Async access for the worker loop, producers and the CLI."""
 
     def __init__(
@@ -90,6 +87,12 @@ class Broker(BrowseReads):
             socket_connect_timeout=5.0,
         )
         self._scripts = {s.name: self.redis.register_script(lua.source(s)) for s in lua.SCRIPTS}
+        # The worker's hot path, on a plain Redis (Sentinel and Cluster route per call).
+        # Durable acks pipeline a WAIT behind every step, so they keep the pool's path.
+        direct = target.mode == "direct" and self.limits.durable_replicas == 0
+        step = self._scripts["step"]
+        self._step_conn = StepConnection(self.redis, step, socket_timeout_s, enabled=direct)
+        self._wait_conn = StepConnection(self.redis, step, socket_timeout_s, enabled=direct)
         # On a cluster, a WAIT and a MULTI must reach the slot's own master.
         self._slots = (
             SlotClients(
@@ -105,6 +108,8 @@ class Broker(BrowseReads):
         )
 
     async def close(self) -> None:
+        await self._step_conn.close()
+        await self._wait_conn.close()
         await self.redis.aclose()
         await self._blocking.aclose()
         if self._slots is not None:
@@ -197,59 +202,6 @@ class Broker(BrowseReads):
                 return q, cast(dict[str, str], raw)
         raise KeyError(job_id)
 
-    # -- worker side -----------------------------------------------------------
-    async def step(
-        self,
-        plan: FetchPlan,
-        worker_id: str,
-        finishes: Sequence[FinishOp],
-        n_fetch: int,
-        rnd: float,
-        *,
-        caps: Mapping[str, int] | None = None,
-        pod_name: str | None = None,
-    ) -> StepResult:
-        """Apply finished jobs and lease up to ``n_fetch`` new ones: one round trip.
-
-        With ``pod_name``, a Pod the operator listed in a served queue's drain hash
-        fetches nothing (``StepResult.drained``); acks still go through.
-        """
-        if self.cluster and len(plan.queues) > 1:
-            return await slot_fanout.step_each_queue(
-                self.step, self._single, plan, worker_id, finishes, n_fetch, rnd, caps, pod_name
-            )
-        args = step_args(
-            plan,
-            self.limits,
-            worker_id,
-            finishes,
-            n_fetch=n_fetch,
-            rnd=rnd,
-            caps=caps,
-            pod_name=pod_name,
-        )
-        if self.limits.durable_replicas > 0:
-            script = self._scripts["step"]
-            reply, replicas = await self._evalsha_pipelined(
-                script, [(plan.step_keys, args)], wait=True
-            )
-            confirmed = int(replicas) >= self.limits.durable_replicas
-            return dataclasses.replace(step_result(plan, reply), confirmed=confirmed)
-        return step_result(plan, await self._scripts["step"](keys=plan.step_keys, args=args))
-
-    async def confirm(self, plan: FetchPlan) -> bool:
-        """Durable acks: have enough replicas caught up with every earlier write?
-
-        WAIT counts the replicas holding this connection's last write, and replication
-        is one ordered stream, so a fresh write on whichever connection the pool gives
-        covers every step sent before it.
-        """
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hincrby(keys.counters_key(plan.queues[0]), keys.COUNTER_DURABLE_WAITS, 1)
-        pipe.execute_command("WAIT", self.limits.durable_replicas, self.limits.durable_timeout_ms)
-        _, replicas = await pipe.execute()
-        return int(replicas) >= self.limits.durable_replicas
-
     # -- rate limits -----------------------------------------------------------
     async def acquire_limit(
         self, limiter_keys: Sequence[str], limits: Sequence[RateLimit], member: str
@@ -282,14 +234,6 @@ class Broker(BrowseReads):
         """``<type>:admitted`` / ``<type>:throttled`` totals over all workers."""
         raw = await self.redis.hgetall(keys.limiter_stats_key())
         return {str(k): int(v) for k, v in cast(dict[str, str], raw).items()}
-
-    async def wait_for_wake(self, plan: FetchPlan, timeout_s: float) -> bool:
-        """Block until a producer (or a retry, reap, replay) leaves a wake token."""
-        wake = [keys.wake_key(q) for q in plan.queues]
-        if self.cluster and len(wake) > 1:  # one BLPOP per slot
-            return await slot_fanout.wait_for_any(self._blocking.blpop, wake, timeout_s)
-        got = await self._blocking.blpop(wake, timeout=max(0.01, timeout_s))
-        return got is not None
 
     async def reap(self, queue: str, worker_id: str, gate_ms: int) -> tuple[int, int]:
         requeued, dead = await self._scripts["reap"](

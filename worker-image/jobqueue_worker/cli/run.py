@@ -16,6 +16,7 @@ import typer
 
 from jobqueue_protocol import logformat
 from jobqueue_protocol.clikit import CliError, ExitCode
+from jobqueue_worker import eventloop
 from jobqueue_worker.errors import ConfigError
 from jobqueue_worker.registry import Registry
 from jobqueue_worker.settings import WorkerSettings, load
@@ -77,6 +78,7 @@ async def _serve(settings: WorkerSettings, registry: Registry) -> int:
 
     worker = Worker(settings, registry)
     loop = asyncio.get_running_loop()
+    log.debug("Chose the event loop", extra={"event_loop": eventloop.loop_name(loop)})
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.request_stop)
     if _early_stop:
@@ -106,7 +108,17 @@ def run_worker(settings: WorkerSettings) -> int:
     logformat.setup(log_format_of(settings), settings.log_level)
     registry = load_registry(settings.handlers)
     require_temp_dir(registry)
-    code = asyncio.run(_serve(settings, registry))
+    try:
+        factory = eventloop.loop_factory(settings.event_loop)
+    except eventloop.EventLoopUnavailableError as exc:
+        raise ConfigError(str(exc)) from None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        code = runner.run(_serve(settings, registry))
+    # The jobs are done or handed back: a SIGTERM from here on must not turn a clean
+    # exit into death by signal. A Python-level handler would not do: the interpreter
+    # puts every such handler back to the default action while it finalizes, which
+    # can take a moment on a loaded node. SIG_IGN survives that.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if any(t.is_alive() and not t.daemon for t in threading.enumerate()[1:]):
         # A sync handler still runs in the pool; its job was handed back, so do
         # not wait for it (the interpreter would join the thread at exit).

@@ -35,30 +35,32 @@ end
 local acks = {}
 -- Completions are counted once per queue per call, not once per job.
 local completed, completed_ms = {}, {}
+local FINISH = {complete = true, retry = true, dead = true, failed = true, defer = true,
+  release = true}
 for i, op in ipairs(finish_ops) do
   local q = tonumber(op.q)
   local id = op.id
   local jk = K(q, JOB_PREFIX) .. id
   local f = redis.call('HMGET', jk, 'token', 'priority', 'ready_at')
   local ok = 0
-  if f[1] and f[1] == tostring(op.token) then
-    local held = redis.call('ZSCORE', K(q, LEASES), id)
+  if f[1] and f[1] == tostring(op.token) and FINISH[op.op] then
+    -- ZREM's reply says whether the lease was still there: a removal and its check
+    -- in one call. Every op ends the lease, so removing it first changes nothing.
+    local held = redis.call('ZREM', K(q, LEASES), id) == 1
     -- Reaped but not yet fetched again: the late ack still wins (saves a duplicate).
-    local reaped = (not held) and f[2] and redis.call('ZSCORE', ready_key(q, f[2]), id)
+    local reaped = (not held) and f[2] and redis.call('ZREM', ready_key(q, f[2]), id) == 1
     if held or reaped then
       ok = 1
-      if reaped then redis.call('ZREM', ready_key(q, f[2]), id) end
       local dur = tonumber(op.duration_ms or 0)
       if op.op == 'complete' then
-        redis.call('ZREM', K(q, LEASES), id)
+        -- An empty token retires this delivery's token in the same write (no HDEL).
         redis.call('HSET', jk, 'status', 'completed', 'finished_at', now,
-          'duration_ms', dur, 'result', op.result or 'null', 'worker', worker_id)
+          'duration_ms', dur, 'result', op.result or 'null', 'worker', worker_id, 'token', '')
         redis.call('PEXPIRE', jk, result_ttl_ms)
         completed[q] = (completed[q] or 0) + 1
         completed_ms[q] = (completed_ms[q] or 0) + dur
       elseif op.op == 'retry' then
         local due = now + tonumber(op.delay_ms or 0)
-        redis.call('ZREM', K(q, LEASES), id)
         redis.call('ZADD', K(q, DELAYED), due, id)
         redis.call('HINCRBY', jk, 'attempt', 1)
         redis.call('HSET', jk, 'status', 'retry_scheduled', 'deliveries', 0, 'due_at', due,
@@ -78,7 +80,6 @@ for i, op in ipairs(finish_ops) do
         redis.call('HSET', jk, 'duration_ms', dur)
         dead_letter(q, id, jk, op.reason, op.error, op.traceback)
       elseif op.op == 'failed' then
-        redis.call('ZREM', K(q, LEASES), id)
         redis.call('HSET', jk, 'status', 'failed', 'finished_at', now, 'last_failed_at', now,
           'duration_ms', dur, 'error', op.error or '', 'traceback', op.traceback or '')
         redis.call('HSETNX', jk, 'first_failed_at', now)
@@ -89,7 +90,6 @@ for i, op in ipairs(finish_ops) do
         -- Not run (the expected-memory pre-check): back to delayed, no delivery,
         -- no attempt.
         local due = now + tonumber(op.delay_ms or 0)
-        redis.call('ZREM', K(q, LEASES), id)
         redis.call('ZADD', K(q, DELAYED), due, id)
         redis.call('HINCRBY', jk, 'deliveries', -1)
         redis.call('HSET', jk, 'status', 'deferred', 'due_at', due)
@@ -97,17 +97,14 @@ for i, op in ipairs(finish_ops) do
         wake(q, 1)
       elseif op.op == 'release' then
         -- Handed back at shutdown: front of its band, and the delivery does not count.
-        redis.call('ZREM', K(q, LEASES), id)
         redis.call('ZADD', ready_key(q, f[2]), tonumber(f[3]) or now, id)
         redis.call('HINCRBY', jk, 'deliveries', -1)
         redis.call('HSET', jk, 'status', 'queued')
         wake(q, 1)
-      else
-        ok = 0
       end
       -- This delivery is over: a repeated or stale ack of it must never count
       -- again (e.g. a retried reply-lost ack after the retry was promoted).
-      if ok == 1 then redis.call('HDEL', jk, 'token') end
+      if op.op ~= 'complete' then redis.call('HDEL', jk, 'token') end
     end
   end
   acks[i] = ok
@@ -162,11 +159,23 @@ local function has_jobs(key)
   empty[key] = true
   return false
 end
-local function take(q, p)
+-- In strict order without aging or caps the next jobs of a call are the head of
+-- one band, so one ZPOPMIN takes as many as the call still wants. They wait here,
+-- out of every set, and the loop below handles each one before it picks again
+-- (never more than it has iterations left, so none can be left out).
+local batch = mode ~= 'weighted' and aging_ms == 0 and not has_caps
+local popped, popped_i, popped_q = {}, 1, nil
+local function take(q, p, want)
   local key = ready_key(q, p)
-  if not has_caps then
-    local popped = redis.call('ZPOPMIN', key)
+  if batch then
+    popped = redis.call('ZPOPMIN', key, want)
+    popped_i, popped_q = 3, q
+    if #popped < 2 * want then empty[key] = true end
     return popped[1], popped[2], nil
+  end
+  if not has_caps then
+    local one = redis.call('ZPOPMIN', key)
+    return one[1], one[2], nil
   end
   local cand = redis.call('ZRANGE', key, 0, 49, 'WITHSCORES')
   for j = 1, #cand, 2 do
@@ -246,8 +255,7 @@ end
 
 local denied, nthrottled, throttled = {}, {}, {}
 
-local function throttle(q, id, jk)
-  local jt = job_type(jk)
+local function throttle(q, id, jk, jt)
   local lims = jt and rate_limits[jt]
   if not lims then return false end
   local d = denied[jt]
@@ -274,36 +282,56 @@ local function throttle(q, id, jk)
 end
 
 local fetched = {}
+local leases = {}  -- queue index -> ZADD arguments, written once per queue
 local got = 0
 local guard = 0
 while got < n_fetch and guard < n_fetch + 100 do
   guard = guard + 1
-  local q, p = pick()
-  if not q then break end
-  local id, score, taken_type = take(q, p)
-  if not id and not has_caps then break end
+  local q, id, score, taken_type
+  if popped_i < #popped then
+    q, id, score = popped_q, popped[popped_i], popped[popped_i + 1]
+    popped_i = popped_i + 2
+  else
+    local p
+    q, p = pick()
+    if not q then break end
+    id, score, taken_type = take(q, p, math.min(n_fetch - got, n_fetch + 101 - guard))
+    if not id and not has_caps then break end
+  end
   local jk = id and (K(q, JOB_PREFIX) .. id)
+  -- One read for the throttle check, the lease and the reply. Every stored job
+  -- has these fields; a hash without any of them is checked with EXISTS.
+  local f = id and redis.call('HMGET', jk, 'envelope', 'attempt', 'type', 'deliveries', 'epoch')
+  local exists = id and (f[1] or f[2] or f[3] or f[4] or f[5] or redis.call('EXISTS', jk) == 1)
   local deferred = false
-  if id and has_limits and redis.call('EXISTS', jk) == 1 then
-    deferred = throttle(q, id, jk)
+  if exists and has_limits then
+    deferred = throttle(q, id, jk, f[3] or nil)
   end
   if not id then
     -- band blocked by this worker's per-type caps: pick again
   elseif deferred then
     -- moved to delayed; no delivery, no attempt
-  elseif redis.call('EXISTS', jk) == 1 then
-    local deliveries = redis.call('HINCRBY', jk, 'deliveries', 1)
+  elseif exists then
+    local deliveries = (tonumber(f[4]) or 0) + 1
     if poisoned(deliveries - 1) then
+      redis.call('HSET', jk, 'deliveries', deliveries)
       dead_letter(q, id, jk, 'poison',
         'delivered ' .. (deliveries - 1) .. ' times without finishing', '')
     else
-      local token = redis.call('HINCRBY', jk, 'epoch', 1)
+      -- The fencing token: one more than any this job had, in the same write as
+      -- the delivery count and the lease's bookkeeping.
+      local token = (tonumber(f[5]) or 0) + 1
       if taken_type and caps[taken_type] then caps[taken_type] = caps[taken_type] - 1 end
-      redis.call('ZADD', K(q, LEASES), now + lease_ms, id)
+      local lq = leases[q]
+      if not lq then
+        lq = {}
+        leases[q] = lq
+      end
+      lq[#lq + 1] = now + lease_ms
+      lq[#lq + 1] = id
       redis.call('HSET', jk, 'status', 'active', 'worker', worker_id, 'started_at', now,
-        'ready_at', score, 'token', token)
+        'ready_at', score, 'token', token, 'epoch', token, 'deliveries', deliveries)
       redis.call('PEXPIRE', jk, job_ttl_ms)
-      local f = redis.call('HMGET', jk, 'envelope', 'attempt', 'type')
       fetched[#fetched + 1] = tostring(q)
       fetched[#fetched + 1] = id
       fetched[#fetched + 1] = f[1] or ''
@@ -317,6 +345,7 @@ while got < n_fetch and guard < n_fetch + 100 do
     redis.call('HINCRBY', K(q, COUNTERS), 'missing', 1)
   end
 end
+for q, lq in pairs(leases) do redis.call('ZADD', K(q, LEASES), unpack(lq)) end
 
 -- Nothing left to fetch: wake tokens of empty queues are stale; drop them so idle
 -- workers do not wake up for nothing (a new enqueue pushes a fresh one).

@@ -20,7 +20,7 @@ import enum
 import logging
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -85,14 +85,25 @@ def _clean(key: str, value: Any) -> Any:
     return value
 
 
-@contextlib.contextmanager
-def bound(**fields: Any) -> Iterator[None]:
+class _Bound:
+    """A plain class, not a generator: the worker binds every job's fields, so this
+    runs once per job and the generator machinery would cost more than the work."""
+
+    __slots__ = ("_fields", "_token")
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self._fields = fields
+
+    def __enter__(self) -> None:
+        self._token = _context.set({**(_context.get() or {}), **self._fields})
+
+    def __exit__(self, *_: object) -> None:
+        _context.reset(self._token)
+
+
+def bound(**fields: Any) -> contextlib.AbstractContextManager[None]:
     """Add ``fields`` to every record logged in this context (task-local under asyncio)."""
-    token = _context.set({**(_context.get() or {}), **fields})
-    try:
-        yield
-    finally:
-        _context.reset(token)
+    return _Bound(fields)
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
