@@ -344,11 +344,14 @@ async def test_a_statefulset_drains_its_highest_ordinals_and_waits_for_the_busy_
         # The long job goes to the highest ordinal: the others are held off by the
         # drain hash the workers read on every fetch (the paused operator writes none).
         await r.hset(drain_key, mapping={bottom: 1, middle: 1})
+        # Taken before the enqueue: the job starts after this and runs ORDERED_JOB_S,
+        # so it is still running until at least started + ORDERED_JOB_S (taken after
+        # the busy check, the check's own delay made the bound up to a poll too late).
+        started = time.monotonic()
         async with Producer(redis_url, default_queue=ORDERED.queue) as producer:
             job = await producer.enqueue("record", {"ledger": str(ledger), "sleep": ORDERED_JOB_S})
         await loop.wait_for(busy(top), 20, f"{top} busy with the long job")
         await r.delete(drain_key)
-        started = time.monotonic()
 
         control_plane.kubectl(
             "patch", "jobqueue", ORDERED.name, "-n", ns, "--type=merge",
