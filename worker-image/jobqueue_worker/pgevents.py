@@ -53,9 +53,11 @@ def event_rank(status: str) -> int:
     return 1 if status == "migrated" else rank(status)
 
 
-_EVENT_RANK = {s: event_rank(s) for s in ("migrated", "running", *TERMINAL_STATUSES)}
+EVENT_RANK: Mapping[str, int] = {
+    s: event_rank(s) for s in ("migrated", "running", *TERMINAL_STATUSES)
+}
 # Statuses after which a job runs no more (finished_at is set).
-_TERMINAL_EVENTS = frozenset({"completed", "failed", "dead"})
+TERMINAL_EVENTS = frozenset({"completed", "failed", "dead"})
 
 
 @dataclass(slots=True)
@@ -99,71 +101,56 @@ def _without_nul(text: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class Batch:
-    """A batch of events reduced to one change per row, as column arrays.
+    """A batch of events reduced to one per attempt, as column arrays.
 
-    One statement per table for the whole batch (``unnest`` of these arrays) costs
-    far less than statements per event, and each row appears once, as an
-    ``UPDATE ... FROM`` and ``ON CONFLICT DO UPDATE`` require. Rows are sorted by
-    job id so that concurrent writers lock them in one order (no deadlocks).
+    One statement for the whole batch (``unnest`` of these arrays) costs far less
+    than statements per event, and each row appears once, as ``UPDATE ... FROM``
+    and ``ON CONFLICT DO UPDATE`` require. Rows are sorted by job id so that
+    concurrent writers lock them in one order (no deadlocks). A job's row takes
+    its newest attempt's event: the furthest of all its events, since attempts
+    only go up.
     """
 
-    jobs: list[list[Any]]  # id, attempt, status, rank, worker, at, terminal, started
+    # id, attempt, status, worker, at, started, error, duration_ms, traceback
+    events: list[list[Any]]
     failures: list[list[Any]]  # id, error, at
-    # id, attempt, worker, started_at, finished_at, outcome, error, duration_ms, traceback
-    attempts: list[list[Any]]
 
 
 def collapse(events: Iterable[JobEvent]) -> Batch:
-    """Per job the furthest event; per failure the latest; per attempt the furthest outcome.
+    """Per attempt the furthest event; per job the latest failure.
 
     Later events win ties, so the result equals applying the events one by one.
     """
-    ranks = _EVENT_RANK
+    ranks = EVENT_RANK
     # Hot: a worker's flush runs this for every event, so ranks are looked up once
     # and stored beside the event instead of recomputed in each comparison.
-    jobs: dict[str, tuple[int, int, JobEvent]] = {}
     failures: dict[str, JobEvent] = {}
     attempts: dict[tuple[str, int], tuple[int, JobEvent]] = {}
     for ev in events:
         r = ranks[ev.status]
-        job_id, attempt = ev.job_id, ev.attempt
-        cur = jobs.get(job_id)
-        if cur is None or (cur[0], cur[1]) <= (attempt, r):
-            jobs[job_id] = (attempt, r, ev)
         if r == 2 and ev.status != "completed":
-            f = failures.get(job_id)
+            f = failures.get(ev.job_id)
             if f is None or f.at <= ev.at:
-                failures[job_id] = ev
-        key = (job_id, attempt)
+                failures[ev.job_id] = ev
+        key = (ev.job_id, ev.attempt)
         a = attempts.get(key)
         if a is None or a[0] <= r:
             attempts[key] = (r, ev)
-    js = [jobs[k][2] for k in sorted(jobs)]
     fs = [failures[k] for k in sorted(failures)]
     ats = [attempts[k][1] for k in sorted(attempts)]
     return Batch(
-        jobs=[
-            [e.job_id for e in js],
-            [e.attempt for e in js],
-            [e.status for e in js],
-            [ranks[e.status] for e in js],
-            [e.worker_id for e in js],
-            [e.at for e in js],
-            [e.status in _TERMINAL_EVENTS for e in js],
-            [e.started_at for e in js],
-        ],
-        failures=[[e.job_id for e in fs], [e.clean_error for e in fs], [e.at for e in fs]],
-        attempts=[
+        events=[
             [e.job_id for e in ats],
             [e.attempt for e in ats],
+            [e.status for e in ats],
             [e.worker_id for e in ats],
-            [e.started_at if e.started_at is not None else e.at for e in ats],
-            [None if e.status == "running" else e.at for e in ats],
-            [ATTEMPT_OUTCOME[e.status] for e in ats],
+            [e.at for e in ats],
+            [e.started_at for e in ats],
             [e.clean_error for e in ats],
             [e.duration_ms for e in ats],
             [e.clean_traceback for e in ats],
         ],
+        failures=[[e.job_id for e in fs], [e.clean_error for e in fs], [e.at for e in fs]],
     )
 
 

@@ -6,6 +6,10 @@ the schema in ``pgschema``, in one place.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from jobqueue_worker.pgevents import ATTEMPT_OUTCOME, EVENT_RANK, TERMINAL_EVENTS
+
 VERSION_SQL = "SELECT max(version) AS v FROM jobqueue_schema"
 
 # -------------------------------------------------------------- transactional enqueue
@@ -32,42 +36,46 @@ RANK = "CASE WHEN {0} IN ('queued', 'migrated') THEN 0 WHEN {0} = 'running' THEN
 
 OUTCOME_RANK = "CASE WHEN {0} IN ('running', 'handed_back') THEN 1 ELSE 2 END"
 
-JOB_EVENTS = """unnest(%b::text[], %b::int[], %b::text[], %b::int[], %b::text[], %b::float8[],
-    %b::bool[], %b::float8[]) AS e(id, attempt, status, rank, worker, at, terminal, started)"""
 
-# Forward only: (attempt, rank) never goes back, so a repeated or late event is a no-op.
-APPLY_JOBS = f"""
-UPDATE jobs j SET
-    status = e.status,
-    attempt_count = e.attempt,
-    worker_id = NULLIF(e.worker, ''),
-    -- the start of the attempt the row moves to: a finish carries it too, so a job
-    -- that ended before its running event was sent still has its start
-    started_at = COALESCE(to_timestamp(e.started), j.started_at),
-    finished_at = CASE WHEN e.terminal THEN to_timestamp(e.at) ELSE j.finished_at END,
-    updated_at = now()
-FROM {JOB_EVENTS}
-WHERE j.id = e.id AND j.status <> 'purged'
-  AND (j.attempt_count, {RANK.format("j.status")}) <= (e.attempt, e.rank)
-"""
+def _case(column: str, mapping: Mapping[str, object]) -> str:
+    """A CASE over ``column`` built from a Python mapping, so the two cannot disagree."""
+    arms = " ".join(f"WHEN '{key}' THEN {value!r}" for key, value in mapping.items())
+    return f"CASE {column} {arms} END"
 
-# Failures are ordered by their own time: attempts on different workers may
-# report out of order, and the last error must not be lost to a later success.
-APPLY_FAILURES = """
-UPDATE jobs j SET last_error_message = e.error, failed_at = to_timestamp(e.at)
-FROM unnest(%b::text[], %b::text[], %b::float8[]) AS e(id, error, at)
-WHERE j.id = e.id AND j.status <> 'purged'
-  AND (j.failed_at IS NULL OR j.failed_at <= to_timestamp(e.at))
-"""
 
-APPLY_ATTEMPTS = f"""
+# One statement per batch, its arrays dumped once: the rows of ``e`` are each
+# attempt's furthest event (``pgevents.collapse``). The CTE moves each jobs row to
+# its newest attempt's event, forward only, since (attempt, rank) never goes back,
+# so a repeated or late event is a no-op; the INSERT records every attempt. Rank,
+# outcome and finish time derive from the status here rather than travelling as
+# arrays of their own: every array costs the worker a dump per event.
+APPLY_EVENTS = f"""
+WITH e AS (
+    SELECT e.*, {_case("e.status", EVENT_RANK)} AS rank
+    FROM unnest(%b::text[], %b::int[], %b::text[], %b::text[], %b::float8[], %b::float8[],
+                %b::text[], %b::int[], %b::text[])
+         AS e(id, attempt, status, worker, at, started, error, duration_ms, traceback)
+), moved AS (
+    UPDATE jobs j SET
+        status = x.status,
+        attempt_count = x.attempt,
+        worker_id = NULLIF(x.worker, ''),
+        -- the start of the attempt the row moves to: a finish carries it too, so a
+        -- job that ended before its running event was sent still has its start
+        started_at = COALESCE(to_timestamp(x.started), j.started_at),
+        finished_at = CASE WHEN x.status IN ({", ".join(f"'{t}'" for t in sorted(TERMINAL_EVENTS))})
+                      THEN to_timestamp(x.at) ELSE j.finished_at END,
+        updated_at = now()
+    FROM (SELECT DISTINCT ON (id) * FROM e ORDER BY id, attempt DESC) x
+    WHERE j.id = x.id AND j.status <> 'purged'
+      AND (j.attempt_count, {RANK.format("j.status")}) <= (x.attempt, x.rank)
+)
 INSERT INTO job_attempts AS a
     (job_id, attempt, worker_id, started_at, finished_at, outcome, error, duration_ms, traceback)
-SELECT e.id, e.attempt, NULLIF(e.worker, ''), to_timestamp(e.started_at),
-       to_timestamp(e.finished_at), e.outcome, e.error, e.duration_ms, e.traceback
-FROM unnest(%b::text[], %b::int[], %b::text[], %b::float8[], %b::float8[], %b::text[],
-            %b::text[], %b::int[], %b::text[])
-     AS e(id, attempt, worker, started_at, finished_at, outcome, error, duration_ms, traceback)
+SELECT e.id, e.attempt, NULLIF(e.worker, ''), to_timestamp(COALESCE(e.started, e.at)),
+       CASE WHEN e.status = 'running' THEN NULL ELSE to_timestamp(e.at) END,
+       {_case("e.status", ATTEMPT_OUTCOME)}, e.error, e.duration_ms, e.traceback
+FROM e
 WHERE EXISTS (SELECT 1 FROM jobs WHERE jobs.id = e.id)
 ORDER BY e.id, e.attempt
 ON CONFLICT (job_id, attempt) DO UPDATE SET
@@ -80,6 +88,17 @@ ON CONFLICT (job_id, attempt) DO UPDATE SET
     duration_ms = excluded.duration_ms,
     traceback = excluded.traceback
 WHERE {OUTCOME_RANK.format("a.outcome")} <= {OUTCOME_RANK.format("excluded.outcome")}
+"""
+
+# Failures are ordered by their own time: attempts on different workers may
+# report out of order, and the last error must not be lost to a later success.
+# A statement of its own, after APPLY_EVENTS: one statement must not update a
+# jobs row twice.
+APPLY_FAILURES = """
+UPDATE jobs j SET last_error_message = e.error, failed_at = to_timestamp(e.at)
+FROM unnest(%b::text[], %b::text[], %b::float8[]) AS e(id, error, at)
+WHERE j.id = e.id AND j.status <> 'purged'
+  AND (j.failed_at IS NULL OR j.failed_at <= to_timestamp(e.at))
 """
 
 CLAIM = """
@@ -116,3 +135,18 @@ WHERE id = ANY(%s) AND status IN ('dead', 'failed')
 """
 
 PURGED = "UPDATE jobs SET status = 'purged', updated_at = now() WHERE id = ANY(%s)"
+
+# A row and its attempts go in one statement (job_attempts has no foreign key
+# since migration 3); the count is of jobs rows, the outer statement's.
+PRUNE = """
+WITH gone AS (
+    DELETE FROM jobs WHERE id IN (
+        SELECT id FROM jobs
+        WHERE status = ANY(%s) AND updated_at < now() - make_interval(secs => %s)
+        LIMIT %s FOR UPDATE SKIP LOCKED)
+    RETURNING id
+), attempts AS (
+    DELETE FROM job_attempts WHERE job_id IN (SELECT id FROM gone)
+)
+SELECT count(*) AS deleted FROM gone
+"""

@@ -40,26 +40,26 @@ def _life(job_id: str) -> list[JobEvent]:
     ]
 
 
-def test_collapse_keeps_the_furthest_change_per_row() -> None:
+def test_collapse_keeps_the_furthest_event_per_attempt_and_the_latest_failure() -> None:
     batch = collapse(_life("x"))
-    assert batch.jobs == [["x"], [2], ["completed"], [2], ["b"], [13.0], [True], [12.0]]
     assert batch.failures == [["x"], ["boom\\0"], [11.0]]
-    ids, attempts, workers, started, finished, outcomes, errors, durations, traces = batch.attempts
+    ids, attempts, statuses, workers, at, started, errors, durations, traces = batch.events
     assert ids == ["x", "x"]
     assert attempts == [1, 2]
+    assert statuses == ["retry_scheduled", "completed"]
     assert workers == ["a", "b"]
+    assert at == [11.0, 13.0]
     assert started == [10.0, 12.0]
-    assert finished == [11.0, 13.0]
-    assert outcomes == ["failed", "completed"]
     assert errors == ["boom\\0", None]
     assert durations == [1000, 900]
     assert traces == ["Tb\\0", None]
 
 
-def test_a_running_attempt_has_no_finish_time() -> None:
-    batch = collapse([JobEvent("y", 1, "running", "a", 5.0, 5.0)])
-    assert batch.attempts[4] == [None]
-    assert batch.jobs[6] == [False]
+def test_a_later_event_of_the_same_rank_wins() -> None:
+    first = JobEvent("y", 1, "running", "a", 5.0, 5.0)
+    again = JobEvent("y", 1, "running", "b", 6.0, 6.0)
+    assert collapse([first, again]).events[3] == ["b"]
+    assert collapse([again, first]).events[3] == ["a"]
 
 
 @given(st.integers(min_value=0, max_value=10_000))
@@ -73,7 +73,7 @@ def test_collapse_does_not_depend_on_the_order_or_repetition_of_events(seed: int
 
 def test_rows_come_sorted_by_job_id_so_writers_lock_in_one_order() -> None:
     events = [JobEvent(i, 1, "running", "w", 1.0) for i in ("c", "a", "b")]
-    assert collapse(events).jobs[0] == ["a", "b", "c"]
+    assert collapse(events).events[0] == ["a", "b", "c"]
 
 
 @pytest.mark.parametrize(

@@ -101,7 +101,7 @@ class AsyncStore:
             raise translate(exc) from None
 
     async def write_events(self, events: Sequence[JobEvent]) -> None:
-        """One transaction of three statements in one round trip, whatever the batch size.
+        """One transaction of one or two statements in one round trip, whatever the batch size.
 
         The pipeline wraps the transaction, so BEGIN, the statements and COMMIT
         go out together and the worker waits for PostgreSQL once per batch.
@@ -116,10 +116,9 @@ class AsyncStore:
                 # moments of status writes, which are at-least-once anyway and
                 # repaired from Redis by the reconciler.
                 await cur.execute("SET LOCAL synchronous_commit = off")
-                await cur.execute(sql.APPLY_JOBS, batch.jobs)
+                await cur.execute(sql.APPLY_EVENTS, batch.events)
                 if batch.failures[0]:
                     await cur.execute(sql.APPLY_FAILURES, batch.failures)
-                await cur.execute(sql.APPLY_ATTEMPTS, batch.attempts)
         except psycopg.Error as exc:
             await self._forget()
             raise translate(exc) from None

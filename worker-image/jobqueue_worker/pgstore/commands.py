@@ -107,12 +107,8 @@ def prune(dsn: str, statuses: Sequence[str], older_than_s: float, batch: int) ->
     with _reader(dsn) as conn:
         while True:
             with conn.transaction():
-                cur = conn.execute(
-                    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs"
-                    " WHERE status = ANY(%s) AND updated_at < now() - make_interval(secs => %s)"
-                    " LIMIT %s FOR UPDATE SKIP LOCKED)",
-                    (list(statuses), older_than_s, batch),
-                )
-            total += cur.rowcount
-            if cur.rowcount < batch:
+                row = conn.execute(sql.PRUNE, (list(statuses), older_than_s, batch)).fetchone()
+            deleted = int(row["deleted"]) if row else 0
+            total += deleted
+            if deleted < batch:
                 return total
