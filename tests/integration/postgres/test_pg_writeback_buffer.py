@@ -75,7 +75,15 @@ async def test_a_refused_ack_sends_no_finish(pg_dsn: str) -> None:
     assert row == ("running", 2)
 
 
-async def test_a_job_still_running_at_a_flush_is_reported_running_with_its_start(
+def _rows(dsn: str) -> dict[str, tuple[str, float | None]]:
+    with psycopg.connect(dsn) as conn:
+        got = conn.execute(
+            "SELECT id, status, extract(epoch FROM started_at)::float8 FROM jobs"
+        ).fetchall()
+    return {job_id: (status, started) for job_id, status, started in got}
+
+
+async def test_a_job_still_running_at_its_second_flush_is_reported_running_with_its_start(
     pg_dsn: str,
 ) -> None:
     with psycopg.connect(pg_dsn) as conn:
@@ -85,14 +93,21 @@ async def test_a_job_still_running_at_a_flush_is_reported_running_with_its_start
         wb.started(Fetched("default", job_id, "{}", 1, 1, "t"), 1_000_000.0)
     wb.finished(FinishOp("default", "fast", "t", "complete"), True)
     assert await wb.flush_once() is True
-    with psycopg.connect(pg_dsn) as conn:
-        got = conn.execute(
-            "SELECT id, status, extract(epoch FROM started_at)::float8 FROM jobs"
-        ).fetchall()
-    rows = {job_id: (status, started) for job_id, status, started in got}
-    assert rows["slow"] == ("running", 1_000_000.0)
+    rows = _rows(pg_dsn)
     assert rows["fast"] == ("completed", 1_000_000.0)  # its start came with its finish
+    assert rows["slow"] == ("queued", None)  # started since the last flush: not yet
+    assert await wb.flush_once() is True
+    assert _rows(pg_dsn)["slow"] == ("running", 1_000_000.0)
     wb.finished(FinishOp("default", "slow", "t", "complete"), True)
     assert await wb.flush_once() is True  # the running event is not sent twice
     assert not wb.buffer
     await wb.close()
+
+
+async def test_close_reports_a_start_no_flush_has_reported_yet(pg_dsn: str) -> None:
+    with psycopg.connect(pg_dsn) as conn:
+        pgstore.enqueue(conn, "noop", id="late")
+    wb = PgWriteback(AsyncStore(pg_dsn), "w")
+    wb.started(Fetched("default", "late", "{}", 1, 1, "t"), 2_000_000.0)
+    await wb.close()
+    assert _rows(pg_dsn)["late"] == ("running", 2_000_000.0)
