@@ -28,6 +28,7 @@ from typing import Any
 import psycopg
 import redis
 
+from bench.procs import tree_cpu_seconds
 from bench.sections import write_between
 from jobqueue_devkit.postgres_server import PostgresServer
 from jobqueue_devkit.redis_server import RedisServer
@@ -100,11 +101,19 @@ async def migrate_all(dsn: str, redis_url: str, batch: int) -> tuple[int, float]
     return m.stats.migrated, time.perf_counter() - t0
 
 
-async def drain(redis_url: str, n: int, dsn: str | None) -> dict[str, float]:
-    """A worker drains ``n`` ready noop jobs; with a DSN it also writes every status back."""
+async def drain(
+    redis_url: str, n: int, dsn: str | None, servers: dict[str, int] | None = None
+) -> dict[str, float]:
+    """A worker drains ``n`` ready noop jobs; with a DSN it also writes every status back.
+
+    ``servers`` names server processes (name → pid) whose CPU per job to report as
+    ``<name>_cpu_us_per_job``, measured until every row is written.
+    """
     settings = load(redis_url=redis_url, postgres_dsn=dsn, **WORKER)
     worker = Worker(settings, examples.registry)
     task = asyncio.create_task(worker.run())
+    servers = servers or {}
+    server_cpu0 = {k: tree_cpu_seconds([pid]) for k, pid in servers.items()}
     t0, cpu0 = time.perf_counter(), time.process_time()
     while worker.processed < n:  # noqa: ASYNC110 - the worker has no event to wait on
         await asyncio.sleep(0.01)
@@ -123,12 +132,17 @@ async def drain(redis_url: str, n: int, dsn: str | None) -> dict[str, float]:
                 conn.commit()
                 await asyncio.sleep(0.02)
         written_s = time.perf_counter() - t0
+    server_cpu = {
+        f"{k}_cpu_us_per_job": (tree_cpu_seconds([pid]) - server_cpu0[k]) / n * 1e6
+        for k, pid in servers.items()
+    }
     worker.request_stop()
     await asyncio.wait_for(task, 30)
     return {
         "jobs_per_s": n / processed_s,
         "all_rows_written_s": written_s,
         "cpu_us_per_job": cpu_us,
+        **server_cpu,
     }
 
 
@@ -145,6 +159,13 @@ async def end_to_end(dsn: str, redis_url: str, n: int) -> float:
     await store.close()
     await broker.close()
     return n / (time.perf_counter() - t0)
+
+
+def _pid(process: Any) -> int:
+    """The pid of a devkit server's process (its tree includes what it forks)."""
+    if process is None:
+        raise RuntimeError("server not started")
+    return int(process.pid)
 
 
 def flush(redis_url: str, dsn: str) -> None:
@@ -175,6 +196,11 @@ def render(out: dict[str, Any], jobs: int, trials: int) -> str:
          f"{out['pg_on']['jobs_per_s']:,.0f} ({out['ratio_pg_on']:.0%} of Redis only)"),
         ("worker process CPU per job, Redis only / write-back on",
          f"{out['redis_only']['cpu_us_per_job']:.0f} / {out['pg_on']['cpu_us_per_job']:.0f} µs"),
+        ("server CPU per job (Redis only / write-back on): Redis",
+         f"{out['redis_only']['redis_cpu_us_per_job']:.0f}"
+         f" / {out['pg_on']['redis_cpu_us_per_job']:.0f} µs"),
+        ("server CPU per job, write-back on: PostgreSQL",
+         f"{out['pg_on']['postgres_cpu_us_per_job']:.0f} µs"),
         ("every row `completed`, seconds after the drain started",
          f"{out['pg_on']['all_rows_written_s']:.2f}"),
         ("end to end: committed rows → migrator → worker → `completed` rows, jobs/s",
@@ -207,9 +233,9 @@ def render(out: dict[str, Any], jobs: int, trials: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--jobs", type=int, default=5000, help="jobs per throughput measurement")
+    ap.add_argument("--jobs", type=int, default=20000, help="jobs per throughput measurement")
     ap.add_argument("--latency-samples", type=int, default=500)
-    ap.add_argument("--trials", type=int, default=3, help="on/off pairs; medians reported")
+    ap.add_argument("--trials", type=int, default=5, help="on/off pairs; medians reported")
     ap.add_argument("--output", default="", help="write the section into this file (markers)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -220,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         dsn = pg.create_database("bench")
         pgstore.upgrade(dsn)
         out: dict[str, Any] = {"jobs": args.jobs}
+        servers = {"redis": _pid(rs.process), "postgres": _pid(pg.process)}
         out["enqueue"] = enqueue_latency(dsn, rs.url, args.latency_samples)
         flush(rs.url, dsn)
         insert_rows(dsn, args.jobs)
@@ -230,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         async def redis_only() -> dict[str, float]:
             async with Producer(rs.url) as p:
                 await p.enqueue_many([JobRequest(type="noop") for _ in range(args.jobs)])
-            return await drain(rs.url, args.jobs, None)
+            return await drain(rs.url, args.jobs, None, servers)
 
         # Alternating trials, medians: the machine is shared, so load drifts.
         off: list[dict[str, float]] = []
@@ -240,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             flush(rs.url, dsn)
             insert_rows(dsn, args.jobs)
             asyncio.run(migrate_all(dsn, rs.url, 500))
-            on.append(asyncio.run(drain(rs.url, args.jobs, dsn)))
+            on.append(asyncio.run(drain(rs.url, args.jobs, dsn, servers)))
             flush(rs.url, dsn)
         out["trials"] = {"redis_only": off, "pg_on": on}
         out["redis_only"] = {k: statistics.median(t[k] for t in off) for k in off[0]}
