@@ -1,6 +1,7 @@
-"""The operator's only Kubernetes API module (kubernetes_asyncio).
+"""The operator's Kubernetes API client (kubernetes_asyncio), one of the two modules
+that talk to the API; the other, ``kube_watches``, keeps the Deployment watches.
 
-What it does, and so what RBAC the operator needs (``manifests/rbac``):
+What the two do, and so what RBAC the operator needs (``manifests/rbac``):
 
 * read and merge-patch the target's ``/scale`` (``<plural>/scale`` get, patch),
   for any kind that has one: the ``apps/v1`` workloads by their known plural,
@@ -8,7 +9,8 @@ What it does, and so what RBAC the operator needs (``manifests/rbac``):
   ``targets.DiscoveryCache``); the absolute count is written, never an increment,
   so a repeated write is harmless;
 * list and watch the Deployments of each namespace that has JobQueues, to know
-  their replicas without a request per poll (deployments list, watch);
+  their replicas without a request per poll (deployments list, watch;
+  ``kube_watches``);
 * ``get`` the target itself for its Pod template's requests, only when a CPU or
   memory trigger is on;
 * ``get`` one Secret key by name for the Redis password (never list or watch);
@@ -29,18 +31,17 @@ who changed a replica count.
 from __future__ import annotations
 
 import base64
-import functools
 import os
 import socket
 import time
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from jobqueue_operator.http_session import skip_netrc_lookups
+from jobqueue_operator.kube_watches import DeploymentWatches
 from jobqueue_operator.ports import (
     KubeError,
     LeaseView,
@@ -50,7 +51,6 @@ from jobqueue_operator.ports import (
     TargetKindError,
 )
 from jobqueue_operator.quantity import template_requests
-from jobqueue_operator.replica_watch import ReplicaWatch, spec_replicas
 from jobqueue_operator.targets import (
     DiscoveryCache,
     ScaleResource,
@@ -66,11 +66,6 @@ PLURAL = "jobqueues"
 FIELD_MANAGER = "jobqueue-operator"
 MERGE_PATCH = "application/merge-patch+json"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
-#: The API server ends each Deployment watch after this long and the operator
-#: resumes it from the last resourceVersion; the client gives up WATCH_GRACE_S
-#: later, so a connection that died silently is noticed within about a minute.
-WATCH_S = 60
-WATCH_GRACE_S = 15
 
 
 async def load_configuration() -> client.Configuration:
@@ -94,10 +89,8 @@ class Kube:
         self._hpa = client.AutoscalingV2Api(api)
         self._leases = client.CoordinationV1Api(api)
         self._instance = socket.gethostname()
-        #: Long-lived watches get their own session: each holds a connection, and
-        #: the request session's pool (100) must stay free for the loops' requests.
-        self._watch_api = watch_api
-        self._watches: dict[str, ReplicaWatch] = {}
+        #: Without a session of their own for the watches, every read goes to /scale.
+        self._deployments = None if watch_api is None else DeploymentWatches(watch_api)
         self._discovery = DiscoveryCache()
 
     @classmethod
@@ -113,11 +106,8 @@ class Kube:
 
     async def close(self) -> None:
         """Stop the watches, close the HTTP sessions."""
-        for watch in self._watches.values():
-            await watch.stop()
-        self._watches.clear()
-        if self._watch_api is not None:
-            await self._watch_api.close()
+        if self._deployments is not None:
+            await self._deployments.close()
         await self._api.close()
 
     def watched_replicas(self, namespace: str, target: TargetRef) -> int | None:
@@ -127,18 +117,9 @@ class Kube:
         Deployment, or a target of another kind): read ``/scale`` with
         :meth:`get_replicas` instead.
         """
-        if self._watch_api is None or not target.is_deployment:
+        if self._deployments is None or not target.is_deployment:
             return None
-        watch = self._watches.get(namespace)
-        if watch is None:
-            apps = client.AppsV1Api(self._watch_api)
-            watch = self._watches[namespace] = ReplicaWatch(
-                namespace,
-                functools.partial(_list_replicas, apps, namespace),
-                functools.partial(_open_watch, apps, namespace),
-            )
-            watch.start()
-        return watch.get(target.name)
+        return self._deployments.replicas(namespace, target.name)
 
     async def _resource(self, target: TargetRef) -> ScaleResource:
         """Where the target's ``/scale`` is; :class:`TargetKindError` when it has none."""
@@ -369,32 +350,6 @@ class Kube:
             await self._core.create_namespaced_event(ref.namespace, body)
         except ApiException:
             return
-
-
-async def _list_replicas(apps: client.AppsV1Api, namespace: str) -> tuple[dict[str, int], str]:
-    """Every Deployment's replicas in ``namespace`` and the list's resourceVersion."""
-    try:
-        listing = await apps.list_namespaced_deployment(namespace, _request_timeout=WATCH_S)
-    except ApiException as exc:
-        raise KubeError(_describe("list the Deployments in", namespace, exc)) from exc
-    replicas = {item.metadata.name: spec_replicas(item.spec.replicas) for item in listing.items}
-    return replicas, str(listing.metadata.resource_version)
-
-
-async def _open_watch(
-    apps: client.AppsV1Api, namespace: str, version: str
-) -> aiohttp.ClientResponse:
-    """A watch from ``version`` as raw JSON lines: a V1Deployment model per event costs more."""
-    response: aiohttp.ClientResponse = await apps.list_namespaced_deployment(  # type: ignore[assignment]
-        namespace,
-        watch=True,
-        resource_version=version,
-        allow_watch_bookmarks=True,
-        timeout_seconds=WATCH_S,
-        _preload_content=False,
-        _request_timeout=WATCH_S + WATCH_GRACE_S,
-    )
-    return response
 
 
 def _describe(what: str, name: str, exc: ApiException) -> str:

@@ -29,7 +29,7 @@ from jobqueue_operator.victims import (
     DrainPlan,
     PodView,
     VictimPlan,
-    drained_capacity,
+    rebalance_drains,
 )
 
 NOTE = (
@@ -88,18 +88,11 @@ def plan_top_drain(
     by_pod = {load.pod_name: load for load in loads}
     live = members(pods, replicas)
     kept = {p.name: drained[p.name] for p in live if p.name in drained}
-    capacity = drained_capacity(replicas, kept)
-    withdrawn: list[str] = []
-    if desired > capacity:
-        withdrawn = [p.name for p in reversed(live) if p.name in kept][: desired - capacity]
-        for name in withdrawn:
-            del kept[name]
-        replicas += desired - capacity - len(withdrawn)
-    elif desired < capacity:
-        unlisted = min(max(0, replicas - len(live)), capacity - desired)
-        replicas -= unlisted
-        fresh = [p for p in live if p.name not in kept][: capacity - desired - unlisted]
-        kept.update((p.name, now) for p in fresh)
+    # live is highest ordinal first: drain from the top, withdraw from the bottom.
+    replicas, withdrawn, fresh = rebalance_drains(
+        live, kept, replicas=replicas, desired=desired, rank=lambda p: -_ordinal(p)
+    )
+    kept.update((p.name, now) for p in fresh)
     remove: list[str] = []
     for pod in live:  # from the top: lowering /scale by k removes the k highest
         if pod.name not in kept:

@@ -35,6 +35,9 @@ The rules, in order:
 7. **Bounds**: the result is always clamped into [min, max]. Bringing a count
    that is outside the bounds back in is not subject to cooldowns.
 
+How far a scale-up or a scale-down goes (rules 3 and 4, once the direction is
+known) is ``scale_steps.py``; the rest is here.
+
 Beside the thresholds (all optional, see :func:`slo_need`):
 
 * **Scale from zero** (rule 3a): at zero replicas with anything waiting or in
@@ -54,7 +57,7 @@ Beside the thresholds (all optional, see :func:`slo_need`):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from jobqueue_operator.decision import Action, Decision, Limit, Reason
 from jobqueue_operator.models import EffectiveSpec
@@ -67,25 +70,19 @@ from jobqueue_operator.observation import (
     first_non_finite,
     rates_between,
 )
+from jobqueue_operator.scale_steps import Proposal, scale_down, scale_up
 from jobqueue_operator.sizing import (
     Capacity,
     Need,
     ResourceSignal,
     capacity_need,
-    in_flight_floor,
     resource_signal,
     resource_use,
     severity_level,
     slo_need,
     step_for,
 )
-from jobqueue_operator.timing import (
-    DIRECTION_DWELL_S,
-    Cooldowns,
-    clamp_stamp,
-    held_message,
-    zero_held,
-)
+from jobqueue_operator.timing import DIRECTION_DWELL_S, Cooldowns, clamp_stamp, held_message
 
 __all__ = [
     "DIRECTION_DWELL_S",
@@ -142,7 +139,7 @@ def decide(  # noqa: PLR0917 - the signature the issue prescribes
         proposal = _on_observed(spec, observation, current_replicas, timing)
         if observation.reserved_floor > proposal.desired:
             # Like minReplicas, a floor is not subject to cooldowns or steps.
-            proposal = _Proposal(
+            proposal = Proposal(
                 observation.reserved_floor,
                 Reason.RESERVED,
                 proposal.limits,
@@ -155,7 +152,7 @@ def decide(  # noqa: PLR0917 - the signature the issue prescribes
 
 def _wake(
     spec: EffectiveSpec, obs: Observation, need: Need | None, capacity: Capacity | None
-) -> _Proposal:
+) -> Proposal:
     """From zero straight to the needed count: no step, no cooldown (KEDA #4403)."""
     by_depth = math.ceil(obs.depth / spec.up_depth)
     target = max(1, by_depth, need.count if need else 0, capacity.up if capacity else 0)
@@ -166,24 +163,15 @@ def _wake(
     for extra in (need, capacity):
         if extra is not None:
             text += f"; {extra.message}"
-    return _Proposal(target, Reason.SCALE_FROM_ZERO, frozenset(), f"{text}: {target}")
-
-
-@dataclass(frozen=True, slots=True)
-class _Proposal:
-    desired: int
-    reason: Reason
-    limits: frozenset[Limit]
-    message: str
-    severity: int = 0
+    return Proposal(target, Reason.SCALE_FROM_ZERO, frozenset(), f"{text}: {target}")
 
 
 def _on_missing(
     spec: EffectiveSpec, missing: MetricsMissing, current: int, timing: Cooldowns
-) -> _Proposal:
+) -> Proposal:
     failures = missing.consecutive_failures
     if spec.fallback_replicas is None or failures < spec.fallback_threshold:
-        return _Proposal(
+        return Proposal(
             current,
             Reason.METRICS_UNAVAILABLE,
             frozenset({Limit.MISSING_DATA}),
@@ -195,18 +183,18 @@ def _on_missing(
     text = f"fallback after {failures} failures: {spec.fallback_replicas} replicas"
     wait, limit = timing.up_blocked_for()
     if target > current and wait > 0:
-        return _Proposal(
+        return Proposal(
             current,
             Reason.FALLBACK,
             frozenset({limit}),
             f"{text}; {held_message(limit, 'up', wait)}",
         )
-    return _Proposal(target, Reason.FALLBACK, frozenset(), text)
+    return Proposal(target, Reason.FALLBACK, frozenset(), text)
 
 
 def _on_observed(
     spec: EffectiveSpec, obs: Observation, current: int, timing: Cooldowns
-) -> _Proposal:
+) -> Proposal:
     need = slo_need(spec, obs)
     capacity = capacity_need(spec, obs, current)
     if current == 0 and (obs.depth > 0 or obs.in_flight > 0):
@@ -224,7 +212,7 @@ def _on_observed(
         signal += f", {res.message}"
     short = capacity is not None and capacity.short
     if max(depth_ratio, age_ratio) >= 1.0 or slo_up or slo_breached or short or res.up_to:
-        return _scale_up(
+        return scale_up(
             spec,
             current,
             timing=timing,
@@ -238,150 +226,30 @@ def _on_observed(
         )
     if obs.depth < spec.down_depth and obs.oldest_age_s < spec.down_latency_s:
         if res.veto is not None:
-            return _Proposal(
+            return Proposal(
                 current,
                 Reason.WITHIN_BAND,
                 frozenset({Limit.RESOURCES}),
                 f"{signal}: no scale-down, {res.veto}",
             )
         if need is not None and need.count >= current:
-            return _Proposal(current, Reason.WITHIN_BAND, frozenset(), need.message)
+            return Proposal(current, Reason.WITHIN_BAND, frozenset(), need.message)
         if spec.slo_max_wait_s is not None and obs.oldest_age_s >= spec.slo_max_wait_s / 2:
-            return _Proposal(
+            return Proposal(
                 current,
                 Reason.WITHIN_BAND,
                 frozenset({Limit.SLO}),
                 f"oldest {obs.oldest_age_s:.1f}s is past half the SLO "
                 f"{spec.slo_max_wait_s:g}s: no scale-down",
             )
-        down = _scale_down(spec, obs, current, timing, need=need, capacity=capacity)
+        down = scale_down(spec, obs, current, timing, need=need, capacity=capacity)
         if res.message:
             down = replace(down, message=f"{down.message} ({res.message})")
         return down
-    return _Proposal(current, Reason.WITHIN_BAND, frozenset(), f"{signal}: within the band")
+    return Proposal(current, Reason.WITHIN_BAND, frozenset(), f"{signal}: within the band")
 
 
-def _scale_up(
-    spec: EffectiveSpec,
-    current: int,
-    *,
-    timing: Cooldowns,
-    depth_ratio: float,
-    age_ratio: float,
-    signal: str,
-    need: Need | None = None,
-    slo_breached: bool = False,
-    resources: ResourceSignal | None = None,
-    capacity: Capacity | None = None,
-) -> _Proposal:
-    """The threshold step, the SLO count or the resource count, whichever asks for most.
-
-    One cooldown for all. The resource count (CPU or memory past its threshold) is
-    bounded by ``maxStep`` like the threshold step: both are noisy signals.
-
-    The threshold step is bounded by ``maxStep``; the SLO and capacity counts are
-    computed sizes, not steps, so they are bounded by ``maxReplicas`` only: a
-    surge is met in one step. A breached SLO whose count does not ask for more
-    (the estimate was wrong) adds one worker.
-    """
-    level = severity_level(max(depth_ratio, age_ratio))
-    by_threshold = current + step_for(level, spec.max_step) if level else current
-    by_slo = current
-    if need is not None:
-        by_slo = max(by_slo, need.count)
-    if slo_breached and by_slo <= current:
-        by_slo = current + 1
-    if capacity is not None and capacity.up > by_slo:
-        by_slo = capacity.up
-        need = Need(capacity.up, capacity.message)
-    by_resource, resource_reason = current, None
-    if resources is not None and resources.up_to is not None:
-        by_resource = min(resources.up_to, current + spec.max_step)
-        resource_reason = resources.reason
-    resource_wins = by_resource > max(by_threshold, by_slo)
-    if resource_wins:
-        by_threshold, level = by_resource, max(level, 1)
-    slo_wins = by_slo > by_threshold
-    if slo_wins:
-        reason = Reason.SLO_DEMAND if spec.slo_max_wait_s is not None else Reason.CAPACITY
-    elif resource_wins and resource_reason is not None:
-        reason = resource_reason
-    else:
-        reason = Reason.QUEUE_DEPTH if depth_ratio >= age_ratio else Reason.QUEUE_LATENCY
-    text = signal
-    if slo_wins:
-        why = [need.message] if need is not None else []
-        if slo_breached:
-            why.insert(0, f"oldest job past the SLO {spec.slo_max_wait_s:g}s")
-        text = f"{signal}; {'; '.join(why)}"
-    wait, limit = timing.up_blocked_for(severe=level == 3)
-    if wait > 0:
-        return _Proposal(
-            current, reason, frozenset({limit}), f"{text}: {held_message(limit, 'up', wait)}", level
-        )
-    if slo_wins:
-        return _Proposal(by_slo, reason, frozenset(), f"{text}: {by_slo}", level)
-    step = by_threshold - current
-    if resource_wins:
-        return _Proposal(by_threshold, reason, frozenset(), f"{signal}: +{step}", level)
-    limits = frozenset({Limit.STEP}) if level == 3 else frozenset()
-    return _Proposal(by_threshold, reason, limits, f"{signal}: severity {level}, +{step}", level)
-
-
-def _scale_down(
-    spec: EffectiveSpec,
-    obs: Observation,
-    current: int,
-    timing: Cooldowns,
-    *,
-    need: Need | None = None,
-    capacity: Capacity | None = None,
-) -> _Proposal:
-    """Down by ``scaleDown.step``, or with a known capacity straight to what still has
-    headroom; never below what the running jobs fill (unless ``allowDisruption``)."""
-    signal = (
-        f"depth {obs.depth} < {spec.down_depth} and oldest {obs.oldest_age_s:.1f}s "
-        f"< {spec.down_latency_s:g}s"
-    )
-    wait, limit = timing.down_blocked_for()
-    if wait > 0:
-        return _Proposal(
-            current,
-            Reason.QUEUE_DRAINED,
-            frozenset({limit}),
-            f"{signal}: {held_message(limit, 'down', wait)}",
-        )
-    if capacity is not None:
-        if capacity.keep >= current:
-            return _Proposal(
-                current,
-                Reason.WITHIN_BAND,
-                frozenset(),
-                f"{signal}; {capacity.message}: no surplus",
-            )
-        target = max(capacity.keep, need.count if need else 0)
-    else:
-        target = max(current - spec.down_step, need.count if need else 0)
-    # Keep the slots the running jobs fill, and never go to zero while a job is in
-    # flight (its worker may not heartbeat busy yet): KEDA's scale-to-zero-mid-job bug.
-    floor = max(in_flight_floor(spec, obs), 1 if obs.in_flight else 0)
-    if floor > max(target, 0) and not spec.allow_disruption:
-        return _Proposal(
-            min(current, floor),
-            Reason.QUEUE_DRAINED,
-            frozenset({Limit.BUSY_WORKERS}),
-            f"{signal}: keeping {floor} workers for {obs.in_flight} jobs in flight "
-            f"({obs.busy_workers} busy)",
-        )
-    if target <= 0 and (held := zero_held(spec, obs, timing.now)):
-        return _Proposal(
-            min(current, 1), Reason.QUEUE_DRAINED, frozenset({held[0]}), f"{signal}: {held[1]}"
-        )
-    step = current - max(target, 0)
-    return _Proposal(target, Reason.QUEUE_DRAINED, frozenset(), f"{signal}: -{step}")
-
-
-def _clamp(spec: EffectiveSpec, current: int, proposal: _Proposal) -> Decision:
+def _clamp(spec: EffectiveSpec, current: int, proposal: Proposal) -> Decision:
     desired = min(max(proposal.desired, spec.min_replicas), spec.max_replicas)
     limits = set(proposal.limits)
     reason, message = proposal.reason, proposal.message

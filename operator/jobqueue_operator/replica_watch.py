@@ -7,7 +7,8 @@ and sees a ``kubectl scale`` within milliseconds.
 
 This module is the watch's state machine (list, watch, resume from the last
 resourceVersion, list again after a 410, back off after errors); the two API
-calls it makes are handed in by ``kube.Kube``, the module that talks to the API.
+calls it makes are handed in by ``kube_watches.DeploymentWatches``, which talks to
+the API.
 """
 
 from __future__ import annotations

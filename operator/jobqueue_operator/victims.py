@@ -17,7 +17,7 @@ scale down:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,6 +179,38 @@ def drained_capacity(replicas: int, drained: Collection[str]) -> int:
     return max(0, replicas - len(drained))
 
 
+def rebalance_drains(
+    live: Sequence[PodView],
+    kept: dict[str, float],
+    *,
+    replicas: int,
+    desired: int,
+    rank: Callable[[PodView], Any],
+) -> tuple[int, list[str], list[PodView]]:
+    """Move the drained set towards ``desired`` Pods that fetch, as both planners do.
+
+    More: withdraw drains first (a drained Pod is already warm), highest ``rank``
+    first, and raise ``/scale`` for the rest. Fewer: first the replicas the API
+    server lists no Pod for yet (they have nothing to interrupt, and the
+    controller removes a Pod not yet created first: they go at once), then the
+    undrained Pods, lowest ``rank`` first, are the ones to drain next. Withdrawn
+    Pods leave ``kept``. Returns ``/scale``'s new count, the withdrawn names and
+    the Pods to drain (the caller adds them to ``kept``, or removes them at once).
+    """
+    capacity = drained_capacity(replicas, kept)
+    if desired > capacity:
+        back = sorted((p for p in live if p.name in kept), key=rank, reverse=True)
+        withdrawn = [p.name for p in back[: desired - capacity]]
+        for name in withdrawn:
+            del kept[name]
+        return replicas + desired - capacity - len(withdrawn), withdrawn, []
+    if desired < capacity:
+        unlisted = min(max(0, replicas - len(live)), capacity - desired)
+        fresh = sorted((p for p in live if p.name not in kept), key=rank)
+        return replicas - unlisted, [], fresh[: capacity - desired - unlisted]
+    return replicas, [], []
+
+
 def without_drained(obs: Observation, drained: Collection[str]) -> Observation:
     """The poll as the policy must see it while Pods drain: their jobs and slots apart.
 
@@ -227,33 +259,18 @@ def plan_drain(
     live = [p for p in pods if not p.terminating]
     names = {p.name for p in live}
     kept = {name: at for name, at in drained.items() if name in names}
-    capacity = drained_capacity(replicas, kept)
-    withdrawn: list[str] = []
-    cold: tuple[str, ...] = ()
-    if desired > capacity:
-        # Busiest first: a drained Pod with work has the least left to wait for.
-        back = sorted(
-            (p for p in live if p.name in kept),
-            key=lambda p: _removal_rank(p, by_pod.get(p.name)),
-            reverse=True,
-        )[: desired - capacity]
-        withdrawn = [p.name for p in back]
-        for name in withdrawn:
-            del kept[name]
-        replicas += desired - capacity - len(withdrawn)
-    elif desired < capacity:
-        # Replicas the API server lists no Pod for yet have nothing to interrupt, and
-        # the ReplicaSet removes a Pod not yet created (or scheduled) first: those go at once.
-        unlisted = min(max(0, replicas - len(live)), capacity - desired)
-        replicas -= unlisted
-        candidates = sorted(
-            (p for p in live if p.name not in kept),
-            key=lambda p: _removal_rank(p, by_pod.get(p.name)),
-        )[: capacity - desired - unlisted]
-        # Not Ready with no heartbeat (Pending, or a worker that never came up): no job
-        # to protect, and the ReplicaSet removes such Pods first anyway. They go now.
-        cold = tuple(p.name for p in candidates if not p.ready and p.name not in by_pod)
-        kept.update((p.name, now) for p in candidates if p.name not in cold)
+    # Withdrawn busiest first: a drained Pod with work has the least left to wait for.
+    replicas, withdrawn, candidates = rebalance_drains(
+        live,
+        kept,
+        replicas=replicas,
+        desired=desired,
+        rank=lambda p: _removal_rank(p, by_pod.get(p.name)),
+    )
+    # Not Ready with no heartbeat (Pending, or a worker that never came up): no job
+    # to protect, and the ReplicaSet removes such Pods first anyway. They go now.
+    cold = tuple(p.name for p in candidates if not p.ready and p.name not in by_pod)
+    kept.update((p.name, now) for p in candidates if p.name not in cold)
     remove = (*cold, *_idle_drained(live, by_pod, kept, now, confirm_s=confirm_s, going=cold))
     costs: dict[str, int] = {}
     if remove:

@@ -14,6 +14,9 @@ from jobqueue_worker.records import DeadFilter, JobRecord
 
 _PAGE = 500
 
+#: replay: back to the original priority band with attempts reset (a durable
+#: record goes back to ``queued`` with no attempts); purge: deleted for good (a
+#: durable record is marked purged).
 Action = Literal["replay", "purge"]
 OnProgress = Callable[[int, int], None]  # (ids done, ids in all)
 
@@ -78,31 +81,22 @@ async def select(
     return await _matching_ids(broker, queue, flt or DeadFilter()), []
 
 
-async def replay(
+async def act(
     broker: Broker,
+    action: Action,
     queue: str,
     ids: Sequence[str] | None = None,
     flt: DeadFilter | None = None,
+    *,
     records: DeadRecords | None = None,
 ) -> int:
-    """Back to the original priority band with attempts reset; returns how many moved.
+    """Replay or purge ``ids``, or without ids every dead job matching ``flt``.
 
-    With ``records``, each replayed job's row goes back to ``queued`` with no attempts.
+    Returns how many were acted on; given ids are not checked first (:func:`select`
+    does that, and says which are not in the DLQ).
     """
     chosen = list(ids) if ids else await _matching_ids(broker, queue, flt or DeadFilter())
-    return await apply(broker, "replay", queue, chosen, records=records)
-
-
-async def purge(
-    broker: Broker,
-    queue: str,
-    ids: Sequence[str] | None = None,
-    flt: DeadFilter | None = None,
-    records: DeadRecords | None = None,
-) -> int:
-    """Delete dead-lettered jobs for good; returns how many went (rows are marked purged)."""
-    chosen = list(ids) if ids else await _matching_ids(broker, queue, flt or DeadFilter())
-    return await apply(broker, "purge", queue, chosen, records=records)
+    return await apply(broker, action, queue, chosen, records=records)
 
 
 async def apply(

@@ -31,8 +31,9 @@ from typing import Any
 
 from jobqueue_worker import metrics
 from jobqueue_worker.errors import JobTimeout, MemoryLimitExceeded
+from jobqueue_worker.per_type import type_key
 from jobqueue_worker.registry import Job, JobType
-from jobqueue_worker.settings import WorkerSettings, type_key
+from jobqueue_worker.settings import WorkerSettings
 from jobqueue_worker.timeouts import AdaptiveConfig, History, Timeouts, adaptive_timeout
 
 log = logging.getLogger(__name__)

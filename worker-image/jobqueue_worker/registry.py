@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from pydantic import JsonValue
 
@@ -62,65 +62,40 @@ class JobType:
         return FailurePolicy(backoff=self.backoff, permanent=self.permanent)
 
 
+class JobTypeOptions(TypedDict, total=False):
+    """What a registration may set besides the name and the handler: the
+    :class:`JobType` fields of the same names, which document them and hold the
+    defaults."""
+
+    backoff: BackoffPolicy
+    permanent: tuple[type[BaseException], ...]
+    dead_letter: bool
+    isolated: bool
+    timeout_s: float | None
+    memory_bytes: int
+
+
 class Registry:
     def __init__(self) -> None:
         self._types: dict[str, JobType] = {}
 
-    def register(
-        self,
-        name: str,
-        handler: Handler,
-        *,
-        backoff: BackoffPolicy = DEFAULT,
-        permanent: tuple[type[BaseException], ...] = (),
-        dead_letter: bool = True,
-        isolated: bool = False,
-        timeout_s: float | None = None,
-        memory_bytes: int = 0,
-    ) -> JobType:
+    def register(self, name: str, handler: Handler, **options: Unpack[JobTypeOptions]) -> JobType:
         if name in self._types:
             raise ValueError(f"job type {name!r} is already registered")
         is_async = inspect.iscoroutinefunction(handler)
-        if isolated and is_async:
+        if options.get("isolated", False) and is_async:
             raise ValueError(f"job type {name!r}: isolated=True is for sync handlers")
-        jt = JobType(
-            name=name,
-            handler=handler,
-            backoff=backoff,
-            permanent=permanent,
-            dead_letter=dead_letter,
-            is_async=is_async,
-            isolated=isolated,
-            timeout_s=timeout_s,
-            memory_bytes=memory_bytes,
-        )
+        jt = JobType(name=name, handler=handler, is_async=is_async, **options)
         self._types[name] = jt
         return jt
 
     def job_type(
-        self,
-        name: str | None = None,
-        *,
-        backoff: BackoffPolicy = DEFAULT,
-        permanent: tuple[type[BaseException], ...] = (),
-        dead_letter: bool = True,
-        isolated: bool = False,
-        timeout_s: float | None = None,
-        memory_bytes: int = 0,
+        self, name: str | None = None, **options: Unpack[JobTypeOptions]
     ) -> Callable[[Handler], Handler]:
         """Decorator form of ``register``; the name defaults to the function's name."""
 
         def wrap(fn: Handler) -> Handler:
-            self.register(
-                name or fn.__name__,
-                fn,
-                backoff=backoff,
-                permanent=permanent,
-                dead_letter=dead_letter,
-                isolated=isolated,
-                timeout_s=timeout_s,
-                memory_bytes=memory_bytes,
-            )
+            self.register(name or fn.__name__, fn, **options)
             return fn
 
         return wrap

@@ -4,19 +4,16 @@ A bad value stops the process before it touches Redis, with a message naming the
 setting (``settings.load`` turns pydantic's error into a ``ConfigError``).
 
 Runtime limits also take plain names without a prefix (the names an operator of
-the worker types most often, documented in docs/worker.md): per job type
-``RATE_LIMIT_<TYPE>``, ``WORKER_CONCURRENCY_<TYPE>``, ``TIMEOUT_<TYPE>`` (hard,
-seconds), ``SOFT_TIMEOUT_<TYPE>``, ``JOB_MEMORY_<TYPE>`` (expected bytes), and
+the worker types most often, documented in docs/worker.md): the per-job-type ones
+(``RATE_LIMIT_<TYPE>`` and the others named in ``per_type``), and
 ``WORKER_MEMORY_SOFT_LIMIT``, ``WORKER_MEMORY_HARD_LIMIT``,
-``WORKER_RECYCLE_AFTER_JOBS``, ``WORKER_RECYCLE_AFTER_HOURS``. ``<TYPE>`` is the
-job type name upper-cased with every character other than A-Z and 0-9 as ``_``
-(``send-email`` → ``SEND_EMAIL``). ``JQW_CONFIG_FILE`` names a file of the same
-``NAME=value`` lines (dotenv syntax); the environment wins over it.
+``WORKER_RECYCLE_AFTER_JOBS``, ``WORKER_RECYCLE_AFTER_HOURS``. ``JQW_CONFIG_FILE``
+names a file of the same ``NAME=value`` lines (dotenv syntax); the environment
+wins over it.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 from collections.abc import Mapping
@@ -29,29 +26,9 @@ from jobqueue_protocol import keys
 from jobqueue_protocol.redis_url import parse_redis_url
 from jobqueue_worker.errors import ConfigError
 from jobqueue_worker.memlimit import EXPECTED_BYTES, parse_bytes
+from jobqueue_worker.per_type import FIELD_PREFIX, check_keys, collect, named, type_key
 from jobqueue_worker.ratelimit import RateLimit, parse_limits
 from jobqueue_worker.wire import BrokerSettings, FetchPlan
-
-# Per-type settings: environment prefix → field (a dict keyed by the type key).
-PER_TYPE = {
-    "RATE_LIMIT_": "rate_limits",
-    "WORKER_CONCURRENCY_": "type_concurrency",
-    "SOFT_TIMEOUT_": "soft_timeouts",
-    "TIMEOUT_": "timeouts",
-    "JOB_MEMORY_": "type_memory",
-}
-_FIELD_ENV = {v: k for k, v in PER_TYPE.items()}
-_TYPE_KEY = re.compile(r"^[A-Z0-9_]+$")
-
-
-@functools.lru_cache(maxsize=4096)
-def type_key(job_type: str) -> str:
-    """The ``<TYPE>`` part of a per-type variable for a job type name.
-
-    Cached: the supervisor asks for it on every job (its timeouts), and the names
-    are the registered types.
-    """
-    return re.sub(r"[^A-Z0-9]", "_", job_type.upper())
 
 
 def _size(v: object) -> object:
@@ -60,14 +37,6 @@ def _size(v: object) -> object:
     if isinstance(v, (str, int)) and not isinstance(v, bool):
         return parse_bytes(v)
     raise ValueError(f"expected {EXPECTED_BYTES}")
-
-
-def _named(prefix: str, key: str, parse: Any, value: object) -> object:
-    """Run ``parse``; a failure names the variable (``RATE_LIMIT_EMAIL: ...``)."""
-    try:
-        return parse(value)
-    except ValueError as exc:
-        raise ValueError(f"{prefix}{key}: {exc}") from None
 
 
 _NAMED_MSG = re.compile(r"^[A-Z][A-Z0-9_]+: ")
@@ -139,7 +108,7 @@ class WorkerSettings(BaseSettings):
     postgres_flush_events: int = Field(default=500, ge=1, le=100_000)
     postgres_buffer_max: int = Field(default=100_000, ge=100, le=10_000_000)
 
-    # -- runtime limits; per-type dicts are keyed by ``type_key`` ----------------
+    # -- runtime limits; per-type dicts are keyed by ``per_type.type_key`` -------
     rate_limits: dict[str, tuple[RateLimit, ...]] = Field(default_factory=dict)
     type_concurrency: dict[str, Annotated[int, Field(ge=1, le=1000)]] = Field(default_factory=dict)
     timeouts: dict[str, PositiveSeconds] = Field(default_factory=dict)
@@ -186,7 +155,7 @@ class WorkerSettings(BaseSettings):
     @classmethod
     def _type_bytes(cls, v: object) -> object:
         if isinstance(v, Mapping):
-            return {k: _named("JOB_MEMORY_", k, _size, x) for k, x in v.items()}
+            return {k: named("JOB_MEMORY_", k, _size, x) for k, x in v.items()}
         return v
 
     @field_validator("rate_limits", mode="before")
@@ -194,7 +163,7 @@ class WorkerSettings(BaseSettings):
     def _limits(cls, v: object) -> object:
         if isinstance(v, Mapping):
             return {
-                k: _named("RATE_LIMIT_", k, parse_limits, x) if isinstance(x, str) else x
+                k: named("RATE_LIMIT_", k, parse_limits, x) if isinstance(x, str) else x
                 for k, x in v.items()
             }
         return v
@@ -202,10 +171,7 @@ class WorkerSettings(BaseSettings):
     @field_validator("rate_limits", "type_concurrency", "timeouts", "soft_timeouts", "type_memory")
     @classmethod
     def _type_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
-        for k in v:
-            if not _TYPE_KEY.match(k):
-                raise ValueError(f"{k!r}: a job type key is A-Z, 0-9 and _ only")
-        return v
+        return check_keys(v)
 
     @field_validator("queues", "weights", mode="before")
     @classmethod
@@ -288,7 +254,7 @@ class WorkerSettings(BaseSettings):
         """Per-type variables that name no registered job type (typos)."""
         known = {type_key(t) for t in type_names}
         out = []
-        for field_name, env in _FIELD_ENV.items():
+        for field_name, env in FIELD_PREFIX.items():
             mapping: dict[str, Any] = getattr(self, field_name)
             out += [f"{env}{k}" for k in mapping if k not in known]
         return sorted(out)
@@ -336,20 +302,6 @@ class WorkerSettings(BaseSettings):
         )
 
 
-def _per_type(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    """Collect ``RATE_LIMIT_EMAIL=...`` style variables by field."""
-    out: dict[str, dict[str, str]] = {}
-    for name, value in environ.items():
-        # Longest prefix first: SOFT_TIMEOUT_X is not TIMEOUT_ of type "SOFT_..."
-        for prefix in sorted(PER_TYPE, key=len, reverse=True):
-            if name.startswith(prefix) and len(name) > len(prefix):
-                if prefix == "TIMEOUT_" and name.startswith("SOFT_TIMEOUT_"):
-                    continue
-                out.setdefault(PER_TYPE[prefix], {})[name[len(prefix) :]] = value
-                break
-    return out
-
-
 _SEED_NAMES = (
     "WORKER_MEMORY_SOFT_LIMIT",
     "WORKER_MEMORY_HARD_LIMIT",
@@ -362,8 +314,8 @@ def _env_name(loc: tuple[int | str, ...]) -> str:
     if not loc:
         return "settings"
     head = str(loc[0])
-    if head in _FIELD_ENV and len(loc) > 1:
-        return f"{_FIELD_ENV[head]}{loc[1]}"
+    if head in FIELD_PREFIX and len(loc) > 1:
+        return f"{FIELD_PREFIX[head]}{loc[1]}"
     if head.isupper():
         return head  # an alias: already the variable's name
     if head == "pod_name":
@@ -384,7 +336,7 @@ def load(**overrides: object) -> WorkerSettings:
         environ.update({k: v for k, v in dotenv_values(str(config_file)).items() if v is not None})
     environ.update(os.environ)
     values: dict[str, Any] = {}
-    for field_name, mapping in _per_type(environ).items():
+    for field_name, mapping in collect(environ).items():
         values[field_name] = mapping
     for name in _SEED_NAMES:
         if name in environ and name not in os.environ:

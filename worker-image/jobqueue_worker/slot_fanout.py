@@ -21,7 +21,7 @@ import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any
 
 from jobqueue_worker.wire import FetchPlan, FinishOp, StepResult
 
@@ -92,30 +92,22 @@ def merge(
 
 
 # -- the calls, made through the broker's own methods (no Redis client here) -----------
-class StepFn(Protocol):
-    async def __call__(
-        self,
-        plan: FetchPlan,
-        worker_id: str,
-        finishes: Sequence[FinishOp],
-        n_fetch: int,
-        rnd: float,
-        *,
-        caps: Mapping[str, int] | None = None,
-        pod_name: str | None = None,
-    ) -> StepResult: ...
+#: One queue's step: the broker's ``step`` with what is the same for every queue of
+#: the fan-out (the worker, the random number, the Pod) bound. Called with the
+#: queue's plan, its acks, how many jobs to fetch, and the per-type slots left.
+QueueStep = Callable[
+    [FetchPlan, Sequence[FinishOp], int, Mapping[str, int] | None], Awaitable[StepResult]
+]
 
 
 async def step_each_queue(  # noqa: PLR0917
-    step: StepFn,
+    step: QueueStep,
     narrowed: dict[str, tuple[FetchPlan, FetchPlan]],
     plan: FetchPlan,
-    worker_id: str,
     finishes: Sequence[FinishOp],
     n_fetch: int,
     rnd: float,
     caps: Mapping[str, int] | None,
-    pod_name: str | None,
 ) -> StepResult:
     """``step`` on a Redis Cluster: one single-slot call per queue, merged into one result.
 
@@ -131,15 +123,7 @@ async def step_each_queue(  # noqa: PLR0917
         cached = narrowed.get(queue)
         if cached is None or cached[0] is not plan:
             cached = narrowed[queue] = (plan, single_queue_plan(plan, queue))
-        res = await step(
-            cached[1],
-            worker_id,
-            ops,
-            want,
-            rnd,
-            caps=caps_left(caps, fetched),
-            pod_name=pod_name,
-        )
+        res = await step(cached[1], ops, want, caps_left(caps, fetched))
         parts.append((queue, res))
         left -= len(res.jobs)
         fetched.update(j.type for j in res.jobs)

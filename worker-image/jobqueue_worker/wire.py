@@ -201,12 +201,11 @@ def _finish_json(f: FinishOp, queue_index: int) -> dict[str, Value]:
     return out
 
 
-def step_args(
+def step_args(  # noqa: PLR0917 - Broker.step's parameters in its order, plus the limits
     plan: FetchPlan,
     lim: BrokerSettings,
     worker_id: str,
     finishes: Sequence[FinishOp],
-    *,
     n_fetch: int,
     rnd: float,
     caps: Mapping[str, int] | None,

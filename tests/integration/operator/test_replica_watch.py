@@ -16,7 +16,7 @@ from kubernetes_asyncio.config import kube_config
 from operator_harness import Kubectl, deployment
 
 from jobqueue_devkit.waiting import eventually
-from jobqueue_operator import kube as kube_mod
+from jobqueue_operator import kube_watches
 from jobqueue_operator.kube import Kube
 from jobqueue_operator.targets import TargetRef
 
@@ -37,7 +37,7 @@ async def test_the_watch_follows_scale_create_and_delete_across_its_restarts(
 ) -> None:
     # The server ends each watch after 1 s here, so every step below crosses
     # several resumes from the last resourceVersion.
-    monkeypatch.setattr(kube_mod, "WATCH_S", 1)
+    monkeypatch.setattr(kube_watches, "WATCH_S", 1)
     kubectl.apply(deployment("alpha", namespace, replicas=2))
 
     def seen(name: str, replicas: int | None) -> bool:

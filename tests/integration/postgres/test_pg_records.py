@@ -119,13 +119,13 @@ async def test_worker_writes_every_status_and_attempt(pg_dsn: str, redis_url: st
     assert traces[2][1] is None
 
     # DLQ replay resets the row; the migrator then finds nothing new to create.
-    assert await dlq.replay(broker, "default", [doomed], records=store) == 1
+    assert await dlq.act(broker, "replay", "default", [doomed], records=store) == 1
     assert _job(pg_dsn, doomed) == ("queued", 0, None, False)
     await Migrator(store, broker).migrate_once()
     assert _job(pg_dsn, doomed)[0] == "migrated"
     # Purge marks the row instead of deleting the history.
     await broker.redis.zadd(keys.dead_key("default"), {doomed: 1})  # dead again, by hand
-    assert await dlq.purge(broker, "default", [doomed], records=store) == 1
+    assert await dlq.act(broker, "purge", "default", [doomed], records=store) == 1
     assert _job(pg_dsn, doomed)[0] == "purged"
     await store.close()
     await broker.close()

@@ -134,8 +134,8 @@ async def test_retry_then_dead_letter_then_replay(
         assert [r.id for r in listed] == [job_id]
 
         healthy["now"] = True
-        assert await dlq.replay(broker, "default", flt=dlq.DeadFilter(type="flaky")) == 1
-        assert await dlq.replay(broker, "default", [job_id]) == 0  # already replayed
+        assert await dlq.act(broker, "replay", "default", flt=dlq.DeadFilter(type="flaky")) == 1
+        assert await dlq.act(broker, "replay", "default", [job_id]) == 0  # already replayed
 
         rec = await reach(p, job_id, JobStatus.COMPLETED)
         assert rec.result == "ok"
@@ -303,7 +303,7 @@ async def test_malformed_jobs_go_to_the_dlq_and_the_worker_keeps_going(
     assert shown.error is not None
     assert "priority" in shown.error
     assert "card-4111" not in shown.error  # the payload never reaches errors or logs
-    assert await dlq.purge(broker, "default", flt=dlq.DeadFilter(reason="malformed")) == 5
+    assert await dlq.act(broker, "purge", "default", flt=dlq.DeadFilter(reason="malformed")) == 5
     assert len(await dlq.list_dead(broker, "default")) == 2
     await broker.close()
     await r.aclose()

@@ -75,10 +75,16 @@ class DispatchCalls:
         fetches nothing (``StepResult.drained``); acks still go through.
         """
         if self.cluster and len(plan.queues) > 1:
+
+            async def one_queue(
+                sub: FetchPlan, ops: Sequence[FinishOp], want: int, left: Mapping[str, int] | None
+            ) -> StepResult:
+                return await self.step(sub, worker_id, ops, want, rnd, caps=left, pod_name=pod_name)
+
             return await slot_fanout.step_each_queue(
-                self.step, self._single, plan, worker_id, finishes, n_fetch, rnd, caps, pod_name
+                one_queue, self._single, plan, finishes, n_fetch, rnd, caps
             )
-        args = self._step_args(plan, worker_id, finishes, n_fetch, rnd, caps, pod_name)
+        args = step_args(plan, self.limits, worker_id, finishes, n_fetch, rnd, caps, pod_name)
         if self.limits.durable_replicas > 0:
             reply, replicas = await self._evalsha_pipelined(
                 self._scripts["step"], [(plan.step_keys, args)], wait=True
@@ -101,27 +107,6 @@ class DispatchCalls:
         pipe.execute_command("WAIT", self.limits.durable_replicas, self.limits.durable_timeout_ms)
         _, replicas = await pipe.execute()
         return int(replicas) >= self.limits.durable_replicas
-
-    def _step_args(  # noqa: PLR0917 - step's own parameters, passed on
-        self,
-        plan: FetchPlan,
-        worker_id: str,
-        finishes: Sequence[FinishOp],
-        n_fetch: int,
-        rnd: float,
-        caps: Mapping[str, int] | None,
-        pod_name: str | None,
-    ) -> list[Any]:
-        return step_args(
-            plan,
-            self.limits,
-            worker_id,
-            finishes,
-            n_fetch=n_fetch,
-            rnd=rnd,
-            caps=caps,
-            pod_name=pod_name,
-        )
 
     async def wait_for_wake(self, plan: FetchPlan, timeout_s: float) -> bool:
         """Block until a producer (or a retry, reap, replay) leaves a wake token."""
@@ -148,7 +133,7 @@ class DispatchCalls:
     ) -> StepResult:
         """Block on the wake lists up to ``timeout_s``, then step (no acks): one round trip."""
         wake = [keys.wake_key(q) for q in plan.queues]
-        args = self._step_args(plan, worker_id, (), n_fetch, rnd, caps, pod_name)
+        args = step_args(plan, self.limits, worker_id, (), n_fetch, rnd, caps, pod_name)
         reply = await self._wait_conn.call_after_wait(wake, timeout_s, plan.step_keys, args)
         return step_result(plan, reply)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -90,6 +90,20 @@ def iso(ts: float | None) -> str | None:
 
 def local_time(ts: float | None) -> str:
     return datetime.fromtimestamp(ts).isoformat(timespec="milliseconds") if ts else "-"
+
+
+def depth_cells(queue: Mapping[str, Any]) -> list[str]:
+    """The waiting, by priority, delayed, in flight, dead and oldest age cells of one
+    queue of a ``--json`` document: the columns the stats and health tables share."""
+    by_priority = " ".join(f"{p}:{n}" for p, n in queue["waiting_by_priority"].items() if n)
+    return [
+        str(queue["waiting"]),
+        by_priority or "-",
+        str(queue["delayed"]),
+        str(queue["in_flight"]),
+        str(queue["dead"]),
+        f"{queue['oldest_age_s']:.1f}",
+    ]
 
 
 def record_json(rec: JobRecord, *, traceback: bool) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from jobqueue_protocol.logformat import redact_url as redact
 from jobqueue_protocol.redis_health import Finding, RedisFacts, assess
 from jobqueue_protocol.stats import QueueStats
 from jobqueue_worker.broker import Broker
+from jobqueue_worker.cli.common import depth_cells
 from jobqueue_worker.cli.options import DEFAULT_REDIS_URL, JsonOpt, QueuesOpt, RedisUrl, env_queues
 
 EXIT_CODES = {Level.HEALTHY: 0, Level.WARNING: 1, Level.CRITICAL: 2}
@@ -191,16 +192,10 @@ def _print(console: Console, data: dict[str, Any]) -> None:
         queues.add_column(col)
     for q in data["queues"]:
         c = q["recent"] if q["recent"] is not None else q["counters_total"]
-        by_p = " ".join(f"{p}:{n}" for p, n in q["waiting_by_priority"].items() if n)
         queues.add_row(
             q["queue"],
             _level_text(q["level"]),
-            str(q["waiting"]),
-            by_p or "-",
-            str(q["delayed"]),
-            str(q["in_flight"]),
-            str(q["dead"]),
-            f"{q['oldest_age_s']:.1f}",
+            *depth_cells(q),
             str(q["workers_alive"]),
             f"{c['completed']}/{c['failed']}/{c['retried']}/{c['dead']}",
             "; ".join(r["message"] for r in q["reasons"]) or "-",

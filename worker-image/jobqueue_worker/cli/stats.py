@@ -12,7 +12,14 @@ from jobqueue_protocol.clikit import CliError, ExitCode
 from jobqueue_protocol.stats import QueueStats
 from jobqueue_worker.broker import Broker
 from jobqueue_worker.cli import postgres
-from jobqueue_worker.cli.common import console, local_time, print_json, record_json, with_broker
+from jobqueue_worker.cli.common import (
+    console,
+    depth_cells,
+    local_time,
+    print_json,
+    record_json,
+    with_broker,
+)
 from jobqueue_worker.cli.options import DEFAULT_REDIS_URL, JsonOpt, QueuesOpt, RedisUrl, env_queues
 from jobqueue_worker.cli.run import load_registry
 from jobqueue_worker.errors import ConfigError
@@ -93,15 +100,9 @@ def _tables(data: dict[str, Any]) -> None:
     table.add_column("oldest age s")
     table.add_column("workers")
     for q in data["queues"]:
-        by_p = " ".join(f"{p}:{n}" for p, n in q["waiting_by_priority"].items() if n)
         table.add_row(
             q["queue"],
-            str(q["waiting"]),
-            by_p or "-",
-            str(q["delayed"]),
-            str(q["in_flight"]),
-            str(q["dead"]),
-            f"{q['oldest_age_s']:.1f}",
+            *depth_cells(q),
             " ".join(f"{w['worker_id']}({w['state']})" for w in q["workers"]) or "-",
         )
     console.print(table)

@@ -139,6 +139,27 @@ def _sentinel_kwargs(target: RedisTarget, options: dict[str, Any]) -> dict[str, 
     return kwargs
 
 
+def _sentinel_master(
+    sentinel_class: Any,
+    named_ssl: type,
+    target: RedisTarget,
+    options: dict[str, Any],
+    kwargs: dict[str, Any],
+) -> Any:
+    """The client of the master the Sentinels name, for asyncio's or the blocking redis-py.
+
+    The two differ only in their classes: the Sentinel, and the TLS connection that
+    checks the certificate against ``ssl_server_name``. Without TLS that option is
+    dropped, as no other connection class takes it.
+    """
+    sentinel = sentinel_class(target.hosts, sentinel_kwargs=_sentinel_kwargs(target, options))
+    if target.tls is not None:
+        kwargs["connection_class"] = named_ssl
+    else:
+        kwargs.pop("ssl_server_name", None)
+    return sentinel.master_for(target.master_name or "", **kwargs)
+
+
 def async_client(
     target: RedisTarget, *, blocking_pool: bool = False, **options: Any
 ) -> redis.asyncio.Redis:
@@ -153,14 +174,9 @@ def async_client(
     if target.mode == "sentinel":
         kwargs.pop("timeout", None)
         kwargs.pop("max_connections", None)
-        sentinel = redis.asyncio.sentinel.Sentinel(
-            target.hosts, sentinel_kwargs=_sentinel_kwargs(target, options)
+        client = _sentinel_master(
+            redis.asyncio.sentinel.Sentinel, _AsyncSentinelNamedSSL, target, options, kwargs
         )
-        if target.tls is not None:
-            kwargs["connection_class"] = _AsyncSentinelNamedSSL
-        else:
-            kwargs.pop("ssl_server_name", None)
-        client: Any = sentinel.master_for(target.master_name or "", **kwargs)
         return cast(redis.asyncio.Redis, client)
     pool_class = (
         redis.asyncio.BlockingConnectionPool if blocking_pool else redis.asyncio.ConnectionPool
@@ -183,14 +199,9 @@ def sync_client(target: RedisTarget, **options: Any) -> redis.Redis:
     if target.mode == "cluster":
         return cast(redis.Redis, _sync_cluster(target, kwargs))
     if target.mode == "sentinel":
-        sentinel = redis.sentinel.Sentinel(
-            target.hosts, sentinel_kwargs=_sentinel_kwargs(target, options)
+        client = _sentinel_master(
+            redis.sentinel.Sentinel, _SyncSentinelNamedSSL, target, options, kwargs
         )
-        if target.tls is not None:
-            kwargs["connection_class"] = _SyncSentinelNamedSSL
-        else:
-            kwargs.pop("ssl_server_name", None)
-        client: Any = sentinel.master_for(target.master_name or "", **kwargs)
         return cast(redis.Redis, client)
     if target.unix_path is not None:
         kwargs.update(connection_class=redis.UnixDomainSocketConnection, path=target.unix_path)
