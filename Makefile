@@ -229,6 +229,7 @@ bench: install redis postgres controlplane ## Benchmarks side by side with the p
 	JOBQUEUE_BENCH_VIA="make bench" PYTHONPATH=tests/devkit:worker-image:worker-image/protocol:operator \
 		$(PY) -m bench.operator $(BENCH_OPERATOR_ARGS)
 	PYTHONPATH=tests/devkit:worker-image:worker-image/protocol $(PY) -m bench.postgres --output BENCHMARKS.md $(BENCH_POSTGRES_ARGS)
+	PYTHONPATH=tests/devkit:worker-image:worker-image/protocol $(PY) -m bench.soak --output BENCHMARKS.md $(BENCH_SOAK_ARGS)
 	$(MAKE) bench-scaling
 	JOBQUEUE_BENCH_VIA="make bench" $(MAKE) bench-redis-ha
 
