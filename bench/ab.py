@@ -7,7 +7,7 @@ For a before/after comparison on a shared, noisy machine: ``--base`` is a copy o
 another commit's ``worker-image/`` folder (``git archive <commit> worker-image | tar
 -x -C /tmp/base-tree``), run exactly as ``make bench`` runs ours (the same adapter,
 settings and measurements from ``measure.py``), interleaved trial by trial with this
-tree's worker and BullMQ, medians reported. ``--sleep`` adds each tree's worker at
+tree's worker (or ``--new``, a copy of a third commit's) and BullMQ, medians reported. ``--sleep`` adds each tree's worker at
 concurrency 100 with no-op jobs and with jobs that ``await asyncio.sleep(0.001)``
 (``BENCH_SLEEP_MS``). Prints a table and writes ``bench/results/ab-<stamp>.json``;
 never touches BENCHMARKS.md.
@@ -56,7 +56,8 @@ def systems(args: argparse.Namespace) -> list[tuple[Peer, bool]]:
     """(peer, measure latency too)."""
     out: list[tuple[Peer, bool]] = []
     base_env: dict[str, str] = dict(kv.split("=", 1) for kv in args.base_env)
-    trees: list[tuple[str, Path, dict[str, str]]] = [("new", REPO_ROOT, {})] + (
+    new = Path(args.new or REPO_ROOT)
+    trees: list[tuple[str, Path, dict[str, str]]] = [("new", new, {})] + (
         [("base", Path(args.base or REPO_ROOT), base_env)] if args.base or base_env else []
     )
     for name, tree, extra in trees:
@@ -73,6 +74,11 @@ def systems(args: argparse.Namespace) -> list[tuple[Peer, bool]]:
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.split("\n")[0])
     p.add_argument("--base", default="", help="a tree holding another commit's worker-image/")
+    p.add_argument(
+        "--new",
+        default="",
+        help="a tree holding the commit to compare against --base (default: this tree)",
+    )
     p.add_argument(
         "--base-env",
         action="append",
