@@ -209,6 +209,8 @@ class ProcessSampler:
     period_s: float = 0.5
     rss_peak: int = 0
     samples: list[int] = field(default_factory=list)
+    #: Seconds since the first sample, one per entry of ``samples``.
+    sample_times: list[float] = field(default_factory=list)
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the process so far."""
@@ -240,9 +242,11 @@ class ProcessSampler:
     async def sample_for(self, seconds: float) -> None:
         """Sample RSS until ``seconds`` have passed (the window's wall-clock length)."""
         proc = psutil.Process(self.pid)
-        deadline = time.monotonic() + seconds
+        start = time.monotonic()
+        deadline = start + seconds
         while (left := deadline - time.monotonic()) > 0:
             rss = int(proc.memory_info().rss)
             self.samples.append(rss)
+            self.sample_times.append(time.monotonic() - start)
             self.rss_peak = max(self.rss_peak, rss)
             await asyncio.sleep(min(self.period_s, left))

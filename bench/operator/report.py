@@ -189,11 +189,11 @@ def render(results: dict[str, Any]) -> str:
             "the last column says so, after the wait for that ran out).",
             "",
             "| JobQueues | interval | window | CPU (cores) | waiting for a CPU (cores) "
-            "| CPU ms / poll | RSS peak in window "
+            "| CPU ms / poll | RSS peak in window | RSS slope in window "
             "| RSS lifetime peak | achieved interval per JobQueue | mean tick duration "
             "| Redis round trips / JobQueue / poll | API requests / poll "
             "| set-up: create / all reported |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in scale:
             c = s["cost"]
@@ -202,6 +202,7 @@ def render(results: dict[str, Any]) -> str:
                 f"| {_f(s['cpu_cores'], 3)} | {_f(s.get('runnable_waiting_cores'), 3)} "
                 f"| {_f(s['cpu_ms_per_poll'])} "
                 f"| {_f(s['rss_peak_window_mib'], 1)} MiB "
+                f"| {_slope(s.get('rss_slope_mib_per_min'))} "
                 f"| {_f(s['rss_peak_lifetime_mib'], 1)} MiB "
                 f"| {_f(s['achieved_interval_s'])} s "
                 f"| {_f(c['operator_loop_seconds_per_poll'], 3)} s "
@@ -218,6 +219,11 @@ def render(results: dict[str, Any]) -> str:
     if notes:
         out += ["### Notes", "", *[f"- {n}" for n in notes], ""]
     return "\n".join(out)
+
+
+def _slope(mib_per_min: float | None) -> str:
+    # Older saved results have no slope; the table says so instead of a zero.
+    return "not measured" if mib_per_min is None else f"{mib_per_min:+.2f} MiB/min"
 
 
 def _scale_details(scale: list[dict[str, Any]]) -> list[str]:

@@ -10,7 +10,9 @@ once, and measure over a fixed window:
 * operator CPU time (user + system, from the kernel) / window = fraction of a core,
   and the time its threads were runnable but waiting for a CPU (schedstat), since
   the 2 cores are shared and "used 0.4 cores" can mean "wanted more";
-* RSS sampled every 0.5 s (window peak) and ``VmHWM`` (lifetime peak, includes start-up);
+* RSS sampled every 0.5 s (window peak, and its least-squares slope over the window:
+  a leak shows as a steady rise, a healthy operator as a flat line with noise) and
+  ``VmHWM`` (lifetime peak, includes start-up);
 * polls, Redis round trips and API requests over the same window (``cost.measure``).
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import statistics
 import time
 from typing import Any
 
@@ -135,7 +138,15 @@ async def run_point(
         "rss_median_window_mib": sorted(sampler.samples)[len(sampler.samples) // 2] / 2**20
         if sampler.samples
         else None,
+        "rss_slope_mib_per_min": rss_slope_mib_per_min(sampler.sample_times, sampler.samples),
         "achieved_interval_s": count * wall / polls if polls else None,
         "redis_round_trips_per_jobqueue_per_poll": costs["redis_round_trips_per_poll"],
         "cost": costs,
     }
+
+
+def rss_slope_mib_per_min(times: list[float], samples: list[int]) -> float | None:
+    """Least-squares slope of RSS (bytes) against time (seconds), in MiB a minute."""
+    if len(samples) < 3:
+        return None
+    return statistics.linear_regression(times, samples).slope * 60 / 2**20
