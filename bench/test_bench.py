@@ -166,3 +166,27 @@ def test_write_section_keeps_the_operator_block(tmp_path: Path) -> None:
     new = tmp_path / "new.md"
     report.write_section(new, "x")
     assert new.read_text() == f"{report.BEGIN}\nx\n{report.END}\n"
+
+
+def test_soak_slope_skips_the_warm_up_and_sees_a_steady_rise() -> None:
+    from bench.soak import slope_mib_per_min
+
+    mib = 2**20
+    # A jump during the warm-up (imports, arenas), then 2 MiB a minute.
+    leaking = [
+        (float(t), (10 if t < 60 else 40) * mib + t * 2 * mib // 60) for t in range(0, 600, 2)
+    ]
+    assert slope_mib_per_min(leaking, after_s=60) == pytest.approx(2.0)
+    flat = [(float(t), (10 if t < 60 else 40) * mib + (t % 4) * 1024) for t in range(0, 600, 2)]
+    assert abs(slope_mib_per_min(flat, after_s=60)) < 0.01
+    # Without the cut the warm-up's jump would read as growth.
+    assert slope_mib_per_min(flat, after_s=0) > 1
+
+
+def test_operator_rss_slope_uses_the_sample_times() -> None:
+    from bench.operator.scale import rss_slope_mib_per_min
+
+    mib = 2**20
+    # Uneven spacing: a slope from sample indices would be wrong here.
+    assert rss_slope_mib_per_min([0.0, 1.0, 60.0], [0, mib // 60, mib]) == pytest.approx(1.0)
+    assert rss_slope_mib_per_min([0.0, 1.0], [0, mib]) is None
