@@ -7,8 +7,9 @@ For a before/after comparison on a shared, noisy machine: ``--base`` is a copy o
 another commit's ``worker-image/`` folder (``git archive <commit> worker-image | tar
 -x -C /tmp/base-tree``), run exactly as ``make bench`` runs ours (the same adapter,
 settings and measurements from ``measure.py``), interleaved trial by trial with this
-tree's worker (or ``--new``, a copy of a third commit's) and BullMQ, medians reported. ``--sleep`` adds each tree's worker at
-concurrency 100 with no-op jobs and with jobs that ``await asyncio.sleep(0.001)``
+tree's worker (or ``--new``, a copy of a third commit's) and BullMQ, medians reported.
+``--sleep`` adds each tree's worker at concurrency 100 with no-op jobs and with jobs
+that ``await asyncio.sleep(0.001)``
 (``BENCH_SLEEP_MS``). Prints a table and writes ``bench/results/ab-<stamp>.json``;
 never touches BENCHMARKS.md.
 """
