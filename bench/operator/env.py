@@ -92,6 +92,23 @@ class BenchEnv:
         async with asyncio.timeout(1800):
             await asyncio.gather(*(one(s) for s in specs))
 
+    async def delete_loops(self, names: Iterable[str]) -> None:
+        """Delete each JobQueue and its worker Deployment, and wait until the JobQueues are gone.
+
+        The operator removes its finalizer from a deleted JobQueue; waiting for that
+        keeps the next measurement free of loops still winding down.
+        """
+        names = list(names)
+        for name in names:
+            await self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, name
+            )
+            await self.apps.delete_namespaced_deployment(f"{name}-worker", self.namespace)
+        async with asyncio.timeout(120):
+            # The state is the apiserver's, not this process's: poll it.
+            while {j["metadata"]["name"] for j in await self.list_jobqueues()} & set(names):  # noqa: ASYNC110
+                await asyncio.sleep(0.5)
+
     async def patch_jobqueue(self, name: str, spec_patch: dict[str, Any]) -> None:
         """Merge-patch a JobQueue's spec (e.g. its polling interval)."""
         await self.custom.patch_namespaced_custom_object(

@@ -1,20 +1,24 @@
 """Reaction time: threshold crossed → new replica count visible through the API.
 
-One JobQueue (min 1, max 2, scale-up at ``THRESHOLD`` waiting jobs, no cooldowns)
-and its Deployment. A trial:
+Each trial has its own JobQueue (min 1, max 2, scale-up at ``THRESHOLD`` waiting
+jobs, no cooldowns) and Deployment, created together before the trials of an
+interval and deleted after them. One JobQueue reused trial after trial would
+have to scale back down and then up again, and the policy never reverses the
+direction of the count within 60 s of its last change (``timing.DIRECTION_DWELL_S``,
+whatever the cooldowns): every trial would wait out that dwell twice. A trial:
 
-1. the Deployment is at 1 replica and the queue holds ``THRESHOLD - 1`` jobs
-   (within the hysteresis band, so the operator holds);
+1. its Deployment is at 1 replica and its queue holds ``THRESHOLD - 1`` jobs
+   (within the hysteresis band, so the operator holds), for longer than a poll;
 2. a random pause of U(0, interval) so the crossing lands at a random phase of
    the operator's poll cycle (otherwise every trial would hit the same phase);
 3. ``t0``: the enqueue of the one job that crosses the threshold *returns*;
-4. ``t1``: the benchmark's own watch on the Deployment delivers ``spec.replicas == 2``;
-5. reset: every key of the queue is deleted, the operator scales back to 1 on
-   its next tick (cooldowns are 0), and the watch sees it.
+4. ``t1``: the benchmark's own watch on the Deployment delivers ``spec.replicas == 2``.
 
-The watch runs as admin in the benchmark process, so ``t1 - t0`` includes the
-operator's wait for its next poll, its Redis read, its reads of ``/scale`` and the
-conflict lists, the ``/scale`` write and the watch delivery back to us.
+The JobQueue named ``NAME`` stays for the cost window, which wants one quiet
+JobQueue. The watch runs as admin in the benchmark process, so ``t1 - t0``
+includes the operator's wait for its next poll, its Redis read, its reads of
+``/scale`` and the conflict lists, the ``/scale`` write and the watch delivery
+back to us.
 """
 
 from __future__ import annotations
@@ -37,12 +41,12 @@ QUEUE = "react"
 THRESHOLD = 10
 
 
-def reaction_spec(namespace: str, interval_s: int) -> LoopSpec:
-    """The JobQueue used for every reaction trial (see the module docstring)."""
+def reaction_spec(namespace: str, interval_s: int, name: str = NAME) -> LoopSpec:
+    """A trial's JobQueue (see the module docstring); its queue has its name."""
     return LoopSpec(
         namespace=namespace,
-        name=NAME,
-        queue=QUEUE,
+        name=name,
+        queue=name,
         min_replicas=1,
         max_replicas=2,
         polling_interval_s=interval_s,
@@ -115,32 +119,40 @@ class Trial:
     interval_s: int
     reaction_s: float
     phase_delay_s: float
-    reset_s: float
+
+
+def trial_names(interval_s: int, trials: int) -> list[str]:
+    return [f"{NAME}-{interval_s}s-{i}" for i in range(trials)]
 
 
 async def run_trials(
     env: BenchEnv, interval_s: int, trials: int, rng: random.Random
 ) -> list[Trial]:
-    """``trials`` crossings at ``interval_s``; the JobQueue must exist (see :func:`setup`)."""
+    """``trials`` crossings at ``interval_s``, each on a JobQueue of its own."""
     timeout_s = 3 * interval_s + 20
+    names = trial_names(interval_s, trials)
+    await env.create_loops(reaction_spec(env.namespace, interval_s, n) for n in names)
+    await env.enqueue(dict.fromkeys(names, THRESHOLD - 1))
     out: list[Trial] = []
-    async with ReplicaWatch(env.api, env.namespace, f"{NAME}-worker") as rw:
-        await rw.wait_for(1, timeout_s)
-        # The interval may just have changed: let the loop sleep out its old interval.
-        await asyncio.sleep(interval_s + 1)
-        for _ in range(trials):
-            env.check_operator()
-            await env.enqueue({QUEUE: THRESHOLD - 1})
-            delay = rng.uniform(0, interval_s)
-            await asyncio.sleep(delay)
-            await env.enqueue({QUEUE: 1})
-            t0 = time.monotonic()
-            t1 = await rw.wait_for(2, timeout_s)
-            await env.drain(QUEUE)
-            r0 = time.monotonic()
-            r1 = await rw.wait_for(1, timeout_s)
-            out.append(Trial(interval_s, t1 - t0, delay, r1 - r0))
+    try:
+        for name in names:
+            async with ReplicaWatch(env.api, env.namespace, f"{name}-worker") as rw:
+                await rw.wait_for(1, timeout_s)
+                if not out:
+                    # Every loop has polled since the jobs arrived, and holds.
+                    await asyncio.sleep(interval_s + 1)
+                env.check_operator()
+                delay = rng.uniform(0, interval_s)
+                await asyncio.sleep(delay)
+                await env.enqueue({name: 1})
+                t0 = time.monotonic()
+                t1 = await rw.wait_for(2, timeout_s)
+            out.append(Trial(interval_s, t1 - t0, delay))
             print(f"  interval {interval_s}s trial {len(out)}/{trials}: {t1 - t0:.3f}s", flush=True)
+    finally:
+        for name in names:
+            await env.drain(name)
+        await env.delete_loops(names)
     return out
 
 

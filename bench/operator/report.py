@@ -139,11 +139,10 @@ def render(results: dict[str, Any]) -> str:
         out.append("")
         for key, r in reaction.items():
             times = sorted(t["reaction_s"] for t in r["raw"])
-            resets = sorted(t["reset_s"] for t in r["raw"])
             out.append(
                 f"- {float(key):g} s, every trial sorted (s): "
                 + ", ".join(f"{t:.2f}" for t in times)
-                + f"; reset (drain → back to 1 replica) median {resets[len(resets) // 2]:.2f} s."
+                + "."
             )
         out += ["", *keda_lines(), ""]
     costs = results.get("cost") or {}
