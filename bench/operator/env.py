@@ -121,13 +121,39 @@ class BenchEnv:
             _content_type="application/merge-patch+json",  # type: ignore[call-arg]
         )
 
-    async def list_jobqueues(self) -> list[dict[str, Any]]:
-        """Every JobQueue of the namespace, as dicts."""
-        found = await self.custom.list_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL
-        )
-        items: list[dict[str, Any]] = found.get("items", [])
-        return items
+    async def list_jobqueues(self, page: int = 500) -> list[dict[str, Any]]:
+        """Every JobQueue of the namespace, as dicts, read ``page`` at a time.
+
+        One LIST of 10,000 JobQueues with their statuses outlasts the apiserver's
+        request timeout on a loaded 2-core machine (504); pages do not.
+        """
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            extra: dict[str, Any] = {"_continue": token} if token else {}
+            found = await self._list_page(page, extra)
+            items += found.get("items", [])
+            token = (found.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
+    async def _list_page(self, page: int, extra: dict[str, Any]) -> dict[str, Any]:
+        """One page; a 504 or 429 is retried after the second the apiserver asks for.
+
+        With 10,000 objects being written, the apiserver's watch cache can lag the
+        resource version a continue token names ("Too large resource version", 504).
+        """
+        for attempt in range(30):
+            try:
+                found: dict[str, Any] = await self.custom.list_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURAL, limit=page, **extra
+                )
+                return found
+            except client.ApiException as exc:
+                if exc.status not in (429, 504) or attempt == 29:
+                    raise
+                await asyncio.sleep(1.0)
+        raise AssertionError("unreachable")
 
     async def enqueue(self, per_queue: dict[str, int]) -> None:
         """Enqueue ``n`` no-op jobs on each queue with the worker's producer API."""

@@ -121,8 +121,10 @@ def render(results: dict[str, Any]) -> str:
             "From the return of the enqueue that takes the queue to its scale-up threshold "
             "(10 waiting jobs, 9 already there) to the Deployment's `spec.replicas` 1 → 2 "
             "arriving on the benchmark's own watch. Each trial waits U(0, interval) before the "
-            "crossing so it lands at a random phase of the poll cycle; between trials the "
-            "queue's keys are deleted and the operator scales back to 1 (cooldowns 0).",
+            "crossing so it lands at a random phase of the poll cycle. Each trial has a "
+            "JobQueue and Deployment of its own, settled at 1 replica with the 9 jobs "
+            "waiting for more than a poll: one JobQueue reused would have to scale back "
+            "down and up again, which the policy's 60 s direction dwell holds.",
             "",
             "| polling interval | trials | median | max | min | mean | target (interval + 1 s) "
             "| KEDA defaults, same event (computed median / worst) |",
