@@ -138,10 +138,11 @@ class BenchEnv:
                 return items
 
     async def _list_page(self, page: int, extra: dict[str, Any]) -> dict[str, Any]:
-        """One page; a 504 or 429 is retried after the second the apiserver asks for.
+        """One page; a 504 or 429 is retried each second, up to 30 tries.
 
         With 10,000 objects being written, the apiserver's watch cache can lag the
-        resource version a continue token names ("Too large resource version", 504).
+        resource version a continue token names ("Too large resource version", 504,
+        with a Retry-After of 1 s).
         """
         for attempt in range(30):
             try:

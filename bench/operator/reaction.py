@@ -37,7 +37,7 @@ from bench.operator.env import BenchEnv
 from jobqueue_devkit.stack import LoopSpec
 
 NAME = "react"
-QUEUE = "react"
+QUEUE = NAME  # every reaction JobQueue's queue has its name
 THRESHOLD = 10
 
 
