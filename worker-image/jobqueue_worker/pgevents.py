@@ -58,6 +58,10 @@ EVENT_RANK: Mapping[str, int] = {
 }
 # Statuses after which a job runs no more (finished_at is set).
 TERMINAL_EVENTS = frozenset({"completed", "failed", "dead"})
+# ``job_attempts.duration_ms`` is an integer column: an attempt longer than about
+# 24.8 days is recorded as this many milliseconds rather than refused (a refused
+# batch would be sent again and again).
+DURATION_MS_MAX = 2**31 - 1
 
 
 @dataclass(slots=True)
@@ -87,16 +91,29 @@ class JobEvent:
 
     @property
     def clean_error(self) -> str | None:
-        return _without_nul(self.error)
+        return _storable(self.error)
 
     @property
     def clean_traceback(self) -> str | None:
-        return _without_nul(self.traceback)
+        return _storable(self.traceback)
 
 
-def _without_nul(text: str | None) -> str | None:
-    # PostgreSQL text cannot hold NUL; an exception message can.
-    return text.replace("\x00", "\\0") if text else None
+def _capped(duration_ms: int | None) -> int | None:
+    if duration_ms is None or duration_ms <= DURATION_MS_MAX:
+        return duration_ms
+    return DURATION_MS_MAX
+
+
+def _storable(text: str | None) -> str | None:
+    # PostgreSQL text holds neither NUL nor a lone surrogate (which is not UTF-8);
+    # an exception message can hold both, e.g. a file name decoded with
+    # surrogateescape. Either would make the batch fail every time it is sent.
+    if not text:
+        return None
+    text = text.replace("\x00", "\\0")
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -147,7 +164,7 @@ def collapse(events: Iterable[JobEvent]) -> Batch:
             [e.at for e in ats],
             [e.started_at for e in ats],
             [e.clean_error for e in ats],
-            [e.duration_ms for e in ats],
+            [_capped(e.duration_ms) for e in ats],
             [e.clean_traceback for e in ats],
         ],
         failures=[[e.job_id for e in fs], [e.clean_error for e in fs], [e.at for e in fs]],

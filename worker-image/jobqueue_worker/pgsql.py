@@ -46,9 +46,11 @@ def _case(column: str, mapping: Mapping[str, object]) -> str:
 # One statement per batch, its arrays dumped once: the rows of ``e`` are each
 # attempt's furthest event (``pgevents.collapse``). The CTE moves each jobs row to
 # its newest attempt's event, forward only, since (attempt, rank) never goes back,
-# so a repeated or late event is a no-op; the INSERT records every attempt. Rank,
-# outcome and finish time derive from the status here rather than travelling as
-# arrays of their own: every array costs the worker a dump per event.
+# so a repeated or late event is a no-op; the INSERT records every attempt of a job
+# that has a row. A row the CTE moved exists, so only the others (a late event for
+# an attempt the row has passed) are looked up in ``jobs`` again. Rank, outcome and
+# finish time derive from the status here rather than travelling as arrays of
+# their own: every array costs the worker a dump per event.
 APPLY_EVENTS = f"""
 WITH e AS (
     SELECT e.*, {_case("e.status", EVENT_RANK)} AS rank
@@ -69,6 +71,7 @@ WITH e AS (
     FROM (SELECT DISTINCT ON (id) * FROM e ORDER BY id, attempt DESC) x
     WHERE j.id = x.id AND j.status <> 'purged'
       AND (j.attempt_count, {RANK.format("j.status")}) <= (x.attempt, x.rank)
+    RETURNING j.id
 )
 INSERT INTO job_attempts AS a
     (job_id, attempt, worker_id, started_at, finished_at, outcome, error, duration_ms, traceback)
@@ -76,7 +79,9 @@ SELECT e.id, e.attempt, NULLIF(e.worker, ''), to_timestamp(COALESCE(e.started, e
        CASE WHEN e.status = 'running' THEN NULL ELSE to_timestamp(e.at) END,
        {_case("e.status", ATTEMPT_OUTCOME)}, e.error, e.duration_ms, e.traceback
 FROM e
-WHERE EXISTS (SELECT 1 FROM jobs WHERE jobs.id = e.id)
+-- the lookup is a scalar subquery so that it runs per row, and only when the row
+-- was not moved: an EXISTS under OR may be planned as a hash of the whole table
+WHERE e.id IN (SELECT id FROM moved) OR (SELECT true FROM jobs WHERE jobs.id = e.id)
 ORDER BY e.id, e.attempt
 ON CONFLICT (job_id, attempt) DO UPDATE SET
     worker_id = excluded.worker_id,

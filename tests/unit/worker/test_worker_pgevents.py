@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobqueue_worker.pgevents import JobEvent, collapse, event_rank, from_redis_record, rank
+from jobqueue_worker.pgevents import (
+    DURATION_MS_MAX,
+    JobEvent,
+    collapse,
+    event_rank,
+    from_redis_record,
+    rank,
+)
 
 
 @pytest.mark.parametrize(
@@ -69,6 +76,23 @@ def test_collapse_does_not_depend_on_the_order_or_repetition_of_events(seed: int
     shuffled = events * 2
     rng.shuffle(shuffled)
     assert collapse(shuffled) == collapse(events)
+
+
+def test_a_duration_past_the_integer_column_is_capped_not_refused() -> None:
+    events = [
+        JobEvent("long", 1, "completed", "w", 1.0, 0.0, None, DURATION_MS_MAX + 1),
+        JobEvent("short", 1, "completed", "w", 1.0, 0.0, None, DURATION_MS_MAX),
+    ]
+    assert collapse(events).events[7] == [DURATION_MS_MAX, DURATION_MS_MAX]
+
+
+def test_an_error_with_a_lone_surrogate_becomes_valid_utf8() -> None:
+    event = JobEvent("s", 1, "failed", "w", 1.0, 0.0, "bad name \udcff\x00 é", 5, "\ud800")
+    _, errors, _ = collapse([event]).failures
+    assert errors == ["bad name \\udcff\\0 é"]
+    assert collapse([event]).events[8] == ["\\ud800"]
+    for text in (*errors, *collapse([event]).events[8]):
+        text.encode("utf-8")  # raises if anything is left that UTF-8 cannot carry
 
 
 def test_rows_come_sorted_by_job_id_so_writers_lock_in_one_order() -> None:

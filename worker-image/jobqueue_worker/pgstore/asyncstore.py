@@ -20,6 +20,7 @@ import psycopg.errors
 from jobqueue_worker import pgschema
 from jobqueue_worker import pgsql as sql
 from jobqueue_worker.pgevents import JobEvent, collapse
+from jobqueue_worker.pgstore.arrays import Float8s, Int4s, Texts, register
 from jobqueue_worker.pgstore.errors import (
     StoreError,
     check_dsn,
@@ -39,6 +40,11 @@ class Claimed:
     envelope: str
 
 
+# The array type of each column of ``pgevents.Batch``, in its order.
+EVENT_COLUMNS = (Texts, Int4s, Texts, Texts, Float8s, Float8s, Texts, Int4s, Texts)
+FAILURE_COLUMNS = (Texts, Texts, Float8s)
+
+
 class AsyncStore:
     """One connection for a long-running process; reconnects after any failure."""
 
@@ -50,11 +56,17 @@ class AsyncStore:
 
     async def _connect(self, *, autocommit: bool) -> psycopg.AsyncConnection[Any]:
         try:
+            # UTF-8 whatever the database's encoding: the column arrays are
+            # encoded as UTF-8 by ``arrays`` (the server converts if it must).
             conn = await psycopg.AsyncConnection.connect(
-                self.dsn, autocommit=autocommit, connect_timeout=int(self.connect_timeout_s)
+                self.dsn,
+                autocommit=autocommit,
+                connect_timeout=int(self.connect_timeout_s),
+                client_encoding="utf8",
             )
         except psycopg.Error as exc:
             raise connect_error(exc) from None
+        register(conn.adapters)
         try:
             cur = await conn.execute(sql.VERSION_SQL)
             row = await cur.fetchone()
@@ -116,9 +128,9 @@ class AsyncStore:
                 # moments of status writes, which are at-least-once anyway and
                 # repaired from Redis by the reconciler.
                 await cur.execute("SET LOCAL synchronous_commit = off")
-                await cur.execute(sql.APPLY_EVENTS, batch.events)
+                await cur.execute(sql.APPLY_EVENTS, _typed(EVENT_COLUMNS, batch.events))
                 if batch.failures[0]:
-                    await cur.execute(sql.APPLY_FAILURES, batch.failures)
+                    await cur.execute(sql.APPLY_FAILURES, _typed(FAILURE_COLUMNS, batch.failures))
         except psycopg.Error as exc:
             await self._forget()
             raise translate(exc) from None
@@ -184,3 +196,7 @@ class AsyncStore:
             return cur.rowcount
 
         return int(await self._in_tx(work)) if ids else 0
+
+
+def _typed(kinds: Sequence[type[list[Any]]], columns: Sequence[list[Any]]) -> list[list[Any]]:
+    return [kind(column) for kind, column in zip(kinds, columns, strict=True)]
