@@ -8,7 +8,10 @@ exporter for the Deployment's replicas.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -144,39 +147,81 @@ QUEUE_DEAD = Gauge(
     _QUEUE_LABELS,
     registry=REGISTRY,
 )
-#: (namespace, jobqueue) → the label tuples of its per-queue children, to remove
-#: the ones of a queue that left the JobQueue and all of them when it goes.
-_QUEUE_CHILDREN: dict[tuple[str, str], set[tuple[str, ...]]] = {}
+
+
+@dataclass(slots=True)
+class _QueueChildren:
+    """One queue's gauge children, kept so that a poll sets them without a lookup.
+
+    ``labels()`` takes a lock and hashes the label values on every call; a poll
+    of a JobQueue sets fourteen per queue (ten priorities), which at 1,000
+    JobQueues was several per cent of the operator's CPU.
+    """
+
+    labels: tuple[str, str, str]
+    waiting: dict[int, Any]  # priority → child
+    oldest_age: Any
+    delayed: Any
+    in_flight: Any
+    dead: Any
+
+    @classmethod
+    def of(cls, labels: tuple[str, str, str]) -> _QueueChildren:
+        return cls(
+            labels,
+            {},
+            QUEUE_OLDEST_AGE.labels(*labels),
+            QUEUE_DELAYED.labels(*labels),
+            QUEUE_IN_FLIGHT.labels(*labels),
+            QUEUE_DEAD.labels(*labels),
+        )
+
+    def set(self, sample: QueueSample) -> None:
+        waiting = self.waiting
+        for priority, count in sample.waiting_by_priority.items():
+            child = waiting.get(priority)
+            if child is None:
+                child = waiting[priority] = QUEUE_WAITING.labels(*self.labels, str(priority))
+            child.set(count)
+        if len(waiting) > len(sample.waiting_by_priority):
+            for priority in [p for p in waiting if p not in sample.waiting_by_priority]:
+                _remove(QUEUE_WAITING, (*self.labels, str(priority)))
+                del waiting[priority]
+        self.oldest_age.set(sample.oldest_age_s)
+        self.delayed.set(sample.delayed)
+        self.in_flight.set(sample.in_flight)
+        self.dead.set(sample.dead)
+
+    def remove(self) -> None:
+        for priority in self.waiting:
+            _remove(QUEUE_WAITING, (*self.labels, str(priority)))
+        for metric in (QUEUE_OLDEST_AGE, QUEUE_DELAYED, QUEUE_IN_FLIGHT, QUEUE_DEAD):
+            _remove(metric, self.labels)
+
+
+def _remove(metric: Gauge, labels: tuple[str, ...]) -> None:
+    with contextlib.suppress(KeyError):
+        metric.remove(*labels)
+
+
+#: (namespace, jobqueue) → queue → its gauge children, to set them on each poll and
+#: to remove those of a queue that left the JobQueue, and all when it goes.
+_QUEUE_CHILDREN: dict[tuple[str, str], dict[str, _QueueChildren]] = {}
 
 
 def set_queue_gauges(namespace: str, jobqueue: str, samples: Mapping[str, QueueSample]) -> None:
     """Set the per-queue gauges of one JobQueue; drop the children no longer sampled."""
-    seen: set[tuple[str, ...]] = set()
-    for queue, sample in samples.items():
-        labels = (namespace, jobqueue, queue)
-        for priority, count in sample.waiting_by_priority.items():
-            QUEUE_WAITING.labels(*labels, str(priority)).set(count)
-            seen.add((*labels, str(priority)))
-        QUEUE_OLDEST_AGE.labels(*labels).set(sample.oldest_age_s)
-        QUEUE_DELAYED.labels(*labels).set(sample.delayed)
-        QUEUE_IN_FLIGHT.labels(*labels).set(sample.in_flight)
-        QUEUE_DEAD.labels(*labels).set(sample.dead)
-        seen.add(labels)
     key = (namespace, jobqueue)
-    _drop_queue_children(_QUEUE_CHILDREN.get(key, set()) - seen)
-    _QUEUE_CHILDREN[key] = seen
-
-
-def _drop_queue_children(children: set[tuple[str, ...]]) -> None:
-    for labels in children:
-        metrics = (QUEUE_WAITING,) if len(labels) == 4 else (
-            QUEUE_OLDEST_AGE, QUEUE_DELAYED, QUEUE_IN_FLIGHT, QUEUE_DEAD
-        )  # fmt: skip
-        for metric in metrics:
-            try:
-                metric.remove(*labels)
-            except KeyError:
-                continue
+    known = _QUEUE_CHILDREN.get(key, {})
+    current: dict[str, _QueueChildren] = {}
+    for queue, sample in samples.items():
+        children = known.get(queue) or _QueueChildren.of((namespace, jobqueue, queue))
+        children.set(sample)
+        current[queue] = children
+    for queue, children in known.items():
+        if queue not in current:
+            children.remove()
+    _QUEUE_CHILDREN[key] = current
 
 
 _PER_JOBQUEUE = (
@@ -201,7 +246,8 @@ def forget(namespace: str, jobqueue: str) -> None:
             metric.remove(namespace, jobqueue)
         except KeyError:
             continue
-    _drop_queue_children(_QUEUE_CHILDREN.pop((namespace, jobqueue), set()))
+    for children in _QUEUE_CHILDREN.pop((namespace, jobqueue), {}).values():
+        children.remove()
 
 
 def serve(port: int) -> None:

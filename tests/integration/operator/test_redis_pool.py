@@ -91,3 +91,52 @@ async def test_polls_that_meet_share_one_pipeline_and_each_sees_its_own_queues(
         assert observation.depth == sum(int(q.removeprefix("share")) for q in queues)
     assert via.polls == 200
     assert via.reads <= 3, via.reads  # the first turn's polls share one read
+
+
+async def test_a_redis_that_stops_answering_fails_the_shared_read_in_time_then_recovers() -> None:
+    """The shared stats read has no timeout per reply; the whole read is bounded instead.
+
+    A Redis that accepts but never answers (SIGSTOP) must fail the polls within
+    the endpoint's timeout, and once it answers again the next read must see the
+    right depths: a read cut off half-way leaves no reply on a pooled connection.
+    """
+    import os
+    import signal
+    import time
+
+    from jobqueue_devkit.redis_server import RedisServer
+    from jobqueue_worker.producer import JobRequest, Producer
+
+    server = RedisServer(appendonly=False).start()
+    assert server.process is not None
+    pools = RedisPools()
+    try:
+        async with Producer(server.url, default_queue="unused") as producer:
+            for queue, n in (("a", 3), ("b", 5)):
+                await producer.enqueue_many(
+                    [JobRequest(type="noop", payload={}, queue=queue) for _ in range(n)]
+                )
+        endpoint = endpoint_for(
+            RedisConnection(host="127.0.0.1", port=server.port, timeoutSeconds=1.0), None
+        )
+        pools.client("ns/jq", endpoint)
+        shared = pools.coalescer(endpoint)
+        assert {q: s.waiting for q, s in (await shared.read(["a", "b"])).items()} == {
+            "a": 3,
+            "b": 5,
+        }
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await shared.read(["a", "b"])
+            assert time.monotonic() - started < 3.0
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        # The replies of the cut-off read arrive now; none may answer the next read.
+        for _ in range(3):
+            got = await shared.read(["b", "a"])
+            assert {q: s.waiting for q, s in got.items()} == {"a": 3, "b": 5}
+    finally:
+        await pools.close()
+        server.cleanup()

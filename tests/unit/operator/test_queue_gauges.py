@@ -34,6 +34,26 @@ def test_per_queue_series_are_set_and_removed_with_the_queue_and_the_jobqueue() 
     assert _value("jobqueue_operator_queue_delayed", **jq, queue="a") is None
 
 
+def test_a_jobqueue_forgotten_and_polled_again_exports_its_series_again() -> None:
+    jq = {"namespace": "ns", "jobqueue": "again"}
+    metrics.set_queue_gauges("ns", "again", {"a": _sample({1: 3})})
+    metrics.forget("ns", "again")
+    metrics.set_queue_gauges("ns", "again", {"a": _sample({1: 4}, dead=1)})
+    assert _value("jobqueue_operator_queue_waiting", **jq, queue="a", priority="1") == 4
+    assert _value("jobqueue_operator_queue_dead", **jq, queue="a") == 1
+    metrics.forget("ns", "again")
+
+
+def test_a_priority_that_comes_back_is_exported_again() -> None:
+    jq = {"namespace": "ns", "jobqueue": "prio"}
+    metrics.set_queue_gauges("ns", "prio", {"a": _sample({1: 3, 2: 5})})
+    metrics.set_queue_gauges("ns", "prio", {"a": _sample({1: 3})})
+    assert _value("jobqueue_operator_queue_waiting", **jq, queue="a", priority="2") is None
+    metrics.set_queue_gauges("ns", "prio", {"a": _sample({1: 3, 2: 6})})
+    assert _value("jobqueue_operator_queue_waiting", **jq, queue="a", priority="2") == 6
+    metrics.forget("ns", "prio")
+
+
 def test_no_created_series() -> None:
     metrics.SCALE_ACTIONS.labels("ns", "pool", "up").inc()
     names = {m.name for m in metrics.REGISTRY.collect()}
