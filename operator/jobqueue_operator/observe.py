@@ -177,8 +177,9 @@ async def bounded_stats(
     """The shared stats read, bounded as a whole rather than reply by reply.
 
     With a socket timeout redis-py arms a timer for every reply, and a poll reads
-    27 replies per queue: at 1,000 JobQueues those timers were about a tenth of
-    the operator's CPU. A read that runs out of time is cancelled while reading,
+    27 replies per queue: at 1,000 JobQueues those timers took 7-9 % of the
+    operator's profile samples, and a third of one queue's read measured apart.
+    A read that runs out of time is cancelled while reading,
     and redis-py then drops the connection, so no late reply is left on it for
     the next read to take as its own.
     """
