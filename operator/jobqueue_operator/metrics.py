@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -159,11 +158,11 @@ class _QueueChildren:
     """
 
     labels: tuple[str, str, str]
-    waiting: dict[int, Any]  # priority → child
-    oldest_age: Any
-    delayed: Any
-    in_flight: Any
-    dead: Any
+    waiting: dict[int, Gauge]  # priority → child
+    oldest_age: Gauge
+    delayed: Gauge
+    in_flight: Gauge
+    dead: Gauge
 
     @classmethod
     def of(cls, labels: tuple[str, str, str]) -> _QueueChildren:

@@ -180,9 +180,19 @@ class PgWriteback:
                 )
             self._backoff_s = min(MAX_BACKOFF_S, self._backoff_s * 2)
             return False
-        # Events dropped meanwhile came off the front, i.e. out of this batch.
-        for _ in range(max(0, len(batch) - self._dropped_in_flight)):
-            self.buffer.popleft()
+        except Exception:
+            # Not PostgreSQL failing: the batch itself cannot be sent (a value the
+            # encoder refuses). Sent again it would fail the same way and hold up
+            # every later event, so it goes; the migrator's reconciler repairs the
+            # finished jobs among it from Redis.
+            log.exception(
+                "PostgreSQL write-back: a batch that cannot be sent was dropped",
+                extra={"events": len(batch)},
+            )
+            metrics.PG_EVENTS_DROPPED.inc(len(batch))
+            self._forget_sent(batch)
+            return False
+        self._forget_sent(batch)
         metrics.PG_EVENTS_WRITTEN.inc(len(batch))
         if self._failing_since is not None:
             log.info(
@@ -196,6 +206,11 @@ class PgWriteback:
             self._full.set()
         metrics.PG_EVENTS_BUFFERED.set(len(self.buffer))
         return True
+
+    def _forget_sent(self, batch: list[JobEvent]) -> None:
+        # Events dropped meanwhile came off the front, i.e. out of this batch.
+        for _ in range(max(0, len(batch) - self._dropped_in_flight)):
+            self.buffer.popleft()
 
     def _report_running(self, *, every_start: bool) -> None:
         """A ``running`` event for every attempt still running since before the last flush."""

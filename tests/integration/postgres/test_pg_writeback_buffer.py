@@ -111,3 +111,31 @@ async def test_close_reports_a_start_no_flush_has_reported_yet(pg_dsn: str) -> N
     wb.started(Fetched("default", "late", "{}", 1, 1, "t"), 2_000_000.0)
     await wb.close()
     assert _rows(pg_dsn)["late"] == ("running", 2_000_000.0)
+
+
+async def test_a_batch_that_cannot_be_sent_is_dropped_and_later_ones_land(
+    pg_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A value the encoder refuses must not end the write-back or block later events.
+
+    A lone surrogate in a job id cannot be UTF-8 (ids from the producer are
+    validated; this one is made up to get a batch that fails before PostgreSQL).
+    """
+    with psycopg.connect(pg_dsn) as conn:
+        pgstore.enqueue_many(conn, [JobRequest(type="noop", id=f"j{i}") for i in range(3)])
+    wb = PgWriteback(AsyncStore(pg_dsn), "w")
+    dropped_before = metrics.PG_EVENTS_DROPPED._value.get()
+    bad = Fetched("default", "bad\udcff", "{}", 1, 1, "t")
+    wb.started(bad, 1.0)
+    wb.finished(FinishOp("default", "bad\udcff", "t", "complete"), True)
+    _run(wb, 1)
+    assert await wb.flush_once() is False
+    assert not wb.buffer  # the batch went, rather than failing again on every flush
+    assert metrics.PG_EVENTS_DROPPED._value.get() - dropped_before == 2
+    assert any("cannot be sent" in r.getMessage() for r in caplog.records)
+    _run(wb, 3)
+    assert await wb.flush_once() is True
+    await wb.close()
+    with psycopg.connect(pg_dsn) as conn:
+        rows = conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall()
+    assert rows == [("completed", 3)]
