@@ -46,17 +46,20 @@ def queues_on_every_shard(cluster: RedisClusterNodes) -> dict[int, str]:
     raise AssertionError(f"no queue names on every shard: {found}")
 
 
-def runs(ledger: Path) -> collections.Counter[str]:
+def _ledger_counts(ledger: Path, field: int) -> collections.Counter[str]:
     if not ledger.exists():
         return collections.Counter()
-    return collections.Counter(line.split()[0] for line in ledger.read_text().splitlines())
+    return collections.Counter(line.split()[field] for line in ledger.read_text().splitlines())
+
+
+def runs(ledger: Path) -> collections.Counter[str]:
+    """Runs per job id (the ledger's first field)."""
+    return _ledger_counts(ledger, 0)
 
 
 def workers_in(ledger: Path) -> collections.Counter[str]:
     """Jobs run per worker process (the ledger's second field is the pid)."""
-    if not ledger.exists():
-        return collections.Counter()
-    return collections.Counter(line.split()[1] for line in ledger.read_text().splitlines())
+    return _ledger_counts(ledger, 1)
 
 
 async def depths(client: object, queues: list[str]) -> dict[str, int]:
