@@ -228,7 +228,25 @@ class SentinelTopology:
             if port is not None and port != old_port:
                 return port
             time.sleep(0.1)
-        raise DevkitError(f"no failover within {timeout_s:.0f} s")
+        raise DevkitError(f"no failover within {timeout_s:.0f} s\n{self.describe()}")
+
+    def describe(self) -> str:
+        """What each sentinel believes and last logged: enough to tell why a failover stalled."""
+        parts = []
+        for port, proc in zip(self.sentinel_ports, self._sentinel_procs, strict=True):
+            try:
+                view = self._ask(port, "SENTINEL", "MASTER", MASTER_NAME)
+                fields = (
+                    dict(zip(view[::2], view[1::2], strict=True)) if isinstance(view, list) else {}
+                )
+                seen = {
+                    k: fields.get(k)
+                    for k in ("ip", "port", "flags", "num-slaves", "failover-state")
+                }
+            except redis.RedisError as exc:
+                seen = {"error": str(exc)}
+            parts.append(f"sentinel :{port} sees {seen}; its log ends:\n{proc.log_tail(25)}")
+        return "\n".join(parts)
 
     def stop(self) -> None:
         for proc in self._sentinel_procs:
