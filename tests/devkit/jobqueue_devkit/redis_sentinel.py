@@ -236,14 +236,7 @@ class SentinelTopology:
         for port, proc in zip(self.sentinel_ports, self._sentinel_procs, strict=True):
             try:
                 view = self._ask(port, "SENTINEL", "MASTER", MASTER_NAME)
-                # redis-py parses this reply into a dict; a raw reply is a flat list.
-                fields = (
-                    view
-                    if isinstance(view, dict)
-                    else dict(zip(view[::2], view[1::2], strict=True))
-                    if isinstance(view, list)
-                    else {}
-                )
+                fields = view if isinstance(view, dict) else {}  # redis-py parses it to a dict
                 seen = {
                     k: fields.get(k)
                     for k in ("ip", "port", "flags", "num-slaves", "failover-state")
