@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 
 import pytest
@@ -13,9 +15,14 @@ from jobqueue_protocol.stats import ActiveJob, WorkerHeartbeat, heartbeat_json, 
 pytestmark = pytest.mark.redis
 
 
+@pytest.mark.parametrize("protocol", [2, 3])
 @pytest.mark.parametrize("decode", [True, False])
-async def test_queue_stats_reads_everything_in_one_round_trip(redis_url: str, decode: bool) -> None:
-    r = redis.asyncio.Redis.from_url(redis_url, decode_responses=decode)
+async def test_queue_stats_reads_everything_in_one_round_trip(
+    redis_url: str, decode: bool, protocol: int
+) -> None:
+    # The replies are read raw, so both reply shapes (RESP2's flat lists, RESP3's
+    # maps and pairs) and both decodings must give the same answer.
+    r = redis.asyncio.Redis.from_url(redis_url, decode_responses=decode, protocol=protocol)
     secs, _ = await r.time()
     now_ms = int(secs) * 1000
     q = "email:processing"
@@ -95,4 +102,50 @@ async def test_the_earliest_delayed_job_is_read_on_redis_time(redis_url: str) ->
     assert first is not None
     assert 4.0 <= first - stats["later"].server_time <= 5.5
     assert stats["none"].next_delayed_at is None
+    await r.aclose()
+
+
+async def _ready_jobs(r: redis.asyncio.Redis, queue: str, n: int) -> None:
+    secs, _ = await r.time()
+    await r.zadd(keys.ready_key(queue, 5), {f"j{i}": int(secs) * 1000 for i in range(n)})
+
+
+async def test_a_connection_the_server_closed_is_replaced_within_the_read(redis_url: str) -> None:
+    r = redis.asyncio.Redis.from_url(redis_url)
+    await _ready_jobs(r, "kept", 2)
+    assert (await queue_stats(r, ["kept"]))["kept"].waiting == 2
+    # The pooled connection is closed by the server between two polls (a timeout,
+    # a restart, a failover): the next read must not fail for it.
+    killer = redis.asyncio.Redis.from_url(redis_url)
+    killed = await killer.client_kill_filter(_type="normal", skipme=True)
+    assert killed >= 1
+    assert (await queue_stats(r, ["kept"]))["kept"].waiting == 2
+    await killer.aclose()
+    await r.aclose()
+
+
+async def test_an_error_reply_fails_the_read_and_leaves_no_reply_behind(redis_url: str) -> None:
+    r = redis.asyncio.Redis.from_url(redis_url)
+    await _ready_jobs(r, "good", 3)
+    await r.set(keys.ready_key("broken", 1), "not a sorted set")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        await queue_stats(r, ["broken", "good"])
+    # The failed read's other replies must not be taken by the next read as its own.
+    for _ in range(3):
+        assert (await queue_stats(r, ["good"]))["good"].waiting == 3
+    await r.aclose()
+
+
+async def test_a_read_cancelled_midway_leaves_no_reply_behind(redis_url: str) -> None:
+    r = redis.asyncio.Redis.from_url(redis_url, max_connections=1)
+    many = [f"q{i}" for i in range(400)]
+    await _ready_jobs(r, "q7", 4)
+    for delay in (0.0, 0.0005, 0.001, 0.002):
+        read = asyncio.ensure_future(queue_stats(r, many))
+        await asyncio.sleep(delay)
+        read.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await read
+        stats = await queue_stats(r, ["q7", "q8"])
+        assert (stats["q7"].waiting, stats["q8"].waiting) == (4, 0)
     await r.aclose()

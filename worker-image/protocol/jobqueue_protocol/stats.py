@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import hiredis
 import redis.asyncio
 import redis.asyncio as redis_asyncio
 
@@ -59,8 +60,79 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _queue_commands(queue: str, now_ms: int) -> list[tuple[Any, ...]]:
+    """One queue's commands, in the order the replies are read back."""
+    ready = [keys.ready_key(queue, p) for p in keys.PRIORITIES]
+    delayed = keys.delayed_key(queue)
+    return [
+        *(("ZCARD", key) for key in ready),
+        *(("ZRANGE", key, 0, 0, "WITHSCORES") for key in ready),
+        ("ZCARD", delayed),
+        ("ZCOUNT", delayed, "-inf", now_ms),
+        ("ZRANGE", delayed, 0, 0, "WITHSCORES"),
+        ("ZCARD", keys.lease_key(queue)),
+        ("ZCARD", keys.dead_key(queue)),
+        ("HGETALL", keys.workers_key(queue)),
+        ("HGETALL", keys.counters_key(queue)),
+    ]
+
+
+async def _on_one_connection(
+    redis: redis.asyncio.Redis, commands: list[tuple[Any, ...]]
+) -> list[Any]:
+    """Every command in one write on one pooled connection; the raw replies in order.
+
+    Through redis-py's pipeline each command costs about 11 µs of client CPU
+    (its command stack, per-argument encoding and a response callback per
+    reply), and the operator sends 27 per queue on every poll; here hiredis
+    packs each command and the replies are read as they come, about a third of
+    the cost. The pool's checkout replaces a connection the server has closed or
+    that still holds unread data; an error or a cancellation mid-read also drops
+    the connection at once, so no late reply waits on it for the next caller.
+    """
+    packed = b"".join(hiredis.pack_command(command) for command in commands)
+    pool = redis.connection_pool
+    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        await conn.send_packed_command(packed)
+        return [await conn.read_response() for _ in commands]
+    except BaseException:
+        await conn.disconnect(nowait=True)
+        raise
+    finally:
+        await pool.release(conn)
+
+
+async def _through_cluster(
+    redis: redis_asyncio.RedisCluster, commands: list[tuple[Any, ...]]
+) -> list[Any]:
+    """A cluster pipeline goes out as one batch per node, all nodes at once.
+
+    It refuses keyless commands, so ``TIME`` is asked of one node first.
+    """
+    clock = await redis.time()
+    pipe = redis.pipeline(transaction=False)
+    for command in commands[1:]:
+        pipe.execute_command(*command)
+    return [clock, *await pipe.execute()]
+
+
+def _pairs(reply: Any) -> list[tuple[Any, Any]]:
+    """A hash or a WITHSCORES reply as pairs: RESP2's flat list, RESP3's nesting or a dict."""
+    if isinstance(reply, dict):
+        return list(reply.items())
+    if reply and isinstance(reply[0], (list, tuple)):
+        return [(k, v) for k, v in reply]
+    return list(zip(reply[::2], reply[1::2], strict=True))
+
+
+def _first_score(reply: Any) -> float:
+    """The score of a non-empty ``ZRANGE … 0 0 WITHSCORES`` reply."""
+    return float(_pairs(reply)[0][1])
+
+
 async def queue_stats(
-    redis: redis.asyncio.Redis,
+    redis: redis.asyncio.Redis | redis_asyncio.RedisCluster,
     queues: Sequence[str],
     *,
     heartbeat_ttl_s: float = 30.0,
@@ -71,28 +143,13 @@ async def queue_stats(
     queues; heartbeats older than ``heartbeat_ttl_s`` (Redis clock) are dropped.
     """
     now_ms_client = int(time.time() * 1000)
-    # A cluster pipeline refuses keyless commands (TIME): ask one node first; the
-    # pipeline then goes out as one batch per node, all nodes at once.
-    on_cluster = isinstance(redis, redis_asyncio.RedisCluster)
-    clock = await redis.time() if on_cluster else None
-    pipe = redis.pipeline(transaction=False)
-    if clock is None:
-        pipe.time()
+    commands: list[tuple[Any, ...]] = [("TIME",)]
     for queue in queues:
-        for p in keys.PRIORITIES:
-            pipe.zcard(keys.ready_key(queue, p))
-        for p in keys.PRIORITIES:
-            pipe.zrange(keys.ready_key(queue, p), 0, 0, withscores=True)
-        pipe.zcard(keys.delayed_key(queue))
-        pipe.zcount(keys.delayed_key(queue), "-inf", now_ms_client)
-        pipe.zrange(keys.delayed_key(queue), 0, 0, withscores=True)
-        pipe.zcard(keys.lease_key(queue))
-        pipe.zcard(keys.dead_key(queue))
-        pipe.hgetall(keys.workers_key(queue))
-        pipe.hgetall(keys.counters_key(queue))
-    replies = await pipe.execute()
-    if clock is not None:
-        replies = [clock, *replies]
+        commands.extend(_queue_commands(queue, now_ms_client))
+    if isinstance(redis, redis_asyncio.RedisCluster):
+        replies = await _through_cluster(redis, commands)
+    else:
+        replies = await _on_one_connection(redis, commands)
 
     secs, micros = replies[0]
     server_time = int(secs) + int(micros) / 1_000_000
@@ -101,16 +158,16 @@ async def queue_stats(
         r = replies[1 + i * _PER_QUEUE : 1 + (i + 1) * _PER_QUEUE]
         n = len(keys.PRIORITIES)
         depths = {p: int(r[j]) for j, p in enumerate(keys.PRIORITIES)}
-        heads = [float(row[0][1]) for row in r[n : 2 * n] if row]
+        heads = [_first_score(row) for row in r[n : 2 * n] if row]
         delayed, due, first_due, in_flight, dead, raw_workers, raw_counters = r[2 * n :]
         workers = []
-        for value in raw_workers.values():
+        for _, value in _pairs(raw_workers):
             hb = WorkerHeartbeat.from_json(value)
             if hb is not None and server_time - hb.seen_at <= heartbeat_ttl_s:
                 workers.append(hb)
         workers.sort(key=lambda w: w.worker_id)
         counters = {}
-        for k, v in raw_counters.items():
+        for k, v in _pairs(raw_counters):
             try:
                 counters[_text(k)] = int(v)
             except ValueError:
@@ -127,6 +184,6 @@ async def queue_stats(
             counters=counters,
             server_time=server_time,
             delayed_due=int(due),
-            next_delayed_at=float(first_due[0][1]) / 1000.0 if first_due else None,
+            next_delayed_at=_first_score(first_due) / 1000.0 if first_due else None,
         )
     return out
