@@ -309,7 +309,9 @@ class Kube:
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge-patch ``status`` through the status subresource."""
         try:
-            await self._custom.patch_namespaced_custom_object_status(
+            # The reply (the whole JobQueue) is read but not decoded: nothing uses
+            # it, and kopf's watch delivers the same object anyway.
+            reply = await self._custom.patch_namespaced_custom_object_status(
                 GROUP,
                 VERSION,
                 namespace,
@@ -318,7 +320,11 @@ class Kube:
                 {"status": status},
                 field_manager=FIELD_MANAGER,
                 _content_type=MERGE_PATCH,  # type: ignore[call-arg]
+                _preload_content=False,
             )
+            await reply.read()
+            if not 200 <= reply.status <= 299:  # unread, the client raises nothing
+                raise ApiException(status=reply.status, reason=reply.reason)
         except ApiException as exc:
             if exc.status == 404:
                 return  # deleted meanwhile; the daemon is about to stop

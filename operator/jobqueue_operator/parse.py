@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -35,7 +35,7 @@ class SpecCache:
 
     def __init__(self) -> None:
         self._key: tuple[Any, ...] | None = None
-        self._value: tuple[JobQueueSpec, EffectiveSpec] | Problem | None = None
+        self._value: _Parsed | Problem | None = None
 
     def parse(
         self,
@@ -49,15 +49,28 @@ class SpecCache:
         pause = body.get("metadata", {}).get("annotations", {}).get(PAUSED_ANNOTATION)
         key = (id(settings), defaults_source, pause)
         if self._value is None or self._key is None or self._key[:3] != key or self._key[3] != raw:
-            self._value = _validate(body, settings)
+            self._value = _validate(body, settings, defaults_source)
             # A deep copy: kopf may reuse and mutate the dicts it handed over.
             self._key = (*key, copy.deepcopy(raw))
-        return _tick(self._value, base, defaults_source)
+        parsed = self._value
+        if isinstance(parsed, Problem):
+            return replace(base, problem=parsed)
+        return parsed.spec, parsed.effective, replace(base, **parsed.tick_fields)
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """A valid spec, and what every tick takes from it (the status record included,
+    built once rather than on every poll)."""
+
+    spec: JobQueueSpec
+    effective: EffectiveSpec
+    tick_fields: dict[str, Any]
 
 
 def _validate(
-    body: Mapping[str, Any], settings: OperatorSettings
-) -> tuple[JobQueueSpec, EffectiveSpec] | Problem:
+    body: Mapping[str, Any], settings: OperatorSettings, defaults_source: str
+) -> _Parsed | Problem:
     meta = body.get("metadata", {})
     try:
         spec = JobQueueSpec.model_validate(body.get("spec") or {})
@@ -65,27 +78,14 @@ def _validate(
         effective = resolve(spec, settings.scaling_defaults(), paused=paused)
     except (ValidationError, InvalidSpecError) as exc:
         return Problem("InvalidSpec", _short(exc))
-    return spec, effective
-
-
-def _tick(
-    parsed: tuple[JobQueueSpec, EffectiveSpec] | Problem, base: Tick, defaults_source: str
-) -> tuple[JobQueueSpec, EffectiveSpec, Tick] | Tick:
-    if isinstance(parsed, Problem):
-        return replace(base, problem=parsed)
-    spec, effective = parsed
-    return (
-        spec,
-        effective,
-        replace(
-            base,
-            target=spec.scale_target_ref.ref(),
-            paused=effective.paused,
-            min_replicas=effective.min_replicas,
-            max_replicas=effective.max_replicas,
-            effective=effective_record(effective, defaults_source),
-        ),
-    )
+    fields = {
+        "target": spec.scale_target_ref.ref(),
+        "paused": effective.paused,
+        "min_replicas": effective.min_replicas,
+        "max_replicas": effective.max_replicas,
+        "effective": effective_record(effective, defaults_source),
+    }
+    return _Parsed(spec, effective, fields)
 
 
 def interval(body: Mapping[str, Any]) -> float:

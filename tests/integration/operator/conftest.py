@@ -12,14 +12,16 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from kubernetes_asyncio.config import kube_config
 
 from jobqueue_devkit.controlplane import ControlPlane
 from jobqueue_devkit.ports import free_port
+from jobqueue_operator.kube import Kube
 
 # pytest runs with --import-mode=importlib, which puts no test folder on sys.path;
 # the tests here share operator_harness.py, so this folder goes on it.
@@ -150,3 +152,13 @@ def start_operator(
         if name.startswith("jobqueue"):
             k("patch", name, "-n", namespace, "--type=merge",
               "-p", '{"metadata": {"finalizers": null}}', check=False)  # fmt: skip
+
+
+@pytest.fixture
+async def kube(operator_kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Kube]:
+    """The operator's own Kubernetes adapter, with the operator's credentials."""
+    # kubernetes_asyncio read KUBECONFIG when it was imported
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(operator_kubeconfig))
+    client = await Kube.connect()
+    yield client
+    await client.close()

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from kubernetes_asyncio.config import kube_config
 from operator_harness import Kubectl, deployment
 
 from jobqueue_devkit.waiting import eventually
@@ -21,15 +18,6 @@ from jobqueue_operator.kube import Kube
 from jobqueue_operator.targets import TargetRef
 
 pytestmark = [pytest.mark.k8s]
-
-
-@pytest.fixture
-async def kube(operator_kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Kube]:
-    # kubernetes_asyncio read KUBECONFIG when it was imported
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(operator_kubeconfig))
-    client = await Kube.connect()
-    yield client
-    await client.close()
 
 
 async def test_the_watch_follows_scale_create_and_delete_across_its_restarts(
