@@ -18,6 +18,7 @@ import gc
 import logging
 import secrets
 import socket
+import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -185,16 +186,29 @@ async def scale_loop(
                 if loop is None:
                     loop = Loop(ctx, namespace, name, body.get("status") or {}, claims_on)
                     _LOOPS[loop.owner] = loop
+                started = time.monotonic()
                 try:
                     interval = await loop.tick(body)
                 except Exception:  # a bug in one tick must not end the JobQueue's loop
                     logger.exception("Reconcile tick of JobQueue failed")
                     interval = DEFAULT_INTERVAL_S
-                await stopped.wait(interval)
+                await stopped.wait(next_poll_in(interval, time.monotonic() - started))
     finally:
         if loop is not None:
             _LOOPS.pop(loop.owner, None)
             loop.close()
+
+
+#: The least pause between two polls of a JobQueue, as a share of its interval:
+#: a tick that overran its interval is followed by a short breath, not at once.
+MIN_PAUSE_SHARE = 0.1
+
+
+def next_poll_in(interval: float, tick_took: float) -> float:
+    """Seconds until the next poll: the interval counts from the start of the tick,
+    so the tick's own time (a slow API server, a long shared read) does not
+    stretch every JobQueue's period."""
+    return max(interval * MIN_PAUSE_SHARE, interval - tick_took)
 
 
 async def refuse_a_claimed_target(
