@@ -384,8 +384,8 @@ def tune_garbage_collector() -> None:
     young collection every 700 allocations they were promoted to the oldest
     generation, whose full collections then ran every few seconds over the
     whole heap. Measured with ``gc.callbacks`` at 1,000 JobQueues: 22 % of the
-    operator's CPU went to the collector, 3 % with a young threshold of 50,000. ``freeze``
-    moves what exists now (modules, classes, schemas) out of every later
+    operator's CPU went to the collector, 3 % with a young threshold of 50,000.
+    ``freeze`` moves what exists now (modules, classes, schemas) out of every later
     collection's way. Reference counting still frees nearly everything at once;
     only cyclic garbage waits a little longer.
     """

@@ -20,6 +20,7 @@ from jobqueue_operator.effective import InvalidSpecError, resolve
 from jobqueue_operator.models import PAUSED_ANNOTATION, EffectiveSpec, JobQueueSpec
 from jobqueue_operator.settings import OperatorSettings
 from jobqueue_operator.status import Problem, Tick, effective_record
+from jobqueue_operator.status_models import EffectiveRecord
 
 DEFAULT_INTERVAL_S = 5.0
 
@@ -55,17 +56,25 @@ class SpecCache:
         parsed = self._value
         if isinstance(parsed, Problem):
             return replace(base, problem=parsed)
-        return parsed.spec, parsed.effective, replace(base, **parsed.tick_fields)
+        spec, effective = parsed.spec, parsed.effective
+        tick = replace(
+            base,
+            target=spec.scale_target_ref.ref(),
+            paused=effective.paused,
+            min_replicas=effective.min_replicas,
+            max_replicas=effective.max_replicas,
+            effective=parsed.record,
+        )
+        return spec, effective, tick
 
 
 @dataclass(frozen=True, slots=True)
 class _Parsed:
-    """A valid spec, and what every tick takes from it (the status record included,
-    built once rather than on every poll)."""
+    """A valid spec, with its ``status.effective`` record built once, not every poll."""
 
     spec: JobQueueSpec
     effective: EffectiveSpec
-    tick_fields: dict[str, Any]
+    record: EffectiveRecord
 
 
 def _validate(
@@ -78,14 +87,7 @@ def _validate(
         effective = resolve(spec, settings.scaling_defaults(), paused=paused)
     except (ValidationError, InvalidSpecError) as exc:
         return Problem("InvalidSpec", _short(exc))
-    fields = {
-        "target": spec.scale_target_ref.ref(),
-        "paused": effective.paused,
-        "min_replicas": effective.min_replicas,
-        "max_replicas": effective.max_replicas,
-        "effective": effective_record(effective, defaults_source),
-    }
-    return _Parsed(spec, effective, fields)
+    return _Parsed(spec, effective, effective_record(effective, defaults_source))
 
 
 def interval(body: Mapping[str, Any]) -> float:
