@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -35,6 +36,57 @@ def find_sentinel_binary() -> Path:
         "no redis-sentinel found: install Debian's redis-sentinel "
         "(`sudo apt-get install redis-sentinel`, done by `make redis`)"
     )
+
+
+class SentinelEvents:
+    """Every event one sentinel publishes (``+sdown``, ``+switch-master``, ...), timed.
+
+    A chaos test needs to know how many failovers really happened: under a loaded
+    host a promoted replica can itself be declared down and replaced, and with
+    asynchronous replication that second failover discards what the first new
+    master acknowledged. Times are ``time.monotonic()`` at receipt.
+    """
+
+    def __init__(self, port: int, password: str | None) -> None:
+        self._client = redis.Redis(port=port, socket_timeout=5, password=password)
+        self._pubsub = self._client.pubsub()
+        self._pubsub.psubscribe("*")
+        self._pubsub.get_message(timeout=2)  # the psubscribe confirmation: now listening
+        self.events: list[tuple[float, str, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="sentinel-events", daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            try:
+                message = self._pubsub.get_message(timeout=0.2)
+            except (redis.RedisError, OSError, ValueError):
+                return
+            if message and message.get("type") == "pmessage":
+                channel, data = message["channel"], message["data"]
+                self.events.append(
+                    (
+                        time.monotonic(),
+                        channel.decode() if isinstance(channel, bytes) else str(channel),
+                        data.decode() if isinstance(data, bytes) else str(data),
+                    )
+                )
+
+    def switches(self) -> list[float]:
+        """When this sentinel moved to a new master, once per failover."""
+        return [at for at, channel, _ in self.events if channel == "+switch-master"]
+
+    def summary(self) -> list[str]:
+        """The events that tell a failover's story, in order."""
+        wanted = ("+sdown", "+odown", "+switch-master", "+convert-to-slave", "-failover-abort")
+        return [f"{c} {d}" for _, c, d in self.events if c.startswith(wanted)]
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._pubsub.close()
+        self._client.close()
 
 
 @dataclass
@@ -143,6 +195,10 @@ class SentinelTopology:
             return reply
         finally:
             client.close()
+
+    def watch_events(self) -> SentinelEvents:
+        """Start recording the first sentinel's events; call ``stop()`` on the result."""
+        return SentinelEvents(self.sentinel_ports[0], self.sentinel_password)
 
     def master_port(self) -> int | None:
         """The master's port as the first answering sentinel sees it."""

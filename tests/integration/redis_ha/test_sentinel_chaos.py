@@ -15,6 +15,12 @@ through the producer's acks the master is SIGKILLed and a replica promoted.
   The test reports how many of each, and checks that no enqueue acked after the
   failover is ever lost.
 
+The sentinels here declare a master down after 5 s, not the devkit's 1 s: on a
+loaded CI host a promoted replica busy serving its replica's full sync could miss
+1 s of PINGs, be replaced in turn, and take with it what it acknowledged (a
+second failover, which asynchronous replication does not survive). The test
+records every ``+switch-master`` and judges losses against the last one.
+
 The figures are printed (``-s``) and go in docs/redis-ha.md. N is 50,000 unless
 JQ_SENTINEL_CHAOS_JOBS says otherwise.
 """
@@ -26,11 +32,13 @@ import collections
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from redis.exceptions import RedisError
 
+from jobqueue_devkit.errors import DevkitError
 from jobqueue_devkit.redis_sentinel import SentinelTopology
 from jobqueue_worker.broker import DurabilityError
 from jobqueue_worker.producer import JobRequest, Producer
@@ -46,6 +54,20 @@ LEASE_S = 2.0
 #: A worker holds at most its concurrency in running jobs plus what it fetched ahead.
 IN_FLIGHT_BOUND = WORKERS * CONCURRENCY * 2
 QUIET_S = 60.0  # no new ledger line for this long: the run is over
+DOWN_AFTER_MS = 5000
+
+
+@pytest.fixture(scope="module")
+def sentinel() -> Iterator[SentinelTopology]:
+    """The conftest's topology, with a master declared down after 5 s instead of 1 s."""
+    topology = SentinelTopology(down_after_ms=DOWN_AFTER_MS)
+    try:
+        topology.start()
+    except DevkitError as exc:
+        topology.cleanup()
+        pytest.fail(f"Sentinel topology did not start: {exc}", pytrace=False)
+    yield topology
+    topology.cleanup()
 
 
 def ledger_counts(path: Path) -> collections.Counter[str]:
@@ -116,33 +138,29 @@ async def test_master_killed_mid_run(
     old = settled.master_port()
     assert old is not None
     lines_at_kill = ledger_lines(ledger)
-    killed_at = time.monotonic()
-    settled.kill_master()
-    await asyncio.to_thread(settled.wait_failover, old, 60)
-    failover_s = time.monotonic() - killed_at
+    events = settled.watch_events()
+    try:
+        killed_at = time.monotonic()
+        settled.kill_master()
+        await asyncio.to_thread(settled.wait_failover, old, 60)
+        failover_s = time.monotonic() - killed_at
 
-    # Processing has resumed once more jobs ran than the workers could have held.
-    while ledger_lines(ledger) <= lines_at_kill + IN_FLIGHT_BOUND:
-        assert time.monotonic() - killed_at < 120, "no processing after the failover"
-        await asyncio.sleep(0.05)
-    resumed_s = time.monotonic() - killed_at
+        # Processing has resumed once more jobs ran than the workers could have held.
+        while ledger_lines(ledger) <= lines_at_kill + IN_FLIGHT_BOUND:
+            assert time.monotonic() - killed_at < 120, "no processing after the failover"
+            await asyncio.sleep(0.05)
+        resumed_s = time.monotonic() - killed_at
 
-    producer_errors = await asyncio.wait_for(producer, 600)
-    last_lines, last_change = -1, time.monotonic()
-    while True:
-        counts = ledger_counts(ledger)
-        if all(i in counts for i in acked):
-            break
-        if ledger_lines(ledger) != last_lines:
-            last_lines, last_change = ledger_lines(ledger), time.monotonic()
-        elif time.monotonic() - last_change > QUIET_S:
-            break
-        await asyncio.sleep(0.5)
+        producer_errors = await asyncio.wait_for(producer, 600)
+        counts = await wait_for_the_ledger(ledger, acked)
+    finally:
+        events.stop()
     for w in workers:
         assert w.proc.poll() is None, w.output()
 
     lost = sorted(i for i in acked if i not in counts)
     duplicates = sum(n - 1 for n in counts.values())
+    switches = events.switches()
     report = {
         "mode": "durable enqueue and acks (WAIT 1)" if durable else "async replication",
         "jobs_acked": len(acked),
@@ -151,15 +169,36 @@ async def test_master_killed_mid_run(
         "failover_s": round(failover_s, 2),
         "resumed_after_kill_s": round(resumed_s, 2),
         "producer_errors_during_failover": producer_errors,
+        "failovers": len(switches),
+        "sentinel_events": events.summary(),
     }
     print("\nSENTINEL CHAOS", json.dumps(report))
 
+    assert switches, report  # the sentinel we listened to saw the failover
     assert resumed_s <= failover_s + LEASE_S + 15.0, report  # 15 s: a loaded 2-core machine
     if durable:
+        # WAIT 1 put every acked write on a surviving replica: even a second
+        # failover (reported in "failovers") may not lose one.
         assert lost == [], report
-        assert duplicates <= IN_FLIGHT_BOUND, report
+        assert duplicates <= IN_FLIGHT_BOUND * len(switches), report
     else:
         # Completions replicate asynchronously too: every job the promoted replica
         # had not seen finish runs again, as many as its lag held (reported only).
-        # A write the new master acknowledged cannot be lost by this failover.
-        assert all(acked[i] < killed_at + failover_s for i in lost), report
+        # A write acknowledged by the master that is master at the end cannot be
+        # lost: only what was acknowledged before the last failover may be.
+        settled_at = max(killed_at + failover_s, switches[-1])
+        assert all(acked[i] < settled_at for i in lost), report
+
+
+async def wait_for_the_ledger(ledger: Path, acked: dict[str, float]) -> collections.Counter[str]:
+    """The ledger once every acked job ran, or once nothing new ran for QUIET_S."""
+    last_lines, last_change = -1, time.monotonic()
+    while True:
+        counts = ledger_counts(ledger)
+        if all(i in counts for i in acked):
+            return counts
+        if ledger_lines(ledger) != last_lines:
+            last_lines, last_change = ledger_lines(ledger), time.monotonic()
+        elif time.monotonic() - last_change > QUIET_S:
+            return counts
+        await asyncio.sleep(0.5)
