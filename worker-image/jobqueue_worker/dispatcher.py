@@ -8,7 +8,14 @@ next fetch are one call too (``Broker.wait_then_step``): a job enqueued to an id
 worker arrives leased in the wait's reply, with no wake-up-then-fetch exchange.
 
 While such a wait is out, the slots it asked for are spoken for: exchanges that
-carry acks fetch nothing, so the worker never holds more than its concurrency.
+carry acks fetch nothing, so the worker never holds more than it may.
+
+It may hold its concurrency in running jobs, plus, while jobs are short, as many
+again fetched ahead (``fetch_ahead``). A short batch is over before its step call
+comes back: without jobs in hand the worker idles through every round trip, and a
+batch twice as large halves the calls per job. A fetched-ahead job waits only for
+the slot of a job that takes a few milliseconds; longer jobs fetch nothing ahead,
+so no job waits in one worker behind a slow one while another worker is free.
 On shutdown the wait is interrupted (its step still runs) and any job it leased
 is handed back, never left to its lease. With durable acks, a step whose WAIT fell
 short holds every fetch until a later WAIT confirms (``durable_acks``).
@@ -34,6 +41,8 @@ from jobqueue_worker.wire import Fetched, FetchPlan, FinishOp, StepResult, block
 
 log = logging.getLogger("jobqueue_worker.runtime")
 
+#: Jobs are fetched ahead only while the recent mean job takes at most this long.
+FETCH_AHEAD_MAX_JOB_S = 0.010
 #: How often a worker whose Pod was chosen to go asks whether it still is.
 DRAIN_RECHECK_S = 1.0
 #: How long shutdown tries to end an outstanding wait before cancelling it.
@@ -58,6 +67,8 @@ class DispatchLoop:
     durable: DurableAcks
     _changed: asyncio.Event | None
     _retry_s: float
+    #: Exponentially weighted mean of recent jobs' run time; None before the first.
+    recent_job_s: float | None
 
     async def _run_job(self, fetched: Fetched, active: Running) -> None:
         raise NotImplementedError
@@ -82,7 +93,7 @@ class DispatchLoop:
                     await self._confirm()
                     continue
                 held = self.draining or self.durable.held
-                free = 0 if held else self.settings.concurrency - len(self.inflight)
+                free = 0 if held else self._may_hold() - len(self.inflight)
                 waiting = wake is not None and wait_n > 0
                 if self.inflight.pending or (free > 0 and not idle and not waiting):
                     # Acks always carry a fetch for the free slots: one round trip.
@@ -117,6 +128,19 @@ class DispatchLoop:
                 # A cancelled BLPOP closes its connection; never let that stall shutdown.
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(wake, 2.0)
+
+    def _may_hold(self) -> int:
+        """Jobs this worker may hold now: its concurrency, plus its fetch-ahead while
+        jobs are short. Never with per-type caps (a job waiting for a slot would count
+        against its type's cap) or durable acks (what a failover re-runs stays at the
+        concurrency)."""
+        ahead = self.settings.fetch_ahead
+        if ahead is None:
+            ahead = self.settings.concurrency
+        short = self.recent_job_s is not None and self.recent_job_s <= FETCH_AHEAD_MAX_JOB_S
+        if not short or self.type_caps or self.durable.replicas > 0:
+            ahead = 0
+        return self.settings.concurrency + ahead
 
     async def _wait(self, timeout_s: float, fetch_n: int) -> StepResult | bool:
         """Wait for a wake token; with ``fetch_n``, the step that follows it too."""

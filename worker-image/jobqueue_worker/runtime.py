@@ -99,6 +99,10 @@ class Worker(DispatchLoop):
         self.durable = DurableAcks(settings.durable_replicas, settings.durable_timeout_s)
         self._stop_requested: asyncio.Event | None = None
         self._fast_requested: asyncio.Event | None = None
+        # At most `concurrency` jobs run; jobs fetched ahead wait here for a slot.
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._waiting_for_slot: dict[str, Running] = {}
+        self.recent_job_s: float | None = None
 
     # -- control ---------------------------------------------------------------
     def request_stop(self) -> None:
@@ -186,6 +190,7 @@ class Worker(DispatchLoop):
         assert self._changed is not None
         assert self._fast_requested is not None
         self.draining = True
+        self._hand_back_unstarted()
         self._changed.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.chores.send_heartbeat(), 1.0)
@@ -217,7 +222,22 @@ class Worker(DispatchLoop):
 
     # -- one job (the dispatcher loop is dispatcher.DispatchLoop) ---------------
     async def _run_job(self, fetched: Fetched, active: Running) -> None:
-        op = await self._execute(fetched, active)
+        if self._slots.locked():  # fetched ahead: wait for a running job to finish
+            self._waiting_for_slot[active.id] = active
+            try:
+                await self._slots.acquire()
+            finally:
+                self._waiting_for_slot.pop(active.id, None)
+        else:
+            await self._slots.acquire()
+        try:
+            op = (
+                handed_back(active)  # shutdown began while it waited: it never ran
+                if self.draining
+                else await self._execute(fetched, active)
+            )
+        finally:
+            self._slots.release()
         if not self.inflight.finish(active, op):
             return  # handed back at shutdown; the result is dropped
         n = self.settings.recycle_after_jobs
@@ -225,6 +245,13 @@ class Worker(DispatchLoop):
             self.recycle("jobs", f"processed {self.processed} jobs (WORKER_RECYCLE_AFTER_JOBS={n})")
         if self._changed is not None:
             self._changed.set()
+
+    def _hand_back_unstarted(self) -> None:
+        """Jobs fetched ahead that never started go back now, not after the drain."""
+        for active in list(self._waiting_for_slot.values()):
+            if active.task is not None:
+                active.task.cancel()
+            self.inflight.finish(active, handed_back(active))
 
     # -- one attempt -----------------------------------------------------------
     async def _execute(self, f: Fetched, active: Running) -> FinishOp:
@@ -238,6 +265,8 @@ class Worker(DispatchLoop):
             return deferred
         ran = await self.attempts.run(f, env, jt)
         self.processed += 1
+        took, recent = ran.duration_s, self.recent_job_s
+        self.recent_job_s = took if recent is None else 0.9 * recent + 0.1 * took
         self._busy_s += ran.duration_s
         if ran.op.op == "complete":
             self.history.add(env.type, ran.duration_s)
@@ -282,3 +311,8 @@ class Worker(DispatchLoop):
     @property
     def last_heartbeat_ok(self) -> float:
         return self.chores.last_ok
+
+
+def handed_back(active: Running) -> FinishOp:
+    """Back to the front of its band, without counting a delivery."""
+    return FinishOp(queue=active.queue, id=active.id, token=active.token, op="release")

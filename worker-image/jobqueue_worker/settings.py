@@ -63,6 +63,9 @@ class WorkerSettings(BaseSettings):
         description="module that registers job types (imported at start); required to run",
     )
     concurrency: int = Field(default=10, ge=1, le=1000)
+    # Jobs leased beyond the running ones while jobs are short (the dispatcher
+    # decides when): None = as many as ``concurrency``, 0 = never.
+    fetch_ahead: int | None = Field(default=None, ge=0, le=1000)
     mode: Literal["strict", "weighted"] = "strict"
     weights: Annotated[list[float], NoDecode] = Field(default_factory=list)
     # 0 disables aging; otherwise a job waiting this long is served before younger
