@@ -39,9 +39,15 @@ def tls_redis(tls_files: TlsFiles) -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="module")
-def sentinel() -> Iterator[SentinelTopology]:
-    """1 master + 2 replicas + 3 sentinels (Debian's redis-server and redis-sentinel)."""
-    topology = SentinelTopology()
+def sentinel(request: pytest.FixtureRequest) -> Iterator[SentinelTopology]:
+    """1 master + 2 replicas + 3 sentinels (Debian's redis-server and redis-sentinel).
+
+    A test module may set ``SENTINEL_DOWN_AFTER_MS`` (the devkit's default is 1 s).
+    """
+    down_after_ms = getattr(request.module, "SENTINEL_DOWN_AFTER_MS", None)
+    topology = (
+        SentinelTopology(down_after_ms=down_after_ms) if down_after_ms else SentinelTopology()
+    )
     try:
         topology.start()
     except DevkitError as exc:

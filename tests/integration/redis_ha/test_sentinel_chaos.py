@@ -32,13 +32,11 @@ import collections
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from redis.exceptions import RedisError
 
-from jobqueue_devkit.errors import DevkitError
 from jobqueue_devkit.redis_sentinel import SentinelTopology
 from jobqueue_worker.broker import DurabilityError
 from jobqueue_worker.producer import JobRequest, Producer
@@ -54,20 +52,8 @@ LEASE_S = 2.0
 #: A worker holds at most its concurrency in running jobs plus what it fetched ahead.
 IN_FLIGHT_BOUND = WORKERS * CONCURRENCY * 2
 QUIET_S = 60.0  # no new ledger line for this long: the run is over
-DOWN_AFTER_MS = 5000
-
-
-@pytest.fixture(scope="module")
-def sentinel() -> Iterator[SentinelTopology]:
-    """The conftest's topology, with a master declared down after 5 s instead of 1 s."""
-    topology = SentinelTopology(down_after_ms=DOWN_AFTER_MS)
-    try:
-        topology.start()
-    except DevkitError as exc:
-        topology.cleanup()
-        pytest.fail(f"Sentinel topology did not start: {exc}", pytrace=False)
-    yield topology
-    topology.cleanup()
+#: Read by the conftest's ``sentinel`` fixture: a master is declared down after 5 s.
+SENTINEL_DOWN_AFTER_MS = 5000
 
 
 def ledger_counts(path: Path) -> collections.Counter[str]:
