@@ -190,3 +190,18 @@ def test_operator_rss_slope_uses_the_sample_times() -> None:
     # Uneven spacing: a slope from sample indices would be wrong here.
     assert rss_slope_mib_per_min([0.0, 1.0, 60.0], [0, mib // 60, mib]) == pytest.approx(1.0)
     assert rss_slope_mib_per_min([0.0, 1.0], [0, mib]) is None
+
+
+def test_operator_rss_second_half_sees_growth_that_stopped() -> None:
+    from bench.operator.scale import rss_slope_mib_per_min, second_half
+
+    mib = 2**20
+    # 20 MiB of growth in the first five minutes, then flat for five.
+    times = [float(t) for t in range(0, 600, 2)]
+    samples = [(100 + 20 * min(t, 300) / 300) * mib for t in times]
+    rss = [int(s) for s in samples]
+    assert rss_slope_mib_per_min(times, rss) > 1  # the whole window reads as growth
+    half_times, half_rss = second_half(times, rss)
+    assert half_times[0] >= 299
+    assert rss_slope_mib_per_min(half_times, half_rss) == pytest.approx(0.0, abs=0.01)
+    assert second_half([], []) == ([], [])

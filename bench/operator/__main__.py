@@ -325,7 +325,9 @@ async def run(args: argparse.Namespace, results: dict[str, Any], workdir: Path) 
         print(
             f"  {count}: {point['cpu_cores']:.3f} cores, RSS peak "
             f"{point['rss_peak_window_mib']:.1f} MiB, achieved interval "
-            f"{point['achieved_interval_s']}",
+            f"{point['achieved_interval_s']}, RSS slope "
+            f"{point['rss_slope_mib_per_min']} MiB/min "
+            f"(second half {point['rss_slope_second_half_mib_per_min']})",
             flush=True,
         )
         save(results)

@@ -203,7 +203,8 @@ def render(results: dict[str, Any]) -> str:
                 f"| {_f(s['cpu_cores'], 3)} | {_f(s.get('runnable_waiting_cores'), 3)} "
                 f"| {_f(s['cpu_ms_per_poll'])} "
                 f"| {_f(s['rss_peak_window_mib'], 1)} MiB "
-                f"| {_slope(s.get('rss_slope_mib_per_min'))} "
+                f"| {_slope(s.get('rss_slope_mib_per_min'))}"
+                f"{_half(s.get('rss_slope_second_half_mib_per_min'))} "
                 f"| {_f(s['rss_peak_lifetime_mib'], 1)} MiB "
                 f"| {_f(s['achieved_interval_s'])} s "
                 f"| {_f(c['operator_loop_seconds_per_poll'], 3)} s "
@@ -225,6 +226,10 @@ def render(results: dict[str, Any]) -> str:
 def _slope(mib_per_min: float | None) -> str:
     # Older saved results have no slope; the table says so instead of a zero.
     return "not measured" if mib_per_min is None else f"{mib_per_min:+.2f} MiB/min"
+
+
+def _half(mib_per_min: float | None) -> str:
+    return "" if mib_per_min is None else f" (second half {mib_per_min:+.2f})"
 
 
 def _scale_details(scale: list[dict[str, Any]]) -> list[str]:

@@ -139,10 +139,24 @@ async def run_point(
         if sampler.samples
         else None,
         "rss_slope_mib_per_min": rss_slope_mib_per_min(sampler.sample_times, sampler.samples),
+        # The heap grows in steps that come further apart as it settles: the second
+        # half of a long window tells growth that continues from growth that stops.
+        "rss_slope_second_half_mib_per_min": rss_slope_mib_per_min(
+            *second_half(sampler.sample_times, sampler.samples)
+        ),
         "achieved_interval_s": count * wall / polls if polls else None,
         "redis_round_trips_per_jobqueue_per_poll": costs["redis_round_trips_per_poll"],
         "cost": costs,
     }
+
+
+def second_half(times: list[float], samples: list[int]) -> tuple[list[float], list[int]]:
+    """The samples taken in the second half of the window's time."""
+    if not times:
+        return [], []
+    middle = (times[0] + times[-1]) / 2
+    kept = [i for i, t in enumerate(times) if t >= middle]
+    return [times[i] for i in kept], [samples[i] for i in kept]
 
 
 def rss_slope_mib_per_min(times: list[float], samples: list[int]) -> float | None:
