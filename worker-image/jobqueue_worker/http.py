@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 if TYPE_CHECKING:
     from jobqueue_worker.runtime import Worker
@@ -49,8 +49,7 @@ def make_app(worker: Worker) -> web.Application:
         return web.json_response({"ok": reachable}, status=200 if reachable else 503)
 
     async def metrics(_: web.Request) -> web.Response:
-        body = generate_latest(REGISTRY)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return metrics_response(REGISTRY)
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
@@ -59,8 +58,17 @@ def make_app(worker: Worker) -> web.Application:
     return app
 
 
+def metrics_response(registry: CollectorRegistry) -> web.Response:
+    body = generate_latest(registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 async def start(worker: Worker, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(make_app(worker), access_log=None)
+    return await serve(make_app(worker), host, port)
+
+
+async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

@@ -46,6 +46,8 @@ class MigratorStats:
     batches: int = 0
     repaired: int = 0
     errors: int = 0
+    #: ``clock()`` when the loop last finished a pass, a failed one included.
+    last_pass: float = 0.0
 
 
 class Migrator:
@@ -67,7 +69,7 @@ class Migrator:
         self.reconcile_after_s = reconcile_after_s
         self.reconcile_batch = reconcile_batch
         self.clock = clock
-        self.stats = MigratorStats()
+        self.stats = MigratorStats(last_pass=clock())
         self._next_reconcile = 0.0
         self._stopping = False
 
@@ -152,6 +154,7 @@ class Migrator:
                 if n < self.batch and not self._stopping:
                     await self.store.wait_for_notify(await self._sleep_s())
                 backoff = 0.1
+                self.stats.last_pass = self.clock()
             except ConfigError:
                 raise
             except (StoreError, OSError) as exc:
@@ -167,3 +170,4 @@ class Migrator:
         self.stats.errors += 1
         log.warning("Migrator batch failed, retrying", extra={"error": str(exc) or repr(exc)})
         await asyncio.sleep(backoff)
+        self.stats.last_pass = self.clock()

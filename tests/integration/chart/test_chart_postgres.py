@@ -35,6 +35,11 @@ def container_of(pod: Doc) -> Doc:
     return container  # type: ignore[no-any-return]
 
 
+def pod_labels(deployment: Doc) -> dict[str, str]:
+    labels: dict[str, str] = deployment["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
 def env_names(container: Doc) -> list[str]:
     return [e["name"] for e in container["env"]]
 
@@ -77,7 +82,20 @@ def test_all_on_renders_the_migrator_the_hook_job_and_the_cronjob(helm: Helm) ->
     container = container_of(pod)
     assert container["image"] == "registry.example.com/jobqueue/jobqueue-worker:0.1.0-rc1"
     assert container["command"] == ["jobqueue"]
-    assert container["args"] == ["migrator", "--json-logs", "--batch", "250"]
+    assert container["args"] == [
+        "migrator",
+        "--json-logs",
+        "--batch",
+        "250",
+        "--http-port",
+        "8080",
+    ]
+    assert container["ports"] == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    scrape = one(docs, "PodMonitor", "jobqueue-migrator")
+    assert scrape["metadata"]["namespace"] == "jq-chart-a"
+    assert scrape["spec"]["selector"]["matchLabels"].items() <= pod_labels(migrator).items()
+    assert scrape["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
     assert container["env"][0] == DSN_FROM_SECRET
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["JQW_REDIS_URL"] == "redis://:$(REDIS_PASSWORD)@redis.jq-chart-a.svc:6379/0"
@@ -120,7 +138,12 @@ def test_network_policy_lets_the_postgres_clients_reach_postgres_and_redis_only(
     docs = helm.template(ALL_ON, release="jq", namespace="ops")
     policy = one(docs, "NetworkPolicy", "jobqueue-postgres-clients")
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
-    assert "ingress" not in policy["spec"]
+    # In: only the migrator's metrics port, from the scrapers networkPolicy.metricsFrom names.
+    (scrape,) = policy["spec"]["ingress"]
+    assert scrape["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert scrape["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
     ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
     assert ports == {53, 5432, 6432, 6379, 6380}
     (instance, component) = policy["spec"]["podSelector"]["matchExpressions"]
@@ -134,6 +157,13 @@ def test_network_policy_lets_the_postgres_clients_reach_postgres_and_redis_only(
     operator = one(docs, "NetworkPolicy", "jq-jobqueue-operator")
     operator_ports = {p["port"] for r in operator["spec"]["egress"] for p in r.get("ports", [])}
     assert 5432 not in operator_ports
+    # Metrics off: no port, no probe, no scrape, and no way in at all.
+    docs = helm.template(sets=["postgres.enabled=true", "postgres.migrator.httpPort=0"])
+    container = container_of(pod_spec(one(docs, "Deployment", "jobqueue-migrator")))
+    assert "--http-port" not in container["args"]
+    assert "ports" not in container
+    assert "livenessProbe" not in container
+    assert "ingress" not in one(docs, "NetworkPolicy", "jobqueue-postgres-clients")["spec"]
     # With networkPolicy.enabled off (it is on by default) there is no policy for them either.
     docs = helm.template(sets=["postgres.enabled=true", "networkPolicy.enabled=false"])
     assert find(docs, "NetworkPolicy") == []
@@ -155,6 +185,7 @@ def test_the_notes_name_the_migrator(helm: Helm) -> None:
         ("postgres.dsnSecret.extra=1", "extra"),
         ("postgres.migrator.replicas=-1", "replicas"),
         ("postgres.migrator.batch=0", "batch"),
+        ("postgres.migrator.httpPort=70000", "httpPort"),
         ("postgres.prune.args=--older-than-days", "args"),
         ("networkPolicy.postgresPorts[0]=70000", "postgresPorts"),
     ],

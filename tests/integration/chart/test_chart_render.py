@@ -191,9 +191,8 @@ def test_all_on_render_has_every_option(helm: Helm) -> None:
     egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
     assert {53, 443, 6443, 6379, 6380, 8443} <= egress_ports
     assert one(docs, "ServiceMonitor")["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    assert one(docs, "PodMonitor")["spec"]["selector"]["matchLabels"] == {
-        "jobqueue.dev/worker": "true"
-    }
+    workers = one(docs, "PodMonitor", "jq-jobqueue-operator-workers")
+    assert workers["spec"]["selector"]["matchLabels"] == {"jobqueue.dev/worker": "true"}
     # The rules are manifests/monitoring's, unchanged (promtool checks those).
     original = yaml.safe_load(
         (ROOT / "manifests" / "monitoring" / "prometheusrule.yaml").read_text()

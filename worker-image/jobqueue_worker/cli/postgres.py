@@ -126,6 +126,12 @@ def migrator(  # noqa: PLR0917 - typer maps parameters to options
         float, typer.Option(min=0.1, help="repair rows open this long from Redis's record")
     ] = 30.0,
     json_logs: Annotated[bool, typer.Option("--json-logs/--text-logs")] = False,
+    http_port: Annotated[
+        int, typer.Option(min=0, max=65535, help="/healthz and /metrics on this port; 0: off")
+    ] = 0,
+    http_host: Annotated[str, typer.Option(help="the address /healthz and /metrics bind")] = (
+        "0.0.0.0"  # a pod must be reachable by its probes and its scraper
+    ),
 ) -> None:
     """Move committed job rows from PostgreSQL into Redis until SIGTERM/SIGINT."""
     pgstore = _store()
@@ -156,6 +162,11 @@ def migrator(  # noqa: PLR0917 - typer maps parameters to options
             poll_interval_s=poll_interval_s,
             reconcile_after_s=reconcile_after_s,
         )
+        runner = None
+        if http_port:
+            from jobqueue_worker import migrator_http
+
+            runner = await migrator_http.start(m, http_host, http_port)
         task = asyncio.create_task(m.run())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -166,6 +177,8 @@ def migrator(  # noqa: PLR0917 - typer maps parameters to options
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         finally:
+            if runner is not None:
+                await runner.cleanup()
             await store.close()
             await broker.close()
             log.info("Stopped migrator", extra={"migrated": m.stats.migrated})
