@@ -8,17 +8,18 @@ next fetch are one call too (``Broker.wait_then_step``): a job enqueued to an id
 worker arrives leased in the wait's reply, with no wake-up-then-fetch exchange.
 
 While such a wait is out, the slots it asked for are spoken for: exchanges that
-carry acks fetch nothing, so the worker never holds more than it may.
+carry acks fetch nothing, so the worker never holds more than it may. On shutdown
+the wait is interrupted (its step still runs) and any job it leased is handed
+back, never left to its lease. With durable acks, a step whose WAIT fell short
+holds every fetch until a later WAIT confirms (``durable_acks``).
 
-It may hold its concurrency in running jobs, plus, while jobs are short, as many
-again fetched ahead (``fetch_ahead``). A short batch is over before its step call
-comes back: without jobs in hand the worker idles through every round trip, and a
-batch twice as large halves the calls per job. A fetched-ahead job waits only for
-the slot of a job that takes a few milliseconds; longer jobs fetch nothing ahead,
-so no job waits in one worker behind a slow one while another worker is free.
-On shutdown the wait is interrupted (its step still runs) and any job it leased
-is handed back, never left to its lease. With durable acks, a step whose WAIT fell
-short holds every fetch until a later WAIT confirms (``durable_acks``).
+A worker may hold its concurrency in running jobs, plus, while jobs are short, as
+many again fetched ahead (``fetch_ahead``). A short batch is over before its step
+call comes back: without jobs in hand the worker idles through every round trip,
+and a batch twice as large halves the calls per job. A fetched-ahead job waits
+only for the slot of a job that takes a few milliseconds; longer jobs fetch
+nothing ahead, so no job waits in one worker behind a slow one while another
+worker is free.
 """
 
 from __future__ import annotations
