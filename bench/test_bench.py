@@ -205,3 +205,16 @@ def test_operator_rss_second_half_sees_growth_that_stopped() -> None:
     assert half_times[0] >= 299
     assert rss_slope_mib_per_min(half_times, half_rss) == pytest.approx(0.0, abs=0.01)
     assert second_half([], []) == ([], [])
+
+
+def test_a_no_write_operator_run_keeps_its_results_beside_the_saved_ones() -> None:
+    from datetime import UTC, datetime
+
+    from bench.operator.__main__ import RESULTS, results_path
+
+    now = datetime(2026, 12, 7, 1, 2, 3, tzinfo=UTC)
+    assert results_path(False, now) == RESULTS
+    side = results_path(True, now)
+    assert side != RESULTS
+    assert side.parent == RESULTS.parent
+    assert side.name == "operator-20261207T010203Z.json"

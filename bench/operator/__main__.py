@@ -6,7 +6,9 @@
 
 Writes ``bench/results/operator.json`` (raw, git-ignored) after every phase, so
 an interrupted run keeps what it measured, and the section between the
-``operator-bench`` markers of ``BENCHMARKS.md``.
+``operator-bench`` markers of ``BENCHMARKS.md``. A ``--no-write`` run keeps its raw
+results in ``bench/results/operator-<stamp>.json`` instead: the saved results that
+``--add`` and ``--render-only`` build on stay those the section was written from.
 """
 
 from __future__ import annotations
@@ -135,10 +137,17 @@ def git_state() -> str:
     return f"commit {head}" + (" with uncommitted operator changes" if dirty else "")
 
 
-def save(results: dict[str, Any]) -> None:
+def results_path(no_write: bool, now: datetime) -> Path:
+    """Where this run keeps its raw results: beside, not over, the section's own."""
+    if not no_write:
+        return RESULTS
+    return RESULTS.with_name(f"operator-{now.strftime('%Y%m%dT%H%M%SZ')}.json")
+
+
+def save(results: dict[str, Any], path: Path = RESULTS) -> None:
     """Write the raw results now (called after every phase)."""
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, default=str))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=str))
 
 
 def _jq(n: int) -> str:
@@ -285,8 +294,8 @@ def notes(results: dict[str, Any]) -> list[str]:
     return out
 
 
-async def run(args: argparse.Namespace, results: dict[str, Any], workdir: Path) -> None:
-    """Every phase in order; results are saved after each."""
+async def run(args: argparse.Namespace, results: dict[str, Any], workdir: Path, path: Path) -> None:
+    """Every phase in order; results are saved to ``path`` after each."""
     rng = random.Random(args.seed)
     intervals = _ints(args.intervals)
     if not args.skip_reaction and intervals:
@@ -297,13 +306,13 @@ async def run(args: argparse.Namespace, results: dict[str, Any], workdir: Path) 
                 await env.patch_jobqueue(reaction.NAME, {"pollingIntervalSeconds": interval})
                 trials = await reaction.run_trials(env, interval, args.trials, rng)
                 results["reaction"][str(interval)] = reaction.summary(trials)
-                save(results)
+                save(results, path)
                 # Quiet window: a few jobs waiting inside the band, nothing scales.
                 await env.enqueue({reaction.QUEUE: 3})
                 await asyncio.sleep(interval + 1)
                 print(f"  cost window at {interval}s ({args.window_s:g}s)", flush=True)
                 results["cost"][str(interval)] = await cost.measure(env, args.window_s, 1)
-                save(results)
+                save(results, path)
                 await env.drain(reaction.QUEUE)
     counts = _ints(args.scale)
     for count in counts:
@@ -330,7 +339,7 @@ async def run(args: argparse.Namespace, results: dict[str, Any], workdir: Path) 
             f"(second half {point['rss_slope_second_half_mib_per_min']})",
             flush=True,
         )
-        save(results)
+        save(results, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -372,12 +381,13 @@ def main(argv: list[str] | None = None) -> int:
             "earlier_runs": [*first.get("earlier_runs", []), first],
         }
         results = previous
+    path = results_path(args.no_write, datetime.now(UTC))
     workdir = Path(tempfile.mkdtemp(prefix="jq-opbench-"))
     print(f"work directory (logs): {workdir}", flush=True)
     started = time.monotonic()
     status = 0
     try:
-        asyncio.run(run(args, results, workdir))
+        asyncio.run(run(args, results, workdir, path))
     except KeyboardInterrupt:
         results["skipped"].append("the run was interrupted (Ctrl-C); the rest was not measured")
         status = 130
@@ -389,10 +399,10 @@ def main(argv: list[str] | None = None) -> int:
         results["meta"]["loadavg_end"] = tuple(round(x, 2) for x in os.getloadavg())
         results["meta"]["duration_s"] = round(time.monotonic() - started, 1)
         results["notes"] = notes(results)
-        save(results)
+        save(results, path)
         if not args.no_write:
             report.write_section(Path(args.output), report.render(results))
-        print(f"raw results: {RESULTS}", flush=True)
+        print(f"raw results: {path}", flush=True)
     return status
 
 
