@@ -24,6 +24,11 @@ class Running:
     task: asyncio.Task[None] | None = None
 
 
+def released(job: Running) -> FinishOp:
+    """Its hand-back: to the front of its band, without counting a delivery."""
+    return FinishOp(queue=job.queue, id=job.id, token=job.token, op="release")
+
+
 class InFlight:
     def __init__(self) -> None:
         self.running: dict[str, Running] = {}
@@ -51,9 +56,7 @@ class InFlight:
         with self._lock:
             leftovers = list(self.running.values())
             self.running.clear()
-        self.pending += [
-            FinishOp(queue=a.queue, id=a.id, token=a.token, op="release") for a in leftovers
-        ]
+        self.pending += [released(a) for a in leftovers]
         return leftovers
 
     def held_leases(self) -> list[Held]:

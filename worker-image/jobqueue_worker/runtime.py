@@ -24,7 +24,7 @@ from jobqueue_worker.chores import Chores
 from jobqueue_worker.dispatcher import DispatchLoop
 from jobqueue_worker.durable_acks import DurableAcks
 from jobqueue_worker.execution import Supervisor
-from jobqueue_worker.inflight import InFlight, Running
+from jobqueue_worker.inflight import InFlight, Running, released
 from jobqueue_worker.registry import Registry
 from jobqueue_worker.renewer import LeaseRenewer
 from jobqueue_worker.seams import Admission, AdmitAll, ExecutionGuard, JobEvents
@@ -232,7 +232,7 @@ class Worker(DispatchLoop):
             await self._slots.acquire()
         try:
             op = (
-                handed_back(active)  # shutdown began while it waited: it never ran
+                released(active)  # shutdown began while it waited: it never ran
                 if self.draining
                 else await self._execute(fetched, active)
             )
@@ -251,7 +251,7 @@ class Worker(DispatchLoop):
         for active in list(self._waiting_for_slot.values()):
             if active.task is not None:
                 active.task.cancel()
-            self.inflight.finish(active, handed_back(active))
+            self.inflight.finish(active, released(active))
 
     # -- one attempt -----------------------------------------------------------
     async def _execute(self, f: Fetched, active: Running) -> FinishOp:
@@ -311,8 +311,3 @@ class Worker(DispatchLoop):
     @property
     def last_heartbeat_ok(self) -> float:
         return self.chores.last_ok
-
-
-def handed_back(active: Running) -> FinishOp:
-    """Back to the front of its band, without counting a delivery."""
-    return FinishOp(queue=active.queue, id=active.id, token=active.token, op="release")

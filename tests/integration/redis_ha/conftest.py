@@ -44,10 +44,10 @@ def sentinel(request: pytest.FixtureRequest) -> Iterator[SentinelTopology]:
 
     A test module may set ``SENTINEL_DOWN_AFTER_MS`` (the devkit's default is 1 s).
     """
-    down_after_ms = getattr(request.module, "SENTINEL_DOWN_AFTER_MS", None)
-    topology = (
-        SentinelTopology(down_after_ms=down_after_ms) if down_after_ms else SentinelTopology()
+    down_after_ms = getattr(
+        request.module, "SENTINEL_DOWN_AFTER_MS", SentinelTopology.down_after_ms
     )
+    topology = SentinelTopology(down_after_ms=down_after_ms)
     try:
         topology.start()
     except DevkitError as exc:
