@@ -36,6 +36,12 @@ class WorkerProcess:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    async def started_or_gone(self) -> bool:
+        """The worker logged its start (its signal handlers are in place by then) or
+        exited. A SIGTERM sent before that finds Python's default action: killed,
+        -15, not a graceful exit. An async predicate, for ``eventually``."""
+        return "Started worker" in self.output() or self.proc.poll() is not None
+
 
 def spawn_worker_process(
     redis_url: str, pod: str, log: Path, settings: Mapping[str, object]

@@ -34,13 +34,6 @@ async def _statuses(redis_url: str, ids: list[str]) -> list[dict[str, str]]:
     return [dict(x) for x in rows]
 
 
-def _running_or_gone(w: Any) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        return "Started worker" in w.output() or w.proc.poll() is not None
-
-    return check
-
-
 async def test_a_leaking_handler_triggers_recycling_and_no_job_is_lost(
     redis_url: str, spawn_worker: Any, until: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -79,7 +72,7 @@ async def test_a_leaking_handler_triggers_recycling_and_no_job_is_lost(
                 # Once it runs: a SIGTERM while the interpreter still imports (the
                 # jobs may all be done before this worker got going) is the default
                 # action, not a graceful stop, and would prove nothing here.
-                await until(_running_or_gone(w), 30)
+                await until(w.started_or_gone, 30)
                 w.proc.send_signal(signal.SIGTERM)
                 code = await asyncio.to_thread(w.proc.wait, 15)
                 assert code == 0, w.output()[-3000:]

@@ -93,14 +93,20 @@ async def test_round_trips_per_job_at_steady_state(  # noqa: PLR0917 - fixtures 
 
 
 async def test_lease_survives_a_handler_that_blocks_the_event_loop(
-    redis_url: str, spawn_worker: Any, reach: Any
+    redis_url: str, spawn_worker: Any, reach: Any, until: Any
 ) -> None:
     async with Producer(redis_url) as p:
-        job_id = await p.enqueue("hog_loop", {"seconds": 3.0})
+        job_id = await p.enqueue("hog_loop", {"seconds": 8.0})
         a = spawn_worker("hog", lease_s=1.0)
 
         await reach(p, job_id, JobStatus.ACTIVE, 15)
         b = spawn_worker("bystander", lease_s=1.0)  # its reaper would steal an expired lease
+        await until(b.started_or_gone, 20)
+        await asyncio.sleep(1.5)  # over a lease: the bystander's reaper has looked
+        rec = await p.status(job_id)
+        # Else the job ended before the bystander could look, and proved nothing.
+        assert rec is not None
+        assert rec.status is JobStatus.ACTIVE, "the hog finished before the bystander started"
 
         rec = await reach(p, job_id, JobStatus.COMPLETED, 20)
         assert rec.deliveries == 1  # never reaped, never run twice
