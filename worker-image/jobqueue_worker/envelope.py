@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
 from jobqueue_protocol import keys
@@ -117,7 +118,8 @@ def describe(exc: ValueError) -> str:
 
 
 def payload_size(envelope: JobEnvelope) -> int:
-    return len(json.dumps(envelope.payload, separators=(",", ":")).encode())
+    """The payload's size as the envelope stores it: compact JSON, UTF-8."""
+    return len(pydantic_core.to_json(envelope.payload))
 
 
 def jsonable(value: Any) -> str:

@@ -74,4 +74,5 @@ def build(req: JobRequest, default_queue: str, max_payload_bytes: int) -> NewJob
         delay_ms=int((req.delay_s or 0) * 1000),
         run_at_ms=int(run_at.astimezone(UTC).timestamp() * 1000) if run_at else 0,
         idempotency_key=env.idempotency_key,
+        type=env.type,  # so the enqueue does not parse the envelope again for it
     )

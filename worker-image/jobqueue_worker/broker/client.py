@@ -42,6 +42,9 @@ from jobqueue_worker.wire import (
 )
 
 log = logging.getLogger(__name__)
+
+#: Per broker, on a plain Redis; redis-py's own default. Beyond it callers queue.
+MAX_CONNECTIONS = 100
 T = TypeVar("T")
 
 
@@ -69,6 +72,11 @@ class Broker(BrowseReads, DispatchCalls):
         self._single: dict[str, tuple[FetchPlan, FetchPlan]] = {}
         self.redis: redis.asyncio.Redis = async_client(
             target,
+            # More callers at once than connections (a web app's burst of
+            # enqueues) wait for a free one instead of failing.
+            blocking_pool=True,
+            max_connections=MAX_CONNECTIONS,
+            timeout=socket_timeout_s,
             decode_responses=True,
             # A hostile or buggy producer may store bytes that are not UTF-8 (a
             # pickle): they must become a malformed job, not a crashed worker.
@@ -93,6 +101,11 @@ class Broker(BrowseReads, DispatchCalls):
         step = self._scripts["step"]
         self._step_conn = StepConnection(self.redis, step, socket_timeout_s, enabled=direct)
         self._wait_conn = StepConnection(self.redis, step, socket_timeout_s, enabled=direct)
+        # A producer's single-queue enqueue takes the same kind of connection: the
+        # client's path costs more CPU than the script call itself (see enqueue).
+        self._enqueue_conn = StepConnection(
+            self.redis, self._scripts["enqueue"], socket_timeout_s, enabled=direct
+        )
         # On a cluster, a WAIT and a MULTI must reach the slot's own master.
         self._slots = (
             SlotClients(
@@ -110,6 +123,7 @@ class Broker(BrowseReads, DispatchCalls):
     async def close(self) -> None:
         await self._step_conn.close()
         await self._wait_conn.close()
+        await self._enqueue_conn.close()
         await self.redis.aclose()
         await self._blocking.aclose()
         if self._slots is not None:
@@ -151,10 +165,30 @@ class Broker(BrowseReads, DispatchCalls):
                 out += durable_reply(self.limits, replies, durable)
             return out
         if len(calls) == 1 and not durable:  # the common case: EVALSHA alone
-            replies = [await script(keys=calls[0][0], args=calls[0][1])]
+            replies = [await self._enqueue_one(script, *calls[0])]
         else:
             replies = await self._evalsha_pipelined(script, calls, wait=durable)
         return durable_reply(self.limits, replies, durable)
+
+    async def _enqueue_one(
+        self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        """One queue's enqueue, on the dedicated connection when it is free.
+
+        redis-py's path (pool checkout, per-argument encoding, a task around the
+        write) cost a producer more CPU than the rest of the enqueue together. A
+        dead connection (Redis restarted, an idle timeout closed it) is what the
+        pool would have noticed at checkout and redialled: here the call goes
+        round once more through the pool. An enqueue is idempotent (the ids are
+        chosen here), so a call that did reach Redis is not stored twice.
+        Timeouts are raised, as through the pool.
+        """
+        if self._enqueue_conn.available:
+            try:
+                return await self._enqueue_conn.call(keys, args)
+            except (redis.ConnectionError, ConnectionError):
+                pass  # the dedicated connection is dropped; the pool dials its own
+        return await script(keys=keys, args=args)
 
     async def _evalsha_pipelined(
         self,
