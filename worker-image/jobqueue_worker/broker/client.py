@@ -70,13 +70,17 @@ class Broker(BrowseReads, DispatchCalls):
         self.cluster = target.mode == "cluster"
         #: queue -> (the plan it came from, that plan narrowed to the queue)
         self._single: dict[str, tuple[FetchPlan, FetchPlan]] = {}
+        # On a plain Redis more callers at once than connections (a web app's burst
+        # of enqueues) wait for a free one instead of failing. Sentinel's pool has
+        # no such mode; a cluster client keeps a pool per node without a limit.
+        pool: dict[str, Any] = (
+            {"blocking_pool": True, "max_connections": MAX_CONNECTIONS, "timeout": socket_timeout_s}
+            if target.mode == "direct"
+            else {}
+        )
         self.redis: redis.asyncio.Redis = async_client(
             target,
-            # More callers at once than connections (a web app's burst of
-            # enqueues) wait for a free one instead of failing.
-            blocking_pool=True,
-            max_connections=MAX_CONNECTIONS,
-            timeout=socket_timeout_s,
+            **pool,
             decode_responses=True,
             # A hostile or buggy producer may store bytes that are not UTF-8 (a
             # pickle): they must become a malformed job, not a crashed worker.
