@@ -181,7 +181,7 @@ async def scale_loop(
                         _LOOPS.pop(loop.owner, None)
                         loop.close()
                         loop = None
-                    await stopped.wait(STANDBY_POLL_S)
+                    await pause(STANDBY_POLL_S)
                     continue
                 if loop is None:
                     loop = Loop(ctx, namespace, name, body.get("status") or {}, claims_on)
@@ -192,11 +192,25 @@ async def scale_loop(
                 except Exception:  # a bug in one tick must not end the JobQueue's loop
                     logger.exception("Reconcile tick of JobQueue failed")
                     interval = DEFAULT_INTERVAL_S
-                await stopped.wait(next_poll_in(interval, time.monotonic() - started))
+                await pause(next_poll_in(interval, time.monotonic() - started))
     finally:
         if loop is not None:
             _LOOPS.pop(loop.owner, None)
             loop.close()
+
+
+async def pause(seconds: float) -> None:
+    """The wait between two ticks. A stop ends it: kopf cancels the daemon
+    (``cancellation_timeout`` without a backoff) right after raising ``stopped``.
+
+    Not kopf's ``stopped.wait(seconds)``: every wait that runs out starts a task and
+    raises a TimeoutError chained to a CancelledError, whose tracebacks hold their
+    frames in a cycle. At 1,000 JobQueues up to 10,000 of those exceptions, with
+    their tracebacks, frames and tasks (over 100,000 objects, a fifth of the
+    operator's), waited for a full collection at any moment, and their churn grew
+    the heap between full collections. A plain sleep leaves nothing behind.
+    """
+    await asyncio.sleep(seconds)
 
 
 #: The least pause between two polls of a JobQueue, as a share of its interval:
