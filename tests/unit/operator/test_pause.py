@@ -13,7 +13,7 @@ import gc
 import types
 from collections import Counter
 
-from jobqueue_operator.handlers import pause
+from jobqueue_operator.pacing import pause
 
 KINDS = (BaseException, types.TracebackType, types.FrameType, asyncio.Task)
 

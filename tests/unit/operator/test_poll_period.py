@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobqueue_operator.handlers import MIN_PAUSE_SHARE, next_poll_in
+from jobqueue_operator.pacing import MIN_PAUSE_SHARE, next_poll_in
 
 
 @pytest.mark.parametrize(
