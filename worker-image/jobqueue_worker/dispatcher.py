@@ -34,7 +34,7 @@ from typing import Any
 from jobqueue_worker import metrics
 from jobqueue_worker.broker import Broker, is_transient
 from jobqueue_worker.durable_acks import DurableAcks
-from jobqueue_worker.inflight import InFlight, Running
+from jobqueue_worker.inflight import InFlight, Running, released
 from jobqueue_worker.replies import report_acks, report_drain
 from jobqueue_worker.seams import Admission, JobEvents
 from jobqueue_worker.settings import WorkerSettings
@@ -245,9 +245,7 @@ class DispatchLoop:
             if self.draining:
                 # Leased by a wait that ended at shutdown: back to the front of its
                 # band without counting a delivery (the next exchange sends it).
-                self.inflight.pending.append(
-                    FinishOp(queue=fetched.queue, id=fetched.id, token=fetched.token, op="release")
-                )
+                self.inflight.pending.append(released(fetched))
             else:
                 self._start(fetched, res.now_ms / 1000)
         # Once per round trip, not per job: the acks just sent and the jobs just

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from jobqueue_protocol.heartbeat import ActiveJob
-from jobqueue_worker.wire import FinishOp, Held
+from jobqueue_worker.wire import Fetched, FinishOp, Held
 
 
 @dataclass
@@ -24,7 +24,7 @@ class Running:
     task: asyncio.Task[None] | None = None
 
 
-def released(job: Running) -> FinishOp:
+def released(job: Running | Fetched) -> FinishOp:
     """Its hand-back: to the front of its band, without counting a delivery."""
     return FinishOp(queue=job.queue, id=job.id, token=job.token, op="release")
 
