@@ -39,7 +39,8 @@ METRICS = (
 )
 
 
-def _tree_env(tree: Path) -> dict[str, str]:
+def tree_env(tree: Path) -> dict[str, str]:
+    """The PYTHONPATH that runs ``tree``'s worker and producer (and the adapters)."""
     paths = [ADAPTERS_DIR, tree / "worker-image", tree / "worker-image" / "protocol"]
     return {"PYTHONPATH": os.pathsep.join(str(p) for p in paths)}
 
@@ -49,7 +50,7 @@ def _ours(
 ) -> Peer:
     base = BY_KEY["ours"]
     worker = tuple(str(concurrency) if p == "10" else p for p in base.worker)
-    env = {**base.extra_env, **_tree_env(tree), "BENCH_SLEEP_MS": str(sleep_ms), **extra}
+    env = {**base.extra_env, **tree_env(tree), "BENCH_SLEEP_MS": str(sleep_ms), **extra}
     return replace(base, key=key, label=key, worker=worker, extra_env=env)
 
 

@@ -21,6 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.ab import tree_env
 from bench.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,12 +45,8 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2])))
 """
 
 
-def tree_path(tree: Path) -> str:
-    return os.pathsep.join(str(tree / p) for p in ("worker-image", "worker-image/protocol"))
-
-
 def measure(tree: Path, url: str, calls: int) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": tree_path(tree)}
+    env = {**os.environ, **tree_env(tree)}
     out = subprocess.run(
         [sys.executable, "-c", PROBE, url, str(calls)],
         env=env,
