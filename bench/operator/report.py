@@ -16,8 +16,8 @@ from bench.sections import write_between
 BEGIN = "<!-- operator-bench:begin -->"
 END = "<!-- operator-bench:end -->"
 
-# anchors.md §2 (from kedacore/keda-docs v2.21 reference/scaledobject-spec.md and
-# Kubernetes pkg/apis/autoscaling/v2/defaults.go / kube-controller-manager flags).
+# KEDA's and the HPA's defaults: kedacore/keda-docs v2.21 reference/scaledobject-spec.md,
+# Kubernetes pkg/apis/autoscaling/v2/defaults.go and kube-controller-manager's flags.
 KEDA_POLLING_S = 30.0
 HPA_SYNC_S = 15.0
 
@@ -63,18 +63,18 @@ def keda_lines() -> list[str]:
     """The KEDA comparison and its derivation (same event: 1 → 2 replicas)."""
     return [
         "**What KEDA's documented defaults imply for the same event** (source: "
-        "the shared `docs/anchors.md` §2, which cites kedacore/keda-docs v2.21 "
+        "kedacore/keda-docs v2.21 "
         "`reference/scaledobject-spec.md`, `concepts/scaling-deployments.md` and Kubernetes "
         "`pkg/apis/autoscaling/v2/defaults.go`): `pollingInterval` 30 s, HPA sync period 15 s, "
         "tolerance 0.1, scale-up with no stabilization window.",
         "",
         f"- *Our trial (1 → 2, the Deployment already runs):* KEDA's poll plays no part; the "
         f"HPA notices at its next sync, which is U(0, {HPA_SYNC_S:g}] s after the crossing. "
-        f"Median ≈ {HPA_SYNC_S / 2:g} s, worst case {HPA_SYNC_S:g} s (anchors §2 case B), "
+        f"Median ≈ {HPA_SYNC_S / 2:g} s, worst case {HPA_SYNC_S:g} s (the HPA's sync period), "
         "before the scale write itself. The 10 % tolerance adds a dead band our "
         "threshold rule does not have (a crossing by less than 10 % of the target does nothing).",
         f"- *From zero (0 → 1):* the next KEDA poll, U(0, {KEDA_POLLING_S:g}] s: median ≈ "
-        f"{KEDA_POLLING_S / 2:g} s, worst {KEDA_POLLING_S:g} s (anchors §2 case A).",
+        f"{KEDA_POLLING_S / 2:g} s, worst {KEDA_POLLING_S:g} s (KEDA's polling interval).",
         "- *Ours, by construction:* the next poll of the JobQueue is U(0, interval] s away, "
         "plus one tick of work; expected median ≈ interval/2, worst ≈ interval + tick.",
     ]

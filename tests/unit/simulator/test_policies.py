@@ -1,4 +1,5 @@
-"""The adapters: the operator's own decide, the KEDA+HPA model (anchors §2), the SLO reference."""
+"""The adapters: the operator's own decide, the KEDA+HPA model (its documented defaults),
+the SLO reference."""
 
 from __future__ import annotations
 
@@ -176,7 +177,7 @@ def test_keda_case_b_growth_from_ten_is_capped_at_double_per_sync() -> None:
 
 
 def test_keda_case_b_tolerance_hides_a_small_backlog() -> None:
-    """anchors §2 B: at 10 replicas × 5, a length of 46–55 changes nothing."""
+    """The HPA's 10 % tolerance: at 10 replicas × 5, a length of 46–55 changes nothing."""
     for waiting in (45, 46, 50, 55):
         events = keda_events([0.0] * (10 + waiting), min_r=1, max_r=100, initial=10, horizon=400)
         assert events == [], waiting
@@ -189,13 +190,14 @@ def test_keda_case_b_tolerance_hides_a_small_backlog() -> None:
 
 
 def test_keda_case_c_drained_backlog_shrinks_after_the_stabilization_window() -> None:
-    """anchors §2 C: with 50 replicas and nothing waiting, the first reduction is at 300–315 s."""
+    """The 300 s scale-down stabilization: with 50 replicas and nothing waiting, the first
+    reduction is at 300–315 s."""
     events = keda_events([], min_r=1, max_r=100, initial=50, horizon=400)
     assert events == [(300.0, 1)]
 
 
 def test_keda_case_d_scale_to_zero_after_the_cooldown_period() -> None:
-    """anchors §2 D: min 0, the list empties: KEDA writes 0 ≈ 270–330 s later."""
+    """KEDA's 300 s cooldown: min 0, the list empties: KEDA writes 0 ≈ 270–330 s later."""
     model = KedaHpaModel(0, 10)
     assert model.on_tick("keda", view(now=30.0, depth=3, replicas=2)) is None
     assert model.on_tick("keda", view(now=60.0, depth=0, replicas=2)) is None
