@@ -22,8 +22,10 @@ class Peer:
     # Slow systems drain fewer jobs (fraction of --jobs) so one run stays bounded in time.
     job_scale: float = 1.0
     extra_env: dict[str, str] = field(default_factory=dict)
-    # Redelivers a job whose worker died mid-job, as run here (docs/anchors §4.2).
+    # Redelivers a job whose worker died mid-job, as configured here.
     at_least_once: bool = False
+    # Not a job queue: a yardstick the others are read against, never the "best peer".
+    reference: bool = False
 
 
 PEERS: tuple[Peer, ...] = (
@@ -205,6 +207,18 @@ PEERS: tuple[Peer, ...] = (
         settings="Worker concurrency 10, removeOnComplete: true, ioredis",
         at_least_once=True,
     ),
+    Peer(
+        key="floor",
+        label="floor: bare LPUSH → BRPOP (not a queue)",
+        env="ours",
+        adapter="floor_app.py",
+        worker=("{python}", "{adapters}/floor_app.py", "worker"),
+        settings="redis-py over hiredis, one connection each side; the worker BRPOPs one value "
+        "at a time and records it; no lease, ack, retry or job record (the host's hand-off cost)",
+        reference=True,
+    ),
 )
+
+REFERENCES = frozenset(p.key for p in PEERS if p.reference)
 
 BY_KEY = {p.key: p for p in PEERS}
