@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
@@ -44,16 +44,28 @@ class WorkerProcess:
 
 
 def spawn_worker_process(
-    redis_url: str, pod: str, log: Path, settings: Mapping[str, object]
+    redis_url: str,
+    pod: str,
+    log: Path,
+    settings: Mapping[str, object],
+    import_path: Sequence[Path] = (),
 ) -> WorkerProcess:
-    """Start a worker with the example handlers; ``settings`` become ``JQW_<NAME>``."""
+    """Start a worker with the example handlers; ``settings`` become ``JQW_<NAME>``.
+
+    ``import_path``: directories put first on the worker's PYTHONPATH, for a test's
+    own handlers module (with ``handlers=<module>`` in ``settings``).
+    """
     env = {
         **os.environ,
         "JQW_REDIS_URL": redis_url,
         "JQW_HANDLERS": "jobqueue_worker.examples",
         "POD_NAME": pod,
         "PYTHONPATH": os.pathsep.join(
-            [str(REPO / "worker-image"), str(REPO / "worker-image/protocol")]
+            [
+                *map(str, import_path),
+                str(REPO / "worker-image"),
+                str(REPO / "worker-image/protocol"),
+            ]
         ),
         # SIGABRT (dump_stacks) prints every thread's stack to the log.
         "PYTHONFAULTHANDLER": "1",

@@ -8,7 +8,7 @@ signal tests. Both are torn down after the test.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,9 +115,9 @@ Spawned = WorkerProcess
 def spawn_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Spawned]]:
     procs: list[Spawned] = []
 
-    def spawn(pod: str = "w", **settings: Any) -> Spawned:
+    def spawn(pod: str = "w", *, import_path: Sequence[Path] = (), **settings: Any) -> Spawned:
         log = tmp_path / f"{pod}-{len(procs)}.log"
-        s = spawn_worker_process(redis_url, pod, log, {**FAST, **settings})
+        s = spawn_worker_process(redis_url, pod, log, {**FAST, **settings}, import_path)
         procs.append(s)
         return s
 
