@@ -226,3 +226,22 @@ def test_a_no_write_operator_run_keeps_its_results_beside_the_saved_ones() -> No
     assert side != RESULTS
     assert side.parent == RESULTS.parent
     assert side.name == "operator-20261207T010203Z.json"
+
+
+def test_start_path_cuts_each_start_at_the_write_and_the_reply(tmp_path: Path) -> None:
+    from bench.start_path import segments
+
+    producer = tmp_path / "p.txt"
+    producer.write_text("P 100.000000 100.000200\nP 200.000000 200.000300\nP 300.000000 300.0001\n")
+    worker = tmp_path / "w.txt"
+    worker.write_text(
+        "R 100.000700\nG 0 0.125\nS 100.000800 100.000000\n"
+        # The third job's only reply was read before its write: a stale pairing, skipped.
+        "R 200.001000\nS 200.001500 200.000000\nS 300.000900 300.000000\n"
+    )
+    seg, pauses = segments(producer, worker)
+    assert seg["producer"] == pytest.approx([0.2, 0.3], abs=1e-3)
+    assert seg["Redis and the wake-ups"] == pytest.approx([0.5, 0.7], abs=1e-3)
+    assert seg["worker"] == pytest.approx([0.1, 0.5], abs=1e-3)
+    assert seg["start latency"] == pytest.approx([0.8, 1.5], abs=1e-3)
+    assert pauses == ["gen0 0.125 ms"]
