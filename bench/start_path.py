@@ -81,7 +81,9 @@ def _wait_for_lines(path: Path, prefix: str, n: int, timeout_s: float) -> None:
 
 
 def segments(producer_log: Path, worker_log: Path) -> tuple[dict[str, list[float]], list[str]]:
-    """Per job, each segment in ms (jobs whose three points were all seen)."""
+    """Per job, in ms: its start latency, and its segments if an idle worker's wait
+    brought it (a job that arrives while the worker is busy comes with the next ack's
+    step instead, and has no wait reply to cut at)."""
     writes: dict[str, float] = {}
     for line in producer_log.read_text().splitlines():
         _, stamp, written = line.split()
@@ -99,16 +101,13 @@ def segments(producer_log: Path, worker_log: Path) -> tuple[dict[str, list[float
             pauses.append(f"gen{rest[0]} {rest[1]} ms")
     out: dict[str, list[float]] = {s: [] for s in SEGMENTS}
     for started, stamp in starts:
+        enq = float(stamp)
+        out["start latency"].append((started - enq) * 1000)
         write = writes.get(stamp)
         reply = max((r for r in replies if r <= started), default=None)
         if write is None or reply is None or reply < write:
-            continue
-        enq = float(stamp)
-        for name, ms in zip(
-            SEGMENTS,
-            (write - enq, reply - write, started - reply, started - enq),
-            strict=True,
-        ):
+            continue  # it came with an ack's step, not a wait's: a busy worker's start
+        for name, ms in zip(SEGMENTS, (write - enq, reply - write, started - reply), strict=False):
             out[name].append(ms * 1000)
     return out, pauses
 

@@ -236,12 +236,13 @@ def test_start_path_cuts_each_start_at_the_write_and_the_reply(tmp_path: Path) -
     worker = tmp_path / "w.txt"
     worker.write_text(
         "R 100.000700\nG 0 0.125\nS 100.000800 100.000000\n"
-        # The third job's only reply was read before its write: a stale pairing, skipped.
+        # The third job's only reply was read before its write: it came with an ack's
+        # step, so it has a start latency but no segments.
         "R 200.001000\nS 200.001500 200.000000\nS 300.000900 300.000000\n"
     )
     seg, pauses = segments(producer, worker)
     assert seg["producer"] == pytest.approx([0.2, 0.3], abs=1e-3)
     assert seg["Redis and the wake-ups"] == pytest.approx([0.5, 0.7], abs=1e-3)
     assert seg["worker"] == pytest.approx([0.1, 0.5], abs=1e-3)
-    assert seg["start latency"] == pytest.approx([0.8, 1.5], abs=1e-3)
+    assert seg["start latency"] == pytest.approx([0.8, 1.5, 0.9], abs=1e-3)
     assert pauses == ["gen0 0.125 ms"]
