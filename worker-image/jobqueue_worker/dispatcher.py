@@ -149,7 +149,7 @@ class DispatchLoop:
             return await self.broker.wait_for_wake(self.plan, timeout_s)
         self.step_calls += 1
         metrics.ROUND_TRIPS.labels(op="step").inc()
-        return await self.broker.wait_then_step(
+        res = await self.broker.wait_then_step(
             self.plan,
             timeout_s,
             self.id,
@@ -158,6 +158,10 @@ class DispatchLoop:
             caps=self.inflight.free_caps(self.type_caps),
             pod_name=self.settings.pod_name,
         )
+        # Started here, in the wait's own task: handed to the dispatcher first, a job
+        # that an idle worker was waiting for would start two event-loop passes later.
+        self._took(res, [])
+        return res
 
     async def _waited(
         self, wake: Wait, wait_n: int, idle: bool, res: StepResult | None
@@ -173,8 +177,7 @@ class DispatchLoop:
         got = wake.result()
         if not isinstance(got, StepResult):
             return False, res  # woken (or timed out): fetch now
-        self._retry_s = 0.05
-        self._took(got, [])
+        self._retry_s = 0.05  # its jobs were started by the wait itself
         return len(got.jobs) < wait_n, got
 
     async def _end_wait(self, wake: Wait) -> None:
