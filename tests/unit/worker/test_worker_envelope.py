@@ -115,6 +115,53 @@ async def test_eager_mode_runs_inline_with_retries() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"queue": "a b"}, "queue: queue name must not contain braces or whitespace"),
+        ({"queue": "a{b}"}, "queue: queue name must not contain braces or whitespace"),
+        ({"queue": "x" * 201}, "queue: String should have at most 200 characters"),
+        ({"id": "x y"}, "id: job id must not contain braces, spaces or newlines"),
+        ({"id": "x\n"}, "id: job id must not contain braces, spaces or newlines"),
+        ({"priority": 0}, "priority: priority must be between 1 and 10"),
+        ({"priority": 11}, "priority: priority must be between 1 and 10"),
+        ({"priority": True}, "priority: Input should be a valid integer"),
+    ],
+)
+def test_a_bad_field_is_named_in_words_on_both_sides(
+    fields: dict[str, object], message: str
+) -> None:
+    """The producer's error and the dead-letter reason say the same, without the input."""
+    with pytest.raises(ValueError) as built:  # noqa: PT011 - pydantic's ValidationError
+        JobEnvelope(**{"type": "t", "queue": "q", **fields})  # type: ignore[arg-type]
+    assert describe(built.value) == message
+    with pytest.raises(ValueError) as decoded:  # noqa: PT011
+        JobEnvelope.from_json(json.dumps({"type": "t", "queue": "q", **fields}))
+    assert describe(decoded.value) == message
+
+
+# Braces and the forbidden whitespace, beside whitespace that is allowed (\x0b, \x0c,
+# NBSP, U+2028): a rule written as \s would reject those.
+_NEAR_MISSES = "ab{}\t\n\r \x0b\x0c\u00a0\u2028"
+
+
+@given(st.one_of(st.text(min_size=1, max_size=200), st.text(_NEAR_MISSES, min_size=1)))
+def test_the_envelope_accepts_exactly_the_queue_names_the_key_layout_does(name: str) -> None:
+    from jobqueue_protocol import keys
+
+    try:
+        keys.validate_queue(name)
+        layout_ok = True
+    except ValueError:
+        layout_ok = False
+    try:
+        JobEnvelope(type="t", queue=name)
+        envelope_ok = True
+    except ValueError:
+        envelope_ok = False
+    assert envelope_ok == layout_ok
+
+
 @given(st.one_of(st.text(max_size=300), st.binary(max_size=300).map(lambda b: b.decode("latin-1"))))
 def test_decoding_any_text_only_ever_raises_value_error(raw: str) -> None:
     message = "decoded"

@@ -78,8 +78,11 @@ NORMAL: Final = 5
 LOW: Final = 7
 BACKGROUND: Final = 10
 
-_MAX_QUEUE_NAME = 200
+MAX_QUEUE_NAME: Final = 200
 _FORBIDDEN = frozenset("{}\n\r\t ")
+#: ``validate_queue``'s character rule as a regular expression, for checks that run
+#: outside Python (pydantic-core's own validators).
+QUEUE_NAME_PATTERN = r"^[^{}\n\r\t ]+$"
 
 
 class InvalidKeyPartError(ValueError):
@@ -88,8 +91,8 @@ class InvalidKeyPartError(ValueError):
 
 def validate_queue(queue: str) -> str:
     """Reject names that would escape the hash tag or produce unreadable keys."""
-    if not queue or len(queue) > _MAX_QUEUE_NAME:
-        raise InvalidKeyPartError(f"queue name must be 1..{_MAX_QUEUE_NAME} characters: {queue!r}")
+    if not queue or len(queue) > MAX_QUEUE_NAME:
+        raise InvalidKeyPartError(f"queue name must be 1..{MAX_QUEUE_NAME} characters: {queue!r}")
     if any(ch in _FORBIDDEN for ch in queue):
         raise InvalidKeyPartError(f"queue name must not contain braces or whitespace: {queue!r}")
     return queue
@@ -114,9 +117,9 @@ def _id_part(value: str, what: str) -> str:
 
 def validate_name(name: str, what: str = "job type") -> str:
     """Job types and limiter names inside limiter keys: no braces, no whitespace."""
-    if not name or len(name) > _MAX_QUEUE_NAME or any(ch in _FORBIDDEN for ch in name):
+    if not name or len(name) > MAX_QUEUE_NAME or any(ch in _FORBIDDEN for ch in name):
         raise InvalidKeyPartError(
-            f"{what} must be 1..{_MAX_QUEUE_NAME} characters without braces or whitespace: {name!r}"
+            f"{what} must be 1..{MAX_QUEUE_NAME} characters without braces or whitespace: {name!r}"
         )
     return name
 
