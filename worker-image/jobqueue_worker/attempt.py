@@ -211,8 +211,8 @@ class Attempts:
 
     async def run(self, f: Fetched, env: JobEnvelope, jt: JobType) -> Ran:
         job = job_for(env, jt, id=f.id, queue=f.queue, attempt=f.attempt, deliveries=f.deliveries)
+        waited = max(0.0, time.time() - env.enqueued_at.timestamp())
         series = metrics.job_series(f.queue, env.type)
-        series.wait.observe(max(0.0, time.time() - env.enqueued_at.timestamp()))
         t0 = time.monotonic()
         try:
             result = await self.guard(job, jt, lambda: call_handler(jt, job, self.executor))
@@ -221,6 +221,10 @@ class Attempts:
             dur = time.monotonic() - t0
             metrics.DURATION.labels(f.queue, jt.name).observe(dur)
             return Ran(self._failed(f, job, jt, exc, dur=dur, ctx=self._log_context(f, env)), dur)
+        finally:
+            # Read before the handler, recorded after it: the histogram's own work
+            # would otherwise delay the very start it measures.
+            series.wait.observe(waited)
         dur = time.monotonic() - t0
         series.duration.observe(dur)
         series.completed.inc()

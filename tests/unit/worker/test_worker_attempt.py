@@ -104,3 +104,55 @@ def test_a_timed_out_attempt_waits_longer_before_its_retry() -> None:
     )
     assert slow.op == plain.op == "retry"
     assert slow.delay_s == pytest.approx(plain.delay_s * 3.0)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+async def test_an_attempt_records_its_wait_once_after_the_handler(fails: bool) -> None:
+    """The wait is read before the handler and recorded after it, on either outcome."""
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import UTC, datetime, timedelta
+
+    from jobqueue_worker import metrics
+    from jobqueue_worker.attempt import Attempts
+    from jobqueue_worker.wire import Fetched
+
+    queue = f"wait-{fails}"
+    recorded = metrics.WAIT.labels(queue)
+    counts: list[float] = []
+
+    def sample(suffix: str) -> float:
+        (family,) = recorded.collect()
+        return next(s.value for s in family.samples if s.name.endswith(suffix))
+
+    def count() -> float:
+        return sample("_count")
+
+    async def handler(job: Job) -> None:
+        counts.append(count())  # nothing recorded yet while the handler runs
+        if fails:
+            raise KeyError("permanent")
+
+    reg = Registry()
+    reg.register("known", handler, permanent=(KeyError,))
+    env = JobEnvelope(
+        type="known", queue=queue, enqueued_at=datetime.now(UTC) - timedelta(seconds=2)
+    )
+    fetched = Fetched(queue, env.id, env.to_json(), 1, 1, "t", "known")
+
+    async def guard(job: Job, jt: JobType, call: object) -> object:
+        return await call()  # type: ignore[operator]
+
+    with ThreadPoolExecutor(1) as pool:
+        attempts = Attempts(
+            guard=guard,
+            executor=pool,
+            rng=random.Random(1),
+            max_payload_bytes=10_000,
+            timeout_backoff_multiplier=2.0,
+            log_payloads=False,
+        )
+        ran = await attempts.run(fetched, env, reg.get("known"))  # type: ignore[arg-type]
+    assert ran.op.op == ("dead" if fails else "complete")
+    assert counts == [0.0]
+    assert count() == 1.0
+    assert 2.0 <= sample("_sum") < 60.0
