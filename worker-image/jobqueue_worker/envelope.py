@@ -12,8 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import pydantic_core
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, ValidationError
 
 from jobqueue_protocol import keys
 
@@ -125,9 +124,12 @@ _WORDED = {
 }
 
 
+_PAYLOAD: TypeAdapter[JsonValue] = TypeAdapter(JsonValue)
+
+
 def payload_size(envelope: JobEnvelope) -> int:
     """The payload's size as the envelope stores it: compact JSON, UTF-8."""
-    return len(pydantic_core.to_json(envelope.payload))
+    return len(_PAYLOAD.dump_json(envelope.payload))
 
 
 def jsonable(value: Any) -> str:

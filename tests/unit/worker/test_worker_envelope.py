@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 
 from jobqueue_worker.backoff import BackoffPolicy
 from jobqueue_worker.eager import EagerProducer
-from jobqueue_worker.envelope import JobEnvelope, JobStatus, Priority, describe, parse_priority
+from jobqueue_worker.envelope import (
+    JobEnvelope,
+    JobStatus,
+    Priority,
+    describe,
+    parse_priority,
+    payload_size,
+)
 from jobqueue_worker.errors import ConfigError, EnqueueError, PermanentError
 from jobqueue_worker.producer import JobRequest, build
 from jobqueue_worker.registry import Job, Registry
@@ -41,6 +48,14 @@ def test_envelope_round_trip_and_rejections() -> None:
         JobEnvelope.from_json(json.dumps({"type": "t", "queue": "q", "pickle": "x"}))
     with pytest.raises(ValueError):  # noqa: PT011
         JobEnvelope.from_json(json.dumps({"type": "t", "queue": "a{b}"}))
+
+
+@pytest.mark.parametrize(
+    ("payload", "size"),
+    [(None, 4), ({"a": "é"}, 10), ([1, 2.5, "x"], 11), ("ü" * 10, 22), ({"k": [True]}, 12)],
+)
+def test_a_payload_is_measured_as_stored_compact_utf8_json(payload: object, size: int) -> None:
+    assert payload_size(JobEnvelope(type="t", queue="q", payload=payload)) == size  # type: ignore[arg-type]
 
 
 def test_build_validates_before_redis() -> None:
