@@ -126,8 +126,12 @@ def run_tree(tree: Path, url: str, jobs: int, rate: float, tmp: Path) -> Trial:
     command += ["--handlers", "start_path_worker", "--queues", QUEUE, "--concurrency", "10"]
     worker = subprocess.Popen(
         [*command, "--redis-url", url],
-        env={**env, "START_PATH_OUT": str(worker_log), "JQW_HTTP_PORT": "0"}
-        | {"JQW_LOG_LEVEL": "ERROR"},
+        env={
+            **env,
+            "START_PATH_OUT": str(worker_log),
+            "JQW_HTTP_PORT": "0",
+            "JQW_LOG_LEVEL": "ERROR",
+        },
     )
     try:
         produce = [sys.executable, "-c", PRODUCER, url]
