@@ -4,7 +4,8 @@
     .venv/bin/python -m bench.hotpath --url ... --profile   # + py-spy, the stage table
 
 Enqueues ``--jobs`` no-op jobs, then drains them with one ``Worker`` in this process
-(concurrency 10, leases and at-least-once as the defaults have them) and prints
+(concurrency 10 unless ``--concurrency``, leases and at-least-once as the defaults have
+them; ``--sleep-ms`` makes each job ``await asyncio.sleep`` that long) and prints
 jobs/s, worker CPU per job (``time.process_time``) and step calls per job. With
 ``--profile`` the drain runs in a child under py-spy (bench/requirements/tools.txt,
 or ``--py-spy PATH``) and its samples are split by stage (leaf-most match), the
@@ -55,14 +56,15 @@ IDLE = STAGES[0][0], STAGES[1][0]
 QUEUE = "hotpath"
 
 
-def _registry() -> object:
+def _registry(sleep_s: float = 0.0) -> object:
     from jobqueue_worker.registry import Job, Registry
 
     registry = Registry()
 
     @registry.job_type("noop")
     async def _noop(job: Job) -> None:
-        return None
+        if sleep_s:
+            await asyncio.sleep(sleep_s)
 
     return registry
 
@@ -81,15 +83,22 @@ async def _enqueue(url: str, n: int) -> None:
             await p.enqueue_many([JobRequest(type="noop", payload={"i": i + j}) for j in range(k)])
 
 
-async def _drain(url: str, n: int) -> None:
+async def _drain(url: str, n: int, concurrency: int = 10, sleep_s: float = 0.0) -> None:
     import redis.asyncio as aioredis
 
     from jobqueue_protocol import keys
     from jobqueue_worker.runtime import Worker
     from jobqueue_worker.settings import load
 
-    settings = load(redis_url=url, queues=QUEUE, http_port=0, handlers="-", log_level="WARNING")
-    worker = Worker(settings, _registry())  # type: ignore[arg-type]
+    settings = load(
+        redis_url=url,
+        queues=QUEUE,
+        http_port=0,
+        handlers="-",
+        log_level="WARNING",
+        concurrency=concurrency,
+    )
+    worker = Worker(settings, _registry(sleep_s))  # type: ignore[arg-type]
     r = aioredis.Redis.from_url(url)
 
     async def watch() -> None:
@@ -142,6 +151,8 @@ def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__.split("\n")[0])
     p.add_argument("--url", required=True)
     p.add_argument("--jobs", type=int, default=60000)
+    p.add_argument("--concurrency", type=int, default=10)
+    p.add_argument("--sleep-ms", type=float, default=0.0, help="each job sleeps this long")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--py-spy", default=str(Path(__file__).parent / ".cache/venvs/tools/bin/py-spy"))
     p.add_argument("--drain-only", action="store_true", help=argparse.SUPPRESS)
@@ -151,10 +162,11 @@ def main() -> int:
     if not args.drain_only:
         asyncio.run(_enqueue(args.url, args.jobs))
     if not args.profile:
-        uvloop.run(_drain(args.url, args.jobs))
+        uvloop.run(_drain(args.url, args.jobs, args.concurrency, args.sleep_ms / 1000))
         return 0
     raw = Path(tempfile.mkdtemp(prefix="hotpath-")) / "pyspy.raw"
     cmd = [sys.executable, "-m", "bench.hotpath", "--url", args.url, "--jobs", str(args.jobs)]
+    cmd += ["--concurrency", str(args.concurrency), "--sleep-ms", str(args.sleep_ms)]
     spy = [args.py_spy, "record", "--rate", "500", "--format", "raw", "-o", str(raw), "--"]
     subprocess.run([*spy, *cmd, "--drain-only"], check=True, env=os.environ.copy())
     for stage, share, busy in stage_table(raw):
