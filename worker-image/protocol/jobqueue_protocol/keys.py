@@ -81,8 +81,9 @@ BACKGROUND: Final = 10
 MAX_QUEUE_NAME: Final = 200
 _FORBIDDEN = frozenset("{}\n\r\t ")
 #: ``validate_queue``'s character rule as a regular expression, for checks that run
-#: outside Python (pydantic-core's own validators).
-QUEUE_NAME_PATTERN = r"^[^{}\n\r\t ]+$"
+#: outside Python (pydantic-core's own validators). The characters stand in the class
+#: as themselves: none of them is special there.
+QUEUE_NAME_PATTERN = "^[^" + "".join(sorted(_FORBIDDEN)) + "]+$"
 
 
 class InvalidKeyPartError(ValueError):
