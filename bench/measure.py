@@ -74,14 +74,14 @@ class LatencyResult:
     timed_out: bool = False
 
 
-def _count(out: Path) -> int:
+def count_records(out: Path) -> int:
     try:
         return out.stat().st_size // RECORD_SIZE
     except FileNotFoundError:
         return 0
 
 
-def _records(out: Path) -> list[tuple[float, float, str]]:
+def records(out: Path) -> list[tuple[float, float, str]]:
     """(start, enqueue stamp, worker tag) per finished job."""
     rows: list[tuple[float, float, str]] = []
     if not out.exists():
@@ -195,11 +195,11 @@ class Runner:
             def done(target: int = total) -> bool:
                 if any(p.poll() is not None for p in running):
                     raise MeasureError(f"worker exited early; see {log}")
-                return _count(self.out) >= target
+                return count_records(self.out) >= target
 
             if not procs.wait_until(done, STARTUP_TIMEOUT_S, POLL_S):
                 raise MeasureError(f"warm-up jobs did not finish in {STARTUP_TIMEOUT_S:.0f}s")
-            tags = {r[2] for r in _records(self.out)}
+            tags = {r[2] for r in records(self.out)}
             if len(tags) >= workers:
                 break
         time.sleep(0.2)  # let the last acks land before freezing
@@ -220,7 +220,7 @@ class Runner:
         samples: list[tuple[int, float, RedisSnapshot, int]] = []
         ended = "done"
         while True:
-            count = _count(self.out)
+            count = count_records(self.out)
             now = time.monotonic()
             if count != last_count:
                 last_count, last_change = count, now
@@ -238,7 +238,7 @@ class Runner:
                     (count, procs.tree_cpu_seconds(pids), self.server.snapshot(), len(samples) + 1)
                 )
             time.sleep(POLL_S)
-        c1 = _count(self.out)
+        c1 = count_records(self.out)
         final = (c1, procs.tree_cpu_seconds(pids), self.server.snapshot(), len(samples) + 1)
         if ended != "done":
             final = next((smp for smp in samples if smp[0] >= c1), final)
@@ -264,7 +264,7 @@ class Runner:
                 procs.signal_groups(running, signal.SIGCONT)
             c1, cpu1, s1, harness_reads, ended = self._follow(jobs, timeout, pids)
         enq_s = float(enq["seconds"])
-        rows = _records(self.out)
+        rows = records(self.out)
         starts = sorted(r[0] for r in rows)
         cmd_delta, reads, redis_cpu = delta(s0, s1, harness_reads)
         rate = (len(starts) - 1) / (starts[-1] - starts[0]) if len(starts) > 1 else None
@@ -303,7 +303,9 @@ class Runner:
         ):
             # Warm-up: one job through the idle worker (imports, connections, consumer groups).
             self._adapter("warmup", 60, "produce", "--n", "1", "--rate", str(rate))
-            if not procs.wait_until(lambda: _count(self.out) >= 1, STARTUP_TIMEOUT_S, POLL_S):
+            if not procs.wait_until(
+                lambda: count_records(self.out) >= 1, STARTUP_TIMEOUT_S, POLL_S
+            ):
                 raise MeasureError(f"warm-up job never ran; see {log}")
             time.sleep(0.5)
             os.truncate(self.out, 0)
@@ -319,8 +321,8 @@ class Runner:
                 "--deadline",
                 str(deadline),
             )
-            ok = procs.wait_until(lambda: _count(self.out) >= jobs, timeout, POLL_S)
-        rows = _records(self.out)
+            ok = procs.wait_until(lambda: count_records(self.out) >= jobs, timeout, POLL_S)
+        rows = records(self.out)
         lat = [(start - enq) * 1000 for start, enq, _ in rows]
         return LatencyResult(
             rate=rate,
@@ -458,7 +460,7 @@ def profile_drain(
             time.sleep(1.0)  # let py-spy attach before the work starts
         finally:
             procs.signal_groups(running, signal.SIGCONT)
-        procs.wait_until(lambda: _count(runner.out) >= jobs, timeout, POLL_S)
+        procs.wait_until(lambda: count_records(runner.out) >= jobs, timeout, POLL_S)
         spy.send_signal(signal.SIGINT)
         try:
             spy.wait(timeout=30)

@@ -317,9 +317,9 @@ def _targets(
     label_of: Callable[[str], str],
     paced: dict[str, float] | None = None,
 ) -> list[str]:
-    """The performance issue's targets for ours, measured against this run."""
+    """Our worker's performance targets, measured against this run."""
     ours = (systems.get("ours") or {}).get("summary") or {}
-    lines = ["", "### Our targets (issue 18) against this run", ""]
+    lines = ["", "### Our performance targets against this run", ""]
     if not ours:
         return [*lines, "Ours was not measured in this run."]
     bull = (systems.get("bullmq") or {}).get("summary") or {}

@@ -31,8 +31,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import procs
 from bench.ab import tree_env
-from bench.measure import percentile
+from bench.measure import count_records, percentile, records
 from bench.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,12 +73,11 @@ SEGMENTS = ("producer", "Redis and the wake-ups", "worker", "start latency")
 
 
 def _wait_for_lines(path: Path, prefix: str, n: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if path.exists() and sum(ln.startswith(prefix) for ln in path.open()) >= n:
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"{path}: fewer than {n} '{prefix}' lines after {timeout_s:.0f} s")
+    def enough() -> bool:
+        return path.exists() and sum(ln.startswith(prefix) for ln in path.open()) >= n
+
+    if not procs.wait_until(enough, timeout_s, 0.05):
+        raise RuntimeError(f"{path}: fewer than {n} '{prefix}' lines after {timeout_s:.0f} s")
 
 
 def segments(producer_log: Path, worker_log: Path) -> tuple[dict[str, list[float]], list[str]]:
@@ -162,14 +162,11 @@ def run_floor(url: str, jobs: int, rate: float, tmp: Path) -> list[float]:
         time.sleep(0.5)
         out.write_text("")
         subprocess.run([*produce, "--n", str(jobs)], env=env, check=True, capture_output=True)
-        deadline = time.monotonic() + 30
-        while out.stat().st_size < 44 * jobs and time.monotonic() < deadline:
-            time.sleep(0.05)
+        procs.wait_until(lambda: count_records(out) >= jobs, 30, 0.05)
     finally:
         worker.terminate()
         worker.wait(30)
-    rows = [ln for ln in out.read_text().splitlines() if ln.strip()]
-    return [(float(r[:20]) - float(r[20:39])) * 1000 for r in rows]
+    return [(started - enq) * 1000 for started, enq, _ in records(out)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bench import ceiling, report
-from bench.measure import RECORD_SIZE, _records, percentile, summarize_raw
+from bench.measure import RECORD_SIZE, percentile, records, summarize_raw
 from bench.redis_server import RedisSnapshot, delta
 
 
@@ -28,7 +28,7 @@ def test_records_round_trip(tmp_path: Path) -> None:
     line = f"{1700000000.123456:20.6f}{1699999999.5:19.6f}{'w2':>4}\n".encode()
     assert len(line) == RECORD_SIZE
     out.write_bytes(line * 3)
-    rows = _records(out)
+    rows = records(out)
     assert len(rows) == 3
     start, enq, tag = rows[0]
     assert start == pytest.approx(1700000000.123456)
