@@ -69,7 +69,24 @@ async def measure(env: BenchEnv, window_s: float, jobqueues: int) -> dict[str, A
             if v - op0.api_errors.get(k, 0.0)
         },
         "operator_redis_errors": op1.redis_errors - op0.redis_errors,
+        "status_writes": status_writes_delta(op0.status_writes, op1.status_writes),
         "events": await event_reasons(env),
+    }
+
+
+def status_writes_delta(
+    before: probes.StatusWrites | None, after: probes.StatusWrites | None
+) -> dict[str, float | None] | None:
+    """Statuses written in the window, their mean delay, how many were replaced, the
+    backlog at its end; ``None`` for an operator that writes each status in its poll."""
+    if before is None or after is None:
+        return None
+    written = after.written - before.written
+    return {
+        "written": written,
+        "mean_delay_s": (after.delay_seconds - before.delay_seconds) / written if written else None,
+        "superseded": after.superseded - before.superseded,
+        "pending_at_end": after.pending,
     }
 
 

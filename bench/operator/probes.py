@@ -64,6 +64,18 @@ class OperatorCounters:
     round_trips: float | None  # None: the operator has no such metric
     api_errors: dict[str, float] = field(default_factory=dict)  # by ``call``
     redis_errors: float = 0.0
+    #: The status writes off the poll's path; ``None`` for a tree without them.
+    status_writes: StatusWrites | None = None
+
+
+@dataclass(frozen=True)
+class StatusWrites:
+    """The operator's status-write series: pending now, and the delay and coalescing so far."""
+
+    pending: float
+    written: float
+    delay_seconds: float
+    superseded: float
 
 
 async def operator_counters(port: int) -> OperatorCounters:
@@ -77,6 +89,7 @@ async def operator_counters(port: int) -> OperatorCounters:
     polls = seconds = redis_errors = 0.0
     trips: float | None = None
     api_errors: defaultdict[str, float] = defaultdict(float)
+    writes: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             name = _unprefixed(sample.name)
@@ -90,7 +103,18 @@ async def operator_counters(port: int) -> OperatorCounters:
                 api_errors[sample.labels.get("call", "")] += sample.value
             elif name == "jobqueue_redis_errors_total":
                 redis_errors += sample.value
-    return OperatorCounters(polls, seconds, trips, dict(api_errors), redis_errors)
+            elif name in _STATUS_WRITE_SERIES:
+                writes[_STATUS_WRITE_SERIES[name]] = sample.value
+    status_writes = StatusWrites(**writes) if len(writes) == len(_STATUS_WRITE_SERIES) else None
+    return OperatorCounters(polls, seconds, trips, dict(api_errors), redis_errors, status_writes)
+
+
+_STATUS_WRITE_SERIES = {
+    "jobqueue_status_writes_pending": "pending",
+    "jobqueue_status_write_delay_seconds_count": "written",
+    "jobqueue_status_write_delay_seconds_sum": "delay_seconds",
+    "jobqueue_status_writes_superseded_total": "superseded",
+}
 
 
 @dataclass(frozen=True)

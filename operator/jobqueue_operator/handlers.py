@@ -37,6 +37,7 @@ from jobqueue_operator.parse import DEFAULT_INTERVAL_S
 from jobqueue_operator.ports import KubeError
 from jobqueue_operator.reconcile import Context, Loop
 from jobqueue_operator.settings import OperatorSettings
+from jobqueue_operator.status_writes import QueuedStatusWrites
 from jobqueue_operator.targets import TargetKey
 from jobqueue_protocol import logformat
 
@@ -47,6 +48,8 @@ _LOOPS: dict[str, Loop] = {}
 _ELECTION: dict[str, str | None] = {"lease": None}
 #: How often a standby's loop looks whether this replica has become the leader.
 STANDBY_POLL_S = 0.5
+#: At exit, how long the statuses not written yet may still take.
+STATUS_FLUSH_S = 5.0
 
 
 @kopf.on.startup()
@@ -71,11 +74,15 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     await defaults.refresh(kube)
     pools = memo["pools"] = RedisPools(config.redis_max_connections)
     memo["kube"] = kube
+    writes = memo["status_writes"] = QueuedStatusWrites(
+        kube.patch_status, in_flight=config.status_writes_in_flight
+    )
     ctx = memo["ctx"] = Context(
         kube=kube,
         queues_for=pools.queues_for,
         settings=defaults.current,
         defaults_source=defaults.origin,
+        status_writes=writes,
     )
 
     def apply_defaults(fresh: OperatorSettings, origin: str) -> None:
@@ -103,7 +110,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
-    """Close the Redis pools and the API client."""
+    """Close the Redis pools, write the statuses still pending, close the API client."""
     for key in ("defaults_task", "elector_task"):
         task: asyncio.Task[None] | None = memo.get(key)
         if task is not None:
@@ -117,6 +124,9 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
     pools: RedisPools | None = memo.get("pools")
     if pools is not None:
         await pools.close()
+    writes: QueuedStatusWrites | None = memo.get("status_writes")
+    if writes is not None:
+        await writes.close(flush_s=STATUS_FLUSH_S)
     kube: Kube | None = memo.get("kube")
     if kube is not None:
         await kube.close()
@@ -197,7 +207,12 @@ async def scale_loop(
     finally:
         if loop is not None:
             _LOOPS.pop(loop.owner, None)
-            loop.close()
+            loop.close(keep_status=_operator_exiting(stopped))
+
+
+def _operator_exiting(stopped: kopf.DaemonStopped) -> bool:
+    reason = stopped.reason
+    return reason is not None and bool(reason & kopf.DaemonStoppingReason.OPERATOR_EXITING)
 
 
 async def refuse_a_claimed_target(

@@ -111,6 +111,24 @@ LOOP_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
     registry=REGISTRY,
 )
+# Operator-wide: status writes leave the poll (status_writes.py); these say whether
+# the API server keeps up with them.
+STATUS_WRITES_PENDING = Gauge(
+    "jobqueue_operator_status_writes_pending",
+    "JobQueue statuses made by a poll and not yet written to the API server.",
+    registry=REGISTRY,
+)
+STATUS_WRITE_DELAY = Histogram(
+    "jobqueue_operator_status_write_delay_seconds",
+    "From a status being made (the oldest one it replaced) to its PATCH returning.",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
+    registry=REGISTRY,
+)
+STATUS_WRITES_SUPERSEDED = Counter(
+    "jobqueue_operator_status_writes_superseded_total",
+    "Statuses replaced by a newer one of the same JobQueue before they were written.",
+    registry=REGISTRY,
+)
 
 # Per queue of a JobQueue: exported once, by the operator that polls them anyway
 # (the leader only), instead of by every worker Pod, so the series count does not

@@ -48,6 +48,7 @@ from jobqueue_operator.status import (
     discovery_record,
     from_rfc3339,
 )
+from jobqueue_operator.status_writes import DirectStatusWrites, StatusWrites
 from jobqueue_operator.targets import TargetRef
 from jobqueue_operator.victims import PodView, drained_capacity, without_drained
 
@@ -65,10 +66,14 @@ class Context:
     clock: Callable[[], float] = time.time
     #: Where the scaling defaults in ``settings`` come from (``status.effective``).
     defaults_source: str = "operator environment"
+    #: How statuses are written; ``None``: inline, each before its tick returns.
+    status_writes: StatusWrites | None = None
     hpas: HpaClaims = field(init=False)
+    writes: StatusWrites = field(init=False)
 
     def __post_init__(self) -> None:
         self.hpas = HpaClaims(self.kube)
+        self.writes = self.status_writes or DirectStatusWrites(self.kube.patch_status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +117,9 @@ class Loop:
             status.get("podSelection"), status.get("drainingPods"), now=ctx.clock()
         )
         self.act = Actor(ctx.kube, queues, namespace, name)
-        self.reporter = Reporter(ctx.kube, namespace, name, previous_status=dict(status))
+        self.reporter = Reporter(
+            ctx.kube, ctx.writes, namespace, name, previous_status=dict(status)
+        )
         #: The previous poll's counters, for the arrival rate (memory only: a restart
         #: waits one tick) and when anything was last waiting, running or busy.
         self._counters = CounterWindow()
@@ -133,9 +140,16 @@ class Loop:
         metrics.LOOP_SECONDS.labels(self.namespace, self.name).observe(time.monotonic() - started)
         return interval(body)
 
-    def close(self) -> None:
-        """The JobQueue is gone or the operator stops: release its pool, drop its series."""
+    def close(self, *, keep_status: bool = False) -> None:
+        """The JobQueue is gone or the operator stops: release its pool, drop its series.
+
+        Its status not written yet is dropped too, unless ``keep_status``: an
+        operator that exits writes what it can before it goes (a new decision
+        carries the cooldown stamps the next operator resumes from).
+        """
         self.gather.queues.close()
+        if not keep_status:
+            self.ctx.writes.forget((self.namespace, self.name))
         metrics.forget(self.namespace, self.name)
 
     async def _run(self, body: Mapping[str, Any]) -> Tick:

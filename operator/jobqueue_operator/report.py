@@ -4,6 +4,9 @@ The status comes from one typed model (``status.model``, the pydantic
 ``JobQueueStatus`` the CRD declares). A status whose decision did not change is
 rewritten only every :data:`STATUS_REFRESH_S`: with many JobQueues, a PATCH per
 poll for a moving queue sample would be most of the operator's API traffic.
+The write itself goes through :mod:`status_writes`: in the operator it leaves
+the poll's path (a new decision first), so the API server's pace never sets the
+polling rate.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from jobqueue_operator import status as status_mod
 from jobqueue_operator.policy import Action, Reason
 from jobqueue_operator.ports import KubeError, KubePort, ObjectRef
 from jobqueue_operator.status import Tick
+from jobqueue_operator.status_writes import StatusWrites
 
 #: A status whose decision did not change (only the queue sample and the messages
 #: that quote it moved, :func:`status.same_decision`) is rewritten this often.
@@ -30,8 +34,10 @@ class Reporter:
     """The status, Events and gauges of one JobQueue."""
 
     kube: KubePort
+    writes: StatusWrites
     namespace: str
     name: str
+    #: The last status handed to ``writes`` (written, or on its way).
     previous_status: dict[str, Any] = field(default_factory=dict)
     _written_at: float | None = None  # memory only: a restart writes at once
     #: The trouble last announced by a Warning Event (reason), to post on change only.
@@ -47,14 +53,22 @@ class Reporter:
             and status_mod.same_decision(new_status, self.previous_status)
         )
         if not unchanged:
-            try:
-                await self.kube.patch_status(self.namespace, self.name, new_status)
-                self.previous_status = new_status
-                self._written_at = tick.now
-            except KubeError:
-                metrics.API_ERRORS.labels(self.namespace, self.name, "status").inc()
+            # A new decision (or the first status) goes before the routine refreshes.
+            urgent = written is None or not status_mod.same_decision(
+                new_status, self.previous_status
+            )
+            self.previous_status = new_status
+            self._written_at = tick.now
+            await self.writes.submit(
+                (self.namespace, self.name), new_status, urgent=urgent, on_failure=self._failed
+            )
         await self._events(body, tick)
         self._gauges(tick)
+
+    def _failed(self, error: KubeError) -> None:
+        """The write failed: count it, and have the next poll write again."""
+        metrics.API_ERRORS.labels(self.namespace, self.name, "status").inc()
+        self._written_at = None
 
     async def _events(self, body: Mapping[str, Any], tick: Tick) -> None:
         meta = body.get("metadata", {})

@@ -95,6 +95,12 @@ class OperatorSettings(BaseSettings):
         int, Field(ge=1, le=1000, validation_alias="JQO_REDIS_MAX_CONNECTIONS")
     ] = 8
     """Connections per Redis endpoint pool; one poll uses one connection for one round trip."""
+    status_writes_in_flight: Annotated[
+        int, Field(ge=1, le=100, validation_alias="JQO_STATUS_WRITES_IN_FLIGHT")
+    ] = 8
+    """Status PATCHes in flight at once, for all JobQueues. Polls never wait for them;
+    when the API server is slower than the statuses come, the newest status of each
+    JobQueue waits, a new decision before a routine refresh."""
     webhook_port: Annotated[int, Field(ge=0, le=65535, validation_alias="JQO_WEBHOOK_PORT")] = 0
     """Port of the admission webhook (0: no webhook; the Deployment sets 9443)."""
     listen_addr: Annotated[str, Field(validation_alias="JQO_LISTEN_ADDR")] = "0.0.0.0"

@@ -8,6 +8,7 @@ resumes the cooldowns from status, and Warning Events are posted on change only.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +30,7 @@ from jobqueue_operator.reconcile import Context, Loop
 from jobqueue_operator.scaledown import SETTLE_S
 from jobqueue_operator.settings import OperatorSettings
 from jobqueue_operator.status import to_rfc3339
+from jobqueue_operator.status_writes import QueuedStatusWrites
 from jobqueue_operator.targets import TargetKey, TargetRef
 from jobqueue_operator.victims import DRAIN_CONFIRM_S, PodView
 
@@ -230,6 +232,60 @@ async def test_status_write_failure_keeps_the_loop_going(world: FakeQueues) -> N
     kube.fail_status = False
     await loop.tick(BODY)
     assert len(kube.statuses) == 1
+
+
+def queued_loop(
+    kube: FakeKube, clock: Clock, queues: FakeQueues, gate: asyncio.Event
+) -> tuple[Loop, QueuedStatusWrites]:
+    """A loop as the operator runs it: statuses queued, each PATCH waiting for ``gate``."""
+
+    async def slow_patch(namespace: str, name: str, status: dict[str, Any]) -> None:
+        await gate.wait()
+        await kube.patch_status(namespace, name, status)
+
+    ctx = Context(
+        kube=kube,
+        queues_for=lambda owner: queues,
+        settings=OperatorSettings(),
+        clock=clock,
+        status_writes=QueuedStatusWrites(slow_patch, in_flight=1),
+    )
+    assert isinstance(ctx.writes, QueuedStatusWrites)
+    return Loop(ctx, "ns", "q", {}, lambda ns, t: []), ctx.writes
+
+
+async def test_a_slow_status_write_does_not_hold_up_the_polls(world: FakeQueues) -> None:
+    kube, clock, gate = FakeKube(replicas=1), Clock(), asyncio.Event()
+    loop, writes = queued_loop(kube, clock, world, gate)
+    world.obs = Observation(depth=5, oldest_age_s=0.0)
+    await asyncio.wait_for(loop.tick(BODY), 1.0)  # the first status: its PATCH waits
+    world.obs = Observation(depth=15, oldest_age_s=0.0)  # a scale-up: a new decision
+    clock.now += 2
+    await asyncio.wait_for(loop.tick(BODY), 1.0)
+    assert kube.writes == [2], "the scale itself is not queued"
+    assert kube.statuses == []
+    gate.set()
+    assert await writes.flush(1.0)
+    assert [s["desiredReplicas"] for s in kube.statuses] == [1, 2]
+    await writes.close()
+
+
+async def test_a_queued_write_that_failed_is_made_again_by_the_next_poll(
+    world: FakeQueues,
+) -> None:
+    kube, clock, gate = FakeKube(replicas=1), Clock(), asyncio.Event()
+    gate.set()
+    loop, writes = queued_loop(kube, clock, world, gate)
+    kube.fail_status = True
+    await loop.tick(BODY)
+    assert await writes.flush(1.0)
+    kube.fail_status = False
+    clock.now += 2  # well inside the 30 s refresh, same decision
+    await loop.tick(BODY)
+    assert await writes.flush(1.0)
+    assert len(kube.statuses) == 1
+    loop.close()
+    await writes.close()
 
 
 async def test_restart_resumes_cooldown_from_status(world: FakeQueues) -> None:
