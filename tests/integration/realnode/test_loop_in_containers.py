@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import time
@@ -177,12 +178,16 @@ def worker_pods(loop: Loop, name: str) -> list[dict[str, Any]]:
     return pods(loop.node, loop.watched, f"jobqueue.dev/jobqueue={name}")
 
 
-def ready_worker(loop: Loop, name: str) -> dict[str, Any] | None:
-    ready = [
+def ready_workers(loop: Loop, name: str) -> list[dict[str, Any]]:
+    return [
         p
         for p in worker_pods(loop, name)
         if is_ready(p) and "deletionTimestamp" not in p["metadata"]
     ]
+
+
+def ready_worker(loop: Loop, name: str) -> dict[str, Any] | None:
+    ready = ready_workers(loop, name)
     return ready[0] if ready else None
 
 
@@ -382,7 +387,17 @@ async def test_the_kubelets_sigterm_lets_busy_workers_finish_or_hand_back(loop: 
     a longer one is handed back and completes in another Pod. Nothing is lost.
     """
     node, ns = loop.node, loop.watched
+    assert node.plane is not None
     short_s, long_s = 3.0, 25.0
+    # The pool is held at two Pods (KEDA's paused-replicas) so that each job has a
+    # Pod of its own from the start: left to the scaler, two jobs on a pool at zero
+    # wake one Pod (one per scaleUp.queueDepth), which may run both in turn.
+    node.plane.kubectl(
+        "patch", "jobqueue", "loop", "-n", ns, "--type=merge",
+        "-p", json.dumps({"spec": {"pausedReplicas": 2}}),
+    )  # fmt: skip
+
+    await until(lambda: len(ready_workers(loop, "loop")) == 2, 150, "two Ready loop-worker Pods")
     async with Producer(loop.redis.url, default_queue="loop") as producer:
         short = await producer.enqueue("sleep", {"seconds": short_s})
         long = await producer.enqueue("sleep", {"seconds": long_s})
@@ -405,7 +420,6 @@ async def test_the_kubelets_sigterm_lets_busy_workers_finish_or_hand_back(loop: 
         names = {p["metadata"]["name"] for p in worker_pods(loop, "loop")}
         busy = {job: next(n for n in names if n in w) for job, w in workers_of.items()}
         assert busy[short] != busy[long]
-        assert node.plane is not None
         node.plane.kubectl("delete", "pod", "-n", ns, *busy.values(), "--wait=false")
 
         def gone() -> bool:
