@@ -228,6 +228,62 @@ def test_a_no_write_operator_run_keeps_its_results_beside_the_saved_ones() -> No
     assert side.name == "operator-20261207T010203Z.json"
 
 
+def test_a_saved_run_added_later_replaces_its_scale_points_and_names_both_runs() -> None:
+    from bench.operator.__main__ import added
+
+    def point(n: int, cores: float) -> dict[str, object]:
+        return {"jobqueues": n, "cpu_cores": cores}
+
+    previous = {
+        "meta": {"date": "day 1", "command": "first", "git": "aaa"},
+        "reaction": {"5": "r5"},
+        "cost": {"5": "c5"},
+        "scale": [point(1, 0.1), point(1000, 0.2), point(10000, 0.3)],
+        "skipped": [],
+    }
+    run = {
+        "meta": {"date": "day 2", "command": "second", "git": "bbb"},
+        "reaction": {},
+        "cost": {},
+        "scale": [point(10000, 0.9), point(3000, 0.5)],
+        "skipped": ["x"],
+    }
+    merged = added(previous, run)
+    assert [(p["jobqueues"], p["cpu_cores"]) for p in merged["scale"]] == [
+        (1, 0.1),
+        (1000, 0.2),
+        (3000, 0.5),
+        (10000, 0.9),
+    ]
+    assert merged["meta"]["git"] == "bbb"
+    assert merged["meta"]["date"] == "day 1 and day 2"
+    assert merged["meta"]["earlier_runs"] == [previous["meta"]]
+    assert merged["reaction"] == {"5": "r5"}
+    assert merged["skipped"] == ["x"]
+    assert previous["scale"][2]["cpu_cores"] == 0.3, "the saved results are not changed in place"
+
+
+def test_the_status_write_series_are_read_and_differenced() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from bench.operator import cost, probes
+
+    text = (
+        "jobqueue_operator_status_writes_pending 40.0\n"
+        "jobqueue_operator_status_write_delay_seconds_count 100.0\n"
+        "jobqueue_operator_status_write_delay_seconds_sum 250.0\n"
+        "jobqueue_operator_status_writes_superseded_total 7.0\n"
+    )
+    families = list(text_string_to_metric_families(text))
+    before = probes.status_writes_from(families)
+    assert before == probes.StatusWrites(pending=40, written=100, delay_seconds=250, superseded=7)
+    after = probes.StatusWrites(pending=5, written=300, delay_seconds=350, superseded=9)
+    delta = cost.status_writes_delta(before, after)
+    assert delta == {"written": 200, "mean_delay_s": 0.5, "superseded": 2, "pending_at_end": 5}
+    assert cost.status_writes_delta(None, after) is None
+    assert probes.status_writes_from([]) is None, "an operator without the series"
+
+
 def test_start_path_cuts_each_start_at_the_write_and_the_reply(tmp_path: Path) -> None:
     from bench.start_path import segments
 

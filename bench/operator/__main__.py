@@ -21,6 +21,7 @@ import platform
 import random
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -71,6 +72,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="add this run's phases to the saved results (a later scale point, say) instead of "
         "starting afresh; both commands are reported",
+    )
+    p.add_argument(
+        "--add-saved",
+        metavar="FILE",
+        help="measure nothing: add the phases of a run kept with --no-write "
+        "(bench/results/operator-<stamp>.json) to the saved results, as --add would "
+        "have, and rewrite the section",
     )
     p.add_argument(
         "--render-only",
@@ -142,6 +150,30 @@ def results_path(no_write: bool, now: datetime) -> Path:
     if not no_write:
         return RESULTS
     return RESULTS.with_name(f"operator-{now.strftime('%Y%m%dT%H%M%SZ')}.json")
+
+
+def added(previous: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """``previous`` with ``run``'s phases on top: its scale points replace those of the
+    same size, and the meta names both runs (each run's own tree and date stay listed)."""
+    first, this = previous["meta"], run["meta"]
+    merged = dict(previous)
+    merged["meta"] = {
+        **this,
+        "date": f"{first['date']} and {this['date']}",
+        "command": f"{first['command']}, then {this['command']}",
+        "loadavg_start": first.get("loadavg_start"),
+        "earlier_runs": [*first.get("earlier_runs", []), first],
+    }
+    merged["reaction"] = {**previous.get("reaction", {}), **run.get("reaction", {})}
+    merged["cost"] = {**previous.get("cost", {}), **run.get("cost", {})}
+    sizes = {p["jobqueues"] for p in run.get("scale", [])}
+    merged["scale"] = sorted(
+        [p for p in previous.get("scale", []) if p["jobqueues"] not in sizes]
+        + list(run.get("scale", [])),
+        key=lambda p: int(p["jobqueues"]),
+    )
+    merged["skipped"] = [*previous.get("skipped", []), *run.get("skipped", [])]
+    return merged
 
 
 def save(results: dict[str, Any], path: Path = RESULTS) -> None:
@@ -296,6 +328,11 @@ def notes(results: dict[str, Any]) -> list[str]:
 
 async def run(args: argparse.Namespace, results: dict[str, Any], workdir: Path, path: Path) -> None:
     """Every phase in order; results are saved to ``path`` after each."""
+    # SIGTERM cancels the run like Ctrl-C, so the environments' cleanup stops the
+    # control plane, Redis and the operator instead of leaving them running.
+    task = asyncio.current_task()
+    if task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     rng = random.Random(args.seed)
     intervals = _ints(args.intervals)
     if not args.skip_reaction and intervals:
@@ -345,6 +382,14 @@ async def run(args: argparse.Namespace, results: dict[str, Any], workdir: Path, 
 def main(argv: list[str] | None = None) -> int:
     """Run, save, and write the BENCHMARKS.md section (also for a partial run)."""
     args = parse_args(argv)
+    if args.add_saved:
+        run_results: dict[str, Any] = json.loads(Path(args.add_saved).read_text())
+        merged = added(json.loads(RESULTS.read_text()), run_results)
+        merged["notes"] = notes(merged)
+        save(merged)
+        report.write_section(Path(args.output), report.render(merged))
+        print(f"added {args.add_saved} to {RESULTS} and rewrote the operator section")
+        return 0
     if args.render_only:
         saved: dict[str, Any] = json.loads(RESULTS.read_text())
         saved["notes"] = notes(saved)
@@ -370,17 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         "skipped": [],
     }
     if args.add and RESULTS.exists():
-        previous: dict[str, Any] = json.loads(RESULTS.read_text())
-        first = previous["meta"]
-        this = results["meta"]
-        previous["meta"] = {
-            **this,
-            "date": f"{first['date']} and {this['date']}",
-            "command": f"{first['command']}, then {this['command']}",
-            "loadavg_start": first.get("loadavg_start"),
-            "earlier_runs": [*first.get("earlier_runs", []), first],
-        }
-        results = previous
+        results = added(json.loads(RESULTS.read_text()), results)
     path = results_path(args.no_write, datetime.now(UTC))
     workdir = Path(tempfile.mkdtemp(prefix="jq-opbench-"))
     print(f"work directory (logs): {workdir}", flush=True)
@@ -388,8 +423,10 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     try:
         asyncio.run(run(args, results, workdir, path))
-    except KeyboardInterrupt:
-        results["skipped"].append("the run was interrupted (Ctrl-C); the rest was not measured")
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        results["skipped"].append(
+            "the run was interrupted (Ctrl-C or SIGTERM); the rest was not measured"
+        )
         status = 130
     except Exception as exc:
         results["skipped"].append(f"the run stopped on an error: {type(exc).__name__}: {exc}")

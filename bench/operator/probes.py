@@ -20,11 +20,13 @@ import asyncio
 import time
 import urllib.request
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 import redis.asyncio as aioredis
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobqueue_devkit.controlplane import ControlPlane
@@ -89,8 +91,8 @@ async def operator_counters(port: int) -> OperatorCounters:
     polls = seconds = redis_errors = 0.0
     trips: float | None = None
     api_errors: defaultdict[str, float] = defaultdict(float)
-    writes: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
+    families = list(text_string_to_metric_families(text))
+    for family in families:
         for sample in family.samples:
             name = _unprefixed(sample.name)
             if name == POLL_COUNT:
@@ -103,10 +105,22 @@ async def operator_counters(port: int) -> OperatorCounters:
                 api_errors[sample.labels.get("call", "")] += sample.value
             elif name == "jobqueue_redis_errors_total":
                 redis_errors += sample.value
-            elif name in _STATUS_WRITE_SERIES:
-                writes[_STATUS_WRITE_SERIES[name]] = sample.value
-    status_writes = StatusWrites(**writes) if len(writes) == len(_STATUS_WRITE_SERIES) else None
-    return OperatorCounters(polls, seconds, trips, dict(api_errors), redis_errors, status_writes)
+    return OperatorCounters(
+        polls, seconds, trips, dict(api_errors), redis_errors, status_writes_from(families)
+    )
+
+
+def status_writes_from(families: Iterable[Metric]) -> StatusWrites | None:
+    """The status-write series of one scrape; ``None`` if the operator has none of them."""
+    found: dict[str, float] = {}
+    for family in families:
+        for sample in family.samples:
+            field_name = _STATUS_WRITE_SERIES.get(_unprefixed(sample.name))
+            if field_name is not None:
+                found[field_name] = sample.value
+    if len(found) < len(_STATUS_WRITE_SERIES):
+        return None
+    return StatusWrites(**found)
 
 
 _STATUS_WRITE_SERIES = {

@@ -253,6 +253,14 @@ def _scale_details(scale: list[dict[str, Any]]) -> list[str]:
             extra.append(f"APF rejections {_f(c['api_rejected_operator_identity'], 0)}")
         if c.get("operator_redis_errors"):
             extra.append(f"failed Redis polls {_f(c['operator_redis_errors'], 0)}")
+        writes = c.get("status_writes")
+        if writes:
+            extra.append(
+                f"status writes off the poll: {_f(writes['written'], 0)} written in the window, "
+                f"a mean {_f(writes['mean_delay_s'], 1)} s from made to written, "
+                f"{_f(writes['superseded'], 0)} replaced by a newer one before their turn, "
+                f"{_f(writes['pending_at_end'], 0)} waiting at its end"
+            )
         events = c.get("events") or {"by_reason": c.get("event_reasons")}
         if events.get("by_reason"):
             extra.append(f"Events in the namespace so far, by reason {events['by_reason']}")
