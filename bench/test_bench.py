@@ -284,6 +284,15 @@ def test_the_status_write_series_are_read_and_differenced() -> None:
     assert probes.status_writes_from([]) is None, "an operator without the series"
 
 
+def test_a_restarted_watch_is_reported_by_how_long_it_ran_not_as_a_latency() -> None:
+    from bench.operator import report as operator_report
+
+    watch = operator_report._kind("WATCH jobqueues", 0.0001, 425.3)
+    assert watch == "WATCH jobqueues 0.00 (restarted; had run 425 s)"
+    patch = operator_report._kind("PATCH jobqueues/status", 0.165, 0.0353)
+    assert patch == "PATCH jobqueues/status 0.17 (35.3 ms)"
+
+
 def test_start_path_cuts_each_start_at_the_write_and_the_reply(tmp_path: Path) -> None:
     from bench.start_path import segments
 
