@@ -284,6 +284,38 @@ def test_the_status_write_series_are_read_and_differenced() -> None:
     assert probes.status_writes_from([]) is None, "an operator without the series"
 
 
+def test_poll_lateness_is_read_and_differenced_over_the_window() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from bench.operator import cost, probes
+
+    def scrape(on_time: int, late_1s: int, late_5s: int, total_s: float) -> str:
+        n = on_time + late_1s + late_5s
+        return (
+            f'jobqueue_operator_poll_lateness_seconds_bucket{{le="0.5"}} {on_time}\n'
+            f'jobqueue_operator_poll_lateness_seconds_bucket{{le="1.0"}} {on_time}\n'
+            f'jobqueue_operator_poll_lateness_seconds_bucket{{le="2.5"}} {on_time + late_1s}\n'
+            f'jobqueue_operator_poll_lateness_seconds_bucket{{le="+Inf"}} {n}\n'
+            f"jobqueue_operator_poll_lateness_seconds_count {n}\n"
+            f"jobqueue_operator_poll_lateness_seconds_sum {total_s}\n"
+        )
+
+    def read(text: str) -> probes.PollLateness | None:
+        return probes.lateness_from(list(text_string_to_metric_families(text)))
+
+    before = read(scrape(100, 50, 0, 90.0))
+    # The window: 900 on time, 90 between 1 and 2.5 s late, 10 later than that.
+    after = read(scrape(1000, 140, 10, 90.0 + 230.0))
+    delta = cost.lateness_delta(before, after)
+    assert delta is not None
+    assert delta["polls"] == 1000
+    assert delta["mean_s"] == pytest.approx(0.23)
+    assert delta["share_late"] == pytest.approx(0.1)
+    assert delta["p99_at_most_s"] == 2.5, "990 of 1000 are within 2.5 s"
+    assert cost.lateness_delta(None, after) is None
+    assert read("jobqueue_operator_up 1\n") is None, "an operator without the histogram"
+
+
 def test_a_restarted_watch_is_reported_by_how_long_it_ran_not_as_a_latency() -> None:
     from bench.operator import report as operator_report
 

@@ -70,6 +70,7 @@ async def measure(env: BenchEnv, window_s: float, jobqueues: int) -> dict[str, A
         },
         "operator_redis_errors": op1.redis_errors - op0.redis_errors,
         "status_writes": status_writes_delta(op0.status_writes, op1.status_writes),
+        "poll_lateness": lateness_delta(op0.lateness, op1.lateness),
         "events": await event_reasons(env),
     }
 
@@ -87,6 +88,32 @@ def status_writes_delta(
         "mean_delay_s": (after.delay_seconds - before.delay_seconds) / written if written else None,
         "superseded": after.superseded - before.superseded,
         "pending_at_end": after.pending,
+    }
+
+
+#: A poll this much after its due time counts as late in the report.
+LATE_S = 1.0
+
+
+def lateness_delta(
+    before: probes.PollLateness | None, after: probes.PollLateness | None
+) -> dict[str, float | None] | None:
+    """The window's polls: their mean lateness, the share more than :data:`LATE_S`
+    late, and the smallest bucket bound that holds 99 % of them (an upper bound of
+    the 99th percentile). ``None`` for an operator without the histogram."""
+    if before is None or after is None:
+        return None
+    polls = after.count - before.count
+    if polls <= 0:
+        return {"polls": polls, "mean_s": None, "share_late": None, "p99_at_most_s": None}
+    within = {le: n - before.buckets.get(le, 0.0) for le, n in after.buckets.items()}
+    on_time = within.get(LATE_S)
+    p99 = min((le for le, n in within.items() if n >= 0.99 * polls), default=None)
+    return {
+        "polls": polls,
+        "mean_s": (after.seconds - before.seconds) / polls,
+        "share_late": None if on_time is None else 1.0 - on_time / polls,
+        "p99_at_most_s": p99,
     }
 
 

@@ -68,6 +68,8 @@ class OperatorCounters:
     redis_errors: float = 0.0
     #: The status writes off the poll's path; ``None`` for a tree without them.
     status_writes: StatusWrites | None = None
+    #: How late the polls started; ``None`` for a tree without the histogram.
+    lateness: PollLateness | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,15 @@ class StatusWrites:
     written: float
     delay_seconds: float
     superseded: float
+
+
+@dataclass(frozen=True)
+class PollLateness:
+    """The operator's poll-lateness histogram: cumulative counts by upper bound (s)."""
+
+    count: float
+    seconds: float
+    buckets: dict[float, float]
 
 
 async def operator_counters(port: int) -> OperatorCounters:
@@ -106,8 +117,32 @@ async def operator_counters(port: int) -> OperatorCounters:
             elif name == "jobqueue_redis_errors_total":
                 redis_errors += sample.value
     return OperatorCounters(
-        polls, seconds, trips, dict(api_errors), redis_errors, status_writes_from(families)
+        polls,
+        seconds,
+        trips,
+        dict(api_errors),
+        redis_errors,
+        status_writes_from(families),
+        lateness_from(families),
     )
+
+
+def lateness_from(families: Iterable[Metric]) -> PollLateness | None:
+    """The poll-lateness histogram of one scrape; ``None`` if the operator has none."""
+    count = total = None
+    buckets: dict[float, float] = {}
+    for family in families:
+        for sample in family.samples:
+            name = _unprefixed(sample.name)
+            if name == "jobqueue_poll_lateness_seconds_count":
+                count = sample.value
+            elif name == "jobqueue_poll_lateness_seconds_sum":
+                total = sample.value
+            elif name == "jobqueue_poll_lateness_seconds_bucket":
+                buckets[float(sample.labels["le"])] = sample.value
+    if count is None or total is None:
+        return None
+    return PollLateness(count, total, buckets)
 
 
 def status_writes_from(families: Iterable[Metric]) -> StatusWrites | None:

@@ -253,6 +253,13 @@ def _scale_details(scale: list[dict[str, Any]]) -> list[str]:
             extra.append(f"APF rejections {_f(c['api_rejected_operator_identity'], 0)}")
         if c.get("operator_redis_errors"):
             extra.append(f"failed Redis polls {_f(c['operator_redis_errors'], 0)}")
+        late = c.get("poll_lateness")
+        if late and late.get("share_late") is not None:
+            extra.append(
+                f"polls more than 1 s after they were due: {_f(100 * late['share_late'], 1)} % "
+                f"of {_f(late['polls'], 0)} (mean lateness {_f(late['mean_s'], 3)} s, 99 % "
+                f"within {_f(late['p99_at_most_s'], 2)} s)"
+            )
         writes = c.get("status_writes")
         if writes:
             extra.append(

@@ -32,7 +32,7 @@ from jobqueue_operator.defaults_source import DefaultsSource
 from jobqueue_operator.kube import GROUP, PLURAL, VERSION, Kube
 from jobqueue_operator.leader import LeaderElector
 from jobqueue_operator.observe import RedisPools
-from jobqueue_operator.pacing import next_poll_in, pause
+from jobqueue_operator.pacing import lateness, next_poll_in, pause
 from jobqueue_operator.parse import DEFAULT_INTERVAL_S
 from jobqueue_operator.ports import KubeError
 from jobqueue_operator.reconcile import Context, Loop
@@ -180,6 +180,7 @@ async def scale_loop(
     claims_on = _claims_reader(indices["jobqueue_claims"])
     elector: LeaderElector | None = memo.get("elector")
     loop: Loop | None = None
+    due: float | None = None  # when the next poll should start
     # Every line this loop logs (ours and kopf's) carries the JobQueue as fields;
     # the daemon is its own task, so the binding stays with this JobQueue.
     try:
@@ -192,17 +193,22 @@ async def scale_loop(
                         _LOOPS.pop(loop.owner, None)
                         loop.close()
                         loop = None
+                    due = None
                     await pause(STANDBY_POLL_S)
                     continue
                 if loop is None:
                     loop = Loop(ctx, namespace, name, body.get("status") or {}, claims_on)
                     _LOOPS[loop.owner] = loop
                 started = time.monotonic()
+                late = lateness(due, started)
+                if late is not None:
+                    metrics.POLL_LATENESS.observe(late)
                 try:
                     interval = await loop.tick(body)
                 except Exception:  # a bug in one tick must not end the JobQueue's loop
                     logger.exception("Reconcile tick of JobQueue failed")
                     interval = DEFAULT_INTERVAL_S
+                due = started + interval
                 await pause(next_poll_in(interval, time.monotonic() - started))
     finally:
         if loop is not None:

@@ -111,6 +111,14 @@ LOOP_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
     registry=REGISTRY,
 )
+# Operator-wide, so the series count does not grow with the JobQueues: the one figure
+# that says whether this replica keeps up with all of them.
+POLL_LATENESS = Histogram(
+    "jobqueue_operator_poll_lateness_seconds",
+    "How long after it was due each poll started (0 when on time).",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+    registry=REGISTRY,
+)
 # Operator-wide: status writes leave the poll (status_writes.py); these say whether
 # the API server keeps up with them.
 STATUS_WRITES_PENDING = Gauge(

@@ -32,3 +32,13 @@ def next_poll_in(interval: float, tick_took: float) -> float:
     so the tick's own time (a slow API server, a long shared read) does not
     stretch every JobQueue's period."""
     return max(interval * MIN_PAUSE_SHARE, interval - tick_took)
+
+
+def lateness(due: float | None, started: float) -> float | None:
+    """How long after it was due a poll started (0 when on time); ``None`` for a
+    loop's first poll, which nothing scheduled. A poll is due an interval after the
+    start of the one before, so a tick that overran its interval makes the next late
+    as well as a loop that woke late: both are the operator falling behind."""
+    if due is None:
+        return None
+    return max(0.0, started - due)

@@ -64,6 +64,15 @@ def _wait(pred: Callable[[], bool], timeout_s: float, what: str, log: Path | Non
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{tail}")
 
 
+def _sample(exposition: str, name: str, **labels: str) -> float:
+    """The sum of the samples called ``name`` whose labels include ``labels``."""
+    return sum(
+        s.value
+        for s in samples(exposition)
+        if s.name == name and labels.items() <= s.labels.items()
+    )
+
+
 def _labels_with_job_ids(exposition: str, job_ids: set[str]) -> list[str]:
     """Every ``series{label=value}`` whose value is, or contains, a job id or looks like one."""
     bad = []
@@ -231,6 +240,8 @@ def operator_metrics(
             and f'jobqueue_operator_redis_errors_total{{jobqueue="broken",namespace="{namespace}"}}'
             in body
             and "jobqueue_operator_desired_replicas{" in body
+            # A few polls of obs, so that some were due at a time (see the lateness test).
+            and _sample(body, "jobqueue_operator_loop_duration_seconds_count", jobqueue="obs") >= 3
         )
 
     try:
@@ -254,6 +265,20 @@ def test_operator_metrics_pass_promtool(operator_metrics: tuple[str, set[str]]) 
 def test_operator_metrics_carry_no_job_id(operator_metrics: tuple[str, set[str]]) -> None:
     body, ids = operator_metrics
     assert _labels_with_job_ids(body, ids) == []
+
+
+@pytest.mark.k8s
+@pytest.mark.redis
+def test_the_operator_reports_how_late_its_polls_start(
+    operator_metrics: tuple[str, set[str]],
+) -> None:
+    body, _ = operator_metrics
+    name = "jobqueue_operator_poll_lateness_seconds"
+    # Every poll but each loop's first was due at a time: obs alone ran three.
+    observed = _sample(body, f"{name}_count")
+    assert observed >= 2, body
+    assert _sample(body, f"{name}_bucket", le="+Inf") == observed
+    assert _sample(body, f"{name}_sum") >= 0.0
 
 
 @pytest.mark.k8s

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobqueue_operator.pacing import MIN_PAUSE_SHARE, next_poll_in
+from jobqueue_operator.pacing import MIN_PAUSE_SHARE, lateness, next_poll_in
 
 
 @pytest.mark.parametrize(
@@ -36,3 +36,36 @@ def test_the_period_is_the_interval_unless_the_tick_overran(interval: float, too
         assert period == pytest.approx(interval)
     else:
         assert period == pytest.approx(took + interval * MIN_PAUSE_SHARE)
+
+
+@pytest.mark.parametrize(
+    ("due", "started", "late"),
+    [
+        (None, 12.0, None),  # a loop's first poll was not scheduled
+        (10.0, 10.0, 0.0),
+        (10.0, 9.5, 0.0),  # a poll a little early is on time, not negatively late
+        (10.0, 10.25, 0.25),
+        (10.0, 40.0, 30.0),
+    ],
+)
+def test_a_poll_is_late_by_how_long_after_its_due_time_it_started(
+    due: float | None, started: float, late: float | None
+) -> None:
+    assert lateness(due, started) == late
+
+
+@given(
+    interval=st.floats(min_value=1.0, max_value=300.0),
+    took=st.floats(min_value=0.0, max_value=1_000.0),
+)
+def test_polls_paced_by_next_poll_in_are_late_only_when_a_tick_overran(
+    interval: float, took: float
+) -> None:
+    started = 1_000.0
+    next_start = started + took + next_poll_in(interval, took)
+    late = lateness(started + interval, next_start)
+    assert late is not None
+    if took <= interval * (1 - MIN_PAUSE_SHARE):
+        assert late == pytest.approx(0.0, abs=1e-9)
+    else:
+        assert late == pytest.approx(took + interval * MIN_PAUSE_SHARE - interval)
