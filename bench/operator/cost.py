@@ -14,26 +14,29 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from kubernetes_asyncio import client
 
 from bench.operator import probes
 from bench.operator.env import BenchEnv
 
+T = TypeVar("T")
+
 
 async def measure(env: BenchEnv, window_s: float, jobqueues: int) -> dict[str, Any]:
     """Counter deltas over ``window_s`` and their per-poll ratios."""
     env.check_operator()
     await env.rclient.ping()  # the connection (and its CLIENT SETINFO) before the first snapshot
-    op0 = await probes.operator_counters(env.metrics_port)
+    op0, at0 = await _timed(probes.operator_counters(env.metrics_port))
     r0 = await probes.redis_counters(env.rclient)
     a0 = await probes.api_counters(env.plane)
     started = time.monotonic()
     await asyncio.sleep(window_s)
     a1 = await probes.api_counters(env.plane)
     r1 = await probes.redis_counters(env.rclient)
-    op1 = await probes.operator_counters(env.metrics_port)
+    op1, at1 = await _timed(probes.operator_counters(env.metrics_port))
     elapsed = time.monotonic() - started
     env.check_operator()
     polls = op1.polls - op0.polls
@@ -47,9 +50,13 @@ async def measure(env: BenchEnv, window_s: float, jobqueues: int) -> dict[str, A
     per_poll = (lambda x: x / polls) if polls else (lambda _: float("nan"))
     return {
         "window_s": round(elapsed, 2),
+        # Between the two scrapes of the operator's counters: the time its poll count
+        # covers. The window above also holds the other probes, seconds each at
+        # thousands of JobQueues (the API server's metrics are large).
+        "counter_span_s": at1 - at0,
         "jobqueues": jobqueues,
         "polls": polls,
-        "polls_per_jobqueue_per_s": polls / jobqueues / elapsed,
+        "polls_per_jobqueue_per_s": polls / jobqueues / (at1 - at0),
         "operator_loop_seconds_per_poll": per_poll(op1.loop_seconds - op0.loop_seconds),
         "operator_round_trips_metric": own_trips,
         "redis_round_trips": reads,
@@ -73,6 +80,13 @@ async def measure(env: BenchEnv, window_s: float, jobqueues: int) -> dict[str, A
         "poll_lateness": lateness_delta(op0.lateness, op1.lateness),
         "events": await event_reasons(env),
     }
+
+
+async def _timed(scrape: Awaitable[T]) -> tuple[T, float]:
+    """``scrape``'s result and when it was taken: the middle of the request."""
+    before = time.monotonic()
+    result = await scrape
+    return result, (before + time.monotonic()) / 2
 
 
 def status_writes_delta(

@@ -187,7 +187,11 @@ def render(results: dict[str, Any]) -> str:
             "Fresh control plane, Redis and operator per row; N Deployments + N JobQueues "
             "(each its own queue with 3 waiting jobs, inside the band, so nothing scales); "
             "measured over the window after every JobQueue had reported status once (or, where "
-            "the last column says so, after the wait for that ran out).",
+            "the last column says so, after the wait for that ran out). The achieved interval "
+            "is the JobQueues times the time between the two scrapes of the operator's poll "
+            "count, over the polls counted (rows from before 2026-12-07 12:00 UTC used the "
+            "whole window, which also holds the other probes: at 3,000 JobQueues that read "
+            "5.31 s where the polls' own lateness histogram had 99 % within 0.25 s).",
             "",
             "| JobQueues | interval | window | CPU (cores) | waiting for a CPU (cores) "
             "| CPU ms / poll | RSS peak in window | RSS slope in window "

@@ -112,6 +112,9 @@ async def run_point(
     wait1 = sampler.run_delay_seconds()
     run_delay = None if wait0 is None or wait1 is None else wait1 - wait0
     polls = costs["polls"]
+    # The polls were counted between two scrapes, a shorter time than ``wall`` (which
+    # holds every probe at both ends): per poll figures use that span.
+    span = costs.get("counter_span_s") or wall
     hot_spots = None
     if profile_s > 0:
         print(f"  profiling the operator for {profile_s:g}s (py-spy)", flush=True)
@@ -132,7 +135,7 @@ async def run_point(
         "cpu_cores": cpu / wall,
         "runnable_waiting_cores": None if run_delay is None else run_delay / wall,
         "loadavg_1m_start_end": (round(load0, 2), round(os.getloadavg()[0], 2)),
-        "cpu_ms_per_poll": 1000 * cpu / polls if polls else None,
+        "cpu_ms_per_poll": 1000 * (cpu / wall) * span / polls if polls else None,
         "rss_peak_window_mib": sampler.rss_peak / 2**20,
         "rss_peak_lifetime_mib": sampler.lifetime_peak_rss() / 2**20,
         "rss_median_window_mib": sorted(sampler.samples)[len(sampler.samples) // 2] / 2**20
@@ -144,7 +147,7 @@ async def run_point(
         "rss_slope_second_half_mib_per_min": rss_slope_mib_per_min(
             *second_half(sampler.sample_times, sampler.samples)
         ),
-        "achieved_interval_s": count * wall / polls if polls else None,
+        "achieved_interval_s": count * span / polls if polls else None,
         "redis_round_trips_per_jobqueue_per_poll": costs["redis_round_trips_per_poll"],
         "cost": costs,
     }
