@@ -110,11 +110,16 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
-    """Close the Redis pools, write the statuses still pending, close the API client."""
+    """Write the statuses still pending, then give up the lease, close the Redis pools
+    and the API client. The statuses go first: written after the lease is free, they
+    could land over what a standby that took it over has started to write."""
     for key in ("defaults_task", "elector_task"):
         task: asyncio.Task[None] | None = memo.get(key)
         if task is not None:
             task.cancel()
+    writes: QueuedStatusWrites | None = memo.get("status_writes")
+    if writes is not None:
+        await writes.close(flush_s=STATUS_FLUSH_S)
     elector: LeaderElector | None = memo.get("elector")
     if elector is not None:
         await elector.release()
@@ -124,9 +129,6 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
     pools: RedisPools | None = memo.get("pools")
     if pools is not None:
         await pools.close()
-    writes: QueuedStatusWrites | None = memo.get("status_writes")
-    if writes is not None:
-        await writes.close(flush_s=STATUS_FLUSH_S)
     kube: Kube | None = memo.get("kube")
     if kube is not None:
         await kube.close()

@@ -40,6 +40,7 @@ class Reporter:
     #: The last status handed to ``writes`` (written, or on its way).
     previous_status: dict[str, Any] = field(default_factory=dict)
     _written_at: float | None = None  # memory only: a restart writes at once
+    _submitted: bool = False  # this Reporter's first status is urgent, like a new decision
     #: The trouble last announced by a Warning Event (reason), to post on change only.
     _announced: str | None = None
 
@@ -53,10 +54,13 @@ class Reporter:
             and status_mod.same_decision(new_status, self.previous_status)
         )
         if not unchanged:
-            # A new decision (or the first status) goes before the routine refreshes.
-            urgent = written is None or not status_mod.same_decision(
+            # A new decision (or the first status) goes before the routine refreshes;
+            # a write again after a failure does not (under API errors every JobQueue
+            # writes again, and the new decisions must still go first).
+            urgent = not self._submitted or not status_mod.same_decision(
                 new_status, self.previous_status
             )
+            self._submitted = True
             self.previous_status = new_status
             self._written_at = tick.now
             await self.writes.submit(

@@ -9,8 +9,11 @@ API server must not slow the reading of the queues, and an operator must not
 take every connection the API server offers.
 
 :class:`QueuedStatusWrites` keeps one pending status per JobQueue (a newer one
-replaces it: only the latest matters) and writes them with a bounded number of
-PATCHes in flight. A status whose decision changed is urgent and goes before
+replaces it) and writes them with a bounded number of PATCHes in flight. A
+status is a merge patch, not a whole status: a field set on one poll only (the
+pod selection, say) is left out by the next. So a newer status replaces an
+older unwritten one by merging over it (:func:`combined`), and a failed write is
+merged under the JobQueue's next status. A status whose decision changed is urgent and goes before
 the routine refreshes of a moving queue sample. Never two writes of one
 JobQueue at once, so they land in the order they were made. A failed write is
 reported back to its JobQueue, whose next poll writes again.
@@ -28,7 +31,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -74,6 +77,26 @@ class DirectStatusWrites:
         return None
 
 
+def combined(older: Mapping[str, Any], newer: Mapping[str, Any]) -> dict[str, Any]:
+    """One merge patch that does what ``older`` then ``newer`` would (RFC 7386).
+
+    Objects merge key by key, deeper down too; anything else in ``newer``, a
+    ``None`` (delete) included, replaces what ``older`` had. One case is not
+    exact: an object in ``newer`` where ``older`` deleted the field or set a
+    non-object merges into the server's value instead of replacing it (one merge
+    patch cannot say "replace"). No field of our status changes between an object
+    and anything else.
+    """
+    out = dict(older)
+    for key, value in newer.items():
+        before = out.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            out[key] = combined(before, value)
+        else:
+            out[key] = value
+    return out
+
+
 @dataclass(slots=True)
 class _Pending:
     status: dict[str, Any]
@@ -105,6 +128,9 @@ class QueuedStatusWrites:
         self._writing: set[Key] = set()
         self._ready = asyncio.Event()
         self._writers: list[asyncio.Task[None]] = []
+        #: Statuses whose write failed with nothing newer pending: merged under the
+        #: JobQueue's next one, so no field of theirs is lost.
+        self._unsent: dict[Key, dict[str, Any]] = {}
         self._closed = False
         #: Statuses replaced by a newer one before they were written (tests, metrics).
         self.superseded = 0
@@ -119,11 +145,15 @@ class QueuedStatusWrites:
         if self._closed:
             return
         self._start()
+        unsent = self._unsent.pop(key, None)
+        if unsent is not None:
+            status = combined(unsent, status)
         earlier = self._pending.get(key)
         if earlier is not None:
             self.superseded += 1
             metrics.STATUS_WRITES_SUPERSEDED.inc()
             urgent = urgent or earlier.urgent
+            status = combined(earlier.status, status)
             self._pending[key] = _Pending(status, urgent, on_failure, earlier.since)
             if urgent and not earlier.urgent and key not in self._writing:
                 self._urgent.append(key)  # its routine place is skipped when reached
@@ -134,6 +164,7 @@ class QueuedStatusWrites:
         self._publish()
 
     def forget(self, key: Key) -> None:
+        self._unsent.pop(key, None)
         if self._pending.pop(key, None) is not None:
             self._publish()
 
@@ -194,14 +225,26 @@ class QueuedStatusWrites:
             try:
                 await self._write(key[0], key[1], pending.status)
             except KubeError as exc:
-                pending.on_failure(exc)
+                self._failed(key, pending, exc)
             except Exception as exc:  # a connection error, say: the writer must go on
                 log.warning("Status write of JobQueue %s/%s failed: %r", *key, exc)
-                pending.on_failure(KubeError(f"status write failed: {exc!r}"))
+                self._failed(key, pending, KubeError(f"status write failed: {exc!r}"))
             finally:
                 self._finished(key)
             metrics.STATUS_WRITE_DELAY.observe(self._clock() - pending.since)
             self._publish()
+
+    def _failed(self, key: Key, pending: _Pending, error: KubeError) -> None:
+        """Keep the failed status to merge under the next one, and tell its JobQueue."""
+        newer = self._pending.get(key)
+        if newer is not None:
+            newer.status = combined(pending.status, newer.status)
+        else:
+            self._unsent[key] = pending.status
+        try:
+            pending.on_failure(error)
+        except Exception:  # a broken callback must not end a writer
+            log.exception("Status write failure of JobQueue %s/%s not reported", *key)
 
     def _finished(self, key: Key) -> None:
         """A newer status that came during the write takes its place in line now."""

@@ -288,6 +288,51 @@ async def test_a_queued_write_that_failed_is_made_again_by_the_next_poll(
     await writes.close()
 
 
+class RecordedWrites:
+    """Records whether each status was submitted as urgent; fails the next when told."""
+
+    def __init__(self) -> None:
+        self.urgent: list[bool] = []
+        self.fail_next = False
+
+    async def submit(
+        self, key: tuple[str, str], status: dict[str, Any], *, urgent: bool, on_failure: Any
+    ) -> None:
+        self.urgent.append(urgent)
+        if self.fail_next:
+            self.fail_next = False
+            on_failure(KubeError("could not patch the status: HTTP 500"))
+
+    def forget(self, key: tuple[str, str]) -> None:
+        return None
+
+
+async def test_a_status_written_again_after_a_failure_does_not_jump_the_line(
+    world: FakeQueues,
+) -> None:
+    """Under API errors every JobQueue writes again; only new decisions are urgent."""
+    kube, clock, writes = FakeKube(replicas=1), Clock(), RecordedWrites()
+    ctx = Context(
+        kube=kube,
+        queues_for=lambda owner: world,
+        settings=OperatorSettings(),
+        clock=clock,
+        status_writes=writes,
+    )
+    loop = Loop(ctx, "ns", "q", {}, lambda ns, t: [])
+    world.obs = Observation(depth=5, oldest_age_s=0.0)
+    writes.fail_next = True
+    await loop.tick(BODY)  # the first status: urgent, and it fails
+    clock.now += 2
+    await loop.tick(BODY)  # same decision, written again at once, in the routine line
+    clock.now += 2
+    await loop.tick(BODY)  # written, same decision, refresh not due: nothing
+    world.obs = Observation(depth=15, oldest_age_s=0.0)  # a scale-up: a new decision
+    clock.now += 2
+    await loop.tick(BODY)
+    assert writes.urgent == [True, False, True]
+
+
 async def test_restart_resumes_cooldown_from_status(world: FakeQueues) -> None:
     kube, clock = FakeKube(replicas=2), Clock()
     status = {"lastScaleUpTime": to_rfc3339(clock.now - 30), "consecutiveFailures": 2}

@@ -15,7 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jobqueue_operator.ports import KubeError
-from jobqueue_operator.status_writes import DirectStatusWrites, Key, QueuedStatusWrites
+from jobqueue_operator.status_writes import (
+    DirectStatusWrites,
+    Key,
+    QueuedStatusWrites,
+    combined,
+)
 
 
 class GatedWrites:
@@ -23,6 +28,7 @@ class GatedWrites:
 
     def __init__(self) -> None:
         self.written: list[tuple[Key, Any]] = []
+        self.statuses: list[tuple[Key, dict[str, Any]]] = []
         self.in_flight: set[Key] = set()
         self.most_in_flight = 0
         self.held: dict[Key, asyncio.Event] = {}
@@ -52,6 +58,7 @@ class GatedWrites:
             if error is not None:
                 raise error
             self.written.append((key, status["n"]))
+            self.statuses.append((key, status))
         finally:
             self.in_flight.discard(key)
 
@@ -134,6 +141,124 @@ async def test_a_failed_write_is_reported_and_the_writers_go_on() -> None:
     assert "a bug in the client" in failures[1][1]
     assert write.written == [(C, 0)]
     await writes.close()
+
+
+async def test_a_replaced_status_keeps_the_fields_only_it_had() -> None:
+    """A status is a merge patch: the pod selection one poll chose is not in the next."""
+    write = GatedWrites()
+    writes = QueuedStatusWrites(write, in_flight=1)
+    write.hold(A)
+    await writes.submit(A, {"n": 0}, urgent=True, on_failure=ignore)
+    await settle()  # being written: the next two wait
+    chosen = {"n": 1, "podSelection": {"pods": ["w-2"], "removedPods": None}}
+    await writes.submit(A, chosen, urgent=True, on_failure=ignore)
+    await writes.submit(A, {"n": 2, "observed": {"depth": 3}}, urgent=False, on_failure=ignore)
+    write.release(A)
+    assert await writes.flush(1.0)
+    assert write.statuses[-1] == (
+        A,
+        {"n": 2, "podSelection": {"pods": ["w-2"], "removedPods": None}, "observed": {"depth": 3}},
+    )
+    await writes.close()
+
+
+async def test_a_failed_status_is_merged_under_the_next_one() -> None:
+    write = GatedWrites()
+    write.fail[A] = KubeError("could not patch the status of JobQueue a: HTTP 500")
+    writes = QueuedStatusWrites(write, in_flight=1)
+    await writes.submit(
+        A, {"n": 1, "podSelection": {"pods": ["w-2"]}}, urgent=True, on_failure=ignore
+    )
+    assert await writes.flush(1.0)
+    assert write.statuses == []
+    del write.fail[A]
+    await writes.submit(A, {"n": 2}, urgent=False, on_failure=ignore)
+    assert await writes.flush(1.0)
+    assert write.statuses == [(A, {"n": 2, "podSelection": {"pods": ["w-2"]}})]
+    await writes.close()
+
+
+async def test_a_failure_callback_that_raises_does_not_stop_the_writers() -> None:
+    write = GatedWrites()
+    write.fail[A] = KubeError("HTTP 500")
+    writes = QueuedStatusWrites(write, in_flight=1)
+
+    def broken(_: KubeError) -> None:
+        raise RuntimeError("a bug in the callback")
+
+    await writes.submit(A, {"n": 0}, urgent=True, on_failure=broken)
+    await writes.submit(B, {"n": 1}, urgent=True, on_failure=ignore)
+    assert await writes.flush(1.0)
+    assert write.written == [(B, 1)]
+    await writes.close()
+
+
+@pytest.mark.parametrize(
+    ("older", "newer", "both"),
+    [
+        ({"a": 1}, {"b": 2}, {"a": 1, "b": 2}),
+        ({"a": 1}, {"a": 2}, {"a": 2}),
+        ({"p": {"x": 1, "y": 2}}, {"p": {"y": 3}}, {"p": {"x": 1, "y": 3}}),
+        ({"p": {"x": 1}}, {"p": {"x": None}}, {"p": {"x": None}}),  # a delete stays a delete
+        ({"p": {"x": None}}, {}, {"p": {"x": None}}),
+        ({"l": [1, 2]}, {"l": [3]}, {"l": [3]}),  # lists are replaced whole
+        ({"p": {"x": 1}}, {"p": 5}, {"p": 5}),
+    ],
+)
+def test_two_merge_patches_combine_into_one(
+    older: dict[str, Any], newer: dict[str, Any], both: dict[str, Any]
+) -> None:
+    assert combined(older, newer) == both
+
+
+def apply_merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386, as the API server applies a status merge patch."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = apply_merge_patch(out.get(key), value)
+    return out
+
+
+_leaf = st.one_of(st.integers(0, 3), st.lists(st.integers(0, 3), max_size=2))
+_object = st.recursive(
+    st.dictionaries(st.sampled_from("abc"), _leaf, max_size=3),
+    lambda inner: st.dictionaries(st.sampled_from("abc"), _leaf | inner, max_size=3),
+    max_leaves=8,
+)
+# A patch may also delete (None). What our statuses never do is set an object
+# where the earlier patch deleted the field or set it to a non-object (combined's
+# docstring): one merge patch cannot say "replace with this object".
+_patch = st.recursive(
+    st.dictionaries(st.sampled_from("abc"), _leaf | st.none(), max_size=3),
+    lambda inner: st.dictionaries(st.sampled_from("abc"), _leaf | st.none() | inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def _sets_an_object_over_a_non_object(older: Any, newer: Any) -> bool:
+    if not isinstance(older, dict) or not isinstance(newer, dict):
+        return False
+    return any(
+        (k in older and not isinstance(older[k], dict) and isinstance(v, dict))
+        or _sets_an_object_over_a_non_object(older.get(k), v)
+        for k, v in newer.items()
+    )
+
+
+@settings(max_examples=500)
+@given(server=_object, older=_patch, newer=_patch)
+def test_combined_patches_do_what_the_two_would_one_after_the_other(
+    server: dict[str, Any], older: dict[str, Any], newer: dict[str, Any]
+) -> None:
+    if _sets_an_object_over_a_non_object(older, newer):
+        return
+    one_by_one = apply_merge_patch(apply_merge_patch(server, older), newer)
+    assert apply_merge_patch(server, combined(older, newer)) == one_by_one
 
 
 async def test_forget_drops_what_is_not_written_and_close_stops_writing() -> None:
