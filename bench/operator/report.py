@@ -259,10 +259,15 @@ def _scale_details(scale: list[dict[str, Any]]) -> list[str]:
             extra.append(f"failed Redis polls {_f(c['operator_redis_errors'], 0)}")
         late = c.get("poll_lateness")
         if late and late.get("share_late") is not None:
+            p99 = late["p99_at_most_s"]
+            tail = (
+                "over 1 % of them later than the histogram's largest bound"
+                if p99 == math.inf
+                else f"99 % within {_f(p99, 2)} s"
+            )
             extra.append(
                 f"polls more than 1 s after they were due: {_f(100 * late['share_late'], 1)} % "
-                f"of {_f(late['polls'], 0)} (mean lateness {_f(late['mean_s'], 3)} s, 99 % "
-                f"within {_f(late['p99_at_most_s'], 2)} s)"
+                f"of {_f(late['polls'], 0)} (mean lateness {_f(late['mean_s'], 3)} s, {tail})"
             )
         writes = c.get("status_writes")
         if writes:
