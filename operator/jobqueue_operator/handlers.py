@@ -190,10 +190,11 @@ async def scale_loop(
             while not stopped:
                 if elector is not None and not elector.is_leader:
                     # A standby keeps nothing: on taking over it starts from the status
-                    # the last leader wrote (cooldowns, pod selection).
+                    # the last leader wrote (cooldowns, pod selection). A decision made
+                    # and not yet written still goes out, for that next leader.
                     if loop is not None:
                         _LOOPS.pop(loop.owner, None)
-                        loop.close()
+                        loop.close(keep_decision=True)
                         loop = None
                     due = None
                     await pause(STANDBY_POLL_S)

@@ -140,16 +140,21 @@ class Loop:
         metrics.LOOP_SECONDS.labels(self.namespace, self.name).observe(time.monotonic() - started)
         return interval(body)
 
-    def close(self, *, keep_status: bool = False) -> None:
+    def close(self, *, keep_status: bool = False, keep_decision: bool = False) -> None:
         """The JobQueue is gone or the operator stops: release its pool, drop its series.
 
         Its status not written yet is dropped too, unless ``keep_status``: an
         operator that exits writes what it can before it goes (a new decision
-        carries the cooldown stamps the next operator resumes from).
+        carries the cooldown stamps the next operator resumes from). With
+        ``keep_decision`` (the lease was lost) only a status with a new decision
+        is still written: the next leader takes over a lease duration later, and
+        the urgent line gets it there first, where a routine refresh could land
+        over what the next leader has written.
         """
         self.gather.queues.close()
         if not keep_status:
-            self.ctx.writes.forget((self.namespace, self.name))
+            key = (self.namespace, self.name)
+            self.ctx.writes.forget(key, keep_decision=keep_decision)
         metrics.forget(self.namespace, self.name)
 
     async def _run(self, body: Mapping[str, Any]) -> Tick:

@@ -55,8 +55,12 @@ class StatusWrites(Protocol):
     ) -> None:
         """Write ``status`` (now, or soon); ``on_failure`` hears of a write that failed."""
 
-    def forget(self, key: Key) -> None:
-        """The JobQueue is gone or no longer ours: drop what it has not written yet."""
+    def forget(self, key: Key, *, keep_decision: bool = False) -> None:
+        """The JobQueue is gone or no longer ours: drop what it has not written yet.
+
+        With ``keep_decision``, a status carrying a new decision (urgent) is still
+        written: it holds the cooldown stamps the next leader resumes from.
+        """
 
 
 class DirectStatusWrites:
@@ -73,7 +77,7 @@ class DirectStatusWrites:
         except KubeError as exc:
             on_failure(exc)
 
-    def forget(self, key: Key) -> None:
+    def forget(self, key: Key, *, keep_decision: bool = False) -> None:
         return None
 
 
@@ -163,10 +167,13 @@ class QueuedStatusWrites:
                 self._line(urgent).append(key)
         self._publish()
 
-    def forget(self, key: Key) -> None:
+    def forget(self, key: Key, *, keep_decision: bool = False) -> None:
         self._unsent.pop(key, None)
-        if self._pending.pop(key, None) is not None:
-            self._publish()
+        pending = self._pending.get(key)
+        if pending is None or (keep_decision and pending.urgent):
+            return
+        del self._pending[key]
+        self._publish()
 
     @property
     def pending(self) -> int:

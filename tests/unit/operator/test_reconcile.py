@@ -303,7 +303,7 @@ class RecordedWrites:
             self.fail_next = False
             on_failure(KubeError("could not patch the status: HTTP 500"))
 
-    def forget(self, key: tuple[str, str]) -> None:
+    def forget(self, key: tuple[str, str], *, keep_decision: bool = False) -> None:
         return None
 
 

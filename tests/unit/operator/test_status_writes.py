@@ -261,6 +261,22 @@ def test_combined_patches_do_what_the_two_would_one_after_the_other(
     assert apply_merge_patch(server, combined(older, newer)) == one_by_one
 
 
+async def test_a_lost_lease_still_writes_a_new_decision_but_no_refresh() -> None:
+    write = GatedWrites()
+    writes = QueuedStatusWrites(write, in_flight=1)
+    write.hold(X)
+    await writes.submit(X, {"n": 0}, urgent=False, on_failure=ignore)
+    await settle()  # the one writer is busy: A and B wait
+    await writes.submit(A, {"n": 1}, urgent=True, on_failure=ignore)  # a new decision
+    await writes.submit(B, {"n": 2}, urgent=False, on_failure=ignore)  # a refresh
+    writes.forget(A, keep_decision=True)
+    writes.forget(B, keep_decision=True)
+    write.release(X)
+    assert await writes.flush(1.0)
+    assert write.written == [(X, 0), (A, 1)]
+    await writes.close()
+
+
 async def test_forget_drops_what_is_not_written_and_close_stops_writing() -> None:
     write = GatedWrites()
     write.hold(X)
