@@ -38,6 +38,10 @@ async def measure(env: BenchEnv, window_s: float, jobqueues: int) -> dict[str, A
     r1 = await probes.redis_counters(env.rclient)
     op1, at1 = await _timed(probes.operator_counters(env.metrics_port))
     elapsed = time.monotonic() - started
+    # Between the two scrapes of the operator's counters: the time its poll count
+    # covers. The window also holds the other probes, seconds each at thousands of
+    # JobQueues (the API server's metrics are large).
+    span = at1 - at0
     env.check_operator()
     polls = op1.polls - op0.polls
     reads, commands, by_command = probes.redis_delta(r0, r1)
@@ -50,13 +54,10 @@ async def measure(env: BenchEnv, window_s: float, jobqueues: int) -> dict[str, A
     per_poll = (lambda x: x / polls) if polls else (lambda _: float("nan"))
     return {
         "window_s": round(elapsed, 2),
-        # Between the two scrapes of the operator's counters: the time its poll count
-        # covers. The window above also holds the other probes, seconds each at
-        # thousands of JobQueues (the API server's metrics are large).
-        "counter_span_s": at1 - at0,
+        "counter_span_s": span,
         "jobqueues": jobqueues,
         "polls": polls,
-        "polls_per_jobqueue_per_s": polls / jobqueues / (at1 - at0),
+        "polls_per_jobqueue_per_s": polls / jobqueues / span,
         "operator_loop_seconds_per_poll": per_poll(op1.loop_seconds - op0.loop_seconds),
         "operator_round_trips_metric": own_trips,
         "redis_round_trips": reads,

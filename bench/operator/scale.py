@@ -114,7 +114,7 @@ async def run_point(
     polls = costs["polls"]
     # The polls were counted between two scrapes, a shorter time than ``wall`` (which
     # holds every probe at both ends): per poll figures use that span.
-    span = costs.get("counter_span_s") or wall
+    span = costs["counter_span_s"]
     hot_spots = None
     if profile_s > 0:
         print(f"  profiling the operator for {profile_s:g}s (py-spy)", flush=True)

@@ -13,10 +13,10 @@ replaces it) and writes them with a bounded number of PATCHes in flight. A
 status is a merge patch, not a whole status: a field set on one poll only (the
 pod selection, say) is left out by the next. So a newer status replaces an
 older unwritten one by merging over it (:func:`combined`), and a failed write is
-merged under the JobQueue's next status. A status whose decision changed is urgent and goes before
-the routine refreshes of a moving queue sample. Never two writes of one
-JobQueue at once, so they land in the order they were made. A failed write is
-reported back to its JobQueue, whose next poll writes again.
+merged under the JobQueue's next status. A status whose decision changed is
+urgent and goes before the routine refreshes of a moving queue sample. Never two
+writes of one JobQueue at once, so they land in the order they were made. A
+failed write is reported back to its JobQueue, whose next poll writes again.
 
 :class:`DirectStatusWrites` writes inline, as before: for a loop run on its own
 (tests, a one-shot run) where "after the tick, the status is written" matters
